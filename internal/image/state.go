@@ -1,0 +1,302 @@
+package image
+
+import "fmt"
+
+// This file holds the process state that travels in an image: everything a
+// checkpoint captures except page contents and file contents, which follow
+// as separate records. The state is encoded as JSON inside a checksummed
+// record (see format.go), so fields may be added without a version bump as
+// long as their zero value means "absent / old behaviour".
+
+// Checkpoint is the state record: a process tree and the files it shares.
+// It is the first record after the header in every image.
+type Checkpoint struct {
+	// Root is the PID of the process the checkpoint was asked for.
+	Root int `json:"root"`
+	// Processes lists the tree, parents before children.
+	Processes []*Process `json:"processes"`
+	// Kernel is `uname -r` of the source machine; VDSO layout depends on it.
+	Kernel string `json:"kernel"`
+	// Hostname of the node that took the checkpoint (informational).
+	Hostname string `json:"hostname,omitempty"`
+	// PageSize of the source machine.
+	PageSize int `json:"page_size"`
+	// TimeUnixNano when the process was frozen.
+	TimeUnixNano int64 `json:"time_unix_nano"`
+}
+
+// Process is one process of the tree.
+type Process struct {
+	PID  int `json:"pid"`
+	PPID int `json:"ppid"` // parent's PID; 0 when the parent is outside the tree
+	PGID int `json:"pgid"`
+	SID  int `json:"sid"`
+
+	Comm string `json:"comm"`
+	// Exe is the path of /proc/PID/exe at checkpoint time.
+	Exe string `json:"exe"`
+	// ExeHash is the SHA-256 of the executable, hex, so a restore can tell
+	// a different binary at the same path.
+	ExeHash string `json:"exe_hash,omitempty"`
+	Cwd     string `json:"cwd"`
+	Umask   uint32 `json:"umask"`
+	// Stopped is true when the process was in group-stop (SIGSTOP, ^Z);
+	// it is restored stopped.
+	Stopped bool `json:"stopped,omitempty"`
+	// Personality as read from /proc/PID/personality.
+	Personality uint32 `json:"personality,omitempty"`
+
+	Creds   Creds    `json:"creds"`
+	Rlimits []Rlimit `json:"rlimits"`
+
+	MM   MM    `json:"mm"`
+	VMAs []VMA `json:"vmas"`
+
+	Threads []*Thread `json:"threads"` // the leader (TID == PID) first
+
+	// Sigactions has one entry per signal 1..64 (index 0 is signal 1).
+	Sigactions []Sigaction `json:"sigactions"`
+	// SharedPending holds process-wide pending signals (raw siginfo).
+	SharedPending []Siginfo `json:"shared_pending,omitempty"`
+
+	Itimers     [3]Itimer    `json:"itimers"` // ITIMER_REAL, _VIRTUAL, _PROF
+	PosixTimers []PosixTimer `json:"posix_timers,omitempty"`
+
+	FDs []FD `json:"fds"`
+}
+
+// Creds are the process credentials (all threads share them here).
+type Creds struct {
+	UID    [4]uint32 `json:"uid"` // real, effective, saved, fs
+	GID    [4]uint32 `json:"gid"`
+	Groups []uint32  `json:"groups,omitempty"`
+	// Capability sets as 64-bit masks: inheritable, permitted, effective,
+	// bounding, ambient.
+	CapInh uint64 `json:"cap_inh"`
+	CapPrm uint64 `json:"cap_prm"`
+	CapEff uint64 `json:"cap_eff"`
+	CapBnd uint64 `json:"cap_bnd"`
+	CapAmb uint64 `json:"cap_amb"`
+	// NoNewPrivs, Dumpable: prctl flags.
+	NoNewPrivs bool `json:"no_new_privs,omitempty"`
+}
+
+// Rlimit is one resource limit.
+type Rlimit struct {
+	Resource int    `json:"resource"`
+	Cur      uint64 `json:"cur"`
+	Max      uint64 `json:"max"`
+}
+
+// MM holds the mm_struct fields that PR_SET_MM_MAP restores.
+type MM struct {
+	StartCode  uint64   `json:"start_code"`
+	EndCode    uint64   `json:"end_code"`
+	StartData  uint64   `json:"start_data"`
+	EndData    uint64   `json:"end_data"`
+	StartBrk   uint64   `json:"start_brk"`
+	Brk        uint64   `json:"brk"`
+	StartStack uint64   `json:"start_stack"`
+	ArgStart   uint64   `json:"arg_start"`
+	ArgEnd     uint64   `json:"arg_end"`
+	EnvStart   uint64   `json:"env_start"`
+	EnvEnd     uint64   `json:"env_end"`
+	Auxv       []uint64 `json:"auxv"` // raw auxv words, pairs, ends with AT_NULL
+}
+
+// VMA kinds.
+const (
+	VMAAnon       = "anon"        // private anonymous (incl. heap, stack)
+	VMAFile       = "file"        // private or shared mapping of a file on disk
+	VMASharedAnon = "shared-anon" // MAP_SHARED|MAP_ANONYMOUS (shows as /dev/zero (deleted))
+	VMAMemfd      = "memfd"       // mapping of a memfd (or an unlinked file)
+	VMAVDSO       = "vdso"
+	VMAVVar       = "vvar"
+	VMAVVarVclock = "vvar_vclock"
+	VMAVsyscall   = "vsyscall"
+)
+
+// VMA is one memory mapping, as in /proc/PID/maps plus what restore needs.
+type VMA struct {
+	Start uint64 `json:"start"`
+	End   uint64 `json:"end"`
+	// Prot is PROT_READ|PROT_WRITE|PROT_EXEC bits.
+	Prot int `json:"prot"`
+	// Shared is true for MAP_SHARED mappings.
+	Shared bool   `json:"shared,omitempty"`
+	Kind   string `json:"kind"`
+	// Name is the maps pathname column ("[heap]", "[stack]", a path, ...).
+	Name string `json:"name,omitempty"`
+	// Path of the backing file (VMAFile), Offset within it.
+	Path   string `json:"path,omitempty"`
+	Offset uint64 `json:"offset,omitempty"`
+	// FileID names the shared object (memfd, shared anon, unlinked file)
+	// whose content is carried in FileData records; FDs may refer to the
+	// same object.
+	FileID string `json:"file_id,omitempty"`
+	// Dev and Ino identify the backing file on the source.
+	Dev uint64 `json:"dev,omitempty"`
+	Ino uint64 `json:"ino,omitempty"`
+	// GrowsDown marks a stack VMA (MAP_GROWSDOWN).
+	GrowsDown bool `json:"grows_down,omitempty"`
+	// Flags from /proc/PID/smaps VmFlags of interest (e.g. "dd", "dc", "lo").
+	VMFlags []string `json:"vm_flags,omitempty"`
+}
+
+// Size returns End-Start.
+func (v *VMA) Size() uint64 { return v.End - v.Start }
+
+// Thread is the per-thread state.
+type Thread struct {
+	TID int `json:"tid"`
+	// Regs is the raw x86-64 user_regs_struct (27 words).
+	Regs []uint64 `json:"regs"`
+	// Xstate is the raw NT_X86_XSTATE regset.
+	Xstate []byte `json:"xstate"`
+	// SigMask is the blocked-signal mask.
+	SigMask uint64    `json:"sigmask"`
+	Pending []Siginfo `json:"pending,omitempty"`
+	// Altstack is the sigaltstack.
+	Altstack Stack `json:"altstack"`
+	// Rseq registration (zero Addr when none).
+	RseqAddr uint64 `json:"rseq_addr,omitempty"`
+	RseqLen  uint32 `json:"rseq_len,omitempty"`
+	RseqSig  uint32 `json:"rseq_sig,omitempty"`
+	// Robust futex list head and length (0 when unset).
+	RobustList    uint64 `json:"robust_list,omitempty"`
+	RobustListLen uint64 `json:"robust_list_len,omitempty"`
+	// ClearChildTID is set_tid_address's pointer.
+	ClearChildTID uint64 `json:"clear_child_tid,omitempty"`
+	Name          string `json:"name"`
+	// Syscall describes a system call the thread was frozen in, if any:
+	// restore fixes up the registers so it is restarted correctly.
+	InSyscall bool `json:"in_syscall,omitempty"`
+}
+
+// Siginfo is a raw 128-byte siginfo_t.
+type Siginfo []byte
+
+// Stack is a stack_t.
+type Stack struct {
+	SP    uint64 `json:"sp"`
+	Flags int32  `json:"flags"`
+	Size  uint64 `json:"size"`
+}
+
+// Sigaction is the kernel's struct sigaction for one signal.
+type Sigaction struct {
+	Handler  uint64 `json:"handler"`
+	Flags    uint64 `json:"flags"`
+	Restorer uint64 `json:"restorer"`
+	Mask     uint64 `json:"mask"`
+}
+
+// Itimer is one setitimer timer; values in microseconds.
+type Itimer struct {
+	IntervalUsec int64 `json:"interval_usec"`
+	ValueUsec    int64 `json:"value_usec"`
+}
+
+// PosixTimer is one timer_create timer.
+type PosixTimer struct {
+	ID         int    `json:"id"`
+	ClockID    int    `json:"clock_id"`
+	Signal     int    `json:"signal"`
+	Notify     int    `json:"notify"` // SIGEV_* value
+	NotifyTID  int    `json:"notify_tid,omitempty"`
+	SigevValue uint64 `json:"sigev_value"`
+	// Remaining time and interval, nanoseconds; Overrun count.
+	ValueNsec    int64 `json:"value_nsec"`
+	IntervalNsec int64 `json:"interval_nsec"`
+	Overrun      int   `json:"overrun,omitempty"`
+}
+
+// FD kinds.
+const (
+	FDFile     = "file"     // regular file (possibly unlinked: then FileID carries content)
+	FDDir      = "dir"      // directory
+	FDChar     = "chardev"  // character device (/dev/null, /dev/zero, a tty...)
+	FDPipe     = "pipe"     // anonymous pipe end
+	FDFIFO     = "fifo"     // named pipe
+	FDEventfd  = "eventfd"  // eventfd
+	FDTimerfd  = "timerfd"  // timerfd
+	FDSignalfd = "signalfd" // signalfd
+	FDEpoll    = "epoll"    // epoll instance
+	FDUnix     = "unix"     // unix socket (socketpair within the tree)
+	FDMemfd    = "memfd"    // memfd
+)
+
+// FD is one open file descriptor. Fds that share an open file description
+// (dup, fork) carry the same Desc; the description's state is stored once
+// in the first FD that names it and the others repeat only Num, CloExec
+// and Desc.
+type FD struct {
+	Num     int  `json:"num"`
+	CloExec bool `json:"cloexec,omitempty"`
+	// Desc identifies the open file description within the checkpoint.
+	Desc string `json:"desc"`
+	Kind string `json:"kind,omitempty"`
+	// Flags are the file status flags (O_APPEND, O_NONBLOCK, access mode).
+	Flags int `json:"flags,omitempty"`
+	// Path for files, dirs, devices and FIFOs.
+	Path   string `json:"path,omitempty"`
+	Offset int64  `json:"offset,omitempty"`
+	// Mode, Dev, Ino, Rdev, Size from fstat.
+	Mode uint32 `json:"mode,omitempty"`
+	Dev  uint64 `json:"dev,omitempty"`
+	Ino  uint64 `json:"ino,omitempty"`
+	Rdev uint64 `json:"rdev,omitempty"`
+	Size int64  `json:"size,omitempty"`
+	// Unlinked is true for an open file whose path was deleted; its
+	// content travels as FileData with FileID.
+	Unlinked bool   `json:"unlinked,omitempty"`
+	FileID   string `json:"file_id,omitempty"`
+	// ContentHash is the SHA-256 of a regular file's content (hex), so a
+	// destination can tell whether its own copy is identical.
+	ContentHash string `json:"content_hash,omitempty"`
+
+	// Pipe, FIFO: the pipe identity (inode) shared by both ends, the
+	// bytes buffered in it (stored with the read end's first appearance),
+	// and whether the other end lives outside the checkpointed tree.
+	PipeID   string `json:"pipe_id,omitempty"`
+	Buffered []byte `json:"buffered,omitempty"`
+	External bool   `json:"external,omitempty"`
+	PipeSize int    `json:"pipe_size,omitempty"`
+
+	// Eventfd.
+	EventfdCount     uint64 `json:"eventfd_count,omitempty"`
+	EventfdSemaphore bool   `json:"eventfd_semaphore,omitempty"`
+
+	// Timerfd.
+	TimerClock        int   `json:"timer_clock,omitempty"`
+	TimerTicks        uint64 `json:"timer_ticks,omitempty"`
+	TimerSettimeFlags int   `json:"timer_settime_flags,omitempty"`
+	TimerValueNsec    int64 `json:"timer_value_nsec,omitempty"`
+	TimerIntervalNsec int64 `json:"timer_interval_nsec,omitempty"`
+
+	// Signalfd mask.
+	SignalfdMask uint64 `json:"signalfd_mask,omitempty"`
+
+	// Epoll registered set.
+	Epoll []EpollItem `json:"epoll,omitempty"`
+
+	// Unix socket: type (SOCK_STREAM...), the peer's Desc, the bytes
+	// queued for reading on this end (stream) or the queued datagrams.
+	SockType   int      `json:"sock_type,omitempty"`
+	SockPeer   string   `json:"sock_peer,omitempty"`
+	SockQueue  [][]byte `json:"sock_queue,omitempty"`
+	SockShutRD bool     `json:"sock_shut_rd,omitempty"`
+	SockShutWR bool     `json:"sock_shut_wr,omitempty"`
+}
+
+// EpollItem is one fd registered with an epoll instance.
+type EpollItem struct {
+	FD     int    `json:"fd"` // the target fd number it was registered with
+	Events uint32 `json:"events"`
+	Data   uint64 `json:"data"`
+}
+
+// ObjectID names a kernel file object (a memfd, a shared anonymous mapping,
+// an unlinked file) by its source device and inode. VMAs and FDs that refer
+// to the same object carry the same ID, so restore recreates it once.
+func ObjectID(dev, ino uint64) string { return fmt.Sprintf("obj:%x:%x", dev, ino) }
