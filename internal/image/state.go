@@ -268,11 +268,11 @@ type FD struct {
 	EventfdSemaphore bool   `json:"eventfd_semaphore,omitempty"`
 
 	// Timerfd.
-	TimerClock        int   `json:"timer_clock,omitempty"`
+	TimerClock        int    `json:"timer_clock,omitempty"`
 	TimerTicks        uint64 `json:"timer_ticks,omitempty"`
-	TimerSettimeFlags int   `json:"timer_settime_flags,omitempty"`
-	TimerValueNsec    int64 `json:"timer_value_nsec,omitempty"`
-	TimerIntervalNsec int64 `json:"timer_interval_nsec,omitempty"`
+	TimerSettimeFlags int    `json:"timer_settime_flags,omitempty"`
+	TimerValueNsec    int64  `json:"timer_value_nsec,omitempty"`
+	TimerIntervalNsec int64  `json:"timer_interval_nsec,omitempty"`
 
 	// Signalfd mask.
 	SignalfdMask uint64 `json:"signalfd_mask,omitempty"`

@@ -1,0 +1,334 @@
+package dump
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/fds"
+	"ferry/internal/image"
+	"ferry/internal/kernel"
+	"ferry/internal/procfs"
+	"ferry/internal/ptrace"
+)
+
+// scratchSize is the anonymous mapping dump injects into the target for
+// the arguments of injected calls; it is unmapped before memory is read.
+const scratchSize = 64 << 10
+
+// collector gathers one frozen process's state.
+type collector struct {
+	fz      *ptrace.Frozen
+	proc    *image.Process
+	maps    []procfs.Mapping
+	fds     *fds.Dumper
+	pidfd   int
+	objects map[string]*os.File // FileID → content, for FileData records
+	log     *slog.Logger
+}
+
+func (c *collector) close() {
+	for _, f := range c.objects {
+		f.Close()
+	}
+	if c.fds != nil {
+		c.fds.Close()
+	}
+	if c.pidfd > 0 {
+		unix.Close(c.pidfd)
+	}
+}
+
+func collect(ctx context.Context, fz *ptrace.Frozen, log *slog.Logger) (*collector, error) {
+	pid := fz.PID
+	c := &collector{fz: fz, objects: map[string]*os.File{}, log: log}
+	p := &image.Process{PID: pid}
+	c.proc = p
+	ok := false
+	defer func() {
+		if !ok {
+			c.close()
+		}
+	}()
+
+	// Memory layout first, before the scratch mapping exists.
+	maps, err := procfs.Maps(pid)
+	if err != nil {
+		return nil, err
+	}
+	c.maps = maps
+	if err := c.collectVMAs(); err != nil {
+		return nil, err
+	}
+
+	st, err := procfs.Stat(pid)
+	if err != nil {
+		return nil, err
+	}
+	p.PPID, p.PGID, p.SID = st.PPID, st.PGRP, st.Session
+	p.MM = image.MM{StartCode: st.StartCode, EndCode: st.EndCode, StartData: st.StartData, EndData: st.EndData,
+		StartBrk: st.StartBrk, StartStack: st.StartStack, ArgStart: st.ArgStart, ArgEnd: st.ArgEnd,
+		EnvStart: st.EnvStart, EnvEnd: st.EnvEnd}
+	if p.MM.Auxv, err = procfs.Auxv(pid); err != nil {
+		return nil, err
+	}
+	if p.Exe, err = procfs.Exe(pid); err != nil {
+		return nil, fmt.Errorf("executable of %d: %w", pid, err)
+	}
+	p.Exe = strings.TrimSuffix(p.Exe, " (deleted)")
+	if p.Cwd, err = procfs.Cwd(pid); err != nil {
+		return nil, err
+	}
+	if p.Comm, err = procfs.Comm(pid); err != nil {
+		return nil, err
+	}
+	if pers, err := procfs.Personality(pid); err == nil {
+		p.Personality = pers
+	}
+	status, err := procfs.Status(pid)
+	if err != nil {
+		return nil, err
+	}
+	p.Umask = status.Umask
+	p.Creds = image.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups,
+		CapInh: status.CapInh, CapPrm: status.CapPrm, CapEff: status.CapEff, CapBnd: status.CapBnd, CapAmb: status.CapAmb,
+		NoNewPrivs: status.NoNewPrivs}
+	p.Stopped = fz.WasStopped
+	rl, err := procfs.Rlimits(pid)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rl {
+		p.Rlimits = append(p.Rlimits, image.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
+	}
+
+	// File descriptors (no ptrace needed).
+	c.pidfd, err = unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	c.fds = fds.NewDumper(log)
+	if p.FDs, err = c.fds.DumpProcess(pid, c.pidfd); err != nil {
+		return nil, err
+	}
+
+	if err := c.collectInjected(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// collectVMAs turns maps into image VMAs and opens shared objects.
+func (c *collector) collectVMAs() error {
+	pid := c.fz.PID
+	smaps, err := procfs.Smaps(pid)
+	if err != nil {
+		return err
+	}
+	flags := map[uint64][]string{}
+	for _, s := range smaps {
+		flags[s.Start] = s.VmFlags
+	}
+	for _, m := range c.maps {
+		v := image.VMA{Start: m.Start, End: m.End, Prot: m.Prot, Shared: m.Shared, Name: m.Name,
+			Path: m.Path, Offset: m.Offset, Dev: m.Dev, Ino: m.Inode}
+		for _, f := range flags[m.Start] {
+			switch f {
+			case "gd":
+				v.GrowsDown = true
+			case "dd", "dc", "wf", "lo", "hg", "nh", "mg":
+				v.VMFlags = append(v.VMFlags, f)
+			}
+		}
+		switch {
+		case m.Name == "[vdso]":
+			v.Kind = image.VMAVDSO
+		case m.Name == "[vvar]":
+			v.Kind = image.VMAVVar
+		case m.Name == "[vvar_vclock]":
+			v.Kind = image.VMAVVarVclock
+		case m.Name == "[vsyscall]":
+			v.Kind = image.VMAVsyscall
+		case m.Name == "[uprobes]":
+			return fmt.Errorf("pid %d maps [uprobes] at %#x: %w", pid, m.Start, ErrUnsupported)
+		case m.SharedAnon():
+			v.Kind = image.VMASharedAnon
+		case m.Path == "" && m.Inode == 0:
+			v.Kind = image.VMAAnon
+		case strings.HasPrefix(m.Path, "/memfd:") || m.Deleted:
+			v.Kind = image.VMAMemfd
+		default:
+			v.Kind = image.VMAFile
+		}
+		if v.Kind == image.VMASharedAnon || v.Kind == image.VMAMemfd {
+			f, err := os.Open(procfs.MapFilesPath(pid, m.Start, m.End))
+			if err != nil {
+				return fmt.Errorf("open mapping %#x-%#x of %d: %w", m.Start, m.End, pid, err)
+			}
+			var st unix.Stat_t
+			if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+				f.Close()
+				return err
+			}
+			v.FileID = image.ObjectID(st.Dev, st.Ino)
+			if _, dup := c.objects[v.FileID]; dup {
+				f.Close()
+			} else {
+				c.objects[v.FileID] = f
+			}
+		}
+		c.proc.VMAs = append(c.proc.VMAs, v)
+	}
+	return nil
+}
+
+// collectInjected gathers what only the process itself can tell, by
+// injecting system calls: signal handlers, alternate stacks, timers, brk,
+// clear_child_tid. Registers and masks are read around it.
+func (c *collector) collectInjected() error {
+	pid := c.fz.PID
+	p := c.proc
+	addr, _, err := ptrace.FindSyscall(pid)
+	if err != nil {
+		return err
+	}
+	lead, err := ptrace.NewInjector(pid, addr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := lead.Restore(); err != nil {
+			c.log.Error("restore leader registers", "err", err)
+		}
+	}()
+	scratch, err := lead.Syscall(unix.SYS_MMAP, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return fmt.Errorf("map scratch memory in %d: %w", pid, err)
+	}
+	lead.SetScratch(scratch, scratchSize)
+	defer func() {
+		if _, err := lead.Syscall(unix.SYS_MUNMAP, scratch, scratchSize); err != nil {
+			c.log.Error("unmap scratch", "err", err)
+		}
+	}()
+
+	// Signal handlers, 1..64.
+	p.Sigactions = make([]image.Sigaction, 64)
+	for sig := 1; sig <= 64; sig++ {
+		if _, err := lead.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), 0, scratch, 8); err != nil {
+			continue // SIGKILL/SIGSTOP and 32/33 on some kernels
+		}
+		b, err := lead.ReadScratch(0, 32)
+		if err != nil {
+			return err
+		}
+		p.Sigactions[sig-1] = image.Sigaction{Handler: le(b, 0), Flags: le(b, 8), Restorer: le(b, 16), Mask: le(b, 24)}
+	}
+	// Interval timers.
+	for which := 0; which < 3; which++ {
+		if _, err := lead.Syscall(unix.SYS_GETITIMER, uint64(which), scratch); err != nil {
+			return fmt.Errorf("getitimer: %w", err)
+		}
+		b, _ := lead.ReadScratch(0, 32)
+		p.Itimers[which] = image.Itimer{
+			IntervalUsec: int64(le(b, 0))*1e6 + int64(le(b, 8)),
+			ValueUsec:    int64(le(b, 16))*1e6 + int64(le(b, 24)),
+		}
+	}
+	// POSIX timers.
+	timers, err := procfs.Timers(pid)
+	if err != nil {
+		return err
+	}
+	for _, t := range timers {
+		if _, err := lead.Syscall(unix.SYS_TIMER_GETTIME, uint64(t.ID), scratch); err != nil {
+			return fmt.Errorf("timer_gettime %d: %w", t.ID, err)
+		}
+		b, _ := lead.ReadScratch(0, 32)
+		ov, _ := lead.Syscall(unix.SYS_TIMER_GETOVERRUN, uint64(t.ID))
+		p.PosixTimers = append(p.PosixTimers, image.PosixTimer{ID: t.ID, ClockID: t.ClockID, Signal: t.Signal,
+			Notify: t.Notify, NotifyTID: t.NotifyTID, SigevValue: t.SigevValue,
+			IntervalNsec: int64(le(b, 0))*1e9 + int64(le(b, 8)),
+			ValueNsec:    int64(le(b, 16))*1e9 + int64(le(b, 24)), Overrun: int(ov)})
+	}
+	brk, err := lead.Syscall(unix.SYS_BRK, 0)
+	if err != nil {
+		return fmt.Errorf("brk: %w", err)
+	}
+	p.MM.Brk = brk
+
+	// Process-wide pending signals.
+	if sh, err := kernel.PtracePeekSiginfo(pid, 0, 64, true); err == nil {
+		for _, s := range sh {
+			p.SharedPending = append(p.SharedPending, image.Siginfo(s))
+		}
+	}
+
+	for _, tid := range c.fz.TIDs {
+		th, err := c.collectThread(tid, lead, addr, scratch)
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		p.Threads = append(p.Threads, th)
+	}
+	return nil
+}
+
+func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch uint64) (*image.Thread, error) {
+	in := lead
+	if tid != lead.TID {
+		var err error
+		if in, err = ptrace.NewInjector(tid, addr); err != nil {
+			return nil, err
+		}
+		in.SetScratch(scratch, scratchSize)
+		defer in.Restore()
+	}
+	regs := in.Saved()
+	th := &image.Thread{TID: tid, Regs: kernel.RegsToWords(&regs), SigMask: in.SavedMask()}
+	th.InSyscall = int64(regs.Orig_rax) >= 0
+	var err error
+	if th.Xstate, err = kernel.PtraceGetXstate(tid); err != nil {
+		return nil, fmt.Errorf("xstate: %w", err)
+	}
+	if pend, err := kernel.PtracePeekSiginfo(tid, 0, 64, false); err == nil {
+		for _, s := range pend {
+			th.Pending = append(th.Pending, image.Siginfo(s))
+		}
+	}
+	if sig, ok := c.fz.Swallowed[tid]; ok {
+		var si [kernel.SiginfoSize]byte
+		binary.LittleEndian.PutUint32(si[0:], uint32(sig))
+		th.Pending = append(th.Pending, image.Siginfo(si[:]))
+	}
+	if rs, err := kernel.PtraceGetRseq(tid); err == nil && rs.RseqAbiPointer != 0 {
+		th.RseqAddr, th.RseqLen, th.RseqSig = rs.RseqAbiPointer, rs.RseqAbiSize, rs.Signature
+	}
+	if h, l, err := kernel.GetRobustList(tid); err == nil {
+		th.RobustList, th.RobustListLen = h, l
+	}
+	if th.Name, err = procfs.TaskComm(c.fz.PID, tid); err != nil {
+		return nil, err
+	}
+	// sigaltstack(NULL, &old)
+	if _, err := in.Syscall(unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
+		return nil, fmt.Errorf("sigaltstack: %w", err)
+	}
+	b, _ := in.ReadScratch(0, 24)
+	th.Altstack = image.Stack{SP: le(b, 0), Flags: int32(le(b, 8)), Size: le(b, 16)}
+	// prctl(PR_GET_TID_ADDRESS, &addr)
+	if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch); err == nil {
+		b, _ := in.ReadScratch(0, 8)
+		th.ClearChildTID = le(b, 0)
+	}
+	return th, nil
+}
+
+func le(b []byte, off int) uint64 { return binary.LittleEndian.Uint64(b[off:]) }

@@ -1,0 +1,208 @@
+// Package dump takes a checkpoint of a running process: it freezes every
+// thread (ptrace), collects the process state (registers, signals, timers,
+// memory layout, credentials, file descriptors) and streams it into an
+// image.Writer, state first and pages after. The sink may be a directory
+// or a network connection; dump does not care.
+//
+// Failure is safe: everything that could refuse the process (unsupported
+// file descriptors, a debugger attached) is checked before the process is
+// touched, and on any later error the process is released and runs on as
+// before.
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/fds"
+	"ferry/internal/image"
+	"ferry/internal/procfs"
+	"ferry/internal/ptrace"
+)
+
+// Leave says what happens to the process after a successful dump.
+type Leave int
+
+const (
+	// Kill kills the process once the image is complete (the default).
+	Kill Leave = iota
+	// Running lets it run on.
+	Running
+	// Stopped leaves it in group-stop (as after SIGSTOP).
+	Stopped
+)
+
+// Options tune a dump.
+type Options struct {
+	Leave Leave
+	// MaxDelay bounds delayed blocking: how long to wait for a thread in
+	// uninterruptible sleep to finish its system call. Default 10 s.
+	MaxDelay time.Duration
+	// KeepFiles keeps ferry's duplicates of the process's open file
+	// descriptions (see Result.Kept) for a restore in this same process.
+	KeepFiles bool
+	Log       *slog.Logger
+}
+
+// Result reports what a dump did.
+type Result struct {
+	PID int
+	// FreezeTime is how long the process was stopped (until it was killed,
+	// thawed or left stopped).
+	FreezeTime time.Duration
+	// Delayed lists threads whose stop waited for an uninterruptible
+	// system call, and how long.
+	Delayed map[int]time.Duration
+	Stats   image.Stats
+	// Kept holds duplicates of open file descriptions by image Desc, when
+	// Options.KeepFiles was set. The caller closes them.
+	Kept map[string]*os.File
+	// Checkpoint is the state record that was written.
+	Checkpoint *image.Checkpoint
+}
+
+// Sink receives the image. *image.Writer and *image.DirWriter are sinks;
+// Close must make the image complete (trailer written, file committed),
+// because the process is killed right after it succeeds.
+type Sink interface {
+	WriteState(*image.Checkpoint) error
+	WriteFileData(id string, off int64, data []byte) error
+	WritePages(pid int, addr uint64, data []byte) error
+	Close() error
+	Stats() image.Stats
+}
+
+// Dump checkpoints pid into w and closes w. It runs the ptrace work on t.
+func Dump(ctx context.Context, t *ptrace.Tracer, pid int, w Sink, opts Options) (*Result, error) {
+	if opts.MaxDelay == 0 {
+		opts.MaxDelay = 10 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	log := opts.Log.With("pid", pid)
+	if err := Check(pid); err != nil {
+		return nil, err
+	}
+	var res *Result
+	err := t.Do(ctx, func() error {
+		var err error
+		res, err = dumpOnTracer(ctx, pid, w, opts, log)
+		return err
+	})
+	return res, err
+}
+
+// ErrUnsupported is wrapped by errors about resources ferry cannot carry.
+var ErrUnsupported = fds.ErrUnsupported
+
+// Check refuses a process that cannot be checkpointed, before it is
+// touched: no such process, a kernel thread, a process already traced, a
+// process with children (trees come later), or an fd ferry cannot carry.
+func Check(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("invalid pid %d", pid)
+	}
+	st, err := procfs.Stat(pid)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("pid %d: no such process", pid)
+		}
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if pid == os.Getpid() {
+		return fmt.Errorf("pid %d is ferry itself", pid)
+	}
+	if st.Flags&0x00200000 != 0 { // PF_KTHREAD
+		return fmt.Errorf("pid %d is a kernel thread: %w", pid, ErrUnsupported)
+	}
+	if st.State == 'Z' {
+		return fmt.Errorf("pid %d is a zombie", pid)
+	}
+	kids, err := procfs.Children(pid)
+	if err == nil && len(kids) > 0 {
+		return fmt.Errorf("pid %d has child process %d: process trees are not supported yet: %w", pid, kids[0], ErrUnsupported)
+	}
+	return fds.Check(pid)
+}
+
+func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.Logger) (*Result, error) {
+	fz, err := ptrace.Freeze(pid, opts.MaxDelay, log)
+	if err != nil {
+		return nil, err
+	}
+	for tid, d := range fz.Delayed {
+		log.Info("delayed blocking: waited for a system call to end", "tid", tid, "wait", d)
+	}
+	res := &Result{PID: pid, Delayed: fz.Delayed}
+	ok := false
+	defer func() {
+		if !ok {
+			// Failure is safe: let the process run on as it was.
+			if err := fz.Thaw(false); err != nil {
+				log.Error("release after failed dump", "err", err)
+			}
+		}
+	}()
+
+	c := &image.Checkpoint{Root: pid, PageSize: os.Getpagesize(), TimeUnixNano: fz.FrozenAt.UnixNano()}
+	c.Kernel, _ = kernelRelease()
+	c.Hostname, _ = os.Hostname()
+
+	col, err := collect(ctx, fz, log)
+	if err != nil {
+		return nil, err
+	}
+	defer col.close()
+	c.Processes = []*image.Process{col.proc}
+
+	if err := col.fds.Finish(c.Processes); err != nil {
+		return nil, fmt.Errorf("file descriptors: %w", err)
+	}
+	if err := w.WriteState(c); err != nil {
+		return nil, fmt.Errorf("write state: %w", err)
+	}
+	if err := col.writeObjects(w); err != nil {
+		return nil, err
+	}
+	if err := col.writePages(ctx, w); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("finish image: %w", err)
+	}
+	res.Stats = w.Stats()
+	res.Checkpoint = c
+
+	switch opts.Leave {
+	case Kill:
+		if opts.KeepFiles {
+			res.Kept = col.fds.Kept()
+		}
+		err = fz.Kill()
+	case Running:
+		err = fz.Thaw(false)
+	case Stopped:
+		err = fz.Thaw(true)
+	}
+	ok = true
+	res.FreezeTime = time.Since(fz.FrozenAt)
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func kernelRelease() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	return unix.ByteSliceToString(u.Release[:]), nil
+}

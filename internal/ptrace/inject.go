@@ -1,0 +1,235 @@
+package ptrace
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/kernel"
+)
+
+// Injector executes system calls inside one ptrace-stopped thread. It saves
+// the thread's registers and signal mask when created and puts them back
+// in Restore. While it is active every blockable signal is blocked in the
+// thread, so a signal that arrives meanwhile stays queued instead of being
+// consumed by a single-step.
+//
+// An Injector must only be used on the tracer thread.
+type Injector struct {
+	TID int
+	// Addr is the address of a `syscall` instruction (0f 05) in the target.
+	Addr uint64
+
+	saved     kernel.PtraceRegs
+	savedMask uint64
+	restored  bool
+
+	scratch     uint64
+	scratchSize uint64
+
+	// Events collects the IDs of tasks created by injected clone calls.
+	Events []int
+	// StopSeen is set when a group-stop (SIGSTOP etc.) was swallowed while
+	// injecting; the caller re-raises it.
+	StopSeen unix.Signal
+}
+
+// NewInjector prepares tid for injection. addr is a `syscall` instruction,
+// see FindSyscall.
+func NewInjector(tid int, addr uint64) (*Injector, error) {
+	in := &Injector{TID: tid, Addr: addr}
+	if err := kernel.PtraceGetRegs(tid, &in.saved); err != nil {
+		return nil, fmt.Errorf("get registers of %d: %w", tid, err)
+	}
+	m, err := kernel.PtraceGetSigmask(tid)
+	if err != nil {
+		return nil, fmt.Errorf("get signal mask of %d: %w", tid, err)
+	}
+	in.savedMask = m
+	if err := kernel.PtraceSetSigmask(tid, ^uint64(0)); err != nil {
+		return nil, fmt.Errorf("block signals in %d: %w", tid, err)
+	}
+	return in, nil
+}
+
+// Saved returns the registers the thread had before injection.
+func (in *Injector) Saved() kernel.PtraceRegs { return in.saved }
+
+// SavedMask returns the thread's signal mask from before injection.
+func (in *Injector) SavedMask() uint64 { return in.savedMask }
+
+// SetSaved replaces the registers Restore will put back.
+func (in *Injector) SetSaved(r kernel.PtraceRegs) { in.saved = r }
+
+// SetSavedMask replaces the signal mask Restore will put back.
+func (in *Injector) SetSavedMask(m uint64) { in.savedMask = m }
+
+// SetScratch tells the injector where it may write syscall arguments.
+func (in *Injector) SetScratch(addr, size uint64) { in.scratch, in.scratchSize = addr, size }
+
+// ScratchAddr returns the scratch area's address and size.
+func (in *Injector) ScratchAddr() (uint64, uint64) { return in.scratch, in.scratchSize }
+
+// Scratch writes b at the start of the scratch area and returns its address.
+func (in *Injector) Scratch(b []byte) (uint64, error) { return in.ScratchAt(0, b) }
+
+// ScratchAt writes b at offset off of the scratch area.
+func (in *Injector) ScratchAt(off uint64, b []byte) (uint64, error) {
+	if in.scratch == 0 {
+		return 0, fmt.Errorf("inject into %d: no scratch memory", in.TID)
+	}
+	if off+uint64(len(b)) > in.scratchSize {
+		return 0, fmt.Errorf("inject into %d: %d bytes do not fit the scratch area", in.TID, len(b))
+	}
+	if err := WriteMem(in.TID, in.scratch+off, b); err != nil {
+		return 0, err
+	}
+	return in.scratch + off, nil
+}
+
+// ReadScratch reads n bytes at offset off of the scratch area.
+func (in *Injector) ReadScratch(off uint64, n int) ([]byte, error) {
+	b := make([]byte, n)
+	if err := ReadMem(in.TID, in.scratch+off, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Syscall runs system call nr with args in the thread and returns its
+// result. A result in [-4095, -1] is returned as a unix.Errno error.
+func (in *Injector) Syscall(nr uintptr, args ...uint64) (uint64, error) {
+	r, err := in.RawSyscall(nr, args...)
+	if err != nil {
+		return 0, err
+	}
+	if int64(r) < 0 && int64(r) > -4096 {
+		return r, unix.Errno(-int64(r))
+	}
+	return r, nil
+}
+
+// RawSyscall is Syscall without errno interpretation.
+func (in *Injector) RawSyscall(nr uintptr, args ...uint64) (uint64, error) {
+	if len(args) > 6 {
+		return 0, fmt.Errorf("inject: %d arguments", len(args))
+	}
+	var a [6]uint64
+	copy(a[:], args)
+	regs := in.saved
+	regs.Rip = in.Addr
+	regs.Rax = uint64(nr)
+	regs.Orig_rax = ^uint64(0) // keep the kernel's restart logic out
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	// Clear the trap flag the thread may carry; single-step sets its own.
+	regs.Eflags &^= 0x100
+	if err := kernel.PtraceSetRegs(in.TID, &regs); err != nil {
+		return 0, fmt.Errorf("inject syscall %d into %d: set registers: %w", nr, in.TID, err)
+	}
+	for {
+		if err := unix.PtraceSingleStep(in.TID); err != nil {
+			return 0, fmt.Errorf("inject syscall %d into %d: single-step: %w", nr, in.TID, err)
+		}
+	again:
+		ws, err := Wait(in.TID)
+		if err != nil {
+			return 0, err
+		}
+		if ws.Exited() || ws.Signaled() {
+			return 0, fmt.Errorf("inject syscall %d into %d: %w (%s)", nr, in.TID, ErrExited, Describe(ws))
+		}
+		if !ws.Stopped() {
+			goto again
+		}
+		ev := kernel.StopEvent(ws)
+		switch {
+		case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
+			msg, err := unix.PtraceGetEventMsg(in.TID)
+			if err != nil {
+				return 0, fmt.Errorf("inject: clone event message: %w", err)
+			}
+			in.Events = append(in.Events, int(msg))
+			continue // step on to the end of the syscall
+		case ev == unix.PTRACE_EVENT_STOP:
+			continue
+		case ev != 0:
+			continue
+		}
+		sig := ws.StopSignal()
+		if sig == unix.SIGTRAP {
+			break
+		}
+		// A group-stop signal is remembered and suppressed; anything else
+		// cannot be dequeued while blocked, except SIGKILL.
+		in.StopSeen = sig
+	}
+	if err := kernel.PtraceGetRegs(in.TID, &regs); err != nil {
+		return 0, fmt.Errorf("inject syscall %d into %d: get registers: %w", nr, in.TID, err)
+	}
+	return regs.Rax, nil
+}
+
+// Restore puts back the registers and signal mask the thread had.
+func (in *Injector) Restore() error {
+	if in.restored {
+		return nil
+	}
+	in.restored = true
+	if err := kernel.PtraceSetRegs(in.TID, &in.saved); err != nil {
+		return fmt.Errorf("restore registers of %d: %w", in.TID, err)
+	}
+	if err := kernel.PtraceSetSigmask(in.TID, in.savedMask); err != nil {
+		return fmt.Errorf("restore signal mask of %d: %w", in.TID, err)
+	}
+	return nil
+}
+
+// FindSyscall locates a `syscall` instruction in pid's [vdso] and returns
+// its address together with the vdso's start.
+func FindSyscall(pid int) (addr, vdso uint64, err error) {
+	start, end, err := specialMapping(pid, "[vdso]")
+	if err != nil {
+		return 0, 0, err
+	}
+	buf := make([]byte, end-start)
+	if err := ReadMem(pid, start, buf); err != nil {
+		return 0, 0, fmt.Errorf("read vdso of %d: %w", pid, err)
+	}
+	i := bytes.Index(buf, []byte{0x0f, 0x05})
+	if i < 0 {
+		return 0, 0, fmt.Errorf("no syscall instruction in the vdso of %d", pid)
+	}
+	return start + uint64(i), start, nil
+}
+
+// VDSOOffset returns the offset of a syscall instruction inside this
+// kernel's vdso image (identical in every process).
+func VDSOOffset() (uint64, error) {
+	a, v, err := FindSyscall(os.Getpid())
+	return a - v, err
+}
+
+func specialMapping(pid int, name string) (uint64, uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasSuffix(line, " "+name) {
+			continue
+		}
+		rng, _, _ := strings.Cut(line, " ")
+		lo, hi, _ := strings.Cut(rng, "-")
+		s, err1 := strconv.ParseUint(lo, 16, 64)
+		e, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil {
+			return 0, 0, fmt.Errorf("bad maps line %q", line)
+		}
+		return s, e, nil
+	}
+	return 0, 0, fmt.Errorf("process %d has no %s mapping", pid, name)
+}

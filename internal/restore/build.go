@@ -1,0 +1,516 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/fds"
+	"ferry/internal/image"
+	"ferry/internal/kernel"
+	"ferry/internal/procfs"
+	"ferry/internal/ptrace"
+)
+
+const scratchSize = 256 << 10
+
+// builder reinstates one process. All methods run on the tracer thread.
+type builder struct {
+	p       *image.Process
+	log     *slog.Logger
+	opts    Options
+	fr      *fds.Restorer
+	objects map[string]*os.File
+	res     *Result
+
+	pid     int   // the new process
+	tids    []int // its threads, leader first
+	lead    *ptrace.Injector
+	inj     map[int]*ptrace.Injector
+	scratch uint64
+	tpidfd  uint64 // the target's pidfd for ferry, to pull files in
+	tfds    map[string]uint64
+}
+
+func (b *builder) abort() {
+	if b.pid > 0 {
+		unix.Kill(b.pid, unix.SIGKILL)
+		for {
+			ws, err := ptrace.Wait(b.pid)
+			if err != nil || ws.Exited() || ws.Signaled() {
+				break
+			}
+		}
+	}
+}
+
+func (b *builder) build(ctx context.Context, r *image.Reader, pending *image.Record) error {
+	if err := b.create(); err != nil {
+		return err
+	}
+	b.res.PID = b.pid
+	if err := b.session(); err != nil {
+		return err
+	}
+	if err := b.clearAddressSpace(); err != nil {
+		return err
+	}
+	if err := b.mapVMAs(); err != nil {
+		return err
+	}
+	if err := b.fillPages(ctx, r, pending); err != nil {
+		return err
+	}
+	if err := b.protect(); err != nil {
+		return err
+	}
+	if err := b.setMM(); err != nil {
+		return err
+	}
+	if err := b.installFDs(); err != nil {
+		return err
+	}
+	if err := b.processAttrs(); err != nil {
+		return err
+	}
+	if err := b.signalsAndTimers(); err != nil {
+		return err
+	}
+	if err := b.threads(); err != nil {
+		return err
+	}
+	if err := b.finish(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// create starts the seed and clones the new process out of it with the
+// original PID.
+func (b *builder) create() error {
+	seed := exec.Command("/proc/self/exe")
+	seed.Args = []string{"ferry-restore-seed"}
+	seed.Env = []string{}
+	seed.SysProcAttr = &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL}
+	if err := seed.Start(); err != nil {
+		return fmt.Errorf("start restore seed: %w", err)
+	}
+	spid := seed.Process.Pid
+	seed.Process.Release()
+	killSeed := func() {
+		unix.Kill(spid, unix.SIGKILL)
+		for {
+			ws, err := ptrace.Wait(spid)
+			if err != nil || ws.Exited() || ws.Signaled() {
+				return
+			}
+		}
+	}
+	defer killSeed()
+	ws, err := ptrace.Wait(spid)
+	if err != nil {
+		return err
+	}
+	if !ws.Stopped() {
+		return fmt.Errorf("restore seed: %s", ptrace.Describe(ws))
+	}
+	if err := unix.PtraceSetOptions(spid, unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEFORK|
+		unix.PTRACE_O_TRACEVFORK|unix.PTRACE_O_EXITKILL); err != nil {
+		return fmt.Errorf("restore seed options: %w", err)
+	}
+	addr, _, err := ptrace.FindSyscall(spid)
+	if err != nil {
+		return err
+	}
+	in, err := ptrace.NewInjector(spid, addr)
+	if err != nil {
+		return err
+	}
+	sc, err := in.Syscall(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return fmt.Errorf("seed scratch: %w", err)
+	}
+	in.SetScratch(sc, 4096)
+	ca := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
+	if !b.opts.NewPIDs {
+		ca.SetTID, ca.SetTIDSize = sc+256, 1
+		if _, err := in.ScratchAt(256, le64(uint64(b.p.PID))); err != nil {
+			return err
+		}
+	}
+	argAddr, err := in.Scratch(kernel.Bytes(&ca))
+	if err != nil {
+		return err
+	}
+	child, err := in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	if err != nil {
+		if err == unix.EEXIST {
+			return fmt.Errorf("restore pid %d: %w%s (use --new-pids to accept a new one)", b.p.PID, ErrPIDTaken, holder(b.p.PID))
+		}
+		return fmt.Errorf("clone3 in restore seed: %w", err)
+	}
+	b.pid = int(child)
+	b.tids = []int{b.pid}
+	// The child was attached automatically; collect its first stop.
+	ws, err = ptrace.Wait(b.pid)
+	if err != nil {
+		return err
+	}
+	if !ws.Stopped() {
+		return fmt.Errorf("new process %d: %s", b.pid, ptrace.Describe(ws))
+	}
+	b.lead, err = ptrace.NewInjector(b.pid, addr)
+	if err != nil {
+		return err
+	}
+	b.inj = map[int]*ptrace.Injector{b.pid: b.lead}
+	return nil
+}
+
+func holder(pid int) string {
+	if comm, err := procfs.Comm(pid); err == nil {
+		return fmt.Sprintf(" by %q", comm)
+	}
+	return ""
+}
+
+func (b *builder) session() error {
+	p := b.p
+	switch {
+	case p.SID == p.PID:
+		if _, err := b.lead.Syscall(unix.SYS_SETSID); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+	case p.PGID == p.PID:
+		if _, err := b.lead.Syscall(unix.SYS_SETPGID, 0, 0); err != nil {
+			return fmt.Errorf("setpgid: %w", err)
+		}
+	}
+	return nil
+}
+
+func isSpecial(kind string) bool {
+	switch kind {
+	case image.VMAVDSO, image.VMAVVar, image.VMAVVarVclock, image.VMAVsyscall:
+		return true
+	}
+	return false
+}
+
+// clearAddressSpace unmaps the seed's mappings, maps scratch memory where
+// the image has none, and moves the vDSO block to the image's address.
+func (b *builder) clearAddressSpace() error {
+	maps, err := procfs.Maps(b.pid)
+	if err != nil {
+		return err
+	}
+	var cur []procfs.Mapping
+	for _, m := range maps {
+		switch m.Name {
+		case "[vdso]", "[vvar]", "[vvar_vclock]":
+			cur = append(cur, m)
+			continue
+		case "[vsyscall]":
+			continue
+		}
+		if _, err := b.lead.Syscall(unix.SYS_MUNMAP, m.Start, m.End-m.Start); err != nil {
+			return fmt.Errorf("unmap seed mapping %#x: %w", m.Start, err)
+		}
+	}
+	var want []image.VMA
+	var busy [][2]uint64
+	for _, v := range b.p.VMAs {
+		busy = append(busy, [2]uint64{v.Start, v.End})
+		if v.Kind == image.VMAVDSO || v.Kind == image.VMAVVar || v.Kind == image.VMAVVarVclock {
+			want = append(want, v)
+		}
+	}
+	for _, m := range cur {
+		busy = append(busy, [2]uint64{m.Start, m.End})
+	}
+	sc := hole(busy, scratchSize)
+	if sc == 0 {
+		return fmt.Errorf("no room for scratch memory")
+	}
+	got, err := b.lead.Syscall(unix.SYS_MMAP, sc, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0)
+	if err != nil || got != sc {
+		return fmt.Errorf("map scratch at %#x: %v", sc, err)
+	}
+	b.scratch = sc
+	b.lead.SetScratch(sc, scratchSize)
+	busy = append(busy, [2]uint64{sc, sc + scratchSize})
+	return b.moveVDSO(cur, want, busy)
+}
+
+// moveVDSO moves [vvar], [vvar_vclock] and [vdso] together to where the
+// image had them. Special mappings cannot be split, so each moves whole,
+// all by the same offset, through a temporary address.
+func (b *builder) moveVDSO(cur []procfs.Mapping, want []image.VMA, busy [][2]uint64) error {
+	if len(want) == 0 {
+		return nil // a process that unmapped its vdso
+	}
+	names := map[string]string{"[vdso]": image.VMAVDSO, "[vvar]": image.VMAVVar, "[vvar_vclock]": image.VMAVVarVclock}
+	if len(cur) != len(want) {
+		return fmt.Errorf("vdso layout differs: image has %d special mappings, this kernel %d (different kernel?)", len(want), len(cur))
+	}
+	lo, hi := cur[0].Start, cur[0].End
+	for _, m := range cur {
+		lo, hi = min(lo, m.Start), max(hi, m.End)
+	}
+	wlo := want[0].Start
+	for _, v := range want {
+		wlo = min(wlo, v.Start)
+	}
+	for _, m := range cur {
+		i := slices.IndexFunc(want, func(v image.VMA) bool { return v.Kind == names[m.Name] })
+		if i < 0 || want[i].Size() != m.End-m.Start || want[i].Start-wlo != m.Start-lo {
+			return fmt.Errorf("vdso layout differs from the image's: %s (different kernel?)", m.Name)
+		}
+	}
+	if wlo == lo {
+		return nil
+	}
+	tmp := hole(append(busy, [2]uint64{wlo, wlo + hi - lo}), hi-lo)
+	for _, step := range [][2]uint64{{lo, tmp}, {tmp, wlo}} {
+		for _, m := range cur {
+			from := step[0] + (m.Start - lo)
+			to := step[1] + (m.Start - lo)
+			size := m.End - m.Start
+			if _, err := b.lead.Syscall(unix.SYS_MREMAP, from, size, size, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
+				return fmt.Errorf("move %s to %#x: %w", m.Name, to, err)
+			}
+		}
+	}
+	// Injection now runs on the moved vdso.
+	b.lead.Addr = b.lead.Addr - lo + wlo
+	return nil
+}
+
+// hole finds a free, aligned range of size bytes that overlaps none of busy.
+func hole(busy [][2]uint64, size uint64) uint64 {
+	for a := uint64(0x10000000); a < 0x7f0000000000; a += 0x40000000 {
+		free := true
+		for _, r := range busy {
+			if a < r[1] && r[0] < a+size {
+				free = false
+				break
+			}
+		}
+		if free {
+			return a
+		}
+	}
+	return 0
+}
+
+// install brings a file of ferry's into the target and returns its fd
+// number there.
+func (b *builder) install(f *os.File) (uint64, error) {
+	if b.tpidfd == 0 {
+		pfd, err := b.lead.Syscall(unix.SYS_PIDFD_OPEN, uint64(os.Getpid()), 0)
+		if err != nil {
+			return 0, fmt.Errorf("pidfd_open in target: %w", err)
+		}
+		// Keep it above every fd the image will install.
+		high := uint64(64)
+		for _, fd := range b.p.FDs {
+			high = max(high, uint64(fd.Num)+1)
+		}
+		nfd, err := b.lead.Syscall(unix.SYS_FCNTL, pfd, unix.F_DUPFD_CLOEXEC, high)
+		if err != nil {
+			return 0, fmt.Errorf("move pidfd in target: %w", err)
+		}
+		b.lead.Syscall(unix.SYS_CLOSE, pfd)
+		b.tpidfd = nfd
+	}
+	tfd, err := b.lead.Syscall(unix.SYS_PIDFD_GETFD, b.tpidfd, uint64(f.Fd()), 0)
+	if err != nil {
+		return 0, fmt.Errorf("pidfd_getfd in target: %w", err)
+	}
+	return tfd, nil
+}
+
+func (b *builder) mapVMAs() error {
+	b.tfds = map[string]uint64{}
+	for i := range b.p.VMAs {
+		v := &b.p.VMAs[i]
+		if isSpecial(v.Kind) {
+			continue
+		}
+		prot := uint64(v.Prot)
+		if !v.Shared {
+			prot |= unix.PROT_READ | unix.PROT_WRITE
+		}
+		flags := uint64(unix.MAP_FIXED)
+		if v.Shared {
+			flags |= unix.MAP_SHARED
+		} else {
+			flags |= unix.MAP_PRIVATE
+		}
+		fd := ^uint64(0)
+		var off uint64
+		switch v.Kind {
+		case image.VMAAnon:
+			flags |= unix.MAP_ANONYMOUS
+			if v.GrowsDown {
+				flags |= unix.MAP_GROWSDOWN
+			}
+		case image.VMAFile:
+			tfd, err := b.fileFD(v.Path, v.Shared && v.Prot&unix.PROT_WRITE != 0)
+			if err != nil {
+				return err
+			}
+			fd, off = tfd, v.Offset
+		case image.VMASharedAnon, image.VMAMemfd:
+			obj, ok := b.objects[v.FileID]
+			if !ok {
+				if v.Kind == image.VMAMemfd && v.Path != "" && !v.Shared {
+					return fmt.Errorf("mapping %#x of deleted file %s: content missing from image", v.Start, v.Path)
+				}
+				return fmt.Errorf("mapping %#x: content of %s missing from image", v.Start, v.FileID)
+			}
+			tfd, ok := b.tfds[v.FileID]
+			if !ok {
+				var err error
+				if tfd, err = b.install(obj); err != nil {
+					return err
+				}
+				b.tfds[v.FileID] = tfd
+			}
+			fd, off = tfd, v.Offset
+			if v.Kind == image.VMASharedAnon {
+				off = 0
+			}
+		}
+		got, err := b.lead.Syscall(unix.SYS_MMAP, v.Start, v.Size(), prot, flags, fd, off)
+		if err != nil || got != v.Start {
+			return fmt.Errorf("map %#x-%#x (%s %s): %v", v.Start, v.End, v.Kind, v.Path+v.Name, err)
+		}
+		for _, f := range v.VMFlags {
+			adv := map[string]uint64{"dd": unix.MADV_DONTDUMP, "dc": unix.MADV_DONTFORK, "wf": unix.MADV_WIPEONFORK,
+				"hg": unix.MADV_HUGEPAGE, "nh": unix.MADV_NOHUGEPAGE, "mg": unix.MADV_MERGEABLE}[f]
+			if adv != 0 {
+				b.lead.Syscall(unix.SYS_MADVISE, v.Start, v.Size(), adv)
+			}
+		}
+	}
+	for _, tfd := range b.tfds {
+		b.lead.Syscall(unix.SYS_CLOSE, tfd)
+	}
+	b.tfds = nil
+	return nil
+}
+
+func (b *builder) fileFD(path string, write bool) (uint64, error) {
+	key := fmt.Sprintf("%s:%v", path, write)
+	if tfd, ok := b.tfds[key]; ok {
+		return tfd, nil
+	}
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open mapped file: %w", err)
+	}
+	defer f.Close()
+	tfd, err := b.install(f)
+	if err != nil {
+		return 0, err
+	}
+	b.tfds[key] = tfd
+	return tfd, nil
+}
+
+// fillPages writes every Pages record into the new address space.
+func (b *builder) fillPages(ctx context.Context, r *image.Reader, rec *image.Record) error {
+	for rec != nil {
+		switch rec.Type {
+		case image.RecPages:
+			if rec.PID != b.p.PID {
+				return fmt.Errorf("pages for pid %d in an image of pid %d: %w", rec.PID, b.p.PID, image.ErrMalformed)
+			}
+			if err := ptrace.WriteMem(b.pid, rec.Addr, rec.Data); err != nil {
+				return fmt.Errorf("write pages at %#x: %w", rec.Addr, err)
+			}
+			b.res.Pages += uint64(len(rec.Data) / os.Getpagesize())
+			b.res.Bytes += uint64(len(rec.Data))
+		case image.RecFileData:
+			return fmt.Errorf("file data after pages: %w", image.ErrMalformed)
+		}
+		next, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read image: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec = next
+	}
+	return nil
+}
+
+func (b *builder) protect() error {
+	for _, v := range b.p.VMAs {
+		if isSpecial(v.Kind) || v.Shared || v.Prot == unix.PROT_READ|unix.PROT_WRITE {
+			continue
+		}
+		if _, err := b.lead.Syscall(unix.SYS_MPROTECT, v.Start, v.Size(), uint64(v.Prot)); err != nil {
+			return fmt.Errorf("mprotect %#x: %w", v.Start, err)
+		}
+	}
+	return nil
+}
+
+func (b *builder) setMM() error {
+	mm := b.p.MM
+	exe, err := os.Open(b.p.Exe)
+	if err != nil {
+		return fmt.Errorf("open executable: %w", err)
+	}
+	defer exe.Close()
+	tfd, err := b.install(exe)
+	if err != nil {
+		return err
+	}
+	defer b.lead.Syscall(unix.SYS_CLOSE, tfd)
+	auxv := make([]byte, 0, len(mm.Auxv)*8)
+	for _, w := range mm.Auxv {
+		auxv = append(auxv, le64(w)...)
+	}
+	auxvAddr, err := b.lead.ScratchAt(4096, auxv)
+	if err != nil {
+		return err
+	}
+	m := kernel.PrctlMMMap{StartCode: mm.StartCode, EndCode: mm.EndCode, StartData: mm.StartData, EndData: mm.EndData,
+		StartBrk: mm.StartBrk, Brk: mm.Brk, StartStack: mm.StartStack, ArgStart: mm.ArgStart, ArgEnd: mm.ArgEnd,
+		EnvStart: mm.EnvStart, EnvEnd: mm.EnvEnd, Auxv: auxvAddr, AuxvSize: uint32(len(auxv)), ExeFd: uint32(tfd)}
+	addr, err := b.lead.Scratch(kernel.Bytes(&m))
+	if err != nil {
+		return err
+	}
+	if _, err := b.lead.Syscall(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, addr, kernel.PrctlMMMapSize); err != nil {
+		return fmt.Errorf("prctl(PR_SET_MM_MAP): %w", err)
+	}
+	return nil
+}
+
+func le64(w uint64) []byte {
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = byte(w >> (8 * i))
+	}
+	return b
+}

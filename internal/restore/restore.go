@@ -1,0 +1,166 @@
+// Package restore reinstates a checkpointed process from a stream of image
+// records. It builds the new copy while the old one may still exist:
+//
+//  1. A seed process is started under ptrace from ferry's own executable
+//     and stopped at exec, before it runs a single instruction.
+//  2. clone3(CLONE_PARENT, set_tid=[PID]) is injected into the seed, so
+//     the new process gets the original PID and becomes ferry's child; the
+//     seed is killed.
+//  3. Every injected system call runs on the `syscall` instruction of the
+//     vDSO: the seed's own mappings are unmapped, the vDSO block is moved to
+//     where the image had it, each VMA is mapped (writable while it is
+//     filled), pages are written as they stream in, then protections, mm
+//     fields (PR_SET_MM_MAP, exe link, auxv), file descriptors, cwd, umask,
+//     rlimits, signal handlers, timers, threads (clone3 with set_tid),
+//     per-thread state, credentials, pending signals and finally the
+//     registers are put back, and every thread is detached.
+//
+// Anything that fails before detaching kills the half-built copy; the
+// caller decides whether the old copy resumes.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/fds"
+	"ferry/internal/image"
+	"ferry/internal/ptrace"
+)
+
+// Options tune a restore.
+type Options struct {
+	// NewPIDs accepts new PIDs and TIDs when the original ones are taken.
+	NewPIDs bool
+	// Inherit maps image Descs (or "pipe:<id>") to open files to reuse, e.g.
+	// the pipes kept by an in-process dump.
+	Inherit map[string]*os.File
+	Log     *slog.Logger
+}
+
+// Result reports a restore.
+type Result struct {
+	PID        int
+	Checkpoint *image.Checkpoint
+	// Duration from the first record to the process running.
+	Duration time.Duration
+	Pages    uint64
+	Bytes    uint64
+}
+
+// ErrPIDTaken is returned when the original PID or a TID is in use.
+var ErrPIDTaken = errors.New("pid is in use")
+
+// Restore reads an image stream from r and reinstates its process, leaving
+// it running (or stopped, if it was stopped). The process is a child of
+// the calling process until it exits.
+func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Options) (*Result, error) {
+	start := time.Now()
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	rec, err := r.Next()
+	if err != nil {
+		return nil, fmt.Errorf("read image: %w", err)
+	}
+	if rec.Type != image.RecState || rec.State == nil {
+		return nil, fmt.Errorf("read image: first record is %v, not the process state: %w", rec.Type, image.ErrMalformed)
+	}
+	c := rec.State
+	if len(c.Processes) != 1 {
+		return nil, fmt.Errorf("image holds %d processes: process trees are not supported yet", len(c.Processes))
+	}
+	p := c.Processes[0]
+	log := opts.Log.With("pid", p.PID)
+	if err := checkCompatible(c); err != nil {
+		return nil, err
+	}
+
+	// File contents (memfds, shared memory, unlinked files) come before pages.
+	objects := map[string]*os.File{}
+	defer func() {
+		for _, f := range objects {
+			f.Close()
+		}
+	}()
+	var pending *image.Record
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read image: %w", err)
+		}
+		if rec.Type != image.RecFileData {
+			pending = rec
+			break
+		}
+		if err := storeObject(objects, rec); err != nil {
+			return nil, err
+		}
+	}
+
+	fr := fds.NewRestorer(log, c.Processes, opts.Inherit, objects)
+	defer fr.Close()
+	if err := fr.Prepare(); err != nil {
+		return nil, fmt.Errorf("file descriptors: %w", err)
+	}
+
+	res := &Result{Checkpoint: c}
+	err = t.Do(ctx, func() error {
+		b := &builder{p: p, log: log, opts: opts, fr: fr, objects: objects, res: res}
+		err := b.build(ctx, r, pending)
+		if err != nil {
+			b.abort()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func storeObject(objects map[string]*os.File, rec *image.Record) error {
+	f, ok := objects[rec.FileID]
+	if !ok {
+		fd, err := unix.MemfdCreate("ferry-object", unix.MFD_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("memfd for %s: %w", rec.FileID, err)
+		}
+		f = os.NewFile(uintptr(fd), rec.FileID)
+		objects[rec.FileID] = f
+	}
+	if len(rec.Data) == 0 {
+		// An empty record marks the object's size.
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return err
+		}
+		if st.Size < rec.Offset {
+			return f.Truncate(rec.Offset)
+		}
+		return nil
+	}
+	if _, err := f.WriteAt(rec.Data, rec.Offset); err != nil {
+		return fmt.Errorf("store content of %s: %w", rec.FileID, err)
+	}
+	return nil
+}
+
+// checkCompatible refuses an image this kernel cannot take.
+func checkCompatible(c *image.Checkpoint) error {
+	if c.PageSize != os.Getpagesize() {
+		return fmt.Errorf("image page size %d, this machine %d", c.PageSize, os.Getpagesize())
+	}
+	return nil
+}

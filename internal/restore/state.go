@@ -1,0 +1,360 @@
+package restore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
+	"ferry/internal/kernel"
+	"ferry/internal/ptrace"
+)
+
+// installFDs replaces the seed's fd table with the image's.
+func (b *builder) installFDs() error {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", b.pid))
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || uint64(n) == b.tpidfd {
+			continue
+		}
+		b.lead.Syscall(unix.SYS_CLOSE, uint64(n))
+	}
+	for _, in := range b.fr.Files(b.p.PID) {
+		tfd, err := b.install(in.File)
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", in.Num, err)
+		}
+		var flags uint64
+		if in.CloExec {
+			flags = unix.O_CLOEXEC
+		}
+		if tfd != uint64(in.Num) {
+			if _, err := b.lead.Syscall(unix.SYS_DUP3, tfd, uint64(in.Num), flags); err != nil {
+				return fmt.Errorf("fd %d: dup3: %w", in.Num, err)
+			}
+			b.lead.Syscall(unix.SYS_CLOSE, tfd)
+		} else if !in.CloExec {
+			b.lead.Syscall(unix.SYS_FCNTL, tfd, unix.F_SETFD, 0)
+		}
+	}
+	if err := b.fr.Finish(b.p.PID, b.lead); err != nil {
+		return fmt.Errorf("file descriptors: %w", err)
+	}
+	if b.tpidfd != 0 {
+		b.lead.Syscall(unix.SYS_CLOSE, b.tpidfd)
+		b.tpidfd = 0
+	}
+	return nil
+}
+
+func cstring(s string) []byte { return append([]byte(s), 0) }
+
+func (b *builder) processAttrs() error {
+	p := b.p
+	addr, err := b.lead.Scratch(cstring(p.Cwd))
+	if err != nil {
+		return err
+	}
+	if _, err := b.lead.Syscall(unix.SYS_CHDIR, addr); err != nil {
+		return fmt.Errorf("chdir %s: %w", p.Cwd, err)
+	}
+	b.lead.Syscall(unix.SYS_UMASK, uint64(p.Umask))
+	if p.Personality != 0 {
+		b.lead.Syscall(unix.SYS_PERSONALITY, uint64(p.Personality))
+	}
+	for _, r := range p.Rlimits {
+		rl := unix.Rlimit{Cur: r.Cur, Max: r.Max}
+		if err := unix.Prlimit(b.pid, r.Resource, &rl, nil); err != nil {
+			if err == unix.EPERM {
+				return fmt.Errorf("rlimit %d (%d/%d): raising a hard limit needs CAP_SYS_RESOURCE, which this ferry lacks: %w", r.Resource, r.Cur, r.Max, err)
+			}
+			return fmt.Errorf("rlimit %d: %w", r.Resource, err)
+		}
+	}
+	return nil
+}
+
+func (b *builder) signalsAndTimers() error {
+	p := b.p
+	for i, sa := range p.Sigactions {
+		sig := i + 1
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || sa == (image.Sigaction{}) {
+			continue
+		}
+		ks := kernel.KSigaction{Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask}
+		addr, err := b.lead.Scratch(kernel.Bytes(&ks))
+		if err != nil {
+			return err
+		}
+		if _, err := b.lead.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), addr, 0, 8); err != nil {
+			return fmt.Errorf("sigaction %d: %w", sig, err)
+		}
+	}
+	for which, it := range p.Itimers {
+		if it == (image.Itimer{}) {
+			continue
+		}
+		v := kernel.Itimerval{IntervalSec: it.IntervalUsec / 1e6, IntervalUsec: it.IntervalUsec % 1e6,
+			ValueSec: it.ValueUsec / 1e6, ValueUsec: it.ValueUsec % 1e6}
+		addr, err := b.lead.Scratch(kernel.Bytes(&v))
+		if err != nil {
+			return err
+		}
+		if _, err := b.lead.Syscall(unix.SYS_SETITIMER, uint64(which), addr, 0); err != nil {
+			return fmt.Errorf("setitimer %d: %w", which, err)
+		}
+	}
+	if len(p.PosixTimers) > 0 {
+		if _, err := b.lead.Syscall(unix.SYS_PRCTL, kernel.PR_TIMER_CREATE_RESTORE_IDS, kernel.PR_TIMER_CREATE_RESTORE_IDS_ON); err != nil {
+			return fmt.Errorf("POSIX timers need PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15+): %w", err)
+		}
+		for _, t := range p.PosixTimers {
+			sev := kernel.Sigevent{Value: t.SigevValue, Signo: int32(t.Signal), Notify: int32(t.Notify), TID: int32(t.NotifyTID)}
+			sevAddr, err := b.lead.ScratchAt(0, kernel.Bytes(&sev))
+			if err != nil {
+				return err
+			}
+			idAddr, err := b.lead.ScratchAt(128, le64(uint64(t.ID)))
+			if err != nil {
+				return err
+			}
+			if _, err := b.lead.Syscall(unix.SYS_TIMER_CREATE, uint64(t.ClockID), sevAddr, idAddr); err != nil {
+				return fmt.Errorf("timer_create %d: %w", t.ID, err)
+			}
+			got, _ := b.lead.ReadScratch(128, 4)
+			if id := int(int32(binary.LittleEndian.Uint32(got))); id != t.ID {
+				return fmt.Errorf("timer_create gave id %d, want %d", id, t.ID)
+			}
+			if t.ValueNsec == 0 && t.IntervalNsec == 0 {
+				continue
+			}
+			its := kernel.Itimerspec{IntervalSec: t.IntervalNsec / 1e9, IntervalNsec: t.IntervalNsec % 1e9,
+				ValueSec: t.ValueNsec / 1e9, ValueNsec: t.ValueNsec % 1e9}
+			itsAddr, err := b.lead.ScratchAt(256, kernel.Bytes(&its))
+			if err != nil {
+				return err
+			}
+			if _, err := b.lead.Syscall(unix.SYS_TIMER_SETTIME, uint64(t.ID), 0, itsAddr, 0); err != nil {
+				return fmt.Errorf("timer_settime %d: %w", t.ID, err)
+			}
+		}
+		b.lead.Syscall(unix.SYS_PRCTL, kernel.PR_TIMER_CREATE_RESTORE_IDS, kernel.PR_TIMER_CREATE_RESTORE_IDS_OFF)
+	}
+	return nil
+}
+
+// threads creates every thread but the leader with its original TID.
+func (b *builder) threads() error {
+	const flags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+		unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+	for _, th := range b.p.Threads[1:] {
+		ca := kernel.CloneArgs{Flags: flags}
+		if !b.opts.NewPIDs {
+			ca.SetTID, ca.SetTIDSize = b.scratch+512, 1
+			if _, err := b.lead.ScratchAt(512, le64(uint64(th.TID))); err != nil {
+				return err
+			}
+		}
+		addr, err := b.lead.Scratch(kernel.Bytes(&ca))
+		if err != nil {
+			return err
+		}
+		tid, err := b.lead.Syscall(unix.SYS_CLONE3, addr, kernel.CloneArgsSize)
+		if err != nil {
+			if err == unix.EEXIST {
+				return fmt.Errorf("restore thread %d: %w%s", th.TID, ErrPIDTaken, holder(th.TID))
+			}
+			return fmt.Errorf("clone3 thread %d: %w", th.TID, err)
+		}
+		ws, err := ptrace.Wait(int(tid))
+		if err != nil {
+			return err
+		}
+		if !ws.Stopped() {
+			return fmt.Errorf("new thread %d: %s", tid, ptrace.Describe(ws))
+		}
+		in, err := ptrace.NewInjector(int(tid), b.lead.Addr)
+		if err != nil {
+			return err
+		}
+		in.SetScratch(b.scratch, scratchSize)
+		b.tids = append(b.tids, int(tid))
+		b.inj[int(tid)] = in
+	}
+	return nil
+}
+
+// finish sets per-thread state, credentials, pending signals and
+// registers, unmaps the scratch memory and detaches.
+func (b *builder) finish() error {
+	p := b.p
+	for i, th := range p.Threads {
+		in := b.inj[b.tids[i]]
+		if err := b.threadState(in, th); err != nil {
+			return fmt.Errorf("thread %d: %w", th.TID, err)
+		}
+	}
+	for i := range p.Threads {
+		if err := b.creds(b.inj[b.tids[i]]); err != nil {
+			return err
+		}
+	}
+	for _, si := range p.SharedPending {
+		addr, err := b.lead.Scratch(si)
+		if err != nil {
+			return err
+		}
+		sig := binary.LittleEndian.Uint32(si)
+		if _, err := b.lead.Syscall(unix.SYS_RT_SIGQUEUEINFO, uint64(b.pid), uint64(sig), addr); err != nil {
+			return fmt.Errorf("re-queue signal %d: %w", sig, err)
+		}
+	}
+	if _, err := b.lead.Syscall(unix.SYS_MUNMAP, b.scratch, scratchSize); err != nil {
+		return fmt.Errorf("unmap scratch: %w", err)
+	}
+	for i, th := range p.Threads {
+		in := b.inj[b.tids[i]]
+		var regs kernel.PtraceRegs
+		kernel.WordsToRegs(th.Regs, &regs)
+		fixRestart(&regs)
+		in.SetSaved(regs)
+		in.SetSavedMask(th.SigMask)
+		if err := kernel.PtraceSetXstate(in.TID, th.Xstate); err != nil {
+			return fmt.Errorf("thread %d: set xstate: %w", th.TID, err)
+		}
+		if err := in.Restore(); err != nil {
+			return err
+		}
+	}
+	if p.Stopped {
+		unix.Kill(b.pid, unix.SIGSTOP)
+	}
+	for _, tid := range b.tids {
+		if err := unix.PtraceDetach(tid); err != nil {
+			return fmt.Errorf("detach %d: %w", tid, err)
+		}
+	}
+	b.pid = 0 // no longer ours to kill
+	return nil
+}
+
+func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
+	name, err := in.ScratchAt(1024, cstring(th.Name))
+	if err != nil {
+		return err
+	}
+	if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, name); err != nil {
+		return fmt.Errorf("set name: %w", err)
+	}
+	if th.Altstack.Flags&unix.SS_DISABLE == 0 && th.Altstack.Size != 0 {
+		st := kernel.StackT{SP: th.Altstack.SP, Flags: th.Altstack.Flags &^ 1 /* SS_ONSTACK is not settable */, Size: th.Altstack.Size}
+		addr, err := in.Scratch(kernel.Bytes(&st))
+		if err != nil {
+			return err
+		}
+		if _, err := in.Syscall(unix.SYS_SIGALTSTACK, addr, 0); err != nil {
+			return fmt.Errorf("sigaltstack: %w", err)
+		}
+	}
+	if th.RobustList != 0 {
+		if _, err := in.Syscall(unix.SYS_SET_ROBUST_LIST, th.RobustList, th.RobustListLen); err != nil {
+			return fmt.Errorf("set_robust_list: %w", err)
+		}
+	}
+	if _, err := in.Syscall(unix.SYS_SET_TID_ADDRESS, th.ClearChildTID); err != nil {
+		return fmt.Errorf("set_tid_address: %w", err)
+	}
+	if th.RseqAddr != 0 {
+		if _, err := in.Syscall(unix.SYS_RSEQ, th.RseqAddr, uint64(th.RseqLen), 0, uint64(th.RseqSig)); err != nil {
+			return fmt.Errorf("rseq: %w", err)
+		}
+	}
+	for _, si := range th.Pending {
+		addr, err := in.Scratch(si)
+		if err != nil {
+			return err
+		}
+		sig := binary.LittleEndian.Uint32(si)
+		if _, err := in.Syscall(unix.SYS_RT_TGSIGQUEUEINFO, uint64(b.pid), uint64(in.TID), uint64(sig), addr); err != nil {
+			return fmt.Errorf("re-queue signal %d: %w", sig, err)
+		}
+	}
+	return nil
+}
+
+func (b *builder) creds(in *ptrace.Injector) error {
+	c := b.p.Creds
+	if c.UID == [4]uint32{} && c.GID == [4]uint32{} && len(c.Groups) == 0 {
+		return nil // root, as ferry: nothing to drop
+	}
+	groups := make([]byte, 0, 4*len(c.Groups))
+	for _, g := range c.Groups {
+		groups = binary.LittleEndian.AppendUint32(groups, g)
+	}
+	addr := uint64(0)
+	if len(groups) > 0 {
+		var err error
+		if addr, err = in.ScratchAt(2048, groups); err != nil {
+			return err
+		}
+	}
+	if _, err := in.Syscall(unix.SYS_SETGROUPS, uint64(len(c.Groups)), addr); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if _, err := in.Syscall(unix.SYS_SETRESGID, uint64(c.GID[0]), uint64(c.GID[1]), uint64(c.GID[2])); err != nil {
+		return fmt.Errorf("setresgid: %w", err)
+	}
+	in.Syscall(unix.SYS_SETFSGID, uint64(c.GID[3]))
+	if _, err := in.Syscall(unix.SYS_SETRESUID, uint64(c.UID[0]), uint64(c.UID[1]), uint64(c.UID[2])); err != nil {
+		return fmt.Errorf("setresuid: %w", err)
+	}
+	in.Syscall(unix.SYS_SETFSUID, uint64(c.UID[3]))
+	return nil
+}
+
+// fixRestart rewrites a thread frozen inside a system call so that the
+// call runs again when the thread resumes: the kernel's own restart logic
+// only applies to the process that was interrupted.
+func fixRestart(r *kernel.PtraceRegs) {
+	if int64(r.Orig_rax) < 0 {
+		return
+	}
+	switch -int64(r.Rax) {
+	case kernel.ERESTARTSYS, kernel.ERESTARTNOINTR, kernel.ERESTARTNOHAND:
+		r.Rax = r.Orig_rax
+		r.Rip -= 2
+	case kernel.ERESTART_RESTARTBLOCK:
+		switch r.Orig_rax {
+		case kernel.SYS_RESTART_SYSCALL:
+			// The original call is unknown: report an interruption.
+			r.Rax = uint64(-int64(unix.EINTR))
+		case kernel.SYS_NANOSLEEP:
+			// nanosleep(req, rem): the kernel wrote the remaining time
+			// to rem when the sleep was interrupted; sleep that long.
+			if r.Rsi != 0 {
+				r.Rdi = r.Rsi
+			}
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
+		case kernel.SYS_CLOCK_NANOSLEEP:
+			// clock_nanosleep(clock, flags, req, rem): absolute sleeps
+			// restart as they are; relative ones sleep the remainder.
+			if r.Rsi&unix.TIMER_ABSTIME == 0 && r.R10 != 0 {
+				r.Rdx = r.R10
+			}
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
+		default:
+			r.Rax = r.Orig_rax
+			r.Rip -= 2
+		}
+	}
+	r.Orig_rax = ^uint64(0)
+}
