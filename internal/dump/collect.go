@@ -95,7 +95,7 @@ func collect(ctx context.Context, fz *ptrace.Frozen, log *slog.Logger) (*collect
 		return nil, err
 	}
 	p.Umask = status.Umask
-	p.Creds = image.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups,
+	p.Creds = image.Creds{UID: u32x4(status.UID), GID: u32x4(status.GID), Groups: u32s(status.Groups),
 		CapInh: status.CapInh, CapPrm: status.CapPrm, CapEff: status.CapEff, CapBnd: status.CapBnd, CapAmb: status.CapAmb,
 		NoNewPrivs: status.NoNewPrivs}
 	p.Stopped = fz.WasStopped
@@ -172,7 +172,7 @@ func (c *collector) collectVMAs() error {
 				return fmt.Errorf("open mapping %#x-%#x of %d: %w", m.Start, m.End, pid, err)
 			}
 			var st unix.Stat_t
-			if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			if err := unix.Fstat(int(fds.RawFD(f)), &st); err != nil {
 				f.Close()
 				return err
 			}
@@ -254,7 +254,7 @@ func (c *collector) collectInjected() error {
 		b, _ := lead.ReadScratch(0, 32)
 		ov, _ := lead.Syscall(unix.SYS_TIMER_GETOVERRUN, uint64(t.ID))
 		p.PosixTimers = append(p.PosixTimers, image.PosixTimer{ID: t.ID, ClockID: t.ClockID, Signal: t.Signal,
-			Notify: t.Notify, NotifyTID: t.NotifyTID, SigevValue: t.SigevValue,
+			Notify: t.SigevNotify, NotifyTID: t.NotifyPID, SigevValue: t.SigevValue,
 			IntervalNsec: int64(le(b, 0))*1e9 + int64(le(b, 8)),
 			ValueNsec:    int64(le(b, 16))*1e9 + int64(le(b, 24)), Overrun: int(ov)})
 	}
@@ -332,3 +332,15 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 }
 
 func le(b []byte, off int) uint64 { return binary.LittleEndian.Uint64(b[off:]) }
+
+func u32x4(a [4]int) [4]uint32 {
+	return [4]uint32{uint32(a[0]), uint32(a[1]), uint32(a[2]), uint32(a[3])}
+}
+
+func u32s(a []int) []uint32 {
+	out := make([]uint32, len(a))
+	for i, v := range a {
+		out[i] = uint32(v)
+	}
+	return out
+}

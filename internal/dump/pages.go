@@ -78,6 +78,7 @@ func (c *collector) writePages(ctx context.Context, w Sink) error {
 	}
 	defer pm.Close()
 	ps := uint64(os.Getpagesize())
+	var pmBuf []uint64
 	for i := range c.proc.VMAs {
 		v := &c.proc.VMAs[i]
 		want, skipFile := wantPages(v)
@@ -87,10 +88,11 @@ func (c *collector) writePages(ctx context.Context, w Sink) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ents, err := pm.Read(v.Start, v.End)
+		ents, err := pm.Read(v.Start, v.End, pmBuf)
 		if err != nil {
 			return fmt.Errorf("pagemap of %#x-%#x: %w", v.Start, v.End, err)
 		}
+		pmBuf = ents
 		runStart := -1
 		flush := func(end int) error {
 			for a := v.Start + uint64(runStart)*ps; a < v.Start+uint64(end)*ps; {
@@ -106,8 +108,8 @@ func (c *collector) writePages(ctx context.Context, w Sink) error {
 			return nil
 		}
 		for j, e := range ents {
-			keep := procfs.PagePresent(e) || procfs.PageSwapped(e)
-			if keep && skipFile && procfs.PageFileOrShared(e) && !procfs.PageSwapped(e) {
+			keep := procfs.Present(e) || procfs.Swapped(e)
+			if keep && skipFile && procfs.IsFileOrShared(e) && !procfs.Swapped(e) {
 				keep = false
 			}
 			switch {

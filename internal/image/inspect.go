@@ -248,7 +248,7 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 		if v.FileID != "" {
 			name = strings.TrimSpace(name + " " + v.FileID)
 		}
-		p("    %012x\t%012x\t%s\t%s\t%d/%d\t%s\n", v.Start, v.End, protString(v.Prot, v.Shared), v.Kind, stored, v.Size()/uint64(pageSize), name)
+		p("    %012x\t%012x\t%s\t%s\t%d/%d\t%s\n", v.Start, v.End, protString(v.Prot, v.Shared), v.Kind, stored, v.Size()/uint64(pageSize), orDash(name))
 	}
 
 	if len(proc.FDs) > 0 {

@@ -70,6 +70,20 @@ const (
 	_UFFDIO_API          = 0x3F
 )
 
+// Bits of uffdio_api.ioctls and uffdio_register.ioctls (1 << _UFFDIO_x in C).
+const (
+	UFFD_IOCTL_REGISTER     = 1 << _UFFDIO_REGISTER
+	UFFD_IOCTL_UNREGISTER   = 1 << _UFFDIO_UNREGISTER
+	UFFD_IOCTL_WAKE         = 1 << _UFFDIO_WAKE
+	UFFD_IOCTL_COPY         = 1 << _UFFDIO_COPY
+	UFFD_IOCTL_ZEROPAGE     = 1 << _UFFDIO_ZEROPAGE
+	UFFD_IOCTL_MOVE         = 1 << _UFFDIO_MOVE
+	UFFD_IOCTL_WRITEPROTECT = 1 << _UFFDIO_WRITEPROTECT
+	UFFD_IOCTL_CONTINUE     = 1 << _UFFDIO_CONTINUE
+	UFFD_IOCTL_POISON       = 1 << _UFFDIO_POISON
+	UFFD_IOCTL_API          = 1 << _UFFDIO_API
+)
+
 // UFFDIO is the ioctl type of userfaultfd requests.
 const UFFDIO = 0xAA
 

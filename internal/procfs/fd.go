@@ -109,7 +109,7 @@ type InotifyWatch struct {
 func FDInfo(pid, fd int) (*ProcFDInfo, error) {
 	path := fdPath(pid, "fdinfo", fd)
 	var buf [2048]byte
-	b, err := readInto(path, buf[:])
+	b, err := readInto(path, buf[:], true)
 	if err != nil {
 		return nil, err
 	}

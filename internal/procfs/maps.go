@@ -47,9 +47,10 @@ func (m *Mapping) Anonymous() bool { return m.Inode == 0 && m.Path == "" && !m.S
 
 // SharedAnon reports a MAP_SHARED|MAP_ANONYMOUS mapping (or a shared
 // mapping of /dev/zero, which the kernel turns into the same thing): the
-// kernel backs it with an unlinked shmem file it names "/dev/zero".
+// kernel backs it with an unlinked shmem file it names "/dev/zero", or
+// "[anon_shmem:NAME]" once named with PR_SET_VMA_ANON_NAME.
 func (m *Mapping) SharedAnon() bool {
-	return m.Shared && m.Deleted && m.Path == "/dev/zero"
+	return m.Shared && (m.Deleted && m.Path == "/dev/zero" || strings.HasPrefix(m.Name, "[anon_shmem:"))
 }
 
 // Special reports one of the kernel's own mappings that cannot be recreated
@@ -68,7 +69,7 @@ func (m *Mapping) Special() bool {
 func Maps(pid int) ([]Mapping, error) {
 	path := pidPath(pid, "maps")
 	var out []Mapping
-	err := withFile(path, func(b []byte) error {
+	err := withFile(path, false, func(b []byte) error {
 		var err error
 		out, err = parseMaps(b, path)
 		return err

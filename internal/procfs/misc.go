@@ -31,7 +31,7 @@ func Comm(pid int) (string, error) { return readComm(pidPath(pid, "comm")) }
 func TaskComm(pid, tid int) (string, error) { return readComm(taskPath(pid, tid, "comm")) }
 
 func readComm(path string) (string, error) {
-	b, err := readSmall(path)
+	b, err := readSmall(path, true)
 	if err != nil {
 		return "", err
 	}
@@ -47,7 +47,7 @@ func readComm(path string) (string, error) {
 // value.
 func Personality(pid int) (uint32, error) {
 	path := pidPath(pid, "personality")
-	b, err := readSmall(path)
+	b, err := readSmall(path, true)
 	if err != nil {
 		return 0, err
 	}
@@ -62,7 +62,7 @@ func Personality(pid int) (uint32, error) {
 // pairs ending with an AT_NULL pair.
 func Auxv(pid int) ([]uint64, error) {
 	path := pidPath(pid, "auxv")
-	b, err := readSmall(path)
+	b, err := readSmall(path, false)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func Children(pid int) ([]int, error) {
 	var out []int
 	for _, tid := range tids {
 		path := taskPath(pid, tid, "children")
-		b, err := readSmall(path)
+		b, err := readSmall(path, false)
 		if err != nil {
 			if tid != pid && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)) {
 				continue

@@ -68,7 +68,9 @@ func (p *Pagemap) Fd() uintptr { return p.f.Fd() }
 func (p *Pagemap) Close() error { return p.f.Close() }
 
 // Read returns the entries for the pages of [start, end), which must be
-// page-aligned, reusing dst's storage when it is large enough.
+// page-aligned, reusing dst's storage when it is large enough. Pages above
+// the user address space (the [vsyscall] page) have no entries: such a
+// range fails with io.EOF.
 func (p *Pagemap) Read(start, end uint64, dst []uint64) ([]uint64, error) {
 	if start%p.pageSize != 0 || end%p.pageSize != 0 || end < start {
 		return nil, fmt.Errorf("procfs: %s: range %#x-%#x: %w", p.f.Name(), start, end, fs.ErrInvalid)

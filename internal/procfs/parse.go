@@ -1,6 +1,9 @@
 package procfs
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // Allocation-free scanners for the kernel's text formats. They work on the
 // byte slices the readers fill, so a maps line becomes a Mapping without a
@@ -10,10 +13,8 @@ var errSyntax = errors.New("syntax")
 
 // nextLine returns the line starting at b[0] (without '\n') and the rest.
 func nextLine(b []byte) (line, rest []byte) {
-	for i, c := range b {
-		if c == '\n' {
-			return b[:i], b[i+1:]
-		}
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:]
 	}
 	return b, nil
 }
@@ -61,20 +62,29 @@ func parseHex(b []byte) (uint64, error) {
 	}
 	var v uint64
 	for _, c := range b {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
+		d := hexDigit[c]
+		if d > 15 {
 			return 0, errSyntax
 		}
-		v = v<<4 | uint64(c)
+		v = v<<4 | uint64(d)
 	}
 	return v, nil
 }
+
+// hexDigit maps a byte to its hex value, or 0xff.
+var hexDigit = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i := byte(0); i < 10; i++ {
+		t['0'+i] = i
+	}
+	for i := byte(0); i < 6; i++ {
+		t['a'+i] = 10 + i
+		t['A'+i] = 10 + i
+	}
+	return t
+}()
 
 func parseOctal(b []byte) (uint64, error) {
 	if len(b) == 0 || len(b) > 22 {

@@ -63,19 +63,24 @@ func taskPath(pid, tid int, name string) string {
 // allocating it again on every call.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
+// maxPooled is the largest buffer kept for reuse: one huge smaps should
+// not pin its buffer for the life of the process.
+const maxPooled = 4 << 20
+
 // maxFileSize bounds how much of one /proc file is read; smaps of a process
 // with a million VMAs stays well below it.
 const maxFileSize = 1 << 30
 
-// withFile reads the whole of path into a pooled buffer and calls parse on
-// it. parse must not keep b (or sub-slices of it) after it returns.
-func withFile(path string, parse func(b []byte) error) error {
+// withFile reads the whole of path into a pooled buffer (see readInto for
+// single) and calls parse on it. parse must not keep b (or sub-slices of
+// it) after it returns.
+func withFile(path string, single bool, parse func(b []byte) error) error {
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	b, err := readInto(path, *bp)
-	if cap(b) > cap(*bp) {
+	b, err := readInto(path, *bp, single)
+	if cap(b) > cap(*bp) && cap(b) <= maxPooled {
 		*bp = b[:cap(b)]
 	}
+	defer bufPool.Put(bp)
 	if err != nil {
 		return err
 	}
@@ -84,7 +89,13 @@ func withFile(path string, parse func(b []byte) error) error {
 
 // readInto reads path to EOF into buf (grown as needed) and returns the
 // filled slice. Every read asks for all the room left in buf.
-func readInto(path string, buf []byte) ([]byte, error) {
+//
+// single says the file is a seq_file made with single_open (stat, status,
+// fdinfo, comm, personality): the kernel formats the whole text at once
+// and a read with room to spare returns all of it, so the read(2) that
+// would only report EOF is skipped. Multi-record files (maps, smaps,
+// timers, children) come a buffer page at a time and are read to EOF.
+func readInto(path string, buf []byte, single bool) ([]byte, error) {
 	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, osErr("open", path, &fs.PathError{Op: "open", Path: path, Err: err})
@@ -108,8 +119,8 @@ func readInto(path string, buf []byte) ([]byte, error) {
 		if err != nil {
 			return buf[:0], osErr("read", path, &fs.PathError{Op: "read", Path: path, Err: err})
 		}
-		if m == 0 {
-			return buf[:n], nil
+		if m == 0 || single && m < len(buf)-n {
+			return buf[:n+m], nil
 		}
 		n += m
 	}
@@ -126,8 +137,8 @@ func openRetry(path string, flags int) (int, error) {
 
 // readSmall reads a short file (comm, personality, children…) into a fresh
 // slice.
-func readSmall(path string) ([]byte, error) {
-	b, err := readInto(path, make([]byte, 512))
+func readSmall(path string, single bool) ([]byte, error) {
+	b, err := readInto(path, make([]byte, 512), single)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func (s *SmapsMapping) HasVmFlag(f string) bool { return slices.Contains(s.VmFla
 func Smaps(pid int) ([]SmapsMapping, error) {
 	path := pidPath(pid, "smaps")
 	var out []SmapsMapping
-	err := withFile(path, func(b []byte) error {
+	err := withFile(path, false, func(b []byte) error {
 		var err error
 		out, err = parseSmaps(b, path)
 		return err

@@ -52,7 +52,7 @@ func TaskStat(pid, tid int) (*ProcStat, error) { return readStat(taskPath(pid, t
 
 func readStat(path string) (*ProcStat, error) {
 	var buf [1024]byte
-	b, err := readInto(path, buf[:])
+	b, err := readInto(path, buf[:], true)
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func TaskStatus(pid, tid int) (*ProcStatus, error) {
 
 func readStatus(path string) (*ProcStatus, error) {
 	s := new(ProcStatus)
-	err := withFile(path, func(b []byte) error { return parseStatus(b, path, s) })
+	err := withFile(path, true, func(b []byte) error { return parseStatus(b, path, s) })
 	if err != nil {
 		return nil, err
 	}

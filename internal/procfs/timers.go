@@ -37,7 +37,7 @@ type PosixTimer struct {
 func Timers(pid int) ([]PosixTimer, error) {
 	path := pidPath(pid, "timers")
 	var out []PosixTimer
-	err := withFile(path, func(b []byte) error {
+	err := withFile(path, false, func(b []byte) error {
 		var err error
 		out, err = parseTimers(b, path)
 		return err

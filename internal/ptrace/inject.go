@@ -165,6 +165,14 @@ func (in *Injector) RawSyscall(nr uintptr, args ...uint64) (uint64, error) {
 		}
 		// A group-stop signal is remembered and suppressed; anything else
 		// cannot be dequeued while blocked, except SIGKILL.
+		switch sig {
+		case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
+			// A fault of our own making (the syscall instruction is not
+			// where we think): stepping again would fault forever.
+			var regs kernel.PtraceRegs
+			kernel.PtraceGetRegs(in.TID, &regs)
+			return 0, fmt.Errorf("inject syscall %d into %d: %v at %#x", nr, in.TID, sig, regs.Rip)
+		}
 		in.StopSeen = sig
 	}
 	if err := kernel.PtraceGetRegs(in.TID, &regs); err != nil {

@@ -287,10 +287,12 @@ func (b *builder) moveVDSO(cur []procfs.Mapping, want []image.VMA, busy [][2]uin
 			if _, err := b.lead.Syscall(unix.SYS_MREMAP, from, size, size, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, to); err != nil {
 				return fmt.Errorf("move %s to %#x: %w", m.Name, to, err)
 			}
+			if m.Name == "[vdso]" {
+				// Injection runs on the vdso's syscall instruction: follow it.
+				b.lead.Addr = b.lead.Addr - from + to
+			}
 		}
 	}
-	// Injection now runs on the moved vdso.
-	b.lead.Addr = b.lead.Addr - lo + wlo
 	return nil
 }
 
@@ -331,7 +333,7 @@ func (b *builder) install(f *os.File) (uint64, error) {
 		b.lead.Syscall(unix.SYS_CLOSE, pfd)
 		b.tpidfd = nfd
 	}
-	tfd, err := b.lead.Syscall(unix.SYS_PIDFD_GETFD, b.tpidfd, uint64(f.Fd()), 0)
+	tfd, err := b.lead.Syscall(unix.SYS_PIDFD_GETFD, b.tpidfd, uint64(fds.RawFD(f)), 0)
 	if err != nil {
 		return 0, fmt.Errorf("pidfd_getfd in target: %w", err)
 	}
@@ -435,7 +437,7 @@ func (b *builder) fileFD(path string, write bool) (uint64, error) {
 func (b *builder) fillPages(ctx context.Context, r *image.Reader, rec *image.Record) error {
 	for rec != nil {
 		switch rec.Type {
-		case image.RecPages:
+		case image.RecordPages:
 			if rec.PID != b.p.PID {
 				return fmt.Errorf("pages for pid %d in an image of pid %d: %w", rec.PID, b.p.PID, image.ErrMalformed)
 			}
@@ -444,7 +446,7 @@ func (b *builder) fillPages(ctx context.Context, r *image.Reader, rec *image.Rec
 			}
 			b.res.Pages += uint64(len(rec.Data) / os.Getpagesize())
 			b.res.Bytes += uint64(len(rec.Data))
-		case image.RecFileData:
+		case image.RecordFileData:
 			return fmt.Errorf("file data after pages: %w", image.ErrMalformed)
 		}
 		next, err := r.Next()

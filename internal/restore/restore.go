@@ -70,7 +70,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("read image: %w", err)
 	}
-	if rec.Type != image.RecState || rec.State == nil {
+	if rec.Type != image.RecordState || rec.State == nil {
 		return nil, fmt.Errorf("read image: first record is %v, not the process state: %w", rec.Type, image.ErrMalformed)
 	}
 	c := rec.State
@@ -99,7 +99,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 		if err != nil {
 			return nil, fmt.Errorf("read image: %w", err)
 		}
-		if rec.Type != image.RecFileData {
+		if rec.Type != image.RecordFileData {
 			pending = rec
 			break
 		}
@@ -143,7 +143,7 @@ func storeObject(objects map[string]*os.File, rec *image.Record) error {
 	if len(rec.Data) == 0 {
 		// An empty record marks the object's size.
 		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		if err := unix.Fstat(int(fds.RawFD(f)), &st); err != nil {
 			return err
 		}
 		if st.Size < rec.Offset {

@@ -253,7 +253,7 @@ func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
 	if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, name); err != nil {
 		return fmt.Errorf("set name: %w", err)
 	}
-	if th.Altstack.Flags&unix.SS_DISABLE == 0 && th.Altstack.Size != 0 {
+	if th.Altstack.Flags&2 == 0 /* SS_DISABLE */ && th.Altstack.Size != 0 {
 		st := kernel.StackT{SP: th.Altstack.SP, Flags: th.Altstack.Flags &^ 1 /* SS_ONSTACK is not settable */, Size: th.Altstack.Size}
 		addr, err := in.Scratch(kernel.Bytes(&st))
 		if err != nil {
@@ -334,7 +334,7 @@ func fixRestart(r *kernel.PtraceRegs) {
 		switch r.Orig_rax {
 		case kernel.SYS_RESTART_SYSCALL:
 			// The original call is unknown: report an interruption.
-			r.Rax = uint64(-int64(unix.EINTR))
+			r.Rax = negErrno(unix.EINTR)
 		case kernel.SYS_NANOSLEEP:
 			// nanosleep(req, rem): the kernel wrote the remaining time
 			// to rem when the sleep was interrupted; sleep that long.
@@ -358,3 +358,5 @@ func fixRestart(r *kernel.PtraceRegs) {
 	}
 	r.Orig_rax = ^uint64(0)
 }
+
+func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }

@@ -62,7 +62,7 @@ var ErrCorrupt = errors.New("workload memory corrupted")
 const (
 	mib = 1 << 20
 	// chunkPages pages (1 MiB) share a mutex. The verifier holds it for one
-	// chunk at a time, roughly 0.1 ms.
+	// chunk at a time, about a quarter of a millisecond.
 	chunkPages = 256
 	canarySize = 1 * mib
 	// At most 1/verifyShare of the time is spent verifying: 256 MiB takes

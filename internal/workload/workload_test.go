@@ -290,7 +290,7 @@ func TestFreeze(t *testing.T) {
 		// How soon after the freeze two more passes must complete: generous,
 		// for the race detector on one CPU, but far less than the minutes a
 		// freeze mistaken for verification work would cost.
-		recover = 5 * time.Second
+		recovery = 5 * time.Second
 	)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -336,8 +336,8 @@ func TestFreeze(t *testing.T) {
 			verifiedBefore = max(verifiedBefore, p.Verified)
 		case !terminated && p.Verified >= verifiedBefore+2:
 			// At least one whole pass ran after the freeze.
-			if after := p.Time.Sub(resumed); after > recover {
-				t.Errorf("two passes took %v after the freeze, want at most %v", after, recover)
+			if after := p.Time.Sub(resumed); after > recovery {
+				t.Errorf("two passes took %v after the freeze, want at most %v", after, recovery)
 			}
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)

@@ -1,7 +1,8 @@
 // helper is the target process for the procfs tests: it sets up mappings,
 // file descriptors, timers, threads and children with known properties,
-// reports them as one line of key=value pairs on fd 3 (the readiness pipe)
-// and then waits to be killed.
+// reports them as one line of key=value pairs on fd 3 (the readiness pipe),
+// closes it (EOF tells the test that set-up is over) and then waits to be
+// killed.
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -40,6 +41,7 @@ static pid_t spawn_kid(void) {
 	if (k < 0)
 		die("fork");
 	if (k == 0) {
+		close(3); // the test reads the readiness pipe to EOF
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		for (;;)
 			pause();

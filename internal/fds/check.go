@@ -1,0 +1,353 @@
+package fds
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
+)
+
+// ErrUnsupported is matched (errors.Is) by every *UnsupportedError.
+var ErrUnsupported = errors.New("cannot be checkpointed yet")
+
+// UnsupportedError names a file descriptor this package cannot carry.
+type UnsupportedError struct {
+	PID, FD  int
+	Resource string // "tcp socket", "io_uring", "inotify", ...
+	Detail   string // e.g. "127.0.0.1:4000 listening"; may be empty
+}
+
+func (e *UnsupportedError) Error() string {
+	if e.Detail == "" {
+		return fmt.Sprintf("pid %d fd %d: %s cannot be checkpointed yet", e.PID, e.FD, e.Resource)
+	}
+	return fmt.Sprintf("pid %d fd %d: %s (%s) cannot be checkpointed yet", e.PID, e.FD, e.Resource, e.Detail)
+}
+
+// Is makes errors.Is(err, ErrUnsupported) true.
+func (e *UnsupportedError) Is(target error) bool { return target == ErrUnsupported }
+
+// Check inspects pid's fds through /proc only (it never touches them) and
+// returns an *UnsupportedError for the first one, in fd order, that this
+// package cannot carry. It is meant to run before the process is frozen;
+// DumpProcess repeats the same checks on the frozen process.
+//
+// What Check cannot see from /proc — a socketpair whose peer is outside
+// the tree, a unix socket connected to a bound peer elsewhere — is
+// reported by Dumper.Finish.
+func Check(pid int) error {
+	nums, err := listFDs(pid)
+	if err != nil {
+		return err
+	}
+	pc := &procCache{pid: pid}
+	for _, num := range nums {
+		link, err := os.Readlink(fdPath(pid, num))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // closed meanwhile
+			}
+			return fmt.Errorf("check pid %d fd %d: %w", pid, num, err)
+		}
+		info, err := readFDInfo(pid, num)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("check pid %d fd %d: %w", pid, num, err)
+		}
+		if _, err := classify(pc, num, link, info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// procCache holds per-process tables that classify reads lazily.
+type procCache struct {
+	pid  int
+	unix map[uint64]unixEntry // /proc/PID/net/unix by inode; nil until read
+}
+
+type unixEntry struct {
+	flags uint64
+	path  string
+}
+
+// __SO_ACCEPTCON in the Flags column of /proc/net/unix (include/linux/net.h).
+const soAcceptCon = 1 << 16
+
+// classify decides from fd num's /proc link text, its fdinfo and a stat
+// through the link which image kind it is, or returns an *UnsupportedError.
+func classify(pc *procCache, num int, link string, info *fdInfo) (string, error) {
+	unsupported := func(resource, detail string) error {
+		return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: detail}
+	}
+	if info.locks {
+		return "", unsupported("file lock", link)
+	}
+	switch {
+	case strings.HasPrefix(link, "pipe:["):
+		return image.FDPipe, nil
+	case strings.HasPrefix(link, "socket:["):
+		return classifySocket(pc, num, link, info)
+	case strings.HasPrefix(link, "anon_inode:"):
+		name := strings.Trim(strings.TrimPrefix(link, "anon_inode:"), "[]")
+		switch {
+		case name == "eventfd":
+			return image.FDEventfd, nil
+		case name == "timerfd":
+			return image.FDTimerfd, nil
+		case name == "signalfd":
+			return image.FDSignalfd, nil
+		case name == "eventpoll":
+			return image.FDEpoll, nil
+		case name == "perf_event":
+			return "", unsupported("perf", "")
+		case strings.HasPrefix(name, "bpf"):
+			return "", unsupported("bpf", name)
+		case name == "inotify", name == "fanotify", name == "io_uring", name == "pidfd", name == "userfaultfd":
+			return "", unsupported(name, "")
+		}
+		return "", unsupported("anonymous inode", name)
+	case strings.HasPrefix(link, "pidfd:"):
+		return "", unsupported("pidfd", "")
+	case !strings.HasPrefix(link, "/"):
+		// nsfs ("net:[4026531840]"), or something newer.
+		if i := strings.Index(link, ":["); i > 0 {
+			switch link[:i] {
+			case "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children", "user", "uts":
+				return "", unsupported("namespace", link)
+			}
+		}
+		return "", unsupported("special file", link)
+	}
+
+	var st unix.Stat_t
+	if err := unix.Stat(fdPath(pc.pid, num), &st); err != nil {
+		return "", fmt.Errorf("stat pid %d fd %d (%s): %w", pc.pid, num, link, err)
+	}
+	deleted := strings.HasSuffix(link, deletedSuffix)
+	if info.flags&unix.O_PATH != 0 {
+		// An O_PATH fd names a file without opening it: reopened by path
+		// whatever the file is, as long as the path still leads to it.
+		switch {
+		case deleted:
+			return "", unsupported("O_PATH fd of a deleted file", link)
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+			return image.FDDir, nil
+		case st.Mode&unix.S_IFMT == unix.S_IFCHR:
+			return image.FDChar, nil
+		}
+		return image.FDFile, nil
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if strings.HasPrefix(link, "/memfd:") && deleted {
+			var sfs unix.Statfs_t
+			if err := unix.Statfs(fdPath(pc.pid, num), &sfs); err == nil && sfs.Type == unix.HUGETLBFS_MAGIC {
+				return "", unsupported("hugetlb memfd", link)
+			}
+			return image.FDMemfd, nil
+		}
+		if strings.HasPrefix(link, "/secretmem") {
+			return "", unsupported("secretmem", "")
+		}
+		return image.FDFile, nil
+	case unix.S_IFBLK:
+		if deleted {
+			return "", unsupported("deleted block device", link)
+		}
+		return image.FDFile, nil
+	case unix.S_IFDIR:
+		if deleted && st.Nlink == 0 {
+			return "", unsupported("deleted directory", link)
+		}
+		return image.FDDir, nil
+	case unix.S_IFCHR:
+		if deleted {
+			return "", unsupported("deleted device node", link)
+		}
+		major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
+		if major == 5 && minor == 2 || link == "/dev/ptmx" || strings.HasSuffix(link, "/ptmx") {
+			return "", unsupported("pty master", link)
+		}
+		if !reopenableChar(major, minor) {
+			return "", unsupported("character device", fmt.Sprintf("%s %d:%d", link, major, minor))
+		}
+		return image.FDChar, nil
+	case unix.S_IFIFO:
+		if deleted {
+			return "", unsupported("deleted FIFO", link)
+		}
+		return image.FDFIFO, nil
+	default:
+		return "", unsupported("file", fmt.Sprintf("%s mode %o", link, st.Mode))
+	}
+}
+
+// reopenableChar reports whether a character device keeps no state in its
+// open file that a reopen by path would lose.
+func reopenableChar(major, minor uint32) bool {
+	switch {
+	case major == 1: // mem: null, zero, full, random, urandom, kmsg...
+		return minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9
+	case major == 4: // tty0..63 virtual consoles, ttyS serial ports
+		return true
+	case major == 5: // /dev/tty, /dev/console
+		return minor == 0 || minor == 1
+	case major >= 136 && major <= 143: // /dev/pts/N
+		return true
+	}
+	return false
+}
+
+func classifySocket(pc *procCache, num int, link string, info *fdInfo) (string, error) {
+	unsupported := func(resource, detail string) error {
+		return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: detail}
+	}
+	ino, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
+	proto := sockProtoName(pc.pid, num)
+	switch {
+	case strings.HasPrefix(proto, "UNIX"):
+		if pc.unix == nil {
+			pc.unix = readProcNetUnix(pc.pid)
+		}
+		if e, ok := pc.unix[ino]; ok {
+			if e.flags&soAcceptCon != 0 {
+				return "", unsupported("unix socket", "listening on "+orUnnamed(e.path))
+			}
+			if e.path != "" {
+				return "", unsupported("unix socket", "bound to "+e.path)
+			}
+		}
+		if info.scmFDs > 0 {
+			return "", unsupported("unix socket", fmt.Sprintf("%d file descriptors in flight", info.scmFDs))
+		}
+		return image.FDUnix, nil
+	case strings.HasPrefix(proto, "TCP"), strings.HasPrefix(proto, "MPTCP"):
+		return "", unsupported("tcp socket", inetDetail(pc.pid, ino, "tcp", "tcp6"))
+	case strings.HasPrefix(proto, "UDPLITE"):
+		return "", unsupported("udplite socket", inetDetail(pc.pid, ino, "udplite", "udplite6"))
+	case strings.HasPrefix(proto, "UDP"):
+		return "", unsupported("udp socket", inetDetail(pc.pid, ino, "udp", "udp6"))
+	case strings.HasPrefix(proto, "RAW"):
+		return "", unsupported("raw socket", "")
+	case strings.HasPrefix(proto, "PING"):
+		return "", unsupported("icmp socket", "")
+	case proto == "":
+		return "", unsupported("socket", link)
+	}
+	return "", unsupported(strings.ToLower(proto)+" socket", "")
+}
+
+func orUnnamed(s string) string {
+	if s == "" {
+		return "an unnamed address"
+	}
+	return s
+}
+
+// sockProtoName reads the socket's protocol name ("UNIX-STREAM", "TCP",
+// "NETLINK"...) from the sockfs xattr, through the /proc link.
+func sockProtoName(pid, num int) string {
+	buf := make([]byte, 64)
+	n, err := unix.Getxattr(fdPath(pid, num), "system.sockprotoname", buf)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(string(buf[:n]), "\x00")
+}
+
+// readProcNetUnix parses /proc/PID/net/unix (the target's network
+// namespace): inode → flags and bound path ("@name" for abstract).
+func readProcNetUnix(pid int) map[uint64]unixEntry {
+	m := make(map[uint64]unixEntry)
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", pid))
+	if err != nil {
+		return m
+	}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		ino, err := strconv.ParseUint(f[6], 10, 64)
+		if err != nil {
+			continue
+		}
+		flags, _ := strconv.ParseUint(f[3], 16, 64)
+		e := unixEntry{flags: flags}
+		if len(f) > 7 {
+			e.path = strings.Join(f[7:], " ")
+		}
+		m[ino] = e
+	}
+	return m
+}
+
+// inetDetail finds socket inode ino in the target's /proc/PID/net tables
+// and describes it as "ADDR:PORT", adding "listening" or "-> REMOTE".
+func inetDetail(pid int, ino uint64, tables ...string) string {
+	want := strconv.FormatUint(ino, 10)
+	for _, t := range tables {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, t))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[9] != want {
+				continue
+			}
+			local := hexAddr(f[1])
+			switch {
+			case f[3] == "0A" && strings.HasPrefix(t, "tcp"):
+				return local + " listening"
+			case f[2] != "" && !allZeroAddr(f[2]):
+				return local + " -> " + hexAddr(f[2])
+			}
+			return local
+		}
+	}
+	return ""
+}
+
+func allZeroAddr(s string) bool { return strings.Trim(s, "0:") == "" }
+
+// hexAddr turns /proc/net/tcp's "0100007F:0FA0" (IPv4, or 32 hex digits
+// for IPv6, each 32-bit word in host order) into "127.0.0.1:4000".
+func hexAddr(s string) string {
+	host, port, ok := strings.Cut(s, ":")
+	if !ok {
+		return s
+	}
+	p, _ := strconv.ParseUint(port, 16, 16)
+	var ip []byte
+	for i := 0; i+8 <= len(host); i += 8 {
+		w, err := strconv.ParseUint(host[i:i+8], 16, 32)
+		if err != nil {
+			return s
+		}
+		ip = append(ip, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
+	}
+	switch len(ip) {
+	case 4:
+		return fmt.Sprintf("%d.%d.%d.%d:%d", ip[0], ip[1], ip[2], ip[3], p)
+	case 16:
+		var b strings.Builder
+		for i := 0; i < 16; i += 2 {
+			if i > 0 {
+				b.WriteByte(':')
+			}
+			fmt.Fprintf(&b, "%x", uint16(ip[i])<<8|uint16(ip[i+1]))
+		}
+		return fmt.Sprintf("[%s]:%d", b.String(), p)
+	}
+	return s
+}

@@ -1,0 +1,42 @@
+// Package fds checkpoints and restores the file descriptors of a process
+// tree without ptrace.
+//
+// Dump side (Dumper): every fd of a frozen target is duplicated into ferry
+// with pidfd_getfd — the same open file description, so offset, flags and
+// pipe are shared — and inspected there: fstat, /proc/PID/fdinfo/N,
+// /proc/PID/fd/N, tee(2) for the bytes buffered in a pipe (copied, not
+// consumed), MSG_PEEK with SO_PEEK_OFF for unix socket queues, sock_diag
+// for socket peers, kcmp to recognise one description in several fds or
+// processes. The target's fd table is never modified.
+//
+// Restore side (Restorer): every open file description is created inside
+// ferry; the restore engine installs them into the target at the recorded
+// numbers. What must be done with the target's own fd numbers — epoll
+// registration, since epoll keys items by file and number — goes through
+// an Injector that executes system calls in the target.
+//
+// What is carried, per image.FD kind:
+//   - file: path, flags (O_APPEND...), offset, stat identity, and a SHA-256
+//     ContentHash for regular files up to Dumper.HashLimit; reopened by
+//     path (missing → error, size changed → warning). Unlinked files carry
+//     their content as an object (FileID) and are recreated in their
+//     directory and unlinked again. Block devices and O_PATH fds are
+//     reopened by path.
+//   - dir, chardev: reopened by path; character devices only from an
+//     allowlist without per-open state (null, zero, full, random, urandom,
+//     tty, console, virtual consoles, serial ports, /dev/pts/N).
+//   - pipe, fifo: identity, size and buffered bytes; recreated with the
+//     bytes written back. A pipe that also has holders outside the tree is
+//     External: its bytes stay in the live pipe, which a restore on the same
+//     machine reuses (inherited file, or taken from a live holder).
+//   - eventfd (count, semaphore), timerfd (clock, remaining time,
+//     interval, unread expirations), signalfd (mask), epoll (items).
+//   - unix: socketpairs within the tree, unconnected sockets, sockets
+//     whose peer was closed; queued data is re-sent to the right end.
+//   - memfd: name, seals and content (object FileID).
+//
+// Anything else (inet, netlink, packet sockets, bound or listening unix
+// sockets, io_uring, inotify, fanotify, pidfd, perf, bpf, userfaultfd,
+// namespaces, pty masters, file locks, fds in flight) is refused with an
+// *UnsupportedError, by Check before freezing and by DumpProcess.
+package fds

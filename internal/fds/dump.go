@@ -1,0 +1,629 @@
+package fds
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
+	"ferry/internal/kernel"
+)
+
+// DefaultHashLimit is the largest regular file DumpProcess hashes by default.
+const DefaultHashLimit = 64 << 20
+
+// Dumper records the file descriptors of a frozen process tree. It keeps a
+// duplicate of every open file description it saw (taken with
+// pidfd_getfd) until Close, which both lets it recognise the same
+// description in several processes (kcmp) and lets an in-process restore
+// reuse live pipes (Kept).
+//
+// The duplicates are raw fds, never wrapped in *os.File while dumping:
+// os.File.Fd clears O_NONBLOCK and os.NewFile registers the fd with Go's
+// poller, and either would act on the target's own description.
+type Dumper struct {
+	log *slog.Logger
+	// HashLimit is the largest regular file that gets a ContentHash
+	// (SHA-256, computed in DumpProcess while the tree is frozen); a
+	// negative value disables hashing. NewDumper sets DefaultHashLimit.
+	HashLimit int64
+
+	mu      sync.Mutex // guards the fields below
+	descs   map[string]*desc
+	byObj   map[devIno][]*desc // candidates for kcmp
+	pipes   map[string]*desc   // PipeID → desc holding Buffered (captured once)
+	objects map[string]*os.File
+	hashes  map[hashKey]string
+	seq     int
+	closed  bool
+}
+
+type devIno struct{ dev, ino uint64 }
+
+type hashKey struct {
+	dev, ino, size uint64
+	mtime, ctime   unix.Timespec
+}
+
+// desc is one open file description seen while dumping.
+type desc struct {
+	id   string
+	fd   int      // ferry's duplicate
+	file *os.File // wraps fd once handed out by Kept
+	rec  image.FD // full state; Num and CloExec of the first holder
+	pid  int      // first holder
+	link string   // its /proc link text
+	diag *kernel.UnixDiag
+	ep   []epollEntry
+}
+
+// NewDumper returns a Dumper logging to log (nil: discard).
+func NewDumper(log *slog.Logger) *Dumper {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dumper{
+		log:       log,
+		HashLimit: DefaultHashLimit,
+		descs:     make(map[string]*desc),
+		byObj:     make(map[devIno][]*desc),
+		pipes:     make(map[string]*desc),
+		objects:   make(map[string]*os.File),
+		hashes:    make(map[hashKey]string),
+	}
+}
+
+// DumpProcess records every fd of pid, which the caller has frozen; pidfd
+// is pidfd_open(pid). The target's fd table is never modified: each fd is
+// duplicated into ferry with pidfd_getfd and inspected there. An fd whose
+// open file description was already seen (in this or an earlier process)
+// yields a record with only Num, CloExec and Desc. Cross-process facts
+// (External, SockPeer) are filled in by Finish.
+func (d *Dumper) DumpProcess(pid, pidfd int) ([]image.FD, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, errors.New("fds: dumper is closed")
+	}
+	log := d.log.With("pid", pid)
+	nums, err := listFDs(pid)
+	if err != nil {
+		return nil, err
+	}
+	pc := &procCache{pid: pid}
+	out := make([]image.FD, 0, len(nums))
+	for _, num := range nums {
+		rec, err := d.dumpFDLocked(log, pc, pidfd, num)
+		if err != nil {
+			var ue *UnsupportedError
+			if errors.As(err, &ue) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("dump pid %d fd %d: %w", pid, num, err)
+		}
+		if rec != nil {
+			out = append(out, *rec)
+		}
+	}
+	return out, nil
+}
+
+func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (*image.FD, error) {
+	pid := pc.pid
+	link, err := os.Readlink(fdPath(pid, num))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil // not open any more; the tree is frozen, so it was ferry's race
+		}
+		return nil, err
+	}
+	info, err := readFDInfo(pid, num)
+	if err != nil {
+		return nil, err
+	}
+	kind, err := classify(pc, num, link, info)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := pidfdGetfd(pidfd, num)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("fstat", err)
+	}
+	cloexec := info.flags&unix.O_CLOEXEC != 0
+
+	same, err := d.findDescLocked(fd, st)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if same != nil {
+		unix.Close(fd)
+		return &image.FD{Num: num, CloExec: cloexec, Desc: same.id}, nil
+	}
+
+	d.seq++
+	ds := &desc{id: "desc:" + strconv.Itoa(d.seq), fd: fd, pid: pid, link: link}
+	ds.rec = image.FD{
+		Num:     num,
+		CloExec: cloexec,
+		Desc:    ds.id,
+		Kind:    kind,
+		Flags:   info.flags &^ unix.O_CLOEXEC,
+		Offset:  info.pos,
+		Mode:    st.Mode,
+		Dev:     st.Dev,
+		Ino:     st.Ino,
+		Rdev:    st.Rdev,
+		Size:    st.Size,
+	}
+	// Register before filling so that Close releases fd on any error.
+	d.descs[ds.id] = ds
+	key := devIno{st.Dev, st.Ino}
+	d.byObj[key] = append(d.byObj[key], ds)
+
+	if err := d.fillLocked(log, pc, ds, info, &st); err != nil {
+		return nil, err
+	}
+	rec := ds.rec
+	return &rec, nil
+}
+
+// findDescLocked returns the already-seen description that fd refers to, if
+// any. Only descriptions of the same inode are compared, with kcmp.
+func (d *Dumper) findDescLocked(fd int, st unix.Stat_t) (*desc, error) {
+	self := os.Getpid()
+	for _, c := range d.byObj[devIno{st.Dev, st.Ino}] {
+		same, err := kernel.KcmpFile(self, fd, self, c.fd)
+		if err != nil {
+			return nil, fmt.Errorf("compare open file descriptions: %w", err)
+		}
+		if same {
+			return c, nil
+		}
+	}
+	return nil, nil
+}
+
+// fillLocked records the kind-specific state of a new description.
+func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdInfo, st *unix.Stat_t) error {
+	r := &ds.rec
+	unsupported := func(resource, detail string) error {
+		return &UnsupportedError{PID: pc.pid, FD: r.Num, Resource: resource, Detail: detail}
+	}
+	switch r.Kind {
+	case image.FDFile:
+		r.Path = ds.link
+		if strings.HasSuffix(ds.link, deletedSuffix) {
+			// The name is gone (nlink 0), or this name was removed while
+			// other links remain: either way the path no longer leads to
+			// it, so the content travels.
+			r.Path = strings.TrimSuffix(ds.link, deletedSuffix)
+			r.Unlinked = true
+			r.FileID = image.ObjectID(st.Dev, st.Ino)
+			return d.addObjectLocked(r.FileID, ds.fd)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && r.Flags&unix.O_PATH == 0 &&
+			d.HashLimit >= 0 && st.Size <= d.HashLimit {
+			h, err := d.hashLocked(ds.fd, st)
+			if err != nil {
+				log.Warn("cannot hash file", "fd", r.Num, "path", r.Path, "err", err)
+			}
+			r.ContentHash = h
+		}
+	case image.FDMemfd:
+		r.Path = strings.TrimSuffix(ds.link, deletedSuffix)
+		seals, err := unix.FcntlInt(uintptr(ds.fd), unix.F_GET_SEALS, 0)
+		if err != nil {
+			return fmt.Errorf("memfd %s: F_GET_SEALS: %w", r.Path, err)
+		}
+		setMemfdSeals(r, seals)
+		r.FileID = image.ObjectID(st.Dev, st.Ino)
+		return d.addObjectLocked(r.FileID, ds.fd)
+	case image.FDDir, image.FDChar:
+		r.Path = ds.link
+	case image.FDPipe, image.FDFIFO:
+		if r.Kind == image.FDPipe {
+			r.PipeID = strconv.FormatUint(st.Ino, 10)
+		} else {
+			r.Path = ds.link
+			r.PipeID = fifoID(st.Dev, st.Ino)
+		}
+		size, err := unix.FcntlInt(uintptr(ds.fd), unix.F_GETPIPE_SZ, 0)
+		if err != nil {
+			return fmt.Errorf("F_GETPIPE_SZ: %w", err)
+		}
+		r.PipeSize = size
+		if r.Flags&unix.O_ACCMODE != unix.O_WRONLY && d.pipes[r.PipeID] == nil {
+			d.pipes[r.PipeID] = ds
+			buf, err := peekPipe(ds.fd, size)
+			if err != nil {
+				return fmt.Errorf("read buffered bytes of %s: %w", ds.link, err)
+			}
+			r.Buffered = buf
+			if len(buf) > 0 && r.Flags&unix.O_DIRECT != 0 {
+				log.Warn("packet-mode pipe: message boundaries of buffered bytes are not kept", "fd", r.Num)
+			}
+		}
+	case image.FDEventfd:
+		c, err := strconv.ParseUint(info.fields["eventfd-count"], 16, 64)
+		if err != nil {
+			return fmt.Errorf("eventfd-count: %w", err)
+		}
+		r.EventfdCount = c
+		r.EventfdSemaphore = info.fields["eventfd-semaphore"] == "1"
+	case image.FDTimerfd:
+		clock, err1 := strconv.Atoi(info.fields["clockid"])
+		ticks, err2 := strconv.ParseUint(info.fields["ticks"], 10, 64)
+		sflags, err3 := strconv.ParseUint(info.fields["settime flags"], 8, 32)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("timerfd fdinfo: %w", err)
+		}
+		var its unix.ItimerSpec
+		if err := unix.TimerfdGettime(ds.fd, &its); err != nil {
+			return os.NewSyscallError("timerfd_gettime", err)
+		}
+		r.TimerClock = clock
+		r.TimerTicks = ticks
+		r.TimerSettimeFlags = int(sflags)
+		r.TimerValueNsec = its.Value.Nano()
+		r.TimerIntervalNsec = its.Interval.Nano()
+	case image.FDSignalfd:
+		m, err := strconv.ParseUint(info.fields["sigmask"], 16, 64)
+		if err != nil {
+			return fmt.Errorf("signalfd sigmask: %w", err)
+		}
+		r.SignalfdMask = m
+	case image.FDEpoll:
+		// fdinfo lists items in the kernel's tree order (by file address);
+		// record them by fd number so images are reproducible.
+		ds.ep = slices.SortedFunc(slices.Values(info.epoll), func(a, b epollEntry) int { return cmp.Compare(a.tfd, b.tfd) })
+		for _, e := range ds.ep {
+			r.Epoll = append(r.Epoll, image.EpollItem{FD: e.tfd, Events: e.events, Data: e.data})
+		}
+	case image.FDUnix:
+		return d.fillUnixLocked(ds, unsupported)
+	default:
+		return fmt.Errorf("unexpected kind %q", r.Kind)
+	}
+	return nil
+}
+
+func (d *Dumper) fillUnixLocked(ds *desc, unsupported func(string, string) error) error {
+	r := &ds.rec
+	dom, err := unix.GetsockoptInt(ds.fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return os.NewSyscallError("getsockopt(SO_DOMAIN)", err)
+	}
+	if dom != unix.AF_UNIX {
+		return unsupported("socket", fmt.Sprintf("address family %d", dom))
+	}
+	typ, err := unix.GetsockoptInt(ds.fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return os.NewSyscallError("getsockopt(SO_TYPE)", err)
+	}
+	r.SockType = typ
+	diag, err := kernel.UnixDiagLookup(uint32(r.Ino))
+	if err != nil {
+		return fmt.Errorf("unix socket inode %d: %w", r.Ino, err)
+	}
+	ds.diag = diag
+	if diag.State == kernel.UnixListen {
+		return unsupported("unix socket", "listening on "+orUnnamed(diag.Name))
+	}
+	if diag.Name != "" {
+		return unsupported("unix socket", "bound to "+diag.Name)
+	}
+	r.SockShutRD = diag.Shutdown&kernel.UnixRcvShutdown != 0
+	r.SockShutWR = diag.Shutdown&kernel.UnixSendShutdown != 0
+	q, err := peekSocket(ds.fd, typ)
+	if err != nil {
+		return fmt.Errorf("read queued data: %w", err)
+	}
+	r.SockQueue = q
+	return nil
+}
+
+// addObjectLocked opens a reader (offset 0, a new description) on the
+// content object behind fd, once per id.
+func (d *Dumper) addObjectLocked(id string, fd int) error {
+	if _, ok := d.objects[id]; ok {
+		return nil
+	}
+	f, err := os.OpenFile(selfFDPath(fd), os.O_RDONLY|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("open content of %s: %w", id, err)
+	}
+	d.objects[id] = f
+	return nil
+}
+
+// hashLocked returns the SHA-256 (hex) of the first st.Size bytes of the file
+// behind fd, read through a new description so the target's offset and
+// access mode do not matter. Results are cached by inode, size and times.
+func (d *Dumper) hashLocked(fd int, st *unix.Stat_t) (string, error) {
+	key := hashKey{dev: st.Dev, ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim, ctime: st.Ctim}
+	if h, ok := d.hashes[key]; ok {
+		return h, nil
+	}
+	f, err := os.OpenFile(selfFDPath(fd), os.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, st.Size)); err != nil {
+		return "", err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	d.hashes[key] = sum
+	return sum, nil
+}
+
+func fifoID(dev, ino uint64) string { return fmt.Sprintf("fifo:%x:%x", dev, ino) }
+
+// Memfd seals travel in FD.Rdev until image.FD has a field of its own:
+// st_rdev of a memfd is always 0, so the field is otherwise unused.
+func setMemfdSeals(r *image.FD, seals int) { r.Rdev = uint64(seals) }
+func memfdSeals(r *image.FD) int           { return int(r.Rdev) }
+
+// Finish resolves what needs the whole tree, after every process in procs
+// was dumped by d, and rewrites procs[i].FDs in place:
+//   - the full state of each description moves to its first appearance in
+//     procs order; later appearances keep only Num, CloExec and Desc;
+//   - pipes and FIFOs also held by a process outside the tree get
+//     External=true and lose Buffered (those bytes stay in the live pipe);
+//   - unix sockets get SockPeer (the peer's Desc); a peer outside the tree
+//     makes the socket External when the peer is unnamed (a socketpair),
+//     and is an *UnsupportedError when it is bound (a server's socket);
+//   - every epoll item must be open at its number, with the same inode,
+//     in some process holding the epoll, else *UnsupportedError.
+func (d *Dumper) Finish(procs []*image.Process) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tree := make(map[int]bool)
+	var used []*desc // in first-appearance order
+	seen := make(map[string]bool)
+	for _, p := range procs {
+		tree[p.PID] = true
+		for _, fd := range p.FDs {
+			ds := d.descs[fd.Desc]
+			if ds == nil {
+				return fmt.Errorf("pid %d fd %d: description %q was not dumped by this dumper", p.PID, fd.Num, fd.Desc)
+			}
+			if !seen[ds.id] {
+				seen[ds.id] = true
+				used = append(used, ds)
+			}
+		}
+	}
+
+	if err := d.resolvePipesLocked(used, tree); err != nil {
+		return err
+	}
+	if err := d.resolveUnixLocked(used); err != nil {
+		return err
+	}
+	if err := d.checkEpollLocked(procs, used); err != nil {
+		return err
+	}
+
+	first := make(map[string]bool)
+	for _, p := range procs {
+		for i, fd := range p.FDs {
+			if first[fd.Desc] {
+				p.FDs[i] = image.FD{Num: fd.Num, CloExec: fd.CloExec, Desc: fd.Desc}
+				continue
+			}
+			first[fd.Desc] = true
+			full := d.descs[fd.Desc].rec
+			full.Num, full.CloExec = fd.Num, fd.CloExec
+			p.FDs[i] = full
+		}
+	}
+	return nil
+}
+
+func (d *Dumper) resolvePipesLocked(used []*desc, tree map[int]bool) error {
+	wanted := make(map[string]bool)
+	for _, ds := range used {
+		if ds.rec.Kind == image.FDPipe || ds.rec.Kind == image.FDFIFO {
+			wanted[ds.link] = true
+		}
+	}
+	if len(wanted) == 0 {
+		return nil
+	}
+	self := os.Getpid()
+	outside := scanHolders(wanted, func(pid int) bool { return tree[pid] || pid == self })
+	external := make(map[string]bool) // by PipeID
+	for _, ds := range used {
+		if _, ok := outside[ds.link]; ok && (ds.rec.Kind == image.FDPipe || ds.rec.Kind == image.FDFIFO) {
+			external[ds.rec.PipeID] = true
+		}
+	}
+	for _, ds := range used {
+		if (ds.rec.Kind == image.FDPipe || ds.rec.Kind == image.FDFIFO) && external[ds.rec.PipeID] {
+			ds.rec.External = true
+			ds.rec.Buffered = nil
+			d.log.Debug("pipe leads outside the tree", "pid", ds.pid, "fd", ds.rec.Num, "pipe", ds.link,
+				"holder", outside[ds.link].pid)
+		}
+	}
+	return nil
+}
+
+func (d *Dumper) resolveUnixLocked(used []*desc) error {
+	byIno := make(map[uint32]*desc)
+	for _, ds := range used {
+		if ds.rec.Kind == image.FDUnix {
+			byIno[uint32(ds.rec.Ino)] = ds
+		}
+	}
+	for _, ds := range used {
+		if ds.rec.Kind != image.FDUnix || ds.diag.Peer == 0 {
+			continue
+		}
+		if peer := byIno[ds.diag.Peer]; peer != nil {
+			ds.rec.SockPeer = peer.id
+			continue
+		}
+		pd, err := kernel.UnixDiagLookup(ds.diag.Peer)
+		if err == nil && pd.Name != "" {
+			return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "unix socket",
+				Detail: "connected to " + pd.Name + " outside the tree"}
+		}
+		ds.rec.External = true
+		ds.rec.SockQueue = nil // the live socket keeps its queue
+		d.log.Debug("socketpair leads outside the tree", "pid", ds.pid, "fd", ds.rec.Num, "peer_ino", ds.diag.Peer)
+	}
+	return nil
+}
+
+// checkEpollLocked makes sure each epoll item can be registered again: some
+// process holding the epoll has, at the item's fd number, the file the item
+// was registered for. (Items whose fd was closed while the file stayed
+// open elsewhere cannot be re-added under their old number.)
+func (d *Dumper) checkEpollLocked(procs []*image.Process, used []*desc) error {
+	for _, ep := range used {
+		if ep.rec.Kind != image.FDEpoll || len(ep.ep) == 0 {
+			continue
+		}
+		ok := false
+		for _, p := range procs {
+			if !holdsDesc(p, ep.id) {
+				continue
+			}
+			if d.itemsMatchLocked(p, ep.ep) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return &UnsupportedError{PID: ep.pid, FD: ep.rec.Num, Resource: "epoll",
+				Detail: "an item's fd number no longer refers to the file it was registered with"}
+		}
+	}
+	return nil
+}
+
+func (d *Dumper) itemsMatchLocked(p *image.Process, items []epollEntry) bool {
+	byNum := make(map[int]*desc, len(p.FDs))
+	for _, fd := range p.FDs {
+		byNum[fd.Num] = d.descs[fd.Desc]
+	}
+	for _, it := range items {
+		ds := byNum[it.tfd]
+		if ds == nil || ds.rec.Ino != it.ino {
+			return false
+		}
+		// sdev is the kernel's dev_t; st_dev is its user-space encoding.
+		if unix.Mkdev(uint32(it.sdev>>20), uint32(it.sdev&0xfffff)) != ds.rec.Dev {
+			return false
+		}
+	}
+	return true
+}
+
+func holdsDesc(p *image.Process, id string) bool {
+	for _, fd := range p.FDs {
+		if fd.Desc == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Objects returns the content of unlinked files and memfds seen so far, to
+// be stored as FileData: FileID → a file open for reading, each its own
+// description (read it with ReadAt or from offset 0). The Dumper owns the
+// files; Close closes them.
+func (d *Dumper) Objects() map[string]*os.File {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := make(map[string]*os.File, len(d.objects))
+	for k, v := range d.objects {
+		m[k] = v
+	}
+	return m
+}
+
+// Kept returns ferry's duplicate of every open file description, keyed by
+// Desc, for an in-process restore (NewRestorer's inherit) that wants the
+// very same pipes and sockets. The Dumper owns the files; Close closes
+// them. Do not call Fd on them: it clears O_NONBLOCK on the shared
+// description (use RawFD).
+func (d *Dumper) Kept() map[string]*os.File {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := make(map[string]*os.File, len(d.descs))
+	for id, ds := range d.descs {
+		if ds.file == nil {
+			ds.file = os.NewFile(uintptr(ds.fd), ds.link)
+		}
+		m[id] = ds.file
+	}
+	return m
+}
+
+// Close releases every duplicate and content file.
+func (d *Dumper) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	var errs []error
+	for _, ds := range d.descs {
+		if ds.file != nil {
+			errs = append(errs, ds.file.Close())
+		} else {
+			errs = append(errs, unix.Close(ds.fd))
+		}
+	}
+	for _, f := range d.objects {
+		errs = append(errs, f.Close())
+	}
+	d.descs, d.byObj, d.objects = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// RawFD returns f's descriptor number without the side effect of
+// os.File.Fd, which puts a non-blocking description into blocking mode
+// (and the description may be shared with a target process).
+func RawFD(f *os.File) int {
+	fd := -1
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(u uintptr) { fd = int(u) })
+	}
+	return fd
+}
+
+func pidfdGetfd(pidfd, num int) (int, error) {
+	for {
+		fd, err := unix.PidfdGetfd(pidfd, num, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, os.NewSyscallError("pidfd_getfd", err)
+		}
+		return fd, nil
+	}
+}

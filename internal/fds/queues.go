@@ -1,0 +1,138 @@
+package fds
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reading the bytes queued in a pipe or a unix socket without consuming
+// them: the target keeps reading its data as if nothing happened.
+
+// peekPipe copies the bytes buffered in the pipe whose readable end is fd,
+// with tee(2) into a scratch pipe of the same size (tee duplicates buffer
+// references and leaves the source untouched).
+func peekPipe(fd, size int) ([]byte, error) {
+	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		return nil, os.NewSyscallError("ioctl(FIONREAD)", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if cur, err := unix.FcntlInt(uintptr(p[1]), unix.F_GETPIPE_SZ, 0); err == nil && cur < size {
+		if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+			return nil, fmt.Errorf("scratch pipe of %d bytes: %w", size, pipeSizeError(size, err))
+		}
+	}
+	var copied int64
+	for {
+		copied, err = unix.Tee(fd, p[1], n, unix.SPLICE_F_NONBLOCK)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, os.NewSyscallError("tee", err)
+	}
+	if int(copied) != n {
+		return nil, fmt.Errorf("tee copied %d of %d buffered bytes", copied, n)
+	}
+	buf := make([]byte, n)
+	for got := 0; got < n; {
+		m, err := unix.Read(p[0], buf[got:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, os.NewSyscallError("read", err)
+		}
+		if m == 0 {
+			return nil, errors.New("scratch pipe ended early")
+		}
+		got += m
+	}
+	return buf, nil
+}
+
+// peekSocket returns what is queued for reading on unix socket fd: one
+// element holding all bytes for SOCK_STREAM, one per message otherwise
+// (zero-length datagrams included). It walks the queue with MSG_PEEK and
+// SO_PEEK_OFF, and puts the socket's peek offset back as it was.
+//
+// A SOCK_SEQPACKET socket whose peer is gone reports end-of-file as a
+// zero-length read; trailing zero-length records are therefore dropped.
+func peekSocket(fd, typ int) (q [][]byte, err error) {
+	orig, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
+	if err != nil {
+		return nil, os.NewSyscallError("getsockopt(SO_PEEK_OFF)", err)
+	}
+	setOff := func(off int) error {
+		return os.NewSyscallError("setsockopt(SO_PEEK_OFF)", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off))
+	}
+	if err := setOff(0); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if e := setOff(orig); e != nil && err == nil {
+			err = e
+		}
+	}()
+	inq, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return nil, os.NewSyscallError("ioctl(SIOCINQ)", err)
+	}
+
+	buf := make([]byte, max(inq, 64<<10))
+	off, total := 0, 0
+	var stream []byte
+	for {
+		flags := unix.MSG_PEEK | unix.MSG_DONTWAIT
+		if typ != unix.SOCK_STREAM {
+			flags |= unix.MSG_TRUNC // report the real length of a datagram
+		}
+		n, _, rflags, _, err := unix.Recvmsg(fd, buf, nil, flags)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break // queue walked to its end
+		}
+		if err != nil {
+			return nil, os.NewSyscallError("recvmsg(MSG_PEEK)", err)
+		}
+		if n == 0 && typ == unix.SOCK_STREAM {
+			break // end of stream
+		}
+		if n == 0 && typ == unix.SOCK_SEQPACKET && total >= inq {
+			break // end of file, see above
+		}
+		if typ != unix.SOCK_STREAM && (n > len(buf) || rflags&unix.MSG_TRUNC != 0) {
+			// The peek moved the offset by what fitted only; retry bigger.
+			if err := setOff(off); err != nil {
+				return nil, err
+			}
+			buf = make([]byte, n)
+			continue
+		}
+		if typ == unix.SOCK_STREAM {
+			stream = append(stream, buf[:n]...)
+		} else {
+			q = append(q, append([]byte{}, buf[:n]...))
+		}
+		off += n
+		total += n
+	}
+	if len(stream) > 0 {
+		q = [][]byte{stream}
+	}
+	return q, nil
+}

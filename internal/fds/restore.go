@@ -1,0 +1,1050 @@
+package fds
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
+	"ferry/internal/kernel"
+)
+
+// Install is one fd to put into a restored process.
+type Install struct {
+	Num     int      // the fd number in the target
+	File    *os.File // the open file description (get its number with RawFD, not Fd)
+	CloExec bool
+}
+
+// Injector runs system calls inside the target process; the restore engine
+// provides it. Used for what must happen in the target with the target's
+// own fd numbers (epoll registration).
+type Injector interface {
+	// Syscall executes system call nr with args in the target and returns
+	// its result, or the errno as an error.
+	Syscall(nr uintptr, args ...uint64) (uint64, error)
+	// Scratch writes b into target memory and returns its address, valid
+	// until the next Scratch call.
+	Scratch(b []byte) (uint64, error)
+}
+
+// Restorer recreates the open file descriptions of a checkpointed tree
+// inside ferry (Prepare), hands them out per process (Files) and, once the
+// engine has installed them, fills epoll instances from inside the target
+// (Finish).
+type Restorer struct {
+	log *slog.Logger
+	// NoLiveScan forbids looking for live holders of External pipes and
+	// sockets in /proc. Set it when the image was taken on another machine:
+	// inode numbers are only meaningful where they were read.
+	NoLiveScan bool
+
+	procs   []*image.Process
+	byPID   map[int]*image.Process
+	inherit map[string]*os.File
+	objects map[string]*os.File
+
+	mu          sync.Mutex           // guards the fields below
+	descs       map[string]*image.FD // Desc → full record
+	order       []string             // Descs in first-appearance order
+	first       map[string]holder    // Desc → first (pid, num)
+	pipeMembers map[string][]string  // PipeID → Descs
+	files       map[string]*os.File  // Desc → description to install
+	owned       []*os.File           // closed by Close
+	objs        map[string]*os.File  // FileID → recreated memfd / unlinked file
+	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
+	epollDone   map[string]bool
+	setupErr    error
+}
+
+// NewRestorer prepares to restore the fds of procs (records as written by
+// Dumper.Finish). inherit maps a Desc, or "pipe:"+PipeID, to an open file
+// to reuse instead of recreating it — used for pipes, FIFOs and unix
+// sockets (from Dumper.Kept in the same ferry process, or supplied by the
+// caller); the caller keeps ownership. objects maps a FileID to a file
+// holding the content of a memfd or unlinked file (read with ReadAt from
+// offset 0); the caller keeps ownership.
+func NewRestorer(log *slog.Logger, procs []*image.Process, inherit map[string]*os.File, objects map[string]*os.File) *Restorer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Restorer{
+		log:         log,
+		procs:       procs,
+		byPID:       make(map[int]*image.Process),
+		inherit:     inherit,
+		objects:     objects,
+		descs:       make(map[string]*image.FD),
+		first:       make(map[string]holder),
+		pipeMembers: make(map[string][]string),
+		files:       make(map[string]*os.File),
+		objs:        make(map[string]*os.File),
+		epollAt:     make(map[string]int),
+		epollDone:   make(map[string]bool),
+	}
+	for _, p := range procs {
+		r.byPID[p.PID] = p
+		for i := range p.FDs {
+			fd := &p.FDs[i]
+			if fd.Desc == "" {
+				r.setupErr = errors.Join(r.setupErr, fmt.Errorf("pid %d fd %d: record has no Desc", p.PID, fd.Num))
+				continue
+			}
+			if _, ok := r.first[fd.Desc]; !ok {
+				r.first[fd.Desc] = holder{pid: p.PID, num: fd.Num}
+				r.order = append(r.order, fd.Desc)
+			}
+			if fd.Kind != "" && r.descs[fd.Desc] == nil {
+				r.descs[fd.Desc] = fd
+				if fd.Kind == image.FDPipe || fd.Kind == image.FDFIFO {
+					r.pipeMembers[fd.PipeID] = append(r.pipeMembers[fd.PipeID], fd.Desc)
+				}
+			}
+		}
+	}
+	for _, id := range r.order {
+		if r.descs[id] == nil {
+			h := r.first[id]
+			r.setupErr = errors.Join(r.setupErr, fmt.Errorf("pid %d fd %d: description %s has no full record", h.pid, h.num, id))
+		}
+	}
+	return r
+}
+
+// Prepare creates every open file description of the tree inside ferry.
+// On error the caller still calls Close.
+func (r *Restorer) Prepare() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.setupErr != nil {
+		return r.setupErr
+	}
+	for _, id := range r.order {
+		if _, ok := r.files[id]; ok {
+			continue
+		}
+		rec := r.descs[id]
+		var err error
+		switch rec.Kind {
+		case image.FDFile, image.FDDir, image.FDChar:
+			if rec.Unlinked {
+				err = r.prepareObjectLocked(rec)
+			} else {
+				err = r.preparePathLocked(rec)
+			}
+		case image.FDMemfd:
+			err = r.prepareObjectLocked(rec)
+		case image.FDPipe, image.FDFIFO:
+			err = r.preparePipeLocked(rec)
+		case image.FDEventfd:
+			err = r.prepareEventfdLocked(rec)
+		case image.FDTimerfd:
+			err = r.prepareTimerfdLocked(rec)
+		case image.FDSignalfd:
+			err = r.prepareSignalfdLocked(rec)
+		case image.FDEpoll:
+			err = r.prepareEpollLocked(rec)
+		case image.FDUnix:
+			err = r.prepareUnixLocked(rec)
+		default:
+			err = fmt.Errorf("unknown kind %q", rec.Kind)
+		}
+		if err != nil {
+			h := r.first[id]
+			return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec), err)
+		}
+	}
+	return r.assignEpollLocked()
+}
+
+func describe(rec *image.FD) string {
+	switch {
+	case rec.Kind == image.FDPipe:
+		return "pipe:[" + rec.PipeID + "]"
+	case rec.Path != "":
+		return rec.Kind + " " + rec.Path
+	}
+	return rec.Kind
+}
+
+// Files returns, after Prepare, what to install into pid: every fd with
+// its description and close-on-exec flag. Several entries may share one
+// *os.File (a shared description). The Restorer owns the files.
+func (r *Restorer) Files(pid int) []Install {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.byPID[pid]
+	if p == nil {
+		return nil
+	}
+	out := make([]Install, 0, len(p.FDs))
+	for _, fd := range p.FDs {
+		out = append(out, Install{Num: fd.Num, File: r.files[fd.Desc], CloExec: fd.CloExec})
+	}
+	return out
+}
+
+// Object returns the recreated memfd or unlinked file for FileID id (nil
+// if no fd of the tree refers to it), so that the restore engine can map
+// the very object the fds refer to. Valid until Close.
+func (r *Restorer) Object(id string) *os.File {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.objs[id]
+}
+
+// Finish runs once pid's files are installed at their numbers: it
+// registers, through inj (executing in pid), the items of each epoll
+// instance assigned to pid — with EPOLL_CTL_ADD on pid's own fd numbers,
+// since epoll keys items by file and fd number. Each epoll instance is
+// filled once, in the first process holding it that has every item's fd.
+func (r *Restorer) Finish(pid int, inj Injector) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.byPID[pid]
+	if p == nil {
+		return fmt.Errorf("pid %d is not part of the restored tree", pid)
+	}
+	for _, fd := range p.FDs {
+		id := fd.Desc
+		if r.epollAt[id] != pid || r.epollDone[id] {
+			continue
+		}
+		items := r.descs[id].Epoll
+		buf := make([]byte, kernel.SizeofEpollEvent*len(items))
+		for i, it := range items {
+			kernel.PutEpollEvent(buf[i*kernel.SizeofEpollEvent:], it.Events, it.Data)
+		}
+		addr, err := inj.Scratch(buf)
+		if err != nil {
+			return fmt.Errorf("pid %d epoll fd %d: write epoll_event array: %w", pid, fd.Num, err)
+		}
+		for i, it := range items {
+			ev := addr + uint64(i*kernel.SizeofEpollEvent)
+			if _, err := inj.Syscall(unix.SYS_EPOLL_CTL, uint64(fd.Num), unix.EPOLL_CTL_ADD, uint64(it.FD), ev); err != nil {
+				return fmt.Errorf("pid %d epoll fd %d: add fd %d (events %#x): %w", pid, fd.Num, it.FD, it.Events, err)
+			}
+		}
+		r.epollDone[id] = true
+	}
+	return nil
+}
+
+// Close releases every file the Restorer created (inherited and object
+// files stay with the caller). Files already installed in a target stay
+// open there.
+func (r *Restorer) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, f := range r.owned {
+		if err := f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	r.owned = nil
+	r.files = make(map[string]*os.File)
+	r.objs = make(map[string]*os.File)
+	return errors.Join(errs...)
+}
+
+// keepLocked wraps a raw fd the Restorer created.
+func (r *Restorer) keepLocked(fd int, name string) *os.File {
+	f := os.NewFile(uintptr(fd), name)
+	r.owned = append(r.owned, f)
+	return f
+}
+
+// assignEpollLocked picks, for each epoll instance with items, the process
+// whose fd numbers register them: the first holder that has an fd at every
+// item's number (Dumper.Finish checked that one has the right files).
+func (r *Restorer) assignEpollLocked() error {
+	for _, id := range r.order {
+		rec := r.descs[id]
+		if rec.Kind != image.FDEpoll || len(rec.Epoll) == 0 {
+			continue
+		}
+		for _, p := range r.procs {
+			nums := make(map[int]bool, len(p.FDs))
+			holds := false
+			for _, fd := range p.FDs {
+				nums[fd.Num] = true
+				holds = holds || fd.Desc == id
+			}
+			if !holds {
+				continue
+			}
+			all := true
+			for _, it := range rec.Epoll {
+				all = all && nums[it.FD]
+			}
+			if all {
+				r.epollAt[id] = p.PID
+				break
+			}
+		}
+		if _, ok := r.epollAt[id]; !ok {
+			h := r.first[id]
+			return fmt.Errorf("restore pid %d fd %d (epoll): no process holding it has all of its items' fds", h.pid, h.num)
+		}
+	}
+	return nil
+}
+
+// Flags that F_SETFL can change (fs/fcntl.c, SETFL_MASK).
+const setflMask = unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME
+
+// setStatusFlags makes fd's changeable file status flags those of want.
+func (r *Restorer) setStatusFlags(fd, want int) error {
+	if want&unix.O_ASYNC != 0 {
+		r.log.Warn("O_ASYNC is not restored (its owner is not recorded)", "fd", fd)
+	}
+	cur, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl(F_GETFL)", err)
+	}
+	if (cur^want)&setflMask == 0 {
+		return nil
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, cur&^setflMask|want&setflMask); err != nil {
+		return os.NewSyscallError("fcntl(F_SETFL)", err)
+	}
+	return nil
+}
+
+// openFlags turns recorded file status flags into flags for reopening.
+func openFlags(f int) int {
+	if f&unix.O_PATH != 0 {
+		return unix.O_PATH | f&(unix.O_NOFOLLOW|unix.O_DIRECTORY) | unix.O_CLOEXEC
+	}
+	if f&oTmpfileOnly != 0 {
+		// An O_TMPFILE file keeps __O_TMPFILE|O_DIRECTORY in f_flags;
+		// reopening with them would create another temporary file.
+		f &^= unix.O_TMPFILE
+	}
+	return f&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_CLOEXEC) | unix.O_CLOEXEC | unix.O_NOCTTY
+}
+
+// oTmpfileOnly is __O_TMPFILE (include/uapi/asm-generic/fcntl.h); unix.O_TMPFILE
+// also contains O_DIRECTORY.
+const oTmpfileOnly = unix.O_TMPFILE &^ unix.O_DIRECTORY
+
+func openRetry(path string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, mode)
+		if err == unix.EINTR {
+			continue
+		}
+		return fd, err
+	}
+}
+
+// reopen opens a new description of the file behind ferry's fd.
+func reopen(fd, flags int) (int, error) {
+	nfd, err := openRetry(selfFDPath(fd), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, fmt.Errorf("reopen through /proc/self/fd: %w", err)
+	}
+	return nfd, nil
+}
+
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return "regular file"
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	case unix.S_IFIFO:
+		return "FIFO"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFLNK:
+		return "symlink"
+	}
+	return fmt.Sprintf("mode %o", mode)
+}
+
+// preparePathLocked reopens a file, directory or device by path.
+func (r *Restorer) preparePathLocked(rec *image.FD) error {
+	flags := openFlags(rec.Flags)
+	if rec.Kind == image.FDDir && rec.Flags&unix.O_PATH == 0 {
+		flags |= unix.O_DIRECTORY
+	}
+	fd, err := openRetry(rec.Path, flags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%s no longer exists", rec.Path)
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", rec.Path, err)
+	}
+	f := r.keepLocked(fd, rec.Path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	if st.Mode&unix.S_IFMT != rec.Mode&unix.S_IFMT {
+		return fmt.Errorf("%s is now a %s, was a %s", rec.Path, fileType(st.Mode), fileType(rec.Mode))
+	}
+	log := r.log.With("path", rec.Path)
+	switch rec.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if st.Size != rec.Size {
+			log.Warn("file changed size since the checkpoint", "was", rec.Size, "now", st.Size)
+		}
+	case unix.S_IFCHR, unix.S_IFBLK:
+		if st.Rdev != rec.Rdev {
+			log.Warn("device number changed since the checkpoint",
+				"was", fmt.Sprintf("%d:%d", unix.Major(rec.Rdev), unix.Minor(rec.Rdev)),
+				"now", fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)))
+		}
+	}
+	if rec.Offset != 0 && rec.Flags&unix.O_PATH == 0 {
+		if _, err := unix.Seek(fd, rec.Offset, io.SeekStart); err != nil {
+			if rec.Kind == image.FDFile {
+				return fmt.Errorf("seek %s to %d: %w", rec.Path, rec.Offset, err)
+			}
+			log.Warn("cannot restore offset", "offset", rec.Offset, "err", err)
+		}
+	}
+	r.files[rec.Desc] = f
+	return nil
+}
+
+// prepareObjectLocked opens a new description of a recreated memfd or
+// unlinked file, with the recorded flags and offset.
+func (r *Restorer) prepareObjectLocked(rec *image.FD) error {
+	obj, err := r.objectLocked(rec)
+	if err != nil {
+		return err
+	}
+	fd, err := reopen(RawFD(obj), openFlags(rec.Flags))
+	if err != nil {
+		return err
+	}
+	f := r.keepLocked(fd, rec.Path)
+	if rec.Offset != 0 {
+		if _, err := unix.Seek(fd, rec.Offset, io.SeekStart); err != nil {
+			return fmt.Errorf("seek to %d: %w", rec.Offset, err)
+		}
+	}
+	r.files[rec.Desc] = f
+	return nil
+}
+
+// objectLocked recreates (once per FileID) the memfd or unlinked file rec
+// refers to, filled from objects[rec.FileID].
+func (r *Restorer) objectLocked(rec *image.FD) (*os.File, error) {
+	if f := r.objs[rec.FileID]; f != nil {
+		return f, nil
+	}
+	src := r.objects[rec.FileID]
+	if src == nil {
+		return nil, fmt.Errorf("no content supplied for object %s", rec.FileID)
+	}
+	var f *os.File
+	var err error
+	if rec.Kind == image.FDMemfd {
+		f, err = r.createMemfdLocked(rec, src)
+	} else {
+		f, err = r.createUnlinkedLocked(rec, src)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.objs[rec.FileID] = f
+	return f, nil
+}
+
+func fill(dst, src *os.File, size int64) error {
+	if _, err := io.CopyBuffer(dst, io.NewSectionReader(src, 0, size), make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("copy content: %w", err)
+	}
+	if err := dst.Truncate(size); err != nil {
+		return fmt.Errorf("set size: %w", err)
+	}
+	return nil
+}
+
+func (r *Restorer) createMemfdLocked(rec *image.FD, src *os.File) (*os.File, error) {
+	name := strings.TrimPrefix(rec.Path, "/memfd:")
+	seals := memfdSeals(rec)
+	flags := unix.MFD_CLOEXEC
+	if seals != unix.F_SEAL_SEAL {
+		flags |= unix.MFD_ALLOW_SEALING // a memfd created without it reports just F_SEAL_SEAL
+	}
+	fd, err := unix.MemfdCreate(name, flags)
+	if err != nil {
+		return nil, os.NewSyscallError("memfd_create", err)
+	}
+	f := r.keepLocked(fd, "memfd:"+name)
+	if err := fill(f, src, rec.Size); err != nil {
+		return nil, err
+	}
+	if err := unix.Fchmod(fd, rec.Mode&0o7777); err != nil {
+		return nil, os.NewSyscallError("fchmod", err)
+	}
+	cur, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl(F_GET_SEALS)", err)
+	}
+	if add := seals &^ cur; add != 0 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, add); err != nil {
+			return nil, fmt.Errorf("add seals %#x: %w", add, err)
+		}
+	}
+	return f, nil
+}
+
+// createUnlinkedLocked recreates an unlinked file in its original
+// directory: under its original name and unlinked at once (so /proc shows
+// the same "PATH (deleted)"), or as O_TMPFILE when the name is taken.
+func (r *Restorer) createUnlinkedLocked(rec *image.FD, src *os.File) (*os.File, error) {
+	perm := rec.Mode & 0o7777
+	dir := filepath.Dir(rec.Path)
+	fd, err := openRetry(rec.Path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOCTTY, perm)
+	switch {
+	case err == nil:
+		if err := unix.Unlink(rec.Path); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("unlink %s: %w", rec.Path, err)
+		}
+	case errors.Is(err, unix.EEXIST):
+		fd, err = openRetry(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, perm)
+		if err != nil {
+			fd, err = createAndUnlink(rec.Path, perm)
+		}
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("directory %s of unlinked file no longer exists", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recreate unlinked file %s: %w", rec.Path, err)
+	}
+	f := r.keepLocked(fd, rec.Path+deletedSuffix)
+	if err := fill(f, src, rec.Size); err != nil {
+		return nil, err
+	}
+	if err := unix.Fchmod(fd, perm); err != nil {
+		return nil, os.NewSyscallError("fchmod", err)
+	}
+	return f, nil
+}
+
+// createAndUnlink creates a fresh name next to path, for filesystems
+// without O_TMPFILE, and removes it at once.
+func createAndUnlink(path string, perm uint32) (int, error) {
+	var rnd [6]byte
+	for range 10 {
+		_, _ = rand.Read(rnd[:])
+		name := path + ".ferry-" + hex.EncodeToString(rnd[:])
+		fd, err := openRetry(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOCTTY, perm)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		if err := unix.Unlink(name); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		return fd, nil
+	}
+	return -1, unix.EEXIST
+}
+
+// pipeSizeError explains an F_SETPIPE_SZ failure.
+func pipeSizeError(size int, err error) error {
+	if errors.Is(err, unix.EPERM) {
+		max, _ := os.ReadFile("/proc/sys/fs/pipe-max-size")
+		return fmt.Errorf("pipe size %d exceeds fs.pipe-max-size (%s) and ferry lacks CAP_SYS_RESOURCE; raise it with sysctl fs.pipe-max-size=%d: %w",
+			size, strings.TrimSpace(string(max)), size, err)
+	}
+	return os.NewSyscallError("fcntl(F_SETPIPE_SZ)", err)
+}
+
+func setPipeSize(fd, size int) error {
+	if size <= 0 {
+		return nil
+	}
+	cur, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl(F_GETPIPE_SZ)", err)
+	}
+	if cur == size {
+		return nil
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, size); err != nil {
+		return pipeSizeError(size, err)
+	}
+	return nil
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("write", err)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// preparePipeLocked creates every description of rec's pipe or FIFO.
+func (r *Restorer) preparePipeLocked(rec *image.FD) error {
+	members := r.pipeMembers[rec.PipeID]
+	live := -1
+	for _, m := range members {
+		if f := r.inherit[m]; f != nil {
+			r.files[m] = f
+			if live < 0 {
+				live = RawFD(f)
+			}
+		}
+	}
+	if f := r.inherit["pipe:"+rec.PipeID]; f != nil && live < 0 {
+		live = RawFD(f)
+	}
+	if live >= 0 {
+		return r.reopenPipeMembersLocked(members, live)
+	}
+	external := false
+	for _, m := range members {
+		external = external || r.descs[m].External
+	}
+	if rec.Kind == image.FDFIFO {
+		return r.prepareFIFOLocked(members, external)
+	}
+	if external {
+		fd, err := r.takeLiveLocked("pipe:[" + rec.PipeID + "]")
+		if err != nil {
+			return fmt.Errorf("pipe leads outside the checkpointed tree: %w", err)
+		}
+		defer unix.Close(fd)
+		return r.reopenPipeMembersLocked(members, fd)
+	}
+
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return os.NewSyscallError("pipe2", err)
+	}
+	rf := os.NewFile(uintptr(p[0]), "pipe:["+rec.PipeID+"]")
+	wf := os.NewFile(uintptr(p[1]), "pipe:["+rec.PipeID+"]")
+	usedR, usedW := false, false
+	defer func() {
+		if !usedR {
+			rf.Close()
+		}
+		if !usedW {
+			wf.Close()
+		}
+	}()
+	if err := setPipeSize(p[1], rec.PipeSize); err != nil {
+		return err
+	}
+	for _, m := range members {
+		if b := r.descs[m].Buffered; len(b) > 0 {
+			if err := writeAll(p[1], b); err != nil {
+				return fmt.Errorf("write back %d buffered bytes: %w", len(b), err)
+			}
+			break
+		}
+	}
+	for _, m := range members {
+		mrec := r.descs[m]
+		acc := mrec.Flags & unix.O_ACCMODE
+		var fd int
+		switch {
+		case acc == unix.O_RDONLY && !usedR:
+			fd, usedR = p[0], true
+			r.owned = append(r.owned, rf)
+			r.files[m] = rf
+		case acc == unix.O_WRONLY && !usedW:
+			fd, usedW = p[1], true
+			r.owned = append(r.owned, wf)
+			r.files[m] = wf
+		default:
+			var err error
+			if fd, err = reopen(p[0], acc|unix.O_NONBLOCK); err != nil {
+				return err
+			}
+			r.files[m] = r.keepLocked(fd, "pipe:["+rec.PipeID+"]")
+		}
+		if err := r.setStatusFlags(fd, mrec.Flags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reopenPipeMembersLocked gives every member without a file a new
+// description of the live pipe or FIFO behind ferry's fd live.
+func (r *Restorer) reopenPipeMembersLocked(members []string, live int) error {
+	for _, m := range members {
+		if r.files[m] != nil {
+			continue
+		}
+		rec := r.descs[m]
+		fd, err := reopen(live, rec.Flags&unix.O_ACCMODE|unix.O_NONBLOCK)
+		if err != nil {
+			return err
+		}
+		r.files[m] = r.keepLocked(fd, describe(rec))
+		if err := r.setStatusFlags(fd, rec.Flags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepareFIFOLocked opens every description of a named pipe by path. An
+// O_RDWR "holder" keeps the FIFO's pipe alive meanwhile and lets
+// write-only opens succeed without a reader. Buffered bytes are written
+// back only if the FIFO is empty: a FIFO still held by the source's frozen
+// processes (a restore on the same machine) still has them.
+func (r *Restorer) prepareFIFOLocked(members []string, external bool) error {
+	rec := r.descs[members[0]]
+	hold, err := openRetry(rec.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		if external {
+			return fmt.Errorf("FIFO %s leads outside the checkpointed tree and no longer exists", rec.Path)
+		}
+		if err := unix.Mkfifo(rec.Path, rec.Mode&0o7777); err != nil {
+			return fmt.Errorf("recreate FIFO %s: %w", rec.Path, err)
+		}
+		if err := unix.Chmod(rec.Path, rec.Mode&0o7777); err != nil {
+			return fmt.Errorf("chmod FIFO %s: %w", rec.Path, err)
+		}
+		r.log.Info("recreated missing FIFO", "path", rec.Path)
+		hold, err = openRetry(rec.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("open FIFO %s: %w", rec.Path, err)
+	}
+	defer unix.Close(hold)
+	var st unix.Stat_t
+	if err := unix.Fstat(hold, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return fmt.Errorf("%s is now a %s, was a FIFO", rec.Path, fileType(st.Mode))
+	}
+	if !external {
+		inq, err := unix.IoctlGetInt(hold, unix.TIOCINQ)
+		if err != nil {
+			return os.NewSyscallError("ioctl(FIONREAD)", err)
+		}
+		for _, m := range members {
+			b := r.descs[m].Buffered
+			if len(b) == 0 {
+				continue
+			}
+			if inq > 0 {
+				r.log.Info("FIFO still holds bytes; not writing the checkpointed ones again", "path", rec.Path, "bytes", inq)
+				break
+			}
+			if err := setPipeSize(hold, rec.PipeSize); err != nil {
+				return err
+			}
+			if err := writeAll(hold, b); err != nil {
+				return fmt.Errorf("write back %d buffered bytes: %w", len(b), err)
+			}
+			break
+		}
+	}
+	for _, m := range members {
+		mrec := r.descs[m]
+		fd, err := openRetry(rec.Path, mrec.Flags&unix.O_ACCMODE|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != nil {
+			return fmt.Errorf("open FIFO %s: %w", rec.Path, err)
+		}
+		r.files[m] = r.keepLocked(fd, rec.Path)
+		if err := r.setStatusFlags(fd, mrec.Flags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// takeLiveLocked finds a process on this machine (other than ferry) holding
+// the file whose /proc link text is link, and duplicates that fd into
+// ferry with pidfd_getfd. The caller owns the returned fd.
+func (r *Restorer) takeLiveLocked(link string) (int, error) {
+	if r.NoLiveScan {
+		return -1, fmt.Errorf("no inherited file for %s, and looking for a live holder is disabled", link)
+	}
+	self := os.Getpid()
+	h, ok := scanHolders(map[string]bool{link: true}, func(pid int) bool { return pid == self })[link]
+	if !ok {
+		return -1, fmt.Errorf("no inherited file for %s and no live process on this machine holds it", link)
+	}
+	pidfd, err := unix.PidfdOpen(h.pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("take %s from pid %d: %w", link, h.pid, os.NewSyscallError("pidfd_open", err))
+	}
+	defer unix.Close(pidfd)
+	fd, err := pidfdGetfd(pidfd, h.num)
+	if err != nil {
+		return -1, fmt.Errorf("take %s from pid %d fd %d: %w", link, h.pid, h.num, err)
+	}
+	if got, err := os.Readlink(selfFDPath(fd)); err != nil || got != link {
+		unix.Close(fd)
+		return -1, fmt.Errorf("take %s from pid %d fd %d: the fd changed meanwhile", link, h.pid, h.num)
+	}
+	r.log.Debug("took live file", "link", link, "from_pid", h.pid, "from_fd", h.num)
+	return fd, nil
+}
+
+func (r *Restorer) prepareEventfdLocked(rec *image.FD) error {
+	flags := unix.EFD_CLOEXEC | unix.EFD_NONBLOCK
+	if rec.EventfdSemaphore {
+		flags |= unix.EFD_SEMAPHORE
+	}
+	fd, err := unix.Eventfd(0, flags)
+	if err != nil {
+		return os.NewSyscallError("eventfd2", err)
+	}
+	f := r.keepLocked(fd, "anon_inode:[eventfd]")
+	if rec.EventfdCount > 0 {
+		var b [8]byte
+		binary.NativeEndian.PutUint64(b[:], rec.EventfdCount)
+		if err := writeAll(fd, b[:]); err != nil {
+			return fmt.Errorf("set count %d: %w", rec.EventfdCount, err)
+		}
+	}
+	if err := r.setStatusFlags(fd, rec.Flags); err != nil {
+		return err
+	}
+	r.files[rec.Desc] = f
+	return nil
+}
+
+// prepareTimerfdLocked re-arms a timerfd with the remaining time and the
+// interval read at checkpoint time, relative to now. A CLOCK_REALTIME
+// timer that was set with TFD_TIMER_ABSTIME is set absolute again (now +
+// remaining) so that TFD_TIMER_CANCEL_ON_SET keeps working. Expirations not
+// yet read are restored with TFD_IOC_SET_TICKS.
+func (r *Restorer) prepareTimerfdLocked(rec *image.FD) error {
+	fd, err := unix.TimerfdCreate(rec.TimerClock, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("timerfd_create(clock %d): %w", rec.TimerClock, err)
+	}
+	f := r.keepLocked(fd, "anon_inode:[timerfd]")
+	if rec.TimerValueNsec > 0 {
+		its := unix.ItimerSpec{
+			Value:    unix.NsecToTimespec(rec.TimerValueNsec),
+			Interval: unix.NsecToTimespec(rec.TimerIntervalNsec),
+		}
+		flags := 0
+		realtime := rec.TimerClock == unix.CLOCK_REALTIME || rec.TimerClock == unix.CLOCK_REALTIME_ALARM
+		if rec.TimerSettimeFlags&unix.TFD_TIMER_ABSTIME != 0 && realtime {
+			var now unix.Timespec
+			if err := unix.ClockGettime(unix.CLOCK_REALTIME, &now); err != nil {
+				return os.NewSyscallError("clock_gettime", err)
+			}
+			its.Value = unix.NsecToTimespec(now.Nano() + rec.TimerValueNsec)
+			flags = rec.TimerSettimeFlags
+		}
+		if err := unix.TimerfdSettime(fd, flags, &its, nil); err != nil {
+			return os.NewSyscallError("timerfd_settime", err)
+		}
+	}
+	if rec.TimerTicks > 0 {
+		if err := kernel.TimerfdSetTicks(fd, rec.TimerTicks); err != nil {
+			return fmt.Errorf("restore %d pending expirations: %w", rec.TimerTicks, err)
+		}
+	}
+	if err := r.setStatusFlags(fd, rec.Flags); err != nil {
+		return err
+	}
+	r.files[rec.Desc] = f
+	return nil
+}
+
+func (r *Restorer) prepareSignalfdLocked(rec *image.FD) error {
+	mask := unix.Sigset_t{}
+	mask.Val[0] = rec.SignalfdMask
+	fd, err := unix.Signalfd(-1, &mask, unix.SFD_CLOEXEC|unix.SFD_NONBLOCK)
+	if err != nil {
+		return os.NewSyscallError("signalfd4", err)
+	}
+	f := r.keepLocked(fd, "anon_inode:[signalfd]")
+	if err := r.setStatusFlags(fd, rec.Flags); err != nil {
+		return err
+	}
+	r.files[rec.Desc] = f
+	return nil
+}
+
+// prepareEpollLocked creates an empty epoll instance; Finish fills it.
+func (r *Restorer) prepareEpollLocked(rec *image.FD) error {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	f := r.keepLocked(fd, "anon_inode:[eventpoll]")
+	if err := r.setStatusFlags(fd, rec.Flags); err != nil {
+		return err
+	}
+	r.files[rec.Desc] = f
+	return nil
+}
+
+// prepareUnixLocked recreates a unix socket and, with it, its peer: a new
+// socketpair whose two queues get the recorded bytes again (each sent from
+// the other end), then the recorded shutdowns. A socket whose peer was
+// closed becomes one end of a pair whose other end is closed after
+// sending; an unconnected one a plain socket.
+func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
+	var peer *image.FD
+	if rec.SockPeer != "" {
+		if peer = r.descs[rec.SockPeer]; peer == nil || peer.Kind != image.FDUnix {
+			return fmt.Errorf("peer description %s is missing", rec.SockPeer)
+		}
+	}
+	if f := r.inherit[rec.Desc]; f != nil && (peer == nil || r.inherit[peer.Desc] != nil) {
+		r.files[rec.Desc] = f
+		if peer != nil {
+			r.files[peer.Desc] = r.inherit[peer.Desc]
+		}
+		return nil
+	}
+	if rec.External {
+		fd, err := r.takeLiveLocked(fmt.Sprintf("socket:[%d]", rec.Ino))
+		if err != nil {
+			return fmt.Errorf("unix socket connected outside the checkpointed tree: %w", err)
+		}
+		r.files[rec.Desc] = r.keepLocked(fd, fmt.Sprintf("socket:[%d]", rec.Ino))
+		return nil
+	}
+
+	sv, err := unix.Socketpair(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	a := r.keepLocked(sv[0], "socket")
+	b := os.NewFile(uintptr(sv[1]), "socket")
+	if peer != nil {
+		r.owned = append(r.owned, b)
+	} else {
+		defer b.Close()
+	}
+	if err := sendQueue(sv[1], rec.SockQueue, rec.SockType); err != nil {
+		return fmt.Errorf("queue %d messages again: %w", len(rec.SockQueue), err)
+	}
+	if peer != nil {
+		if err := sendQueue(sv[0], peer.SockQueue, peer.SockType); err != nil {
+			return fmt.Errorf("queue %d messages again on the peer: %w", len(peer.SockQueue), err)
+		}
+		if err := shutdownAs(sv[1], peer); err != nil {
+			return err
+		}
+		if err := r.setStatusFlags(sv[1], peer.Flags); err != nil {
+			return err
+		}
+		r.files[peer.Desc] = b
+	} else {
+		peerClosed := len(rec.SockQueue) > 0 || rec.SockType != unix.SOCK_DGRAM && rec.SockShutRD && rec.SockShutWR
+		if !peerClosed {
+			// Never connected: a plain socket. The pair above is dropped.
+			a.Close()
+			fd, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return os.NewSyscallError("socket", err)
+			}
+			a = r.keepLocked(fd, "socket")
+			sv[0] = fd
+		}
+		// The deferred Close of b makes the peer go away as it had.
+	}
+	if err := shutdownAs(sv[0], rec); err != nil {
+		return err
+	}
+	if err := r.setStatusFlags(sv[0], rec.Flags); err != nil {
+		return err
+	}
+	r.files[rec.Desc] = a
+	return nil
+}
+
+func shutdownAs(fd int, rec *image.FD) error {
+	how := -1
+	switch {
+	case rec.SockShutRD && rec.SockShutWR:
+		how = unix.SHUT_RDWR
+	case rec.SockShutRD:
+		how = unix.SHUT_RD
+	case rec.SockShutWR:
+		how = unix.SHUT_WR
+	}
+	if how < 0 {
+		return nil
+	}
+	if err := unix.Shutdown(fd, how); err != nil && err != unix.ENOTCONN {
+		return os.NewSyscallError("shutdown", err)
+	}
+	return nil
+}
+
+// sendQueue sends q through fd, one message per element (bytes for a
+// stream). When the socket buffer is too small for what the original
+// held, it is enlarged (SO_SNDBUFFORCE, which needs CAP_NET_ADMIN).
+func sendQueue(fd int, q [][]byte, typ int) error {
+	for _, m := range q {
+		for sent, grown := 0, 0; ; {
+			var err error
+			if typ == unix.SOCK_STREAM {
+				if sent == len(m) {
+					break
+				}
+				var n int
+				n, err = unix.Write(fd, m[sent:])
+				if err == nil {
+					sent += n
+					continue
+				}
+			} else {
+				err = unix.Sendto(fd, m, unix.MSG_DONTWAIT, nil)
+				if err == nil {
+					break
+				}
+			}
+			switch {
+			case err == unix.EINTR:
+				continue
+			case (err == unix.EAGAIN || err == unix.EMSGSIZE || err == unix.ENOBUFS) && grown < 16:
+				grown++
+				cur, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+				if gerr != nil {
+					return os.NewSyscallError("getsockopt(SO_SNDBUF)", gerr)
+				}
+				want := 2*cur + 2*len(m) + 4096
+				if serr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want); serr != nil {
+					return fmt.Errorf("socket buffer full after %d bytes and cannot grow: %w", sent, os.NewSyscallError("setsockopt(SO_SNDBUFFORCE)", serr))
+				}
+				continue
+			default:
+				return os.NewSyscallError("send", err)
+			}
+		}
+	}
+	return nil
+}

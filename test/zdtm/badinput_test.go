@@ -1,0 +1,133 @@
+package zdtm
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestRestoreTruncatedImage: every file of a good image cut in half;
+// restore must fail and say "truncated".
+func TestRestoreTruncatedImage(t *testing.T) {
+	badImage(t, "truncated", func(path string, size int64) error {
+		return os.Truncate(path, size/2)
+	})
+}
+
+// TestRestoreCorruptedImage: one byte flipped in the middle of every file
+// of a good image (past a 64-byte header where there is room); restore must
+// fail and say "checksum".
+func TestRestoreCorruptedImage(t *testing.T) {
+	badImage(t, "checksum", func(path string, size int64) error {
+		if size == 0 {
+			return nil
+		}
+		off := size / 2
+		if size > 130 && off < 64 {
+			off = 64
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return err
+		}
+		b[0] ^= 0x5a
+		_, err = f.WriteAt(b, off)
+		return err
+	})
+}
+
+// badImage dumps mem_anon, damages a copy of the image with damage, and
+// requires `ferry restore` of it to fail with want in its error.
+func badImage(t *testing.T, want string, damage func(path string, size int64) error) {
+	prepare(t, true)
+	r := newRun(t, findCase(t, "mem_anon"))
+	r.start()
+	r.dumpKill("img")
+	bad := filepath.Join(r.base, "img-bad")
+	if err := os.CopyFS(bad, os.DirFS(filepath.Join(r.base, "img"))); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.WalkDir(bad, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return damage(path, info.Size())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := r.ferry("restore", "--dir", bad)
+	if code == 0 {
+		// Do not leave a process restored from a damaged image behind.
+		if m := restoredRe.FindStringSubmatch(stdout); m != nil && m[1] == strconv.Itoa(r.pid) {
+			if fd, err := unix.PidfdOpen(r.pid, 0); err == nil {
+				r.pidfd = fd
+			}
+		}
+		r.fatalf("ferry restore of a damaged image exited 0")
+	}
+	if !strings.Contains(strings.ToLower(stderr), want) {
+		r.fatalf("ferry restore of a damaged image: stderr does not mention %q", want)
+	}
+}
+
+// TestDumpNonexistent: dumping a pid that does not exist fails and names it.
+func TestDumpNonexistent(t *testing.T) {
+	prepare(t, true)
+	const pid = 999999 // above any default pid_max
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		t.Skipf("pid %d exists here", pid)
+	}
+	r := newRun(t, testCase{name: "dump_nonexistent"})
+	_, stderr, code := r.ferry("dump", strconv.Itoa(pid), "--dir", filepath.Join(r.base, "img"))
+	if code == 0 {
+		r.fatalf("ferry dump of nonexistent pid %d exited 0", pid)
+	}
+	if !strings.Contains(stderr, strconv.Itoa(pid)) {
+		r.fatalf("ferry dump of nonexistent pid: stderr does not name pid %d", pid)
+	}
+}
+
+// TestDumpRefusesTCP: a process with a TCP socket (listening on
+// 127.0.0.1 only) cannot be dumped; the error names the pid, the fd and
+// "tcp", and the process is left untouched: running, untraced, and it
+// still passes its own checks.
+func TestDumpRefusesTCP(t *testing.T) {
+	prepare(t, true)
+	const fd = 10 // where fd_tcp_listen puts its socket
+	r := newRun(t, findCase(t, "fd_tcp_listen"))
+	r.start()
+	_, stderr, code := r.ferry("dump", strconv.Itoa(r.pid), "--dir", filepath.Join(r.base, "img"))
+	if code == 0 {
+		if waitGone(r.pidfd, 0) {
+			r.reapCurrent()
+		}
+		r.fatalf("ferry dump of a process with a TCP socket exited 0")
+	}
+	low := strings.ToLower(stderr)
+	if !strings.Contains(low, "tcp") {
+		r.fatalf("refused dump: stderr does not mention tcp")
+	}
+	if !regexp.MustCompile(`\b` + strconv.Itoa(r.pid) + `\b`).MatchString(stderr) {
+		r.fatalf("refused dump: stderr does not name pid %d", r.pid)
+	}
+	if !regexp.MustCompile(`\b` + strconv.Itoa(fd) + `\b`).MatchString(stderr) {
+		r.fatalf("refused dump: stderr does not name fd %d", fd)
+	}
+	r.checkAlive("after a refused dump", false)
+	r.goAndCheck()
+}

@@ -1,0 +1,961 @@
+package zdtm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testCase is one program of the corpus.
+type testCase struct {
+	name    string   // subtest and binary name
+	src     string   // source in testdata/: *.c built with gcc, *.py run by python3
+	dynamic bool     // link dynamically (default: static)
+	args    []string // command-line arguments
+	// needsTree: the program forks and the checkpoint must take the whole
+	// process tree (and reparenting to the harness must be handled).
+	needsTree bool
+	// stopBeforeDump: the harness SIGSTOPs the program before the dump,
+	// checks it is restored stopped, and SIGCONTs it before go.
+	stopBeforeDump bool
+	// delayBeforeDump: wait this long between ready and dump (for programs
+	// that measure how long a syscall in progress took).
+	delayBeforeDump time.Duration
+	// noCR: not run through the generic checkpoint/restore (the reason);
+	// still run by TestPlain.
+	noCR string
+}
+
+var layoutArgs = []string{"alpha", "beta gamma", "δέλτα", "", "--flag=x"}
+
+// cases is the corpus. Statically linked unless dynamic: static binaries
+// keep the address-space layout small and predictable; the dynamic ones are
+// there on purpose (ld.so, libc.so mappings, dynamic TLS).
+var cases = []testCase{
+	// memory
+	{name: "mem_anon", src: "mem_anon.c"},
+	{name: "mem_file_private", src: "mem_file_private.c"},
+	{name: "mem_file_shared", src: "mem_file_shared.c"},
+	{name: "mem_shared_anon", src: "mem_shared_anon.c"},
+	{name: "mem_shared_anon_fork", src: "mem_shared_anon_fork.c", needsTree: true},
+	{name: "mem_memfd", src: "mem_memfd.c"},
+	{name: "mem_heap", src: "mem_heap.c"},
+	{name: "mem_stack", src: "mem_stack.c"},
+	{name: "mem_layout", src: "mem_layout.c", args: layoutArgs},
+	{name: "mem_layout_dyn", src: "mem_layout.c", dynamic: true, args: layoutArgs},
+	{name: "mem_prot_none", src: "mem_prot_none.c"},
+	{name: "mem_readonly", src: "mem_readonly.c"},
+	// threads
+	{name: "thread_tls", src: "thread_tls.c"},
+	{name: "thread_tls_dyn", src: "thread_tls.c", dynamic: true},
+	{name: "thread_fpu", src: "thread_fpu.c"},
+	{name: "thread_rseq", src: "thread_rseq.c"},
+	{name: "thread_rseq_dyn", src: "thread_rseq.c", dynamic: true},
+	{name: "thread_robust", src: "thread_robust.c"},
+	{name: "thread_clear_tid", src: "thread_clear_tid.c"},
+	{name: "thread_names", src: "thread_names.c"},
+	{name: "thread_sigmask", src: "thread_sigmask.c"},
+	{name: "thread_sigpending", src: "thread_sigpending.c"},
+	// signals
+	{name: "sig_handlers", src: "sig_handlers.c"},
+	{name: "sig_altstack", src: "sig_altstack.c"},
+	{name: "sig_pending", src: "sig_pending.c"},
+	{name: "sig_stopped", src: "sig_stopped.c", stopBeforeDump: true},
+	// syscalls in progress
+	{name: "sys_pipe_read", src: "sys_pipe_read.c"},
+	{name: "sys_nanosleep", src: "sys_nanosleep.c", delayBeforeDump: 1500 * time.Millisecond},
+	{name: "sys_poll", src: "sys_poll.c"},
+	{name: "sys_epoll_wait", src: "sys_epoll_wait.c"},
+	{name: "sys_wait4", src: "sys_wait4.c", needsTree: true},
+	{name: "sys_futex", src: "sys_futex.c"},
+	// timers
+	{name: "timer_itimer", src: "timer_itimer.c"},
+	{name: "timer_posix", src: "timer_posix.c"},
+	// attributes
+	{name: "attr_cwd", src: "attr_cwd.c", dynamic: true},
+	{name: "attr_umask", src: "attr_umask.c", dynamic: true},
+	{name: "attr_rlimits", src: "attr_rlimits.c", dynamic: true},
+	{name: "attr_creds", src: "attr_creds.c", dynamic: true},
+	{name: "attr_comm", src: "attr_comm.c", dynamic: true},
+	{name: "attr_prctl", src: "attr_prctl.c", dynamic: true},
+	{name: "attr_sched", src: "attr_sched.c", dynamic: true},
+	// file descriptors
+	{name: "fd_file", src: "fd_file.c", dynamic: true},
+	{name: "fd_dir", src: "fd_dir.c", dynamic: true},
+	{name: "fd_unlinked", src: "fd_unlinked.c", dynamic: true},
+	{name: "fd_devnull", src: "fd_devnull.c", dynamic: true},
+	{name: "fd_pipe", src: "fd_pipe.c", dynamic: true},
+	{name: "fd_fifo", src: "fd_fifo.c", dynamic: true},
+	{name: "fd_eventfd", src: "fd_eventfd.c", dynamic: true},
+	{name: "fd_timerfd", src: "fd_timerfd.c", dynamic: true},
+	{name: "fd_signalfd", src: "fd_signalfd.c", dynamic: true},
+	{name: "fd_epoll", src: "fd_epoll.c", dynamic: true},
+	{name: "fd_socketpair", src: "fd_socketpair.c", dynamic: true},
+	{name: "fd_locks", src: "fd_locks.c", dynamic: true},
+	{name: "fd_tcp_listen", src: "fd_tcp_listen.c", dynamic: true,
+		noCR: "ferry must refuse it: see TestDumpRefusesTCP"},
+	// process trees
+	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
+	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
+	// real programs
+	{name: "real_counters", src: "real_counters.c", dynamic: true},
+	{name: "real_python", src: "real_python.py"},
+}
+
+// Scenarios beyond one dump and restore, by case name.
+var (
+	chainCases        = []string{"mem_anon", "thread_tls", "fd_socketpair", "timer_posix"}
+	leaveRunningCases = []string{"mem_anon", "thread_tls", "real_counters"}
+	leaveStoppedCases = []string{"mem_anon", "fd_pipe"}
+)
+
+const (
+	readyTimeout = 20 * time.Second // program start to "R"
+	exitTimeout  = 30 * time.Second // go to exit
+	goneTimeout  = 10 * time.Second // dump to the original's death
+	ferryTimeout = 60 * time.Second // one ferry command
+	parallelism  = 2                // cases at once (2-core machines)
+)
+
+var (
+	skipReason string // set when the corpus cannot run at all here
+	buildErr   error  // gcc failed: every case fails with this
+	ferryBin   string
+	ferryErr   error // go build of ferry failed: checkpoint tests fail with this
+	binDir     string
+	workRoot   string
+	python     string // real python3 interpreter, "" if none
+	sem        = make(chan struct{}, parallelism)
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		skipReason = "zdtm needs root (ptrace, clone3 with set_tid, setresuid, subreaper reparenting)"
+		return m.Run()
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		skipReason = "zdtm needs gcc to build its programs: " + err.Error()
+		return m.Run()
+	}
+	root, err := os.MkdirTemp("", "zdtm-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "zdtm:", err)
+		return 1
+	}
+	// Programs that drop root (attr_creds) must still reach their go file.
+	if err := os.Chmod(root, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "zdtm:", err)
+		return 1
+	}
+	workRoot = root
+	if os.Getenv("ZDTM_KEEP") != "" {
+		fmt.Fprintln(os.Stderr, "zdtm: keeping work directory", root)
+	} else {
+		defer os.RemoveAll(root)
+	}
+	// Restored processes are started by ferry, which exits: make them ours.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		skipReason = "PR_SET_CHILD_SUBREAPER: " + err.Error()
+		return m.Run()
+	}
+	binDir = filepath.Join(root, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "zdtm:", err)
+		return 1
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ferryBin, ferryErr = buildFerry(root) }()
+	go func() { defer wg.Done(); buildErr = buildPrograms() }()
+	wg.Wait()
+	python = findPython()
+	return m.Run()
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+func buildFerry(root string) (string, error) {
+	bin := filepath.Join(root, "ferry")
+	out, err := exec.Command(goTool(), "build", "-o", bin, "ferry/cmd/ferry").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ferry/cmd/ferry: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// buildPrograms compiles every C case, two at a time.
+func buildPrograms() error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		lim  = make(chan struct{}, parallelism)
+	)
+	for _, tc := range cases {
+		if !strings.HasSuffix(tc.src, ".c") {
+			continue
+		}
+		wg.Add(1)
+		lim <- struct{}{}
+		go func() {
+			defer func() { <-lim; wg.Done() }()
+			args := []string{"-O1", "-g", "-pthread", "-Wall", "-Werror"}
+			if !tc.dynamic {
+				args = append(args, "-static")
+			}
+			args = append(args, "-o", filepath.Join(binDir, tc.name), filepath.Join("testdata", tc.src))
+			if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, out))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// findPython returns the real python3 executable (not a pyenv shim), or "".
+func findPython() string {
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command(p, "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return ""
+	}
+	if real := strings.TrimSpace(string(out)); real != "" {
+		return real
+	}
+	return p
+}
+
+// command returns the program and arguments of a case.
+func (tc testCase) command() (string, []string, error) {
+	if strings.HasSuffix(tc.src, ".py") {
+		if python == "" {
+			return "", nil, errNoPython
+		}
+		src, err := filepath.Abs(filepath.Join("testdata", tc.src))
+		if err != nil {
+			return "", nil, err
+		}
+		return python, append([]string{src}, tc.args...), nil
+	}
+	return filepath.Join(binDir, tc.name), tc.args, nil
+}
+
+var errNoPython = errors.New("python3 not found")
+
+func skipped(name string) bool {
+	for _, s := range strings.Split(os.Getenv("ZDTM_SKIP"), ",") {
+		if strings.TrimSpace(s) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// prepare is the common start of every test: skip or fail for the
+// environment, then take a parallelism slot.
+func prepare(t *testing.T, needFerry bool) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	if buildErr != nil {
+		t.Fatalf("building the programs failed:\n%v", buildErr)
+	}
+	if needFerry && ferryErr != nil {
+		t.Fatalf("building ferry failed:\n%v", ferryErr)
+	}
+	t.Parallel()
+	sem <- struct{}{}
+	t.Cleanup(func() { <-sem })
+}
+
+func findCase(t *testing.T, name string) testCase {
+	t.Helper()
+	for _, tc := range cases {
+		if tc.name == name {
+			return tc
+		}
+	}
+	t.Fatalf("no case %q", name)
+	return testCase{}
+}
+
+// TestPlain runs every program without a checkpoint: ready, go, PASS.
+// It validates the programs themselves.
+func TestPlain(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			prepare(t, false)
+			r := newRun(t, tc)
+			r.start()
+			if tc.stopBeforeDump {
+				r.stop()
+				r.cont()
+			}
+			r.goAndCheck()
+		})
+	}
+}
+
+type mode int
+
+const (
+	modeRestore      mode = iota // dump (kills) -> restore
+	modeChain                    // dump -> restore -> dump -> restore
+	modeLeaveRunning             // dump --leave-running: the original goes on
+	modeLeaveStopped             // dump --leave-stopped, kill the original, restore
+)
+
+// TestCheckpointRestore runs every program through ferry: start, wait
+// for ready, dump, restore with the same pid, go, PASS. Then the chain,
+// --leave-running and --leave-stopped scenarios for a few programs.
+func TestCheckpointRestore(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { checkpointCase(t, tc, modeRestore) })
+	}
+	for _, name := range chainCases {
+		t.Run("chain-"+name, func(t *testing.T) { checkpointCase(t, findCase(t, name), modeChain) })
+	}
+	for _, name := range leaveRunningCases {
+		t.Run("leave-running-"+name, func(t *testing.T) { checkpointCase(t, findCase(t, name), modeLeaveRunning) })
+	}
+	for _, name := range leaveStoppedCases {
+		t.Run("leave-stopped-"+name, func(t *testing.T) { checkpointCase(t, findCase(t, name), modeLeaveStopped) })
+	}
+}
+
+func checkpointCase(t *testing.T, tc testCase, m mode) {
+	if tc.noCR != "" {
+		t.Skip(tc.noCR)
+	}
+	if skipped(tc.name) {
+		t.Skip("in ZDTM_SKIP")
+	}
+	if tc.needsTree && os.Getenv("ZDTM_NO_TREE") != "" {
+		t.Skip("needs process-tree checkpointing (ZDTM_NO_TREE set)")
+	}
+	prepare(t, true)
+	r := newRun(t, tc)
+	r.start()
+	if tc.stopBeforeDump {
+		r.stop()
+	}
+	if tc.delayBeforeDump > 0 {
+		time.Sleep(tc.delayBeforeDump) // part of what the program measures, not synchronisation
+	}
+	switch m {
+	case modeRestore:
+		r.dumpKill("img")
+		r.restore("img")
+	case modeChain:
+		r.dumpKill("img1")
+		r.restore("img1")
+		r.dumpKill("img2")
+		r.restore("img2")
+	case modeLeaveRunning:
+		r.dump("img", "--leave-running")
+		r.checkAlive("after dump --leave-running", tc.stopBeforeDump)
+	case modeLeaveStopped:
+		r.dump("img", "--leave-stopped")
+		r.checkAlive("after dump --leave-stopped", true)
+		r.kill()
+		r.restore("img")
+	}
+	if tc.stopBeforeDump {
+		r.cont()
+	}
+	r.goAndCheck()
+}
+
+// run is one program's life in one test: its incarnations, its files and
+// the ferry commands run on it (for failure reports).
+type run struct {
+	t       *testing.T
+	tc      testCase
+	base    string // per-test directory: images, ferry logs
+	dir     string // the program's cwd
+	outPath string // the program's stdout+stderr
+	goPath  string
+	log     strings.Builder // ferry commands and their output
+	nferry  int
+
+	pid   int
+	cmd   *exec.Cmd // while the current incarnation is our exec child
+	pidfd int       // current incarnation, -1 if none
+	tree  []member  // descendants of the current incarnation (needsTree)
+	// lastTree is the tree (pids and parents) of the previous incarnation,
+	// which a restore must bring back.
+	lastTree []member
+}
+
+type member struct {
+	pid, ppid int
+	pidfd     int
+}
+
+func newRun(t *testing.T, tc testCase) *run {
+	t.Helper()
+	base := filepath.Join(workRoot, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	dir := filepath.Join(base, "cwd")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{base, dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &run{t: t, tc: tc, base: base, dir: dir, outPath: filepath.Join(base, "output"),
+		goPath: filepath.Join(dir, "zdtm.go"), pidfd: -1}
+	t.Cleanup(r.cleanup)
+	return r
+}
+
+// fatalf stops the test with the program's output and the ferry log.
+func (r *run) fatalf(format string, args ...any) {
+	r.t.Helper()
+	r.t.Fatalf("%s: %s%s", r.tc.name, fmt.Sprintf(format, args...), r.report())
+}
+
+func (r *run) report() string {
+	var b strings.Builder
+	out, err := os.ReadFile(r.outPath)
+	switch {
+	case err != nil:
+		fmt.Fprintf(&b, "\n--- program output: %v", err)
+	case len(out) == 0:
+		b.WriteString("\n--- program output: (empty)")
+	default:
+		fmt.Fprintf(&b, "\n--- program output:\n%s", strings.TrimRight(string(out), "\n"))
+	}
+	if r.log.Len() > 0 {
+		fmt.Fprintf(&b, "\n--- ferry:\n%s", strings.TrimRight(r.log.String(), "\n"))
+	}
+	return b.String()
+}
+
+// start launches the program with the ready pipe on fd 3 and waits for
+// "R" followed by EOF (every copy of fd 3 closed).
+func (r *run) start() {
+	r.t.Helper()
+	path, args, err := r.tc.command()
+	if errors.Is(err, errNoPython) {
+		r.t.Skip("python3 not found: skipping the CPython case")
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out, err := os.OpenFile(r.outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer out.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer null.Close()
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer rd.Close()
+
+	cmd := exec.Command(path, args...)
+	cmd.Dir = r.dir
+	cmd.Stdin = null
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.ExtraFiles = []*os.File{wr} // fd 3
+	cmd.Env = append(os.Environ(), "ZDTM_GO="+r.goPath)
+	err = cmd.Start()
+	wr.Close()
+	if err != nil {
+		r.t.Fatalf("start %s: %v", path, err)
+	}
+	r.cmd = cmd
+	r.pid = cmd.Process.Pid
+	if r.pidfd, err = unix.PidfdOpen(r.pid, 0); err != nil {
+		r.fatalf("pidfd_open(%d): %v", r.pid, err)
+	}
+
+	if err := rd.SetReadDeadline(time.Now().Add(readyTimeout)); err != nil {
+		r.t.Fatal(err)
+	}
+	got, err := io.ReadAll(rd)
+	if err != nil {
+		r.fatalf("waiting for ready (got %q): %v", got, err)
+	}
+	if string(got) != "R" {
+		r.fatalf("ready pipe gave %q, want \"R\" then EOF", got)
+	}
+	if r.tc.needsTree {
+		r.tree = r.descendants()
+	}
+}
+
+// stop sends SIGSTOP and waits until the program is in group stop.
+func (r *run) stop() {
+	r.t.Helper()
+	if err := unix.PidfdSendSignal(r.pidfd, unix.SIGSTOP, nil, 0); err != nil {
+		r.fatalf("SIGSTOP: %v", err)
+	}
+	if st := r.waitState(func(s byte) bool { return s == 'T' }, 5*time.Second); st != 'T' {
+		r.fatalf("state %q after SIGSTOP, want 'T'", st)
+	}
+}
+
+func (r *run) cont() {
+	r.t.Helper()
+	if err := unix.PidfdSendSignal(r.pidfd, unix.SIGCONT, nil, 0); err != nil {
+		r.fatalf("SIGCONT: %v", err)
+	}
+}
+
+// waitState polls /proc/PID/stat until ok(state) or the timeout; it
+// returns the last state seen (0 if the process is gone).
+func (r *run) waitState(ok func(byte) bool, timeout time.Duration) byte {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, _ := procState(r.pid)
+		if ok(st) || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// goAndCheck creates the go file, waits for the program to exit, reaps
+// it (and its tree), and requires PASS as the last line of its output.
+func (r *run) goAndCheck() {
+	r.t.Helper()
+	if err := os.WriteFile(r.goPath, nil, 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	if !waitGone(r.pidfd, exitTimeout) {
+		r.fatalf("pid %d still running %v after go", r.pid, exitTimeout)
+	}
+	status := r.reapCurrent()
+	r.reapTree(true)
+	out, err := os.ReadFile(r.outPath)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if last := lines[len(lines)-1]; last != "PASS" {
+		r.fatalf("last line %q, want PASS (exit: %s)", last, status)
+	}
+	if status != "exit status 0" && status != statusNotOurs && status != statusReapedByOther {
+		r.fatalf("printed PASS but ended with %s", status)
+	}
+}
+
+// reapCurrent reaps the exited current incarnation and describes its end.
+func (r *run) reapCurrent() string {
+	defer r.closePidfd()
+	if r.cmd != nil {
+		err := r.cmd.Wait()
+		r.cmd = nil
+		if err == nil {
+			return "exit status 0"
+		}
+		return err.Error()
+	}
+	return reapPid(r.pid)
+}
+
+func (r *run) closePidfd() {
+	if r.pidfd >= 0 {
+		unix.Close(r.pidfd)
+		r.pidfd = -1
+	}
+}
+
+// Ends of a process we could not wait for ourselves.
+const (
+	statusNotOurs       = "unknown (not our child)"
+	statusReapedByOther = "unknown (reaped by its parent)"
+)
+
+// reapPid reaps an exited process adopted through the subreaper. It
+// tolerates a process that is not (or not yet) ours: its parent may still
+// be on its way out, or may have reaped it already.
+func reapPid(pid int) string {
+	var ws unix.WaitStatus
+	deadline := time.Now().Add(time.Second)
+	for {
+		got, err := unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && got == pid {
+			switch {
+			case ws.Exited():
+				return fmt.Sprintf("exit status %d", ws.ExitStatus())
+			case ws.Signaled():
+				return "signal: " + ws.Signal().String()
+			}
+			return fmt.Sprintf("wait status %#x", uint32(ws))
+		}
+		if _, err := procState(pid); err != nil {
+			return statusReapedByOther
+		}
+		if time.Now().After(deadline) {
+			return statusNotOurs
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// ferry runs one ferry command, logging it for failure reports. Output
+// goes to files: a restored process must not be able to hold our pipes.
+func (r *run) ferry(args ...string) (stdout, stderr string, code int) {
+	r.t.Helper()
+	r.nferry++
+	prefix := filepath.Join(r.base, fmt.Sprintf("ferry-%02d-%s", r.nferry, args[0]))
+	so, err := os.Create(prefix + ".stdout")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer so.Close()
+	se, err := os.Create(prefix + ".stderr")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer se.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), ferryTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ferryBin, args...)
+	cmd.Dir = r.base
+	cmd.Stdout = so
+	cmd.Stderr = se
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start)
+	code = 0
+	if err != nil {
+		code = -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+	}
+	outB, _ := os.ReadFile(prefix + ".stdout")
+	errB, _ := os.ReadFile(prefix + ".stderr")
+	fmt.Fprintf(&r.log, "$ ferry %s  (%v, %.0fms)\n", strings.Join(args, " "), errOrOK(err), took.Seconds()*1000)
+	if len(outB) > 0 {
+		fmt.Fprintf(&r.log, "stdout:\n%s\n", strings.TrimRight(string(outB), "\n"))
+	}
+	if len(errB) > 0 {
+		fmt.Fprintf(&r.log, "stderr:\n%s\n", strings.TrimRight(string(errB), "\n"))
+	}
+	return string(outB), string(errB), code
+}
+
+func errOrOK(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
+
+// dump runs ferry dump and requires success and a non-empty image.
+func (r *run) dump(img string, flags ...string) string {
+	r.t.Helper()
+	dir := filepath.Join(r.base, img)
+	args := append([]string{"dump", strconv.Itoa(r.pid), "--dir", dir}, flags...)
+	if _, _, code := r.ferry(args...); code != 0 {
+		r.fatalf("ferry dump exited %d", code)
+	}
+	if n := countFiles(dir); n == 0 {
+		r.fatalf("ferry dump succeeded but left no image files in %s", dir)
+	}
+	return dir
+}
+
+// dumpKill dumps with the default behaviour: the original must be gone
+// afterwards. It and its tree are reaped so their pids are free again.
+func (r *run) dumpKill(img string) {
+	r.t.Helper()
+	r.dump(img)
+	if !waitGone(r.pidfd, goneTimeout) {
+		st, _ := procState(r.pid)
+		r.fatalf("pid %d still there (state %q) %v after ferry dump", r.pid, st, goneTimeout)
+	}
+	r.reapCurrent()
+	r.reapTree(false)
+}
+
+// kill ends the current incarnation (after --leave-stopped) and reaps it.
+func (r *run) kill() {
+	r.t.Helper()
+	for _, m := range r.tree {
+		unix.PidfdSendSignal(m.pidfd, unix.SIGKILL, nil, 0)
+	}
+	if err := unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0); err != nil {
+		r.fatalf("SIGKILL: %v", err)
+	}
+	if !waitGone(r.pidfd, goneTimeout) {
+		r.fatalf("pid %d survived SIGKILL", r.pid)
+	}
+	r.reapCurrent()
+	r.reapTree(false)
+}
+
+var restoredRe = regexp.MustCompile(`restored pid (\d+)`)
+
+// restore runs ferry restore and checks the result: same pid, running
+// (or stopped for stopBeforeDump), not traced, same tree.
+func (r *run) restore(img string) {
+	r.t.Helper()
+	stdout, _, code := r.ferry("restore", "--dir", filepath.Join(r.base, img))
+	if code != 0 {
+		r.fatalf("ferry restore exited %d", code)
+	}
+	m := restoredRe.FindStringSubmatch(stdout)
+	if m == nil {
+		r.fatalf("ferry restore did not print \"restored pid N\"")
+	}
+	if pid, _ := strconv.Atoi(m[1]); pid != r.pid {
+		r.fatalf("restored pid %d, want the original %d", pid, r.pid)
+	}
+	fd, err := unix.PidfdOpen(r.pid, 0)
+	if err != nil {
+		r.fatalf("pidfd_open(%d) after restore: %v", r.pid, err)
+	}
+	r.pidfd = fd
+	r.checkAlive("after restore", r.tc.stopBeforeDump)
+	if r.tc.needsTree {
+		r.checkTreeRestored()
+	}
+}
+
+// checkAlive requires the current incarnation to exist, be untraced, and
+// be stopped or not as wanted.
+func (r *run) checkAlive(when string, stopped bool) {
+	r.t.Helper()
+	if waitGone(r.pidfd, 0) {
+		r.fatalf("pid %d is gone %s", r.pid, when)
+	}
+	var st byte
+	if stopped {
+		st = r.waitState(func(s byte) bool { return s == 'T' }, 2*time.Second)
+		if st != 'T' {
+			r.fatalf("pid %d in state %q %s, want stopped 'T'", r.pid, st, when)
+		}
+	} else {
+		st = r.waitState(func(s byte) bool { return s == 'R' || s == 'S' || s == 'D' }, 2*time.Second)
+		if st != 'R' && st != 'S' && st != 'D' {
+			r.fatalf("pid %d in state %q %s, want running or sleeping", r.pid, st, when)
+		}
+	}
+	if tp := statusField(r.pid, "TracerPid"); tp != "0" {
+		r.fatalf("pid %d has TracerPid %s %s: ferry did not detach", r.pid, tp, when)
+	}
+	if tgid := statusField(r.pid, "Tgid"); tgid != strconv.Itoa(r.pid) {
+		r.fatalf("pid %d has Tgid %s %s", r.pid, tgid, when)
+	}
+}
+
+// descendants lists the program's descendant processes, parents first,
+// each with a pidfd, by scanning /proc (no /proc/PID/task/TID/children
+// on kernels without CONFIG_PROC_CHILDREN).
+func (r *run) descendants() []member {
+	r.t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, err := strconv.Atoi(statusField(pid, "PPid")); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	var out []member
+	queue := []int{r.pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			fd, err := unix.PidfdOpen(c, 0)
+			if err != nil {
+				continue // gone meanwhile
+			}
+			out = append(out, member{pid: c, ppid: p, pidfd: fd})
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// reapTree waits for every recorded descendant to be gone and reaps the
+// ones that were reparented to us. With mustBeGone, one still running is
+// a failure (the program should have reaped its children).
+func (r *run) reapTree(mustBeGone bool) {
+	r.t.Helper()
+	tree := r.tree
+	r.tree = nil
+	r.lastTree = nil
+	for _, m := range tree {
+		r.lastTree = append(r.lastTree, member{pid: m.pid, ppid: m.ppid, pidfd: -1})
+	}
+	var alive []int
+	for _, m := range tree {
+		if !waitGone(m.pidfd, goneTimeout) {
+			alive = append(alive, m.pid)
+			unix.PidfdSendSignal(m.pidfd, unix.SIGKILL, nil, 0)
+			waitGone(m.pidfd, goneTimeout)
+		}
+		reapPid(m.pid)
+		unix.Close(m.pidfd)
+	}
+	if len(alive) > 0 {
+		if mustBeGone {
+			r.fatalf("descendants %v still running after the program exited", alive)
+		}
+		r.fatalf("descendants %v survived the dump of their root", alive)
+	}
+}
+
+// checkTreeRestored requires the same descendants with the same parents
+// after restore, and takes pidfds of the new ones.
+func (r *run) checkTreeRestored() {
+	r.t.Helper()
+	want := r.lastTree
+	got := r.descendants()
+	r.tree = got
+	if len(got) != len(want) {
+		r.fatalf("restored tree has %d descendants %v, want %d %v", len(got), pids(got), len(want), pids(want))
+	}
+	idx := map[int]int{}
+	for _, m := range got {
+		idx[m.pid] = m.ppid
+	}
+	for _, m := range want {
+		ppid, ok := idx[m.pid]
+		if !ok {
+			r.fatalf("descendant %d missing after restore (have %v)", m.pid, pids(got))
+		}
+		if ppid != m.ppid {
+			r.fatalf("descendant %d has parent %d after restore, want %d", m.pid, ppid, m.ppid)
+		}
+	}
+}
+
+func pids(ms []member) []int {
+	var out []int
+	for _, m := range ms {
+		out = append(out, m.pid)
+	}
+	return out
+}
+
+// cleanup kills whatever is left of the program and reaps it.
+func (r *run) cleanup() {
+	for _, m := range r.tree {
+		unix.PidfdSendSignal(m.pidfd, unix.SIGKILL, nil, 0)
+	}
+	if r.pidfd >= 0 {
+		unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
+		waitGone(r.pidfd, goneTimeout)
+		r.reapCurrent()
+	}
+	for _, m := range r.tree {
+		waitGone(m.pidfd, goneTimeout)
+		reapPid(m.pid)
+		unix.Close(m.pidfd)
+	}
+	r.tree = nil
+}
+
+// waitGone reports whether the process behind pidfd has exited, waiting
+// up to timeout.
+func waitGone(pidfd int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms < 0 {
+			ms = 0
+		}
+		pfd := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, ms)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
+	}
+}
+
+// procState is the state letter of /proc/PID/stat (0 if unreadable).
+func procState(pid int) (byte, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	return b[i+2], nil
+}
+
+// statusField returns the value of "Name:" in /proc/PID/status, or "".
+func statusField(pid int, name string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func countFiles(dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
