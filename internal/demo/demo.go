@@ -122,7 +122,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		// Drain what was printed so far so "last" is the newest line.
 		for drained := false; !drained; {
 			select {
-			case p := <-lines:
+			case p, ok := <-lines:
+				if !ok {
+					return errors.New("workload output ended")
+				}
 				last = p
 			default:
 				drained = true
@@ -151,7 +154,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		// Whatever the workload printed before it was frozen.
 		for drained := false; !drained; {
 			select {
-			case p := <-lines:
+			case p, ok := <-lines:
+				if !ok {
+					return errors.New("workload output ended")
+				}
 				last = p
 			case <-time.After(50 * time.Millisecond):
 				drained = true

@@ -183,7 +183,9 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	switch opts.Leave {
 	case Kill:
 		if opts.KeepFiles {
-			res.Kept = col.fds.Kept()
+			if res.Kept, err = dupFiles(col.fds.Kept()); err != nil {
+				return nil, err
+			}
 		}
 		err = fz.Kill()
 	case Running:
@@ -205,4 +207,21 @@ func kernelRelease() (string, error) {
 		return "", err
 	}
 	return unix.ByteSliceToString(u.Release[:]), nil
+}
+
+// dupFiles duplicates files the Dumper owns so that the result owns its own
+// (close-on-exec) descriptors. The open file descriptions are the same.
+func dupFiles(in map[string]*os.File) (map[string]*os.File, error) {
+	out := make(map[string]*os.File, len(in))
+	for id, f := range in {
+		nfd, err := unix.FcntlInt(uintptr(fds.RawFD(f)), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			for _, g := range out {
+				g.Close()
+			}
+			return nil, fmt.Errorf("keep %s: %w", id, err)
+		}
+		out[id] = os.NewFile(uintptr(nfd), f.Name())
+	}
+	return out, nil
 }

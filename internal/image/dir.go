@@ -76,8 +76,13 @@ func (d *DirWriter) Close() error {
 	}
 	d.done = true
 	tmp := d.f.Name()
-	err := d.Writer.Close()
-	if err == nil && d.sync {
+	if err := d.Writer.Close(); err != nil {
+		d.f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", d.final, err)
+	}
+	var err error
+	if d.sync {
 		err = d.f.Sync()
 	}
 	if cerr := d.f.Close(); err == nil {

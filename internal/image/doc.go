@@ -39,7 +39,9 @@
 //
 // Record types and payloads:
 //
-//	1 state     JSON of *Checkpoint (encoding/json, see state.go).
+//	1 state     JSON of *Checkpoint (encoding/json, see state.go). Its
+//	            PageSize is 0 (meaning 4096) or a power of two from 4096
+//	            to 1 MiB; its process PIDs are positive and distinct.
 //	2 filedata  offset (u64) | id length (u16, 1..4096) | id | content bytes
 //	            Content of the file object id (ObjectID: a memfd, an
 //	            unlinked file, a shared anonymous mapping) at that byte
@@ -76,8 +78,8 @@
 // holds its payload's CRC, so the trailer's running CRC over the record
 // headers covers the whole stream at the cost of 12 bytes per record: a
 // record dropped, duplicated or moved is detected at the trailer even
-// though every record checks out alone. A stream without a valid trailer is incomplete; a Reader
-// reports io.EOF only after one.
+// though every record checks out alone. A stream without a valid trailer
+// is incomplete; a Reader reports io.EOF only after one.
 //
 // Errors from a Reader are *FormatError values naming the record index,
 // its byte offset and its type, and wrapping one sentinel: ErrBadMagic
@@ -87,6 +89,17 @@
 // (checksums match but the content is impossible: unknown type, bad
 // length or alignment, bad JSON, records out of order). An I/O error from
 // the underlying reader is wrapped instead of a sentinel.
+//
+// # Record sizes and buffers
+//
+// Any payload up to MaxPayload is valid. This package's Writer splits
+// page and file content into records of 64 KiB: small next to the
+// Reader's 512 KiB read buffer, so each record is checksummed and handed
+// out in place in that buffer, while it is still in the CPU cache, with
+// no second copy and no per-record allocation. Record.Data therefore
+// aliases the Reader's buffers and is valid only until the next Next.
+// Larger records from other writers are read into a separate buffer that
+// grows as their bytes arrive, never ahead of them.
 //
 // # Versioning
 //

@@ -239,7 +239,8 @@ var errWriterClosed = errors.New("image: writer is closed")
 // writer is sticky and returned by every later call.
 type Writer struct {
 	bw *bufio.Writer
-	// err is the first write error; once set, the stream is unusable.
+	// err is the first write or flush error, wrapped; once set, the
+	// stream is unusable and every call returns it.
 	err      error
 	closed   bool
 	closeErr error
@@ -262,19 +263,12 @@ func NewWriter(w io.Writer) (*Writer, error) {
 	}
 	var h [HeaderSize]byte
 	putHeader(&h, Version, 0)
-	iw.write(h[:])
-	if iw.err != nil {
-		return nil, fmt.Errorf("image: writing header: %w", iw.err)
+	if _, err := iw.bw.Write(h[:]); err != nil {
+		return nil, fmt.Errorf("image: writing header: %w", err)
 	}
 	iw.running = runningStart(h[:])
 	iw.stats.TotalBytes = HeaderSize
 	return iw, nil
-}
-
-func (w *Writer) write(p []byte) {
-	if w.err == nil && len(p) > 0 {
-		_, w.err = w.bw.Write(p)
-	}
 }
 
 // usable reports why no record may be written now, if so.
@@ -286,14 +280,15 @@ func (w *Writer) usable() error {
 }
 
 // writeRecord writes one record whose payload is prefix followed by data.
-// data is written from the caller's slice, not copied into a payload.
+// data goes from the caller's slice to the buffered writer, never through
+// an assembled payload.
 func (w *Writer) writeRecord(t RecordType, prefix, data []byte) error {
 	n := putRecordHeader(&w.hdr, t, prefix, data)
-	w.write(w.hdr[:])
-	w.write(prefix)
-	w.write(data)
-	if w.err != nil {
-		return fmt.Errorf("image: writing record %d (%s): %w", w.stats.Records, t, w.err)
+	for _, p := range [...][]byte{w.hdr[:], prefix, data} {
+		if _, err := w.bw.Write(p); err != nil {
+			w.err = fmt.Errorf("image: writing record %d (%s): %w", w.stats.Records, t, err)
+			return w.err
+		}
 	}
 	if t != RecordTrailer {
 		w.running = runningAdd(w.running, w.hdr[:])
@@ -416,8 +411,8 @@ func (w *Writer) Flush() error {
 		return w.err
 	}
 	if err := w.bw.Flush(); err != nil {
-		w.err = err
-		return fmt.Errorf("image: flush: %w", err)
+		w.err = fmt.Errorf("image: flush: %w", err)
+		return w.err
 	}
 	return nil
 }
@@ -543,7 +538,7 @@ func (r *Reader) readHeader() error {
 		return r.headerReadErr(err, 12+n)
 	}
 	if got, want := binary.LittleEndian.Uint32(h[16:]), crc32.Checksum(h[:16], castagnoli); got != want {
-		return headerErr(ErrChecksum, "header checksum mismatch (stored %#08x, computed %#08x)", got, want)
+		return headerErr(ErrChecksum, "header checksum mismatch (stored 0x%08x, computed 0x%08x)", got, want)
 	}
 	if version == 0 {
 		return headerErr(ErrVersion, "format version 0 is not valid")
@@ -615,7 +610,7 @@ func (r *Reader) next() (*Record, error) {
 		return nil, r.readFail(err, "record header", n, RecordHeaderSize)
 	}
 	if got, want := binary.LittleEndian.Uint32(h[12:]), crc32.Checksum(h[:12], castagnoli); got != want {
-		return nil, r.fail(ErrChecksum, "record header checksum mismatch (stored %#08x, computed %#08x)", got, want)
+		return nil, r.fail(ErrChecksum, "record header checksum mismatch (stored 0x%08x, computed 0x%08x)", got, want)
 	}
 	t := RecordType(binary.LittleEndian.Uint16(h[0:]))
 	flags := binary.LittleEndian.Uint16(h[2:])
@@ -632,7 +627,7 @@ func (r *Reader) next() (*Record, error) {
 		return nil, r.readFail(err, "payload", n, size)
 	}
 	if want := binary.LittleEndian.Uint32(h[8:]); crc != want {
-		return nil, r.fail(ErrChecksum, "checksum mismatch (stored %#08x, computed %#08x)", want, crc)
+		return nil, r.fail(ErrChecksum, "checksum mismatch (stored 0x%08x, computed 0x%08x)", want, crc)
 	}
 
 	if t == RecordTrailer {
@@ -796,7 +791,7 @@ func (r *Reader) checkTrailer(p []byte) error {
 		return r.fail(ErrChecksum, "trailer counts %d payload bytes but the stream had %d", payload, r.payload)
 	}
 	if running != r.running {
-		return r.fail(ErrChecksum, "running checksum mismatch (stored %#08x, computed %#08x): records were reordered or replaced", running, r.running)
+		return r.fail(ErrChecksum, "running checksum mismatch (stored 0x%08x, computed 0x%08x): records were reordered or replaced", running, r.running)
 	}
 	return nil
 }

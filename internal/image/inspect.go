@@ -90,10 +90,10 @@ func (x vmaIndex) add(counts []int64, addr, n uint64, pageSize int) (outside int
 	return int64((n - covered) / ps)
 }
 
-// Summarize reads the rest of r, which must be positioned before the
-// state record, and returns its summary. On a damaged or truncated image
-// it returns the summary of what it could read along with the error, so
-// an inspector can still show it.
+// Summarize reads the rest of r and returns its summary. Records read
+// before the call are not counted in the page and file figures. On a
+// damaged or truncated image it returns the summary of what it could read
+// along with the error, so an inspector can still show it.
 func Summarize(r *Reader) (*Summary, error) {
 	s := &Summary{Version: r.Version()}
 	var (
@@ -101,6 +101,17 @@ func Summarize(r *Reader) (*Summary, error) {
 		indexes []vmaIndex
 		files   = map[string]*FileContent{}
 	)
+	setState := func(c *Checkpoint) {
+		s.Checkpoint = c
+		for i, p := range c.Processes {
+			byPID[p.PID] = i
+			s.Processes = append(s.Processes, ProcessPages{PID: p.PID, VMAPages: make([]int64, len(p.VMAs))})
+			indexes = append(indexes, newVMAIndex(p.VMAs))
+		}
+	}
+	if c := r.State(); c != nil {
+		setState(c)
+	}
 	finish := func() {
 		s.Stats = r.Stats()
 		s.Files = make([]FileContent, 0, len(files))
@@ -121,14 +132,9 @@ func Summarize(r *Reader) (*Summary, error) {
 		}
 		switch rec.Type {
 		case RecordState:
-			s.Checkpoint = rec.State
-			for i, p := range rec.State.Processes {
-				byPID[p.PID] = i
-				s.Processes = append(s.Processes, ProcessPages{PID: p.PID, VMAPages: make([]int64, len(p.VMAs))})
-				indexes = append(indexes, newVMAIndex(p.VMAs))
-			}
+			setState(rec.State)
 		case RecordPages:
-			i := byPID[rec.PID] // the Reader checked the pid
+			i := byPID[rec.PID] // the Reader checked the pid against the state
 			pp := &s.Processes[i]
 			ps := r.info.pageSize
 			pp.Pages += int64(len(rec.Data) / ps)

@@ -139,3 +139,21 @@ func TestSummarizePartial(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A caller that already took the state record can still summarize the rest.
+func TestSummarizeAfterState(t *testing.T) {
+	r, err := NewReader(bytes.NewReader(standardStream(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := r.Next(); err != nil || rec.Type != RecordState {
+		t.Fatalf("first record: %v, %v", rec, err)
+	}
+	s, err := Summarize(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Checkpoint == nil || s.Processes[0].Pages != 3 || s.Processes[1].Pages != 3 || len(s.Files) != 1 {
+		t.Errorf("summary %+v, want the state and 3+3 pages, 1 file", s)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 // Frozen is a process whose every thread is seized and in a ptrace stop.
 type Frozen struct {
 	PID  int
+	PPID int   // parent at freeze time
 	TIDs []int // leader first
 	// WasStopped is true when the process was in group-stop before.
 	WasStopped bool
@@ -52,7 +54,7 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 	case 't':
 		return nil, fmt.Errorf("process %d is already being traced", pid)
 	}
-	f := &Frozen{PID: pid, WasStopped: st.State == 'T', Delayed: map[int]time.Duration{},
+	f := &Frozen{PID: pid, PPID: st.PPID, WasStopped: st.State == 'T', Delayed: map[int]time.Duration{},
 		Swallowed: map[int]unix.Signal{}, log: log}
 	seized := map[int]bool{}
 	for round := 0; ; round++ {
@@ -177,8 +179,9 @@ func (f *Frozen) Kill() error {
 	}
 	f.detached = true
 	// Traced threads report their death to us; collect those reports so
-	// the parent can reap the process.
-	for _, tid := range f.TIDs {
+	// the parent can reap the process. The leader reports last, once the
+	// other threads are gone.
+	for _, tid := range f.TIDs[1:] {
 		for {
 			ws, err := Wait(tid)
 			if err != nil || ws.Exited() || ws.Signaled() {
@@ -186,5 +189,21 @@ func (f *Frozen) Kill() error {
 			}
 		}
 	}
-	return nil
+	if f.PPID == os.Getpid() {
+		// We are also the parent: wait for the zombie without reaping it,
+		// so whoever started the process (an exec.Cmd) collects it.
+		var info unix.Siginfo
+		for {
+			err := unix.Waitid(unix.P_PID, f.PID, &info, unix.WEXITED|unix.WNOWAIT|unix.WALL, nil)
+			if err != unix.EINTR {
+				return nil
+			}
+		}
+	}
+	for {
+		ws, err := Wait(f.PID)
+		if err != nil || ws.Exited() || ws.Signaled() {
+			return nil
+		}
+	}
 }

@@ -62,6 +62,11 @@ func (b *builder) build(ctx context.Context, r *image.Reader, pending *image.Rec
 	if err := b.clearAddressSpace(); err != nil {
 		return err
 	}
+	// The exe link can only change while the old executable is unmapped,
+	// and the image may map the same file (the workload is ferry itself).
+	if err := b.setMM(); err != nil {
+		return err
+	}
 	if err := b.mapVMAs(); err != nil {
 		return err
 	}
@@ -69,9 +74,6 @@ func (b *builder) build(ctx context.Context, r *image.Reader, pending *image.Rec
 		return err
 	}
 	if err := b.protect(); err != nil {
-		return err
-	}
-	if err := b.setMM(); err != nil {
 		return err
 	}
 	if err := b.installFDs(); err != nil {

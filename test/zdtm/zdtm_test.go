@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,7 +129,7 @@ const (
 	readyTimeout = 20 * time.Second // program start to "R"
 	exitTimeout  = 30 * time.Second // go to exit
 	goneTimeout  = 10 * time.Second // dump to the original's death
-	ferryTimeout = 60 * time.Second // one ferry command
+	ferryTimeout = 20 * time.Second // one ferry command (they take milliseconds here)
 	parallelism  = 2                // cases at once (2-core machines)
 )
 
@@ -660,6 +661,8 @@ func (r *run) ferry(args ...string) (stdout, stderr string, code int) {
 	cmd.Dir = r.base
 	cmd.Stdout = so
 	cmd.Stderr = se
+	// A test binary killed by -timeout must not leave ferry running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	err = cmd.Run()
 	took := time.Since(start)

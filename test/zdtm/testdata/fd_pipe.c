@@ -48,6 +48,9 @@ int main(void)
 		CHECK(fcntl(fd, F_GETFD) == fdf[i], "pipe %c end %d: fd flags %#x, want %#x", 'A' + i / 2, i % 2,
 		      fcntl(fd, F_GETFD), fdf[i]);
 	}
+	/* from here on nothing may block: a lost pipe must fail, not hang */
+	for (i = 0; i < 4; i++)
+		fcntl(all[i][0], F_SETFL, fcntl(all[i][0], F_GETFL) | O_NONBLOCK);
 	CHECK(ioctl(a[0], FIONREAD, &n) == 0 && n == 3000, "pipe A: %d bytes queued, want 3000", n);
 	CHECK(ioctl(b[0], FIONREAD, &n) == 0 && n == (int)sizeof(big), "pipe B: %d bytes queued, want %zu", n, sizeof(big));
 	CHECK(fcntl(b[0], F_GETPIPE_SZ) == (256 << 10), "pipe B: capacity %d, want %d", fcntl(b[0], F_GETPIPE_SZ), 256 << 10);

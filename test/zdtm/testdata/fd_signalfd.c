@@ -68,6 +68,7 @@ int main(void)
 	}
 	CHECK(got_usr1 == 1 && got_rt == 1, "got SIGUSR1 %d, SIGRTMIN+7 %d times, want 1 each", got_usr1, got_rt);
 	CHECK(read(39, &si, sizeof(si)) == -1 && errno == EAGAIN, "fd 39 has more signals");
+	fcntl(41, F_SETFL, fcntl(41, F_GETFL) | O_NONBLOCK); /* fail, not hang */
 	kill(getpid(), SIGUSR2);
 	CHECK(read(41, &si, sizeof(si)) == sizeof(si) && si.ssi_signo == SIGUSR2, "fd 41 did not deliver SIGUSR2");
 	zdtm_finish();

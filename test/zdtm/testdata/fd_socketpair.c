@@ -98,6 +98,9 @@ int main(void)
 		      types[i]);
 	CHECK(fcntl(50, F_GETFL) == fl50, "fd 50 flags %#o, want %#o", fcntl(50, F_GETFL), fl50);
 	CHECK(sockopt(50, SO_SNDBUF) == sndbuf50, "fd 50 SO_SNDBUF %d, want %d", sockopt(50, SO_SNDBUF), sndbuf50);
+	/* from here on nothing may block: lost data must fail, not hang */
+	for (i = 0; i < 8; i++)
+		fcntl(50 + i, F_SETFL, fcntl(50 + i, F_GETFL) | O_NONBLOCK);
 	l = sizeof(cr);
 	CHECK(getsockopt(51, SOL_SOCKET, SO_PEERCRED, &cr, &l) == 0 && cr.pid == getpid(), "fd 51 SO_PEERCRED pid %d, want %d",
 	      cr.pid, getpid());
