@@ -258,6 +258,13 @@ func (c *collector) collectInjected() error {
 			IntervalNsec: int64(le(b, 0))*1e9 + int64(le(b, 8)),
 			ValueNsec:    int64(le(b, 16))*1e9 + int64(le(b, 24)), Overrun: int(ov)})
 	}
+	if v, err := lead.Syscall(unix.SYS_PRCTL, kernel.PR_GET_THP_DISABLE); err == nil {
+		p.THPDisable = v != 0
+	}
+	if _, err := lead.Syscall(unix.SYS_PRCTL, kernel.PR_GET_CHILD_SUBREAPER, scratch); err == nil {
+		b, _ := lead.ReadScratch(0, 4)
+		p.ChildSubreaper = binary.LittleEndian.Uint32(b) != 0
+	}
 	brk, err := lead.Syscall(unix.SYS_BRK, 0)
 	if err != nil {
 		return fmt.Errorf("brk: %w", err)
@@ -317,6 +324,15 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 	if th.Name, err = procfs.TaskComm(c.fz.PID, tid); err != nil {
 		return nil, err
 	}
+	if err := schedState(th); err != nil {
+		return nil, err
+	}
+	if v, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_GET_TIMERSLACK); err == nil {
+		th.TimerSlack = v
+	}
+	if v, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_MCE_KILL_GET, 0, 0, 0, 0); err == nil {
+		th.MCEKill = int(v)
+	}
 	// sigaltstack(NULL, &old)
 	if _, err := in.Syscall(unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
 		return nil, fmt.Errorf("sigaltstack: %w", err)
@@ -343,4 +359,25 @@ func u32s(a []int) []uint32 {
 		out[i] = uint32(v)
 	}
 	return out
+}
+
+// schedState reads a thread's scheduling attributes from outside.
+func schedState(th *image.Thread) error {
+	attr, err := unix.SchedGetAttr(th.TID, 0)
+	if err != nil {
+		return fmt.Errorf("sched_getattr: %w", err)
+	}
+	th.Policy, th.Nice, th.RTPrio = attr.Policy, attr.Nice, attr.Priority
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(th.TID, &set); err != nil {
+		return fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	th.Affinity = make([]uint64, len(set))
+	for i, w := range set {
+		th.Affinity[i] = uint64(w)
+	}
+	if th.IOPrio, err = kernel.IoprioGet(th.TID); err != nil {
+		return fmt.Errorf("ioprio_get: %w", err)
+	}
+	return nil
 }

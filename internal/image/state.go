@@ -63,6 +63,10 @@ type Process struct {
 	PosixTimers []PosixTimer `json:"posix_timers,omitempty"`
 
 	FDs []FD `json:"fds"`
+
+	// THPDisable and ChildSubreaper are prctl flags of the process.
+	THPDisable     bool `json:"thp_disable,omitempty"`
+	ChildSubreaper bool `json:"child_subreaper,omitempty"`
 }
 
 // Creds are the process credentials (all threads share them here).
@@ -77,7 +81,7 @@ type Creds struct {
 	CapEff uint64 `json:"cap_eff"`
 	CapBnd uint64 `json:"cap_bnd"`
 	CapAmb uint64 `json:"cap_amb"`
-	// NoNewPrivs, Dumpable: prctl flags.
+	// NoNewPrivs is the prctl flag.
 	NoNewPrivs bool `json:"no_new_privs,omitempty"`
 }
 
@@ -168,9 +172,19 @@ type Thread struct {
 	// ClearChildTID is set_tid_address's pointer.
 	ClearChildTID uint64 `json:"clear_child_tid,omitempty"`
 	Name          string `json:"name"`
-	// Syscall describes a system call the thread was frozen in, if any:
-	// restore fixes up the registers so it is restarted correctly.
+	// InSyscall is true when the thread was frozen inside a system call:
+	// restore fixes up the registers so that the call is restarted.
 	InSyscall bool `json:"in_syscall,omitempty"`
+
+	// Scheduling: policy (SCHED_*), nice, real-time priority, CPU affinity
+	// mask words, I/O priority; and per-thread prctl values.
+	Policy     uint32   `json:"policy,omitempty"`
+	Nice       int32    `json:"nice,omitempty"`
+	RTPrio     uint32   `json:"rt_prio,omitempty"`
+	Affinity   []uint64 `json:"affinity,omitempty"`
+	IOPrio     int      `json:"ioprio,omitempty"`
+	TimerSlack uint64   `json:"timer_slack,omitempty"`
+	MCEKill    int      `json:"mce_kill,omitempty"`
 }
 
 // Siginfo is a raw 128-byte siginfo_t.

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -126,6 +128,11 @@ func Rlimits(pid int) ([]Rlimit, error) {
 	for r := range out {
 		var old unix.Rlimit
 		if err := unix.Prlimit(pid, r, nil, &old); err != nil {
+			if err == unix.EPERM {
+				// Reading another user's limits with prlimit64 needs
+				// CAP_SYS_RESOURCE; /proc/PID/limits does not.
+				return limitsFile(pid)
+			}
 			return nil, fmt.Errorf("procfs: prlimit64(pid %d, resource %d): %w", pid, r, os.NewSyscallError("prlimit64", err))
 		}
 		out[r] = Rlimit{Resource: r, Cur: old.Cur, Max: old.Max}
@@ -148,3 +155,38 @@ func KernelRelease() (string, error) {
 
 // PageSize returns the size of a base page.
 func PageSize() int { return os.Getpagesize() }
+
+// limitsFile parses /proc/PID/limits, whose rows are the RLIMIT_* resources
+// in order, printed as "%-25s %-20s %-20s %-10s".
+func limitsFile(pid int) ([]Rlimit, error) {
+	path := pidPath(pid, "limits")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("procfs: %w", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) < NumRlimits+1 {
+		return nil, fmt.Errorf("procfs: %s: %d lines: %w", path, len(lines), ErrMalformed)
+	}
+	parse := func(f string) (uint64, error) {
+		f = strings.TrimSpace(f)
+		if f == "unlimited" {
+			return unix.RLIM_INFINITY, nil
+		}
+		return strconv.ParseUint(f, 10, 64)
+	}
+	out := make([]Rlimit, NumRlimits)
+	for r := range out {
+		l := lines[r+1]
+		if len(l) < 67 {
+			return nil, fmt.Errorf("procfs: %s line %d: %q: %w", path, r+2, l, ErrMalformed)
+		}
+		cur, err1 := parse(l[26:46])
+		max, err2 := parse(l[47:67])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("procfs: %s line %d: %q: %w", path, r+2, l, ErrMalformed)
+		}
+		out[r] = Rlimit{Resource: r, Cur: cur, Max: max}
+	}
+	return out, nil
+}

@@ -82,10 +82,11 @@ func (b *builder) build(ctx context.Context, r *image.Reader, pending *image.Rec
 	if err := b.processAttrs(); err != nil {
 		return err
 	}
-	if err := b.signalsAndTimers(); err != nil {
+	if err := b.threads(); err != nil {
 		return err
 	}
-	if err := b.threads(); err != nil {
+	// After the threads: a timer may signal one of them (SIGEV_THREAD_ID).
+	if err := b.signalsAndTimers(); err != nil {
 		return err
 	}
 	if err := b.finish(); err != nil {
@@ -374,7 +375,13 @@ func (b *builder) mapVMAs() error {
 			}
 			fd, off = tfd, v.Offset
 		case image.VMASharedAnon, image.VMAMemfd:
-			obj, ok := b.objects[v.FileID]
+			// The object an fd refers to was recreated by the fds layer
+			// (with its name and seals): map that same one.
+			obj := b.fr.Object(v.FileID)
+			ok := obj != nil
+			if !ok {
+				obj, ok = b.objects[v.FileID]
+			}
 			if !ok {
 				if v.Kind == image.VMAMemfd && v.Path != "" && !v.Shared {
 					return fmt.Errorf("mapping %#x of deleted file %s: content missing from image", v.Start, v.Path)

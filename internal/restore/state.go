@@ -66,6 +66,16 @@ func (b *builder) processAttrs() error {
 		return fmt.Errorf("chdir %s: %w", p.Cwd, err)
 	}
 	b.lead.Syscall(unix.SYS_UMASK, uint64(p.Umask))
+	if p.THPDisable {
+		if _, err := b.lead.Syscall(unix.SYS_PRCTL, kernel.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("THP disable: %w", err)
+		}
+	}
+	if p.ChildSubreaper {
+		if _, err := b.lead.Syscall(unix.SYS_PRCTL, kernel.PR_SET_CHILD_SUBREAPER, 1); err != nil {
+			return fmt.Errorf("child subreaper: %w", err)
+		}
+	}
 	if p.Personality != 0 {
 		b.lead.Syscall(unix.SYS_PERSONALITY, uint64(p.Personality))
 	}
@@ -115,7 +125,10 @@ func (b *builder) signalsAndTimers() error {
 		if _, err := b.lead.Syscall(unix.SYS_PRCTL, kernel.PR_TIMER_CREATE_RESTORE_IDS, kernel.PR_TIMER_CREATE_RESTORE_IDS_ON); err != nil {
 			return fmt.Errorf("POSIX timers need PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15+): %w", err)
 		}
-		for _, t := range p.PosixTimers {
+		// /proc/PID/timers lists the newest first: create the oldest first
+		// so the kernel's list comes out in the same order.
+		for i := len(p.PosixTimers) - 1; i >= 0; i-- {
+			t := p.PosixTimers[i]
 			sev := kernel.Sigevent{Value: t.SigevValue, Signo: int32(t.Signal), Notify: int32(t.Notify), TID: int32(t.NotifyTID)}
 			sevAddr, err := b.lead.ScratchAt(0, kernel.Bytes(&sev))
 			if err != nil {
@@ -263,6 +276,19 @@ func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
 			return fmt.Errorf("sigaltstack: %w", err)
 		}
 	}
+	if th.TimerSlack != 0 {
+		if _, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_SET_TIMERSLACK, th.TimerSlack); err != nil {
+			return fmt.Errorf("timer slack: %w", err)
+		}
+	}
+	if th.MCEKill != kernel.PR_MCE_KILL_DEFAULT && th.MCEKill >= 0 {
+		if _, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_MCE_KILL, kernel.PR_MCE_KILL_SET, uint64(th.MCEKill), 0, 0); err != nil {
+			return fmt.Errorf("MCE kill policy: %w", err)
+		}
+	}
+	if err := setSched(in.TID, th); err != nil {
+		return err
+	}
 	if th.RobustList != 0 {
 		if _, err := in.Syscall(unix.SYS_SET_ROBUST_LIST, th.RobustList, th.RobustListLen); err != nil {
 			return fmt.Errorf("set_robust_list: %w", err)
@@ -291,6 +317,11 @@ func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
 
 func (b *builder) creds(in *ptrace.Injector) error {
 	c := b.p.Creds
+	if c.NoNewPrivs {
+		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("no_new_privs: %w", err)
+		}
+	}
 	if c.UID == [4]uint32{} && c.GID == [4]uint32{} && len(c.Groups) == 0 {
 		return nil // root, as ferry: nothing to drop
 	}
@@ -360,3 +391,32 @@ func fixRestart(r *kernel.PtraceRegs) {
 }
 
 func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }
+
+// setSched applies a thread's scheduling attributes from outside.
+func setSched(tid int, th *image.Thread) error {
+	if len(th.Affinity) > 0 {
+		var set unix.CPUSet
+		for cpu := 0; cpu < len(th.Affinity)*64 && cpu < len(set)*64; cpu++ {
+			if th.Affinity[cpu/64]&(1<<(cpu%64)) != 0 {
+				set.Set(cpu)
+			}
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("sched_setaffinity: %w", err)
+		}
+	}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: th.Policy, Nice: th.Nice, Priority: th.RTPrio}
+	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+		return fmt.Errorf("sched_setattr(policy %d, nice %d, prio %d): %w", th.Policy, th.Nice, th.RTPrio, err)
+	}
+	// sched_setattr ignores nice for SCHED_IDLE, which still keeps one.
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, int(th.Nice)); err != nil {
+		return fmt.Errorf("setpriority(%d): %w", th.Nice, err)
+	}
+	if th.IOPrio != 0 {
+		if err := kernel.IoprioSet(tid, th.IOPrio); err != nil {
+			return fmt.Errorf("ioprio_set: %w", err)
+		}
+	}
+	return nil
+}

@@ -77,6 +77,7 @@ var cases = []testCase{
 	{name: "sig_altstack", src: "sig_altstack.c"},
 	{name: "sig_pending", src: "sig_pending.c"},
 	{name: "sig_stopped", src: "sig_stopped.c", stopBeforeDump: true},
+	{name: "sig_stopped_threads", src: "sig_stopped.c", args: []string{"threads"}, stopBeforeDump: true},
 	// syscalls in progress
 	{name: "sys_pipe_read", src: "sys_pipe_read.c"},
 	{name: "sys_nanosleep", src: "sys_nanosleep.c", delayBeforeDump: 1500 * time.Millisecond},
@@ -317,6 +318,9 @@ func findCase(t *testing.T, name string) testCase {
 func TestPlain(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if skipped(tc.name) {
+				t.Skip("in ZDTM_SKIP")
+			}
 			prepare(t, false)
 			r := newRun(t, tc)
 			r.start()
@@ -427,9 +431,14 @@ type member struct {
 
 func newRun(t *testing.T, tc testCase) *run {
 	t.Helper()
-	base := filepath.Join(workRoot, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	// Unique per run: with -count=N the same test must not find the last
+	// run's go file or image.
+	base, err := os.MkdirTemp(workRoot, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(base, "cwd")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{base, dir} {

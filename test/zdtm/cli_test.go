@@ -1,6 +1,7 @@
 package zdtm
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -129,5 +130,35 @@ func TestDumpRefusesTCP(t *testing.T) {
 		r.fatalf("refused dump: stderr does not name fd %d", fd)
 	}
 	r.checkAlive("after a refused dump", false)
+	r.goAndCheck()
+}
+
+// TestInspect: `ferry inspect` of a fresh image names the pid, in text and
+// as valid JSON, and leaves the image restorable.
+func TestInspect(t *testing.T) {
+	prepare(t, true)
+	r := newRun(t, findCase(t, "thread_tls"))
+	r.start()
+	r.dumpKill("img")
+	img := filepath.Join(r.base, "img")
+	pidRe := regexp.MustCompile(`\b` + strconv.Itoa(r.pid) + `\b`)
+	text, _, code := r.ferry("inspect", img)
+	if code != 0 {
+		r.fatalf("ferry inspect exited %d", code)
+	}
+	if !pidRe.MatchString(text) {
+		r.fatalf("ferry inspect does not name pid %d", r.pid)
+	}
+	js, _, code := r.ferry("inspect", img, "--json")
+	if code != 0 {
+		r.fatalf("ferry inspect --json exited %d", code)
+	}
+	if !json.Valid([]byte(js)) {
+		r.fatalf("ferry inspect --json printed invalid JSON")
+	}
+	if !pidRe.MatchString(js) {
+		r.fatalf("ferry inspect --json does not name pid %d", r.pid)
+	}
+	r.restore("img")
 	r.goAndCheck()
 }
