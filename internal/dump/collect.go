@@ -26,7 +26,6 @@ type collector struct {
 	fz      *ptrace.Frozen
 	proc    *image.Process
 	maps    []procfs.Mapping
-	fds     *fds.Dumper
 	pidfd   int
 	objects map[string]*os.File // FileID → content, for FileData records
 	log     *slog.Logger
@@ -36,15 +35,12 @@ func (c *collector) close() {
 	for _, f := range c.objects {
 		f.Close()
 	}
-	if c.fds != nil {
-		c.fds.Close()
-	}
 	if c.pidfd > 0 {
 		unix.Close(c.pidfd)
 	}
 }
 
-func collect(ctx context.Context, fz *ptrace.Frozen, log *slog.Logger) (*collector, error) {
+func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *slog.Logger) (*collector, error) {
 	pid := fz.PID
 	c := &collector{fz: fz, objects: map[string]*os.File{}, log: log}
 	p := &image.Process{PID: pid}
@@ -112,8 +108,7 @@ func collect(ctx context.Context, fz *ptrace.Frozen, log *slog.Logger) (*collect
 	if err != nil {
 		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
-	c.fds = fds.NewDumper(log)
-	if p.FDs, err = c.fds.DumpProcess(pid, c.pidfd); err != nil {
+	if p.FDs, err = dumper.DumpProcess(pid, c.pidfd); err != nil {
 		return nil, err
 	}
 

@@ -102,77 +102,192 @@ func Dump(ctx context.Context, t *ptrace.Tracer, pid int, w Sink, opts Options) 
 // ErrUnsupported is wrapped by errors about resources ferry cannot carry.
 var ErrUnsupported = fds.ErrUnsupported
 
-// Check refuses a process that cannot be checkpointed, before it is
-// touched: no such process, a kernel thread, a process already traced, a
-// process with children (trees come later), or an fd ferry cannot carry.
+// Check refuses a process tree that cannot be checkpointed, before it is
+// touched: no such process, a kernel thread, a process already traced, or
+// an fd ferry cannot carry anywhere in the tree.
 func Check(pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("invalid pid %d", pid)
 	}
-	st, err := procfs.Stat(pid)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("pid %d: no such process", pid)
-		}
-		return fmt.Errorf("pid %d: %w", pid, err)
-	}
 	if pid == os.Getpid() {
 		return fmt.Errorf("pid %d is ferry itself", pid)
 	}
-	if st.Flags&0x00200000 != 0 { // PF_KTHREAD
-		return fmt.Errorf("pid %d is a kernel thread: %w", pid, ErrUnsupported)
+	tree, err := walkTree(pid)
+	if err != nil {
+		return err
 	}
-	if st.State == 'Z' {
-		return fmt.Errorf("pid %d is a zombie", pid)
+	for _, q := range tree {
+		st, err := procfs.Stat(q)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", q, err)
+		}
+		if st.Flags&0x00200000 != 0 { // PF_KTHREAD
+			return fmt.Errorf("pid %d is a kernel thread: %w", q, ErrUnsupported)
+		}
+		if st.State == 'Z' {
+			if q == pid {
+				return fmt.Errorf("pid %d is a zombie", pid)
+			}
+			continue
+		}
+		if st.State == 't' {
+			return fmt.Errorf("pid %d is being traced (by a debugger?): %w", q, ErrUnsupported)
+		}
+		if err := fds.Check(q); err != nil {
+			return err
+		}
 	}
-	kids, err := procfs.Children(pid)
-	if err == nil && len(kids) > 0 {
-		return fmt.Errorf("pid %d has child process %d: process trees are not supported yet: %w", pid, kids[0], ErrUnsupported)
+	return nil
+}
+
+// walkTree lists pid and its descendants, parents before children.
+func walkTree(pid int) ([]int, error) {
+	if _, err := procfs.Stat(pid); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("pid %d: no such process", pid)
+		}
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	return fds.Check(pid)
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		kids, err := procfs.Children(tree[i])
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		tree = append(tree, kids...)
+	}
+	return tree, nil
+}
+
+// frozenTree holds every frozen process of a tree and its zombies.
+type frozenTree struct {
+	procs   []*ptrace.Frozen // parents first
+	zombies []*image.Process
+}
+
+func (ft *frozenTree) thaw(stopped bool, log *slog.Logger) error {
+	var first error
+	for i := len(ft.procs) - 1; i >= 0; i-- {
+		if err := ft.procs[i].Thaw(stopped); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (ft *frozenTree) kill() error {
+	var first error
+	for i := len(ft.procs) - 1; i >= 0; i-- {
+		if err := ft.procs[i].Kill(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// freezeTree freezes pid and all its descendants, looking again for
+// children forked meanwhile until the tree is stable.
+func freezeTree(pid int, maxDelay time.Duration, log *slog.Logger) (*frozenTree, error) {
+	ft := &frozenTree{}
+	done := map[int]bool{}
+	for round := 0; round < 100; round++ {
+		tree, err := walkTree(pid)
+		if err != nil {
+			ft.thaw(false, log)
+			return nil, err
+		}
+		fresh := 0
+		for _, q := range tree {
+			if done[q] {
+				continue
+			}
+			done[q] = true
+			fresh++
+			st, err := procfs.Stat(q)
+			if err != nil {
+				ft.thaw(false, log)
+				return nil, fmt.Errorf("pid %d: %w", q, err)
+			}
+			if st.State == 'Z' && q != pid {
+				ft.zombies = append(ft.zombies, &image.Process{PID: q, PPID: st.PPID, PGID: st.PGRP,
+					SID: st.Session, Comm: st.Comm, Zombie: true, ExitStatus: st.ExitCode})
+				continue
+			}
+			fz, err := ptrace.Freeze(q, maxDelay, log)
+			if err != nil {
+				ft.thaw(false, log)
+				return nil, err
+			}
+			ft.procs = append(ft.procs, fz)
+		}
+		if fresh == 0 {
+			return ft, nil
+		}
+	}
+	ft.thaw(false, log)
+	return nil, fmt.Errorf("freeze %d: the process tree keeps changing", pid)
 }
 
 func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.Logger) (*Result, error) {
-	fz, err := ptrace.Freeze(pid, opts.MaxDelay, log)
+	ft, err := freezeTree(pid, opts.MaxDelay, log)
 	if err != nil {
 		return nil, err
 	}
-	for tid, d := range fz.Delayed {
-		log.Info("delayed blocking: waited for a system call to end", "tid", tid, "wait", d)
+	frozenAt := ft.procs[0].FrozenAt
+	res := &Result{PID: pid, Delayed: map[int]time.Duration{}}
+	for _, fz := range ft.procs {
+		for tid, d := range fz.Delayed {
+			log.Info("delayed blocking: waited for a system call to end", "tid", tid, "wait", d)
+			res.Delayed[tid] = d
+		}
+		if fz.FrozenAt.After(frozenAt) {
+			frozenAt = fz.FrozenAt
+		}
 	}
-	res := &Result{PID: pid, Delayed: fz.Delayed}
 	ok := false
 	defer func() {
 		if !ok {
-			// Failure is safe: let the process run on as it was.
-			if err := fz.Thaw(false); err != nil {
+			// Failure is safe: let the processes run on as they were.
+			if err := ft.thaw(false, log); err != nil {
 				log.Error("release after failed dump", "err", err)
 			}
 		}
 	}()
 
-	c := &image.Checkpoint{Root: pid, PageSize: os.Getpagesize(), TimeUnixNano: fz.FrozenAt.UnixNano()}
+	c := &image.Checkpoint{Root: pid, PageSize: os.Getpagesize(), TimeUnixNano: frozenAt.UnixNano()}
 	c.Kernel, _ = kernelRelease()
 	c.Hostname, _ = os.Hostname()
 
-	col, err := collect(ctx, fz, log)
-	if err != nil {
-		return nil, err
+	dumper := fds.NewDumper(log)
+	defer dumper.Close()
+	var cols []*collector
+	defer func() {
+		for _, col := range cols {
+			col.close()
+		}
+	}()
+	for _, fz := range ft.procs {
+		col, err := collect(ctx, fz, dumper, log.With("pid", fz.PID))
+		if err != nil {
+			return nil, err
+		}
+		cols = append(cols, col)
+		c.Processes = append(c.Processes, col.proc)
 	}
-	defer col.close()
-	c.Processes = []*image.Process{col.proc}
-
-	if err := col.fds.Finish(c.Processes); err != nil {
+	c.Processes = append(c.Processes, ft.zombies...)
+	if err := dumper.Finish(c.Processes); err != nil {
 		return nil, fmt.Errorf("file descriptors: %w", err)
 	}
 	if err := w.WriteState(c); err != nil {
 		return nil, fmt.Errorf("write state: %w", err)
 	}
-	if err := col.writeObjects(w); err != nil {
+	if err := writeObjects(w, cols, dumper); err != nil {
 		return nil, err
 	}
-	if err := col.writePages(ctx, w); err != nil {
-		return nil, err
+	for _, col := range cols {
+		if err := col.writePages(ctx, w); err != nil {
+			return nil, err
+		}
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("finish image: %w", err)
@@ -183,18 +298,18 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	switch opts.Leave {
 	case Kill:
 		if opts.KeepFiles {
-			if res.Kept, err = dupFiles(col.fds.Kept()); err != nil {
+			if res.Kept, err = dupFiles(dumper.Kept()); err != nil {
 				return nil, err
 			}
 		}
-		err = fz.Kill()
+		err = ft.kill()
 	case Running:
-		err = fz.Thaw(false)
+		err = ft.thaw(false, log)
 	case Stopped:
-		err = fz.Thaw(true)
+		err = ft.thaw(true, log)
 	}
 	ok = true
-	res.FreezeTime = time.Since(fz.FrozenAt)
+	res.FreezeTime = time.Since(frozenAt)
 	if err != nil {
 		return res, err
 	}

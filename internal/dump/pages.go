@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"ferry/internal/fds"
 	"ferry/internal/image"
 	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
@@ -17,12 +18,16 @@ const readChunk = 8 << 20
 // writeObjects stores the content of shared memory objects and unlinked
 // files as FileData. All-zero chunks are skipped; a final empty record at
 // the object's size tells restore how large to make it.
-func (c *collector) writeObjects(w Sink) error {
+func writeObjects(w Sink, cols []*collector, dumper *fds.Dumper) error {
 	objs := map[string]*os.File{}
-	for id, f := range c.objects {
-		objs[id] = f
+	for _, c := range cols {
+		for id, f := range c.objects {
+			if _, ok := objs[id]; !ok {
+				objs[id] = f
+			}
+		}
 	}
-	for id, f := range c.fds.Objects() {
+	for id, f := range dumper.Objects() {
 		if _, ok := objs[id]; !ok {
 			objs[id] = f
 		}

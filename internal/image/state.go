@@ -64,6 +64,11 @@ type Process struct {
 
 	FDs []FD `json:"fds"`
 
+	// Zombie marks a child that had exited but was not yet reaped; only
+	// its identity and ExitStatus (a wait status) are kept.
+	Zombie     bool `json:"zombie,omitempty"`
+	ExitStatus int  `json:"exit_status,omitempty"`
+
 	// THPDisable and ChildSubreaper are prctl flags of the process.
 	THPDisable     bool `json:"thp_disable,omitempty"`
 	ChildSubreaper bool `json:"child_subreaper,omitempty"`

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,14 +22,22 @@ import (
 
 const scratchSize = 256 << 10
 
-// builder reinstates one process. All methods run on the tracer thread.
-type builder struct {
-	p       *image.Process
+// tree reinstates a process tree. All methods run on the tracer thread.
+type tree struct {
 	log     *slog.Logger
 	opts    Options
 	fr      *fds.Restorer
 	objects map[string]*os.File
 	res     *Result
+
+	procs []*builder // parents first
+	byPID map[int]*builder
+}
+
+// builder reinstates one process of the tree.
+type builder struct {
+	*tree
+	p *image.Process
 
 	pid     int   // the new process
 	tids    []int // its threads, leader first
@@ -39,8 +48,13 @@ type builder struct {
 	tfds    map[string]uint64
 }
 
-func (b *builder) abort() {
-	if b.pid > 0 {
+// abort kills every process created so far.
+func (t *tree) abort() {
+	for i := len(t.procs) - 1; i >= 0; i-- {
+		b := t.procs[i]
+		if b.pid <= 0 {
+			continue
+		}
 		unix.Kill(b.pid, unix.SIGKILL)
 		for {
 			ws, err := ptrace.Wait(b.pid)
@@ -51,46 +65,86 @@ func (b *builder) abort() {
 	}
 }
 
-func (b *builder) build(ctx context.Context, r *image.Reader, pending *image.Record) error {
-	if err := b.create(); err != nil {
+func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record) error {
+	// 1. Every process, parents first, while each is still a copy of the
+	// seed: a child is cloned from its parent's new copy, so the parent
+	// relation (and wait4) hold.
+	for i, p := range t.res.Checkpoint.Processes {
+		b := &builder{tree: t, p: p}
+		var err error
+		if i == 0 {
+			err = b.create()
+		} else {
+			parent := t.byPID[p.PPID]
+			if parent == nil || parent.p.Zombie {
+				return fmt.Errorf("process %d: its parent %d is not in the image: %w", p.PID, p.PPID, image.ErrMalformed)
+			}
+			err = b.createFrom(parent)
+		}
+		t.procs = append(t.procs, b)
+		t.byPID[p.PID] = b
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			t.res.PID = b.pid
+		}
+		if err := b.session(); err != nil {
+			return err
+		}
+	}
+	// Zombies exit now, after their siblings exist.
+	for _, b := range t.procs {
+		if b.p.Zombie {
+			if err := b.makeZombie(); err != nil {
+				return err
+			}
+		}
+	}
+	live := make([]*builder, 0, len(t.procs))
+	for _, b := range t.procs {
+		if !b.p.Zombie {
+			live = append(live, b)
+		}
+	}
+	// 2. Address spaces.
+	for _, b := range live {
+		if err := b.clearAddressSpace(); err != nil {
+			return err
+		}
+		// The exe link can only change while the old executable is
+		// unmapped, and the image may map the same file (the workload is
+		// ferry itself).
+		if err := b.setMM(); err != nil {
+			return err
+		}
+		if err := b.mapVMAs(); err != nil {
+			return err
+		}
+	}
+	// 3. Pages, as they stream in.
+	if err := t.fillPages(ctx, r, pending); err != nil {
 		return err
 	}
-	b.res.PID = b.pid
-	if err := b.session(); err != nil {
-		return err
+	// 4. The rest of each process's state.
+	for _, b := range live {
+		steps := []func() error{b.protect, b.installFDs, b.processAttrs, b.threads,
+			// After the threads: a timer may signal one (SIGEV_THREAD_ID).
+			b.signalsAndTimers, b.finish}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return fmt.Errorf("process %d: %w", b.p.PID, err)
+			}
+		}
 	}
-	if err := b.clearAddressSpace(); err != nil {
-		return err
+	// 5. Let them all run.
+	for _, b := range live {
+		if err := b.detach(); err != nil {
+			return err
+		}
 	}
-	// The exe link can only change while the old executable is unmapped,
-	// and the image may map the same file (the workload is ferry itself).
-	if err := b.setMM(); err != nil {
-		return err
-	}
-	if err := b.mapVMAs(); err != nil {
-		return err
-	}
-	if err := b.fillPages(ctx, r, pending); err != nil {
-		return err
-	}
-	if err := b.protect(); err != nil {
-		return err
-	}
-	if err := b.installFDs(); err != nil {
-		return err
-	}
-	if err := b.processAttrs(); err != nil {
-		return err
-	}
-	if err := b.threads(); err != nil {
-		return err
-	}
-	// After the threads: a timer may signal one of them (SIGEV_THREAD_ID).
-	if err := b.signalsAndTimers(); err != nil {
-		return err
-	}
-	if err := b.finish(); err != nil {
-		return err
+	for _, b := range t.procs {
+		b.pid = 0 // no longer ours to kill
 	}
 	return nil
 }
@@ -173,7 +227,79 @@ func (b *builder) create() error {
 	if err != nil {
 		return err
 	}
+	// The new process inherited the seed's scratch page.
+	b.lead.SetScratch(sc, 4096)
 	b.inj = map[int]*ptrace.Injector{b.pid: b.lead}
+	return nil
+}
+
+// createFrom clones b's process out of its parent's new copy, which is
+// still a copy of the seed.
+func (b *builder) createFrom(parent *builder) error {
+	ca := kernel.CloneArgs{ExitSignal: uint64(unix.SIGCHLD)}
+	sc, _ := parent.lead.ScratchAddr()
+	if !b.opts.NewPIDs {
+		ca.SetTID, ca.SetTIDSize = sc+256, 1
+		if _, err := parent.lead.ScratchAt(256, le64(uint64(b.p.PID))); err != nil {
+			return err
+		}
+	}
+	argAddr, err := parent.lead.Scratch(kernel.Bytes(&ca))
+	if err != nil {
+		return err
+	}
+	child, err := parent.lead.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	if err != nil {
+		if err == unix.EEXIST {
+			return fmt.Errorf("restore pid %d: %w%s (use --new-pids to accept a new one)", b.p.PID, ErrPIDTaken, holder(b.p.PID))
+		}
+		return fmt.Errorf("clone3 child %d of %d: %w", b.p.PID, parent.p.PID, err)
+	}
+	b.pid = int(child)
+	b.tids = []int{b.pid}
+	ws, err := ptrace.Wait(b.pid)
+	if err != nil {
+		return err
+	}
+	if !ws.Stopped() {
+		return fmt.Errorf("new process %d: %s", b.pid, ptrace.Describe(ws))
+	}
+	if b.lead, err = ptrace.NewInjector(b.pid, parent.lead.Addr); err != nil {
+		return err
+	}
+	b.lead.SetScratch(sc, 4096)
+	b.inj = map[int]*ptrace.Injector{b.pid: b.lead}
+	return nil
+}
+
+// makeZombie ends a process that was a zombie in the image the way it
+// ended then, so that its restored parent can reap it.
+func (b *builder) makeZombie() error {
+	ws := unix.WaitStatus(b.p.ExitStatus)
+	if ws.Signaled() {
+		if err := kernel.PtraceSetSigmask(b.pid, 0); err != nil {
+			return err
+		}
+		if err := unix.PtraceCont(b.pid, int(ws.Signal())); err != nil {
+			return fmt.Errorf("zombie %d: %w", b.p.PID, err)
+		}
+		for {
+			w, err := ptrace.Wait(b.pid)
+			if err != nil {
+				return err
+			}
+			if w.Exited() || w.Signaled() {
+				b.pid = 0
+				return nil
+			}
+			unix.PtraceCont(b.pid, 0)
+		}
+	}
+	_, err := b.lead.Syscall(unix.SYS_EXIT_GROUP, uint64(ws.ExitStatus()))
+	if err == nil || !errors.Is(err, ptrace.ErrExited) {
+		return fmt.Errorf("zombie %d: exit_group did not end it: %v", b.p.PID, err)
+	}
+	b.pid = 0
 	return nil
 }
 
@@ -443,18 +569,19 @@ func (b *builder) fileFD(path string, write bool) (uint64, error) {
 }
 
 // fillPages writes every Pages record into the new address space.
-func (b *builder) fillPages(ctx context.Context, r *image.Reader, rec *image.Record) error {
+func (t *tree) fillPages(ctx context.Context, r *image.Reader, rec *image.Record) error {
 	for rec != nil {
 		switch rec.Type {
 		case image.RecordPages:
-			if rec.PID != b.p.PID {
-				return fmt.Errorf("pages for pid %d in an image of pid %d: %w", rec.PID, b.p.PID, image.ErrMalformed)
+			b := t.byPID[rec.PID]
+			if b == nil || b.p.Zombie {
+				return fmt.Errorf("pages for pid %d, which the image does not hold: %w", rec.PID, image.ErrMalformed)
 			}
 			if err := ptrace.WriteMem(b.pid, rec.Addr, rec.Data); err != nil {
 				return fmt.Errorf("write pages at %#x: %w", rec.Addr, err)
 			}
-			b.res.Pages += uint64(len(rec.Data) / os.Getpagesize())
-			b.res.Bytes += uint64(len(rec.Data))
+			t.res.Pages += uint64(len(rec.Data) / os.Getpagesize())
+			t.res.Bytes += uint64(len(rec.Data))
 		case image.RecordFileData:
 			return fmt.Errorf("file data after pages: %w", image.ErrMalformed)
 		}

@@ -74,11 +74,10 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 		return nil, fmt.Errorf("read image: first record is %v, not the process state: %w", rec.Type, image.ErrMalformed)
 	}
 	c := rec.State
-	if len(c.Processes) != 1 {
-		return nil, fmt.Errorf("image holds %d processes: process trees are not supported yet", len(c.Processes))
+	if len(c.Processes) == 0 {
+		return nil, fmt.Errorf("image holds no process: %w", image.ErrMalformed)
 	}
-	p := c.Processes[0]
-	log := opts.Log.With("pid", p.PID)
+	log := opts.Log.With("pid", c.Processes[0].PID)
 	if err := checkCompatible(c); err != nil {
 		return nil, err
 	}
@@ -116,10 +115,10 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 
 	res := &Result{Checkpoint: c}
 	err = t.Do(ctx, func() error {
-		b := &builder{p: p, log: log, opts: opts, fr: fr, objects: objects, res: res}
-		err := b.build(ctx, r, pending)
+		tr := &tree{log: log, opts: opts, fr: fr, objects: objects, res: res, byPID: map[int]*builder{}}
+		err := tr.build(ctx, r, pending)
 		if err != nil {
-			b.abort()
+			tr.abort()
 		}
 		return err
 	})

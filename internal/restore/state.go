@@ -246,7 +246,12 @@ func (b *builder) finish() error {
 			return err
 		}
 	}
-	if p.Stopped {
+	return nil
+}
+
+// detach lets the process run (or leaves it stopped, if it was).
+func (b *builder) detach() error {
+	if b.p.Stopped {
 		unix.Kill(b.pid, unix.SIGSTOP)
 	}
 	for _, tid := range b.tids {
@@ -254,7 +259,6 @@ func (b *builder) finish() error {
 			return fmt.Errorf("detach %d: %w", tid, err)
 		}
 	}
-	b.pid = 0 // no longer ours to kill
 	return nil
 }
 

@@ -103,25 +103,38 @@ func TestDumpNonexistent(t *testing.T) {
 	}
 }
 
-// TestDumpRefusesTCP: a process with a TCP socket (listening on
-// 127.0.0.1 only) cannot be dumped; the error names the pid, the fd and
-// "tcp", and the process is left untouched: running, untraced, and it
-// still passes its own checks.
-func TestDumpRefusesTCP(t *testing.T) {
+// TestDumpRefusesUnsupported: a process holding a resource ferry cannot
+// carry yet — a TCP socket (listening on 127.0.0.1 only), a file lock —
+// cannot be dumped; the error names the pid, the fd and the resource, and
+// the process is left untouched: running, untraced, and it still passes
+// its own checks.
+func TestDumpRefusesUnsupported(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fd       int
+		resource string
+	}{
+		{"fd_tcp_listen", 10, "tcp"},
+		{"fd_locks", 60, "lock"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
+	}
+}
+
+func testDumpRefuses(t *testing.T, name string, fd int, resource string) {
 	prepare(t, true)
-	const fd = 10 // where fd_tcp_listen puts its socket
-	r := newRun(t, findCase(t, "fd_tcp_listen"))
+	r := newRun(t, findCase(t, name))
 	r.start()
 	_, stderr, code := r.ferry("dump", strconv.Itoa(r.pid), "--dir", filepath.Join(r.base, "img"))
 	if code == 0 {
 		if waitGone(r.pidfd, 0) {
 			r.reapCurrent()
 		}
-		r.fatalf("ferry dump of a process with a TCP socket exited 0")
+		r.fatalf("ferry dump of a process with a %s exited 0", resource)
 	}
 	low := strings.ToLower(stderr)
-	if !strings.Contains(low, "tcp") {
-		r.fatalf("refused dump: stderr does not mention tcp")
+	if !strings.Contains(low, resource) {
+		r.fatalf("refused dump: stderr does not mention %s", resource)
 	}
 	if !regexp.MustCompile(`\b` + strconv.Itoa(r.pid) + `\b`).MatchString(stderr) {
 		r.fatalf("refused dump: stderr does not name pid %d", r.pid)
