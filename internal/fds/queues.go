@@ -12,25 +12,37 @@ import (
 // them: the target keeps reading its data as if nothing happened.
 
 // peekPipe copies the bytes buffered in the pipe whose readable end is fd,
-// with tee(2) into a scratch pipe of the same size (tee duplicates buffer
-// references and leaves the source untouched).
-func peekPipe(fd, size int) ([]byte, error) {
+// with tee(2) into a scratch pipe (tee duplicates buffer references and
+// leaves the source untouched), and returns the sizes of the packets at
+// their start (see image.FD.PipePackets); size is the pipe's capacity.
+//
+// Packets survive the copy: tee keeps each buffer's PIPE_BUF_FLAG_PACKET
+// (set by a writer in O_DIRECT mode), and read(2) stops at the end of such
+// a buffer whatever the reader's flags, so reading the scratch pipe with a
+// buffer larger than its content returns one packet per read. A read also
+// stops when the pipe runs dry, so a sentinel byte is written after the
+// copy, into a buffer of its own (tee clears the merge flag of the copied
+// buffers): a read that ends before the sentinel ended on a packet, one
+// that reaches into it held ordinary bytes. Ordinary bytes directly before
+// a packet (O_DIRECT toggled on the writer in between) read as part of it.
+func peekPipe(fd, size int) ([]byte, []int, error) {
 	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
 	if err != nil {
-		return nil, os.NewSyscallError("ioctl(FIONREAD)", err)
+		return nil, nil, os.NewSyscallError("ioctl(FIONREAD)", err)
 	}
 	if n == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil, os.NewSyscallError("pipe2", err)
+		return nil, nil, os.NewSyscallError("pipe2", err)
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	if cur, err := unix.FcntlInt(uintptr(p[1]), unix.F_GETPIPE_SZ, 0); err == nil && cur < size {
-		if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
-			return nil, fmt.Errorf("scratch pipe of %d bytes: %w", size, pipeSizeError(size, err))
+	// A slot for a copy of every buffer, and one for the sentinel.
+	if err := growPipe(p[1], size+os.Getpagesize()); err != nil {
+		if err := growPipe(p[1], size); err != nil {
+			return nil, nil, fmt.Errorf("scratch pipe of %d bytes: %w", size, err)
 		}
 	}
 	var copied int64
@@ -41,26 +53,57 @@ func peekPipe(fd, size int) ([]byte, error) {
 		}
 	}
 	if err != nil {
-		return nil, os.NewSyscallError("tee", err)
+		return nil, nil, os.NewSyscallError("tee", err)
 	}
 	if int(copied) != n {
-		return nil, fmt.Errorf("tee copied %d of %d buffered bytes", copied, n)
+		return nil, nil, fmt.Errorf("tee copied %d of %d buffered bytes", copied, n)
 	}
-	buf := make([]byte, n)
+	sentinel := true
+	if err := writeAll(p[1], []byte{0}); errors.Is(err, unix.EAGAIN) {
+		sentinel = false // every slot taken and the scratch pipe could not grow
+	} else if err != nil {
+		return nil, nil, err
+	}
+
+	buf := make([]byte, n+1)
+	var packets []int
 	for got := 0; got < n; {
 		m, err := unix.Read(p[0], buf[got:])
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, os.NewSyscallError("read", err)
+			return nil, nil, os.NewSyscallError("read", err)
 		}
 		if m == 0 {
-			return nil, errors.New("scratch pipe ended early")
+			return nil, nil, errors.New("scratch pipe ended early")
 		}
 		got += m
+		switch {
+		case got < n:
+			packets = append(packets, m) // stopped with data left: a packet ended
+		case got == n && (sentinel || len(packets) > 0):
+			// Stopped before the sentinel: a packet. Without a sentinel
+			// the last read is taken for a packet when the others were.
+			packets = append(packets, m)
+		}
 	}
-	return buf, nil
+	return buf[:n], packets, nil
+}
+
+// growPipe makes the capacity of pipe fd at least size.
+func growPipe(fd, size int) error {
+	cur, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl(F_GETPIPE_SZ)", err)
+	}
+	if cur >= size {
+		return nil
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, size); err != nil {
+		return pipeSizeError(size, err)
+	}
+	return nil
 }
 
 // peekSocket returns what is queued for reading on unix socket fd: one

@@ -306,6 +306,21 @@ type FD struct {
 	SockQueue  [][]byte `json:"sock_queue,omitempty"`
 	SockShutRD bool     `json:"sock_shut_rd,omitempty"`
 	SockShutWR bool     `json:"sock_shut_wr,omitempty"`
+
+	// PipePackets, for a pipe or FIFO holding packets (written in O_DIRECT
+	// mode): the sizes of the packets at the start of Buffered, in order,
+	// each to be written back with one write in packet mode; the bytes
+	// after them are ordinary pipe data. Stored with Buffered.
+	PipePackets []int `json:"pipe_packets,omitempty"`
+
+	// Unix socket options: SO_SNDBUF and SO_RCVBUF as getsockopt reports
+	// them (twice what setsockopt was given), SO_PASSCRED, and the PID
+	// SO_PEERCRED reports (for a socketpair, the process that created
+	// it). Zero means not recorded.
+	SockSndBuf   int  `json:"sock_sndbuf,omitempty"`
+	SockRcvBuf   int  `json:"sock_rcvbuf,omitempty"`
+	SockPassCred bool `json:"sock_passcred,omitempty"`
+	SockCredPID  int  `json:"sock_cred_pid,omitempty"`
 }
 
 // EpollItem is one fd registered with an epoll instance.
