@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -375,4 +376,40 @@ func schedState(th *image.Thread) error {
 		return fmt.Errorf("ioprio_get: %w", err)
 	}
 	return nil
+}
+
+// lateSignals returns the signals pending now that were not pending when
+// the state was collected (a multiset difference on raw siginfo).
+func (c *collector) lateSignals() []image.PendingSignal {
+	var out []image.PendingSignal
+	diff := func(tid int, before []image.Siginfo, shared bool) {
+		q := tid
+		if shared {
+			q = c.fz.PID
+		}
+		now, err := kernel.PtracePeekSiginfo(q, 0, 64, shared)
+		if err != nil {
+			return
+		}
+		seen := map[string]int{}
+		for _, s := range before {
+			seen[string(s)]++
+		}
+		for _, s := range now {
+			if seen[string(s)] > 0 {
+				seen[string(s)]--
+				continue
+			}
+			ps := image.PendingSignal{PID: c.fz.PID, Info: image.Siginfo(bytes.Clone(s))}
+			if !shared {
+				ps.TID = tid
+			}
+			out = append(out, ps)
+		}
+	}
+	diff(c.fz.PID, c.proc.SharedPending, true)
+	for _, th := range c.proc.Threads {
+		diff(th.TID, th.Pending, false)
+	}
+	return out
 }

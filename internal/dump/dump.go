@@ -74,6 +74,7 @@ type Sink interface {
 	WriteState(*image.Checkpoint) error
 	WriteFileData(id string, off int64, data []byte) error
 	WritePages(pid int, addr uint64, data []byte) error
+	WriteSignals([]image.PendingSignal) error
 	Close() error
 	Stats() image.Stats
 }
@@ -287,6 +288,18 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	for _, col := range cols {
 		if err := col.writePages(ctx, w); err != nil {
 			return nil, err
+		}
+	}
+	// Signals that arrived while the pages were written are not in the
+	// state record: carry them in a late record so none is lost.
+	var late []image.PendingSignal
+	for _, col := range cols {
+		late = append(late, col.lateSignals()...)
+	}
+	if len(late) > 0 {
+		log.Info("signals arrived while frozen", "count", len(late))
+		if err := w.WriteSignals(late); err != nil {
+			return nil, fmt.Errorf("write signals: %w", err)
 		}
 	}
 	if err := w.Close(); err != nil {

@@ -26,6 +26,7 @@ var errSink = errors.New("sink failed")
 
 func (s *failingSink) WriteState(*image.Checkpoint) error        { return nil }
 func (s *failingSink) WriteFileData(string, int64, []byte) error { return nil }
+func (s *failingSink) WriteSignals([]image.PendingSignal) error  { return nil }
 func (s *failingSink) Close() error                              { s.closed = true; return nil }
 func (s *failingSink) Stats() image.Stats                        { return image.Stats{} }
 func (s *failingSink) WritePages(pid int, addr uint64, data []byte) error {

@@ -251,14 +251,11 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 		r.PipeSize = size
 		if r.Flags&unix.O_ACCMODE != unix.O_WRONLY && d.pipes[r.PipeID] == nil {
 			d.pipes[r.PipeID] = ds
-			buf, err := peekPipe(ds.fd, size)
+			buf, packets, err := peekPipe(ds.fd, size)
 			if err != nil {
 				return fmt.Errorf("read buffered bytes of %s: %w", ds.link, err)
 			}
-			r.Buffered = buf
-			if len(buf) > 0 && r.Flags&unix.O_DIRECT != 0 {
-				log.Warn("packet-mode pipe: message boundaries of buffered bytes are not kept", "fd", r.Num)
-			}
+			r.Buffered, r.PipePackets = buf, packets
 		}
 	case image.FDEventfd:
 		c, err := strconv.ParseUint(info.fields["eventfd-count"], 16, 64)
@@ -336,7 +333,30 @@ func (d *Dumper) fillUnixLocked(ds *desc, unsupported func(string, string) error
 		return fmt.Errorf("read queued data: %w", err)
 	}
 	r.SockQueue = q
-	return nil
+	return readSockOpts(ds.fd, r)
+}
+
+// readSockOpts records the socket options of unix socket fd that restore
+// sets again (image.FD.SockSndBuf and the fields after it).
+func readSockOpts(fd int, r *image.FD) error {
+	var errs []error
+	get := func(name string, opt int) int {
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
+		if err != nil {
+			errs = append(errs, os.NewSyscallError("getsockopt("+name+")", err))
+		}
+		return v
+	}
+	r.SockSndBuf = get("SO_SNDBUF", unix.SO_SNDBUF)
+	r.SockRcvBuf = get("SO_RCVBUF", unix.SO_RCVBUF)
+	r.SockPassCred = get("SO_PASSCRED", unix.SO_PASSCRED) != 0
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		errs = append(errs, os.NewSyscallError("getsockopt(SO_PEERCRED)", err))
+	} else {
+		r.SockCredPID = int(cred.Pid) // 0 for a socket never connected
+	}
+	return errors.Join(errs...)
 }
 
 // addObjectLocked opens a reader (offset 0, a new description) on the
@@ -460,7 +480,7 @@ func (d *Dumper) resolvePipesLocked(used []*desc, tree map[int]bool) error {
 	for _, ds := range used {
 		if (ds.rec.Kind == image.FDPipe || ds.rec.Kind == image.FDFIFO) && external[ds.rec.PipeID] {
 			ds.rec.External = true
-			ds.rec.Buffered = nil
+			ds.rec.Buffered, ds.rec.PipePackets = nil, nil
 			d.log.Debug("pipe leads outside the tree", "pid", ds.pid, "fd", ds.rec.Num, "pipe", ds.link,
 				"holder", outside[ds.link].pid)
 		}

@@ -64,6 +64,8 @@ type Restorer struct {
 	objs        map[string]*os.File  // FileID → recreated memfd / unlinked file
 	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
 	epollDone   map[string]bool
+	credPairs   []*credPair  // socketpairs Finish makes again in their creator
+	handedOut   map[int]bool // PIDs whose Files were taken
 	setupErr    error
 }
 
@@ -91,6 +93,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inherit map[string]*o
 		objs:        make(map[string]*os.File),
 		epollAt:     make(map[string]int),
 		epollDone:   make(map[string]bool),
+		handedOut:   make(map[int]bool),
 	}
 	for _, p := range procs {
 		r.byPID[p.PID] = p
@@ -187,6 +190,7 @@ func (r *Restorer) Files(pid int) []Install {
 	if p == nil {
 		return nil
 	}
+	r.handedOut[pid] = true
 	out := make([]Install, 0, len(p.FDs))
 	for _, fd := range p.FDs {
 		out = append(out, Install{Num: fd.Num, File: r.files[fd.Desc], CloExec: fd.CloExec})
@@ -203,17 +207,23 @@ func (r *Restorer) Object(id string) *os.File {
 	return r.objs[id]
 }
 
-// Finish runs once pid's files are installed at their numbers: it
-// registers, through inj (executing in pid), the items of each epoll
-// instance assigned to pid — with EPOLL_CTL_ADD on pid's own fd numbers,
-// since epoll keys items by file and fd number. Each epoll instance is
-// filled once, in the first process holding it that has every item's fd.
+// Finish runs once pid's files are installed at their numbers. Through
+// inj (executing in pid) it first makes again the socketpairs pid had
+// created, so that SO_PEERCRED names pid (see credPair), replacing them at
+// pid's fd numbers and for processes whose Files were not taken yet. Then
+// it registers the items of each epoll instance assigned to pid — with
+// EPOLL_CTL_ADD on pid's own fd numbers, since epoll keys items by file
+// and fd number. Each epoll instance is filled once, in the first process
+// holding it that has every item's fd.
 func (r *Restorer) Finish(pid int, inj Injector) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.byPID[pid]
 	if p == nil {
 		return fmt.Errorf("pid %d is not part of the restored tree", pid)
+	}
+	if err := r.recreatePairsLocked(p, inj); err != nil {
+		return err
 	}
 	for _, fd := range p.FDs {
 		id := fd.Desc
@@ -608,6 +618,54 @@ func writeAll(fd int, b []byte) error {
 	return nil
 }
 
+// writeBuffered writes the buffered bytes b of a pipe back through its
+// writable end fd: first each of packets (sizes, see
+// image.FD.PipePackets) with a write of its own in packet mode, O_DIRECT
+// being set on fd meanwhile, then the rest as ordinary data. A write of up
+// to a page in packet mode makes exactly one packet.
+func writeBuffered(fd int, b []byte, packets []int) (err error) {
+	total := 0
+	for _, n := range packets {
+		if n <= 0 {
+			return fmt.Errorf("packet of %d bytes in the image", n)
+		}
+		total += n
+	}
+	if total > len(b) {
+		return fmt.Errorf("packets of %d bytes in all, but only %d bytes buffered", total, len(b))
+	}
+	if len(packets) > 0 {
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil {
+			return os.NewSyscallError("fcntl(F_GETFL)", err)
+		}
+		if fl&unix.O_DIRECT == 0 {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_DIRECT); err != nil {
+				return fmt.Errorf("packet mode: %w", os.NewSyscallError("fcntl(F_SETFL)", err))
+			}
+			defer func() {
+				if _, e := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); e != nil && err == nil {
+					err = os.NewSyscallError("fcntl(F_SETFL)", e)
+				}
+			}()
+		}
+	}
+	for i, n := range packets {
+		m, err := unix.Write(fd, b[:n])
+		for err == unix.EINTR {
+			m, err = unix.Write(fd, b[:n])
+		}
+		if err != nil {
+			return fmt.Errorf("packet %d of %d bytes: %w", i, n, os.NewSyscallError("write", err))
+		}
+		if m != n {
+			return fmt.Errorf("packet %d of %d bytes: only %d written", i, n, m)
+		}
+		b = b[n:]
+	}
+	return writeAll(fd, b)
+}
+
 // preparePipeLocked creates every description of rec's pipe or FIFO.
 func (r *Restorer) preparePipeLocked(rec *image.FD) error {
 	members := r.pipeMembers[rec.PipeID]
@@ -661,9 +719,9 @@ func (r *Restorer) preparePipeLocked(rec *image.FD) error {
 		return err
 	}
 	for _, m := range members {
-		if b := r.descs[m].Buffered; len(b) > 0 {
-			if err := writeAll(p[1], b); err != nil {
-				return fmt.Errorf("write back %d buffered bytes: %w", len(b), err)
+		if mrec := r.descs[m]; len(mrec.Buffered) > 0 {
+			if err := writeBuffered(p[1], mrec.Buffered, mrec.PipePackets); err != nil {
+				return fmt.Errorf("write back %d buffered bytes: %w", len(mrec.Buffered), err)
 			}
 			break
 		}
@@ -753,7 +811,7 @@ func (r *Restorer) prepareFIFOLocked(members []string, external bool) error {
 			return os.NewSyscallError("ioctl(FIONREAD)", err)
 		}
 		for _, m := range members {
-			b := r.descs[m].Buffered
+			b, packets := r.descs[m].Buffered, r.descs[m].PipePackets
 			if len(b) == 0 {
 				continue
 			}
@@ -764,7 +822,7 @@ func (r *Restorer) prepareFIFOLocked(members []string, external bool) error {
 			if err := setPipeSize(hold, rec.PipeSize); err != nil {
 				return err
 			}
-			if err := writeAll(hold, b); err != nil {
+			if err := writeBuffered(hold, b, packets); err != nil {
 				return fmt.Errorf("write back %d buffered bytes: %w", len(b), err)
 			}
 			break
@@ -910,9 +968,13 @@ func (r *Restorer) prepareEpollLocked(rec *image.FD) error {
 
 // prepareUnixLocked recreates a unix socket and, with it, its peer: a new
 // socketpair whose two queues get the recorded bytes again (each sent from
-// the other end), then the recorded shutdowns. A socket whose peer was
-// closed becomes one end of a pair whose other end is closed after
-// sending; an unconnected one a plain socket.
+// the other end), then the recorded shutdowns, flags and options. A socket
+// whose peer was closed becomes one end of a pair whose other end is
+// closed after sending; an unconnected one a plain socket.
+//
+// SO_PEERCRED names the process that called socketpair, here ferry; when
+// the recorded one is part of the tree, Finish makes the pair again inside
+// that process (see credPair).
 func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 	var peer *image.FD
 	if rec.SockPeer != "" {
@@ -935,17 +997,44 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 		r.files[rec.Desc] = r.keepLocked(fd, fmt.Sprintf("socket:[%d]", rec.Ino))
 		return nil
 	}
+	peerClosed := len(rec.SockQueue) > 0 || rec.SockType != unix.SOCK_DGRAM && rec.SockShutRD && rec.SockShutWR
+	if peer == nil && !peerClosed {
+		// Never connected: a plain socket.
+		fd, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("socket", err)
+		}
+		f := r.keepLocked(fd, "socket")
+		if err := r.setupSocket(fd, rec); err != nil {
+			return err
+		}
+		r.files[rec.Desc] = f
+		return nil
+	}
 
 	sv, err := unix.Socketpair(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return os.NewSyscallError("socketpair", err)
 	}
+	if err := r.adoptPairLocked(sv, rec, peer); err != nil {
+		return err
+	}
+	if r.byPID[rec.SockCredPID] != nil {
+		r.credPairs = append(r.credPairs, &credPair{pid: rec.SockCredPID, rec: rec, peer: peer})
+	}
+	return nil
+}
+
+// adoptPairLocked takes ownership of socketpair sv (ferry's fds), makes
+// sv[0] rec and sv[1] its peer (nil: closed once the queue is sent), and
+// hands them out as rec's and peer's descriptions.
+func (r *Restorer) adoptPairLocked(sv [2]int, rec, peer *image.FD) error {
 	a := r.keepLocked(sv[0], "socket")
 	b := os.NewFile(uintptr(sv[1]), "socket")
 	if peer != nil {
 		r.owned = append(r.owned, b)
 	} else {
-		defer b.Close()
+		defer b.Close() // the peer goes away as it had
 	}
 	if err := sendQueue(sv[1], rec.SockQueue, rec.SockType); err != nil {
 		return fmt.Errorf("queue %d messages again: %w", len(rec.SockQueue), err)
@@ -954,34 +1043,72 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 		if err := sendQueue(sv[0], peer.SockQueue, peer.SockType); err != nil {
 			return fmt.Errorf("queue %d messages again on the peer: %w", len(peer.SockQueue), err)
 		}
-		if err := shutdownAs(sv[1], peer); err != nil {
-			return err
+		if err := r.setupSocket(sv[1], peer); err != nil {
+			return fmt.Errorf("peer: %w", err)
 		}
-		if err := r.setStatusFlags(sv[1], peer.Flags); err != nil {
-			return err
-		}
-		r.files[peer.Desc] = b
-	} else {
-		peerClosed := len(rec.SockQueue) > 0 || rec.SockType != unix.SOCK_DGRAM && rec.SockShutRD && rec.SockShutWR
-		if !peerClosed {
-			// Never connected: a plain socket. The pair above is dropped.
-			a.Close()
-			fd, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return os.NewSyscallError("socket", err)
-			}
-			a = r.keepLocked(fd, "socket")
-			sv[0] = fd
-		}
-		// The deferred Close of b makes the peer go away as it had.
 	}
-	if err := shutdownAs(sv[0], rec); err != nil {
-		return err
-	}
-	if err := r.setStatusFlags(sv[0], rec.Flags); err != nil {
+	if err := r.setupSocket(sv[0], rec); err != nil {
 		return err
 	}
 	r.files[rec.Desc] = a
+	if peer != nil {
+		r.files[peer.Desc] = b
+	}
+	return nil
+}
+
+// setupSocket gives unix socket fd, once its queues are filled, the
+// recorded shutdowns, file status flags and socket options.
+func (r *Restorer) setupSocket(fd int, rec *image.FD) error {
+	if err := shutdownAs(fd, rec); err != nil {
+		return err
+	}
+	if err := r.setStatusFlags(fd, rec.Flags); err != nil {
+		return err
+	}
+	if err := r.setBufSize(fd, "SO_SNDBUF", unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, rec.SockSndBuf); err != nil {
+		return err
+	}
+	if err := r.setBufSize(fd, "SO_RCVBUF", unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, rec.SockRcvBuf); err != nil {
+		return err
+	}
+	// After the queues: with SO_PASSCRED, sending from an unbound
+	// datagram socket would bind it to an abstract address.
+	if rec.SockPassCred {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+			return os.NewSyscallError("setsockopt(SO_PASSCRED)", err)
+		}
+	}
+	return nil
+}
+
+// setBufSize makes getsockopt(opt) of fd report want (0: leave it). The
+// kernel stores twice what setsockopt is given, so want/2 is set, with the
+// *FORCE variant (CAP_NET_ADMIN) that ignores net.core.[wr]mem_max; without
+// the capability the plain option is tried and a different result only
+// logged.
+func (r *Restorer) setBufSize(fd int, name string, opt, force, want int) error {
+	if want <= 0 {
+		return nil
+	}
+	cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
+	if err != nil {
+		return os.NewSyscallError("getsockopt("+name+")", err)
+	}
+	if cur == want {
+		return nil
+	}
+	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, want/2)
+	if err == unix.EPERM {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, want/2)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s to %d: %w", name, want, os.NewSyscallError("setsockopt", err))
+	}
+	if got, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt); err == nil && got != want {
+		r.log.Warn("socket buffer size not restored (capped by net.core.wmem_max/rmem_max without CAP_NET_ADMIN?)",
+			"option", name, "want", want, "got", got)
+	}
 	return nil
 }
 
@@ -1006,8 +1133,19 @@ func shutdownAs(fd int, rec *image.FD) error {
 
 // sendQueue sends q through fd, one message per element (bytes for a
 // stream). When the socket buffer is too small for what the original
-// held, it is enlarged (SO_SNDBUFFORCE, which needs CAP_NET_ADMIN).
-func sendQueue(fd int, q [][]byte, typ int) error {
+// held, it is enlarged for the while (SO_SNDBUFFORCE, which needs
+// CAP_NET_ADMIN) and put back afterwards: what is queued stays charged to
+// fd, as on the original, and later writes block where they would have.
+func sendQueue(fd int, q [][]byte, typ int) (err error) {
+	orig := 0
+	defer func() {
+		if orig == 0 {
+			return
+		}
+		if e := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, orig/2); e != nil && err == nil {
+			err = fmt.Errorf("put socket buffer back to %d bytes: %w", orig, os.NewSyscallError("setsockopt(SO_SNDBUFFORCE)", e))
+		}
+	}()
 	for _, m := range q {
 		for sent, grown := 0, 0; ; {
 			var err error
@@ -1035,6 +1173,9 @@ func sendQueue(fd int, q [][]byte, typ int) error {
 				cur, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
 				if gerr != nil {
 					return os.NewSyscallError("getsockopt(SO_SNDBUF)", gerr)
+				}
+				if orig == 0 {
+					orig = cur
 				}
 				want := 2*cur + 2*len(m) + 4096
 				if serr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want); serr != nil {

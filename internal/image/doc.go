@@ -60,6 +60,12 @@
 //	            header itself are left out: a CRC over bytes followed by
 //	            their own CRC always ends in the same residue, so they would
 //	            make the running CRC blind to the headers.
+//	5 signals   JSON of []PendingSignal: {pid, tid (0: process-wide), info
+//	            (128-byte siginfo)}. Signals that became pending while the
+//	            process was frozen, after the state record was written;
+//	            restore queues them with the state's own pending signals.
+//	            Added in version 1 streams; a reader that predates it
+//	            refuses the stream as malformed rather than drop a signal.
 //
 // Records are numbered from 0 in error messages.
 //

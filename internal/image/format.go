@@ -73,6 +73,7 @@ const (
 	RecordFileData RecordType = 2 // content of a memfd, unlinked file or shared anonymous object
 	RecordPages    RecordType = 3 // raw page contents of one process
 	RecordTrailer  RecordType = 4 // record count, payload bytes, running checksum
+	RecordSignals  RecordType = 5 // JSON []PendingSignal: signals that arrived after the state record
 )
 
 func (t RecordType) String() string {
@@ -85,6 +86,8 @@ func (t RecordType) String() string {
 		return "pages"
 	case RecordTrailer:
 		return "trailer"
+	case RecordSignals:
+		return "signals"
 	}
 	return fmt.Sprintf("type %d", uint16(t))
 }
@@ -299,6 +302,31 @@ func (w *Writer) writeRecord(t RecordType, prefix, data []byte) error {
 	return nil
 }
 
+// PendingSignal is a signal that became pending after the state record
+// was written (it arrived while the process was frozen). TID 0 means the
+// process-wide queue.
+type PendingSignal struct {
+	PID  int     `json:"pid"`
+	TID  int     `json:"tid,omitempty"`
+	Info Siginfo `json:"info"`
+}
+
+// WriteSignals writes a signals record; dump writes one before the trailer
+// when signals arrived during the freeze, so none is lost.
+func (w *Writer) WriteSignals(sigs []PendingSignal) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if w.state == nil {
+		return errors.New("image: signals before the state record")
+	}
+	js, err := json.Marshal(sigs)
+	if err != nil {
+		return fmt.Errorf("image: encoding signals: %w", err)
+	}
+	return w.writeRecord(RecordSignals, nil, js)
+}
+
 // WriteState writes the state record. It must be the first record, and
 // there is exactly one.
 func (w *Writer) WriteState(c *Checkpoint) error {
@@ -468,6 +496,8 @@ type Record struct {
 	FileID string
 	Offset int64
 	Data   []byte
+	// Signals of a RecordSignals record.
+	Signals []PendingSignal
 }
 
 // Reader decodes an image stream. It is not safe for concurrent use.
@@ -671,6 +701,20 @@ func (r *Reader) next() (*Record, error) {
 		rec.Offset = int64(off)
 		rec.Data = data
 		r.stats.FileBytes += int64(len(data))
+	case RecordSignals:
+		var sigs []PendingSignal
+		if err := json.Unmarshal(p, &sigs); err != nil {
+			return nil, r.fail(ErrMalformed, "decoding signals: %v", err)
+		}
+		for _, s := range sigs {
+			if _, ok := r.info.pids[s.PID]; !ok {
+				return nil, r.fail(ErrMalformed, "signal for pid %d, which is not in the checkpoint", s.PID)
+			}
+			if len(s.Info) != 128 {
+				return nil, r.fail(ErrMalformed, "siginfo of %d bytes, want 128", len(s.Info))
+			}
+		}
+		rec.Signals = sigs
 	case RecordPages:
 		pid := int(binary.LittleEndian.Uint32(p[0:]))
 		addr := binary.LittleEndian.Uint64(p[4:])
@@ -699,7 +743,7 @@ func (r *Reader) next() (*Record, error) {
 // checkRecordHeader rejects, before any payload is read or allocated, a
 // record whose type, flags or length cannot be right at this point.
 func (r *Reader) checkRecordHeader(t RecordType, flags uint16, size uint32) error {
-	if t < RecordState || t > RecordTrailer {
+	if t < RecordState || t > RecordSignals {
 		return r.fail(ErrMalformed, "unknown record type %d", uint16(t))
 	}
 	if flags != 0 {
@@ -727,6 +771,10 @@ func (r *Reader) checkRecordHeader(t RecordType, flags uint16, size uint32) erro
 		ps := uint32(r.info.pageSize)
 		if size < pagesPrefixSize+ps || (size-pagesPrefixSize)%ps != 0 {
 			return r.fail(ErrMalformed, "payload length %d is not %d bytes plus a positive multiple of the %d-byte page size", size, pagesPrefixSize, ps)
+		}
+	case RecordSignals:
+		if size == 0 {
+			return r.fail(ErrMalformed, "empty signals record")
 		}
 	case RecordTrailer:
 		if size != trailerSize {

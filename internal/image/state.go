@@ -334,3 +334,19 @@ type EpollItem struct {
 // an unlinked file) by its source device and inode. VMAs and FDs that refer
 // to the same object carry the same ID, so restore recreates it once.
 func ObjectID(dev, ino uint64) string { return fmt.Sprintf("obj:%x:%x", dev, ino) }
+
+// AddPending queues a signal that arrived while the process was frozen:
+// on thread tid, or process-wide when tid is 0.
+func (p *Process) AddPending(tid int, info Siginfo) error {
+	if tid == 0 {
+		p.SharedPending = append(p.SharedPending, info)
+		return nil
+	}
+	for _, th := range p.Threads {
+		if th.TID == tid {
+			th.Pending = append(th.Pending, info)
+			return nil
+		}
+	}
+	return fmt.Errorf("signal for thread %d, which process %d does not have", tid, p.PID)
+}

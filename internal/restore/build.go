@@ -584,6 +584,16 @@ func (t *tree) fillPages(ctx context.Context, r *image.Reader, rec *image.Record
 			t.res.Bytes += uint64(len(rec.Data))
 		case image.RecordFileData:
 			return fmt.Errorf("file data after pages: %w", image.ErrMalformed)
+		case image.RecordSignals:
+			for _, s := range rec.Signals {
+				b := t.byPID[s.PID]
+				if b == nil || b.p.Zombie {
+					return fmt.Errorf("signal for pid %d, which the image does not hold: %w", s.PID, image.ErrMalformed)
+				}
+				if err := b.p.AddPending(s.TID, s.Info); err != nil {
+					return fmt.Errorf("%w: %w", err, image.ErrMalformed)
+				}
+			}
 		}
 		next, err := r.Next()
 		if err == io.EOF {

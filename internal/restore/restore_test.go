@@ -101,3 +101,64 @@ func TestRestoreBadImages(t *testing.T) {
 		t.Fatalf("restored process: state %c, tracer %d; want running, untraced", st.State, st.TracerPID)
 	}
 }
+
+// signalingSink sends a signal to the frozen process when the first pages
+// are written, i.e. after the state record: a signal that arrives while
+// frozen.
+type signalingSink struct {
+	*image.Writer
+	pid  int
+	sent bool
+}
+
+func (s *signalingSink) WritePages(pid int, addr uint64, data []byte) error {
+	if !s.sent {
+		s.sent = true
+		if err := unix.Kill(s.pid, unix.SIGUSR1); err != nil {
+			return err
+		}
+	}
+	return s.Writer.WritePages(pid, addr, data)
+}
+
+// TestSignalWhileFrozenIsRequeued: a signal sent during the dump is
+// delivered to the restored copy. sh's default SIGUSR1 action is to die,
+// so the restored process must end killed by SIGUSR1.
+func TestSignalWhileFrozenIsRequeued(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for ptrace")
+	}
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	cmd := exec.Command("/bin/sh", "-c", "i=0; while :; do i=$((i+1)); done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := image.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &signalingSink{Writer: w, pid: cmd.Process.Pid}
+	if _, err := dump.Dump(context.Background(), tr, cmd.Process.Pid, sink, dump.Options{}); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if !sink.sent {
+		t.Fatal("no pages written: the signal was never sent")
+	}
+	res, err := restoreBytes(tr, buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(res.PID, &ws, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !ws.Signaled() || ws.Signal() != unix.SIGUSR1 {
+		unix.Kill(res.PID, unix.SIGKILL)
+		t.Fatalf("restored process ended with %v, want killed by SIGUSR1 (the signal sent while frozen)", ws)
+	}
+}

@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/workload"
+)
+
+// Workload is a running copy of ferry's built-in workload (see package
+// workload), started by StartWorkload. Its output goes to a pipe that the
+// Workload reads; the pipe outlives the process, so a restored copy writes
+// its progress lines to the same place.
+type Workload struct {
+	cmd   *exec.Cmd
+	pid   int
+	pr    *os.File
+	lines chan workload.Progress
+	wg    sync.WaitGroup // the pipe reader
+
+	mu    sync.Mutex // guards other
+	other []string   // output that is not a progress line (a panic, say)
+
+	reaped bool
+}
+
+// linesBuffered bounds the progress lines kept unread: at one line per
+// 200 ms that is minutes, longer than any phase of a benchmark.
+const linesBuffered = 4096
+
+// StartWorkload starts cmd, which must run ferry's built-in workload
+// (`ferry workload ...`, or a test binary that runs workload.Run), and
+// waits up to timeout for its first progress line, printed once its memory
+// is filled. cmd's Stdout and Stderr are set here.
+func StartWorkload(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (*Workload, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, fmt.Errorf("start workload: %w", err)
+	}
+	pw.Close()
+	w := &Workload{cmd: cmd, pid: cmd.Process.Pid, pr: pr, lines: make(chan workload.Progress, linesBuffered)}
+	w.wg.Go(w.read)
+	p, err := w.Next(ctx, timeout)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("workload pid %d not ready: %w", w.pid, err)
+	}
+	if p.Tick != 1 {
+		w.Close()
+		return nil, fmt.Errorf("workload pid %d: first line has tick %d, want 1", w.pid, p.Tick)
+	}
+	return w, nil
+}
+
+// read forwards progress lines until the pipe is closed by Close.
+func (w *Workload) read() {
+	defer close(w.lines)
+	sc := bufio.NewScanner(w.pr)
+	for sc.Scan() {
+		if p, ok := workload.ParseLine(sc.Text()); ok {
+			select {
+			case w.lines <- p:
+			default: // nobody has read for minutes: drop rather than stall the workload
+			}
+			continue
+		}
+		w.mu.Lock()
+		if len(w.other) < 20 {
+			w.other = append(w.other, sc.Text())
+		}
+		w.mu.Unlock()
+	}
+}
+
+// PID is the workload's process ID, which a restored copy keeps.
+func (w *Workload) PID() int { return w.pid }
+
+// Next returns the next progress line, waiting up to timeout. A line that
+// reports corruption is returned with an error.
+func (w *Workload) Next(ctx context.Context, timeout time.Duration) (workload.Progress, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case p, ok := <-w.lines:
+		if !ok {
+			return p, fmt.Errorf("workload output ended%s", w.otherOutput())
+		}
+		if !p.OK {
+			return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, workload.ErrCorrupt)
+		}
+		return p, nil
+	case <-timer.C:
+		return workload.Progress{}, fmt.Errorf("no progress line for %v%s", timeout, w.otherOutput())
+	case <-ctx.Done():
+		return workload.Progress{}, ctx.Err()
+	}
+}
+
+// Drain discards the lines already printed and returns the newest, or
+// last if there were none. It waits until no line has arrived for quiet,
+// so that the lines of a process that just died are all counted.
+func (w *Workload) Drain(last workload.Progress, quiet time.Duration) (workload.Progress, error) {
+	timer := time.NewTimer(quiet)
+	defer timer.Stop()
+	for {
+		select {
+		case p, ok := <-w.lines:
+			if !ok {
+				return last, fmt.Errorf("workload output ended%s", w.otherOutput())
+			}
+			if !p.OK {
+				return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, workload.ErrCorrupt)
+			}
+			last = p
+			timer.Reset(quiet)
+		case <-timer.C:
+			return last, nil
+		}
+	}
+}
+
+func (w *Workload) otherOutput() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.other) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(w.other, "; ")
+}
+
+// Reap collects the original process once a dump has killed it, so that
+// its PID is free for a restore.
+func (w *Workload) Reap() {
+	if w.reaped {
+		return
+	}
+	w.reaped = true
+	// It died of SIGKILL: the error says so and nothing more.
+	_ = w.cmd.Wait()
+}
+
+// Close kills the original process if it still runs and stops reading
+// the pipe. A restored copy is the caller's to kill (KillRestored).
+func (w *Workload) Close() {
+	if !w.reaped {
+		w.cmd.Process.Kill()
+		w.Reap()
+	}
+	w.pr.Close()
+	w.wg.Wait()
+}
+
+// KillRestored kills a restored process, which is a child of the calling
+// process, and reaps it so that its PID is free again.
+func KillRestored(pid int) error {
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill restored process %d: %w", pid, err)
+	}
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return fmt.Errorf("reap restored process %d: %w", pid, err)
+		}
+		if ws.Exited() || ws.Signaled() {
+			return nil
+		}
+	}
+}
