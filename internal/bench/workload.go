@@ -30,6 +30,7 @@ type Workload struct {
 	mu    sync.Mutex // guards other
 	other []string   // output that is not a progress line (a panic, say)
 
+	last   workload.Progress // the newest line Next or Drain returned
 	reaped bool
 }
 
@@ -103,6 +104,7 @@ func (w *Workload) Next(ctx context.Context, timeout time.Duration) (workload.Pr
 		if !p.OK {
 			return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, workload.ErrCorrupt)
 		}
+		w.last = p
 		return p, nil
 	case <-timer.C:
 		return workload.Progress{}, fmt.Errorf("no progress line for %v%s", timeout, w.otherOutput())
@@ -111,25 +113,26 @@ func (w *Workload) Next(ctx context.Context, timeout time.Duration) (workload.Pr
 	}
 }
 
-// Drain discards the lines already printed and returns the newest, or
-// last if there were none. It waits until no line has arrived for quiet,
-// so that the lines of a process that just died are all counted.
-func (w *Workload) Drain(last workload.Progress, quiet time.Duration) (workload.Progress, error) {
+// Drain discards the lines already printed and returns the newest line
+// seen so far (this call's or an earlier one's). It waits until no line
+// has arrived for quiet, so that every line of a process that just died
+// is counted.
+func (w *Workload) Drain(quiet time.Duration) (workload.Progress, error) {
 	timer := time.NewTimer(quiet)
 	defer timer.Stop()
 	for {
 		select {
 		case p, ok := <-w.lines:
 			if !ok {
-				return last, fmt.Errorf("workload output ended%s", w.otherOutput())
+				return w.last, fmt.Errorf("workload output ended%s", w.otherOutput())
 			}
 			if !p.OK {
 				return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, workload.ErrCorrupt)
 			}
-			last = p
+			w.last = p
 			timer.Reset(quiet)
 		case <-timer.C:
-			return last, nil
+			return w.last, nil
 		}
 	}
 }

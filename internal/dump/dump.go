@@ -285,10 +285,17 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	if err := writeObjects(w, cols, dumper); err != nil {
 		return nil, err
 	}
+	ap := newAsyncPages(w, pageBuffers, readChunk)
 	for _, col := range cols {
-		if err := col.writePages(ctx, w); err != nil {
-			return nil, err
+		if err = col.writePages(ctx, ap); err != nil {
+			break
 		}
+	}
+	if ferr := ap.finish(); err == nil && ferr != nil {
+		err = fmt.Errorf("write pages: %w", ferr)
+	}
+	if err != nil {
+		return nil, err
 	}
 	// Signals that arrived while the pages were written are not in the
 	// state record: carry them in a late record so none is lost.

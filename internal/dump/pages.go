@@ -12,8 +12,12 @@ import (
 	"ferry/internal/ptrace"
 )
 
-// readChunk bounds one process_vm_readv and one Pages record.
-const readChunk = 8 << 20
+// readChunk bounds one process_vm_readv and one WritePages call;
+// pageBuffers of them are in flight between reading and writing.
+const (
+	readChunk   = 4 << 20
+	pageBuffers = 3
+)
 
 // writeObjects stores the content of shared memory objects and unlinked
 // files as FileData. All-zero chunks are skipped; a final empty record at
@@ -74,9 +78,8 @@ func wantPages(v *image.VMA) (want, skipFilePages bool) {
 
 // writePages streams the pages that hold data: present or swapped pages of
 // private mappings, minus those still shared with the backing file.
-func (c *collector) writePages(ctx context.Context, w Sink) error {
+func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 	pid := c.fz.PID
-	buf := make([]byte, readChunk)
 	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
 		return err
@@ -100,15 +103,18 @@ func (c *collector) writePages(ctx context.Context, w Sink) error {
 		pmBuf = ents
 		runStart := -1
 		flush := func(end int) error {
-			for a := v.Start + uint64(runStart)*ps; a < v.Start+uint64(end)*ps; {
-				n := min(v.Start+uint64(end)*ps-a, readChunk)
-				if err := ptrace.ReadMem(pid, a, buf[:n]); err != nil {
-					return fmt.Errorf("read memory %#x+%d of %d: %w", a, n, pid, err)
-				}
-				if err := w.WritePages(pid, a, buf[:n]); err != nil {
+			for addr := v.Start + uint64(runStart)*ps; addr < v.Start+uint64(end)*ps; {
+				n := min(v.Start+uint64(end)*ps-addr, readChunk)
+				buf, err := ap.buffer()
+				if err != nil {
 					return fmt.Errorf("write pages: %w", err)
 				}
-				a += n
+				if err := ptrace.ReadMem(pid, addr, buf[:n]); err != nil {
+					ap.free <- buf
+					return fmt.Errorf("read memory %#x+%d of %d: %w", addr, n, pid, err)
+				}
+				ap.submit(pid, addr, buf[:n])
+				addr += n
 			}
 			return nil
 		}

@@ -5,15 +5,18 @@
 // with pidfd_getfd — the same open file description, so offset, flags and
 // pipe are shared — and inspected there: fstat, /proc/PID/fdinfo/N,
 // /proc/PID/fd/N, tee(2) for the bytes buffered in a pipe (copied, not
-// consumed), MSG_PEEK with SO_PEEK_OFF for unix socket queues, sock_diag
-// for socket peers, kcmp to recognise one description in several fds or
-// processes. The target's fd table is never modified.
+// consumed, packet boundaries included), MSG_PEEK with SO_PEEK_OFF for unix
+// socket queues, getsockopt for socket options, sock_diag for socket
+// peers, kcmp to recognise one description in several fds or processes.
+// The target's fd table is never modified.
 //
 // Restore side (Restorer): every open file description is created inside
 // ferry; the restore engine installs them into the target at the recorded
 // numbers. What must be done with the target's own fd numbers — epoll
-// registration, since epoll keys items by file and number — goes through
-// an Injector that executes system calls in the target.
+// registration, since epoll keys items by file and number; socketpairs
+// made again inside the process that created them, since SO_PEERCRED
+// names the caller of socketpair — goes through an Injector that executes
+// system calls in the target.
 //
 // What is carried, per image.FD kind:
 //   - file: path, flags (O_APPEND...), offset, stat identity, and a SHA-256
@@ -25,14 +28,19 @@
 //   - dir, chardev: reopened by path; character devices only from an
 //     allowlist without per-open state (null, zero, full, random, urandom,
 //     tty, console, virtual consoles, serial ports, /dev/pts/N).
-//   - pipe, fifo: identity, size and buffered bytes; recreated with the
-//     bytes written back. A pipe that also has holders outside the tree is
-//     External: its bytes stay in the live pipe, which a restore on the same
-//     machine reuses (inherited file, or taken from a live holder).
+//   - pipe, fifo: identity, size and buffered bytes with the sizes of the
+//     packets among them (O_DIRECT); recreated with the bytes written back,
+//     packets one write each in packet mode. A pipe that also has holders
+//     outside the tree is External: its bytes stay in the live pipe, which
+//     a restore on the same machine reuses (inherited file, or taken from
+//     a live holder).
 //   - eventfd (count, semaphore), timerfd (clock, remaining time,
 //     interval, unread expirations), signalfd (mask), epoll (items).
 //   - unix: socketpairs within the tree, unconnected sockets, sockets
-//     whose peer was closed; queued data is re-sent to the right end.
+//     whose peer was closed; queued data is re-sent to the right end (a
+//     send buffer enlarged for that is shrunk again), then shutdowns,
+//     SO_SNDBUF, SO_RCVBUF and SO_PASSCRED are set, and a pair created by
+//     a process of the tree is made again inside it for SO_PEERCRED.
 //   - memfd: name, seals and content (object FileID).
 //
 // Anything else (inet, netlink, packet sockets, bound or listening unix

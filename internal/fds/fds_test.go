@@ -284,10 +284,13 @@ func TestDumpRestore(t *testing.T) {
 		}},
 		{111, func(r image.FD) error {
 			return want(r.Kind == image.FDUnix && r.SockType == unix.SOCK_STREAM && r.SockPeer == recs[112].Desc &&
-				queue(r.SockQueue) == `["to-a"]`, "stream end a; got peer %s queue %s", r.SockPeer, queue(r.SockQueue))
+				queue(r.SockQueue) == `["to-a"]` && r.SockSndBuf == 100000 && !r.SockPassCred && r.SockCredPID == pids[0],
+				"stream end a, SO_SNDBUF 100000, created by %d; got peer %s queue %s sndbuf %d passcred %v cred pid %d",
+				pids[0], r.SockPeer, queue(r.SockQueue), r.SockSndBuf, r.SockPassCred, r.SockCredPID)
 		}},
 		{112, func(r image.FD) error {
-			return want(r.SockPeer == recs[111].Desc && queue(r.SockQueue) == `["to-b-1to-b-2"]`, "stream end b; got %s", queue(r.SockQueue))
+			return want(r.SockPeer == recs[111].Desc && queue(r.SockQueue) == `["to-b-1to-b-2"]` && r.SockRcvBuf == 140000 && r.SockPassCred,
+				"stream end b, SO_RCVBUF 140000, SO_PASSCRED; got %s rcvbuf %d passcred %v", queue(r.SockQueue), r.SockRcvBuf, r.SockPassCred)
 		}},
 		{113, func(r image.FD) error {
 			return want(r.SockType == unix.SOCK_DGRAM && queue(r.SockQueue) == `["d1" "" "d333"]`, "datagrams; got %s", queue(r.SockQueue))
@@ -330,6 +333,10 @@ func TestDumpRestore(t *testing.T) {
 		}},
 		{126, func(r image.FD) error {
 			return want(r.Kind == image.FDFile && r.Flags&unix.O_PATH != 0 && r.Mode&unix.S_IFMT == unix.S_IFIFO, "O_PATH FIFO; got %+v", r)
+		}},
+		{127, func(r image.FD) error {
+			return want(r.Kind == image.FDPipe && string(r.Buffered) == "pk1packet-23" && fmt.Sprint(r.PipePackets) == "[3 8 1]",
+				"packet pipe; got %q packets %v", r.Buffered, r.PipePackets)
 		}},
 	}
 	for _, c := range checks {
@@ -453,8 +460,31 @@ func testRestore(t *testing.T, procs []*image.Process, objs map[string]*os.File,
 	if err := r.Finish(grandchild, inj); err != nil {
 		t.Fatalf("Finish(grandchild): %v", err)
 	}
-	if len(inj.calls) != 2 {
-		t.Errorf("injected %v, want two epoll_ctl calls", inj.calls)
+	// The four socketpairs the child made are made again "in" it (here:
+	// in the test process) for SO_PEERCRED, then the epoll items added.
+	calls := map[string]int{}
+	for _, c := range inj.calls {
+		nr, _, _ := strings.Cut(c, "[")
+		calls[nr]++
+	}
+	if calls[strconv.Itoa(unix.SYS_SOCKETPAIR)] != 4 || calls[strconv.Itoa(unix.SYS_EPOLL_CTL)] != 2 {
+		t.Errorf("injected %v, want four socketpair and two epoll_ctl calls", inj.calls)
+	}
+	self := os.Getpid()
+	for _, in := range r.Files(child) {
+		if _, ok := installed[in.Num]; !ok {
+			continue
+		}
+		same, err := kernel.KcmpFile(self, in.Num, self, RawFD(in.File))
+		if err != nil || !same {
+			t.Errorf("fd %d: installed file is not the one Files hands out after Finish (%v)", in.Num, err)
+		}
+		if in.Num == 111 && installed[111].File == in.File {
+			t.Errorf("fd 111: Finish did not replace the socketpair Prepare made")
+		}
+	}
+	if cred, err := unix.GetsockoptUcred(111, unix.SOL_SOCKET, unix.SO_PEERCRED); err != nil || int(cred.Pid) != self {
+		t.Errorf("fd 111 SO_PEERCRED = %+v, %v; want pid %d (the process Finish ran in)", cred, err, self)
 	}
 	if o := r.Object(records(procs, procs[0])[115].FileID); o == nil {
 		t.Errorf("Object(memfd) = nil")
@@ -526,6 +556,27 @@ func testRestore(t *testing.T, procs []*image.Process, objs map[string]*os.File,
 		{"signalfd mask", func() error {
 			info, _ := readFDInfo(os.Getpid(), 109)
 			return want(info.fields["sigmask"] == "0000000000000a00", "mask of SIGUSR1|SIGUSR2; got %q", info.fields["sigmask"])
+		}},
+		{"stream pair options", func() error {
+			snd, err1 := unix.GetsockoptInt(111, unix.SOL_SOCKET, unix.SO_SNDBUF)
+			rcv, err2 := unix.GetsockoptInt(112, unix.SOL_SOCKET, unix.SO_RCVBUF)
+			pc, err3 := unix.GetsockoptInt(112, unix.SOL_SOCKET, unix.SO_PASSCRED)
+			return want(snd == 100000 && rcv == 140000 && pc == 1 && errors.Join(err1, err2, err3) == nil,
+				"SO_SNDBUF 100000 on 111, SO_RCVBUF 140000 and SO_PASSCRED on 112; got %d %d %d %v", snd, rcv, pc, errors.Join(err1, err2, err3))
+		}},
+		{"packet pipe", func() error {
+			var got []string
+			buf := make([]byte, 64)
+			for range 3 {
+				n, err := unix.Read(127, buf)
+				if err != nil {
+					return err
+				}
+				got = append(got, string(buf[:n]))
+			}
+			fl, _ := unix.FcntlInt(128, unix.F_GETFL, 0)
+			return want(fmt.Sprintf("%q", got) == `["pk1" "packet-2" "3"]` && fl&unix.O_DIRECT != 0,
+				"one packet per read, write end O_DIRECT; got %q %#o", got, fl)
 		}},
 		{"stream pair queues", func() error {
 			a, err1 := readN(111, 4)

@@ -23,8 +23,9 @@ import (
 // stops when the pipe runs dry, so a sentinel byte is written after the
 // copy, into a buffer of its own (tee clears the merge flag of the copied
 // buffers): a read that ends before the sentinel ended on a packet, one
-// that reaches into it held ordinary bytes. Ordinary bytes directly before
-// a packet (O_DIRECT toggled on the writer in between) read as part of it.
+// that reaches into it held ordinary bytes. A read may return ordinary
+// bytes before its packet (O_DIRECT toggled on the writer, a packet after
+// a full page); they are recorded as part of it, as the read saw them.
 func peekPipe(fd, size int) ([]byte, []int, error) {
 	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
 	if err != nil {

@@ -619,10 +619,12 @@ func writeAll(fd int, b []byte) error {
 }
 
 // writeBuffered writes the buffered bytes b of a pipe back through its
-// writable end fd: first each of packets (sizes, see
-// image.FD.PipePackets) with a write of its own in packet mode, O_DIRECT
-// being set on fd meanwhile, then the rest as ordinary data. A write of up
-// to a page in packet mode makes exactly one packet.
+// writable end fd so that read(2) stops where it stopped on the original:
+// for each of packets (see image.FD.PipePackets), the whole pages before
+// its last page as ordinary data, the rest with one write in packet mode
+// (O_DIRECT set on fd meanwhile, which makes one packet of up to a page and
+// never merges with full pages); then the bytes after the packets as
+// ordinary data.
 func writeBuffered(fd int, b []byte, packets []int) (err error) {
 	total := 0
 	for _, n := range packets {
@@ -634,34 +636,63 @@ func writeBuffered(fd int, b []byte, packets []int) (err error) {
 	if total > len(b) {
 		return fmt.Errorf("packets of %d bytes in all, but only %d bytes buffered", total, len(b))
 	}
-	if len(packets) > 0 {
-		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-		if err != nil {
-			return os.NewSyscallError("fcntl(F_GETFL)", err)
-		}
-		if fl&unix.O_DIRECT == 0 {
-			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_DIRECT); err != nil {
-				return fmt.Errorf("packet mode: %w", os.NewSyscallError("fcntl(F_SETFL)", err))
-			}
-			defer func() {
-				if _, e := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); e != nil && err == nil {
-					err = os.NewSyscallError("fcntl(F_SETFL)", e)
-				}
-			}()
-		}
+	if len(packets) == 0 {
+		return writeAll(fd, b)
 	}
+	orig, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return os.NewSyscallError("fcntl(F_GETFL)", err)
+	}
+	cur := orig
+	setDirect := func(on bool) error {
+		want := cur &^ unix.O_DIRECT
+		if on {
+			want |= unix.O_DIRECT
+		}
+		if want == cur {
+			return nil
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, want); err != nil {
+			return fmt.Errorf("packet mode %v: %w", on, os.NewSyscallError("fcntl(F_SETFL)", err))
+		}
+		cur = want
+		return nil
+	}
+	defer func() {
+		if cur != orig {
+			if _, e := unix.FcntlInt(uintptr(fd), unix.F_SETFL, orig); e != nil && err == nil {
+				err = os.NewSyscallError("fcntl(F_SETFL)", e)
+			}
+		}
+	}()
+	page := os.Getpagesize()
 	for i, n := range packets {
+		if lead := (n - 1) / page * page; lead > 0 {
+			if err := setDirect(false); err != nil {
+				return err
+			}
+			if err := writeAll(fd, b[:lead]); err != nil {
+				return fmt.Errorf("packet %d: %w", i, err)
+			}
+			b, n = b[lead:], n-lead
+		}
+		if err := setDirect(true); err != nil {
+			return err
+		}
 		m, err := unix.Write(fd, b[:n])
 		for err == unix.EINTR {
 			m, err = unix.Write(fd, b[:n])
 		}
 		if err != nil {
-			return fmt.Errorf("packet %d of %d bytes: %w", i, n, os.NewSyscallError("write", err))
+			return fmt.Errorf("packet %d: %w", i, os.NewSyscallError("write", err))
 		}
 		if m != n {
-			return fmt.Errorf("packet %d of %d bytes: only %d written", i, n, m)
+			return fmt.Errorf("packet %d: %d of %d bytes written", i, m, n)
 		}
 		b = b[n:]
+	}
+	if err := setDirect(false); err != nil {
+		return err
 	}
 	return writeAll(fd, b)
 }

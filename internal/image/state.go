@@ -309,8 +309,9 @@ type FD struct {
 
 	// PipePackets, for a pipe or FIFO holding packets (written in O_DIRECT
 	// mode): the sizes of the packets at the start of Buffered, in order,
-	// each to be written back with one write in packet mode; the bytes
-	// after them are ordinary pipe data. Stored with Buffered.
+	// as read(2) returns them: a read stops at the end of a packet and
+	// may start with ordinary bytes the packet was not merged into. The
+	// bytes after the packets are ordinary pipe data. Stored with Buffered.
 	PipePackets []int `json:"pipe_packets,omitempty"`
 
 	// Unix socket options: SO_SNDBUF and SO_RCVBUF as getsockopt reports

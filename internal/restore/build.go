@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -66,6 +66,11 @@ func (t *tree) abort() {
 }
 
 func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record) error {
+	mark := time.Now()
+	phase := func(name string) {
+		t.log.Debug("restore phase", "phase", name, "took", time.Since(mark))
+		mark = time.Now()
+	}
 	// 1. Every process, parents first, while each is still a copy of the
 	// seed: a child is cloned from its parent's new copy, so the parent
 	// relation (and wait4) hold.
@@ -93,6 +98,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			return err
 		}
 	}
+	phase("create processes")
 	// Zombies exit now, after their siblings exist.
 	for _, b := range t.procs {
 		if b.p.Zombie {
@@ -122,10 +128,12 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			return err
 		}
 	}
+	phase("address spaces")
 	// 3. Pages, as they stream in.
 	if err := t.fillPages(ctx, r, pending); err != nil {
 		return err
 	}
+	phase("pages")
 	// 4. The rest of each process's state.
 	for _, b := range live {
 		steps := []func() error{b.protect, b.installFDs, b.processAttrs, b.threads,
@@ -137,6 +145,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			}
 		}
 	}
+	phase("state")
 	// 5. Let them all run.
 	for _, b := range live {
 		if err := b.detach(); err != nil {
@@ -566,48 +575,6 @@ func (b *builder) fileFD(path string, write bool) (uint64, error) {
 	}
 	b.tfds[key] = tfd
 	return tfd, nil
-}
-
-// fillPages writes every Pages record into the new address space.
-func (t *tree) fillPages(ctx context.Context, r *image.Reader, rec *image.Record) error {
-	for rec != nil {
-		switch rec.Type {
-		case image.RecordPages:
-			b := t.byPID[rec.PID]
-			if b == nil || b.p.Zombie {
-				return fmt.Errorf("pages for pid %d, which the image does not hold: %w", rec.PID, image.ErrMalformed)
-			}
-			if err := ptrace.WriteMem(b.pid, rec.Addr, rec.Data); err != nil {
-				return fmt.Errorf("write pages at %#x: %w", rec.Addr, err)
-			}
-			t.res.Pages += uint64(len(rec.Data) / os.Getpagesize())
-			t.res.Bytes += uint64(len(rec.Data))
-		case image.RecordFileData:
-			return fmt.Errorf("file data after pages: %w", image.ErrMalformed)
-		case image.RecordSignals:
-			for _, s := range rec.Signals {
-				b := t.byPID[s.PID]
-				if b == nil || b.p.Zombie {
-					return fmt.Errorf("signal for pid %d, which the image does not hold: %w", s.PID, image.ErrMalformed)
-				}
-				if err := b.p.AddPending(s.TID, s.Info); err != nil {
-					return fmt.Errorf("%w: %w", err, image.ErrMalformed)
-				}
-			}
-		}
-		next, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read image: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rec = next
-	}
-	return nil
 }
 
 func (b *builder) protect() error {

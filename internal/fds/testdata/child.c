@@ -115,6 +115,13 @@ static void full(const char *dir) {
 	writes(112, "to-a", 4);
 	writes(111, "to-b-1", 6);
 	writes(111, "to-b-2", 6);
+	// ... with 111's SO_SNDBUF and 112's SO_RCVBUF set, SO_PASSCRED on 112.
+	int opt = 50000;
+	must(setsockopt(111, SOL_SOCKET, SO_SNDBUF, &opt, sizeof opt) == 0, "SO_SNDBUF");
+	opt = 70000;
+	must(setsockopt(112, SOL_SOCKET, SO_RCVBUF, &opt, sizeof opt) == 0, "SO_RCVBUF");
+	opt = 1;
+	must(setsockopt(112, SOL_SOCKET, SO_PASSCRED, &opt, sizeof opt) == 0, "SO_PASSCRED");
 	// 113/114: datagram pair; 113 has "d1", "", "d333" queued.
 	must(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0, "socketpair");
 	place(sv[0], 113, 0);
@@ -178,6 +185,13 @@ static void full(const char *dir) {
 	lseek(fd, 1, SEEK_SET);
 	place(fd, 125, 0);
 	place(open(in(dir, "fifo"), O_PATH), 126, 0);
+	// 127/128: packet-mode pipe holding packets "pk1", "packet-2", "3".
+	must(pipe2(p, O_DIRECT) == 0, "pipe2 O_DIRECT");
+	writes(p[1], "pk1", 3);
+	writes(p[1], "packet-2", 8);
+	writes(p[1], "3", 1);
+	place(p[0], 127, 0);
+	place(p[1], 128, 0);
 
 	pid_t g = fork();
 	must(g >= 0, "fork");

@@ -1,0 +1,445 @@
+// Package bench measures checkpoint and restore of real processes against
+// the machine's own limits, measured in the same run, so that a figure
+// reads as a fraction of what the hardware and kernel allow rather than
+// as a number that changes from VM to VM.
+//
+// For each size, ferry's built-in workload (idle, holding that many MiB)
+// is checkpointed into an image on tmpfs and restored from it, and
+// beside each engine figure stands its limit:
+//
+//   - dump: the process_vm_readv bandwidth reading that same frozen
+//     process's memory, pages only, nothing written;
+//   - restore: the bandwidth of copying into fresh (never touched)
+//     anonymous memory, which every page of a new process is. On VMs whose
+//     freed memory goes back to the host this is slow and noisy, so each
+//     series starts with a warm-up that is not counted, limit and engine
+//     samples are interleaved, and medians are reported.
+//
+// It also times the phases of each dump and restore through the image
+// sink and reader they use (no hooks in the engine), and measures what
+// the phases are built on (writing tmpfs, process_vm_writev into fresh
+// memory, CRC-32C) to say where the time goes.
+//
+// Throughput is in GB/s of 10^9 bytes of memory pages.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"ferry/internal/dump"
+	"ferry/internal/procfs"
+	"ferry/internal/ptrace"
+)
+
+// Config describes a benchmark run.
+type Config struct {
+	SizesMiB []int // default 64 and 1024
+	Repeat   int   // counted samples per figure; default 5
+	// Dir is where images go; default /dev/shm.
+	Dir string
+	// Workload returns a command that runs ferry's built-in workload
+	// holding memMiB MiB and dirtying nothing (`ferry workload --mem N
+	// --rate 0`). Required.
+	Workload func(memMiB int) *exec.Cmd
+	// ReadyTimeout bounds the wait for the workload to fill its memory;
+	// default 2 minutes.
+	ReadyTimeout time.Duration
+	Log          *slog.Logger
+	// Progress, if set, receives a line as each step starts.
+	Progress io.Writer
+}
+
+// Report is the outcome of Run. Times are in milliseconds, medians over
+// Repeat samples; throughputs in GB/s.
+type Report struct {
+	Kernel     string       `json:"kernel"`
+	CPUs       int          `json:"cpus"`
+	THP        string       `json:"transparent_hugepages"`
+	Dir        string       `json:"image_dir"`
+	Tmpfs      bool         `json:"image_dir_is_tmpfs"`
+	Repeat     int          `json:"repeat"`
+	CRC32CGBps float64      `json:"crc32c_gbps"`
+	Sizes      []SizeResult `json:"sizes"`
+}
+
+// SizeResult holds the figures for one size.
+type SizeResult struct {
+	SizeMiB   int   `json:"size_mib"`
+	PageBytes int64 `json:"page_bytes"` // memory in the image: the workload's plus the Go runtime's
+
+	FreezeMs  float64 `json:"freeze_ms"`
+	DumpMs    float64 `json:"dump_ms"`
+	DumpGBps  float64 `json:"dump_gbps"`
+	ReadvGBps float64 `json:"readv_limit_gbps"`
+	DumpRatio float64 `json:"dump_ratio"`
+
+	RestoreMs    float64 `json:"restore_ms"`
+	RestoreGBps  float64 `json:"restore_gbps"`
+	FreshGBps    float64 `json:"fresh_memory_limit_gbps"`
+	RestoreRatio float64 `json:"restore_ratio"`
+
+	// KillDumpMs is the one dump that killed the process (the others
+	// left it running): it includes waiting for the kernel to tear the
+	// process down.
+	KillDumpMs float64 `json:"kill_dump_ms"`
+
+	DumpPhases    DumpPhases    `json:"dump_phases_ms"`
+	RestorePhases RestorePhases `json:"restore_phases_ms"`
+	// What the phases are built on.
+	TmpfsWriteGBps  float64 `json:"tmpfs_write_gbps"`
+	WritevFreshGBps float64 `json:"writev_fresh_gbps"` // process_vm_writev of RecordSize pieces
+
+	Targets []Target `json:"targets,omitempty"`
+	Samples Samples  `json:"samples_ms"`
+}
+
+// DumpPhases are medians of DumpSample's phases, in ms.
+type DumpPhases struct {
+	Collect    float64 `json:"collect"`
+	ReadPages  float64 `json:"read_pages"`
+	WriteImage float64 `json:"write_image"`
+	Close      float64 `json:"close"`
+	Release    float64 `json:"release"`
+}
+
+// RestorePhases are medians of RestoreSample's phases, in ms.
+type RestorePhases struct {
+	Setup     float64 `json:"setup"`
+	Fill      float64 `json:"fill"`
+	ImageRead float64 `json:"image_read"`
+	Finish    float64 `json:"finish"`
+}
+
+// Samples are every counted sample, in ms, in the order taken.
+type Samples struct {
+	Freeze     []float64 `json:"freeze"`
+	Dump       []float64 `json:"dump"`
+	Readv      []float64 `json:"readv"`
+	Restore    []float64 `json:"restore"`
+	Fresh      []float64 `json:"fresh_write"`
+	TmpfsWrite []float64 `json:"tmpfs_write"`
+	Writev     []float64 `json:"writev_fresh"`
+}
+
+// Target is one of the goals set for ferry, and whether this run met it.
+type Target struct {
+	What string `json:"what"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+// Run measures every size of cfg and returns the figures. It fails on the
+// first error; the processes it started are gone when it returns.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Workload == nil {
+		return nil, errors.New("bench: no workload command")
+	}
+	if len(cfg.SizesMiB) == 0 {
+		cfg.SizesMiB = []int{64, 1024}
+	}
+	if cfg.Repeat <= 0 {
+		cfg.Repeat = 5
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = shmDir()
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 2 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bench: needs root: a restore takes back the original PID (clone3 with set_tid)")
+	}
+	for _, mib := range cfg.SizesMiB {
+		if mib < 1 {
+			return nil, fmt.Errorf("bench: size %d MiB: must be at least 1", mib)
+		}
+	}
+	rep := &Report{CPUs: runtime.NumCPU(), Dir: cfg.Dir, Tmpfs: onTmpfs(cfg.Dir), Repeat: cfg.Repeat, THP: thp()}
+	rep.Kernel, _ = procfs.KernelRelease()
+
+	src := NewBuffer(ChunkSize)
+	var crc []time.Duration
+	for i := -1; i < cfg.Repeat; i++ {
+		if d := CRC32C(src, 8); i >= 0 {
+			crc = append(crc, d)
+		}
+	}
+	rep.CRC32CGBps = gbps(8*ChunkSize, median(crc))
+
+	t := ptrace.NewTracer()
+	defer t.Close()
+	for _, mib := range cfg.SizesMiB {
+		r, err := runSize(ctx, t, cfg, mib, src)
+		if err != nil {
+			return nil, fmt.Errorf("bench %d MiB: %w", mib, err)
+		}
+		rep.Sizes = append(rep.Sizes, *r)
+	}
+	return rep, nil
+}
+
+// quiet is how long output must stay silent before the lines of a process
+// that just died are taken as all read.
+const quiet = 50 * time.Millisecond
+
+func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []byte) (*SizeResult, error) {
+	log := cfg.Log.With("size_mib", mib)
+	fmt.Fprintf(cfg.Progress, "%d MiB: starting the workload\n", mib)
+	w, err := StartWorkload(ctx, cfg.Workload(mib), cfg.ReadyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	pid := w.PID()
+	dir, err := os.MkdirTemp(cfg.Dir, "ferry-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	img := dir + "/image"
+
+	var dumps []DumpSample
+	var readv, tmpfs []time.Duration
+	var readBytes int64
+	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 dumps of pid %d, each beside a process_vm_readv of its memory\n", mib, cfg.Repeat, pid)
+	for i := -1; i < cfg.Repeat; i++ { // -1: warm-up, not counted
+		n, rd, err := ReadvLimit(ctx, t, pid, src)
+		if err != nil {
+			return nil, fmt.Errorf("readv limit: %w", err)
+		}
+		s, _, err := Dump(ctx, t, pid, img, dump.Running)
+		if err != nil {
+			return nil, err
+		}
+		tw, err := TmpfsWrite(cfg.Dir, int(s.PageBytes), src)
+		if err != nil {
+			return nil, fmt.Errorf("tmpfs write: %w", err)
+		}
+		log.Debug("dump", "i", i, "ms", ms(s.Total), "freeze_ms", ms(s.Freeze), "readv_ms", ms(rd), "readv_bytes", n)
+		if i >= 0 {
+			dumps, readv, tmpfs = append(dumps, s), append(readv, rd), append(tmpfs, tw)
+			readBytes = n
+		}
+	}
+
+	// The image to restore from: this dump kills the workload.
+	killed, res, err := Dump(ctx, t, pid, img, dump.Kill)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, f := range res.Kept {
+			f.Close()
+		}
+	}()
+	w.Reap()
+	last, err := w.Drain(quiet)
+	if err != nil {
+		return nil, err
+	}
+
+	var restores []RestoreSample
+	var fresh, writev []time.Duration
+	size := int(killed.PageBytes)
+	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 restores, each beside a write of %d MiB into fresh memory\n", mib, cfg.Repeat, size>>20)
+	for i := -1; i < cfg.Repeat; i++ {
+		s, err := Restore(ctx, t, img, res.Kept)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkRestored(ctx, w, pid, s.PID, last.Tick+1); err != nil {
+			KillRestored(s.PID)
+			return nil, err
+		}
+		if err := KillRestored(s.PID); err != nil {
+			return nil, err
+		}
+		// Forget its lines, so the next copy's first line is the first read.
+		if _, err := w.Drain(quiet); err != nil {
+			return nil, err
+		}
+		fw, err := FreshWrite(size, src)
+		if err != nil {
+			return nil, fmt.Errorf("fresh memory write: %w", err)
+		}
+		wv, err := WritevFresh(size, RecordSize, src)
+		if err != nil {
+			return nil, fmt.Errorf("writev into fresh memory: %w", err)
+		}
+		log.Debug("restore", "i", i, "ms", ms(s.Total), "fresh_ms", ms(fw), "writev_ms", ms(wv))
+		if i >= 0 {
+			restores, fresh, writev = append(restores, s), append(fresh, fw), append(writev, wv)
+		}
+	}
+	r := summarize(mib, dumps, restores, readv, readBytes, fresh, tmpfs, writev, size)
+	r.KillDumpMs = ms(killed.Total)
+	r.Targets = targetsFor(r)
+	return r, nil
+}
+
+// checkRestored waits for the restored copy's first progress line and
+// checks that it is the same process carrying on.
+func checkRestored(ctx context.Context, w *Workload, wantPID, gotPID int, wantTick uint64) error {
+	if gotPID != wantPID {
+		return fmt.Errorf("restored with pid %d, want %d", gotPID, wantPID)
+	}
+	p, err := w.Next(ctx, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("restored process: %w", err)
+	}
+	if p.PID != wantPID || p.Tick != wantTick {
+		return fmt.Errorf("restored process printed pid %d tick %d, want pid %d tick %d", p.PID, p.Tick, wantPID, wantTick)
+	}
+	return nil
+}
+
+func summarize(mib int, dumps []DumpSample, restores []RestoreSample, readv []time.Duration, readBytes int64,
+	fresh, tmpfs, writev []time.Duration, size int) *SizeResult {
+	pick := func(f func(DumpSample) time.Duration) []time.Duration {
+		out := make([]time.Duration, len(dumps))
+		for i, s := range dumps {
+			out[i] = f(s)
+		}
+		return out
+	}
+	pickR := func(f func(RestoreSample) time.Duration) []time.Duration {
+		out := make([]time.Duration, len(restores))
+		for i, s := range restores {
+			out[i] = f(s)
+		}
+		return out
+	}
+	r := &SizeResult{SizeMiB: mib, PageBytes: dumps[len(dumps)-1].PageBytes}
+	dumpT := pick(func(s DumpSample) time.Duration { return s.Total })
+	freezeT := pick(func(s DumpSample) time.Duration { return s.Freeze })
+	restoreT := pickR(func(s RestoreSample) time.Duration { return s.Total })
+
+	r.FreezeMs = ms(median(freezeT))
+	r.DumpMs = ms(median(dumpT))
+	r.DumpGBps = gbps(r.PageBytes, median(dumpT))
+	r.ReadvGBps = gbps(readBytes, median(readv))
+	r.DumpRatio = ratio(r.DumpGBps, r.ReadvGBps)
+
+	restored := restores[len(restores)-1].PageBytes
+	r.RestoreMs = ms(median(restoreT))
+	r.RestoreGBps = gbps(restored, median(restoreT))
+	r.FreshGBps = gbps(int64(size), median(fresh))
+	r.RestoreRatio = ratio(r.RestoreGBps, r.FreshGBps)
+
+	r.DumpPhases = DumpPhases{
+		Collect:    ms(median(pick(func(s DumpSample) time.Duration { return s.Collect }))),
+		ReadPages:  ms(median(pick(func(s DumpSample) time.Duration { return s.ReadPages }))),
+		WriteImage: ms(median(pick(func(s DumpSample) time.Duration { return s.WriteImage }))),
+		Close:      ms(median(pick(func(s DumpSample) time.Duration { return s.Close }))),
+		Release:    ms(median(pick(func(s DumpSample) time.Duration { return s.Release }))),
+	}
+	r.RestorePhases = RestorePhases{
+		Setup:     ms(median(pickR(func(s RestoreSample) time.Duration { return s.Setup }))),
+		Fill:      ms(median(pickR(func(s RestoreSample) time.Duration { return s.Fill }))),
+		ImageRead: ms(median(pickR(func(s RestoreSample) time.Duration { return s.ImageRead }))),
+		Finish:    ms(median(pickR(func(s RestoreSample) time.Duration { return s.Finish }))),
+	}
+	r.TmpfsWriteGBps = gbps(r.PageBytes, median(tmpfs))
+	r.WritevFreshGBps = gbps(int64(size), median(writev))
+	r.Samples = Samples{
+		Freeze: msAll(freezeT), Dump: msAll(dumpT), Readv: msAll(readv), Restore: msAll(restoreT),
+		Fresh: msAll(fresh), TmpfsWrite: msAll(tmpfs), Writev: msAll(writev),
+	}
+	return r
+}
+
+// The goals set for ferry: a 64 MiB process dumped in 35 ms and restored
+// in 30 ms; a 1 GiB one at 70 % or more of the machine's limits.
+const (
+	smallMiB       = 64
+	smallDumpMs    = 35
+	smallRestoreMs = 30
+	largeMiB       = 1024
+	largeRatio     = 0.70
+)
+
+func targetsFor(r *SizeResult) []Target {
+	switch r.SizeMiB {
+	case smallMiB:
+		return []Target{
+			{What: "dump time", Want: fmt.Sprintf("<= %d ms", smallDumpMs), Got: fmt.Sprintf("%.1f ms", r.DumpMs), Met: r.DumpMs <= smallDumpMs},
+			{What: "restore time", Want: fmt.Sprintf("<= %d ms", smallRestoreMs), Got: fmt.Sprintf("%.1f ms", r.RestoreMs), Met: r.RestoreMs <= smallRestoreMs},
+		}
+	case largeMiB:
+		return []Target{
+			{What: "dump / readv limit", Want: fmt.Sprintf(">= %.0f %%", 100*largeRatio), Got: fmt.Sprintf("%.0f %%", 100*r.DumpRatio), Met: r.DumpRatio >= largeRatio},
+			{What: "restore / fresh-memory limit", Want: fmt.Sprintf(">= %.0f %%", 100*largeRatio), Got: fmt.Sprintf("%.0f %%", 100*r.RestoreRatio), Met: r.RestoreRatio >= largeRatio},
+		}
+	}
+	return nil
+}
+
+// median returns the median of ds (the mean of the middle two for an even
+// count), or 0 for none.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func msAll(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = ms(d)
+	}
+	return out
+}
+
+// gbps is bytes per d in 10^9 bytes per second, 0 for no time.
+func gbps(bytes int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(bytes) / d.Seconds() / 1e9
+}
+
+func ratio(got, limit float64) float64 {
+	if limit == 0 {
+		return 0
+	}
+	return got / limit
+}
+
+// thp returns the selected transparent huge page mode ("madvise", say).
+func thp() string {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil {
+		return "unknown"
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if strings.HasPrefix(f, "[") {
+			return strings.Trim(f, "[]")
+		}
+	}
+	return "unknown"
+}

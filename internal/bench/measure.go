@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"ferry/internal/dump"
+	"ferry/internal/image"
+	"ferry/internal/ptrace"
+	"ferry/internal/restore"
+)
+
+// DumpSample is one timed checkpoint. The phases are told apart by the
+// calls dump makes on its image sink, so the engine needs no hooks:
+//
+//	Collect    from the call to the state record: checks, freeze, registers, maps, fds
+//	ReadPages  pagemap and process_vm_readv, between the sink's WritePages calls
+//	WriteImage inside WritePages: checksum and copy into the image file
+//	Close      trailer, flush, rename
+//	Release    after the image is complete: thaw, or kill and wait for the death
+type DumpSample struct {
+	Total, Freeze time.Duration
+	PageBytes     int64 // memory bytes in the image
+	ImageBytes    int64
+
+	Collect, ReadPages, WriteImage, Close, Release time.Duration
+}
+
+// timedSink is an image sink that notes when dump calls it.
+type timedSink struct {
+	*image.DirWriter
+	state      time.Time // WriteState returned
+	inPages    time.Duration
+	closeStart time.Time
+	closeEnd   time.Time
+}
+
+func (s *timedSink) WriteState(c *image.Checkpoint) error {
+	err := s.DirWriter.WriteState(c)
+	s.state = time.Now()
+	return err
+}
+
+func (s *timedSink) WritePages(pid int, addr uint64, data []byte) error {
+	start := time.Now()
+	err := s.DirWriter.WritePages(pid, addr, data)
+	s.inPages += time.Since(start)
+	return err
+}
+
+func (s *timedSink) Close() error {
+	s.closeStart = time.Now()
+	err := s.DirWriter.Close()
+	s.closeEnd = time.Now()
+	return err
+}
+
+// Dump checkpoints pid into a new image in dir, removing whatever dir held
+// first (outside the timing: freeing a large old image costs time the
+// checkpoint itself does not), and times it. With leave == dump.Kill the
+// process is gone afterwards and the result's Kept files are the caller's
+// to pass to Restore and close.
+func Dump(ctx context.Context, t *ptrace.Tracer, pid int, dir string, leave dump.Leave) (DumpSample, *dump.Result, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return DumpSample{}, nil, err
+	}
+	dw, err := image.Create(dir)
+	if err != nil {
+		return DumpSample{}, nil, err
+	}
+	defer dw.Abort()
+	sink := &timedSink{DirWriter: dw}
+	start := time.Now()
+	res, err := dump.Dump(ctx, t, pid, sink, dump.Options{Leave: leave, KeepFiles: leave == dump.Kill})
+	end := time.Now()
+	if err != nil {
+		return DumpSample{}, nil, fmt.Errorf("dump pid %d: %w", pid, err)
+	}
+	pages := sink.closeStart.Sub(sink.state)
+	return DumpSample{
+		Total:      end.Sub(start),
+		Freeze:     res.FreezeTime,
+		PageBytes:  res.Stats.PageBytes,
+		ImageBytes: res.Stats.TotalBytes,
+		Collect:    sink.state.Sub(start),
+		ReadPages:  pages - sink.inPages,
+		WriteImage: sink.inPages,
+		Close:      sink.closeEnd.Sub(sink.closeStart),
+		Release:    end.Sub(sink.closeEnd),
+	}, res, nil
+}
+
+// RestoreSample is one timed restore. The phases are told apart by when
+// the engine reads the image file (in 512 KiB pieces through the image
+// reader's buffer), so each boundary is uncertain by the page writes of
+// one such piece, a fraction of a millisecond:
+//
+//	Setup   up to the first read after the state: seed process, clone3 with
+//	        the PID, address space cleared, vDSO moved, every VMA mapped
+//	Fill    pages read, checked and written with process_vm_writev
+//	ImageRead the part of Fill spent in read(2) on the image file
+//	Finish  after the last read: protections, fds, threads, signals,
+//	        registers, detach
+type RestoreSample struct {
+	Total     time.Duration
+	PID       int
+	PageBytes int64
+
+	Setup, Fill, ImageRead, Finish time.Duration
+}
+
+// timedReader notes when and for how long the image file is read.
+type timedReader struct {
+	r           io.Reader
+	armed       bool
+	first, last time.Time // start of the first and end of the last read once armed
+	inRead      time.Duration
+}
+
+func (tr *timedReader) Read(p []byte) (int, error) {
+	start := time.Now()
+	n, err := tr.r.Read(p)
+	if tr.armed {
+		end := time.Now()
+		if tr.first.IsZero() {
+			tr.first = start
+		}
+		tr.last = end
+		tr.inRead += end.Sub(start)
+	}
+	return n, err
+}
+
+// Restore restores the image in dir and times it. inherit is the Kept map
+// of the dump that wrote the image; Restore does not close it, so one dump
+// can be restored many times. The restored process runs on as a child of
+// the caller, who kills it with KillRestored.
+func Restore(ctx context.Context, t *ptrace.Tracer, dir string, inherit map[string]*os.File) (RestoreSample, error) {
+	f, err := os.Open(filepath.Join(dir, image.FileName))
+	if err != nil {
+		return RestoreSample{}, err
+	}
+	defer f.Close()
+	tr := &timedReader{r: f}
+	r, err := image.NewReader(tr)
+	if err != nil {
+		return RestoreSample{}, err
+	}
+	tr.armed = true
+	start := time.Now()
+	res, err := restore.Restore(ctx, t, r, restore.Options{Inherit: inherit})
+	end := time.Now()
+	if err != nil {
+		return RestoreSample{}, fmt.Errorf("restore from %s: %w", dir, err)
+	}
+	s := RestoreSample{Total: end.Sub(start), PID: res.PID, PageBytes: int64(res.Bytes), ImageRead: tr.inRead}
+	if tr.first.IsZero() {
+		// The whole image fit the reader's first buffer.
+		s.Finish = s.Total
+		return s, nil
+	}
+	s.Setup = tr.first.Sub(start)
+	s.Fill = tr.last.Sub(tr.first)
+	s.Finish = end.Sub(tr.last)
+	return s, nil
+}

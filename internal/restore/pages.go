@@ -1,0 +1,199 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
+	"ferry/internal/ptrace"
+)
+
+// batchSize bounds one process_vm_writev; batchBuffers are in flight.
+const (
+	batchSize    = 4 << 20
+	batchBuffers = 4
+	maxIovecs    = 1024 // IOV_MAX
+)
+
+// pageBatch is consecutive page records of one process, copied out of the
+// reader's buffer, or a signals record.
+type pageBatch struct {
+	b       *builder
+	local   []byte
+	remote  []unix.RemoteIovec
+	signals []image.PendingSignal
+	err     error
+}
+
+// fillPages writes every Pages record into the new address spaces. A
+// reader goroutine decodes and copies records into batches while writer
+// goroutines write earlier batches with process_vm_writev (which needs no
+// ptrace stop), so reading the image overlaps filling fresh memory.
+func (t *tree) fillPages(ctx context.Context, r *image.Reader, first *image.Record) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan *pageBatch, batchBuffers-1)
+	free := make(chan []byte, batchBuffers)
+	for i := 0; i < batchBuffers; i++ {
+		free <- make([]byte, 0, batchSize)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(batches)
+		t.readBatches(ctx, r, first, batches, free)
+	}()
+	// Faulting in fresh pages is the bound here, and it scales with
+	// cores: writers run in parallel, each on its own batches.
+	var mu sync.Mutex // guards err and t.res counters
+	var err error
+	var wg sync.WaitGroup
+	for w := 0; w < writers(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for bt := range batches {
+				mu.Lock()
+				failed := err != nil
+				mu.Unlock()
+				var berr error
+				if !failed {
+					berr = t.applyBatch(bt, &mu)
+				}
+				if bt.local != nil {
+					free <- bt.local[:0]
+				}
+				if berr != nil {
+					mu.Lock()
+					if err == nil {
+						err = berr
+					}
+					mu.Unlock()
+					cancel()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	<-done
+	return err
+}
+
+func writers() int { return max(1, min(runtime.NumCPU(), 4)) }
+
+func (t *tree) readBatches(ctx context.Context, r *image.Reader, rec *image.Record, out chan<- *pageBatch, free chan []byte) {
+	var cur *pageBatch
+	send := func(bt *pageBatch) bool {
+		select {
+		case out <- bt:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	flush := func() bool {
+		if cur == nil {
+			return true
+		}
+		bt := cur
+		cur = nil
+		return send(bt)
+	}
+	fail := func(err error) {
+		if flush() {
+			send(&pageBatch{err: err})
+		}
+	}
+	for rec != nil {
+		switch rec.Type {
+		case image.RecordPages:
+			b := t.byPID[rec.PID]
+			if b == nil || b.p.Zombie {
+				fail(fmt.Errorf("pages for pid %d, which the image does not hold: %w", rec.PID, image.ErrMalformed))
+				return
+			}
+			if cur != nil && (cur.b != b || len(cur.local)+len(rec.Data) > batchSize || len(cur.remote) == maxIovecs) {
+				if !flush() {
+					return
+				}
+			}
+			if cur == nil {
+				var buf []byte
+				select {
+				case buf = <-free:
+				case <-ctx.Done():
+					return
+				}
+				cur = &pageBatch{b: b, local: buf}
+			}
+			if len(rec.Data) > batchSize {
+				// Larger than a batch: give it its own buffer.
+				cur.local = make([]byte, 0, len(rec.Data))
+			}
+			cur.local = append(cur.local, rec.Data...)
+			cur.remote = append(cur.remote, unix.RemoteIovec{Base: uintptr(rec.Addr), Len: len(rec.Data)})
+		case image.RecordSignals:
+			if !flush() || !send(&pageBatch{signals: rec.Signals}) {
+				return
+			}
+		case image.RecordFileData:
+			fail(fmt.Errorf("file data after pages: %w", image.ErrMalformed))
+			return
+		}
+		next, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			fail(fmt.Errorf("read image: %w", err))
+			return
+		}
+		rec = next
+	}
+	flush()
+}
+
+func (t *tree) applyBatch(bt *pageBatch, mu *sync.Mutex) error {
+	if bt.err != nil {
+		return bt.err
+	}
+	if len(bt.signals) > 0 {
+		mu.Lock()
+		defer mu.Unlock()
+	}
+	for _, s := range bt.signals {
+		b := t.byPID[s.PID]
+		if b == nil || b.p.Zombie {
+			return fmt.Errorf("signal for pid %d, which the image does not hold: %w", s.PID, image.ErrMalformed)
+		}
+		if err := b.p.AddPending(s.TID, s.Info); err != nil {
+			return fmt.Errorf("%w: %w", err, image.ErrMalformed)
+		}
+	}
+	if len(bt.local) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &bt.local[0], Len: uint64(len(bt.local))}}
+	n, err := unix.ProcessVMWritev(bt.b.pid, local, bt.remote, 0)
+	if err != nil || n != len(bt.local) {
+		// Write piece by piece; WriteMem falls back to /proc/PID/mem.
+		off := 0
+		for _, rv := range bt.remote {
+			if err := ptrace.WriteMem(bt.b.pid, uint64(rv.Base), bt.local[off:off+rv.Len]); err != nil {
+				return fmt.Errorf("write pages at %#x: %w", rv.Base, err)
+			}
+			off += rv.Len
+		}
+	}
+	mu.Lock()
+	t.res.Pages += uint64(len(bt.local) / os.Getpagesize())
+	t.res.Bytes += uint64(len(bt.local))
+	mu.Unlock()
+	return nil
+}
