@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,13 +13,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"ferry/internal/kernel"
 	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
 )
 
-// ChunkSize is the piece size of the limit measurements: as much as dump
-// reads with one process_vm_readv.
+// ChunkSize is as much as dump reads with one process_vm_readv, and the
+// size of the source buffer of the fresh-memory measurements.
 const ChunkSize = 8 << 20
+
+// CacheChunk is a piece small enough to stay in the CPU's caches: reading
+// another process's memory into it is faster than into ChunkSize.
+const CacheChunk = 256 << 10
 
 // RecordSize is the page payload of one image record, which restore writes
 // with one process_vm_writev (image's writeChunk).
@@ -34,11 +40,13 @@ func NewBuffer(size int) []byte {
 	return b
 }
 
-// ReadvLimit freezes pid (as a dump does), reads every present page of its
-// private anonymous memory with process_vm_readv in pieces of len(buf),
-// and thaws it. It returns the bytes read and the time spent in
-// process_vm_readv alone: the rate at which a dump can get at the memory.
-func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte) (int64, time.Duration, error) {
+// ReadvLimit freezes pid (as a dump does), reads every present page of
+// its private anonymous memory with process_vm_readv in pieces of
+// len(buf), and thaws it. It returns the bytes read and the time spent
+// reading, freezing excluded: the rate at which a dump can get at the
+// memory. If sink is set, each piece is also written to it, inside the
+// timing: a dump's path with nothing else in it.
+func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte, sink io.Writer) (int64, time.Duration, error) {
 	var n int64
 	var d time.Duration
 	err := t.Do(ctx, func() error {
@@ -46,7 +54,7 @@ func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte) (int
 		if err != nil {
 			return err
 		}
-		n, d, err = readPresent(pid, buf)
+		n, d, err = readPresent(pid, buf, sink)
 		if terr := fz.Thaw(false); err == nil {
 			err = terr
 		}
@@ -56,7 +64,7 @@ func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte) (int
 }
 
 // readPresent reads the present pages of pid's private anonymous mappings.
-func readPresent(pid int, buf []byte) (int64, time.Duration, error) {
+func readPresent(pid int, buf []byte, sink io.Writer) (int64, time.Duration, error) {
 	maps, err := procfs.Maps(pid)
 	if err != nil {
 		return 0, 0, err
@@ -91,9 +99,12 @@ func readPresent(pid int, buf []byte) (int64, time.Duration, error) {
 				start := time.Now()
 				got, err := unix.ProcessVMReadv(pid, []unix.Iovec{iovec(piece)},
 					[]unix.RemoteIovec{{Base: uintptr(a), Len: len(piece)}}, 0)
+				if err == nil && got == len(piece) && sink != nil {
+					_, err = sink.Write(piece)
+				}
 				spent += time.Since(start)
 				if err != nil {
-					return 0, 0, os.NewSyscallError("process_vm_readv", err)
+					return 0, 0, fmt.Errorf("read %#x of %d: %w", a, pid, err)
 				}
 				if got != len(piece) {
 					return 0, 0, fmt.Errorf("process_vm_readv at %#x: %d of %d bytes", a, got, len(piece))
@@ -167,6 +178,55 @@ func WritevFresh(size, chunk int, src []byte) (time.Duration, error) {
 	d := time.Since(start)
 	return d, unix.Munmap(b)
 }
+
+// UffdCopyFresh is FreshWrite through UFFDIO_COPY, chunk bytes per call:
+// the kernel allocates each page and copies into it without zeroing it
+// first, which neither a page fault nor process_vm_writev avoids. It fails
+// with an error wrapping ErrNoUserfaultfd where userfaultfd is off.
+func UffdCopyFresh(size, chunk int, src []byte) (time.Duration, error) {
+	chunk = min(chunk, len(src))
+	start := time.Now()
+	b, err := mapFresh(size)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Munmap(b)
+	fd, err := kernel.Userfaultfd(unix.O_CLOEXEC)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
+	}
+	defer unix.Close(fd)
+	api := kernel.UffdioAPIArg{API: kernel.UFFD_API}
+	if err := kernel.UffdioAPI(fd, &api); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
+	}
+	reg := kernel.UffdioRegisterArg{Range: kernel.UffdioRange{Start: uint64(addrOf(b)), Len: uint64(size)},
+		Mode: kernel.UFFDIO_REGISTER_MODE_MISSING}
+	if err := kernel.UffdioRegister(fd, &reg); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
+	}
+	for off := 0; off < size; {
+		n := min(chunk, size-off)
+		arg := kernel.UffdioCopyArg{Dst: uint64(addrOf(b[off:])), Src: &src[0], Len: uint64(n)}
+		err := kernel.UffdioCopy(fd, &arg)
+		if arg.Copy > 0 {
+			off += int(arg.Copy)
+		}
+		switch {
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return 0, err
+		case arg.Copy <= 0:
+			return 0, fmt.Errorf("UFFDIO_COPY at offset %d copied %d", off, arg.Copy)
+		}
+	}
+	return time.Since(start), nil
+}
+
+// ErrNoUserfaultfd is wrapped by UffdCopyFresh's error when userfaultfd
+// cannot be used.
+var ErrNoUserfaultfd = errors.New("userfaultfd unavailable")
 
 // TmpfsWrite writes size bytes from src to a new file in dir, in writes of
 // 512 KiB (the image writer's buffer), as a dump writes its image, and
