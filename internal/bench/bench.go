@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -80,12 +81,13 @@ type SizeResult struct {
 	FreezeMs  float64 `json:"freeze_ms"`
 	DumpMs    float64 `json:"dump_ms"`
 	DumpGBps  float64 `json:"dump_gbps"`
-	ReadvGBps float64 `json:"readv_limit_gbps"`
+	ReadvGBps float64 `json:"readv_limit_gbps"` // the best of ReadvGBpsBy
 	DumpRatio float64 `json:"dump_ratio"`
 
 	RestoreMs    float64 `json:"restore_ms"`
 	RestoreGBps  float64 `json:"restore_gbps"`
-	FreshGBps    float64 `json:"fresh_memory_limit_gbps"`
+	FreshGBps    float64 `json:"fresh_memory_limit_gbps"` // the best of FreshGBpsBy
+	FreshMethod  string  `json:"fresh_memory_limit_method"`
 	RestoreRatio float64 `json:"restore_ratio"`
 
 	// KillDumpMs is the one dump that killed the process (the others
@@ -95,12 +97,21 @@ type SizeResult struct {
 
 	DumpPhases    DumpPhases    `json:"dump_phases_ms"`
 	RestorePhases RestorePhases `json:"restore_phases_ms"`
-	// What the phases are built on.
-	TmpfsWriteGBps  float64 `json:"tmpfs_write_gbps"`
-	WritevFreshGBps float64 `json:"writev_fresh_gbps"` // process_vm_writev of RecordSize pieces
+
+	// The limits by way of measuring them: process_vm_readv by piece
+	// size; filling fresh memory by method (see FreshMethods).
+	ReadvGBpsBy map[string]float64 `json:"readv_gbps_by_piece"`
+	FreshGBpsBy map[string]float64 `json:"fresh_memory_gbps_by_method"`
+	// What the dump's path is built on: writing the image's bytes to a
+	// new file in the image directory, and process_vm_readv in
+	// CacheChunk pieces each written on to such a file.
+	TmpfsWriteGBps float64 `json:"image_dir_write_gbps"`
+	ReadvToFSGBps  float64 `json:"readv_to_image_dir_gbps"`
 
 	Targets []Target `json:"targets,omitempty"`
-	Samples Samples  `json:"samples_ms"`
+	// Samples holds every counted sample in ms, in the order taken, by
+	// series name.
+	Samples map[string][]float64 `json:"samples_ms"`
 }
 
 // DumpPhases are medians of DumpSample's phases, in ms.
@@ -118,17 +129,6 @@ type RestorePhases struct {
 	Fill      float64 `json:"fill"`
 	ImageRead float64 `json:"image_read"`
 	Finish    float64 `json:"finish"`
-}
-
-// Samples are every counted sample, in ms, in the order taken.
-type Samples struct {
-	Freeze     []float64 `json:"freeze"`
-	Dump       []float64 `json:"dump"`
-	Readv      []float64 `json:"readv"`
-	Restore    []float64 `json:"restore"`
-	Fresh      []float64 `json:"fresh_write"`
-	TmpfsWrite []float64 `json:"tmpfs_write"`
-	Writev     []float64 `json:"writev_fresh"`
 }
 
 // Target is one of the goals set for ferry, and whether this run met it.
@@ -199,6 +199,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // that just died are taken as all read.
 const quiet = 50 * time.Millisecond
 
+// FreshMethods are the ways of filling fresh memory that are measured;
+// the fastest is the restore's limit.
+var FreshMethods = []string{"copy", "writev", "uffd-copy"}
+
+// series collects samples by name.
+type series map[string][]time.Duration
+
+func (s series) add(name string, d time.Duration) { s[name] = append(s[name], d) }
+
+func (s series) median(name string) time.Duration { return median(s[name]) }
+
 func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []byte) (*SizeResult, error) {
 	log := cfg.Log.With("size_mib", mib)
 	fmt.Fprintf(cfg.Progress, "%d MiB: starting the workload\n", mib)
@@ -213,29 +224,45 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	img := dir + "/image"
+	img := filepath.Join(dir, "image")
+	small := NewBuffer(CacheChunk)
 
+	ss := series{}
 	var dumps []DumpSample
-	var readv, tmpfs []time.Duration
 	var readBytes int64
-	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 dumps of pid %d, each beside a process_vm_readv of its memory\n", mib, cfg.Repeat, pid)
+	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 dumps of pid %d, each beside reads of its memory\n", mib, cfg.Repeat, pid)
 	for i := -1; i < cfg.Repeat; i++ { // -1: warm-up, not counted
-		n, rd, err := ReadvLimit(ctx, t, pid, src)
-		if err != nil {
-			return nil, fmt.Errorf("readv limit: %w", err)
+		count := func(name string, d time.Duration) {
+			if i >= 0 {
+				ss.add(name, d)
+			}
 		}
+		for _, buf := range [][]byte{small, src} {
+			n, d, err := ReadvLimit(ctx, t, pid, buf, nil)
+			if err != nil {
+				return nil, fmt.Errorf("readv limit: %w", err)
+			}
+			count(readvName(len(buf)), d)
+			readBytes = n
+		}
+		d, err := readvToFile(ctx, t, pid, small, dir)
+		if err != nil {
+			return nil, err
+		}
+		count("readv-to-file", d)
+
 		s, _, err := Dump(ctx, t, pid, img, dump.Running)
 		if err != nil {
 			return nil, err
 		}
-		tw, err := TmpfsWrite(cfg.Dir, int(s.PageBytes), src)
+		log.Debug("dump", "i", i, "ms", ms(s.Total), "freeze_ms", ms(s.Freeze))
+		tw, err := TmpfsWrite(dir, int(s.PageBytes), src)
 		if err != nil {
-			return nil, fmt.Errorf("tmpfs write: %w", err)
+			return nil, fmt.Errorf("write to %s: %w", dir, err)
 		}
-		log.Debug("dump", "i", i, "ms", ms(s.Total), "freeze_ms", ms(s.Freeze), "readv_ms", ms(rd), "readv_bytes", n)
+		count("file-write", tw)
 		if i >= 0 {
-			dumps, readv, tmpfs = append(dumps, s), append(readv, rd), append(tmpfs, tw)
-			readBytes = n
+			dumps = append(dumps, s)
 		}
 	}
 
@@ -256,10 +283,15 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 	}
 
 	var restores []RestoreSample
-	var fresh, writev []time.Duration
 	size := int(killed.PageBytes)
-	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 restores, each beside a write of %d MiB into fresh memory\n", mib, cfg.Repeat, size>>20)
+	noUffd := false
+	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 restores, each beside fills of %d MiB of fresh memory\n", mib, cfg.Repeat, size>>20)
 	for i := -1; i < cfg.Repeat; i++ {
+		count := func(name string, d time.Duration) {
+			if i >= 0 {
+				ss.add(name, d)
+			}
+		}
 		s, err := Restore(ctx, t, img, res.Kept)
 		if err != nil {
 			return nil, err
@@ -275,23 +307,53 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 		if _, err := w.Drain(quiet); err != nil {
 			return nil, err
 		}
-		fw, err := FreshWrite(size, src)
-		if err != nil {
-			return nil, fmt.Errorf("fresh memory write: %w", err)
-		}
-		wv, err := WritevFresh(size, RecordSize, src)
-		if err != nil {
-			return nil, fmt.Errorf("writev into fresh memory: %w", err)
-		}
-		log.Debug("restore", "i", i, "ms", ms(s.Total), "fresh_ms", ms(fw), "writev_ms", ms(wv))
+		log.Debug("restore", "i", i, "ms", ms(s.Total))
 		if i >= 0 {
-			restores, fresh, writev = append(restores, s), append(fresh, fw), append(writev, wv)
+			restores = append(restores, s)
+		}
+		d, err := FreshWrite(size, src)
+		if err != nil {
+			return nil, fmt.Errorf("fresh memory: %w", err)
+		}
+		count("copy", d)
+		if d, err = WritevFresh(size, RecordSize, src); err != nil {
+			return nil, fmt.Errorf("fresh memory: %w", err)
+		}
+		count("writev", d)
+		if !noUffd {
+			d, err = UffdCopyFresh(size, RecordSize, src)
+			switch {
+			case errors.Is(err, ErrNoUserfaultfd):
+				log.Info("fresh memory by UFFDIO_COPY not measured", "err", err)
+				noUffd = true
+			case err != nil:
+				return nil, fmt.Errorf("fresh memory: %w", err)
+			default:
+				count("uffd-copy", d)
+			}
 		}
 	}
-	r := summarize(mib, dumps, restores, readv, readBytes, fresh, tmpfs, writev, size)
+	r := summarize(mib, dumps, restores, ss, readBytes, int64(size))
 	r.KillDumpMs = ms(killed.Total)
 	r.Targets = targetsFor(r)
 	return r, nil
+}
+
+func readvName(piece int) string { return fmt.Sprintf("readv-%dKiB", piece>>10) }
+
+// readvToFile is ReadvLimit writing every piece on to a new file in dir.
+func readvToFile(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte, dir string) (time.Duration, error) {
+	f, err := os.CreateTemp(dir, "readv-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	_, d, err := ReadvLimit(ctx, t, pid, buf, f)
+	if err != nil {
+		return 0, fmt.Errorf("readv to %s: %w", dir, err)
+	}
+	return d, nil
 }
 
 // checkRestored waits for the restored copy's first progress line and
@@ -310,57 +372,68 @@ func checkRestored(ctx context.Context, w *Workload, wantPID, gotPID int, wantTi
 	return nil
 }
 
-func summarize(mib int, dumps []DumpSample, restores []RestoreSample, readv []time.Duration, readBytes int64,
-	fresh, tmpfs, writev []time.Duration, size int) *SizeResult {
-	pick := func(f func(DumpSample) time.Duration) []time.Duration {
-		out := make([]time.Duration, len(dumps))
-		for i, s := range dumps {
-			out[i] = f(s)
-		}
-		return out
+func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series, readBytes, freshBytes int64) *SizeResult {
+	for _, s := range dumps {
+		ss.add("dump", s.Total)
+		ss.add("freeze", s.Freeze)
+		ss.add("dump-collect", s.Collect)
+		ss.add("dump-read-pages", s.ReadPages)
+		ss.add("dump-write-image", s.WriteImage)
+		ss.add("dump-close", s.Close)
+		ss.add("dump-release", s.Release)
 	}
-	pickR := func(f func(RestoreSample) time.Duration) []time.Duration {
-		out := make([]time.Duration, len(restores))
-		for i, s := range restores {
-			out[i] = f(s)
-		}
-		return out
+	for _, s := range restores {
+		ss.add("restore", s.Total)
+		ss.add("restore-setup", s.Setup)
+		ss.add("restore-fill", s.Fill)
+		ss.add("restore-read-file", s.ImageRead)
+		ss.add("restore-finish", s.Finish)
 	}
-	r := &SizeResult{SizeMiB: mib, PageBytes: dumps[len(dumps)-1].PageBytes}
-	dumpT := pick(func(s DumpSample) time.Duration { return s.Total })
-	freezeT := pick(func(s DumpSample) time.Duration { return s.Freeze })
-	restoreT := pickR(func(s RestoreSample) time.Duration { return s.Total })
+	r := &SizeResult{SizeMiB: mib, PageBytes: dumps[len(dumps)-1].PageBytes,
+		ReadvGBpsBy: map[string]float64{}, FreshGBpsBy: map[string]float64{}, Samples: map[string][]float64{}}
+	for name, ds := range ss {
+		r.Samples[name] = msAll(ds)
+	}
 
-	r.FreezeMs = ms(median(freezeT))
-	r.DumpMs = ms(median(dumpT))
-	r.DumpGBps = gbps(r.PageBytes, median(dumpT))
-	r.ReadvGBps = gbps(readBytes, median(readv))
+	r.FreezeMs = ms(ss.median("freeze"))
+	r.DumpMs = ms(ss.median("dump"))
+	r.DumpGBps = gbps(r.PageBytes, ss.median("dump"))
+	for _, piece := range []int{CacheChunk, ChunkSize} {
+		g := gbps(readBytes, ss.median(readvName(piece)))
+		r.ReadvGBpsBy[fmt.Sprintf("%dKiB", piece>>10)] = g
+		r.ReadvGBps = max(r.ReadvGBps, g)
+	}
 	r.DumpRatio = ratio(r.DumpGBps, r.ReadvGBps)
+	r.TmpfsWriteGBps = gbps(r.PageBytes, ss.median("file-write"))
+	r.ReadvToFSGBps = gbps(readBytes, ss.median("readv-to-file"))
 
 	restored := restores[len(restores)-1].PageBytes
-	r.RestoreMs = ms(median(restoreT))
-	r.RestoreGBps = gbps(restored, median(restoreT))
-	r.FreshGBps = gbps(int64(size), median(fresh))
+	r.RestoreMs = ms(ss.median("restore"))
+	r.RestoreGBps = gbps(restored, ss.median("restore"))
+	for _, m := range FreshMethods {
+		if len(ss[m]) == 0 {
+			continue
+		}
+		g := gbps(freshBytes, ss.median(m))
+		r.FreshGBpsBy[m] = g
+		if g > r.FreshGBps {
+			r.FreshGBps, r.FreshMethod = g, m
+		}
+	}
 	r.RestoreRatio = ratio(r.RestoreGBps, r.FreshGBps)
 
 	r.DumpPhases = DumpPhases{
-		Collect:    ms(median(pick(func(s DumpSample) time.Duration { return s.Collect }))),
-		ReadPages:  ms(median(pick(func(s DumpSample) time.Duration { return s.ReadPages }))),
-		WriteImage: ms(median(pick(func(s DumpSample) time.Duration { return s.WriteImage }))),
-		Close:      ms(median(pick(func(s DumpSample) time.Duration { return s.Close }))),
-		Release:    ms(median(pick(func(s DumpSample) time.Duration { return s.Release }))),
+		Collect:    ms(ss.median("dump-collect")),
+		ReadPages:  ms(ss.median("dump-read-pages")),
+		WriteImage: ms(ss.median("dump-write-image")),
+		Close:      ms(ss.median("dump-close")),
+		Release:    ms(ss.median("dump-release")),
 	}
 	r.RestorePhases = RestorePhases{
-		Setup:     ms(median(pickR(func(s RestoreSample) time.Duration { return s.Setup }))),
-		Fill:      ms(median(pickR(func(s RestoreSample) time.Duration { return s.Fill }))),
-		ImageRead: ms(median(pickR(func(s RestoreSample) time.Duration { return s.ImageRead }))),
-		Finish:    ms(median(pickR(func(s RestoreSample) time.Duration { return s.Finish }))),
-	}
-	r.TmpfsWriteGBps = gbps(r.PageBytes, median(tmpfs))
-	r.WritevFreshGBps = gbps(int64(size), median(writev))
-	r.Samples = Samples{
-		Freeze: msAll(freezeT), Dump: msAll(dumpT), Readv: msAll(readv), Restore: msAll(restoreT),
-		Fresh: msAll(fresh), TmpfsWrite: msAll(tmpfs), Writev: msAll(writev),
+		Setup:     ms(ss.median("restore-setup")),
+		Fill:      ms(ss.median("restore-fill")),
+		ImageRead: ms(ss.median("restore-read-file")),
+		Finish:    ms(ss.median("restore-finish")),
 	}
 	return r
 }

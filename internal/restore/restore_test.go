@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -160,5 +162,48 @@ func TestSignalWhileFrozenIsRequeued(t *testing.T) {
 	if !ws.Signaled() || ws.Signal() != unix.SIGUSR1 {
 		unix.Kill(res.PID, unix.SIGKILL)
 		t.Fatalf("restored process ended with %v, want killed by SIGUSR1 (the signal sent while frozen)", ws)
+	}
+}
+
+// TestRestorePIDTaken: restoring an image whose PID is in use fails with
+// ErrPIDTaken naming the holder; with NewPIDs it restores under a new PID.
+func TestRestorePIDTaken(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for ptrace")
+	}
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	img, pid := checkpointShell(t, tr)
+	kill := func(p int) {
+		unix.Kill(p, unix.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(p, &ws, 0, nil)
+	}
+	first, err := restoreBytes(tr, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kill(first.PID)
+	if first.PID != pid {
+		t.Fatalf("first restore: pid %d, want %d", first.PID, pid)
+	}
+	_, err = restoreBytes(tr, img)
+	if !errors.Is(err, ErrPIDTaken) || !strings.Contains(err.Error(), strconv.Itoa(pid)) {
+		t.Fatalf("second restore = %v, want ErrPIDTaken naming pid %d", err, pid)
+	}
+	r, err := image.NewReader(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Restore(context.Background(), tr, r, Options{NewPIDs: true})
+	if err != nil {
+		t.Fatalf("restore with NewPIDs: %v", err)
+	}
+	defer kill(second.PID)
+	if second.PID == pid {
+		t.Fatalf("restore with NewPIDs reused the taken pid %d", pid)
+	}
+	if st, err := procfs.Status(second.PID); err != nil || st.TracerPID != 0 {
+		t.Fatalf("process restored with a new pid is not running untraced: %v", err)
 	}
 }
