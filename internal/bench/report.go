@@ -3,6 +3,9 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -28,26 +31,30 @@ func (r *Report) WriteText(out io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintf(out, "\nwhere the time goes (ms, medians; MiB = memory in the image)\n")
+	fmt.Fprintf(out, "\nwhere the time goes (ms, medians)\n")
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\tMiB\t| dump: collect\tread pages\twrite image\tclose\trelease\tkill-mode dump\t"+
-		"| restore: setup\tfill\t(read file)\tfinish\t")
+	fmt.Fprintln(tw, "dump\tMiB\tcollect\tread pages\twrite image\tclose\trelease\ttotal\tkill-mode total\t")
 	for _, s := range r.Sizes {
-		d, p := s.DumpPhases, s.RestorePhases
-		fmt.Fprintf(tw, "%s\t%.1f\t| %.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t| %.1f\t%.1f\t(%.1f)\t%.1f\t\n",
-			sizeName(s.SizeMiB), float64(s.PageBytes)/(1<<20), d.Collect, d.ReadPages, d.WriteImage, d.Close, d.Release, s.KillDumpMs,
-			p.Setup, p.Fill, p.ImageRead, p.Finish)
+		d := s.DumpPhases
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", sizeName(s.SizeMiB),
+			float64(s.PageBytes)/(1<<20), d.Collect, d.ReadPages, d.WriteImage, d.Close, d.Release, s.DumpMs, s.KillDumpMs)
+	}
+	fmt.Fprintln(tw, "restore\t\tsetup\tfill\t(read image)\tfinish\t\ttotal\t\t")
+	for _, s := range r.Sizes {
+		p := s.RestorePhases
+		fmt.Fprintf(tw, "%s\t\t%.1f\t%.1f\t(%.1f)\t%.1f\t\t%.1f\t\t\n", sizeName(s.SizeMiB),
+			p.Setup, p.Fill, p.ImageRead, p.Finish, s.RestoreMs)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 
-	fmt.Fprintf(out, "\nwhat the phases are built on (GB/s): CRC-32C %.2f", r.CRC32CGBps)
+	fmt.Fprintf(out, "\nlimits by method (GB/s): CRC-32C %.2f\n", r.CRC32CGBps)
 	for _, s := range r.Sizes {
-		fmt.Fprintf(out, "; %s: tmpfs write %.2f, process_vm_writev of %d KiB into fresh memory %.2f",
-			sizeName(s.SizeMiB), s.TmpfsWriteGBps, RecordSize>>10, s.WritevFreshGBps)
+		fmt.Fprintf(out, "  %s: process_vm_readv in pieces of%s; readv and write to %s %.2f; write to %s %.2f; fresh memory by%s\n",
+			sizeName(s.SizeMiB), byKey(s.ReadvGBpsBy, nil), r.Dir, s.ReadvToFSGBps, r.Dir, s.TmpfsWriteGBps,
+			byKey(s.FreshGBpsBy, FreshMethods))
 	}
-	fmt.Fprintln(out)
 
 	first := true
 	for _, s := range r.Sizes {
@@ -64,6 +71,23 @@ func (r *Report) WriteText(out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// byKey formats m as " k1 v1, k2 v2", in order's order or sorted.
+func byKey(m map[string]float64, order []string) string {
+	if order == nil {
+		order = slices.Sorted(maps.Keys(m))
+	}
+	var b strings.Builder
+	for _, k := range order {
+		if v, ok := m[k]; ok {
+			if b.Len() > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, " %s %.2f", k, v)
+		}
+	}
+	return b.String()
 }
 
 func sizeName(mib int) string {

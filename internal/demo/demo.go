@@ -33,6 +33,8 @@ type Config struct {
 	Rate   float64 // MiB/s dirtied by the workload
 	Rounds int
 	Log    *slog.Logger
+	// Exe is the ferry binary that runs the workload; default: this one.
+	Exe string
 }
 
 type round struct {
@@ -53,9 +55,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
+	exe := cfg.Exe
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return err
+		}
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
