@@ -102,11 +102,13 @@ type SizeResult struct {
 	// size; filling fresh memory by method (see FreshMethods).
 	ReadvGBpsBy map[string]float64 `json:"readv_gbps_by_piece"`
 	FreshGBpsBy map[string]float64 `json:"fresh_memory_gbps_by_method"`
-	// What the dump's path is built on: writing the image's bytes to a
-	// new file in the image directory, and process_vm_readv in
-	// CacheChunk pieces each written on to such a file.
-	TmpfsWriteGBps float64 `json:"image_dir_write_gbps"`
-	ReadvToFSGBps  float64 `json:"readv_to_image_dir_gbps"`
+	// The halves of dump and restore that need no process: writing the
+	// image's bytes to a new file in the image directory (fresh memory
+	// on tmpfs), and through image.Writer (checksums and buffering
+	// besides); decoding the image with image.Reader.
+	TmpfsWriteGBps float64 `json:"file_write_gbps"`
+	ImageWriteGBps float64 `json:"image_write_gbps"`
+	ImageReadGBps  float64 `json:"image_read_gbps"`
 
 	Targets []Target `json:"targets,omitempty"`
 	// Samples holds every counted sample in ms, in the order taken, by
@@ -117,7 +119,7 @@ type SizeResult struct {
 // DumpPhases are medians of DumpSample's phases, in ms.
 type DumpPhases struct {
 	Collect    float64 `json:"collect"`
-	ReadPages  float64 `json:"read_pages"`
+	Pages      float64 `json:"pages"`
 	WriteImage float64 `json:"write_image"`
 	Close      float64 `json:"close"`
 	Release    float64 `json:"release"`
@@ -199,10 +201,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // that just died are taken as all read.
 const quiet = 50 * time.Millisecond
 
-// FreshMethods are the ways of filling fresh memory that are measured;
-// the fastest is the restore's limit.
-var FreshMethods = []string{"copy", "writev", "uffd-copy"}
-
 // series collects samples by name.
 type series map[string][]time.Duration
 
@@ -225,11 +223,19 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 	}
 	defer os.RemoveAll(dir)
 	img := filepath.Join(dir, "image")
-	small := NewBuffer(CacheChunk)
+	threads := []int{1}
+	if n := runtime.NumCPU(); n > 1 {
+		threads = append(threads, n)
+	}
+	readvs := []readvWay{{CacheChunk, 1}, {ChunkSize, 1}}
+	if len(threads) > 1 {
+		readvs = append(readvs, readvWay{CacheChunk, threads[1]})
+	}
 
 	ss := series{}
 	var dumps []DumpSample
 	var readBytes int64
+	pageBytes := mib << 20 // until the first dump tells
 	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 dumps of pid %d, each beside reads of its memory\n", mib, cfg.Repeat, pid)
 	for i := -1; i < cfg.Repeat; i++ { // -1: warm-up, not counted
 		count := func(name string, d time.Duration) {
@@ -237,30 +243,34 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 				ss.add(name, d)
 			}
 		}
-		for _, buf := range [][]byte{small, src} {
-			n, d, err := ReadvLimit(ctx, t, pid, buf, nil)
+		for _, rw := range readvs {
+			n, d, err := ReadvLimit(ctx, t, pid, rw.piece, rw.threads)
 			if err != nil {
 				return nil, fmt.Errorf("readv limit: %w", err)
 			}
-			count(readvName(len(buf)), d)
+			count(rw.name(), d)
 			readBytes = n
 		}
-		d, err := readvToFile(ctx, t, pid, small, dir)
-		if err != nil {
+		// Each write below gets the memory the one before freed, as the
+		// dump gets the previous image's: all alike warm or cold.
+		if err := os.RemoveAll(img); err != nil {
 			return nil, err
 		}
-		count("readv-to-file", d)
-
+		d, err := TmpfsWrite(dir, pageBytes, src)
+		if err != nil {
+			return nil, fmt.Errorf("write to %s: %w", dir, err)
+		}
+		count("file-write", d)
+		if d, err = ImageWrite(dir, pageBytes, src); err != nil {
+			return nil, fmt.Errorf("write an image to %s: %w", dir, err)
+		}
+		count("image-write", d)
 		s, _, err := Dump(ctx, t, pid, img, dump.Running)
 		if err != nil {
 			return nil, err
 		}
 		log.Debug("dump", "i", i, "ms", ms(s.Total), "freeze_ms", ms(s.Freeze))
-		tw, err := TmpfsWrite(dir, int(s.PageBytes), src)
-		if err != nil {
-			return nil, fmt.Errorf("write to %s: %w", dir, err)
-		}
-		count("file-write", tw)
+		pageBytes = int(s.PageBytes)
 		if i >= 0 {
 			dumps = append(dumps, s)
 		}
@@ -283,6 +293,7 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 	}
 
 	var restores []RestoreSample
+	var imageReadBytes int64
 	size := int(killed.PageBytes)
 	noUffd := false
 	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 restores, each beside fills of %d MiB of fresh memory\n", mib, cfg.Repeat, size>>20)
@@ -311,49 +322,58 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 		if i >= 0 {
 			restores = append(restores, s)
 		}
-		d, err := FreshWrite(size, src)
-		if err != nil {
-			return nil, fmt.Errorf("fresh memory: %w", err)
-		}
-		count("copy", d)
-		if d, err = WritevFresh(size, RecordSize, src); err != nil {
-			return nil, fmt.Errorf("fresh memory: %w", err)
-		}
-		count("writev", d)
-		if !noUffd {
-			d, err = UffdCopyFresh(size, RecordSize, src)
-			switch {
-			case errors.Is(err, ErrNoUserfaultfd):
-				log.Info("fresh memory by UFFDIO_COPY not measured", "err", err)
-				noUffd = true
-			case err != nil:
-				return nil, fmt.Errorf("fresh memory: %w", err)
-			default:
-				count("uffd-copy", d)
+		for _, m := range FillMethods {
+			if m == FillUffdCopy && noUffd {
+				continue
+			}
+			for _, n := range threads {
+				d, err := FillFresh(m, size, n, src)
+				if errors.Is(err, ErrNoUserfaultfd) {
+					log.Info("fresh memory by UFFDIO_COPY not measured", "err", err)
+					noUffd = true
+					break
+				}
+				if err != nil {
+					return nil, fmt.Errorf("fill fresh memory by %s: %w", m, err)
+				}
+				count(fillName(m, n), d)
 			}
 		}
+		n, d, err := ImageRead(img)
+		if err != nil {
+			return nil, fmt.Errorf("read the image: %w", err)
+		}
+		count("image-read", d)
+		imageReadBytes = n
 	}
 	r := summarize(mib, dumps, restores, ss, readBytes, int64(size))
+	r.ImageReadGBps = gbps(imageReadBytes, ss.median("image-read"))
 	r.KillDumpMs = ms(killed.Total)
 	r.Targets = targetsFor(r)
 	return r, nil
 }
 
-func readvName(piece int) string { return fmt.Sprintf("readv-%dKiB", piece>>10) }
+// readvWay is a way of reading a process's memory for the readv limit.
+type readvWay struct{ piece, threads int }
 
-// readvToFile is ReadvLimit writing every piece on to a new file in dir.
-func readvToFile(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte, dir string) (time.Duration, error) {
-	f, err := os.CreateTemp(dir, "readv-")
-	if err != nil {
-		return 0, err
+// Sample names of the limits: readvPrefix or fillPrefix and the way.
+const (
+	readvPrefix = "readv:"
+	fillPrefix  = "fill:"
+)
+
+func (rw readvWay) name() string {
+	return readvPrefix + threaded(fmt.Sprintf("%dKiB", rw.piece>>10), rw.threads)
+}
+
+func fillName(method string, threads int) string { return fillPrefix + threaded(method, threads) }
+
+// threaded names a way of measuring done on n threads.
+func threaded(name string, n int) string {
+	if n <= 1 {
+		return name
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	_, d, err := ReadvLimit(ctx, t, pid, buf, f)
-	if err != nil {
-		return 0, fmt.Errorf("readv to %s: %w", dir, err)
-	}
-	return d, nil
+	return fmt.Sprintf("%s-%dt", name, n)
 }
 
 // checkRestored waits for the restored copy's first progress line and
@@ -377,7 +397,7 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 		ss.add("dump", s.Total)
 		ss.add("freeze", s.Freeze)
 		ss.add("dump-collect", s.Collect)
-		ss.add("dump-read-pages", s.ReadPages)
+		ss.add("dump-pages", s.Pages)
 		ss.add("dump-write-image", s.WriteImage)
 		ss.add("dump-close", s.Close)
 		ss.add("dump-release", s.Release)
@@ -398,33 +418,34 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 	r.FreezeMs = ms(ss.median("freeze"))
 	r.DumpMs = ms(ss.median("dump"))
 	r.DumpGBps = gbps(r.PageBytes, ss.median("dump"))
-	for _, piece := range []int{CacheChunk, ChunkSize} {
-		g := gbps(readBytes, ss.median(readvName(piece)))
-		r.ReadvGBpsBy[fmt.Sprintf("%dKiB", piece>>10)] = g
-		r.ReadvGBps = max(r.ReadvGBps, g)
+	for name, ds := range ss {
+		if way, ok := strings.CutPrefix(name, readvPrefix); ok {
+			g := gbps(readBytes, median(ds))
+			r.ReadvGBpsBy[way] = g
+			r.ReadvGBps = max(r.ReadvGBps, g)
+		}
 	}
 	r.DumpRatio = ratio(r.DumpGBps, r.ReadvGBps)
 	r.TmpfsWriteGBps = gbps(r.PageBytes, ss.median("file-write"))
-	r.ReadvToFSGBps = gbps(readBytes, ss.median("readv-to-file"))
+	r.ImageWriteGBps = gbps(r.PageBytes, ss.median("image-write"))
 
 	restored := restores[len(restores)-1].PageBytes
 	r.RestoreMs = ms(ss.median("restore"))
 	r.RestoreGBps = gbps(restored, ss.median("restore"))
-	for _, m := range FreshMethods {
-		if len(ss[m]) == 0 {
-			continue
-		}
-		g := gbps(freshBytes, ss.median(m))
-		r.FreshGBpsBy[m] = g
-		if g > r.FreshGBps {
-			r.FreshGBps, r.FreshMethod = g, m
+	for name, ds := range ss {
+		if way, ok := strings.CutPrefix(name, fillPrefix); ok {
+			g := gbps(freshBytes, median(ds))
+			r.FreshGBpsBy[way] = g
+			if g > r.FreshGBps {
+				r.FreshGBps, r.FreshMethod = g, way
+			}
 		}
 	}
 	r.RestoreRatio = ratio(r.RestoreGBps, r.FreshGBps)
 
 	r.DumpPhases = DumpPhases{
 		Collect:    ms(ss.median("dump-collect")),
-		ReadPages:  ms(ss.median("dump-read-pages")),
+		Pages:      ms(ss.median("dump-pages")),
 		WriteImage: ms(ss.median("dump-write-image")),
 		Close:      ms(ss.median("dump-close")),
 		Release:    ms(ss.median("dump-release")),

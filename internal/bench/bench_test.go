@@ -117,7 +117,7 @@ func TestRoundTrip(t *testing.T) {
 	if s.PageBytes < 16<<20 {
 		t.Errorf("image holds %d bytes of pages, want at least 16 MiB", s.PageBytes)
 	}
-	if s.Collect <= 0 || s.WriteImage <= 0 || s.Total < s.Collect+s.ReadPages+s.WriteImage {
+	if s.Collect <= 0 || s.WriteImage <= 0 || s.Total < s.Collect+s.Pages+s.Close || s.WriteImage > s.Pages {
 		t.Errorf("dump phases do not add up: %+v", s)
 	}
 	w.Reap()
@@ -197,23 +197,38 @@ func TestRun(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	src := NewBuffer(ChunkSize)
-	const size = 16 << 20
-	for _, m := range []struct {
-		name string
-		f    func() (time.Duration, error)
-	}{
-		{"copy", func() (time.Duration, error) { return FreshWrite(size, src) }},
-		{"writev", func() (time.Duration, error) { return WritevFresh(size, RecordSize, src) }},
-		{"uffd-copy", func() (time.Duration, error) { return UffdCopyFresh(size, RecordSize, src) }},
-		{"file", func() (time.Duration, error) { return TmpfsWrite(t.TempDir(), size, src) }},
-	} {
-		d, err := m.f()
-		if errors.Is(err, ErrNoUserfaultfd) {
-			t.Logf("%s: %v", m.name, err)
-			continue
+	const size = 16<<20 + 4096 // not a multiple of the pieces
+	for _, m := range FillMethods {
+		for _, n := range []int{1, 3} {
+			d, err := FillFresh(m, size, n, src)
+			if errors.Is(err, ErrNoUserfaultfd) {
+				t.Logf("%s: %v", m, err)
+				continue
+			}
+			if err != nil || d <= 0 {
+				t.Errorf("FillFresh(%q, %d, %d) = %v, %v", m, size, n, d, err)
+			}
 		}
-		if err != nil || d <= 0 {
-			t.Errorf("%s: %v, %v", m.name, d, err)
+	}
+	if _, err := FillFresh("nonsense", size, 1, src); err == nil {
+		t.Errorf("FillFresh of an unknown method succeeded")
+	}
+	if d, err := TmpfsWrite(t.TempDir(), size, src); err != nil || d <= 0 {
+		t.Errorf("TmpfsWrite = %v, %v", d, err)
+	}
+}
+
+func TestReadvLimit(t *testing.T) {
+	needRoot(t)
+	w := startWorkload(t, 8, 200*time.Millisecond)
+	tr := newTracer(t)
+	for _, rw := range []readvWay{{CacheChunk, 1}, {ChunkSize, 1}, {CacheChunk, 3}} {
+		n, d, err := ReadvLimit(context.Background(), tr, w.PID(), rw.piece, rw.threads)
+		if err != nil {
+			t.Fatalf("%s: %v", rw.name(), err)
+		}
+		if n < 8<<20 || d <= 0 {
+			t.Errorf("%s read %d bytes in %v, want at least 8 MiB", rw.name(), n, d)
 		}
 	}
 }

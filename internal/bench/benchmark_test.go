@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,33 +106,44 @@ func BenchmarkRestore64M(b *testing.B) { benchmarkRestore(b, mib64) }
 func BenchmarkDump1G(b *testing.B)     { benchmarkDump(b, gib1) }
 func BenchmarkRestore1G(b *testing.B)  { benchmarkRestore(b, gib1) }
 
+// threadCounts are 1 and, on a machine with more, every CPU.
+func threadCounts() []int {
+	if n := runtime.NumCPU(); n > 1 {
+		return []int{1, n}
+	}
+	return []int{1}
+}
+
 // BenchmarkProcessVMReadv reads the present memory of a frozen workload
-// with process_vm_readv, in cache-sized pieces and in the dump's.
+// with process_vm_readv: in cache-sized pieces and in large ones, and in
+// cache-sized pieces on every CPU.
 func BenchmarkProcessVMReadv(b *testing.B) {
 	needRoot(b)
+	ways := []readvWay{{CacheChunk, 1}, {ChunkSize, 1}}
+	if n := threadCounts(); len(n) > 1 {
+		ways = append(ways, readvWay{CacheChunk, n[1]})
+	}
 	for _, mib := range []int{mib64, gib1} {
-		for _, piece := range []int{CacheChunk, ChunkSize} {
-			b.Run(strconv.Itoa(mib)+"MiB/"+readvName(piece), func(b *testing.B) {
+		for _, rw := range ways {
+			b.Run(strconv.Itoa(mib)+"MiB/"+strings.TrimPrefix(rw.name(), readvPrefix), func(b *testing.B) {
 				skipLarge(b, mib)
 				ctx := context.Background()
 				w := startWorkload(b, mib, 200*time.Millisecond)
 				tr := newTracer(b)
-				buf := NewBuffer(piece)
-				n, _, err := ReadvLimit(ctx, tr, w.PID(), buf, nil)
+				n, _, err := ReadvLimit(ctx, tr, w.PID(), rw.piece, rw.threads)
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.SetBytes(n)
 				var spent time.Duration
 				for b.Loop() {
-					// Freezing and thawing are not part of the figure.
-					b.StopTimer()
-					_, d, err := ReadvLimit(ctx, tr, w.PID(), buf, nil)
+					// The timer counts freezing, thawing and finding the
+					// pages too; readv-MB/s counts the reads alone.
+					_, d, err := ReadvLimit(ctx, tr, w.PID(), rw.piece, rw.threads)
 					if err != nil {
 						b.Fatal(err)
 					}
 					spent += d
-					b.StartTimer()
 				}
 				b.ReportMetric(float64(n)*float64(b.N)/spent.Seconds()/1e6, "readv-MB/s")
 			})
@@ -138,38 +151,35 @@ func BenchmarkProcessVMReadv(b *testing.B) {
 	}
 }
 
-// BenchmarkFreshMemoryWrite fills new anonymous memory (mmap included,
-// munmap not) by each method of FreshMethods.
+// BenchmarkFreshMemoryWrite fills new anonymous memory by each of
+// FillMethods, on one thread and on every CPU.
 func BenchmarkFreshMemoryWrite(b *testing.B) {
 	src := NewBuffer(ChunkSize)
-	fill := map[string]func(size int) (time.Duration, error){
-		"copy":      func(size int) (time.Duration, error) { return FreshWrite(size, src) },
-		"writev":    func(size int) (time.Duration, error) { return WritevFresh(size, RecordSize, src) },
-		"uffd-copy": func(size int) (time.Duration, error) { return UffdCopyFresh(size, RecordSize, src) },
-	}
 	for _, mib := range []int{mib64, gib1} {
-		for _, m := range FreshMethods {
-			b.Run(strconv.Itoa(mib)+"MiB/"+m, func(b *testing.B) {
-				skipLarge(b, mib)
-				size := mib << 20
-				// Warm up: the first touch of memory the VM gave back is slower.
-				if _, err := fill[m](size); errors.Is(err, ErrNoUserfaultfd) {
-					b.Skip(err)
-				} else if err != nil {
-					b.Fatal(err)
-				}
-				b.SetBytes(int64(size))
-				var spent time.Duration
-				for b.Loop() {
-					// The timer would count the munmap; report the fill alone.
-					d, err := fill[m](size)
-					if err != nil {
+		for _, m := range FillMethods {
+			for _, n := range threadCounts() {
+				b.Run(strconv.Itoa(mib)+"MiB/"+strings.TrimPrefix(fillName(m, n), fillPrefix), func(b *testing.B) {
+					skipLarge(b, mib)
+					size := mib << 20
+					// Warm up: the first touch of memory the VM gave back is slower.
+					if _, err := FillFresh(m, size, n, src); errors.Is(err, ErrNoUserfaultfd) {
+						b.Skip(err)
+					} else if err != nil {
 						b.Fatal(err)
 					}
-					spent += d
-				}
-				b.ReportMetric(float64(size)*float64(b.N)/spent.Seconds()/1e6, "fill-MB/s")
-			})
+					b.SetBytes(int64(size))
+					var spent time.Duration
+					for b.Loop() {
+						d, err := FillFresh(m, size, n, src)
+						if err != nil {
+							b.Fatal(err)
+						}
+						spent += d
+					}
+					// The timer counts the munmap too; fill-MB/s does not.
+					b.ReportMetric(float64(size)*float64(b.N)/spent.Seconds()/1e6, "fill-MB/s")
+				})
+			}
 		}
 	}
 }

@@ -9,25 +9,27 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"ferry/internal/image"
 	"ferry/internal/kernel"
 	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
 )
 
-// ChunkSize is as much as dump reads with one process_vm_readv, and the
-// size of the source buffer of the fresh-memory measurements.
+// ChunkSize is the size of the source buffer of the fresh-memory
+// measurements, and a large process_vm_readv piece.
 const ChunkSize = 8 << 20
 
 // CacheChunk is a piece small enough to stay in the CPU's caches: reading
 // another process's memory into it is faster than into ChunkSize.
 const CacheChunk = 256 << 10
 
-// RecordSize is the page payload of one image record, which restore writes
-// with one process_vm_writev (image's writeChunk).
+// RecordSize is the page payload of one image record, the unit in which
+// restore gets pages from an image.
 const RecordSize = 64 << 10
 
 // NewBuffer returns size bytes of memory that has been written, so that
@@ -40,13 +42,17 @@ func NewBuffer(size int) []byte {
 	return b
 }
 
-// ReadvLimit freezes pid (as a dump does), reads every present page of
-// its private anonymous memory with process_vm_readv in pieces of
-// len(buf), and thaws it. It returns the bytes read and the time spent
-// reading, freezing excluded: the rate at which a dump can get at the
-// memory. If sink is set, each piece is also written to it, inside the
-// timing: a dump's path with nothing else in it.
-func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte, sink io.Writer) (int64, time.Duration, error) {
+// ReadvLimit freezes pid (as a dump does), reads every present page of its
+// private anonymous memory with process_vm_readv in pieces of piece bytes
+// spread over threads goroutines (each with a buffer of its own, already
+// touched), and thaws it. It returns the bytes read and the time the
+// reading took, freezing and finding the pages excluded: the rate at which
+// a dump can get at the memory.
+func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid, piece, threads int) (int64, time.Duration, error) {
+	bufs := make([][]byte, max(threads, 1))
+	for i := range bufs {
+		bufs[i] = NewBuffer(piece)
+	}
 	var n int64
 	var d time.Duration
 	err := t.Do(ctx, func() error {
@@ -54,7 +60,7 @@ func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte, sink
 		if err != nil {
 			return err
 		}
-		n, d, err = readPresent(pid, buf, sink)
+		n, d, err = readPresent(pid, bufs)
 		if terr := fz.Thaw(false); err == nil {
 			err = terr
 		}
@@ -63,27 +69,61 @@ func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid int, buf []byte, sink
 	return n, d, err
 }
 
-// readPresent reads the present pages of pid's private anonymous mappings.
-func readPresent(pid int, buf []byte, sink io.Writer) (int64, time.Duration, error) {
-	maps, err := procfs.Maps(pid)
+// readPresent reads the present pages of pid's private anonymous mappings,
+// in pieces of len(bufs[i]), with one goroutine per buffer.
+func readPresent(pid int, bufs [][]byte) (int64, time.Duration, error) {
+	pieces, total, err := presentPieces(pid, len(bufs[0]))
 	if err != nil {
 		return 0, 0, err
+	}
+	if total == 0 {
+		return 0, 0, errors.New("no present anonymous pages to read")
+	}
+	errs := make([]error, len(bufs))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, buf := range bufs {
+		wg.Go(func() {
+			for k := i; k < len(pieces); k += len(bufs) {
+				rv := pieces[k]
+				got, err := unix.ProcessVMReadv(pid, []unix.Iovec{iovec(buf[:rv.Len])}, []unix.RemoteIovec{rv}, 0)
+				if err == nil && got != rv.Len {
+					err = fmt.Errorf("%d of %d bytes", got, rv.Len)
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("process_vm_readv %#x of %d: %w", rv.Base, pid, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(start)
+	return total, d, errors.Join(errs...)
+}
+
+// presentPieces lists the present pages of pid's private anonymous
+// mappings (those a dump stores) as ranges of at most piece bytes.
+func presentPieces(pid, piece int) ([]unix.RemoteIovec, int64, error) {
+	maps, err := procfs.Maps(pid)
+	if err != nil {
+		return nil, 0, err
 	}
 	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
-		return 0, 0, err
+		return nil, 0, err
 	}
 	defer pm.Close()
 	ps := uint64(os.Getpagesize())
+	var out []unix.RemoteIovec
 	var total int64
-	var spent time.Duration
 	var ents []uint64
 	for _, m := range maps {
 		if !m.Anonymous() || m.Shared || !m.Read {
 			continue
 		}
 		if ents, err = pm.Read(m.Start, m.End, ents); err != nil {
-			return 0, 0, err
+			return nil, 0, err
 		}
 		for i := 0; i < len(ents); {
 			if !procfs.Present(ents[i]) {
@@ -95,30 +135,15 @@ func readPresent(pid int, buf []byte, sink io.Writer) (int64, time.Duration, err
 				j++
 			}
 			for a, end := m.Start+uint64(i)*ps, m.Start+uint64(j)*ps; a < end; {
-				piece := buf[:min(end-a, uint64(len(buf)))]
-				start := time.Now()
-				got, err := unix.ProcessVMReadv(pid, []unix.Iovec{iovec(piece)},
-					[]unix.RemoteIovec{{Base: uintptr(a), Len: len(piece)}}, 0)
-				if err == nil && got == len(piece) && sink != nil {
-					_, err = sink.Write(piece)
-				}
-				spent += time.Since(start)
-				if err != nil {
-					return 0, 0, fmt.Errorf("read %#x of %d: %w", a, pid, err)
-				}
-				if got != len(piece) {
-					return 0, 0, fmt.Errorf("process_vm_readv at %#x: %d of %d bytes", a, got, len(piece))
-				}
-				total += int64(got)
-				a += uint64(got)
+				n := min(end-a, uint64(piece))
+				out = append(out, unix.RemoteIovec{Base: uintptr(a), Len: int(n)})
+				total += int64(n)
+				a += n
 			}
 			i = j
 		}
 	}
-	if total == 0 {
-		return 0, 0, errors.New("no present anonymous pages to read")
-	}
-	return total, spent, nil
+	return out, total, nil
 }
 
 func iovec(b []byte) unix.Iovec {
@@ -127,110 +152,143 @@ func iovec(b []byte) unix.Iovec {
 	return v
 }
 
-// mapFresh maps size bytes of new private anonymous memory, untouched.
-func mapFresh(size int) ([]byte, error) {
+// Ways of filling fresh memory, each writing src again and again into new
+// anonymous memory.
+const (
+	// FillCopy copies with the CPU; every page faults on first write and
+	// the kernel zeroes it before the copy overwrites it.
+	FillCopy = "copy"
+	// FillWritev uses process_vm_writev of RecordSize pieces into this
+	// process's own memory, as restore writes a new process: the kernel
+	// faults pages in itself, without a trap per page, then copies.
+	FillWritev = "writev"
+	// FillUffdCopy uses UFFDIO_COPY of RecordSize pieces: the kernel
+	// allocates each page and copies into it without zeroing it first.
+	FillUffdCopy = "uffd-copy"
+)
+
+// FillMethods are the ways of filling fresh memory that are measured; the
+// fastest, on one thread or on all, is a restore's limit.
+var FillMethods = []string{FillCopy, FillWritev, FillUffdCopy}
+
+// ErrNoUserfaultfd is wrapped by the error of a FillUffdCopy measurement
+// where userfaultfd cannot be used.
+var ErrNoUserfaultfd = errors.New("userfaultfd unavailable")
+
+// FillFresh maps size bytes of new private anonymous memory and fills it
+// from src by method, the work split over threads goroutines. The time
+// covers the mmap and the filling, not the munmap after.
+func FillFresh(method string, size, threads int, src []byte) (time.Duration, error) {
+	threads = max(threads, 1)
+	var fill func(dst []byte) error
+	var done func()
+	switch method {
+	case FillCopy:
+		fill = func(dst []byte) error {
+			for off := 0; off < len(dst); off += len(src) {
+				copy(dst[off:], src)
+			}
+			return nil
+		}
+	case FillWritev:
+		pid := os.Getpid()
+		fill = func(dst []byte) error { return writevInto(pid, dst, src) }
+	case FillUffdCopy:
+		// The userfaultfd is set up inside the timing: restore would have
+		// to do the same.
+	default:
+		return 0, fmt.Errorf("unknown fill method %q", method)
+	}
+	start := time.Now()
 	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
+		return 0, os.NewSyscallError("mmap", err)
 	}
-	return b, nil
-}
-
-// FreshWrite maps size bytes of new anonymous memory and copies src into
-// it again and again until it is full: the rate at which a restore can
-// fill a new address space. The time covers the mmap and the copy (every
-// page faulted in, zeroed and overwritten), not the munmap after.
-func FreshWrite(size int, src []byte) (time.Duration, error) {
-	start := time.Now()
-	b, err := mapFresh(size)
-	if err != nil {
-		return 0, err
+	defer unix.Munmap(b)
+	if method == FillUffdCopy {
+		var fd int
+		if fd, err = uffdFor(b); err != nil {
+			return 0, err
+		}
+		done = func() { unix.Close(fd) }
+		fill = func(dst []byte) error { return uffdCopyInto(fd, dst, src) }
 	}
-	for off := 0; off < size; off += len(src) {
-		copy(b[off:], src)
+	// Split on page boundaries.
+	part := (size/threads + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
+	errs := make([]error, threads)
+	var wg sync.WaitGroup
+	for i := range threads {
+		lo, hi := min(i*part, size), min((i+1)*part, size)
+		if lo == hi {
+			continue
+		}
+		wg.Go(func() { errs[i] = fill(b[lo:hi]) })
 	}
+	wg.Wait()
 	d := time.Since(start)
-	return d, unix.Munmap(b)
+	if done != nil {
+		done()
+	}
+	return d, errors.Join(errs...)
 }
 
-// WritevFresh is FreshWrite through process_vm_writev into this process's
-// own new memory, chunk bytes per call, as restore writes the new process.
-func WritevFresh(size, chunk int, src []byte) (time.Duration, error) {
-	chunk = min(chunk, len(src))
-	start := time.Now()
-	b, err := mapFresh(size)
-	if err != nil {
-		return 0, err
-	}
-	pid := os.Getpid()
-	for off := 0; off < size; off += chunk {
-		n := min(chunk, size-off)
+func writevInto(pid int, dst, src []byte) error {
+	for off := 0; off < len(dst); off += RecordSize {
+		n := min(RecordSize, len(dst)-off, len(src))
 		got, err := unix.ProcessVMWritev(pid, []unix.Iovec{iovec(src[:n])},
-			[]unix.RemoteIovec{{Base: addrOf(b[off:]), Len: n}}, 0)
+			[]unix.RemoteIovec{{Base: addrOf(dst[off:]), Len: n}}, 0)
 		if err == nil && got != n {
 			err = fmt.Errorf("%d of %d bytes", got, n)
 		}
 		if err != nil {
-			unix.Munmap(b)
-			return 0, os.NewSyscallError("process_vm_writev", err)
+			return os.NewSyscallError("process_vm_writev", err)
 		}
 	}
-	d := time.Since(start)
-	return d, unix.Munmap(b)
+	return nil
 }
 
-// UffdCopyFresh is FreshWrite through UFFDIO_COPY, chunk bytes per call:
-// the kernel allocates each page and copies into it without zeroing it
-// first, which neither a page fault nor process_vm_writev avoids. It fails
-// with an error wrapping ErrNoUserfaultfd where userfaultfd is off.
-func UffdCopyFresh(size, chunk int, src []byte) (time.Duration, error) {
-	chunk = min(chunk, len(src))
-	start := time.Now()
-	b, err := mapFresh(size)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Munmap(b)
+// uffdFor returns a userfaultfd with b registered for missing pages.
+func uffdFor(b []byte) (int, error) {
 	fd, err := kernel.Userfaultfd(unix.O_CLOEXEC)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
+		return -1, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
 	}
-	defer unix.Close(fd)
 	api := kernel.UffdioAPIArg{API: kernel.UFFD_API}
-	if err := kernel.UffdioAPI(fd, &api); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
-	}
-	reg := kernel.UffdioRegisterArg{Range: kernel.UffdioRange{Start: uint64(addrOf(b)), Len: uint64(size)},
+	reg := kernel.UffdioRegisterArg{Range: kernel.UffdioRange{Start: uint64(addrOf(b)), Len: uint64(len(b))},
 		Mode: kernel.UFFDIO_REGISTER_MODE_MISSING}
-	if err := kernel.UffdioRegister(fd, &reg); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
+	if err := kernel.UffdioAPI(fd, &api); err == nil {
+		err = kernel.UffdioRegister(fd, &reg)
 	}
-	for off := 0; off < size; {
-		n := min(chunk, size-off)
-		arg := kernel.UffdioCopyArg{Dst: uint64(addrOf(b[off:])), Src: &src[0], Len: uint64(n)}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%w: %w", ErrNoUserfaultfd, err)
+	}
+	return fd, nil
+}
+
+func uffdCopyInto(fd int, dst, src []byte) error {
+	for off := 0; off < len(dst); {
+		n := min(RecordSize, len(dst)-off, len(src))
+		arg := kernel.UffdioCopyArg{Dst: uint64(addrOf(dst[off:])), Src: &src[0], Len: uint64(n)}
 		err := kernel.UffdioCopy(fd, &arg)
 		if arg.Copy > 0 {
 			off += int(arg.Copy)
 		}
 		switch {
-		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
-			continue
+		case errors.Is(err, unix.EAGAIN):
+			continue // the mm changed under the copy; go on from where it got
 		case err != nil:
-			return 0, err
+			return err
 		case arg.Copy <= 0:
-			return 0, fmt.Errorf("UFFDIO_COPY at offset %d copied %d", off, arg.Copy)
+			return fmt.Errorf("UFFDIO_COPY at %#x copied %d", arg.Dst, arg.Copy)
 		}
 	}
-	return time.Since(start), nil
+	return nil
 }
-
-// ErrNoUserfaultfd is wrapped by UffdCopyFresh's error when userfaultfd
-// cannot be used.
-var ErrNoUserfaultfd = errors.New("userfaultfd unavailable")
 
 // TmpfsWrite writes size bytes from src to a new file in dir, in writes of
 // 512 KiB (the image writer's buffer), as a dump writes its image, and
-// removes the file after. The file's pages are new memory too.
+// removes the file after. On tmpfs the file's pages are fresh memory too.
 func TmpfsWrite(dir string, size int, src []byte) (time.Duration, error) {
 	f, err := os.CreateTemp(dir, "ferry-bench-write-")
 	if err != nil {
@@ -247,6 +305,70 @@ func TmpfsWrite(dir string, size int, src []byte) (time.Duration, error) {
 		}
 	}
 	return time.Since(start), nil
+}
+
+// ImageWrite writes size bytes of pages from src through image.Writer into
+// a new image in dir, after a minimal state record, and removes it after:
+// a dump's writing half (checksums, buffering, file writes) with no
+// process behind it.
+func ImageWrite(dir string, size int, src []byte) (time.Duration, error) {
+	tmp, err := os.MkdirTemp(dir, "ferry-bench-image-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+	start := time.Now()
+	dw, err := image.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	defer dw.Abort()
+	const pid = 1
+	if err := dw.WriteState(&image.Checkpoint{Root: pid, PageSize: os.Getpagesize(),
+		Processes: []*image.Process{{PID: pid}}}); err != nil {
+		return 0, err
+	}
+	addr := uint64(1 << 30)
+	for off := 0; off < size; off += len(src) {
+		n := min(len(src), size-off) &^ (os.Getpagesize() - 1)
+		if n == 0 {
+			break
+		}
+		if err := dw.WritePages(pid, addr, src[:n]); err != nil {
+			return 0, err
+		}
+		addr += uint64(n)
+	}
+	if err := dw.Close(); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// ImageRead decodes the image in dir with image.Reader, which reads and
+// checksums every record, and discards the records: a restore's reading
+// half with no process to fill. It returns the bytes of pages read.
+func ImageRead(dir string) (int64, time.Duration, error) {
+	start := time.Now()
+	dr, err := image.Open(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer dr.Close()
+	var n int64
+	for {
+		rec, err := dr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if rec.Type == image.RecordPages {
+			n += int64(len(rec.Data))
+		}
+	}
+	return n, time.Since(start), nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

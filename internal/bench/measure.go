@@ -17,9 +17,13 @@ import (
 // DumpSample is one timed checkpoint. The phases are told apart by the
 // calls dump makes on its image sink, so the engine needs no hooks:
 //
-//	Collect    from the call to the state record: checks, freeze, registers, maps, fds
-//	ReadPages  pagemap and process_vm_readv, between the sink's WritePages calls
-//	WriteImage inside WritePages: checksum and copy into the image file
+//	Collect    from the call to the state record: checks, freeze, registers,
+//	           memory layout, fds
+//	Pages      from the state record to the image's Close: reading memory
+//	           and writing it to the image
+//	WriteImage the part of Pages spent inside the sink's WritePages:
+//	           checksum and copy into the image file (an engine that reads
+//	           and writes at once overlaps this with reading)
 //	Close      trailer, flush, rename
 //	Release    after the image is complete: thaw, or kill and wait for the death
 type DumpSample struct {
@@ -27,10 +31,12 @@ type DumpSample struct {
 	PageBytes     int64 // memory bytes in the image
 	ImageBytes    int64
 
-	Collect, ReadPages, WriteImage, Close, Release time.Duration
+	Collect, Pages, WriteImage, Close, Release time.Duration
 }
 
-// timedSink is an image sink that notes when dump calls it.
+// timedSink is an image sink that notes when dump calls it. dump may call
+// WritePages from a goroutine of its own, but one at a time and before
+// Close: inPages needs no lock, and is read after Dump returns.
 type timedSink struct {
 	*image.DirWriter
 	state      time.Time // WriteState returned
@@ -80,14 +86,13 @@ func Dump(ctx context.Context, t *ptrace.Tracer, pid int, dir string, leave dump
 	if err != nil {
 		return DumpSample{}, nil, fmt.Errorf("dump pid %d: %w", pid, err)
 	}
-	pages := sink.closeStart.Sub(sink.state)
 	return DumpSample{
 		Total:      end.Sub(start),
 		Freeze:     res.FreezeTime,
 		PageBytes:  res.Stats.PageBytes,
 		ImageBytes: res.Stats.TotalBytes,
 		Collect:    sink.state.Sub(start),
-		ReadPages:  pages - sink.inPages,
+		Pages:      sink.closeStart.Sub(sink.state),
 		WriteImage: sink.inPages,
 		Close:      sink.closeEnd.Sub(sink.closeStart),
 		Release:    end.Sub(sink.closeEnd),
@@ -95,16 +100,21 @@ func Dump(ctx context.Context, t *ptrace.Tracer, pid int, dir string, leave dump
 }
 
 // RestoreSample is one timed restore. The phases are told apart by when
-// the engine reads the image file (in 512 KiB pieces through the image
-// reader's buffer), so each boundary is uncertain by the page writes of
-// one such piece, a fraction of a millisecond:
+// the engine reads the image file (in pieces of the image reader's
+// buffer, 512 KiB), so the engine needs no hooks:
 //
-//	Setup   up to the first read after the state: seed process, clone3 with
-//	        the PID, address space cleared, vDSO moved, every VMA mapped
-//	Fill    pages read, checked and written with process_vm_writev
+//	Setup     up to the first read after the state and the first pages:
+//	          seed process, clone3 with the PID, address space cleared,
+//	          vDSO moved, every VMA mapped
+//	Fill      from there to the last read: pages read, checked and written
+//	          into the new process
 //	ImageRead the part of Fill spent in read(2) on the image file
-//	Finish  after the last read: protections, fds, threads, signals,
-//	        registers, detach
+//	Finish    after the last read: the pages still in flight (an engine that
+//	          reads ahead has some), protections, fds, threads, signals,
+//	          registers, detach
+//
+// Each boundary is uncertain by the pages of one read, a fraction of a
+// millisecond, plus what a reading-ahead engine holds in its buffers.
 type RestoreSample struct {
 	Total     time.Duration
 	PID       int

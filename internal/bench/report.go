@@ -33,13 +33,13 @@ func (r *Report) WriteText(out io.Writer) error {
 
 	fmt.Fprintf(out, "\nwhere the time goes (ms, medians)\n")
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "dump\tMiB\tcollect\tread pages\twrite image\tclose\trelease\ttotal\tkill-mode total\t")
+	fmt.Fprintln(tw, "dump\tMiB\tcollect\tpages\t(in WritePages)\tclose\trelease\ttotal\tkill-mode total\t")
 	for _, s := range r.Sizes {
 		d := s.DumpPhases
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", sizeName(s.SizeMiB),
-			float64(s.PageBytes)/(1<<20), d.Collect, d.ReadPages, d.WriteImage, d.Close, d.Release, s.DumpMs, s.KillDumpMs)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t(%.1f)\t%.1f\t%.1f\t%.1f\t%.1f\t\n", sizeName(s.SizeMiB),
+			float64(s.PageBytes)/(1<<20), d.Collect, d.Pages, d.WriteImage, d.Close, d.Release, s.DumpMs, s.KillDumpMs)
 	}
-	fmt.Fprintln(tw, "restore\t\tsetup\tfill\t(read image)\tfinish\t\ttotal\t\t")
+	fmt.Fprintln(tw, "restore\t\tsetup\tfill\t(in read)\tfinish\t\ttotal\t\t")
 	for _, s := range r.Sizes {
 		p := s.RestorePhases
 		fmt.Fprintf(tw, "%s\t\t%.1f\t%.1f\t(%.1f)\t%.1f\t\t%.1f\t\t\n", sizeName(s.SizeMiB),
@@ -49,12 +49,15 @@ func (r *Report) WriteText(out io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintf(out, "\nlimits by method (GB/s): CRC-32C %.2f\n", r.CRC32CGBps)
+	fmt.Fprintf(out, "\nlimits by way of measuring, GB/s (dump or restore as a percentage of it);\n"+
+		"-Nt: on N threads; the fastest way is the limit in the first table\n")
 	for _, s := range r.Sizes {
-		fmt.Fprintf(out, "  %s: process_vm_readv in pieces of%s; readv and write to %s %.2f; write to %s %.2f; fresh memory by%s\n",
-			sizeName(s.SizeMiB), byKey(s.ReadvGBpsBy, nil), r.Dir, s.ReadvToFSGBps, r.Dir, s.TmpfsWriteGBps,
-			byKey(s.FreshGBpsBy, FreshMethods))
+		fmt.Fprintf(out, "  %s  process_vm_readv, by piece:%s\n", sizeName(s.SizeMiB), byKey(s.ReadvGBpsBy, s.DumpGBps))
+		fmt.Fprintf(out, "  %s  fill fresh memory, by method:%s\n", sizeName(s.SizeMiB), byKey(s.FreshGBpsBy, s.RestoreGBps))
+		fmt.Fprintf(out, "  %s  no process: write a new file in %s %.2f, write an image there %.2f, decode the image %.2f\n",
+			sizeName(s.SizeMiB), r.Dir, s.TmpfsWriteGBps, s.ImageWriteGBps, s.ImageReadGBps)
 	}
+	fmt.Fprintf(out, "  CRC-32C (image checksums): %.2f\n", r.CRC32CGBps)
 
 	first := true
 	for _, s := range r.Sizes {
@@ -73,18 +76,16 @@ func (r *Report) WriteText(out io.Writer) error {
 	return nil
 }
 
-// byKey formats m as " k1 v1, k2 v2", in order's order or sorted.
-func byKey(m map[string]float64, order []string) string {
-	if order == nil {
-		order = slices.Sorted(maps.Keys(m))
-	}
+// byKey formats m as " k1 v1 (p1), k2 v2 (p2)", sorted by key, p being
+// engine as a percentage of v.
+func byKey(m map[string]float64, engine float64) string {
 	var b strings.Builder
-	for _, k := range order {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if v, ok := m[k]; ok {
 			if b.Len() > 0 {
 				b.WriteString(",")
 			}
-			fmt.Fprintf(&b, " %s %.2f", k, v)
+			fmt.Fprintf(&b, " %s %.2f (%.0f%%)", k, v, 100*ratio(engine, v))
 		}
 	}
 	return b.String()

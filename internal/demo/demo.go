@@ -125,16 +125,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	var rounds []round
 	for i := 0; i < cfg.Rounds; i++ {
 		// Drain what was printed so far so "last" is the newest line.
-		for drained := false; !drained; {
-			select {
-			case p, ok := <-lines:
-				if !ok {
-					return errors.New("workload output ended")
-				}
-				last = p
-			default:
-				drained = true
-			}
+		if last, err = drain(lines, last, 0); err != nil {
+			return err
 		}
 		var rd round
 		dw, err := image.Create(dir)
@@ -157,16 +149,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			unix.Wait4(pid, &ws, 0, nil)
 		}
 		// Whatever the workload printed before it was frozen.
-		for drained := false; !drained; {
-			select {
-			case p, ok := <-lines:
-				if !ok {
-					return errors.New("workload output ended")
-				}
-				last = p
-			case <-time.After(50 * time.Millisecond):
-				drained = true
-			}
+		if last, err = drain(lines, last, 50*time.Millisecond); err != nil {
+			return err
 		}
 		rd.lastTick = last.Tick
 		fmt.Fprintf(out, "round %d: checkpointed pid %d (%d MiB image) and killed it; last tick %d\n",
@@ -221,6 +205,32 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			r.imageBytes>>20, r.pages, ms(r.restoreTime), r.lastTick, r.firstTick)
 	}
 	return tw.Flush()
+}
+
+// drain consumes the progress lines already printed (waiting up to quiet
+// for late ones) and returns the newest, or last if there is none.
+func drain(lines <-chan workload.Progress, last workload.Progress, quiet time.Duration) (workload.Progress, error) {
+	for {
+		var p workload.Progress
+		var ok bool
+		if quiet == 0 {
+			select {
+			case p, ok = <-lines:
+			default:
+				return last, nil
+			}
+		} else {
+			select {
+			case p, ok = <-lines:
+			case <-time.After(quiet):
+				return last, nil
+			}
+		}
+		if !ok {
+			return last, errors.New("workload output ended")
+		}
+		last = p
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
