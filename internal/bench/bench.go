@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,8 +110,16 @@ type SizeResult struct {
 	TmpfsWriteGBps float64 `json:"file_write_gbps"`
 	ImageWriteGBps float64 `json:"image_write_gbps"`
 	ImageReadGBps  float64 `json:"image_read_gbps"`
+	// Two fixed costs: freezing every thread of the process (part of a
+	// dump's collect phase), and opening the image and decoding its state
+	// record (part of a restore's setup).
+	FreezeAloneMs float64 `json:"freeze_alone_ms"`
+	StateDecodeMs float64 `json:"state_decode_ms"`
 
 	Targets []Target `json:"targets,omitempty"`
+	// Noisy names the series whose slowest sample took over noisy times
+	// as long as the fastest.
+	Noisy []string `json:"noisy,omitempty"`
 	// Samples holds every counted sample in ms, in the order taken, by
 	// series name.
 	Samples map[string][]float64 `json:"samples_ms"`
@@ -197,6 +206,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// noisy is the ratio of slowest to fastest sample above which a series is
+// reported as noisy.
+const noisy = 1.5
+
 // quiet is how long output must stay silent before the lines of a process
 // that just died are taken as all read.
 const quiet = 50 * time.Millisecond
@@ -236,7 +249,8 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 	var dumps []DumpSample
 	var readBytes int64
 	pageBytes := mib << 20 // until the first dump tells
-	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 dumps of pid %d, each beside reads of its memory\n", mib, cfg.Repeat, pid)
+	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 dumps of pid %d, each beside reads of its memory and writes to %s\n",
+		mib, cfg.Repeat, pid, cfg.Dir)
 	for i := -1; i < cfg.Repeat; i++ { // -1: warm-up, not counted
 		count := func(name string, d time.Duration) {
 			if i >= 0 {
@@ -244,35 +258,52 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 			}
 		}
 		for _, rw := range readvs {
-			n, d, err := ReadvLimit(ctx, t, pid, rw.piece, rw.threads)
+			rv, err := ReadvLimit(ctx, t, pid, rw.piece, rw.threads)
 			if err != nil {
 				return nil, fmt.Errorf("readv limit: %w", err)
 			}
-			count(rw.name(), d)
-			readBytes = n
+			count(rw.name(), rv.Read)
+			count("freeze-alone", rv.Freeze)
+			readBytes = rv.Bytes
 		}
-		// Each write below gets the memory the one before freed, as the
-		// dump gets the previous image's: all alike warm or cold.
+		// Free the old image before the steps, not inside one.
 		if err := os.RemoveAll(img); err != nil {
 			return nil, err
 		}
-		d, err := TmpfsWrite(dir, pageBytes, src)
-		if err != nil {
-			return nil, fmt.Errorf("write to %s: %w", dir, err)
-		}
-		count("file-write", d)
-		if d, err = ImageWrite(dir, pageBytes, src); err != nil {
-			return nil, fmt.Errorf("write an image to %s: %w", dir, err)
-		}
-		count("image-write", d)
-		s, _, err := Dump(ctx, t, pid, img, dump.Running)
+		err := shuffled(mib, i, []func() error{
+			func() error {
+				s, _, err := Dump(ctx, t, pid, img, dump.Running)
+				if err != nil {
+					return err
+				}
+				log.Debug("dump", "i", i, "ms", ms(s.Total), "freeze_ms", ms(s.Freeze))
+				pageBytes = int(s.PageBytes)
+				if i >= 0 {
+					dumps = append(dumps, s)
+				}
+				return nil
+			},
+			func() error {
+				var d time.Duration
+				_, err := WhileFrozen(ctx, t, pid, func() (err error) { d, err = TmpfsWrite(dir, pageBytes, src); return err })
+				if err != nil {
+					return fmt.Errorf("write to %s: %w", dir, err)
+				}
+				count("file-write", d)
+				return nil
+			},
+			func() error {
+				var d time.Duration
+				_, err := WhileFrozen(ctx, t, pid, func() (err error) { d, err = ImageWrite(dir, pageBytes, src); return err })
+				if err != nil {
+					return fmt.Errorf("write an image to %s: %w", dir, err)
+				}
+				count("image-write", d)
+				return nil
+			},
+		})
 		if err != nil {
 			return nil, err
-		}
-		log.Debug("dump", "i", i, "ms", ms(s.Total), "freeze_ms", ms(s.Freeze))
-		pageBytes = int(s.PageBytes)
-		if i >= 0 {
-			dumps = append(dumps, s)
 		}
 	}
 
@@ -295,7 +326,11 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 	var restores []RestoreSample
 	var imageReadBytes int64
 	size := int(killed.PageBytes)
-	noUffd := false
+	methods := FillMethods
+	if _, err := FillFresh(FillUffdCopy, os.Getpagesize(), 1, src); errors.Is(err, ErrNoUserfaultfd) {
+		log.Info("fresh memory by UFFDIO_COPY not measured", "err", err)
+		methods = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == FillUffdCopy })
+	}
 	fmt.Fprintf(cfg.Progress, "%d MiB: %d+1 restores, each beside fills of %d MiB of fresh memory\n", mib, cfg.Repeat, size>>20)
 	for i := -1; i < cfg.Repeat; i++ {
 		count := func(name string, d time.Duration) {
@@ -303,54 +338,78 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 				ss.add(name, d)
 			}
 		}
-		s, err := Restore(ctx, t, img, res.Kept)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkRestored(ctx, w, pid, s.PID, last.Tick+1); err != nil {
-			KillRestored(s.PID)
-			return nil, err
-		}
-		if err := KillRestored(s.PID); err != nil {
-			return nil, err
-		}
-		// Forget its lines, so the next copy's first line is the first read.
-		if _, err := w.Drain(quiet); err != nil {
-			return nil, err
-		}
-		log.Debug("restore", "i", i, "ms", ms(s.Total))
-		if i >= 0 {
-			restores = append(restores, s)
-		}
-		for _, m := range FillMethods {
-			if m == FillUffdCopy && noUffd {
-				continue
-			}
-			for _, n := range threads {
-				d, err := FillFresh(m, size, n, src)
-				if errors.Is(err, ErrNoUserfaultfd) {
-					log.Info("fresh memory by UFFDIO_COPY not measured", "err", err)
-					noUffd = true
-					break
+		steps := []func() error{
+			func() error {
+				s, err := Restore(ctx, t, img, res.Kept)
+				if err != nil {
+					return err
+				}
+				err = checkRestored(ctx, w, pid, s.PID, last.Tick+1)
+				if kerr := KillRestored(s.PID); err == nil {
+					err = kerr
 				}
 				if err != nil {
-					return nil, fmt.Errorf("fill fresh memory by %s: %w", m, err)
+					return err
 				}
-				count(fillName(m, n), d)
+				// Forget its lines, so the next copy's first line is the first read.
+				if _, err := w.Drain(quiet); err != nil {
+					return err
+				}
+				log.Debug("restore", "i", i, "ms", ms(s.Total))
+				if i >= 0 {
+					restores = append(restores, s)
+				}
+				return nil
+			},
+			func() error {
+				dec, err := ImageRead(img)
+				if err != nil {
+					return fmt.Errorf("read the image: %w", err)
+				}
+				count("image-read", dec.Total)
+				count("image-state", dec.State)
+				imageReadBytes = dec.PageBytes
+				return nil
+			},
+		}
+		for _, m := range methods {
+			for _, n := range threads {
+				steps = append(steps, func() error {
+					d, err := FillFresh(m, size, n, src)
+					if err != nil {
+						return fmt.Errorf("fill fresh memory by %s: %w", m, err)
+					}
+					count(fillName(m, n), d)
+					return nil
+				})
 			}
 		}
-		n, d, err := ImageRead(img)
-		if err != nil {
-			return nil, fmt.Errorf("read the image: %w", err)
+		if err := shuffled(mib, i, steps); err != nil {
+			return nil, err
 		}
-		count("image-read", d)
-		imageReadBytes = n
 	}
 	r := summarize(mib, dumps, restores, ss, readBytes, int64(size))
 	r.ImageReadGBps = gbps(imageReadBytes, ss.median("image-read"))
+	r.FreezeAloneMs = ms(ss.median("freeze-alone"))
+	r.StateDecodeMs = ms(ss.median("image-state"))
 	r.KillDumpMs = ms(killed.Total)
 	r.Targets = targetsFor(r)
 	return r, nil
+}
+
+// shuffled runs steps in an order of its own for each repeat i (the same
+// in every run), and stops at the first error. On these VMs memory that
+// stayed free for a while is given back to the host, and whichever step
+// then gets it first pays for fetching it again, at random; changing the
+// order spreads that cost over the steps, and medians discard it.
+func shuffled(size, i int, steps []func() error) error {
+	order := rand.New(rand.NewPCG(uint64(size), uint64(i+1))).Perm(len(steps))
+	for _, k := range order {
+		if err := steps[k](); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readvWay is a way of reading a process's memory for the readv limit.
@@ -373,7 +432,7 @@ func threaded(name string, n int) string {
 	if n <= 1 {
 		return name
 	}
-	return fmt.Sprintf("%s-%dt", name, n)
+	return fmt.Sprintf("%s-x%d", name, n)
 }
 
 // checkRestored waits for the restored copy's first progress line and
@@ -413,7 +472,11 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 		ReadvGBpsBy: map[string]float64{}, FreshGBpsBy: map[string]float64{}, Samples: map[string][]float64{}}
 	for name, ds := range ss {
 		r.Samples[name] = msAll(ds)
+		if len(ds) > 1 && float64(slices.Max(ds)) > noisy*float64(slices.Min(ds)) {
+			r.Noisy = append(r.Noisy, name)
+		}
 	}
+	slices.Sort(r.Noisy)
 
 	r.FreezeMs = ms(ss.median("freeze"))
 	r.DumpMs = ms(ss.median("dump"))

@@ -223,12 +223,12 @@ func TestReadvLimit(t *testing.T) {
 	w := startWorkload(t, 8, 200*time.Millisecond)
 	tr := newTracer(t)
 	for _, rw := range []readvWay{{CacheChunk, 1}, {ChunkSize, 1}, {CacheChunk, 3}} {
-		n, d, err := ReadvLimit(context.Background(), tr, w.PID(), rw.piece, rw.threads)
+		rv, err := ReadvLimit(context.Background(), tr, w.PID(), rw.piece, rw.threads)
 		if err != nil {
 			t.Fatalf("%s: %v", rw.name(), err)
 		}
-		if n < 8<<20 || d <= 0 {
-			t.Errorf("%s read %d bytes in %v, want at least 8 MiB", rw.name(), n, d)
+		if rv.Bytes < 8<<20 || rv.Read <= 0 || rv.Freeze <= 0 {
+			t.Errorf("%s = %+v, want at least 8 MiB read", rw.name(), rv)
 		}
 	}
 }

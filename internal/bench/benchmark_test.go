@@ -130,20 +130,21 @@ func BenchmarkProcessVMReadv(b *testing.B) {
 				ctx := context.Background()
 				w := startWorkload(b, mib, 200*time.Millisecond)
 				tr := newTracer(b)
-				n, _, err := ReadvLimit(ctx, tr, w.PID(), rw.piece, rw.threads)
+				rv, err := ReadvLimit(ctx, tr, w.PID(), rw.piece, rw.threads)
 				if err != nil {
 					b.Fatal(err)
 				}
+				n := rv.Bytes
 				b.SetBytes(n)
 				var spent time.Duration
 				for b.Loop() {
 					// The timer counts freezing, thawing and finding the
 					// pages too; readv-MB/s counts the reads alone.
-					_, d, err := ReadvLimit(ctx, tr, w.PID(), rw.piece, rw.threads)
+					rv, err := ReadvLimit(ctx, tr, w.PID(), rw.piece, rw.threads)
 					if err != nil {
 						b.Fatal(err)
 					}
-					spent += d
+					spent += rv.Read
 				}
 				b.ReportMetric(float64(n)*float64(b.N)/spent.Seconds()/1e6, "readv-MB/s")
 			})

@@ -42,31 +42,57 @@ func NewBuffer(size int) []byte {
 	return b
 }
 
+// Readv is one ReadvLimit measurement.
+type Readv struct {
+	Bytes int64         // present pages read
+	Read  time.Duration // reading them
+	// Freeze is how long seizing and stopping every thread took, as a
+	// dump's freeze does.
+	Freeze time.Duration
+}
+
 // ReadvLimit freezes pid (as a dump does), reads every present page of its
 // private anonymous memory with process_vm_readv in pieces of piece bytes
 // spread over threads goroutines (each with a buffer of its own, already
-// touched), and thaws it. It returns the bytes read and the time the
-// reading took, freezing and finding the pages excluded: the rate at which
-// a dump can get at the memory.
-func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid, piece, threads int) (int64, time.Duration, error) {
+// touched), and thaws it. Read is the time the reading took, freezing and
+// finding the pages excluded: the rate at which a dump can get at the
+// memory.
+func ReadvLimit(ctx context.Context, t *ptrace.Tracer, pid, piece, threads int) (Readv, error) {
 	bufs := make([][]byte, max(threads, 1))
 	for i := range bufs {
 		bufs[i] = NewBuffer(piece)
 	}
-	var n int64
+	var r Readv
+	var err error
+	r.Freeze, err = WhileFrozen(ctx, t, pid, func() error {
+		var err error
+		r.Bytes, r.Read, err = readPresent(pid, bufs)
+		return err
+	})
+	return r, err
+}
+
+// WhileFrozen freezes every thread of pid as a dump does, runs f (on the
+// tracer thread), and thaws pid again. It returns how long freezing took.
+// Measurements run under it so that the workload's own verification
+// passes do not compete with them for the CPUs, as they cannot with a
+// dump.
+func WhileFrozen(ctx context.Context, t *ptrace.Tracer, pid int, f func() error) (time.Duration, error) {
 	var d time.Duration
 	err := t.Do(ctx, func() error {
+		start := time.Now()
 		fz, err := ptrace.Freeze(pid, time.Second, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return err
 		}
-		n, d, err = readPresent(pid, bufs)
+		d = time.Since(start)
+		err = f()
 		if terr := fz.Thaw(false); err == nil {
 			err = terr
 		}
 		return err
 	})
-	return n, d, err
+	return d, err
 }
 
 // readPresent reads the present pages of pid's private anonymous mappings,
@@ -345,30 +371,41 @@ func ImageWrite(dir string, size int, src []byte) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// ImageDecode is one ImageRead measurement.
+type ImageDecode struct {
+	PageBytes int64
+	State     time.Duration // opening the image and decoding its state record
+	Total     time.Duration
+}
+
 // ImageRead decodes the image in dir with image.Reader, which reads and
 // checksums every record, and discards the records: a restore's reading
-// half with no process to fill. It returns the bytes of pages read.
-func ImageRead(dir string) (int64, time.Duration, error) {
+// half with no process to fill.
+func ImageRead(dir string) (ImageDecode, error) {
+	var r ImageDecode
 	start := time.Now()
 	dr, err := image.Open(dir)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer dr.Close()
-	var n int64
 	for {
 		rec, err := dr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return 0, 0, err
+			return r, err
 		}
-		if rec.Type == image.RecordPages {
-			n += int64(len(rec.Data))
+		switch rec.Type {
+		case image.RecordState:
+			r.State = time.Since(start)
+		case image.RecordPages:
+			r.PageBytes += int64(len(rec.Data))
 		}
 	}
-	return n, time.Since(start), nil
+	r.Total = time.Since(start)
+	return r, nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

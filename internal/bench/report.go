@@ -50,14 +50,22 @@ func (r *Report) WriteText(out io.Writer) error {
 	}
 
 	fmt.Fprintf(out, "\nlimits by way of measuring, GB/s (dump or restore as a percentage of it);\n"+
-		"-Nt: on N threads; the fastest way is the limit in the first table\n")
+		"-xN: on N threads; the fastest way is the limit in the first table\n")
 	for _, s := range r.Sizes {
 		fmt.Fprintf(out, "  %s  process_vm_readv, by piece:%s\n", sizeName(s.SizeMiB), byKey(s.ReadvGBpsBy, s.DumpGBps))
 		fmt.Fprintf(out, "  %s  fill fresh memory, by method:%s\n", sizeName(s.SizeMiB), byKey(s.FreshGBpsBy, s.RestoreGBps))
 		fmt.Fprintf(out, "  %s  no process: write a new file in %s %.2f, write an image there %.2f, decode the image %.2f\n",
 			sizeName(s.SizeMiB), r.Dir, s.TmpfsWriteGBps, s.ImageWriteGBps, s.ImageReadGBps)
+		fmt.Fprintf(out, "  %s  fixed costs, ms: freeze every thread %.2f, open the image and decode its state %.2f\n",
+			sizeName(s.SizeMiB), s.FreezeAloneMs, s.StateDecodeMs)
 	}
 	fmt.Fprintf(out, "  CRC-32C (image checksums): %.2f\n", r.CRC32CGBps)
+	for _, s := range r.Sizes {
+		if len(s.Noisy) > 0 {
+			fmt.Fprintf(out, "  %s  noisy (slowest sample over %.1f times the fastest; see --json): %s\n",
+				sizeName(s.SizeMiB), noisy, strings.Join(s.Noisy, ", "))
+		}
+	}
 
 	first := true
 	for _, s := range r.Sizes {

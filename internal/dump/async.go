@@ -17,8 +17,15 @@ type asyncPages struct {
 	err error // guards: first sink error
 }
 
+// pagesJob is one buffer's worth of pages: runs at addresses, backed by
+// consecutive pieces of buf.
 type pagesJob struct {
 	pid  int
+	buf  []byte
+	runs []pageRun
+}
+
+type pageRun struct {
 	addr uint64
 	data []byte
 }
@@ -35,14 +42,17 @@ func newAsyncPages(w Sink, buffers, size int) *asyncPages {
 func (a *asyncPages) loop() {
 	defer close(a.done)
 	for j := range a.jobs {
-		if a.failed() == nil {
-			if err := a.w.WritePages(j.pid, j.addr, j.data); err != nil {
+		for _, r := range j.runs {
+			if a.failed() != nil {
+				break
+			}
+			if err := a.w.WritePages(j.pid, r.addr, r.data); err != nil {
 				a.mu.Lock()
 				a.err = err
 				a.mu.Unlock()
 			}
 		}
-		a.free <- j.data[:cap(j.data)]
+		a.free <- j.buf[:cap(j.buf)]
 	}
 }
 
@@ -60,9 +70,10 @@ func (a *asyncPages) buffer() ([]byte, error) {
 	return <-a.free, nil
 }
 
-// submit queues data (a prefix of a buffer from buffer) for the sink.
-func (a *asyncPages) submit(pid int, addr uint64, data []byte) {
-	a.jobs <- pagesJob{pid: pid, addr: addr, data: data}
+// submit queues runs backed by buf (from buffer) for the sink; buf goes
+// back to the pool once they are written.
+func (a *asyncPages) submit(pid int, buf []byte, runs []pageRun) {
+	a.jobs <- pagesJob{pid: pid, buf: buf, runs: runs}
 }
 
 // finish waits for every queued write and returns the first error.

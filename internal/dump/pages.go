@@ -90,6 +90,10 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 	for i := range c.proc.VMAs {
 		v := &c.proc.VMAs[i]
 		want, skipFile := wantPages(v)
+		// Zero pages of anonymous memory read back as zeros when absent:
+		// they are not stored. (A zero page of a file mapping differs from
+		// the file and must be.)
+		skipZero := v.Kind == image.VMAAnon
 		if !want {
 			continue
 		}
@@ -113,7 +117,14 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 					ap.free <- buf
 					return fmt.Errorf("read memory %#x+%d of %d: %w", addr, n, pid, err)
 				}
-				ap.submit(pid, addr, buf[:n])
+				data := buf[:n]
+				var runs []pageRun
+				if skipZero {
+					runs = nonZeroRuns(addr, data, int(ps))
+				} else {
+					runs = []pageRun{{addr, data}}
+				}
+				ap.submit(pid, buf, runs)
 				addr += n
 			}
 			return nil
@@ -142,17 +153,23 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 	return nil
 }
 
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
+// nonZeroRuns splits data (pages starting at addr) into runs of pages that
+// are not entirely zero.
+func nonZeroRuns(addr uint64, data []byte, ps int) []pageRun {
+	var runs []pageRun
+	start := -1
+	for off := 0; off < len(data); off += ps {
+		zero := isZero(data[off : off+ps])
+		switch {
+		case !zero && start < 0:
+			start = off
+		case zero && start >= 0:
+			runs = append(runs, pageRun{addr + uint64(start), data[start:off]})
+			start = -1
 		}
-		b = b[8:]
 	}
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
+	if start >= 0 {
+		runs = append(runs, pageRun{addr + uint64(start), data[start:]})
 	}
-	return true
+	return runs
 }
