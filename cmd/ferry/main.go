@@ -48,6 +48,6 @@ func root() *cobra.Command {
 		SilenceErrors: true,
 	}
 	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log what ferry does")
-	cmd.AddCommand(checkCmd(), dumpCmd(), restoreCmd(), inspectCmd(), demoCmd(), workloadCmd())
+	cmd.AddCommand(checkCmd(), dumpCmd(), restoreCmd(), inspectCmd(), demoCmd(), workloadCmd(), benchCmd())
 	return cmd
 }

@@ -5,20 +5,26 @@
 //
 // For each size, ferry's built-in workload (idle, holding that many MiB)
 // is checkpointed into an image on tmpfs and restored from it, and
-// beside each engine figure stands its limit:
+// beside each engine figure stands its limit, the fastest of several ways
+// of doing the bare work, on one thread and on every CPU:
 //
-//   - dump: the process_vm_readv bandwidth reading that same frozen
-//     process's memory, pages only, nothing written;
-//   - restore: the bandwidth of copying into fresh (never touched)
-//     anonymous memory, which every page of a new process is. On VMs whose
-//     freed memory goes back to the host this is slow and noisy, so each
-//     series starts with a warm-up that is not counted, limit and engine
-//     samples are interleaved, and medians are reported.
+//   - dump: process_vm_readv from that same process's memory, frozen as a
+//     dump freezes it, into a buffer already touched (nothing written);
+//   - restore: filling fresh (never touched) anonymous memory, which every
+//     page of a new process is: by copying, by process_vm_writev, and by
+//     UFFDIO_COPY.
 //
-// It also times the phases of each dump and restore through the image
-// sink and reader they use (no hooks in the engine), and measures what
-// the phases are built on (writing tmpfs, process_vm_writev into fresh
-// memory, CRC-32C) to say where the time goes.
+// Memory that stays free on these VMs goes back to the host, and whatever
+// touches it next pays for fetching it again: large allocations are slow
+// at random. So each size starts with a warm-up that is not counted,
+// engine and limit samples are interleaved in an order shuffled per
+// repeat, medians are reported, and series whose samples spread widely
+// are named.
+//
+// Phases of each dump and restore are timed through the image sink and
+// reader they use (no hooks in the engine), and the halves that need no
+// process (writing a file or an image to tmpfs, decoding the image,
+// CRC-32C) are measured alone, to say where the time goes.
 //
 // Throughput is in GB/s of 10^9 bytes of memory pages.
 package bench
@@ -35,6 +41,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -117,8 +124,12 @@ type SizeResult struct {
 	StateDecodeMs float64 `json:"state_decode_ms"`
 
 	Targets []Target `json:"targets,omitempty"`
+	// GivenBackMiB is how much free memory the VM reported to its host
+	// (virtio-balloon free page reporting) while this size was measured:
+	// every page of it is slow to use again. -1 where not known.
+	GivenBackMiB int64 `json:"given_back_to_host_mib"`
 	// Noisy names the series whose slowest sample took over noisy times
-	// as long as the fastest.
+	// as long as the fastest (those of a few milliseconds or more).
 	Noisy []string `json:"noisy,omitempty"`
 	// Samples holds every counted sample in ms, in the order taken, by
 	// series name.
@@ -207,8 +218,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // noisy is the ratio of slowest to fastest sample above which a series is
-// reported as noisy.
-const noisy = 1.5
+// reported as noisy, unless its median is under noiseFloor.
+const (
+	noisy      = 1.5
+	noiseFloor = 2 * time.Millisecond
+)
 
 // quiet is how long output must stay silent before the lines of a process
 // that just died are taken as all read.
@@ -223,6 +237,7 @@ func (s series) median(name string) time.Duration { return median(s[name]) }
 
 func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []byte) (*SizeResult, error) {
 	log := cfg.Log.With("size_mib", mib)
+	reported0, reporting := reportedKiB()
 	fmt.Fprintf(cfg.Progress, "%d MiB: starting the workload\n", mib)
 	w, err := StartWorkload(ctx, cfg.Workload(mib), cfg.ReadyTimeout)
 	if err != nil {
@@ -394,6 +409,9 @@ func runSize(ctx context.Context, t *ptrace.Tracer, cfg Config, mib int, src []b
 	r.StateDecodeMs = ms(ss.median("image-state"))
 	r.KillDumpMs = ms(killed.Total)
 	r.Targets = targetsFor(r)
+	if reported1, ok := reportedKiB(); ok && reporting {
+		r.GivenBackMiB = (reported1 - reported0) >> 10
+	}
 	return r, nil
 }
 
@@ -468,11 +486,11 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 		ss.add("restore-read-file", s.ImageRead)
 		ss.add("restore-finish", s.Finish)
 	}
-	r := &SizeResult{SizeMiB: mib, PageBytes: dumps[len(dumps)-1].PageBytes,
+	r := &SizeResult{SizeMiB: mib, PageBytes: dumps[len(dumps)-1].PageBytes, GivenBackMiB: -1,
 		ReadvGBpsBy: map[string]float64{}, FreshGBpsBy: map[string]float64{}, Samples: map[string][]float64{}}
 	for name, ds := range ss {
 		r.Samples[name] = msAll(ds)
-		if len(ds) > 1 && float64(slices.Max(ds)) > noisy*float64(slices.Min(ds)) {
+		if len(ds) > 1 && median(ds) >= noiseFloor && float64(slices.Max(ds)) > noisy*float64(slices.Min(ds)) {
 			r.Noisy = append(r.Noisy, name)
 		}
 	}
@@ -585,6 +603,17 @@ func ratio(got, limit float64) float64 {
 		return 0
 	}
 	return got / limit
+}
+
+// reportedKiB reads how much free memory the VM has reported to its host
+// so far, where the kernel says (a counter of this VM's page_reporting).
+func reportedKiB() (int64, bool) {
+	b, err := os.ReadFile("/sys/module/page_reporting/parameters/reported_kib")
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil
 }
 
 // thp returns the selected transparent huge page mode ("madvise", say).

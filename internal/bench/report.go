@@ -61,6 +61,10 @@ func (r *Report) WriteText(out io.Writer) error {
 	}
 	fmt.Fprintf(out, "  CRC-32C (image checksums): %.2f\n", r.CRC32CGBps)
 	for _, s := range r.Sizes {
+		if s.GivenBackMiB >= 0 {
+			fmt.Fprintf(out, "  %s  memory the VM gave back to its host meanwhile (slow to touch again): %d MiB\n",
+				sizeName(s.SizeMiB), s.GivenBackMiB)
+		}
 		if len(s.Noisy) > 0 {
 			fmt.Fprintf(out, "  %s  noisy (slowest sample over %.1f times the fastest; see --json): %s\n",
 				sizeName(s.SizeMiB), noisy, strings.Join(s.Noisy, ", "))
