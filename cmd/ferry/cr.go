@@ -122,7 +122,7 @@ func restoreCmd() *cobra.Command {
 			if dir == "" {
 				return errors.New("--dir is required")
 			}
-			dr, err := image.Open(dir)
+			dr, err := image.OpenMapped(dir)
 			if err != nil {
 				return err
 			}

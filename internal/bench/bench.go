@@ -147,10 +147,9 @@ type DumpPhases struct {
 
 // RestorePhases are medians of RestoreSample's phases, in ms.
 type RestorePhases struct {
-	Setup     float64 `json:"setup"`
-	Fill      float64 `json:"fill"`
-	ImageRead float64 `json:"image_read"`
-	Finish    float64 `json:"finish"`
+	Setup  float64 `json:"setup"`
+	Fill   float64 `json:"fill"`
+	Finish float64 `json:"finish"`
 }
 
 // Target is one of the goals set for ferry, and whether this run met it.
@@ -483,7 +482,6 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 		ss.add("restore", s.Total)
 		ss.add("restore-setup", s.Setup)
 		ss.add("restore-fill", s.Fill)
-		ss.add("restore-read-file", s.ImageRead)
 		ss.add("restore-finish", s.Finish)
 	}
 	r := &SizeResult{SizeMiB: mib, PageBytes: dumps[len(dumps)-1].PageBytes, GivenBackMiB: -1,
@@ -532,10 +530,9 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 		Release:    ms(ss.median("dump-release")),
 	}
 	r.RestorePhases = RestorePhases{
-		Setup:     ms(ss.median("restore-setup")),
-		Fill:      ms(ss.median("restore-fill")),
-		ImageRead: ms(ss.median("restore-read-file")),
-		Finish:    ms(ss.median("restore-finish")),
+		Setup:  ms(ss.median("restore-setup")),
+		Fill:   ms(ss.median("restore-fill")),
+		Finish: ms(ss.median("restore-finish")),
 	}
 	return r
 }

@@ -3,9 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"ferry/internal/dump"
@@ -103,15 +101,11 @@ func Dump(ctx context.Context, t *ptrace.Tracer, pid int, dir string, leave dump
 // the engine reads the image file (in pieces of the image reader's
 // buffer, 512 KiB), so the engine needs no hooks:
 //
-//	Setup     up to the first read after the state and the first pages:
-//	          seed process, clone3 with the PID, address space cleared,
-//	          vDSO moved, every VMA mapped
-//	Fill      from there to the last read: pages read, checked and written
-//	          into the new process
-//	ImageRead the part of Fill spent in read(2) on the image file
-//	Finish    after the last read: the pages still in flight (an engine that
-//	          reads ahead has some), protections, fds, threads, signals,
-//	          registers, detach
+//	Setup     mapping the image and reading its state, the seed process,
+//	          clone3 with the PID, address space cleared, vDSO moved, every
+//	          VMA mapped (restore's own phase timings)
+//	Fill      pages checked and written into the new process
+//	Finish    protections, fds, threads, signals, registers, detach
 //
 // Each boundary is uncertain by the pages of one read, a fraction of a
 // millisecond, plus what a reading-ahead engine holds in its buffers.
@@ -120,29 +114,7 @@ type RestoreSample struct {
 	PID       int
 	PageBytes int64
 
-	Setup, Fill, ImageRead, Finish time.Duration
-}
-
-// timedReader notes when and for how long the image file is read.
-type timedReader struct {
-	r           io.Reader
-	armed       bool
-	first, last time.Time // start of the first and end of the last read once armed
-	inRead      time.Duration
-}
-
-func (tr *timedReader) Read(p []byte) (int, error) {
-	start := time.Now()
-	n, err := tr.r.Read(p)
-	if tr.armed {
-		end := time.Now()
-		if tr.first.IsZero() {
-			tr.first = start
-		}
-		tr.last = end
-		tr.inRead += end.Sub(start)
-	}
-	return n, err
+	Setup, Fill, Finish time.Duration
 }
 
 // Restore restores the image in dir and times it. inherit is the Kept map
@@ -150,31 +122,33 @@ func (tr *timedReader) Read(p []byte) (int, error) {
 // can be restored many times. The restored process runs on as a child of
 // the caller, who kills it with KillRestored.
 func Restore(ctx context.Context, t *ptrace.Tracer, dir string, inherit map[string]*os.File) (RestoreSample, error) {
-	f, err := os.Open(filepath.Join(dir, image.FileName))
-	if err != nil {
-		return RestoreSample{}, err
-	}
-	defer f.Close()
-	tr := &timedReader{r: f}
-	r, err := image.NewReader(tr)
-	if err != nil {
-		return RestoreSample{}, err
-	}
-	tr.armed = true
+	// As `ferry restore` does it: the image file is mapped, pages go to
+	// the kernel straight from the mapping.
 	start := time.Now()
-	res, err := restore.Restore(ctx, t, r, restore.Options{Inherit: inherit})
+	dr, err := image.OpenMapped(dir)
+	if err != nil {
+		return RestoreSample{}, err
+	}
+	defer dr.Close()
+	res, err := restore.Restore(ctx, t, dr.Reader, restore.Options{Inherit: inherit})
 	end := time.Now()
 	if err != nil {
 		return RestoreSample{}, fmt.Errorf("restore from %s: %w", dir, err)
 	}
-	s := RestoreSample{Total: end.Sub(start), PID: res.PID, PageBytes: int64(res.Bytes), ImageRead: tr.inRead}
-	if tr.first.IsZero() {
-		// The whole image fit the reader's first buffer.
-		s.Finish = s.Total
-		return s, nil
+	s := RestoreSample{Total: end.Sub(start), PID: res.PID, PageBytes: int64(res.Bytes)}
+	for _, p := range res.Phases {
+		switch p.Name {
+		case "pages":
+			s.Fill += p.Took
+		case "state":
+			s.Finish += p.Took
+		default:
+			s.Setup += p.Took
+		}
 	}
-	s.Setup = tr.first.Sub(start)
-	s.Fill = tr.last.Sub(tr.first)
-	s.Finish = end.Sub(tr.last)
+	// Opening and mapping the image, and reading its state, count as setup.
+	if rest := s.Total - s.Setup - s.Fill - s.Finish; rest > 0 {
+		s.Setup += rest
+	}
 	return s, nil
 }

@@ -39,11 +39,11 @@ func (r *Report) WriteText(out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t(%.1f)\t%.1f\t%.1f\t%.1f\t%.1f\t\n", sizeName(s.SizeMiB),
 			float64(s.PageBytes)/(1<<20), d.Collect, d.Pages, d.WriteImage, d.Close, d.Release, s.DumpMs, s.KillDumpMs)
 	}
-	fmt.Fprintln(tw, "restore\t\tsetup\tfill\t(in read)\tfinish\t\ttotal\t\t")
+	fmt.Fprintln(tw, "restore\t\tsetup\tfill\t\tfinish\t\ttotal\t\t")
 	for _, s := range r.Sizes {
 		p := s.RestorePhases
-		fmt.Fprintf(tw, "%s\t\t%.1f\t%.1f\t(%.1f)\t%.1f\t\t%.1f\t\t\n", sizeName(s.SizeMiB),
-			p.Setup, p.Fill, p.ImageRead, p.Finish, s.RestoreMs)
+		fmt.Fprintf(tw, "%s\t\t%.1f\t%.1f\t\t%.1f\t\t%.1f\t\t\n", sizeName(s.SizeMiB),
+			p.Setup, p.Fill, p.Finish, s.RestoreMs)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -155,7 +155,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		rd.lastTick = last.Tick
 		fmt.Fprintf(out, "round %d: checkpointed pid %d (%d MiB image) and killed it; last tick %d\n",
 			i+1, pid, rd.imageBytes>>20, last.Tick)
-		dr, err := image.Open(dir)
+		dr, err := image.OpenMapped(dir)
 		if err != nil {
 			return err
 		}

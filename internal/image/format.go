@@ -506,7 +506,11 @@ type Record struct {
 // To go on reading the underlying stream after the trailer, pass a
 // *bufio.Reader: it is used as is, and holds whatever follows the image.
 type Reader struct {
-	br      *bufio.Reader
+	br *bufio.Reader
+	// mem, when set, is the whole stream in memory (NewReaderBytes):
+	// payloads are returned as slices of it, without a copy.
+	mem     []byte
+	memPos  int
 	version uint32
 	off     int64 // stream offset of the next unread byte
 	index   int   // index of the next record
@@ -541,6 +545,38 @@ func NewReader(r io.Reader) (*Reader, error) {
 	return ir, nil
 }
 
+// NewReaderBytes reads a stream held whole in memory, such as a mapped
+// image file. Record Data then aliases b and stays valid as long as b does
+// (not only until the next call of Next), so pages can be handed to the
+// kernel straight from it.
+func NewReaderBytes(b []byte) (*Reader, error) {
+	ir := &Reader{mem: b}
+	if err := ir.readHeader(); err != nil {
+		return nil, err
+	}
+	return ir, nil
+}
+
+// Stable reports whether record Data stays valid after the next Next
+// (true for NewReaderBytes).
+func (r *Reader) Stable() bool { return r.mem != nil }
+
+// readFull fills p from the stream, like io.ReadFull.
+func (r *Reader) readFull(p []byte) (int, error) {
+	if r.mem == nil {
+		return io.ReadFull(r.br, p)
+	}
+	n := copy(p, r.mem[r.memPos:])
+	r.memPos += n
+	switch {
+	case n == len(p):
+		return n, nil
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, io.ErrUnexpectedEOF
+}
+
 // headerErr builds an error about the stream header.
 func headerErr(kind error, format string, args ...any) error {
 	return &FormatError{Record: -1, Offset: 0, Msg: fmt.Sprintf(format, args...), Err: kind}
@@ -550,7 +586,7 @@ func (r *Reader) readHeader() error {
 	var h [HeaderSize]byte
 	// Magic and version first: the rest of the header's layout depends
 	// on the version, so a newer version is reported before the CRC.
-	n, err := io.ReadFull(r.br, h[:12])
+	n, err := r.readFull(h[:12])
 	r.off += int64(n)
 	if m := min(n, len(Magic)); string(h[:m]) != Magic[:m] {
 		return headerErr(ErrBadMagic, "bad magic %q, want %q: not a ferry image", h[:m], Magic)
@@ -562,7 +598,7 @@ func (r *Reader) readHeader() error {
 	if version > Version {
 		return headerErr(ErrVersion, "format version %d is newer than this reader's %d", version, Version)
 	}
-	n, err = io.ReadFull(r.br, h[12:])
+	n, err = r.readFull(h[12:])
 	r.off += int64(n)
 	if err != nil {
 		return r.headerReadErr(err, 12+n)
@@ -634,7 +670,7 @@ func (r *Reader) readFail(err error, what string, got, want int) error {
 func (r *Reader) next() (*Record, error) {
 	r.recOff, r.recType = r.off, 0
 	h := &r.hdr
-	n, err := io.ReadFull(r.br, h[:])
+	n, err := r.readFull(h[:])
 	r.off += int64(n)
 	if err != nil {
 		return nil, r.readFail(err, "record header", n, RecordHeaderSize)
@@ -790,6 +826,18 @@ func (r *Reader) checkRecordHeader(t RecordType, flags uint16, size uint32) erro
 // checksummed piece by piece as they arrive, while each piece is still in
 // the CPU cache, rather than in a second pass over memory.
 func (r *Reader) readPayload(n int, crc uint32) ([]byte, uint32, int, error) {
+	if r.mem != nil {
+		p := r.mem[r.memPos:min(len(r.mem), r.memPos+n)]
+		r.memPos += len(p)
+		var err error
+		if len(p) < n {
+			err = io.ErrUnexpectedEOF
+			if len(p) == 0 {
+				err = io.EOF
+			}
+		}
+		return p, crc32.Update(crc, castagnoli, p), len(p), err
+	}
 	if n <= r.br.Size() {
 		p, err := r.br.Peek(n)
 		if _, derr := r.br.Discard(len(p)); err == nil {

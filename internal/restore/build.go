@@ -68,7 +68,9 @@ func (t *tree) abort() {
 func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record) error {
 	mark := time.Now()
 	phase := func(name string) {
-		t.log.Debug("restore phase", "phase", name, "took", time.Since(mark))
+		took := time.Since(mark)
+		t.log.Debug("restore phase", "phase", name, "took", took)
+		t.res.Phases = append(t.res.Phases, Phase{name, took})
 		mark = time.Now()
 	}
 	// 1. Every process, parents first, while each is still a copy of the

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,11 +22,15 @@ const (
 	maxIovecs    = 1024 // IOV_MAX
 )
 
-// pageBatch is consecutive page records of one process, copied out of the
-// reader's buffer, or a signals record.
+// pageBatch is consecutive page records of one process, or a signals
+// record. Its bytes are either copied into buf (from a streaming reader,
+// whose data do not outlive the next record) or, with a stable reader
+// (a mapped image), referenced in place: local holds the pieces.
 type pageBatch struct {
 	b       *builder
-	local   []byte
+	buf     []byte // owned copy, returned to the pool after writing
+	local   [][]byte
+	size    int
 	remote  []unix.RemoteIovec
 	signals []image.PendingSignal
 	err     error
@@ -66,8 +71,8 @@ func (t *tree) fillPages(ctx context.Context, r *image.Reader, first *image.Reco
 				if !failed {
 					berr = t.applyBatch(bt, &mu)
 				}
-				if bt.local != nil {
-					free <- bt.local[:0]
+				if bt.buf != nil {
+					free <- bt.buf[:0]
 				}
 				if berr != nil {
 					mu.Lock()
@@ -118,25 +123,32 @@ func (t *tree) readBatches(ctx context.Context, r *image.Reader, rec *image.Reco
 				fail(fmt.Errorf("pages for pid %d, which the image does not hold: %w", rec.PID, image.ErrMalformed))
 				return
 			}
-			if cur != nil && (cur.b != b || len(cur.local)+len(rec.Data) > batchSize || len(cur.remote) == maxIovecs) {
+			if cur != nil && (cur.b != b || cur.size+len(rec.Data) > batchSize || len(cur.remote) == maxIovecs) {
 				if !flush() {
 					return
 				}
 			}
 			if cur == nil {
-				var buf []byte
-				select {
-				case buf = <-free:
-				case <-ctx.Done():
-					return
+				cur = &pageBatch{b: b}
+				if !r.Stable() {
+					select {
+					case cur.buf = <-free:
+					case <-ctx.Done():
+						return
+					}
 				}
-				cur = &pageBatch{b: b, local: buf}
 			}
-			if len(rec.Data) > batchSize {
-				// Larger than a batch: give it its own buffer.
-				cur.local = make([]byte, 0, len(rec.Data))
+			if r.Stable() {
+				cur.local = append(cur.local, rec.Data)
+			} else {
+				if len(rec.Data) > batchSize {
+					// Larger than a batch: give it its own buffer.
+					cur.buf = make([]byte, 0, len(rec.Data))
+				}
+				cur.buf = append(cur.buf, rec.Data...)
+				cur.local = [][]byte{cur.buf}
 			}
-			cur.local = append(cur.local, rec.Data...)
+			cur.size += len(rec.Data)
 			cur.remote = append(cur.remote, unix.RemoteIovec{Base: uintptr(rec.Addr), Len: len(rec.Data)})
 		case image.RecordSignals:
 			if !flush() || !send(&pageBatch{signals: rec.Signals}) {
@@ -176,24 +188,28 @@ func (t *tree) applyBatch(bt *pageBatch, mu *sync.Mutex) error {
 			return fmt.Errorf("%w: %w", err, image.ErrMalformed)
 		}
 	}
-	if len(bt.local) == 0 {
+	if bt.size == 0 {
 		return nil
 	}
-	local := []unix.Iovec{{Base: &bt.local[0], Len: uint64(len(bt.local))}}
+	local := make([]unix.Iovec, len(bt.local))
+	for i, l := range bt.local {
+		local[i] = unix.Iovec{Base: &l[0], Len: uint64(len(l))}
+	}
 	n, err := unix.ProcessVMWritev(bt.b.pid, local, bt.remote, 0)
-	if err != nil || n != len(bt.local) {
+	if err != nil || n != bt.size {
 		// Write piece by piece; WriteMem falls back to /proc/PID/mem.
+		all := bytes.Join(bt.local, nil)
 		off := 0
 		for _, rv := range bt.remote {
-			if err := ptrace.WriteMem(bt.b.pid, uint64(rv.Base), bt.local[off:off+rv.Len]); err != nil {
+			if err := ptrace.WriteMem(bt.b.pid, uint64(rv.Base), all[off:off+rv.Len]); err != nil {
 				return fmt.Errorf("write pages at %#x: %w", rv.Base, err)
 			}
 			off += rv.Len
 		}
 	}
 	mu.Lock()
-	t.res.Pages += uint64(len(bt.local) / os.Getpagesize())
-	t.res.Bytes += uint64(len(bt.local))
+	t.res.Pages += uint64(bt.size / os.Getpagesize())
+	t.res.Bytes += uint64(bt.size)
 	mu.Unlock()
 	return nil
 }

@@ -53,6 +53,15 @@ type Result struct {
 	Duration time.Duration
 	Pages    uint64
 	Bytes    uint64
+	// Phases: how long each step of the restore took, in order
+	// ("create processes", "address spaces", "pages", "state").
+	Phases []Phase
+}
+
+// Phase is one timed step of a restore.
+type Phase struct {
+	Name string        `json:"name"`
+	Took time.Duration `json:"took"`
 }
 
 // ErrPIDTaken is returned when the original PID or a TID is in use.
