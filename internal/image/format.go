@@ -10,7 +10,11 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"os"
+	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // The byte layout below is documented in doc.go; keep the two in step.
@@ -255,6 +259,13 @@ type Writer struct {
 
 	hdr    [RecordHeaderSize]byte
 	prefix []byte // scratch for payload prefixes
+
+	// fd is the underlying file's descriptor when the stream goes to an
+	// *os.File (-1 otherwise): large page writes then skip the buffer and
+	// go to the file with writev, straight from the caller's memory.
+	fd   int
+	meta []byte // record headers and prefixes of one writev
+	iovs [][]byte
 }
 
 // NewWriter writes the stream header to w and returns a Writer for the
@@ -263,6 +274,10 @@ func NewWriter(w io.Writer) (*Writer, error) {
 	iw := &Writer{
 		bw:     bufio.NewWriterSize(w, bufSize),
 		prefix: make([]byte, 0, fileDataPrefixSize+64),
+		fd:     -1,
+	}
+	if f, ok := w.(*os.File); ok {
+		iw.fd = int(f.Fd())
 	}
 	var h [HeaderSize]byte
 	putHeader(&h, Version, 0)
@@ -416,6 +431,9 @@ func (w *Writer) WritePages(pid int, addr uint64, data []byte) error {
 		return fmt.Errorf("image: pages for pid %d at %#x, %d bytes: range wraps the address space", pid, addr, len(data))
 	}
 	chunk := max(writeChunk/ps, 1) * ps
+	if w.fd >= 0 && len(data) >= directMin {
+		return w.writePagesDirect(pid, addr, data, chunk, ps)
+	}
 	for len(data) > 0 {
 		part := data[:min(len(data), chunk)]
 		p := binary.LittleEndian.AppendUint32(w.prefix[:0], uint32(pid))
@@ -428,6 +446,73 @@ func (w *Writer) WritePages(pid int, addr uint64, data []byte) error {
 		w.stats.Pages += int64(len(part) / ps)
 		addr += uint64(len(part))
 		data = data[len(part):]
+	}
+	return nil
+}
+
+// directMin is the size from which page data bypass the buffer.
+const directMin = 256 << 10
+
+// writePagesDirect writes the records of data with writev: each record's
+// header and prefix from w.meta, its contents from data itself. The bytes
+// on the stream are exactly those of the buffered path.
+func (w *Writer) writePagesDirect(pid int, addr uint64, data []byte, chunk, ps int) error {
+	if err := w.bw.Flush(); err != nil {
+		w.err = fmt.Errorf("image: flushing before pages: %w", err)
+		return w.err
+	}
+	const metaSize = RecordHeaderSize + pagesPrefixSize
+	for len(data) > 0 {
+		// Up to IOV_MAX/2 records per writev.
+		n := min((len(data)+chunk-1)/chunk, 512)
+		w.meta = slices.Grow(w.meta[:0], n*metaSize)[:n*metaSize]
+		w.iovs = w.iovs[:0]
+		for i := 0; i < n; i++ {
+			part := data[:min(len(data), chunk)]
+			m := w.meta[i*metaSize : (i+1)*metaSize]
+			p := binary.LittleEndian.AppendUint32(m[RecordHeaderSize:RecordHeaderSize], uint32(pid))
+			p = binary.LittleEndian.AppendUint64(p, addr)
+			size := putRecordHeader((*[RecordHeaderSize]byte)(m[:RecordHeaderSize]), RecordPages, p, part)
+			w.running = runningAdd(w.running, m[:RecordHeaderSize])
+			w.payload += uint64(size)
+			w.stats.Records++
+			w.stats.TotalBytes += int64(RecordHeaderSize + size)
+			w.stats.PageBytes += int64(len(part))
+			w.stats.Pages += int64(len(part) / ps)
+			w.iovs = append(w.iovs, m, part)
+			addr += uint64(len(part))
+			data = data[len(part):]
+		}
+		if err := writevAll(w.fd, w.iovs); err != nil {
+			w.err = fmt.Errorf("image: writing pages: %w", err)
+			return w.err
+		}
+	}
+	return nil
+}
+
+// writevAll writes every byte of iovs to fd, retrying short writes.
+func writevAll(fd int, iovs [][]byte) error {
+	for len(iovs) > 0 {
+		n, err := unix.Writev(fd, iovs)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for n > 0 && len(iovs) > 0 {
+			if n >= len(iovs[0]) {
+				n -= len(iovs[0])
+				iovs = iovs[1:]
+			} else {
+				iovs[0] = iovs[0][n:]
+				n = 0
+			}
+		}
+		for len(iovs) > 0 && len(iovs[0]) == 0 {
+			iovs = iovs[1:]
+		}
 	}
 	return nil
 }
