@@ -80,7 +80,7 @@ func dumpCmd() *cobra.Command {
 			if err := dump.Check(pid); err != nil {
 				return err
 			}
-			dw, err := image.Create(dir)
+			dw, err := image.CreateWith(dir, image.CreateOptions{Preallocate: dump.EstimateSize(pid)})
 			if err != nil {
 				return err
 			}

@@ -143,6 +143,8 @@ type DumpPhases struct {
 	WriteImage float64 `json:"write_image"`
 	Close      float64 `json:"close"`
 	Release    float64 `json:"release"`
+	// Prealloc: preallocating the image file, before the freeze.
+	Prealloc float64 `json:"prealloc"`
 }
 
 // RestorePhases are medians of RestoreSample's phases, in ms.
@@ -472,6 +474,7 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 	for _, s := range dumps {
 		ss.add("dump", s.Total)
 		ss.add("freeze", s.Freeze)
+		ss.add("dump-prealloc", s.Prealloc)
 		ss.add("dump-collect", s.Collect)
 		ss.add("dump-pages", s.Pages)
 		ss.add("dump-write-image", s.WriteImage)
@@ -523,6 +526,7 @@ func summarize(mib int, dumps []DumpSample, restores []RestoreSample, ss series,
 	r.RestoreRatio = ratio(r.RestoreGBps, r.FreshGBps)
 
 	r.DumpPhases = DumpPhases{
+		Prealloc:   ms(ss.median("dump-prealloc")),
 		Collect:    ms(ss.median("dump-collect")),
 		Pages:      ms(ss.median("dump-pages")),
 		WriteImage: ms(ss.median("dump-write-image")),

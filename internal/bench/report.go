@@ -33,16 +33,16 @@ func (r *Report) WriteText(out io.Writer) error {
 
 	fmt.Fprintf(out, "\nwhere the time goes (ms, medians)\n")
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "dump\tMiB\tcollect\tpages\t(in WritePages)\tclose\trelease\ttotal\tkill-mode total\t")
+	fmt.Fprintln(tw, "dump\tMiB\t(prealloc, before)\tcollect\tpages\t(in WritePages)\tclose\trelease\ttotal\tkill-mode total\t")
 	for _, s := range r.Sizes {
 		d := s.DumpPhases
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t(%.1f)\t%.1f\t%.1f\t%.1f\t%.1f\t\n", sizeName(s.SizeMiB),
-			float64(s.PageBytes)/(1<<20), d.Collect, d.Pages, d.WriteImage, d.Close, d.Release, s.DumpMs, s.KillDumpMs)
+		fmt.Fprintf(tw, "%s\t%.1f\t(%.1f)\t%.1f\t%.1f\t(%.1f)\t%.1f\t%.1f\t%.1f\t%.1f\t\n", sizeName(s.SizeMiB),
+			float64(s.PageBytes)/(1<<20), d.Prealloc, d.Collect, d.Pages, d.WriteImage, d.Close, d.Release, s.DumpMs, s.KillDumpMs)
 	}
-	fmt.Fprintln(tw, "restore\t\tsetup\tfill\t\tfinish\t\ttotal\t\t")
+	fmt.Fprintln(tw, "restore\t\t\tsetup\tfill\t\tfinish\t\ttotal\t\t")
 	for _, s := range r.Sizes {
 		p := s.RestorePhases
-		fmt.Fprintf(tw, "%s\t\t%.1f\t%.1f\t\t%.1f\t\t%.1f\t\t\n", sizeName(s.SizeMiB),
+		fmt.Fprintf(tw, "%s\t\t\t%.1f\t%.1f\t\t%.1f\t\t%.1f\t\t\n", sizeName(s.SizeMiB),
 			p.Setup, p.Fill, p.Finish, s.RestoreMs)
 	}
 	if err := tw.Flush(); err != nil {

@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 			return err
 		}
 		var rd round
-		dw, err := image.Create(dir)
+		dw, err := image.CreateWith(dir, image.CreateOptions{Preallocate: dump.EstimateSize(pid)})
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -53,6 +54,7 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 		}
 	}()
 
+	t0 := time.Now()
 	// Memory layout first, before the scratch mapping exists.
 	maps, err := procfs.Maps(pid)
 	if err != nil {
@@ -63,6 +65,7 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 		return nil, err
 	}
 
+	tVMAs := time.Since(t0)
 	st, err := procfs.Stat(pid)
 	if err != nil {
 		return nil, err
@@ -109,13 +112,15 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
+	tAttrs := time.Since(t0)
 	if p.FDs, err = dumper.DumpProcess(pid, c.pidfd); err != nil {
 		return nil, err
 	}
-
+	tFDs := time.Since(t0)
 	if err := c.collectInjected(); err != nil {
 		return nil, err
 	}
+	log.Debug("collected", "vmas", tVMAs, "attrs", tAttrs-tVMAs, "fds", tFDs-tAttrs, "injected", time.Since(t0)-tFDs)
 	ok = true
 	return c, nil
 }

@@ -141,6 +141,22 @@ func Check(pid int) error {
 	return nil
 }
 
+// EstimateSize returns roughly how large pid's image will be (the resident
+// memory of its tree), for preallocating the image file before the freeze.
+func EstimateSize(pid int) int64 {
+	tree, err := walkTree(pid)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, q := range tree {
+		if st, err := procfs.Stat(q); err == nil {
+			n += int64(st.RSS) * int64(os.Getpagesize())
+		}
+	}
+	return n + n/16 + 1<<20 // record headers, state, slack
+}
+
 // walkTree lists pid and its descendants, parents before children.
 func walkTree(pid int) ([]int, error) {
 	if _, err := procfs.Stat(pid); err != nil {
@@ -268,7 +284,7 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 		}
 	}()
 	for _, fz := range ft.procs {
-		col, err := collect(ctx, fz, dumper, log.With("pid", fz.PID))
+		col, err := collect(ctx, fz, dumper, opts.Log.With("pid", fz.PID))
 		if err != nil {
 			return nil, err
 		}
