@@ -46,12 +46,18 @@ type builder struct {
 	scratch uint64
 	tpidfd  uint64 // the target's pidfd for ferry, to pull files in
 	tfds    map[string]uint64
+
+	// uffd is ferry's copy of the target's userfaultfd while pages are
+	// filled (-1: none), registered on uffdRanges (sorted).
+	uffd       int
+	uffdRanges []kernel.UffdioRange
 }
 
 // abort kills every process created so far.
 func (t *tree) abort() {
 	for i := len(t.procs) - 1; i >= 0; i-- {
 		b := t.procs[i]
+		b.endUffd()
 		if b.pid <= 0 {
 			continue
 		}
@@ -77,7 +83,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	// seed: a child is cloned from its parent's new copy, so the parent
 	// relation (and wait4) hold.
 	for i, p := range t.res.Checkpoint.Processes {
-		b := &builder{tree: t, p: p}
+		b := &builder{tree: t, p: p, uffd: -1}
 		var err error
 		if i == 0 {
 			err = b.create()
@@ -129,10 +135,17 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		if err := b.mapVMAs(); err != nil {
 			return err
 		}
+		b.fillUffd()
 	}
 	phase("address spaces")
 	// 3. Pages, as they stream in.
-	if err := t.fillPages(ctx, r, pending); err != nil {
+	err := t.fillPages(ctx, r, pending)
+	for _, b := range live {
+		if uerr := b.endUffd(); err == nil {
+			err = uerr
+		}
+	}
+	if err != nil {
 		return err
 	}
 	phase("pages")

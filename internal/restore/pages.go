@@ -171,6 +171,16 @@ func (t *tree) readBatches(ctx context.Context, r *image.Reader, rec *image.Reco
 	flush()
 }
 
+// piece returns the bytes of remote iovec i, which starts off bytes into
+// the batch: local[i] when the batch references records in place, else
+// the matching part of the copy.
+func (bt *pageBatch) piece(i, off int) []byte {
+	if bt.buf == nil {
+		return bt.local[i]
+	}
+	return bt.buf[off : off+bt.remote[i].Len]
+}
+
 func (t *tree) applyBatch(bt *pageBatch, mu *sync.Mutex) error {
 	if bt.err != nil {
 		return bt.err
@@ -190,6 +200,34 @@ func (t *tree) applyBatch(bt *pageBatch, mu *sync.Mutex) error {
 	}
 	if bt.size == 0 {
 		return nil
+	}
+	if bt.b.uffd >= 0 {
+		// Pages of registered anonymous memory go in with UFFDIO_COPY;
+		// the rest (private file mappings) with process_vm_writev.
+		var rest pageBatch
+		rest.b = bt.b
+		off := 0
+		for i, rv := range bt.remote {
+			data := bt.piece(i, off)
+			off += rv.Len
+			if bt.b.inUffd(uint64(rv.Base), rv.Len) {
+				if err := bt.b.uffdCopy(uint64(rv.Base), data); err == nil {
+					continue
+				}
+				// EEXIST and the like: write it the other way.
+			}
+			rest.local = append(rest.local, data)
+			rest.remote = append(rest.remote, rv)
+			rest.size += rv.Len
+		}
+		mu.Lock()
+		t.res.Pages += uint64((bt.size - rest.size) / os.Getpagesize())
+		t.res.Bytes += uint64(bt.size - rest.size)
+		mu.Unlock()
+		if rest.size == 0 {
+			return nil
+		}
+		bt = &rest
 	}
 	local := make([]unix.Iovec, len(bt.local))
 	for i, l := range bt.local {
