@@ -21,6 +21,12 @@ import (
 // checkpointShell dumps (and kills) a busy shell loop into memory and
 // returns the image and the shell's PID, now free again.
 func checkpointShell(t *testing.T, tr *ptrace.Tracer) ([]byte, int) {
+	return checkpointShellVia(t, tr, func(w *image.Writer, pid int) dump.Sink { return w })
+}
+
+// checkpointShellVia is checkpointShell with the image writer wrapped by
+// sink, to act while the shell is frozen.
+func checkpointShellVia(t *testing.T, tr *ptrace.Tracer, sink func(w *image.Writer, pid int) dump.Sink) ([]byte, int) {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", "i=0; while :; do i=$((i+1)); done")
 	if err := cmd.Start(); err != nil {
@@ -31,13 +37,14 @@ func checkpointShell(t *testing.T, tr *ptrace.Tracer) ([]byte, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dump.Dump(context.Background(), tr, cmd.Process.Pid, w, dump.Options{}); err != nil {
+	pid := cmd.Process.Pid
+	if _, err := dump.Dump(context.Background(), tr, pid, sink(w, pid), dump.Options{}); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatal(err)
 	}
 	cmd.Wait() // reap: the PID is free for the restore
-	return buf.Bytes(), cmd.Process.Pid
+	return buf.Bytes(), pid
 }
 
 func restoreBytes(tr *ptrace.Tracer, img []byte) (*Result, error) {
@@ -132,26 +139,15 @@ func TestSignalWhileFrozenIsRequeued(t *testing.T) {
 	}
 	tr := ptrace.NewTracer()
 	defer tr.Close()
-	cmd := exec.Command("/bin/sh", "-c", "i=0; while :; do i=$((i+1)); done")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	w, err := image.NewWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &signalingSink{Writer: w, pid: cmd.Process.Pid}
-	if _, err := dump.Dump(context.Background(), tr, cmd.Process.Pid, sink, dump.Options{}); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	var sink *signalingSink
+	img, _ := checkpointShellVia(t, tr, func(w *image.Writer, pid int) dump.Sink {
+		sink = &signalingSink{Writer: w, pid: pid}
+		return sink
+	})
 	if !sink.sent {
 		t.Fatal("no pages written: the signal was never sent")
 	}
-	res, err := restoreBytes(tr, buf.Bytes())
+	res, err := restoreBytes(tr, img)
 	if err != nil {
 		t.Fatal(err)
 	}
