@@ -204,6 +204,7 @@ func (c *collector) collectInjected() error {
 		return err
 	}
 	defer func() {
+		c.noteStop(lead)
 		if err := lead.Restore(); err != nil {
 			c.log.Error("restore leader registers", "err", err)
 		}
@@ -297,7 +298,10 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 			return nil, err
 		}
 		in.SetScratch(scratch, scratchSize)
-		defer in.Restore()
+		defer func() {
+			c.noteStop(in)
+			in.Restore()
+		}()
 	}
 	regs := in.Saved()
 	th := &image.Thread{TID: tid, Regs: kernel.RegsToWords(&regs), SigMask: in.SavedMask()}
@@ -417,4 +421,16 @@ func (c *collector) lateSignals() []image.PendingSignal {
 		diff(th.TID, th.Pending, false)
 	}
 	return out
+}
+
+// noteStop records a stop signal that arrived during injection (and was
+// suppressed by it): the process counts as stopped, in the image and when
+// it is thawed.
+func (c *collector) noteStop(in *ptrace.Injector) {
+	switch in.StopSeen {
+	case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		c.log.Info("stop signal arrived while frozen", "tid", in.TID, "signal", in.StopSeen)
+		c.fz.WasStopped = true
+		c.proc.Stopped = true
+	}
 }

@@ -30,7 +30,6 @@ type Frozen struct {
 	Swallowed map[int]unix.Signal
 	// FrozenAt is when the last thread stopped.
 	FrozenAt time.Time
-	log      *slog.Logger
 	detached bool
 }
 
@@ -55,7 +54,7 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 		return nil, fmt.Errorf("process %d is already being traced", pid)
 	}
 	f := &Frozen{PID: pid, PPID: st.PPID, WasStopped: st.State == 'T', Delayed: map[int]time.Duration{},
-		Swallowed: map[int]unix.Signal{}, log: log}
+		Swallowed: map[int]unix.Signal{}}
 	seized := map[int]bool{}
 	for round := 0; ; round++ {
 		tids, err := Tasks(pid)
@@ -110,6 +109,9 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 			if ws.Stopped() && kernel.StopEvent(ws) == 0 && ws.StopSignal() != unix.SIGTRAP {
 				// A signal-delivery stop came first: the signal is dequeued.
 				f.Swallowed[tid] = ws.StopSignal()
+				if log != nil {
+					log.Debug("signal dequeued while freezing; it will be given back", "tid", tid, "signal", ws.StopSignal())
+				}
 			}
 		}
 		if round > 100 {

@@ -33,8 +33,9 @@ type Injector struct {
 
 	// Events collects the IDs of tasks created by injected clone calls.
 	Events []int
-	// StopSeen is set when a group-stop (SIGSTOP etc.) was swallowed while
-	// injecting; the caller re-raises it.
+	// StopSeen is set when a stop signal (SIGSTOP etc.) arrived while
+	// injecting and was suppressed by the single-step; the caller treats
+	// the process as stopped.
 	StopSeen unix.Signal
 }
 
@@ -212,13 +213,6 @@ func FindSyscall(pid int) (addr, vdso uint64, err error) {
 		return 0, 0, fmt.Errorf("no syscall instruction in the vdso of %d", pid)
 	}
 	return start + uint64(i), start, nil
-}
-
-// VDSOOffset returns the offset of a syscall instruction inside this
-// kernel's vdso image (identical in every process).
-func VDSOOffset() (uint64, error) {
-	a, v, err := FindSyscall(os.Getpid())
-	return a - v, err
 }
 
 func specialMapping(pid int, name string) (uint64, uint64, error) {

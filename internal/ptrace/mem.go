@@ -1,7 +1,6 @@
 package ptrace
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -62,11 +61,4 @@ func memFile(pid int, addr uint64, b []byte, write bool) error {
 		return fmt.Errorf("%s %d bytes at %#x of %d: %w", op, len(b), addr, pid, err)
 	}
 	return nil
-}
-
-// Word reads a uint64 at addr.
-func Word(pid int, addr uint64) (uint64, error) {
-	var b [8]byte
-	err := ReadMem(pid, addr, b[:])
-	return binary.LittleEndian.Uint64(b[:]), err
 }

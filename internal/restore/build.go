@@ -556,9 +556,7 @@ func (b *builder) mapVMAs() error {
 			return fmt.Errorf("map %#x-%#x (%s %s): %v", v.Start, v.End, v.Kind, v.Path+v.Name, err)
 		}
 		for _, f := range v.VMFlags {
-			adv := map[string]uint64{"dd": unix.MADV_DONTDUMP, "dc": unix.MADV_DONTFORK, "wf": unix.MADV_WIPEONFORK,
-				"hg": unix.MADV_HUGEPAGE, "nh": unix.MADV_NOHUGEPAGE, "mg": unix.MADV_MERGEABLE}[f]
-			if adv != 0 {
+			if adv := vmFlagAdvice[f]; adv != 0 {
 				b.lead.Syscall(unix.SYS_MADVISE, v.Start, v.Size(), adv)
 			}
 		}
@@ -569,6 +567,10 @@ func (b *builder) mapVMAs() error {
 	b.tfds = nil
 	return nil
 }
+
+// vmFlagAdvice maps smaps VmFlags to the madvise call that sets them.
+var vmFlagAdvice = map[string]uint64{"dd": unix.MADV_DONTDUMP, "dc": unix.MADV_DONTFORK, "wf": unix.MADV_WIPEONFORK,
+	"hg": unix.MADV_HUGEPAGE, "nh": unix.MADV_NOHUGEPAGE, "mg": unix.MADV_MERGEABLE}
 
 func (b *builder) fileFD(path string, write bool) (uint64, error) {
 	key := fmt.Sprintf("%s:%v", path, write)
