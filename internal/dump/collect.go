@@ -27,7 +27,6 @@ const scratchSize = 64 << 10
 type collector struct {
 	fz      *ptrace.Frozen
 	proc    *image.Process
-	maps    []procfs.Mapping
 	pidfd   int
 	objects map[string]*os.File // FileID → content, for FileData records
 	log     *slog.Logger
@@ -56,11 +55,6 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 
 	t0 := time.Now()
 	// Memory layout first, before the scratch mapping exists.
-	maps, err := procfs.Maps(pid)
-	if err != nil {
-		return nil, err
-	}
-	c.maps = maps
 	if err := c.collectVMAs(); err != nil {
 		return nil, err
 	}
@@ -125,21 +119,19 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 	return c, nil
 }
 
-// collectVMAs turns maps into image VMAs and opens shared objects.
+// collectVMAs turns /proc/PID/smaps (the maps lines plus VmFlags) into
+// image VMAs and opens shared objects.
 func (c *collector) collectVMAs() error {
 	pid := c.fz.PID
 	smaps, err := procfs.Smaps(pid)
 	if err != nil {
 		return err
 	}
-	flags := map[uint64][]string{}
-	for _, s := range smaps {
-		flags[s.Start] = s.VmFlags
-	}
-	for _, m := range c.maps {
+	for _, sm := range smaps {
+		m := sm.Mapping
 		v := image.VMA{Start: m.Start, End: m.End, Prot: m.Prot, Shared: m.Shared, Name: m.Name,
 			Path: m.Path, Offset: m.Offset, Dev: m.Dev, Ino: m.Inode}
-		for _, f := range flags[m.Start] {
+		for _, f := range sm.VmFlags {
 			switch f {
 			case "gd":
 				v.GrowsDown = true
