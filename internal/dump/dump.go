@@ -120,6 +120,9 @@ func Check(pid int) error {
 	for _, q := range tree {
 		st, err := procfs.Stat(q)
 		if err != nil {
+			if q != pid && errors.Is(err, os.ErrNotExist) {
+				continue // a child that exited meanwhile
+			}
 			return fmt.Errorf("pid %d: %w", q, err)
 		}
 		if st.Flags&0x00200000 != 0 { // PF_KTHREAD
@@ -135,6 +138,9 @@ func Check(pid int) error {
 			return fmt.Errorf("pid %d is being traced (by a debugger?): %w", q, ErrUnsupported)
 		}
 		if err := fds.Check(q); err != nil {
+			if q != pid && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
 			return err
 		}
 	}
@@ -222,6 +228,9 @@ func freezeTree(pid int, maxDelay time.Duration, log *slog.Logger) (*frozenTree,
 			fresh++
 			st, err := procfs.Stat(q)
 			if err != nil {
+				if q != pid && errors.Is(err, os.ErrNotExist) {
+					continue // a child that exited and was reaped meanwhile
+				}
 				ft.thaw(false, log)
 				return nil, fmt.Errorf("pid %d: %w", q, err)
 			}
@@ -232,6 +241,9 @@ func freezeTree(pid int, maxDelay time.Duration, log *slog.Logger) (*frozenTree,
 			}
 			fz, err := ptrace.Freeze(q, maxDelay, log)
 			if err != nil {
+				if q != pid && (errors.Is(err, os.ErrNotExist) || errors.Is(err, ptrace.ErrExited) || errors.Is(err, unix.ESRCH)) {
+					continue // exited while we froze it: no longer part of the tree
+				}
 				ft.thaw(false, log)
 				return nil, err
 			}

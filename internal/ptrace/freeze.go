@@ -90,6 +90,10 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 		}
 		for _, tid := range fresh {
 			start := time.Now()
+			inD := false
+			if ts, err := procfs.TaskStat(pid, tid); err == nil && ts.State == 'D' {
+				inD = true // uninterruptible: it stops when its call ends
+			}
 			ws, ok, err := WaitTimeout(tid, maxDelay)
 			if err != nil {
 				f.release()
@@ -99,8 +103,8 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 				f.release()
 				return nil, fmt.Errorf("freeze %d: thread %d: %w for more than %v", pid, tid, ErrBusy, maxDelay)
 			}
-			if d := time.Since(start); d > time.Millisecond {
-				f.Delayed[tid] = d
+			if inD {
+				f.Delayed[tid] = time.Since(start)
 			}
 			if ws.Exited() || ws.Signaled() {
 				f.drop(tid)
@@ -125,7 +129,7 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 	}
 	if len(f.TIDs) == 0 || f.TIDs[0] != pid {
 		f.release()
-		return nil, fmt.Errorf("freeze %d: the process exited", pid)
+		return nil, fmt.Errorf("freeze %d: %w", pid, ErrExited)
 	}
 	f.FrozenAt = time.Now()
 	return f, nil

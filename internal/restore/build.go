@@ -230,7 +230,9 @@ func (b *builder) create() error {
 	if err != nil {
 		return err
 	}
-	child, err := in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	child, err := cloneWithPID(b.p.PID, func() (uint64, error) {
+		return in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	})
 	if err != nil {
 		if err == unix.EEXIST {
 			return fmt.Errorf("restore pid %d: %w%s (use --new-pids to accept a new one)", b.p.PID, ErrPIDTaken, holder(b.p.PID))
@@ -272,7 +274,9 @@ func (b *builder) createFrom(parent *builder) error {
 	if err != nil {
 		return err
 	}
-	child, err := parent.lead.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	child, err := cloneWithPID(b.p.PID, func() (uint64, error) {
+		return parent.lead.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	})
 	if err != nil {
 		if err == unix.EEXIST {
 			return fmt.Errorf("restore pid %d: %w%s (use --new-pids to accept a new one)", b.p.PID, ErrPIDTaken, holder(b.p.PID))
@@ -328,10 +332,39 @@ func (b *builder) makeZombie() error {
 }
 
 func holder(pid int) string {
-	if comm, err := procfs.Comm(pid); err == nil {
-		return fmt.Sprintf(" by %q", comm)
+	st, err := procfs.Stat(pid)
+	if err != nil {
+		return ""
 	}
-	return ""
+	if st.State == 'Z' {
+		return fmt.Sprintf(" by %q, a zombie its parent (pid %d) has not reaped", st.Comm, st.PPID)
+	}
+	return fmt.Sprintf(" by %q", st.Comm)
+}
+
+// zombieWait bounds how long restore waits for a zombie that holds a PID
+// to be reaped. Right after a tree is dumped and killed, its children are
+// zombies until init reaps them (about 1.4 s on these machines).
+const zombieWait = 5 * time.Second
+
+// cloneWithPID runs clone (an injected clone3 with set_tid=[pid]) and, if
+// the PID is held by a zombie, waits for it to be reaped and tries again.
+func cloneWithPID(pid int, clone func() (uint64, error)) (uint64, error) {
+	deadline := time.Now().Add(zombieWait)
+	for {
+		r, err := clone()
+		if err != unix.EEXIST {
+			return r, err
+		}
+		st, serr := procfs.Stat(pid)
+		if serr != nil {
+			continue // reaped meanwhile: try again
+		}
+		if st.State != 'Z' || time.Now().After(deadline) {
+			return r, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (b *builder) session() error {
