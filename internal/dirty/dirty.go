@@ -178,20 +178,8 @@ func takeUffd(pid, tid int) (ufd int, err error) {
 	if err != nil {
 		return -1, fmt.Errorf("dirty: userfaultfd in process %d: %w", pid, err)
 	}
-	defer func() {
-		if _, cerr := in.Syscall(unix.SYS_CLOSE, tfd); cerr != nil && err == nil {
-			unix.Close(ufd)
-			ufd, err = -1, fmt.Errorf("dirty: close userfaultfd %d in process %d: %w", tfd, pid, cerr)
-		}
-	}()
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("dirty: %w", os.NewSyscallError("pidfd_open", err))
-	}
-	defer unix.Close(pidfd)
-	ufd, err = unix.PidfdGetfd(pidfd, int(tfd), 0) // always close-on-exec
-	if err != nil {
-		return -1, fmt.Errorf("dirty: %w", os.NewSyscallError("pidfd_getfd", err))
+	if ufd, err = in.Pull(pid, tfd); err != nil {
+		return -1, fmt.Errorf("dirty: %w", err)
 	}
 	return ufd, nil
 }

@@ -197,6 +197,30 @@ func (in *Injector) Restore() error {
 	return nil
 }
 
+// Pull takes fd tfd of process pid (the injector's process) into ferry —
+// the same open file description, close-on-exec — and closes the target's
+// copy, so ferry holds the only one. Used for objects that must be created
+// by the target itself, such as a userfaultfd (it belongs to its creator's
+// address space).
+func (in *Injector) Pull(pid int, tfd uint64) (int, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		in.Syscall(unix.SYS_CLOSE, tfd)
+		return -1, os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(pidfd)
+	fd, err := unix.PidfdGetfd(pidfd, int(tfd), 0)
+	if err != nil {
+		in.Syscall(unix.SYS_CLOSE, tfd)
+		return -1, os.NewSyscallError("pidfd_getfd", err)
+	}
+	if _, err := in.Syscall(unix.SYS_CLOSE, tfd); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("close fd %d in process %d: %w", tfd, pid, err)
+	}
+	return fd, nil
+}
+
 // FindSyscall locates a `syscall` instruction in pid's [vdso] and returns
 // its address together with the vdso's start.
 func FindSyscall(pid int) (addr, vdso uint64, err error) {

@@ -33,14 +33,9 @@ func (b *builder) fillUffd() {
 		b.log.Debug("no userfaultfd in the target; filling with process_vm_writev", "err", err)
 		return
 	}
-	defer b.lead.Syscall(unix.SYS_CLOSE, tfd)
-	pidfd, err := unix.PidfdOpen(b.pid, 0)
+	ufd, err := b.lead.Pull(b.pid, tfd)
 	if err != nil {
-		return
-	}
-	defer unix.Close(pidfd)
-	ufd, err := unix.PidfdGetfd(pidfd, int(tfd), 0)
-	if err != nil {
+		b.log.Debug("cannot take the target's userfaultfd; filling with process_vm_writev", "err", err)
 		return
 	}
 	api := kernel.UffdioAPIArg{API: kernel.UFFD_API}
