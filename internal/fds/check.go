@@ -72,6 +72,15 @@ func Check(pid int) error {
 type procCache struct {
 	pid  int
 	unix map[uint64]unixEntry // /proc/PID/net/unix by inode; nil until read
+	// posix holds the POSIX locks DumpProcess has recorded for pid, by
+	// inode: fdinfo shows them on every fd of the description they were
+	// taken through.
+	posix map[posixKey]bool
+}
+
+type posixKey struct {
+	dev, ino uint64
+	lock     image.FileLock
 }
 
 type unixEntry struct {
@@ -83,13 +92,22 @@ type unixEntry struct {
 const soAcceptCon = 1 << 16
 
 // classify decides from fd num's /proc link text, its fdinfo and a stat
-// through the link which image kind it is, or returns an *UnsupportedError.
+// through the link which image kind it is, or returns an *UnsupportedError
+// (also for a lock held through it that cannot be carried).
 func classify(pc *procCache, num int, link string, info *fdInfo) (string, error) {
+	kind, err := classifyKind(pc, num, link, info)
+	if err != nil {
+		return "", err
+	}
+	if err := checkLocks(pc, num, link, kind, info.locks); err != nil {
+		return "", err
+	}
+	return kind, nil
+}
+
+func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, error) {
 	unsupported := func(resource, detail string) error {
 		return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: detail}
-	}
-	if info.locks {
-		return "", unsupported("file lock", link)
 	}
 	switch {
 	case strings.HasPrefix(link, "pipe:["):

@@ -43,8 +43,19 @@
 //     a process of the tree is made again inside it for SO_PEERCRED.
 //   - memfd: name, seals and content (object FileID).
 //
+// File locks, from the "lock:" lines of fdinfo (image.FD.Locks): flock
+// and OFD locks belong to the open file description, so Prepare takes
+// them again from ferry on the new description, which hands them to the
+// target with it; POSIX record locks belong to the process, so Finish has
+// the target take them (F_SETLK on its own fd numbers). The checkpointed
+// processes must be gone (their locks released) before the restore: a
+// lock someone else holds fails it, naming the holder from /proc/locks.
+// Leases, mandatory locks, locks on sockets, POSIX locks owned by another
+// process sharing the fd table, and a flock taken by a live process
+// outside the tree that still holds the description are refused.
+//
 // Anything else (inet, netlink, packet sockets, bound or listening unix
 // sockets, io_uring, inotify, fanotify, pidfd, perf, bpf, userfaultfd,
-// namespaces, pty masters, file locks, fds in flight) is refused with an
+// namespaces, pty masters, leases, fds in flight) is refused with an
 // *UnsupportedError, by Check before freezing and by DumpProcess.
 package fds

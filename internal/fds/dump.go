@@ -88,7 +88,8 @@ func NewDumper(log *slog.Logger) *Dumper {
 // is pidfd_open(pid). The target's fd table is never modified: each fd is
 // duplicated into ferry with pidfd_getfd and inspected there. An fd whose
 // open file description was already seen (in this or an earlier process)
-// yields a record with only Num, CloExec and Desc. Cross-process facts
+// yields a record with only Num, CloExec, Desc and the POSIX locks pid
+// holds through it (see image.FD.Locks). Cross-process facts
 // (External, SockPeer) are filled in by Finish.
 func (d *Dumper) DumpProcess(pid, pidfd int) ([]image.FD, error) {
 	d.mu.Lock()
@@ -146,6 +147,22 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (
 		return nil, os.NewSyscallError("fstat", err)
 	}
 	cloexec := info.flags&unix.O_CLOEXEC != 0
+	var descLocks, posixLocks []image.FileLock
+	for _, l := range info.locks {
+		fl := fileLock(l)
+		if fl.Kind != image.LockPOSIX {
+			descLocks = append(descLocks, fl)
+			continue
+		}
+		key := posixKey{dev: st.Dev, ino: st.Ino, lock: fl}
+		if pc.posix == nil {
+			pc.posix = make(map[posixKey]bool)
+		}
+		if !pc.posix[key] {
+			pc.posix[key] = true
+			posixLocks = append(posixLocks, fl)
+		}
+	}
 
 	same, err := d.findDescLocked(fd, st)
 	if err != nil {
@@ -154,7 +171,7 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (
 	}
 	if same != nil {
 		unix.Close(fd)
-		return &image.FD{Num: num, CloExec: cloexec, Desc: same.id}, nil
+		return &image.FD{Num: num, CloExec: cloexec, Desc: same.id, Locks: posixLocks}, nil
 	}
 
 	d.seq++
@@ -171,6 +188,7 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (
 		Ino:     st.Ino,
 		Rdev:    st.Rdev,
 		Size:    st.Size,
+		Locks:   descLocks,
 	}
 	// Register before filling so that Close releases fd on any error.
 	d.descs[ds.id] = ds
@@ -181,6 +199,7 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (
 		return nil, err
 	}
 	rec := ds.rec
+	rec.Locks = append(slices.Clip(rec.Locks), posixLocks...)
 	return &rec, nil
 }
 
@@ -412,7 +431,11 @@ func memfdSeals(r *image.FD) int           { return int(r.Rdev) }
 //     makes the socket External when the peer is unnamed (a socketpair),
 //     and is an *UnsupportedError when it is bound (a server's socket);
 //   - every epoll item must be open at its number, with the same inode,
-//     in some process holding the epoll, else *UnsupportedError.
+//     in some process holding the epoll, else *UnsupportedError;
+//   - a flock taken by a live process outside the tree that still holds
+//     the description is an *UnsupportedError (it would outlive the tree);
+//   - POSIX locks stay on the fd of the process that owns them, also on
+//     the bare references.
 func (d *Dumper) Finish(procs []*image.Process) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -442,21 +465,37 @@ func (d *Dumper) Finish(procs []*image.Process) error {
 	if err := d.checkEpollLocked(procs, used); err != nil {
 		return err
 	}
+	if err := d.checkFlockHoldersLocked(used, tree); err != nil {
+		return err
+	}
 
 	first := make(map[string]bool)
 	for _, p := range procs {
 		for i, fd := range p.FDs {
+			posix := posixOnly(fd.Locks)
 			if first[fd.Desc] {
-				p.FDs[i] = image.FD{Num: fd.Num, CloExec: fd.CloExec, Desc: fd.Desc}
+				p.FDs[i] = image.FD{Num: fd.Num, CloExec: fd.CloExec, Desc: fd.Desc, Locks: posix}
 				continue
 			}
 			first[fd.Desc] = true
 			full := d.descs[fd.Desc].rec
 			full.Num, full.CloExec = fd.Num, fd.CloExec
+			full.Locks = append(slices.Clip(full.Locks), posix...)
 			p.FDs[i] = full
 		}
 	}
 	return nil
+}
+
+// posixOnly returns the POSIX locks among locks (nil if none).
+func posixOnly(locks []image.FileLock) []image.FileLock {
+	var out []image.FileLock
+	for _, l := range locks {
+		if l.Kind == image.LockPOSIX {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func (d *Dumper) resolvePipesLocked(used []*desc, tree map[int]bool) error {
@@ -583,16 +622,23 @@ func (d *Dumper) Objects() map[string]*os.File {
 	return m
 }
 
-// Kept returns ferry's duplicate of every open file description, keyed by
-// Desc, for an in-process restore (NewRestorer's inherit) that wants the
-// very same pipes and sockets. The Dumper owns the files; Close closes
-// them. Do not call Fd on them: it clears O_NONBLOCK on the shared
-// description (use RawFD).
+// Kept returns ferry's duplicate of every pipe, FIFO and unix socket
+// description, keyed by Desc, for an in-process restore (NewRestorer's
+// inherit) that wants the very same pipes and sockets. Other kinds are
+// recreated or reopened anyway, and a kept duplicate of a file would keep
+// its flock and OFD locks from the restored process. The Dumper owns the
+// files; Close closes them. Do not call Fd on them: it clears O_NONBLOCK
+// on the shared description (use RawFD).
 func (d *Dumper) Kept() map[string]*os.File {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m := make(map[string]*os.File, len(d.descs))
 	for id, ds := range d.descs {
+		switch ds.rec.Kind {
+		case image.FDPipe, image.FDFIFO, image.FDUnix:
+		default:
+			continue
+		}
 		if ds.file == nil {
 			ds.file = os.NewFile(uintptr(ds.fd), ds.link)
 		}

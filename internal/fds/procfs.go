@@ -43,8 +43,8 @@ type fdInfo struct {
 	flags  int // file status flags including O_CLOEXEC for this fd (octal in the file)
 	fields map[string]string
 	epoll  []epollEntry
-	locks  bool
-	scmFDs int // unix sockets: fds in flight in the receive queue
+	locks  []lockLine // "lock:" lines: the locks held through this fd
+	scmFDs int        // unix sockets: fds in flight in the receive queue
 }
 
 // epollEntry is one "tfd:" line of an epoll fdinfo.
@@ -82,7 +82,13 @@ func parseFDInfo(text string) (*fdInfo, error) {
 			fi.epoll = append(fi.epoll, e)
 			continue
 		case "lock":
-			fi.locks = true
+			l, ok, err := parseLockLine(val)
+			if err != nil {
+				return nil, fmt.Errorf("fdinfo: %w", err)
+			}
+			if ok {
+				fi.locks = append(fi.locks, l)
+			}
 			continue
 		case "pos":
 			p, err := strconv.ParseInt(val, 10, 64)

@@ -28,7 +28,7 @@ type Install struct {
 
 // Injector runs system calls inside the target process; the restore engine
 // provides it. Used for what must happen in the target with the target's
-// own fd numbers (epoll registration).
+// own fd numbers (epoll registration, POSIX record locks).
 type Injector interface {
 	// Syscall executes system call nr with args in the target and returns
 	// its result, or the errno as an error.
@@ -167,7 +167,47 @@ func (r *Restorer) Prepare() error {
 			return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec), err)
 		}
 	}
+	if err := r.takeDescLocksLocked(); err != nil {
+		return err
+	}
 	return r.assignEpollLocked()
+}
+
+// takeDescLocksLocked takes the flock and OFD locks of every description
+// on ferry's file: they belong to the description, and so to the target
+// once it is installed. The checkpointed processes must be gone by now
+// (their descriptions closed), or the locks are still theirs.
+func (r *Restorer) takeDescLocksLocked() error {
+	for _, id := range r.order {
+		rec := r.descs[id]
+		for _, l := range rec.Locks {
+			if l.Kind == image.LockPOSIX {
+				continue // taken by the owner, in Finish
+			}
+			if err := takeDescLock(RawFD(r.files[id]), l); err != nil {
+				h := r.first[id]
+				return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec), err)
+			}
+		}
+	}
+	return nil
+}
+
+// takePosixLocksLocked makes pid take, through inj, the POSIX locks it
+// held: they belong to the process, so it must take them itself, on its
+// own fd numbers.
+func (r *Restorer) takePosixLocksLocked(p *image.Process, inj Injector) error {
+	for _, fd := range p.FDs {
+		for _, l := range fd.Locks {
+			if l.Kind != image.LockPOSIX {
+				continue
+			}
+			if err := takePosixLock(inj, fd.Num, RawFD(r.files[fd.Desc]), l); err != nil {
+				return fmt.Errorf("pid %d fd %d (%s): %w", p.PID, fd.Num, describe(r.descs[fd.Desc]), err)
+			}
+		}
+	}
+	return nil
 }
 
 func describe(rec *image.FD) string {
@@ -214,7 +254,9 @@ func (r *Restorer) Object(id string) *os.File {
 // it registers the items of each epoll instance assigned to pid — with
 // EPOLL_CTL_ADD on pid's own fd numbers, since epoll keys items by file
 // and fd number. Each epoll instance is filled once, in the first process
-// holding it that has every item's fd.
+// holding it that has every item's fd. Last, pid takes the POSIX record
+// locks it held (F_SETLK on its fd numbers); nothing may close an fd of a
+// locked file in pid afterwards, since that releases them.
 func (r *Restorer) Finish(pid int, inj Injector) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -247,7 +289,7 @@ func (r *Restorer) Finish(pid int, inj Injector) error {
 		}
 		r.epollDone[id] = true
 	}
-	return nil
+	return r.takePosixLocksLocked(p, inj)
 }
 
 // Close releases every file the Restorer created (inherited and object

@@ -322,6 +322,13 @@ type FD struct {
 	SockRcvBuf   int  `json:"sock_rcvbuf,omitempty"`
 	SockPassCred bool `json:"sock_passcred,omitempty"`
 	SockCredPID  int  `json:"sock_cred_pid,omitempty"`
+
+	// Locks held through this fd. flock and OFD locks belong to the open
+	// file description and are stored with its full record; POSIX record
+	// locks belong to a process and are stored on the fd of the process
+	// that owns them (also when that record is a bare reference), once
+	// per process and inode.
+	Locks []FileLock `json:"locks,omitempty"`
 }
 
 // EpollItem is one fd registered with an epoll instance.
@@ -350,4 +357,30 @@ func (p *Process) AddPending(tid int, info Siginfo) error {
 		}
 	}
 	return fmt.Errorf("signal for thread %d, which process %d does not have", tid, p.PID)
+}
+
+// FileLock kinds.
+const (
+	LockFlock = "flock" // flock(2): owned by the open file description
+	LockOFD   = "ofd"   // F_OFD_SETLK: owned by the open file description
+	LockPOSIX = "posix" // F_SETLK: owned by the process
+)
+
+// FileLock types.
+const (
+	LockRead  = "read"
+	LockWrite = "write"
+)
+
+// FileLock is one advisory file lock, as /proc/PID/fdinfo lists it.
+type FileLock struct {
+	Kind string `json:"kind"` // LockFlock, LockOFD, LockPOSIX
+	Type string `json:"type"` // LockRead (shared) or LockWrite (exclusive)
+	// Start and Length of the byte range (POSIX and OFD); Length 0 means
+	// to the end of the file, however far it grows. A flock has neither.
+	Start  int64 `json:"start,omitempty"`
+	Length int64 `json:"length,omitempty"`
+	// PID is the holder /proc reported: the process that took a flock,
+	// the owner of a POSIX lock, -1 for an OFD lock.
+	PID int `json:"pid,omitempty"`
 }

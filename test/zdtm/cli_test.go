@@ -104,7 +104,7 @@ func TestDumpNonexistent(t *testing.T) {
 }
 
 // TestDumpRefusesUnsupported: a process holding a resource ferry cannot
-// carry yet — a TCP socket (listening on 127.0.0.1 only), a file lock —
+// carry yet — a TCP socket (listening on 127.0.0.1 only) —
 // cannot be dumped; the error names the pid, the fd and the resource, and
 // the process is left untouched: running, untraced, and it still passes
 // its own checks.
@@ -115,7 +115,6 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		resource string
 	}{
 		{"fd_tcp_listen", 10, "tcp"},
-		{"fd_locks", 60, "lock"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}

@@ -108,8 +108,7 @@ var cases = []testCase{
 	{name: "fd_signalfd", src: "fd_signalfd.c", dynamic: true},
 	{name: "fd_epoll", src: "fd_epoll.c", dynamic: true},
 	{name: "fd_socketpair", src: "fd_socketpair.c", dynamic: true},
-	{name: "fd_locks", src: "fd_locks.c", dynamic: true,
-		noCR: "ferry refuses file locks for now: see TestDumpRefusesUnsupported"},
+	{name: "fd_locks", src: "fd_locks.c", dynamic: true},
 	{name: "fd_tcp_listen", src: "fd_tcp_listen.c", dynamic: true,
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees

@@ -8,6 +8,10 @@
 //                     "c PID\n" / "g PID\n" to fd 3.
 //   child KIND DIR    one resource of an unsupported KIND at fd 100; writes
 //                     "c PID\n".
+//   child locks DIR   file locks of each kind (see locks below); writes
+//                     "c PID\n".
+//   child probe DIR   not a test subject: reports on stdout which locks
+//                     another process holds on the files of "locks".
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -206,6 +210,68 @@ static void full(const char *dir) {
 		pause();
 }
 
+static int setlk(int fd, int cmd, short type, off_t start, off_t len) {
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+	return fcntl(fd, cmd, &fl);
+}
+
+// locks: 100 flock(LOCK_EX) on flock.bin; 101 POSIX write lock on
+// [100,200) and read lock from 300 to EOF of posix.bin; 102 dup of 101;
+// 103 OFD read lock on [0,10) and write lock on [20,30) of ofd.bin; 104
+// flock(LOCK_SH) on shared.bin.
+static void locks(const char *dir) {
+	int fd = open(in(dir, "flock.bin"), O_RDWR | O_CREAT, 0600);
+	must(fd >= 0 && flock(fd, LOCK_EX) == 0, "flock");
+	place(fd, 100, 0);
+	// POSIX locks after place: closing any fd of the file drops them.
+	fd = open(in(dir, "posix.bin"), O_RDWR | O_CREAT, 0600);
+	must(fd >= 0, "open posix.bin");
+	place(fd, 101, 0);
+	must(dup2(101, 102) == 102, "dup2");
+	must(setlk(101, F_SETLK, F_WRLCK, 100, 100) == 0 && setlk(101, F_SETLK, F_RDLCK, 300, 0) == 0, "F_SETLK");
+	fd = open(in(dir, "ofd.bin"), O_RDWR | O_CREAT, 0600);
+	must(fd >= 0 && setlk(fd, F_OFD_SETLK, F_RDLCK, 0, 10) == 0 && setlk(fd, F_OFD_SETLK, F_WRLCK, 20, 10) == 0, "F_OFD_SETLK");
+	place(fd, 103, 0);
+	fd = open(in(dir, "shared.bin"), O_RDWR | O_CREAT, 0600);
+	must(fd >= 0 && flock(fd, LOCK_SH) == 0, "flock shared");
+	place(fd, 104, 0);
+	ready('c');
+	for (;;)
+		pause();
+}
+
+static void probe_flock(const char *dir, const char *name, int how, const char *what) {
+	int fd = open(in(dir, name), O_RDONLY);
+	must(fd >= 0, "open");
+	printf("%s %s: %s\n", name, what, flock(fd, how | LOCK_NB) == 0 ? "free" : errno == EWOULDBLOCK ? "busy" : strerror(errno));
+	close(fd);
+}
+
+static void probe_getlk(const char *dir, const char *name, int cmd, off_t at) {
+	int fd = open(in(dir, name), O_RDWR);
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+	must(fd >= 0 && fcntl(fd, cmd, &fl) == 0, "F_GETLK");
+	if (fl.l_type == F_UNLCK)
+		printf("%s@%lld: none\n", name, (long long)at);
+	else
+		printf("%s@%lld: %s pid %d %lld+%lld\n", name, (long long)at, fl.l_type == F_WRLCK ? "write" : "read",
+		       fl.l_pid, (long long)fl.l_start, (long long)fl.l_len);
+	close(fd);
+}
+
+static void probe(const char *dir) {
+	probe_flock(dir, "flock.bin", LOCK_SH, "shared");
+	probe_flock(dir, "shared.bin", LOCK_EX, "exclusive");
+	probe_flock(dir, "shared.bin", LOCK_SH, "shared");
+	probe_getlk(dir, "posix.bin", F_GETLK, 150);
+	probe_getlk(dir, "posix.bin", F_GETLK, 250);
+	probe_getlk(dir, "posix.bin", F_GETLK, 1000);
+	probe_getlk(dir, "ofd.bin", F_OFD_GETLK, 5);
+	probe_getlk(dir, "ofd.bin", F_OFD_GETLK, 15);
+	probe_getlk(dir, "ofd.bin", F_OFD_GETLK, 25);
+	exit(0);
+}
+
 static void one(const char *kind, const char *dir) {
 	int fd = -1;
 	if (strcmp(kind, "tcp") == 0 || strcmp(kind, "udp") == 0) {
@@ -228,9 +294,9 @@ static void one(const char *kind, const char *dir) {
 		fd = syscall(SYS_pidfd_open, getpid(), 0);
 	} else if (strcmp(kind, "ptmx") == 0) {
 		fd = open("/dev/ptmx", O_RDWR | O_NOCTTY);
-	} else if (strcmp(kind, "flock") == 0) {
-		fd = open(in(dir, "locked"), O_RDWR | O_CREAT, 0600);
-		must(fd >= 0 && flock(fd, LOCK_EX) == 0, "flock");
+	} else if (strcmp(kind, "lease") == 0) {
+		fd = open(in(dir, "leased"), O_RDONLY | O_CREAT, 0600);
+		must(fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0, "F_SETLEASE");
 	} else {
 		fprintf(stderr, "child: unknown kind %s\n", kind);
 		exit(2);
@@ -249,6 +315,10 @@ int main(int argc, char **argv) {
 	}
 	if (strcmp(argv[1], "full") == 0)
 		full(argv[2]);
+	else if (strcmp(argv[1], "locks") == 0)
+		locks(argv[2]);
+	else if (strcmp(argv[1], "probe") == 0)
+		probe(argv[2]);
 	else
 		one(argv[1], argv[2]);
 	return 0;

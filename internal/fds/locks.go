@@ -1,0 +1,284 @@
+package fds
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
+	"ferry/internal/kernel"
+)
+
+// lockLine is one lock as /proc/locks and the "lock:" lines of
+// /proc/PID/fdinfo/N print it (fs/locks.c, lock_get_status):
+//
+//	1: FLOCK  ADVISORY  READ 7379 fe:00:9977873 0 EOF
+//	2: POSIX  ADVISORY  WRITE 7379 fe:00:9977875 100 199
+//	1: OFDLCK ADVISORY  WRITE -1 fe:00:9977887 0 9
+//	1: LEASE  ACTIVE    READ 7412 fe:00:9977893 0 EOF
+//
+// The device is the superblock's MAJOR:MINOR in hex, the inode decimal,
+// the range inclusive.
+type lockLine struct {
+	kind  string // FLOCK, POSIX, OFDLCK, LEASE, DELEG, ACCESS...
+	mode  string // ADVISORY (MANDATORY on old kernels); ACTIVE, BREAKING... for leases
+	typ   string // READ, WRITE, UNLCK
+	pid   int    // -1 for OFD locks
+	dev   string // "fe:00"
+	ino   uint64
+	start int64
+	end   int64 // inclusive; -1 for EOF
+}
+
+// parseLockLine parses one lock line without its "lock:" prefix. ok is
+// false for a line that names no held lock (a waiter, "->").
+func parseLockLine(s string) (l lockLine, ok bool, err error) {
+	f := strings.Fields(s)
+	if len(f) > 1 && f[1] == "->" {
+		return l, false, nil
+	}
+	if len(f) != 8 || !strings.HasSuffix(f[0], ":") {
+		return l, false, fmt.Errorf("lock line %q: want 8 fields", s)
+	}
+	l.kind, l.mode, l.typ = f[1], f[2], f[3]
+	var errs [4]error
+	l.pid, errs[0] = strconv.Atoi(f[4])
+	i := strings.LastIndexByte(f[5], ':')
+	if i < 0 {
+		return l, false, fmt.Errorf("lock line %q: device and inode %q", s, f[5])
+	}
+	l.dev = f[5][:i]
+	l.ino, errs[1] = strconv.ParseUint(f[5][i+1:], 10, 64)
+	l.start, errs[2] = strconv.ParseInt(f[6], 10, 64)
+	l.end = -1
+	if f[7] != "EOF" {
+		l.end, errs[3] = strconv.ParseInt(f[7], 10, 64)
+	}
+	if err := errors.Join(errs[:]...); err != nil {
+		return l, false, fmt.Errorf("lock line %q: %w", s, err)
+	}
+	return l, true, nil
+}
+
+func (l lockLine) String() string {
+	if l.kind != "POSIX" && l.kind != "OFDLCK" {
+		return l.kind + " " + l.typ
+	}
+	end := "EOF"
+	if l.end >= 0 {
+		end = strconv.FormatInt(l.end, 10)
+	}
+	return fmt.Sprintf("%s %s %d-%s", l.kind, l.typ, l.start, end)
+}
+
+// checkLocks refuses what this package cannot carry among the locks held
+// through fd num of pc.pid: leases and delegations, mandatory locks,
+// POSIX locks owned by another process (sharing the fd table), and any
+// lock on a kind of file that is not reopened or recreated in Prepare.
+func checkLocks(pc *procCache, num int, link, kind string, locks []lockLine) error {
+	for _, l := range locks {
+		unsupported := func(resource, why string) error {
+			return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: l.String() + " on " + link + why}
+		}
+		switch {
+		case l.kind == "LEASE" || l.kind == "DELEG":
+			return unsupported("file lease", "")
+		case l.kind != "FLOCK" && l.kind != "POSIX" && l.kind != "OFDLCK":
+			return unsupported("file lock", "")
+		case l.mode != "ADVISORY":
+			return unsupported(strings.ToLower(l.mode)+" file lock", "")
+		case l.typ != "READ" && l.typ != "WRITE":
+			return unsupported("file lock", "")
+		case l.kind == "POSIX" && l.pid != pc.pid:
+			return unsupported("file lock", fmt.Sprintf(", owned by pid %d, which shares the fd table", l.pid))
+		case kind == image.FDUnix:
+			return unsupported("file lock", " (a socket)")
+		}
+	}
+	return nil
+}
+
+// fileLock turns a checked lock line into its image record.
+func fileLock(l lockLine) image.FileLock {
+	fl := image.FileLock{Type: image.LockRead, PID: l.pid}
+	if l.typ == "WRITE" {
+		fl.Type = image.LockWrite
+	}
+	switch l.kind {
+	case "FLOCK":
+		fl.Kind = image.LockFlock
+		return fl
+	case "OFDLCK":
+		fl.Kind = image.LockOFD
+	default:
+		fl.Kind = image.LockPOSIX
+	}
+	fl.Start = l.start
+	if l.end >= 0 {
+		fl.Length = l.end - l.start + 1
+	}
+	return fl
+}
+
+func describeLock(l image.FileLock) string {
+	if l.Kind == image.LockFlock {
+		return "flock " + l.Type + " lock"
+	}
+	end := "EOF"
+	if l.Length > 0 {
+		end = strconv.FormatInt(l.Start+l.Length-1, 10)
+	}
+	return fmt.Sprintf("%s %s lock on bytes %d-%s", l.Kind, l.Type, l.Start, end)
+}
+
+func lockType(l image.FileLock) int16 {
+	if l.Type == image.LockWrite {
+		return unix.F_WRLCK
+	}
+	return unix.F_RDLCK
+}
+
+// flockFD wraps flock(2) without blocking, EINTR retried.
+func flockFD(fd int, how int) error {
+	for {
+		err := unix.Flock(fd, how|unix.LOCK_NB)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// takeDescLock takes a flock or OFD lock l on ferry's fd; the lock then
+// belongs to the description, and so to the target once it is installed.
+func takeDescLock(fd int, l image.FileLock) error {
+	var err error
+	switch l.Kind {
+	case image.LockFlock:
+		how := unix.LOCK_SH
+		if l.Type == image.LockWrite {
+			how = unix.LOCK_EX
+		}
+		err = os.NewSyscallError("flock", flockFD(fd, how))
+	case image.LockOFD:
+		fl := unix.Flock_t{Type: lockType(l), Whence: unix.SEEK_SET, Start: l.Start, Len: l.Length}
+		err = os.NewSyscallError("fcntl(F_OFD_SETLK)", unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &fl))
+	default:
+		return fmt.Errorf("%s is not a lock of the open file description", describeLock(l))
+	}
+	if err != nil {
+		return lockError(fd, l, err)
+	}
+	return nil
+}
+
+// takePosixLock makes the target take POSIX lock l through its fd num;
+// ferryFD is ferry's file of the same description (for the error).
+func takePosixLock(inj Injector, num, ferryFD int, l image.FileLock) error {
+	fl := unix.Flock_t{Type: lockType(l), Whence: unix.SEEK_SET, Start: l.Start, Len: l.Length}
+	addr, err := inj.Scratch(kernel.Bytes(&fl))
+	if err != nil {
+		return fmt.Errorf("write struct flock: %w", err)
+	}
+	if _, err := inj.Syscall(unix.SYS_FCNTL, uint64(num), unix.F_SETLK, addr); err != nil {
+		return lockError(ferryFD, l, os.NewSyscallError("fcntl(F_SETLK)", err))
+	}
+	return nil
+}
+
+// lockError explains why lock l on the file behind fd could not be taken,
+// naming the conflicting holders /proc/locks shows when it is a conflict.
+func lockError(fd int, l image.FileLock, err error) error {
+	if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("take %s: %w", describeLock(l), err)
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return fmt.Errorf("take %s: someone else holds a conflicting lock: %w", describeLock(l), err)
+	}
+	holders := conflictingLocks(st.Dev, st.Ino, l)
+	if len(holders) == 0 {
+		return fmt.Errorf("take %s: someone else holds a conflicting lock (not found in /proc/locks): %w", describeLock(l), err)
+	}
+	return fmt.Errorf("take %s: held by %s: %w", describeLock(l), strings.Join(holders, ", "), err)
+}
+
+// conflictingLocks lists, from /proc/locks, the locks on inode dev:ino
+// that conflict with l, as "pid N (POSIX WRITE 100-199)".
+func conflictingLocks(dev, ino uint64, l image.FileLock) []string {
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return nil
+	}
+	wantDev := fmt.Sprintf("%02x:%02x", unix.Major(dev), unix.Minor(dev))
+	start, end := l.Start, int64(-1)
+	if l.Length > 0 {
+		end = l.Start + l.Length - 1
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		h, ok, err := parseLockLine(line)
+		if err != nil || !ok || h.dev != wantDev || h.ino != ino {
+			continue
+		}
+		if (h.kind == "FLOCK") != (l.Kind == image.LockFlock) {
+			continue // flock and record locks do not conflict with each other
+		}
+		if h.typ != "WRITE" && l.Type != image.LockWrite {
+			continue
+		}
+		if l.Kind != image.LockFlock && (end >= 0 && h.start > end || h.end >= 0 && h.end < start) {
+			continue
+		}
+		who := "pid " + strconv.Itoa(h.pid)
+		if h.kind == "OFDLCK" {
+			who = "an open file description"
+		}
+		out = append(out, fmt.Sprintf("%s (%s)", who, h))
+	}
+	return out
+}
+
+// checkFlockHoldersLocked refuses a flock taken by a live process outside
+// the tree that still holds the description: the lock outlives the tree,
+// and the restore could not take it again. A flock whose taker has gone,
+// or no longer holds the file (such as the ferry that restored it), goes
+// with the tree and is carried.
+func (d *Dumper) checkFlockHoldersLocked(used []*desc, tree map[int]bool) error {
+	self := os.Getpid()
+	for _, ds := range used {
+		for _, l := range ds.rec.Locks {
+			if l.Kind != image.LockFlock || tree[l.PID] || l.PID == self || l.PID <= 0 {
+				continue
+			}
+			if num, ok := d.holdsLocked(l.PID, ds); ok {
+				return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "file lock",
+					Detail: fmt.Sprintf("%s on %s taken by pid %d outside the tree, which still holds it as fd %d",
+						describeLock(l), ds.link, l.PID, num)}
+			}
+		}
+	}
+	return nil
+}
+
+// holdsLocked reports whether pid has ds's open file description open,
+// and at which fd number.
+func (d *Dumper) holdsLocked(pid int, ds *desc) (int, bool) {
+	nums, err := listFDs(pid)
+	if err != nil {
+		return 0, false
+	}
+	self := os.Getpid()
+	for _, num := range nums {
+		if link, err := os.Readlink(fdPath(pid, num)); err != nil || link != ds.link {
+			continue
+		}
+		if same, err := kernel.KcmpFile(self, ds.fd, pid, num); err == nil && same {
+			return num, true
+		}
+	}
+	return 0, false
+}
