@@ -36,6 +36,11 @@ const (
 	Running
 	// Stopped leaves it in group-stop (as after SIGSTOP).
 	Stopped
+	// Frozen keeps the whole tree frozen under ptrace after the image is
+	// complete; Result.Held resumes or kills it later. This is the source
+	// side of a migration transaction: the old copy waits, frozen, until
+	// the destination has committed (then Kill) or failed (then Resume).
+	Frozen
 )
 
 // Options tune a dump.
@@ -65,6 +70,52 @@ type Result struct {
 	Kept map[string]*os.File
 	// Checkpoint is the state record that was written.
 	Checkpoint *image.Checkpoint
+	// Held is the still-frozen tree when Options.Leave was Frozen.
+	Held *Held
+}
+
+// Held is a process tree left frozen by a dump (Leave: Frozen). Exactly one
+// of Resume or Kill must be called; both are safe to call again after.
+type Held struct {
+	t      *ptrace.Tracer
+	ft     *frozenTree
+	log    *slog.Logger
+	at     time.Time
+	closed bool
+}
+
+// PIDs lists the frozen processes, parents first.
+func (h *Held) PIDs() []int {
+	pids := make([]int, 0, len(h.ft.procs))
+	for _, fz := range h.ft.procs {
+		pids = append(pids, fz.PID)
+	}
+	return pids
+}
+
+// FrozenSince is when the tree was frozen.
+func (h *Held) FrozenSince() time.Time { return h.at }
+
+// Resume lets every process of the tree run on, as if nothing happened.
+func (h *Held) Resume(ctx context.Context) error {
+	return h.t.Do(ctx, func() error {
+		if h.closed {
+			return nil
+		}
+		h.closed = true
+		return h.ft.thaw(false, h.log)
+	})
+}
+
+// Kill ends every process of the tree (the migration committed elsewhere).
+func (h *Held) Kill(ctx context.Context) error {
+	return h.t.Do(ctx, func() error {
+		if h.closed {
+			return nil
+		}
+		h.closed = true
+		return h.ft.kill()
+	})
 }
 
 // Sink receives the image. *image.Writer and *image.DirWriter are sinks;
@@ -97,6 +148,9 @@ func Dump(ctx context.Context, t *ptrace.Tracer, pid int, w Sink, opts Options) 
 		res, err = dumpOnTracer(ctx, pid, w, opts, log)
 		return err
 	})
+	if res != nil && res.Held != nil {
+		res.Held.t = t
+	}
 	return res, err
 }
 
@@ -355,6 +409,8 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 		err = ft.thaw(false, log)
 	case Stopped:
 		err = ft.thaw(true, log)
+	case Frozen:
+		res.Held = &Held{ft: ft, log: log, at: frozenAt}
 	}
 	ok = true
 	res.FreezeTime = time.Since(frozenAt)
