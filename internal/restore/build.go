@@ -161,14 +161,24 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		}
 	}
 	phase("state")
-	// 5. Let them all run.
+	// 5. Let them all run, unless the caller holds them for a commit.
+	if t.opts.Hold {
+		t.res.Held = &Held{tree: t, live: live}
+		return nil
+	}
+	return t.release(live)
+}
+
+// release detaches every live process; from then on they are not ours to
+// kill.
+func (t *tree) release(live []*builder) error {
 	for _, b := range live {
 		if err := b.detach(); err != nil {
 			return err
 		}
 	}
 	for _, b := range t.procs {
-		b.pid = 0 // no longer ours to kill
+		b.pid = 0
 	}
 	return nil
 }

@@ -42,7 +42,11 @@ type Options struct {
 	// Inherit maps image Descs (or "pipe:<id>") to open files to reuse, e.g.
 	// the pipes kept by an in-process dump.
 	Inherit map[string]*os.File
-	Log     *slog.Logger
+	// Hold leaves the restored tree fully built but stopped under ptrace:
+	// Result.Held lets it run (Release) or removes it (Kill). A migration
+	// destination holds the new copy until the source says commit.
+	Hold bool
+	Log  *slog.Logger
 }
 
 // Result reports a restore.
@@ -56,6 +60,44 @@ type Result struct {
 	// Phases: how long each step of the restore took, in order
 	// ("create processes", "address spaces", "pages", "state").
 	Phases []Phase
+	// Held is the built, not yet running tree when Options.Hold was set.
+	Held *Held
+}
+
+// Held is a restored tree that has not run yet. Exactly one of Release or
+// Kill must be called; later calls do nothing.
+type Held struct {
+	t    *ptrace.Tracer
+	tree *tree
+	live []*builder
+	done bool
+}
+
+// Release lets the held processes run.
+func (h *Held) Release(ctx context.Context) error {
+	return h.t.Do(ctx, func() error {
+		if h.done {
+			return nil
+		}
+		h.done = true
+		if err := h.tree.release(h.live); err != nil {
+			h.tree.abort()
+			return err
+		}
+		return nil
+	})
+}
+
+// Kill removes the held processes: the commit did not happen.
+func (h *Held) Kill(ctx context.Context) error {
+	return h.t.Do(ctx, func() error {
+		if h.done {
+			return nil
+		}
+		h.done = true
+		h.tree.abort()
+		return nil
+	})
 }
 
 // Phase is one timed step of a restore.
@@ -133,6 +175,9 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 	})
 	if err != nil {
 		return nil, err
+	}
+	if res.Held != nil {
+		res.Held.t = t
 	}
 	res.Duration = time.Since(start)
 	return res, nil

@@ -1,0 +1,117 @@
+package job
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event is one line of the init's report.
+type Event struct {
+	Event  string `json:"event"`            // "started", "exited", "error"
+	PID    int    `json:"pid,omitempty"`    // the main process, in the namespace
+	Status int    `json:"status,omitempty"` // raw wait status, for "exited"
+	Error  string `json:"error,omitempty"`
+}
+
+// InitMain is the body of `ferry jobinit`. With args, it starts them as the
+// job (in a session of their own) and waits for them; with mainPID > 0 and
+// no args it waits for a job that a migration agent restores with that
+// PID. It never returns.
+func InitMain(mainPID int, args []string) {
+	report := os.NewFile(3, "report")
+	enc := json.NewEncoder(report)
+	fail := func(err error) {
+		enc.Encode(Event{Event: "error", Error: err.Error()})
+		os.Exit(1)
+	}
+	if os.Getpid() != 1 {
+		fail(errors.New("jobinit must be PID 1 of a new PID namespace"))
+	}
+	// A /proc of this namespace, visible only in this mount namespace, so
+	// that /proc/self and /proc/<getpid()> mean this namespace's PIDs.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		fail(fmt.Errorf("mount /proc: %w", err))
+	}
+	// Signals are for the job, not for its init.
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
+	if len(args) > 0 {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			fail(fmt.Errorf("start %s: %w", args[0], err))
+		}
+		mainPID = cmd.Process.Pid
+		cmd.Process.Release()
+		enc.Encode(Event{Event: "started", PID: mainPID})
+	}
+	// The init keeps no end of the job's stdio: EOF must mean the job
+	// closed them.
+	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for fd := 0; fd < 3; fd++ {
+			unix.Dup3(int(null.Fd()), fd, 0)
+		}
+		null.Close()
+	}
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.ECHILD {
+			// Nothing to reap yet (a restore has not created the job);
+			// wait for SIGCHLD.
+			waitChild()
+			continue
+		}
+		if err != nil {
+			fail(fmt.Errorf("wait4: %w", err))
+		}
+		if pid == mainPID && (ws.Exited() || ws.Signaled()) {
+			enc.Encode(Event{Event: "exited", PID: pid, Status: int(ws)})
+			os.Exit(0)
+		}
+	}
+}
+
+// waitChild blocks until a child may be waitable.
+func waitChild() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGCHLD)
+	defer signal.Stop(c)
+	var info unix.Siginfo
+	// Re-check under the notification, in case a child appeared between
+	// the failed wait4 and signal.Notify.
+	if err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil); err == nil && info.Signo != 0 {
+		return
+	}
+	<-c
+}
+
+// InitMainArgs parses `jobinit [--main PID] [--] CMD ARGS` and runs
+// InitMain.
+func InitMainArgs(args []string) {
+	mainPID := 0
+	for len(args) > 0 {
+		switch args[0] {
+		case "--main":
+			if len(args) > 1 {
+				fmt.Sscan(args[1], &mainPID)
+				args = args[2:]
+				continue
+			}
+		case "--":
+			args = args[1:]
+		}
+		break
+	}
+	InitMain(mainPID, args)
+}
