@@ -1,0 +1,174 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"ferry/internal/image"
+	"ferry/internal/ptrace"
+	"ferry/internal/restore"
+)
+
+// ReceiveOptions tune the destination side.
+type ReceiveOptions struct {
+	// Accept checks the Hello; an error refuses the migration.
+	Accept func(Hello) error
+	// Stdio gives the files that stand for the job's standard streams
+	// here, by role ("stdin", "stdout", "stderr").
+	Stdio map[string]*os.File
+	// Restored is called once the new copy is built and held, with its
+	// PID as the image has it.
+	Restored func(pid int)
+	// Committed is called when Commit has arrived, just before the new
+	// copy is let run.
+	Committed func()
+	// CommitTimeout bounds the wait for Commit after Ready (default 2 min).
+	CommitTimeout time.Duration
+	// Fault injects a failure (tests only): "die-image", "die-ready",
+	// "drop-ready", "die-commit".
+	Fault string
+	Log   *slog.Logger
+}
+
+// Result is what the destination did.
+type Result struct {
+	Hello   Hello
+	PID     int
+	Restore *restore.Result
+}
+
+// ErrNotCommitted is wrapped when the source never committed: the new
+// copy was removed.
+var ErrNotCommitted = errors.New("migration not committed")
+
+// Receive takes a migration from rw (which it closes), restores the tree
+// held, and lets it run once the source commits.
+func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts ReceiveOptions) (*Result, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.CommitTimeout == 0 {
+		opts.CommitTimeout = 2 * time.Minute
+	}
+	defer rw.Close()
+	stop := context.AfterFunc(ctx, func() { rw.Close() })
+	defer stop()
+	c := newConn(rw)
+	var h Hello
+	if err := c.recvJSON(fHello, &h); err != nil {
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	if h.Version != wireVersion {
+		err := fmt.Errorf("source speaks migration protocol version %d, this node %d", h.Version, wireVersion)
+		c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
+		return nil, err
+	}
+	if opts.Accept != nil {
+		if err := opts.Accept(h); err != nil {
+			c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
+			return nil, fmt.Errorf("refused: %w", err)
+		}
+	}
+	if err := c.sendJSON(fWelcome, welcome{OK: true}); err != nil {
+		return nil, err
+	}
+	log := opts.Log.With("job", h.Job, "mode", h.Mode, "from", h.Source)
+	res := &Result{Hello: h}
+
+	inherit := map[string]*os.File{}
+	for id, role := range h.Stdio {
+		if f := opts.Stdio[role]; f != nil {
+			inherit[id] = f
+		}
+	}
+	ir := &imageReader{c: c}
+	var src io.Reader = ir
+	if opts.Fault == "die-image" {
+		src = &dieAfter{r: ir, n: 64 << 10}
+	}
+	r, err := image.NewReader(src)
+	if err != nil {
+		c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log})
+	if err != nil {
+		c.sendJSON(fAbort, abortMsg{Reason: "restore: " + err.Error()})
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	res.Restore, res.PID = rres, rres.PID
+	held := rres.Held
+	kill := func(cause error) error {
+		kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		held.Kill(kctx)
+		log.Warn("new copy removed", "err", cause)
+		return fmt.Errorf("%w: %w", ErrNotCommitted, cause)
+	}
+	// The rest of the image (its trailer) must have arrived intact.
+	if !ir.end {
+		if _, err := io.Copy(io.Discard, ir); err != nil {
+			c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
+			return nil, kill(fmt.Errorf("image end: %w", err))
+		}
+	}
+	if opts.Restored != nil {
+		opts.Restored(rres.PID)
+	}
+	switch opts.Fault {
+	case "die-ready":
+		os.Exit(3)
+	case "drop-ready":
+		rw.Close()
+	}
+	if err := c.sendJSON(fReady, ready{PID: rres.PID, RestoreMS: float64(rres.Duration) / float64(time.Millisecond)}); err != nil {
+		return nil, kill(fmt.Errorf("send ready: %w", err))
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, opts.CommitTimeout)
+	defer cancel()
+	stopWait := context.AfterFunc(waitCtx, func() { rw.Close() })
+	var cm commit
+	err = c.recvJSON(fCommit, &cm)
+	stopWait()
+	if err != nil {
+		if waitCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no commit within %v: %w", opts.CommitTimeout, err)
+		}
+		return nil, kill(fmt.Errorf("await commit: %w", err))
+	}
+	// Committed: from here the process runs here, whatever happens to
+	// the connection.
+	if opts.Committed != nil {
+		opts.Committed()
+	}
+	if opts.Fault == "die-commit" {
+		os.Exit(3)
+	}
+	if err := held.Release(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("release the new copy: %w", err)
+	}
+	if err := c.sendJSON(fCommitted, committed{At: time.Now()}); err != nil {
+		log.Warn("committed, but the source did not hear it; it will ask", "err", err)
+	}
+	return res, nil
+}
+
+// dieAfter ends the process after n bytes (fault injection).
+type dieAfter struct {
+	r io.Reader
+	n int
+}
+
+func (d *dieAfter) Read(p []byte) (int, error) {
+	if d.n <= 0 {
+		os.Exit(3)
+	}
+	n, err := d.r.Read(p[:min(len(p), d.n)])
+	d.n -= n
+	return n, err
+}

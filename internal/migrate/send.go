@@ -1,0 +1,237 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"ferry/internal/dump"
+	"ferry/internal/image"
+	"ferry/internal/ptrace"
+)
+
+// SendOptions tune the source side.
+type SendOptions struct {
+	Hello Hello
+	// BeforeCommit runs while the old copy is frozen and the new one is
+	// held: the node drains the job's output and carries its unread
+	// input. An error aborts the migration.
+	BeforeCommit func(ctx context.Context) error
+	// Resolve answers, after a connection broke between Commit and
+	// Committed, whether the new copy runs on the destination.
+	Resolve func(ctx context.Context) (bool, error)
+	// Progress, if set, is called as bytes go out.
+	Progress func(Progress)
+	// Fault injects a failure at a named point (tests only): "drop-image",
+	// "corrupt-image", "drop-commit", "cancel-ready".
+	Fault string
+	Log   *slog.Logger
+}
+
+// Send migrates the process tree rooted at pid over rw, which it closes.
+// On error the process runs on here (Report.Resumed), unless the error
+// says otherwise.
+func Send(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, pid int, opts SendOptions) (*Report, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &sender{t: t, pid: pid, opts: opts, log: opts.Log.With("job", opts.Hello.Job, "mode", opts.Hello.Mode),
+		c: newConn(rw), start: time.Now()}
+	s.rep = &Report{Job: opts.Hello.Job, Mode: opts.Hello.Mode}
+	defer rw.Close()
+	err := s.run(ctx)
+	s.rep.Total = time.Since(s.start)
+	s.rep.BytesSent = s.c.sent
+	if err != nil {
+		s.rep.Error = err.Error()
+	}
+	return s.rep, err
+}
+
+type sender struct {
+	t     *ptrace.Tracer
+	pid   int
+	opts  SendOptions
+	log   *slog.Logger
+	c     *conn
+	rep   *Report
+	start time.Time
+	held  *dump.Held
+	// commitSent: from here on, cancellation no longer resumes the old
+	// copy.
+	commitSent atomic.Bool
+}
+
+func (s *sender) progress(p Progress) {
+	if s.opts.Progress != nil {
+		s.opts.Progress(p)
+	}
+}
+
+func (s *sender) run(ctx context.Context) (err error) {
+	// Cancellation before the commit closes the connection, which fails
+	// whatever step is waiting on it; the deferred abort resumes.
+	stop := context.AfterFunc(ctx, func() {
+		if !s.commitSent.Load() {
+			s.c.rw.Close()
+		}
+	})
+	defer stop()
+	defer func() {
+		if err == nil || s.rep.Committed {
+			return
+		}
+		if ctx.Err() != nil && !s.commitSent.Load() {
+			err = fmt.Errorf("migration cancelled: %w", ctx.Err())
+		}
+		s.c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
+		if s.held != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if rerr := s.held.Resume(rctx); rerr != nil {
+				err = fmt.Errorf("%w; and resuming the process here failed: %v", err, rerr)
+				return
+			}
+		}
+		s.rep.Resumed = true
+		s.log.Warn("migration failed; the process runs on here", "err", err)
+	}()
+
+	h := s.opts.Hello
+	h.Version = wireVersion
+	if err := s.c.sendJSON(fHello, h); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	var w welcome
+	if err := s.c.recvJSON(fWelcome, &w); err != nil {
+		return fmt.Errorf("destination: %w", err)
+	}
+
+	// The image: the old copy stays frozen afterwards.
+	est := uint64(dump.EstimateSize(s.pid))
+	iw := &countingWriter{w: imageWriter{s.c}, s: s, total: est}
+	iwr, err := image.NewWriter(iw)
+	if err != nil {
+		return err
+	}
+	s.progress(Progress{Phase: "image", TotalBytes: est})
+	res, err := dump.Dump(ctx, s.t, s.pid, iwr, dump.Options{Leave: dump.Frozen, Log: s.opts.Log})
+	if res != nil && res.Held != nil {
+		s.held = res.Held
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	s.rep.ImageBytes = uint64(res.Stats.TotalBytes)
+	if err := s.c.send(fImageEnd, true); err != nil {
+		return fmt.Errorf("send image: %w", err)
+	}
+	var rd ready
+	if err := s.c.recvJSON(fReady, &rd); err != nil {
+		return fmt.Errorf("destination did not restore: %w", err)
+	}
+	s.rep.RestoreTime = time.Duration(rd.RestoreMS * float64(time.Millisecond))
+	if s.opts.Fault == "cancel-ready" {
+		return errors.New("injected fault: cancelled after ready")
+	}
+	if s.opts.BeforeCommit != nil {
+		if err := s.opts.BeforeCommit(ctx); err != nil {
+			return fmt.Errorf("before commit: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.progress(Progress{Phase: "commit", Bytes: s.c.sent, TotalBytes: s.c.sent})
+	s.commitSent.Store(true)
+	if err := s.c.sendJSON(fCommit, commit{}); err != nil {
+		// Not sent for sure? A failed write may still have left bytes
+		// in the socket: ask.
+		return s.resolve(ctx, fmt.Errorf("send commit: %w", err))
+	}
+	if s.opts.Fault == "drop-commit" {
+		s.c.rw.Close()
+	}
+	var cm committed
+	if err := s.c.recvJSON(fCommitted, &cm); err != nil {
+		return s.resolve(ctx, fmt.Errorf("await committed: %w", err))
+	}
+	return s.finish()
+}
+
+// resolve settles a commit whose answer was lost.
+func (s *sender) resolve(ctx context.Context, cause error) error {
+	s.log.Warn("commit answer lost; asking the destination node", "err", cause)
+	if s.opts.Resolve == nil {
+		s.commitSent.Store(false)
+		return cause
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	ok, err := s.opts.Resolve(rctx)
+	if err != nil || !ok {
+		// The destination does not run it (or is gone, and with it the
+		// new copy): resume here.
+		s.commitSent.Store(false)
+		if err != nil {
+			return fmt.Errorf("%w; destination unreachable (%v)", cause, err)
+		}
+		return fmt.Errorf("%w; destination did not commit", cause)
+	}
+	return s.finish()
+}
+
+// finish ends the old copy after a commit.
+func (s *sender) finish() error {
+	s.rep.Committed = true
+	s.rep.FreezeTime = time.Since(s.held.FrozenSince())
+	kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.held.Kill(kctx); err != nil {
+		s.log.Error("kill the old copy after commit", "err", err)
+	}
+	return nil
+}
+
+// countingWriter reports image progress and injects image faults.
+type countingWriter struct {
+	w      io.Writer
+	s      *sender
+	n      uint64
+	total  uint64
+	last   time.Time
+	broken bool
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	switch cw.s.opts.Fault {
+	case "drop-image":
+		if cw.n > 0 && !cw.broken {
+			cw.broken = true
+			cw.s.c.rw.Close()
+		}
+	case "corrupt-image":
+		if cw.n > 0 && !cw.broken {
+			cw.broken = true
+			var h [frameHeader]byte
+			putFrameHeader(h[:], fImage, p)
+			h[12] ^= 0xff
+			cw.s.c.wmu.Lock()
+			cw.s.c.bw.Write(h[:])
+			cw.s.c.bw.Write(p)
+			cw.s.c.bw.Flush()
+			cw.s.c.wmu.Unlock()
+		}
+	}
+	n, err := cw.w.Write(p)
+	cw.n += uint64(n)
+	if time.Since(cw.last) > 100*time.Millisecond {
+		cw.last = time.Now()
+		cw.s.progress(Progress{Phase: "image", Bytes: cw.n, TotalBytes: max(cw.total, cw.n)})
+	}
+	return n, err
+}
