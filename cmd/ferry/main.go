@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"ferry/internal/job"
+	"ferry/internal/node"
 )
 
 // seedName is argv[0] of restore's seed process. The seed is stopped at
@@ -21,9 +25,22 @@ func main() {
 	if len(os.Args) > 0 && os.Args[0] == seedName {
 		os.Exit(111)
 	}
+	// Helpers of the node daemon, not for users.
+	if len(os.Args) > 1 && os.Args[1] == "jobinit" {
+		job.InitMainArgs(os.Args[2:]) // never returns
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		code := node.AgentMain(ctx, os.Args[2:])
+		stop()
+		os.Exit(code)
+	}
 	err := root().ExecuteContext(ctx)
 	stop()
+	var ee exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry:", err)
 		os.Exit(1)
@@ -48,6 +65,7 @@ func root() *cobra.Command {
 		SilenceErrors: true,
 	}
 	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log what ferry does")
-	cmd.AddCommand(checkCmd(), dumpCmd(), restoreCmd(), inspectCmd(), demoCmd(), workloadCmd(), benchCmd())
+	cmd.AddCommand(checkCmd(), dumpCmd(), restoreCmd(), inspectCmd(), demoCmd(), workloadCmd(), benchCmd(), initCmd(),
+		nodeCmd(), runCmd(), logsCmd(), psCmd(), killCmd(), adoptCmd(), membersCmd(), migrateCmd())
 	return cmd
 }

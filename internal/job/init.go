@@ -25,6 +25,9 @@ type Event struct {
 // no args it waits for a job that a migration agent restores with that
 // PID. It never returns.
 func InitMain(mainPID int, args []string) {
+	// The report pipe must not leak into the job: it would be an fd the
+	// job holds that leads outside it.
+	unix.CloseOnExec(3)
 	report := os.NewFile(3, "report")
 	enc := json.NewEncoder(report)
 	fail := func(err error) {
@@ -38,6 +41,16 @@ func InitMain(mainPID int, args []string) {
 	// that /proc/self and /proc/<getpid()> mean this namespace's PIDs.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		fail(fmt.Errorf("mount /proc: %w", err))
+	}
+	if len(args) == 0 {
+		// A restore will create the job with its old PIDs. Whatever
+		// runs here before that (the migration agent, the restore's
+		// seed and their threads) takes PIDs from the top of the range,
+		// out of the job's way.
+		if err := parkPIDs(); err != nil {
+			fail(err)
+		}
+		enc.Encode(Event{Event: "ready"})
 	}
 	// Signals are for the job, not for its init.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
@@ -114,4 +127,27 @@ func InitMainArgs(args []string) {
 		break
 	}
 	InitMain(mainPID, args)
+}
+
+// parkPIDs moves this PID namespace's next PID near the top of the range.
+func parkPIDs() error {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return err
+	}
+	var max int
+	fmt.Sscan(string(b), &max)
+	if max < 8192 {
+		return fmt.Errorf("pid_max %d is too small to keep restore helpers apart from the job", max)
+	}
+	return SetLastPID(max - 4096)
+}
+
+// SetLastPID sets the last PID handed out in the caller's PID namespace
+// (as seen through a /proc of that namespace): the next fork gets pid+1.
+func SetLastPID(pid int) error {
+	if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(fmt.Sprint(pid)), 0); err != nil {
+		return fmt.Errorf("set ns_last_pid: %w", err)
+	}
+	return nil
 }

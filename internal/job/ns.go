@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -71,6 +72,23 @@ func StartInit(spec InitSpec) (*Init, error) {
 	}
 	in.PID, in.cmd = cmd.Process.Pid, cmd
 	go in.read(pr, waited)
+	if len(spec.Args) == 0 {
+		// Awaiting a restore: the init must have moved the namespace's
+		// PIDs out of the job's way before anything else starts there.
+		select {
+		case ev, ok := <-in.events:
+			if !ok || ev.Event != "ready" {
+				in.Kill()
+				if ev.Error == "" {
+					ev.Error = "it ended"
+				}
+				return nil, fmt.Errorf("job init not ready: %s", ev.Error)
+			}
+		case <-time.After(30 * time.Second):
+			in.Kill()
+			return nil, fmt.Errorf("job init not ready after 30 s")
+		}
+	}
 	return in, nil
 }
 

@@ -21,9 +21,8 @@ type ReceiveOptions struct {
 	// Stdio gives the files that stand for the job's standard streams
 	// here, by role ("stdin", "stdout", "stderr").
 	Stdio map[string]*os.File
-	// Restored is called once the new copy is built and held, with its
-	// PID as the image has it.
-	Restored func(pid int)
+	// Restored is called once the new copy is built and held.
+	Restored func(*restore.Result)
 	// Committed is called when Commit has arrived, just before the new
 	// copy is let run.
 	Committed func()
@@ -118,7 +117,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 		}
 	}
 	if opts.Restored != nil {
-		opts.Restored(rres.PID)
+		opts.Restored(rres)
 	}
 	switch opts.Fault {
 	case "die-ready":

@@ -24,6 +24,10 @@ type SendOptions struct {
 	// Resolve answers, after a connection broke between Commit and
 	// Committed, whether the new copy runs on the destination.
 	Resolve func(ctx context.Context) (bool, error)
+	// Committed, if set, is called with the report once the new copy
+	// runs on the destination, before the old copy is killed (whose
+	// death may take the caller's namespace with it).
+	Committed func(*Report)
 	// Progress, if set, is called as bytes go out.
 	Progress func(Progress)
 	// Fault injects a failure at a named point (tests only): "drop-image",
@@ -189,6 +193,11 @@ func (s *sender) resolve(ctx context.Context, cause error) error {
 func (s *sender) finish() error {
 	s.rep.Committed = true
 	s.rep.FreezeTime = time.Since(s.held.FrozenSince())
+	s.rep.Total = time.Since(s.start)
+	s.rep.BytesSent = s.c.sent
+	if s.opts.Committed != nil {
+		s.opts.Committed(s.rep)
+	}
 	kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.held.Kill(kctx); err != nil {

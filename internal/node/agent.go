@@ -1,0 +1,243 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"ferry/internal/job"
+	"ferry/internal/migrate"
+	"ferry/internal/pki"
+	"ferry/internal/ptrace"
+	"ferry/internal/restore"
+)
+
+// Migration agents. A node runs the two sides of a migration in helper
+// processes (`ferry agent send|recv`) started inside the job's PID
+// namespace, so that the checkpoint and the restore see the job's own
+// PIDs (and a /proc of that namespace). An agent talks to its node over
+// two pipes: fd 3 carries events (agent → node), fd 4 commands (node →
+// agent), one JSON object per line. The two agents talk to each other
+// directly over mutual TLS (ALPN "ferry-migrate").
+
+const alpnMigrate = "ferry-migrate"
+
+// agentEvent is one line from an agent.
+type agentEvent struct {
+	Event    string            `json:"event"` // listening, restored, committed, progress, before-commit, resolve, report, error
+	Addr     string            `json:"addr,omitempty"`
+	PID      int               `json:"pid,omitempty"`
+	Progress *migrate.Progress `json:"progress,omitempty"`
+	Report   *migrate.Report   `json:"report,omitempty"`
+	Error    string            `json:"error,omitempty"`
+}
+
+// agentCommand is one line to an agent.
+type agentCommand struct {
+	OK        bool   `json:"ok"`
+	Committed bool   `json:"committed,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+type agentIO struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+	cmd *bufio.Scanner
+}
+
+func (a *agentIO) emit(ev agentEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.enc.Encode(ev)
+}
+
+// ask emits ev and waits for the node's answer.
+func (a *agentIO) ask(ev agentEvent) (agentCommand, error) {
+	a.emit(ev)
+	if !a.cmd.Scan() {
+		return agentCommand{}, fmt.Errorf("node gone while waiting for its answer to %s", ev.Event)
+	}
+	var c agentCommand
+	if err := json.Unmarshal(a.cmd.Bytes(), &c); err != nil {
+		return c, fmt.Errorf("node answer: %w", err)
+	}
+	return c, nil
+}
+
+// AgentMain is the body of `ferry agent send|recv ...`. It returns the
+// process exit code.
+func AgentMain(ctx context.Context, args []string) int {
+	aio := &agentIO{enc: json.NewEncoder(os.NewFile(3, "events")), cmd: bufio.NewScanner(os.NewFile(4, "commands"))}
+	if err := agentMain(ctx, aio, args); err != nil {
+		aio.emit(agentEvent{Event: "error", Error: err.Error()})
+		return 1
+	}
+	return 0
+}
+
+func agentMain(ctx context.Context, aio *agentIO, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("agent: want send or recv")
+	}
+	fs := flag.NewFlagSet("agent "+args[0], flag.ContinueOnError)
+	pkiDir := fs.String("pki", "", "cluster certificates")
+	nodeID := fs.String("node", "", "this node's id")
+	mountProc := fs.Bool("mount-proc", false, "mount a /proc of the job's PID namespace first")
+	fault := fs.String("fault", "", "inject a failure (tests)")
+	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
+	to := fs.String("to", "", "send: the receiving agent's address")
+	pid := fs.Int("pid", 0, "send: the job's main PID, in its namespace")
+	mode := fs.String("mode", "freeze", "send: freeze, precopy or postcopy")
+	jobID := fs.String("job", "", "send: job id")
+	stdio := fs.String("stdio", "", "send: pipe:ID=role,... for the job's standard streams")
+	maxFreeze := fs.Duration("max-freeze", 0, "send: precopy stops iterating when the predicted freeze is this short")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := job.DieWithParent(); err != nil {
+		return err
+	}
+	if *mountProc {
+		if err := job.MountProc(); err != nil {
+			return err
+		}
+	}
+	id, err := pki.Load(*pkiDir, *nodeID)
+	if err != nil {
+		return err
+	}
+	t := ptrace.NewTracer()
+	defer t.Close()
+	switch args[0] {
+	case "recv":
+		return agentRecv(ctx, aio, id, t, *listen, *fault)
+	case "send":
+		m, err := migrate.ParseMode(*mode)
+		if err != nil {
+			return err
+		}
+		h := migrate.Hello{Job: *jobID, Mode: m, Source: *nodeID, Stdio: map[string]string{}}
+		for _, kv := range strings.Split(*stdio, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				h.Stdio[k] = v
+			}
+		}
+		return agentSend(ctx, aio, id, t, *to, *pid, h, *maxFreeze, *fault)
+	}
+	return fmt.Errorf("agent: unknown side %q", args[0])
+}
+
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string) error {
+	ln, err := tls.Listen("tcp", listen, id.ServerConfig(alpnMigrate))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	aio.emit(agentEvent{Event: "listening", Addr: ln.Addr().String()})
+	// One source, soon.
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ac := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ac <- accepted{c, err}
+	}()
+	var c net.Conn
+	select {
+	case a := <-ac:
+		if a.err != nil {
+			return fmt.Errorf("accept: %w", a.err)
+		}
+		c = a.c
+	case <-time.After(2 * time.Minute):
+		ln.Close()
+		return fmt.Errorf("no source connected within 2 minutes")
+	case <-ctx.Done():
+		ln.Close()
+		return ctx.Err()
+	}
+	ln.Close()
+	if err := c.(*tls.Conn).HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	stdio := map[string]*os.File{"stdin": os.NewFile(5, "stdin"), "stdout": os.NewFile(6, "stdout"), "stderr": os.NewFile(7, "stderr")}
+	opts := migrate.ReceiveOptions{
+		Stdio:     stdio,
+		Restored: func(r *restore.Result) {
+			// New children of the job continue the PID sequence as they
+			// would have on the source.
+			top := 0
+			for _, p := range r.Checkpoint.Processes {
+				top = max(top, p.PID)
+				for _, th := range p.Threads {
+					top = max(top, th.TID)
+				}
+			}
+			if err := job.SetLastPID(top); err != nil {
+				aio.emit(agentEvent{Event: "warning", Error: err.Error()})
+			}
+			aio.emit(agentEvent{Event: "restored", PID: r.PID})
+		},
+		Committed: func() { aio.emit(agentEvent{Event: "committed"}) },
+		Fault:     fault,
+	}
+	res, err := migrate.Receive(ctx, t, c, opts)
+	if err != nil {
+		return err
+	}
+	rep := &migrate.Report{Job: res.Hello.Job, Mode: res.Hello.Mode, Committed: true}
+	if res.Restore != nil {
+		rep.RestoreTime = res.Restore.Duration
+	}
+	aio.emit(agentEvent{Event: "report", PID: res.PID, Report: rep})
+	return nil
+}
+
+func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string) error {
+	d := tls.Dialer{Config: id.ClientConfig(alpnMigrate), NetDialer: &net.Dialer{Timeout: 10 * time.Second}}
+	c, err := d.DialContext(ctx, "tcp", to)
+	if err != nil {
+		return fmt.Errorf("connect to the destination agent %s: %w", to, err)
+	}
+	opts := migrate.SendOptions{
+		Hello: h,
+		BeforeCommit: func(ctx context.Context) error {
+			ans, err := aio.ask(agentEvent{Event: "before-commit"})
+			if err != nil {
+				return err
+			}
+			if !ans.OK {
+				return fmt.Errorf("node: %s", ans.Error)
+			}
+			return nil
+		},
+		Resolve: func(ctx context.Context) (bool, error) {
+			ans, err := aio.ask(agentEvent{Event: "resolve"})
+			if err != nil {
+				return false, err
+			}
+			if ans.Error != "" {
+				return false, fmt.Errorf("%s", ans.Error)
+			}
+			return ans.Committed, nil
+		},
+		Progress:  func(p migrate.Progress) { aio.emit(agentEvent{Event: "progress", Progress: &p}) },
+		Committed: func(r *migrate.Report) { aio.emit(agentEvent{Event: "report", Report: r}) },
+		Fault:     fault,
+	}
+	_ = maxFreeze
+	rep, err := migrate.Send(ctx, t, c, pid, opts)
+	if rep != nil && !rep.Committed {
+		aio.emit(agentEvent{Event: "report", Report: rep})
+	}
+	return err
+}

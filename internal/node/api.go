@@ -1,0 +1,627 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/cluster"
+)
+
+// The node API, the same on the control socket and between nodes:
+//
+//	GET  /v1/members
+//	POST /v1/run                     RunRequest → JobInfo
+//	POST /v1/adopt                   {"pid":N} → JobInfo
+//	GET  /v1/jobs[?local=1]          → []JobInfo
+//	GET  /v1/jobs/{id}               → JobInfo
+//	GET  /v1/jobs/{id}/logs?out=N&err=M&follow=1   → log frames
+//	POST /v1/jobs/{id}/stdin[?eof=1] body: bytes
+//	POST /v1/jobs/{id}/signal?sig=N
+//	POST /v1/jobs/{id}/migrate       MigrateRequest → progress lines, then the report
+//	POST /v1/incoming                (node to node) prepare a destination
+//	POST /v1/jobs/{id}/carry         (node to node) logs and unread input at the commit
+//	GET  /v1/jobs/{id}/committed     (node to node) did an incoming migration commit?
+//
+// A request for a job held by another node is forwarded there (header
+// X-Ferry-Hop marks a forwarded request, which is never forwarded again).
+// Log frames: kind (1 stdout, 2 stderr, 0 end), length u32 little endian,
+// payload; the end frame's payload is the JobInfo as JSON.
+
+const hopHeader = "X-Ferry-Hop"
+
+// RunRequest starts a job.
+type RunRequest struct {
+	Cmd  []string `json:"cmd"`
+	Node string   `json:"node,omitempty"`
+	Dir  string   `json:"dir,omitempty"`
+	Env  []string `json:"env,omitempty"`
+}
+
+// MigrateRequest moves a job.
+type MigrateRequest struct {
+	To        string        `json:"to"`
+	Mode      string        `json:"mode"`
+	MaxFreeze time.Duration `json:"max_freeze,omitempty"`
+}
+
+func (n *Node) routes() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /v1/members", n.handleMembers)
+	m.HandleFunc("POST /v1/run", n.handleRun)
+	m.HandleFunc("POST /v1/adopt", n.handleAdopt)
+	m.HandleFunc("GET /v1/jobs", n.handleJobs)
+	m.HandleFunc("GET /v1/jobs/{id}", n.routed(n.handleJob))
+	m.HandleFunc("GET /v1/jobs/{id}/logs", n.handleLogs)
+	m.HandleFunc("POST /v1/jobs/{id}/stdin", n.routed(n.handleStdin))
+	m.HandleFunc("POST /v1/jobs/{id}/signal", n.routed(n.handleSignal))
+	m.HandleFunc("POST /v1/jobs/{id}/migrate", n.routed(n.handleMigrate))
+	m.HandleFunc("POST /v1/incoming", n.handleIncoming)
+	m.HandleFunc("POST /v1/jobs/{id}/carry", n.handleCarry)
+	m.HandleFunc("GET /v1/jobs/{id}/committed", n.handleCommitted)
+	return m
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	http.Error(w, err.Error(), code)
+}
+
+// ErrNoJob is returned for a job no node holds.
+var ErrNoJob = errors.New("no such job")
+
+// local returns the job if it runs here.
+func (n *Node) local(id string) *localJob {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	j := n.jobs[id]
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	st := j.info.State
+	j.mu.Unlock()
+	if st == stateMoved || st == stateIncoming {
+		return nil
+	}
+	return j
+}
+
+// members lists the cluster's alive members.
+func (n *Node) members() []cluster.Member {
+	var out []cluster.Member
+	for _, m := range n.cl.Members() {
+		if m.Alive {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// where finds the node that holds job id now.
+func (n *Node) where(ctx context.Context, id string) (string, error) {
+	if n.local(id) != nil {
+		return n.cfg.ID, nil
+	}
+	n.mu.Lock()
+	hint := n.moved[id]
+	n.mu.Unlock()
+	seen := map[string]bool{}
+	for hint != "" && !seen[hint] {
+		seen[hint] = true
+		info, err := n.remoteJob(ctx, hint, id)
+		if err != nil {
+			break
+		}
+		if info.State != stateMoved {
+			return hint, nil
+		}
+		hint = info.MovedTo
+	}
+	for _, m := range n.members() {
+		if m.ID == n.cfg.ID || seen[m.ID] {
+			continue
+		}
+		if info, err := n.remoteJob(ctx, m.ID, id); err == nil && info.State != stateMoved {
+			return m.ID, nil
+		}
+	}
+	n.mu.Lock()
+	j := n.jobs[id]
+	n.mu.Unlock()
+	if j != nil {
+		// Moved away and nobody has it now: show what is known here.
+		return n.cfg.ID, nil
+	}
+	return "", fmt.Errorf("job %s: %w", id, ErrNoJob)
+}
+
+func (n *Node) remoteJob(ctx context.Context, nodeID, id string) (*JobInfo, error) {
+	var info JobInfo
+	err := n.call(ctx, nodeID, "GET", "/v1/jobs/"+id+"?local=1", nil, &info)
+	return &info, err
+}
+
+// peerURL is the base URL of a member's API.
+func (n *Node) peerURL(nodeID string) (string, error) {
+	m, ok := n.cl.Lookup(nodeID)
+	if !ok || !m.Alive {
+		return "", fmt.Errorf("node %s is not a live member of the cluster", nodeID)
+	}
+	return "https://" + m.RPC, nil
+}
+
+// call does a JSON request to another node.
+func (n *Node) call(ctx context.Context, nodeID, method, path string, in, out any) error {
+	resp, err := n.do(ctx, nodeID, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+func (n *Node) do(ctx context.Context, nodeID, method, path string, in any) (*http.Response, error) {
+	base, err := n.peerURL(nodeID)
+	if err != nil {
+		return nil, err
+	}
+	var body io.Reader
+	if in != nil {
+		if r, ok := in.(io.Reader); ok {
+			body = r
+		} else {
+			b, err := json.Marshal(in)
+			if err != nil {
+				return nil, err
+			}
+			body = bytes.NewReader(b)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(hopHeader, n.cfg.ID)
+	resp, err := n.peer.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", nodeID, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, &RemoteError{Node: nodeID, Code: resp.StatusCode, Msg: string(trimNL(b))}
+	}
+	return resp, nil
+}
+
+// RemoteError is an error answer from a node.
+type RemoteError struct {
+	Node string
+	Code int
+	Msg  string
+}
+
+func (e *RemoteError) Error() string { return fmt.Sprintf("node %s: %s", e.Node, e.Msg) }
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// routed runs h here if the job is here, and forwards the request to the
+// job's node otherwise.
+func (n *Node) routed(h func(http.ResponseWriter, *http.Request, *localJob)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if j := n.local(id); j != nil {
+			h(w, r, j)
+			return
+		}
+		if r.Header.Get(hopHeader) != "" || r.URL.Query().Get("local") != "" {
+			n.mu.Lock()
+			j := n.jobs[id]
+			n.mu.Unlock()
+			if j != nil && r.Method == "GET" {
+				writeJSON(w, j.snapshot()) // a tombstone: where it went
+				return
+			}
+			httpError(w, http.StatusNotFound, fmt.Errorf("job %s is not on node %s", id, n.cfg.ID))
+			return
+		}
+		to, err := n.where(r.Context(), id)
+		if err != nil {
+			httpError(w, http.StatusNotFound, err)
+			return
+		}
+		if to == n.cfg.ID {
+			n.mu.Lock()
+			j := n.jobs[id]
+			n.mu.Unlock()
+			if r.Method == "GET" && j != nil {
+				writeJSON(w, j.snapshot())
+				return
+			}
+			httpError(w, http.StatusConflict, fmt.Errorf("job %s has ended", id))
+			return
+		}
+		n.forward(w, r, to)
+	}
+}
+
+// forward proxies r to node to and streams the answer back.
+func (n *Node) forward(w http.ResponseWriter, r *http.Request, to string) {
+	resp, err := n.do(r.Context(), to, r.Method, r.URL.RequestURI(), r.Body)
+	if err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) {
+			http.Error(w, re.Msg, re.Code)
+			return
+		}
+		httpError(w, http.StatusBadGateway, err)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	fl, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := resp.Body.Read(buf)
+		if k > 0 {
+			w.Write(buf[:k])
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, n.cl.Members())
+}
+
+func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
+	var req RunRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	if req.Node != "" && req.Node != n.cfg.ID {
+		if r.Header.Get(hopHeader) != "" {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("this is node %s, not %s", n.cfg.ID, req.Node))
+			return
+		}
+		var info JobInfo
+		if err := n.call(r.Context(), req.Node, "POST", "/v1/run", req, &info); err != nil {
+			httpError(w, http.StatusBadGateway, err)
+			return
+		}
+		writeJSON(w, info)
+		return
+	}
+	info, err := n.startJob(req)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, info)
+}
+
+func (n *Node) handleAdopt(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PID int `json:"pid"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	info, err := n.adopt(req.PID)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, info)
+}
+
+func (n *Node) handleJobs(w http.ResponseWriter, r *http.Request) {
+	var out []JobInfo
+	n.mu.Lock()
+	for _, j := range n.jobs {
+		out = append(out, j.snapshot())
+	}
+	n.mu.Unlock()
+	if r.Header.Get(hopHeader) != "" || r.URL.Query().Get("local") != "" {
+		writeJSON(w, out)
+		return
+	}
+	// The whole cluster: every job once, from the node that holds it.
+	var all []JobInfo
+	for _, info := range out {
+		if info.State != stateMoved {
+			all = append(all, info)
+		}
+	}
+	for _, m := range n.members() {
+		if m.ID == n.cfg.ID {
+			continue
+		}
+		var theirs []JobInfo
+		if err := n.call(r.Context(), m.ID, "GET", "/v1/jobs?local=1", nil, &theirs); err != nil {
+			n.log.Warn("list jobs", "node", m.ID, "err", err)
+			continue
+		}
+		for _, info := range theirs {
+			if info.State != stateMoved && info.State != stateIncoming {
+				all = append(all, info)
+			}
+		}
+	}
+	writeJSON(w, all)
+}
+
+func (n *Node) handleJob(w http.ResponseWriter, r *http.Request, j *localJob) {
+	writeJSON(w, j.snapshot())
+}
+
+func (n *Node) handleStdin(w http.ResponseWriter, r *http.Request, j *localJob) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	j.ioMu.Lock()
+	defer j.ioMu.Unlock()
+	// A migration may have committed while this request waited: the
+	// input belongs to the new node.
+	if n.local(j.info.ID) == nil {
+		if to, err := n.where(r.Context(), j.info.ID); err == nil && to != n.cfg.ID {
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			n.forward(w, r, to)
+			return
+		}
+	}
+	if err := j.writeInput(b, r.URL.Query().Get("eof") != ""); err != nil {
+		httpError(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, map[string]int{"written": len(b)})
+}
+
+func (n *Node) handleSignal(w http.ResponseWriter, r *http.Request, j *localJob) {
+	sig, err := strconv.Atoi(r.URL.Query().Get("sig"))
+	if err != nil || sig <= 0 || sig > 64 {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("bad signal %q", r.URL.Query().Get("sig")))
+		return
+	}
+	j.ioMu.Lock() // not while a migration holds the job
+	defer j.ioMu.Unlock()
+	j.mu.Lock()
+	hp := j.hostPIDLocked()
+	adopted := j.info.Adopted
+	j.mu.Unlock()
+	if hp <= 0 {
+		httpError(w, http.StatusConflict, fmt.Errorf("job %s has no running process", j.info.ID))
+		return
+	}
+	target := -hp // the job's process group, like a terminal's Ctrl-C
+	if adopted {
+		target = hp
+	}
+	if err := unix.Kill(target, syscall.Signal(sig)); err != nil {
+		if err := unix.Kill(hp, syscall.Signal(sig)); err != nil {
+			httpError(w, http.StatusConflict, fmt.Errorf("signal job %s: %w", j.info.ID, err))
+			return
+		}
+	}
+	writeJSON(w, map[string]string{"sent": unix.SignalName(syscall.Signal(sig))})
+}
+
+// log frames
+const (
+	frameEnd    = 0
+	frameStdout = 1
+	frameStderr = 2
+)
+
+func writeFrame(w io.Writer, kind byte, p []byte) error {
+	var h [5]byte
+	h[0] = kind
+	binary.LittleEndian.PutUint32(h[1:], uint32(len(p)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+// ReadFrame reads one log frame.
+func ReadFrame(r *bufio.Reader) (byte, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.LittleEndian.Uint32(h[1:])
+	if n > 16<<20 {
+		return 0, nil, fmt.Errorf("log frame of %d bytes", n)
+	}
+	p := make([]byte, n)
+	_, err := io.ReadFull(r, p)
+	return h[0], p, err
+}
+
+// handleLogs streams a job's output from the given offsets. The node a
+// client asks follows the job across migrations: when the node that held
+// it says it moved, the stream goes on from the new node at the same
+// offsets.
+func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	off := [2]int64{}
+	off[0], _ = strconv.ParseInt(q.Get("out"), 10, 64)
+	off[1], _ = strconv.ParseInt(q.Get("err"), 10, 64)
+	follow := q.Get("follow") != ""
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	hop := r.Header.Get(hopHeader) != ""
+	for {
+		n.mu.Lock()
+		j := n.jobs[id]
+		n.mu.Unlock()
+		if j != nil && (hop || n.local(id) != nil || j.snapshot().State == stateExited || j.snapshot().State == stateLost) {
+			if j.snapshot().State != stateMoved || hop {
+				n.streamLocal(r.Context(), w, fl, j, &off, follow)
+				return
+			}
+		}
+		if hop {
+			httpError(w, http.StatusNotFound, fmt.Errorf("job %s is not on node %s", id, n.cfg.ID))
+			return
+		}
+		to, err := n.where(r.Context(), id)
+		if err != nil || to == n.cfg.ID {
+			if err == nil {
+				err = fmt.Errorf("job %s: %w", id, ErrNoJob)
+			}
+			httpError(w, http.StatusNotFound, err)
+			return
+		}
+		end, err := n.proxyLogs(r.Context(), w, fl, to, id, &off, follow)
+		if err != nil {
+			if r.Context().Err() != nil {
+				return
+			}
+			// The node may have died or the job moved on: look again.
+			n.log.Debug("log stream interrupted", "job", id, "node", to, "err", err)
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			continue
+		}
+		if end.State != stateMoved {
+			b, _ := json.Marshal(end)
+			writeFrame(w, frameEnd, b)
+			return
+		}
+		n.mu.Lock()
+		n.moved[id] = end.MovedTo
+		n.mu.Unlock()
+	}
+}
+
+// proxyLogs copies another node's log stream, advancing off, and returns
+// its end frame.
+func (n *Node) proxyLogs(ctx context.Context, w io.Writer, fl http.Flusher, to, id string, off *[2]int64, follow bool) (*JobInfo, error) {
+	path := fmt.Sprintf("/v1/jobs/%s/logs?out=%d&err=%d", id, off[0], off[1])
+	if follow {
+		path += "&follow=1"
+	}
+	resp, err := n.do(ctx, to, "GET", path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for {
+		kind, p, err := ReadFrame(br)
+		if err != nil {
+			return nil, err
+		}
+		switch kind {
+		case frameStdout, frameStderr:
+			if err := writeFrame(w, kind, p); err != nil {
+				return nil, err
+			}
+			off[kind-1] += int64(len(p))
+			if fl != nil {
+				fl.Flush()
+			}
+		case frameEnd:
+			var info JobInfo
+			if err := json.Unmarshal(p, &info); err != nil {
+				return nil, err
+			}
+			return &info, nil
+		}
+	}
+}
+
+// streamLocal streams a local job's logs from off until the job ends here
+// (or at once without follow), then writes the end frame.
+func (n *Node) streamLocal(ctx context.Context, w io.Writer, fl http.Flusher, j *localJob, off *[2]int64, follow bool) {
+	for {
+		// The state first: bytes appended before a state change are then
+		// seen by the reads below.
+		info := j.snapshot()
+		progressed := false
+		var wakes [2]<-chan struct{}
+		closed := true
+		for i := range 2 {
+			b, wake, c, err := j.logs[i].readAt(off[i], 1<<20)
+			if err != nil {
+				writeFrame(w, frameEnd, []byte(fmt.Sprintf(`{"state":"lost","error":%q}`, err.Error())))
+				return
+			}
+			wakes[i] = wake
+			closed = closed && c
+			if len(b) > 0 {
+				if writeFrame(w, byte(i+1), b) != nil {
+					return
+				}
+				off[i] += int64(len(b))
+				progressed = true
+			}
+		}
+		if progressed {
+			if fl != nil {
+				fl.Flush()
+			}
+			continue
+		}
+		ended := info.State == stateExited || info.State == stateLost || info.State == stateMoved
+		if !follow || (ended && closed) || (info.State == stateMoved) {
+			// A moved job's logs here are complete up to the commit.
+			b, _ := json.Marshal(info)
+			writeFrame(w, frameEnd, b)
+			if fl != nil {
+				fl.Flush()
+			}
+			return
+		}
+		select {
+		case <-wakes[0]:
+		case <-wakes[1]:
+		case <-j.done:
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return
+		}
+	}
+}

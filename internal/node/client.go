@@ -1,0 +1,192 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"ferry/internal/cluster"
+	"ferry/internal/migrate"
+)
+
+// Client talks to the local node over its control socket.
+type Client struct {
+	hc *http.Client
+}
+
+// NewClient returns a client of the node whose control socket is socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "unix", socket)
+		if err != nil {
+			return nil, fmt.Errorf("no ferry node answers on %s (start one with `ferry node`, or set --socket / FERRY_SOCKET): %w", socket, err)
+		}
+		return c, nil
+	}}
+	return &Client{hc: &http.Client{Transport: tr}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://ferry"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ue, ok := err.(*url.Error); ok {
+			return nil, ue.Err
+		}
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s", trimNL(b))
+	}
+	return resp, nil
+}
+
+func (c *Client) json(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	resp, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Run starts a job.
+func (c *Client) Run(ctx context.Context, req RunRequest) (JobInfo, error) {
+	var info JobInfo
+	err := c.json(ctx, "POST", "/v1/run", req, &info)
+	return info, err
+}
+
+// Adopt makes a running process a job.
+func (c *Client) Adopt(ctx context.Context, pid int) (JobInfo, error) {
+	var info JobInfo
+	err := c.json(ctx, "POST", "/v1/adopt", map[string]int{"pid": pid}, &info)
+	return info, err
+}
+
+// Jobs lists the cluster's jobs.
+func (c *Client) Jobs(ctx context.Context) ([]JobInfo, error) {
+	var out []JobInfo
+	err := c.json(ctx, "GET", "/v1/jobs", nil, &out)
+	return out, err
+}
+
+// Job describes one job.
+func (c *Client) Job(ctx context.Context, id string) (JobInfo, error) {
+	var info JobInfo
+	err := c.json(ctx, "GET", "/v1/jobs/"+url.PathEscape(id), nil, &info)
+	return info, err
+}
+
+// Members lists the cluster's members.
+func (c *Client) Members(ctx context.Context) ([]cluster.Member, error) {
+	var out []cluster.Member
+	err := c.json(ctx, "GET", "/v1/members", nil, &out)
+	return out, err
+}
+
+// Signal sends sig to the job.
+func (c *Client) Signal(ctx context.Context, id string, sig int) error {
+	return c.json(ctx, "POST", "/v1/jobs/"+url.PathEscape(id)+"/signal?sig="+strconv.Itoa(sig), nil, nil)
+}
+
+// Stdin writes p to the job's input; eof closes it.
+func (c *Client) Stdin(ctx context.Context, id string, p []byte, eof bool) error {
+	path := "/v1/jobs/" + url.PathEscape(id) + "/stdin"
+	if eof {
+		path += "?eof=1"
+	}
+	resp, err := c.do(ctx, "POST", path, bytes.NewReader(p))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Logs copies the job's output to stdout and stderr from the start, and
+// with follow until the job ends, wherever it runs meanwhile. It returns
+// the job as it ended (or as it is, without follow).
+func (c *Client) Logs(ctx context.Context, id string, follow bool, stdout, stderr io.Writer) (*JobInfo, error) {
+	path := "/v1/jobs/" + url.PathEscape(id) + "/logs"
+	if follow {
+		path += "?follow=1"
+	}
+	resp, err := c.do(ctx, "GET", path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for {
+		kind, p, err := ReadFrame(br)
+		if err != nil {
+			return nil, fmt.Errorf("log stream of %s: %w", id, err)
+		}
+		switch kind {
+		case frameStdout:
+			stdout.Write(p)
+		case frameStderr:
+			stderr.Write(p)
+		case frameEnd:
+			var info JobInfo
+			if err := json.Unmarshal(p, &info); err != nil {
+				return nil, err
+			}
+			return &info, nil
+		}
+	}
+}
+
+// Migrate moves a job and reports progress as it goes.
+func (c *Client) Migrate(ctx context.Context, id string, req MigrateRequest, progress func(migrate.Progress)) (*migrate.Report, error) {
+	b, _ := json.Marshal(req)
+	resp, err := c.do(ctx, "POST", "/v1/jobs/"+url.PathEscape(id)+"/migrate", bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var line struct {
+			Progress *migrate.Progress `json:"progress"`
+			Report   *migrate.Report   `json:"report"`
+		}
+		if err := dec.Decode(&line); err != nil {
+			return nil, fmt.Errorf("migration of %s: the node stopped answering: %w", id, err)
+		}
+		if line.Progress != nil && progress != nil {
+			progress(*line.Progress)
+		}
+		if line.Report != nil {
+			if line.Report.Error != "" {
+				return line.Report, fmt.Errorf("migration of %s failed: %s", id, line.Report.Error)
+			}
+			return line.Report, nil
+		}
+	}
+}

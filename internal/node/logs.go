@@ -1,0 +1,113 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// logFile is one standard stream of a job, kept whole in a file where a
+// byte's offset is its position in the stream since the job started. The
+// offset is what makes output continuous across migrations: the new node
+// holds the same bytes at the same offsets, and a follower resumes from
+// the offset it has.
+type logFile struct {
+	mu   sync.Mutex // guards the fields below
+	f    *os.File
+	size int64
+	// closed: no more bytes will come here (the job exited or moved).
+	closed bool
+	wake   chan struct{} // closed and replaced on every change
+}
+
+func openLog(path string) (*logFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &logFile{f: f, wake: make(chan struct{})}, nil
+}
+
+func (l *logFile) changedLocked() {
+	close(l.wake)
+	l.wake = make(chan struct{})
+}
+
+// append adds stream bytes at the end.
+func (l *logFile) append(p []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.f.WriteAt(p, l.size); err != nil {
+		return err
+	}
+	l.size += int64(len(p))
+	l.changedLocked()
+	return nil
+}
+
+// setPrefix writes the bytes a previous node captured, [0, len(p)), in
+// front of what this node appended from offset len(p) on.
+func (l *logFile) setPrefix(p []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.f.WriteAt(p, 0); err != nil {
+		return err
+	}
+	if int64(len(p)) > l.size {
+		l.size = int64(len(p))
+	}
+	l.changedLocked()
+	return nil
+}
+
+// startAt makes the stream begin at offset off (the bytes before it are
+// still to come with setPrefix).
+func (l *logFile) startAt(off int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.size = off
+}
+
+func (l *logFile) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		l.changedLocked()
+	}
+}
+
+func (l *logFile) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
+}
+
+// readAt returns bytes from off (up to max), the wake channel to wait on
+// for more, and whether the stream is closed.
+func (l *logFile) readAt(off int64, max int) ([]byte, <-chan struct{}, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if off > l.size {
+		return nil, l.wake, l.closed, fmt.Errorf("offset %d beyond the stream's %d bytes", off, l.size)
+	}
+	n := min(int64(max), l.size-off)
+	if n == 0 {
+		return nil, l.wake, l.closed, nil
+	}
+	b := make([]byte, n)
+	if _, err := l.f.ReadAt(b, off); err != nil && err != io.EOF {
+		return nil, l.wake, l.closed, err
+	}
+	return b, l.wake, l.closed, nil
+}
+
+// prefix returns the whole stream [0, upTo).
+func (l *logFile) prefix(upTo int64) ([]byte, error) {
+	b := make([]byte, upTo)
+	if _, err := l.f.ReadAt(b, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
+}

@@ -1,0 +1,300 @@
+// Package node is the ferry daemon: one per machine. It keeps the jobs
+// that run here (each in its own PID namespace, package job), carries
+// their standard streams, answers the CLI on a unix socket, talks to the
+// other nodes over mutual TLS, and runs migrations by starting agents
+// (agent.go) on both sides.
+//
+// What belongs here: the node's job table and its HTTP API (api.go), job
+// I/O and logs (jobs.go, logs.go), routing a request to the node where a
+// job is now, and the node's part of a migration (migration.go):
+// preparing the destination, draining and carrying stdio at the commit,
+// settling an in-doubt commit. What does not: membership (package
+// cluster), certificates (package pki), the migration protocol and
+// transaction (package migrate).
+//
+// One TLS port serves two protocols, told apart by ALPN: "http/1.1" for
+// the node API between nodes, "ferry-gossip" for membership.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/cluster"
+	"ferry/internal/pki"
+)
+
+// Config configures a node.
+type Config struct {
+	ID       string
+	Listen   string // host:port of the node's TLS port
+	StateDir string
+	PKIDir   string   // default StateDir/pki
+	Join     []string // addresses of nodes to join
+	// Socket is the control socket (default StateDir/ferry.sock).
+	Socket string
+	// Group may use the control socket besides root.
+	Group string
+	// Exe is ferry's executable, for job inits and agents (default: this one).
+	Exe string
+	// Faults injects migration failures (tests): agent side "send" or
+	// "recv" → fault name.
+	Faults map[string]string
+	Log    *slog.Logger
+}
+
+// Node is a running ferry daemon.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	id   *pki.Identity
+	cl   *cluster.Cluster
+	peer *http.Client
+	gid  int // -1: root only
+
+	mu     sync.Mutex // guards the fields below
+	jobs   map[string]*localJob
+	nextID int
+	// moved remembers where jobs that left went, for routing.
+	moved map[string]string
+	// committed: jobs whose incoming migration committed here, by id.
+	committed map[string]bool
+}
+
+const alpnHTTP = "http/1.1"
+const alpnGossip = "ferry-gossip"
+
+// New loads the node's identity and prepares its state directory.
+func New(cfg Config) (*Node, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ID == "" || cfg.Listen == "" || cfg.StateDir == "" {
+		return nil, errors.New("node: --id, --listen and --state are required")
+	}
+	if cfg.PKIDir == "" {
+		cfg.PKIDir = filepath.Join(cfg.StateDir, "pki")
+	}
+	if cfg.Socket == "" {
+		cfg.Socket = filepath.Join(cfg.StateDir, "ferry.sock")
+	}
+	if cfg.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Exe = exe
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "jobs"), 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	id, err := pki.Load(cfg.PKIDir, cfg.ID)
+	if err != nil {
+		return nil, fmt.Errorf("node identity (create it with `ferry init`): %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Log.With("node", cfg.ID), id: id, gid: -1,
+		jobs: map[string]*localJob{}, moved: map[string]string{}, committed: map[string]bool{}}
+	if cfg.Group != "" {
+		g, err := user.LookupGroup(cfg.Group)
+		if err != nil {
+			return nil, fmt.Errorf("control socket group: %w", err)
+		}
+		n.gid, _ = strconv.Atoi(g.Gid)
+	}
+	n.peer = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     id.ClientConfig(alpnHTTP),
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     30 * time.Second,
+	}}
+	return n, nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Run serves until ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	// Orphans in this node's process tree (agents' leftovers) are reaped
+	// here, at once, instead of by the machine's init.
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	ln, err := tls.Listen("tcp", n.cfg.Listen, n.id.ServerConfig(alpnHTTP, alpnGossip))
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	n.cl, err = cluster.New(cluster.Config{ID: n.cfg.ID, Addr: addr, RPC: addr, TLS: n.id, Log: n.log})
+	if err != nil {
+		return fmt.Errorf("membership: %w", err)
+	}
+	defer n.cl.Shutdown()
+
+	os.Remove(n.cfg.Socket)
+	uln, err := net.Listen("unix", n.cfg.Socket)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	defer uln.Close()
+	perm := os.FileMode(0o600)
+	if n.gid >= 0 {
+		perm = 0o660
+		os.Chown(n.cfg.Socket, 0, n.gid)
+	}
+	os.Chmod(n.cfg.Socket, perm)
+
+	httpConns := make(chan net.Conn)
+	peerLn := &chanListener{c: httpConns, addr: ln.Addr(), done: make(chan struct{})}
+	mux := n.routes()
+	peerSrv := &http.Server{Handler: mux, ErrorLog: nil}
+	ctlSrv := &http.Server{Handler: n.checkCaller(mux), ConnContext: saveConn}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); peerSrv.Serve(peerLn) }()
+	go func() { defer wg.Done(); ctlSrv.Serve(uln) }()
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				peerLn.Close()
+				return
+			}
+			go n.dispatch(ctx, c.(*tls.Conn), httpConns, peerLn.done)
+		}
+	}()
+	if len(n.cfg.Join) > 0 {
+		// The seeds may not be up yet: keep trying until one answers.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for attempt := 0; ; attempt++ {
+				_, err := n.cl.Join(n.cfg.Join)
+				if err == nil {
+					return
+				}
+				if attempt%10 == 0 {
+					n.log.Warn("join", "seeds", n.cfg.Join, "err", err)
+				}
+				select {
+				case <-time.After(300 * time.Millisecond):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	n.log.Info("node running", "listen", addr, "socket", n.cfg.Socket)
+	<-ctx.Done()
+	n.cl.Leave(time.Second)
+	ln.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	peerSrv.Shutdown(sctx)
+	ctlSrv.Shutdown(sctx)
+	peerSrv.Close()
+	ctlSrv.Close()
+	wg.Wait()
+	n.stopJobs()
+	return nil
+}
+
+// dispatch sends a TLS connection to HTTP or to membership by ALPN.
+func (n *Node) dispatch(ctx context.Context, c *tls.Conn, httpConns chan<- net.Conn, done <-chan struct{}) {
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := c.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		n.log.Debug("refused a connection", "remote", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	if c.ConnectionState().NegotiatedProtocol == alpnGossip {
+		n.cl.Transport().HandleConn(c)
+		return
+	}
+	select {
+	case httpConns <- c:
+	case <-done:
+		c.Close()
+	}
+}
+
+type chanListener struct {
+	c    chan net.Conn
+	addr net.Addr
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.c:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+type connKey struct{}
+
+func saveConn(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// checkCaller lets only root (or the configured group) use the control
+// socket, by the caller's credentials.
+func (n *Node) checkCaller(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uc, ok := r.Context().Value(connKey{}).(*net.UnixConn)
+		if !ok {
+			http.Error(w, "no caller credentials", http.StatusForbidden)
+			return
+		}
+		var cred *unix.Ucred
+		sc, err := uc.SyscallConn()
+		if err == nil {
+			sc.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+		}
+		if err != nil || cred == nil || (cred.Uid != 0 && (n.gid < 0 || int(cred.Gid) != n.gid)) {
+			http.Error(w, "only root may use this node's control socket", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// stopJobs ends every job here when the node stops: their inits die with
+// the node anyway (Pdeathsig).
+func (n *Node) stopJobs() {
+	n.mu.Lock()
+	jobs := make([]*localJob, 0, len(n.jobs))
+	for _, j := range n.jobs {
+		jobs = append(jobs, j)
+	}
+	n.mu.Unlock()
+	for _, j := range jobs {
+		if j.init != nil {
+			j.init.Kill()
+		}
+	}
+}
+
+func (n *Node) jobEnded(j *localJob) {}

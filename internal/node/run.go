@@ -1,0 +1,127 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/job"
+)
+
+// startJob starts a job here, in its own PID namespace.
+func (n *Node) startJob(req RunRequest) (JobInfo, error) {
+	if len(req.Cmd) == 0 {
+		return JobInfo{}, errors.New("no command to run")
+	}
+	n.mu.Lock()
+	n.nextID++
+	id := fmt.Sprintf("%s-%d", n.cfg.ID, n.nextID)
+	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
+		Cmd: req.Cmd, State: stateStarting, Started: time.Now()}}
+	n.jobs[id] = j
+	n.mu.Unlock()
+	fail := func(err error) (JobInfo, error) {
+		n.mu.Lock()
+		delete(n.jobs, id)
+		n.mu.Unlock()
+		j.closeFiles()
+		return JobInfo{}, err
+	}
+	child, err := n.newPipes(j)
+	if err != nil {
+		return fail(err)
+	}
+	env := req.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, Args: req.Cmd, Stdin: child[0], Stdout: child[1],
+		Stderr: child[2], Dir: req.Dir, Env: env})
+	for _, f := range child {
+		f.Close()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	j.init = in
+	j.startCopiers()
+	var ev job.Event
+	select {
+	case ev = <-in.Events():
+	case <-time.After(30 * time.Second):
+		in.Kill()
+		return fail(errors.New("the job's init did not report"))
+	}
+	if ev.Event != "started" {
+		in.Kill()
+		if ev.Error == "" {
+			ev.Error = "the job's init ended before starting it"
+		}
+		return fail(fmt.Errorf("start %s: %s", req.Cmd[0], strings.TrimPrefix(ev.Error, "start "+req.Cmd[0]+": ")))
+	}
+	j.mu.Lock()
+	j.info.PID = ev.PID
+	j.info.State = stateRunning
+	j.mu.Unlock()
+	go j.watch()
+	n.log.Info("job started", "job", id, "cmd", req.Cmd, "pid", ev.PID)
+	return j.snapshot(), nil
+}
+
+// adopt makes a process that ferry did not start a job of this node, so
+// that it can be migrated. Its standard streams stay its own.
+func (n *Node) adopt(pid int) (JobInfo, error) {
+	if pid <= 1 || pid == os.Getpid() {
+		return JobInfo{}, fmt.Errorf("cannot adopt pid %d", pid)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return JobInfo{}, fmt.Errorf("adopt pid %d: %w", pid, err)
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	cmd := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	n.mu.Lock()
+	for _, j := range n.jobs {
+		if j.info.Adopted && j.info.PID == pid && j.info.State == stateRunning {
+			n.mu.Unlock()
+			unix.Close(pidfd)
+			return JobInfo{}, fmt.Errorf("pid %d is already job %s", pid, j.info.ID)
+		}
+	}
+	n.nextID++
+	id := fmt.Sprintf("%s-%d", n.cfg.ID, n.nextID)
+	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
+		Cmd: cmd, PID: pid, NodePID: pid, State: stateRunning, Started: time.Now(), Adopted: true}}
+	n.jobs[id] = j
+	n.mu.Unlock()
+	dir := n.cfg.StateDir + "/jobs/" + id
+	os.MkdirAll(dir, 0o700)
+	for i, name := range []string{"stdout", "stderr"} {
+		if j.logs[i], err = openLog(dir + "/" + name); err != nil {
+			unix.Close(pidfd)
+			return JobInfo{}, err
+		}
+		j.logs[i].close() // ferry does not carry an adopted process's output
+	}
+	go func() {
+		defer unix.Close(pidfd)
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				break
+			}
+		}
+		j.mu.Lock()
+		if j.info.State == stateRunning {
+			j.info.State = stateExited
+		}
+		j.mu.Unlock()
+		j.closeFiles()
+	}()
+	n.log.Info("process adopted", "job", id, "pid", pid)
+	return j.snapshot(), nil
+}
