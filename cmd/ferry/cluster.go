@@ -39,6 +39,7 @@ func addSocketFlag(cmd *cobra.Command) {
 func nodeCmd() *cobra.Command {
 	var cfg node.Config
 	var join string
+	var faults []string
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run this machine's ferry node daemon",
@@ -51,6 +52,14 @@ func nodeCmd() *cobra.Command {
 			cfg.Log = logger()
 			if join != "" {
 				cfg.Join = strings.Split(join, ",")
+			}
+			cfg.Faults = map[string]string{}
+			for _, f := range faults {
+				side, name, ok := strings.Cut(f, "=")
+				if !ok || (side != "send" && side != "recv") {
+					return fmt.Errorf("bad --fault %q: want send=NAME or recv=NAME", f)
+				}
+				cfg.Faults[side] = name
 			}
 			if cfg.Socket == "" && cmd.Flags().Changed("socket") {
 				cfg.Socket = socketPath
@@ -70,6 +79,8 @@ func nodeCmd() *cobra.Command {
 	f.StringVar(&join, "join", "", "comma-separated addresses of nodes to join")
 	f.StringVar(&cfg.Group, "group", "", "group allowed to use the control socket besides root")
 	f.StringVar(&cfg.Socket, "control", "", "control socket path (default <state>/ferry.sock)")
+	f.StringSliceVar(&faults, "fault", nil, "inject a migration failure: send=NAME or recv=NAME (tests)")
+	f.MarkHidden("fault")
 	return cmd
 }
 

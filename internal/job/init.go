@@ -52,8 +52,6 @@ func InitMain(mainPID int, args []string) {
 		}
 		enc.Encode(Event{Event: "ready"})
 	}
-	// Signals are for the job, not for its init.
-	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
 	if len(args) > 0 {
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -65,6 +63,9 @@ func InitMain(mainPID int, args []string) {
 		cmd.Process.Release()
 		enc.Encode(Event{Event: "started", PID: mainPID})
 	}
+	// Signals are for the job, not for its init. (Only now: an ignored
+	// signal would stay ignored in the job across exec.)
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
 	// The init keeps no end of the job's stdio: EOF must mean the job
 	// closed them.
 	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {

@@ -115,3 +115,18 @@ func TestStartInAndHostPID(t *testing.T) {
 		}
 	}
 }
+
+func TestJobSignalsAreDefault(t *testing.T) {
+	r, w, _ := os.Pipe()
+	in, err := StartInit(InitSpec{Args: []string{"/bin/sh", "-c", `grep SigIgn /proc/self/status`}, Stdout: w})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Kill()
+	var out bytes.Buffer
+	out.ReadFrom(r)
+	if f := strings.Fields(out.String()); len(f) != 2 || f[1] != "0000000000000000" {
+		t.Errorf("the job starts with %q; it must ignore no signal", out.String())
+	}
+}

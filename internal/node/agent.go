@@ -171,7 +171,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	}
 	stdio := map[string]*os.File{"stdin": os.NewFile(5, "stdin"), "stdout": os.NewFile(6, "stdout"), "stderr": os.NewFile(7, "stderr")}
 	opts := migrate.ReceiveOptions{
-		Stdio:     stdio,
+		Stdio: stdio,
 		Restored: func(r *restore.Result) {
 			// New children of the job continue the PID sequence as they
 			// would have on the source.

@@ -494,10 +494,18 @@ func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
 		j := n.jobs[id]
 		n.mu.Unlock()
 		if j != nil && (hop || n.local(id) != nil || j.snapshot().State == stateExited || j.snapshot().State == stateLost) {
-			if j.snapshot().State != stateMoved || hop {
-				n.streamLocal(r.Context(), w, fl, j, &off, follow)
+			end := n.streamLocal(r.Context(), w, fl, j, &off, follow)
+			if end == nil {
 				return
 			}
+			if hop || end.State != stateMoved || !follow {
+				// The node that asked follows the move itself.
+				b, _ := json.Marshal(end)
+				writeFrame(w, frameEnd, b)
+				return
+			}
+			// Moved while we streamed: go on from the new node.
+			continue
 		}
 		if hop {
 			httpError(w, http.StatusNotFound, fmt.Errorf("job %s is not on node %s", id, n.cfg.ID))
@@ -574,8 +582,9 @@ func (n *Node) proxyLogs(ctx context.Context, w io.Writer, fl http.Flusher, to, 
 }
 
 // streamLocal streams a local job's logs from off until the job ends here
-// (or at once without follow), then writes the end frame.
-func (n *Node) streamLocal(ctx context.Context, w io.Writer, fl http.Flusher, j *localJob, off *[2]int64, follow bool) {
+// (or at once without follow). It returns the job as it ended here, or
+// nil if the client went away.
+func (n *Node) streamLocal(ctx context.Context, w io.Writer, fl http.Flusher, j *localJob, off *[2]int64, follow bool) *JobInfo {
 	for {
 		// The state first: bytes appended before a state change are then
 		// seen by the reads below.
@@ -586,14 +595,14 @@ func (n *Node) streamLocal(ctx context.Context, w io.Writer, fl http.Flusher, j 
 		for i := range 2 {
 			b, wake, c, err := j.logs[i].readAt(off[i], 1<<20)
 			if err != nil {
-				writeFrame(w, frameEnd, []byte(fmt.Sprintf(`{"state":"lost","error":%q}`, err.Error())))
-				return
+				info.State, info.Error = stateLost, err.Error()
+				return &info
 			}
 			wakes[i] = wake
 			closed = closed && c
 			if len(b) > 0 {
 				if writeFrame(w, byte(i+1), b) != nil {
-					return
+					return nil
 				}
 				off[i] += int64(len(b))
 				progressed = true
@@ -605,15 +614,10 @@ func (n *Node) streamLocal(ctx context.Context, w io.Writer, fl http.Flusher, j 
 			}
 			continue
 		}
-		ended := info.State == stateExited || info.State == stateLost || info.State == stateMoved
-		if !follow || (ended && closed) || (info.State == stateMoved) {
+		ended := info.State == stateExited || info.State == stateLost
+		if !follow || (ended && closed) || info.State == stateMoved {
 			// A moved job's logs here are complete up to the commit.
-			b, _ := json.Marshal(info)
-			writeFrame(w, frameEnd, b)
-			if fl != nil {
-				fl.Flush()
-			}
-			return
+			return &info
 		}
 		select {
 		case <-wakes[0]:
@@ -621,7 +625,7 @@ func (n *Node) streamLocal(ctx context.Context, w io.Writer, fl http.Flusher, j 
 		case <-j.done:
 		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
-			return
+			return nil
 		}
 	}
 }

@@ -130,6 +130,9 @@ func (n *Node) Run(ctx context.Context) error {
 	// Orphans in this node's process tree (agents' leftovers) are reaped
 	// here, at once, instead of by the machine's init.
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	// Descriptors the node inherited from whoever started it must not
+	// leak into jobs (a job holding a pipe to the outside could not move).
+	closeOnExecAll()
 	ln, err := tls.Listen("tcp", n.cfg.Listen, n.id.ServerConfig(alpnHTTP, alpnGossip))
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
@@ -298,3 +301,16 @@ func (n *Node) stopJobs() {
 }
 
 func (n *Node) jobEnded(j *localJob) {}
+
+// closeOnExecAll marks every descriptor above stderr close-on-exec.
+func closeOnExecAll() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
