@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,8 @@ func (s *sender) run(ctx context.Context) (err error) {
 		}
 		if ctx.Err() != nil && !s.commitSent.Load() {
 			err = fmt.Errorf("migration cancelled: %w", ctx.Err())
+		} else if reason := s.peerReason(); reason != "" {
+			err = fmt.Errorf("destination aborted: %s (%w)", reason, err)
 		}
 		s.c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
 		if s.held != nil {
@@ -243,4 +246,27 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 		cw.s.progress(Progress{Phase: "image", Bytes: cw.n, TotalBytes: max(cw.total, cw.n)})
 	}
 	return n, err
+}
+
+// peerReason looks, briefly, for the Abort frame a destination sends
+// before it hangs up (say, on a corrupt frame), so the user learns why.
+func (s *sender) peerReason() string {
+	dl, ok := s.c.rw.(interface{ SetReadDeadline(time.Time) error })
+	if !ok {
+		return ""
+	}
+	dl.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	defer dl.SetReadDeadline(time.Time{})
+	for i := 0; i < 1024; i++ {
+		t, p, err := s.c.recv(nil)
+		if err != nil {
+			return ""
+		}
+		if t == fAbort {
+			var a abortMsg
+			json.Unmarshal(p, &a)
+			return a.Reason
+		}
+	}
+	return ""
 }
