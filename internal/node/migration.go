@@ -361,6 +361,8 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	}
 	info := req.Info
 	info.Node, info.State, info.NodePID, info.MovedTo = n.cfg.ID, stateIncoming, 0, ""
+	// Here it lives in a PID namespace of its own, like any job.
+	info.Adopted = false
 	info.Migrations++
 	j := &localJob{n: n, info: info, done: make(chan struct{})}
 	n.jobs[id] = j

@@ -35,6 +35,15 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "test/cluster: needs root (PID namespaces, ptrace, clone3 with set_tid)")
 		return 1
 	}
+	// Descriptors this test inherited must not leak into the programs it
+	// starts (an adopted process holding a pipe to the outside cannot move).
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		for _, e := range ents {
+			if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+				syscall.CloseOnExec(fd)
+			}
+		}
+	}
 	dir, err := os.MkdirTemp("", "ferry-cluster-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
