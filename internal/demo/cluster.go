@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"text/tabwriter"
@@ -17,7 +15,6 @@ import (
 
 	"ferry/internal/migrate"
 	"ferry/internal/node"
-	"ferry/internal/pki"
 	"ferry/internal/workload"
 )
 
@@ -72,46 +69,12 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, out io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	ids := []string{"n1", "n2", "n3"}
-	if err := pki.Init(filepath.Join(dir, "pki"), ids); err != nil {
+	lc, err := node.StartLocal(ctx, node.LocalConfig{Dir: dir, IDs: ids, Exe: exe, Log: cfg.Log})
+	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	var first string
-	for _, id := range ids {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		cfgN := node.Config{ID: id, Listen: addr, StateDir: filepath.Join(dir, id), PKIDir: filepath.Join(dir, "pki"),
-			Exe: exe, Log: cfg.Log}
-		if first != "" {
-			cfgN.Join = []string{first}
-		} else {
-			first = addr
-		}
-		n, err := node.New(cfgN)
-		if err != nil {
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := n.Run(ctx); err != nil {
-				fmt.Fprintf(out, "node %s: %v\n", id, err)
-			}
-		}()
-	}
-	clients := map[string]*node.Client{}
-	for _, id := range ids {
-		clients[id] = node.NewClient(filepath.Join(dir, id, "ferry.sock"))
-	}
-	if err := waitMembers(ctx, clients["n1"], len(ids)); err != nil {
-		return err
-	}
+	defer lc.Stop()
+	clients := lc.Clients
 	fmt.Fprintf(out, "cluster up: nodes n1, n2, n3 on loopback (mutual TLS), state in %s\n", dir)
 
 	c := clients["n1"]
@@ -210,39 +173,6 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, out io.Writer) error {
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func waitMembers(ctx context.Context, c *node.Client, n int) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ms, err := c.Members(ctx)
-		alive := 0
-		for _, m := range ms {
-			if m.Alive {
-				alive++
-			}
-		}
-		if err == nil && alive == n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cluster did not form: %d of %d nodes alive (%v)", alive, n, err)
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
 
 // watcher checks the workload's lines: ticks continuous, one PID, memory
 // verified ok.

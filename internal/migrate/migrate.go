@@ -97,9 +97,12 @@ type Report struct {
 	// FreezeTime: from the freeze until the new copy was released.
 	FreezeTime time.Duration `json:"freeze_ns"`
 	Total      time.Duration `json:"total_ns"`
-	BytesSent  uint64        `json:"bytes_sent"`
-	ImageBytes uint64        `json:"image_bytes"`
-	Rounds     []Round       `json:"rounds,omitempty"`
+	// RunningAfter: from the start of the migration until the new copy
+	// ran on the destination.
+	RunningAfter time.Duration `json:"running_after_ns"`
+	BytesSent    uint64        `json:"bytes_sent"`
+	ImageBytes   uint64        `json:"image_bytes"`
+	Rounds       []Round       `json:"rounds,omitempty"`
 	// RedundantPages were sent more than once (precopy).
 	RedundantPages uint64 `json:"redundant_pages,omitempty"`
 	// Postcopy figures.

@@ -197,6 +197,7 @@ func (s *sender) finish() error {
 	s.rep.Committed = true
 	s.rep.FreezeTime = time.Since(s.held.FrozenSince())
 	s.rep.Total = time.Since(s.start)
+	s.rep.RunningAfter = s.rep.Total
 	s.rep.BytesSent = s.c.sent
 	if s.opts.Committed != nil {
 		s.opts.Committed(s.rep)

@@ -1,0 +1,132 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"ferry/internal/pki"
+)
+
+// Local is a cluster of nodes running inside this process, on loopback
+// with mutual TLS, each with its own state directory under Dir: what
+// `ferry demo` and `ferry bench` use.
+type Local struct {
+	Dir     string
+	IDs     []string
+	Clients map[string]*Client
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
+}
+
+// LocalConfig describes a local cluster.
+type LocalConfig struct {
+	Dir string   // created if missing; the caller removes it
+	IDs []string // default n1, n2, n3
+	Exe string   // ferry's binary, for job inits and agents
+	Log *slog.Logger
+}
+
+// StartLocal starts the nodes, joins them and waits until every node is
+// a live member.
+func StartLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
+	if len(cfg.IDs) == 0 {
+		cfg.IDs = []string{"n1", "n2", "n3"}
+	}
+	if err := pki.Init(filepath.Join(cfg.Dir, "pki"), cfg.IDs); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	l := &Local{Dir: cfg.Dir, IDs: cfg.IDs, Clients: map[string]*Client{}, cancel: cancel,
+		errs: make(chan error, len(cfg.IDs))}
+	var first string
+	for _, id := range cfg.IDs {
+		addr, err := freeAddr()
+		if err != nil {
+			l.Stop()
+			return nil, err
+		}
+		nc := Config{ID: id, Listen: addr, StateDir: filepath.Join(cfg.Dir, id), PKIDir: filepath.Join(cfg.Dir, "pki"),
+			Exe: cfg.Exe, Log: cfg.Log}
+		if first != "" {
+			nc.Join = []string{first}
+		} else {
+			first = addr
+		}
+		n, err := New(nc)
+		if err != nil {
+			l.Stop()
+			return nil, err
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if err := n.Run(ctx); err != nil {
+				l.errs <- fmt.Errorf("node %s: %w", id, err)
+			}
+		}()
+		l.Clients[id] = NewClient(nc.SocketPath())
+	}
+	if err := l.waitMembers(ctx); err != nil {
+		l.Stop()
+		return nil, err
+	}
+	return l, nil
+}
+
+// SocketPath is the control socket the node will use.
+func (c Config) SocketPath() string {
+	if c.Socket != "" {
+		return c.Socket
+	}
+	return filepath.Join(c.StateDir, "ferry.sock")
+}
+
+func (l *Local) waitMembers(ctx context.Context) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		alive := 0
+		ms, err := l.Clients[l.IDs[0]].Members(ctx)
+		for _, m := range ms {
+			if m.Alive {
+				alive++
+			}
+		}
+		if err == nil && alive == len(l.IDs) {
+			return nil
+		}
+		select {
+		case err := <-l.errs:
+			return err
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster did not form: %d of %d nodes alive (%v)", alive, len(l.IDs), err)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Stop ends every node (and with them their jobs) and waits for them.
+func (l *Local) Stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
