@@ -30,6 +30,8 @@ type collector struct {
 	pidfd   int
 	objects map[string]*os.File // FileID → content, for FileData records
 	log     *slog.Logger
+	// lazy: private anonymous VMAs are left out of the pages (lazy.go).
+	lazy bool
 }
 
 func (c *collector) close() {

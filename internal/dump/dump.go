@@ -52,7 +52,20 @@ type Options struct {
 	// KeepFiles keeps ferry's duplicates of the process's open file
 	// descriptions (see Result.Kept) for a restore in this same process.
 	KeepFiles bool
-	Log       *slog.Logger
+	// Precopy, when set, makes this dump the final step of a precopy
+	// migration: only pages the destination lacks are written (see
+	// Precopy). Use it with Leave: Frozen.
+	Precopy Precopy
+	// Lazy leaves private anonymous memory out of the image for a
+	// postcopy migration (lazy.go): lazy records say which pages hold
+	// data, Result.Lazy lists them, and the frozen tree serves them.
+	// Needs Leave: Frozen.
+	Lazy bool
+	// BeforeState, if set, is called with the collected state, the tree
+	// still frozen, before anything is written; an error fails the dump
+	// (and the tree runs on).
+	BeforeState func(*image.Checkpoint) error
+	Log         *slog.Logger
 }
 
 // Result reports what a dump did.
@@ -72,6 +85,9 @@ type Result struct {
 	Checkpoint *image.Checkpoint
 	// Held is the still-frozen tree when Options.Leave was Frozen.
 	Held *Held
+	// Lazy lists, by pid, the VMAs whose data pages stayed on the source
+	// (Options.Lazy): what postcopy.Serve hands out.
+	Lazy map[int][]image.LazyVMA
 }
 
 // Held is a process tree left frozen by a dump (Leave: Frozen). Exactly one
@@ -139,6 +155,9 @@ func Dump(ctx context.Context, t *ptrace.Tracer, pid int, w Sink, opts Options) 
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	log := opts.Log.With("pid", pid)
+	if err := checkLazyOptions(opts, w); err != nil {
+		return nil, err
+	}
 	if err := Check(pid); err != nil {
 		return nil, err
 	}
@@ -361,15 +380,31 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	if err := dumper.Finish(c.Processes); err != nil {
 		return nil, fmt.Errorf("file descriptors: %w", err)
 	}
+	plans, err := finalPlans(opts.Precopy, cols)
+	if err != nil {
+		return nil, err
+	}
+	if opts.BeforeState != nil {
+		// Still frozen: the caller may act on the collected state (a
+		// migration settles which files travel) before it is written.
+		if err := opts.BeforeState(c); err != nil {
+			return nil, err
+		}
+	}
 	if err := w.WriteState(c); err != nil {
 		return nil, fmt.Errorf("write state: %w", err)
 	}
 	if err := writeObjects(w, cols, dumper); err != nil {
 		return nil, err
 	}
+	if opts.Lazy {
+		if res.Lazy, err = writeLazy(ctx, w, cols); err != nil {
+			return nil, err
+		}
+	}
 	ap := newAsyncPages(w, pageBuffers, readChunk)
-	for _, col := range cols {
-		if err = col.writePages(ctx, ap); err != nil {
+	for i, col := range cols {
+		if err = col.writePages(ctx, ap, plans[i]); err != nil {
 			break
 		}
 	}

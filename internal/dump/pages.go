@@ -77,8 +77,10 @@ func wantPages(v *image.VMA) (want, skipFilePages bool) {
 }
 
 // writePages streams the pages that hold data: present or swapped pages of
-// private mappings, minus those still shared with the backing file.
-func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
+// private mappings, minus those still shared with the backing file. With a
+// precopy plan (nil without), pages the destination holds are skipped and
+// those it holds an older copy of are written whatever they hold.
+func (c *collector) writePages(ctx context.Context, ap *asyncPages, plan PagePlan) error {
 	pid := c.fz.PID
 	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
@@ -94,7 +96,7 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 		// they are not stored. (A zero page of a file mapping differs from
 		// the file and must be.)
 		skipZero := v.Kind == image.VMAAnon
-		if !want {
+		if !want || c.lazy && isLazyVMA(v) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -105,7 +107,7 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 			return fmt.Errorf("pagemap of %#x-%#x: %w", v.Start, v.End, err)
 		}
 		pmBuf = ents
-		runStart := -1
+		runStart, runKind := -1, runNone
 		flush := func(end int) error {
 			for addr := v.Start + uint64(runStart)*ps; addr < v.Start+uint64(end)*ps; {
 				n := min(v.Start+uint64(end)*ps-addr, readChunk)
@@ -113,13 +115,15 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 				if err != nil {
 					return fmt.Errorf("write pages: %w", err)
 				}
-				if err := ptrace.ReadMem(pid, addr, buf[:n]); err != nil {
+				data := buf[:n]
+				if runKind == runZero {
+					clear(data) // discarded since it was sent: zeros
+				} else if err := ptrace.ReadMem(pid, addr, data); err != nil {
 					ap.free <- buf
 					return fmt.Errorf("read memory %#x+%d of %d: %w", addr, n, pid, err)
 				}
-				data := buf[:n]
 				var runs []pageRun
-				if skipZero {
+				if skipZero && runKind == runData {
 					runs = nonZeroRuns(addr, data, int(ps))
 				} else {
 					runs = []pageRun{{addr, data}}
@@ -129,22 +133,25 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages) error {
 			}
 			return nil
 		}
+		st, stEnd := PageNotSent, v.End
 		for j, e := range ents {
-			keep := procfs.Present(e) || procfs.Swapped(e)
-			if keep && skipFile && procfs.IsFileOrShared(e) && !procfs.Swapped(e) {
-				keep = false
+			if plan != nil {
+				if addr := v.Start + uint64(j)*ps; j == 0 || addr >= stEnd {
+					st, stEnd = plan.At(addr)
+				}
 			}
-			switch {
-			case keep && runStart < 0:
-				runStart = j
-			case !keep && runStart >= 0:
+			kind := pageRunKind(e, v.Kind == image.VMAAnon, skipFile, st)
+			if kind == runKind {
+				continue
+			}
+			if runKind != runNone {
 				if err := flush(j); err != nil {
 					return err
 				}
-				runStart = -1
 			}
+			runStart, runKind = j, kind
 		}
-		if runStart >= 0 {
+		if runKind != runNone {
 			if err := flush(len(ents)); err != nil {
 				return err
 			}

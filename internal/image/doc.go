@@ -66,6 +66,15 @@
 //	            restore queues them with the state's own pending signals.
 //	            Added in version 1 streams; a reader that predates it
 //	            refuses the stream as malformed rather than drop a signal.
+//	6 lazy      pid (u32) | reserved (u32, 0) | VMA start (u64) | VMA end (u64)
+//	            | n >= 1 runs of { address (u64) | pages (u64) }
+//	            Postcopy: a private anonymous VMA of process pid whose
+//	            pages are not in this stream but stay on the source; the
+//	            runs (aligned, ascending, disjoint, inside the VMA) hold
+//	            data, every other page of the VMA is zero. Lazy records
+//	            come before every pages record (see lazy.go). Added in
+//	            version 1 streams like signals: an older reader refuses
+//	            the stream instead of restoring zeros.
 //
 // Records are numbered from 0 in error messages.
 //

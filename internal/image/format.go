@@ -78,6 +78,7 @@ const (
 	RecordPages    RecordType = 3 // raw page contents of one process
 	RecordTrailer  RecordType = 4 // record count, payload bytes, running checksum
 	RecordSignals  RecordType = 5 // JSON []PendingSignal: signals that arrived after the state record
+	RecordLazy     RecordType = 6 // pages of a VMA left on the source for postcopy (lazy.go)
 )
 
 func (t RecordType) String() string {
@@ -92,6 +93,8 @@ func (t RecordType) String() string {
 		return "trailer"
 	case RecordSignals:
 		return "signals"
+	case RecordLazy:
+		return "lazy"
 	}
 	return fmt.Sprintf("type %d", uint16(t))
 }
@@ -256,6 +259,9 @@ type Writer struct {
 	running uint32     // see runningStart
 	payload uint64     // payload bytes of every record so far
 	stats   Stats
+	// pagesSeen is set by the first pages record: lazy records must come
+	// before it.
+	pagesSeen bool
 
 	hdr    [RecordHeaderSize]byte
 	prefix []byte // scratch for payload prefixes
@@ -431,6 +437,7 @@ func (w *Writer) WritePages(pid int, addr uint64, data []byte) error {
 		return fmt.Errorf("image: pages for pid %d at %#x, %d bytes: range wraps the address space", pid, addr, len(data))
 	}
 	chunk := max(writeChunk/ps, 1) * ps
+	w.pagesSeen = w.pagesSeen || len(data) > 0
 	if w.fd >= 0 && len(data) >= directMin {
 		return w.writePagesDirect(pid, addr, data, chunk, ps)
 	}
@@ -583,6 +590,9 @@ type Record struct {
 	Data   []byte
 	// Signals of a RecordSignals record.
 	Signals []PendingSignal
+	// Lazy is the VMA of a RecordLazy record (PID is set too). Its Runs
+	// are not reused by the Reader.
+	Lazy LazyVMA
 }
 
 // Reader decodes an image stream. It is not safe for concurrent use.
@@ -605,6 +615,9 @@ type Reader struct {
 	running uint32 // see runningStart
 	payload uint64 // payload bytes of every record so far
 	stats   Stats
+	// pagesSeen is set by the first pages record: no lazy record may
+	// follow it.
+	pagesSeen bool
 
 	// Current record, for error messages.
 	recOff  int64
@@ -836,6 +849,12 @@ func (r *Reader) next() (*Record, error) {
 			}
 		}
 		rec.Signals = sigs
+	case RecordLazy:
+		pid, v, err := decodeLazy(p, r.info)
+		if err != nil {
+			return nil, r.fail(ErrMalformed, "%v", err)
+		}
+		rec.PID, rec.Lazy = pid, v
 	case RecordPages:
 		pid := int(binary.LittleEndian.Uint32(p[0:]))
 		addr := binary.LittleEndian.Uint64(p[4:])
@@ -850,6 +869,7 @@ func (r *Reader) next() (*Record, error) {
 			return nil, r.fail(ErrMalformed, "pages at %#x, %d bytes: range wraps the address space", addr, len(data))
 		}
 		rec.PID, rec.Addr, rec.Data = pid, addr, data
+		r.pagesSeen = true
 		r.stats.PageBytes += int64(len(data))
 		r.stats.Pages += int64(len(data) / r.info.pageSize)
 	}
@@ -864,7 +884,7 @@ func (r *Reader) next() (*Record, error) {
 // checkRecordHeader rejects, before any payload is read or allocated, a
 // record whose type, flags or length cannot be right at this point.
 func (r *Reader) checkRecordHeader(t RecordType, flags uint16, size uint32) error {
-	if t < RecordState || t > RecordSignals {
+	if t < RecordState || t > RecordLazy {
 		return r.fail(ErrMalformed, "unknown record type %d", uint16(t))
 	}
 	if flags != 0 {
@@ -896,6 +916,13 @@ func (r *Reader) checkRecordHeader(t RecordType, flags uint16, size uint32) erro
 	case RecordSignals:
 		if size == 0 {
 			return r.fail(ErrMalformed, "empty signals record")
+		}
+	case RecordLazy:
+		if size < lazyPrefixSize+lazyRunSize || (size-lazyPrefixSize)%lazyRunSize != 0 {
+			return r.fail(ErrMalformed, "payload length %d is not %d bytes plus a positive multiple of %d", size, lazyPrefixSize, lazyRunSize)
+		}
+		if r.pagesSeen {
+			return r.fail(ErrMalformed, "lazy record after pages")
 		}
 	case RecordTrailer:
 		if size != trailerSize {

@@ -35,6 +35,8 @@ type ProcessPages struct {
 	// Outside counts stored pages that lie in no VMA: restore has nowhere
 	// to put them, so a non-zero value points at a dump bug.
 	Outside int64 `json:"outside,omitempty"`
+	// LazyPages counts data pages left on the source (lazy records).
+	LazyPages int64 `json:"lazy_pages,omitempty"`
 }
 
 // FileContent is what an image holds of one file object.
@@ -140,6 +142,8 @@ func Summarize(r *Reader) (*Summary, error) {
 			pp.Pages += int64(len(rec.Data) / ps)
 			pp.Bytes += int64(len(rec.Data))
 			pp.Outside += indexes[i].add(pp.VMAPages, rec.Addr, uint64(len(rec.Data)), ps)
+		case RecordLazy:
+			s.Processes[byPID[rec.PID]].LazyPages += int64(rec.Lazy.DataPages())
 		case RecordFileData:
 			f := files[rec.FileID]
 			if f == nil {
@@ -223,6 +227,9 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 	p("  memory\t%d pages (%s) stored for %d VMAs", pp.Pages, humanBytes(pp.Bytes), len(proc.VMAs))
 	if pp.Outside > 0 {
 		p(", %d pages outside any VMA", pp.Outside)
+	}
+	if pp.LazyPages > 0 {
+		p(", %d pages left on the source (postcopy)", pp.LazyPages)
 	}
 	p("\n")
 

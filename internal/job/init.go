@@ -24,7 +24,7 @@ type Event struct {
 // job (in a session of their own) and waits for them; with mainPID > 0 and
 // no args it waits for a job that a migration agent restores with that
 // PID. It never returns.
-func InitMain(mainPID int, args []string) {
+func InitMain(mainPID int, scratch string, args []string) {
 	// The report pipe must not leak into the job: it would be an fd the
 	// job holds that leads outside it.
 	unix.CloseOnExec(3)
@@ -41,6 +41,9 @@ func InitMain(mainPID int, args []string) {
 	// that /proc/self and /proc/<getpid()> mean this namespace's PIDs.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		fail(fmt.Errorf("mount /proc: %w", err))
+	}
+	if err := MountScratch(scratch); err != nil {
+		fail(err)
 	}
 	if len(args) == 0 {
 		// A restore will create the job with its old PIDs. Whatever
@@ -113,9 +116,15 @@ func waitChild() {
 // InitMainArgs parses `jobinit [--main PID] [--] CMD ARGS` and runs
 // InitMain.
 func InitMainArgs(args []string) {
-	mainPID := 0
+	mainPID, scratch := 0, ""
 	for len(args) > 0 {
 		switch args[0] {
+		case "--scratch":
+			if len(args) > 1 {
+				scratch = args[1]
+				args = args[2:]
+				continue
+			}
 		case "--main":
 			if len(args) > 1 {
 				fmt.Sscan(args[1], &mainPID)
@@ -127,7 +136,7 @@ func InitMainArgs(args []string) {
 		}
 		break
 	}
-	InitMain(mainPID, args)
+	InitMain(mainPID, scratch, args)
 }
 
 // parkPIDs moves this PID namespace's next PID near the top of the range.

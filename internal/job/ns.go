@@ -26,6 +26,9 @@ type InitSpec struct {
 	Stdin, Stdout, Stderr *os.File
 	Dir                   string
 	Env                   []string
+	// Scratch is the node's scratch directory, bound at ScratchMount in
+	// the job's mount namespace.
+	Scratch string
 }
 
 // Init is a running job init, seen from the node.
@@ -45,6 +48,9 @@ func StartInit(spec InitSpec) (*Init, error) {
 		exe = "/proc/self/exe"
 	}
 	args := []string{"ferry", "jobinit"}
+	if spec.Scratch != "" {
+		args = append(args, "--scratch", spec.Scratch)
+	}
 	if spec.MainPID > 0 {
 		args = append(args, "--main", strconv.Itoa(spec.MainPID))
 	}
@@ -175,6 +181,30 @@ func StartIn(nsPath string, cmd *exec.Cmd) (<-chan error, error) {
 // thread that started it ends (for helpers started by StartIn).
 func DieWithParent() error {
 	return unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+}
+
+// ScratchMount is where a job sees its node's scratch directory: the
+// node's local disk for the job's files, the same path on every node, a
+// different directory behind it on each. Files a job keeps there are
+// checked by content on migration and travel if the destination lacks
+// them.
+const ScratchMount = "/run/ferry/scratch"
+
+// PrepareScratchMount creates the (empty) mount point on the node.
+func PrepareScratchMount() error {
+	return os.MkdirAll(ScratchMount, 0o755)
+}
+
+// MountScratch binds dir over ScratchMount in the caller's mount
+// namespace (a job's or an agent's own).
+func MountScratch(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := unix.Mount(dir, ScratchMount, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", dir, ScratchMount, err)
+	}
+	return nil
 }
 
 // MountProc mounts a /proc of the caller's PID namespace over /proc; call

@@ -111,6 +111,8 @@ type Report struct {
 	PushedPages   uint64        `json:"pushed_pages,omitempty"`
 	ResidualEnded time.Duration `json:"residual_ended_ns,omitempty"` // after start
 	RestoreTime   time.Duration `json:"restore_ns"`
+	// Files: the job's files checked by content, and those that travelled.
+	Files FileStats `json:"files"`
 }
 
 // Progress is reported while a migration runs.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"ferry/internal/files"
 	"ferry/internal/image"
 	"ferry/internal/ptrace"
 	"ferry/internal/restore"
@@ -28,6 +29,10 @@ type ReceiveOptions struct {
 	Committed func()
 	// CommitTimeout bounds the wait for Commit after Ready (default 2 min).
 	CommitTimeout time.Duration
+	// Hasher checks the job's files against this node's; FileCache is
+	// where files that differ here are kept.
+	Hasher    *files.Hasher
+	FileCache string
 	// Fault injects a failure (tests only): "die-image", "die-ready",
 	// "drop-ready", "die-commit".
 	Fault string
@@ -85,7 +90,18 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 			inherit[id] = f
 		}
 	}
-	ir := &imageReader{c: c}
+	store := &files.Store{CacheDir: opts.FileCache, Rewrite: map[string]string{}}
+	hasher := opts.Hasher
+	if hasher == nil {
+		hasher = &files.Hasher{}
+	}
+	ir := &imageReader{c: c, files: func(p []byte) error { return receiveFiles(c, p, hasher, store) }}
+	committedOK := false
+	defer func() {
+		if !committedOK {
+			store.Undo()
+		}
+	}()
 	var src io.Reader = ir
 	if opts.Fault == "die-image" {
 		src = &dieAfter{r: ir, n: 64 << 10}
@@ -95,7 +111,8 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 		c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log})
+	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log,
+		RewritePaths: store.Rewrite})
 	if err != nil {
 		c.sendJSON(fAbort, abortMsg{Reason: "restore: " + err.Error()})
 		return nil, fmt.Errorf("restore: %w", err)
@@ -142,6 +159,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	}
 	// Committed: from here the process runs here, whatever happens to
 	// the connection.
+	committedOK = true
 	if opts.Committed != nil {
 		opts.Committed()
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ferry/internal/dump"
+	"ferry/internal/files"
 	"ferry/internal/image"
 	"ferry/internal/ptrace"
 )
@@ -31,6 +32,9 @@ type SendOptions struct {
 	Committed func(*Report)
 	// Progress, if set, is called as bytes go out.
 	Progress func(Progress)
+	// Hasher hashes the job's files for the destination's content check
+	// (with a cache, ideally kept by the node).
+	Hasher *files.Hasher
 	// Fault injects a failure at a named point (tests only): "drop-image",
 	// "corrupt-image", "drop-commit", "cancel-ready".
 	Fault string
@@ -126,7 +130,8 @@ func (s *sender) run(ctx context.Context) (err error) {
 		return err
 	}
 	s.progress(Progress{Phase: "image", TotalBytes: est})
-	res, err := dump.Dump(ctx, s.t, s.pid, iwr, dump.Options{Leave: dump.Frozen, Log: s.opts.Log})
+	res, err := dump.Dump(ctx, s.t, s.pid, iwr, dump.Options{Leave: dump.Frozen, Log: s.opts.Log,
+		BeforeState: s.sendFiles})
 	if res != nil && res.Held != nil {
 		s.held = res.Held
 	}

@@ -230,10 +230,12 @@ func (w imageWriter) Write(p []byte) (int, error) {
 
 // imageReader reads the payloads of Image frames until ImageEnd.
 type imageReader struct {
-	c    *conn
-	buf  []byte
-	rest []byte
-	end  bool
+	c *conn
+	// files handles a file phase met inside the image stream.
+	files func(manifest []byte) error
+	buf   []byte
+	rest  []byte
+	end   bool
 }
 
 func (r *imageReader) Read(p []byte) (int, error) {
@@ -253,6 +255,13 @@ func (r *imageReader) Read(p []byte) (int, error) {
 			r.buf, r.rest = b, b
 		case fImageEnd:
 			r.end = true
+		case fManifest:
+			if r.files == nil {
+				return 0, fmt.Errorf("file manifest not expected: %w", ErrProtocol)
+			}
+			if err := r.files(b); err != nil {
+				return 0, err
+			}
 		case fAbort:
 			var a abortMsg
 			json.Unmarshal(b, &a)

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"ferry/internal/files"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
 	"ferry/internal/pki"
@@ -91,6 +94,8 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	pkiDir := fs.String("pki", "", "cluster certificates")
 	nodeID := fs.String("node", "", "this node's id")
 	mountProc := fs.Bool("mount-proc", false, "mount a /proc of the job's PID namespace first")
+	scratch := fs.String("scratch", "", "the node's scratch directory, bound where jobs see it")
+	stateDir := fs.String("state", "", "the node's state directory")
 	fault := fs.String("fault", "", "inject a failure (tests)")
 	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
 	to := fs.String("to", "", "send: the receiving agent's address")
@@ -109,6 +114,15 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 		if err := job.MountProc(); err != nil {
 			return err
 		}
+		if err := job.MountScratch(*scratch); err != nil {
+			return err
+		}
+	}
+	var hasher *files.Hasher
+	fileCache := ""
+	if *stateDir != "" {
+		hasher = &files.Hasher{Cache: filepath.Join(*stateDir, "file-hashes.json")}
+		fileCache = filepath.Join(*stateDir, "files")
 	}
 	id, err := pki.Load(*pkiDir, *nodeID)
 	if err != nil {
@@ -118,7 +132,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	defer t.Close()
 	switch args[0] {
 	case "recv":
-		return agentRecv(ctx, aio, id, t, *listen, *fault)
+		return agentRecv(ctx, aio, id, t, *listen, *fault, hasher, fileCache)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -130,12 +144,12 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 				h.Stdio[k] = v
 			}
 		}
-		return agentSend(ctx, aio, id, t, *to, *pid, h, *maxFreeze, *fault)
+		return agentSend(ctx, aio, id, t, *to, *pid, h, *maxFreeze, *fault, hasher)
 	}
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(alpnMigrate))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -189,6 +203,8 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		},
 		Committed: func() { aio.emit(agentEvent{Event: "committed"}) },
 		Fault:     fault,
+		Hasher:    hasher,
+		FileCache: fileCache,
 	}
 	res, err := migrate.Receive(ctx, t, c, opts)
 	if err != nil {
@@ -202,7 +218,13 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	return nil
 }
 
-func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string) error {
+func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string, hasher *files.Hasher) error {
+	// Hash the job's files now, while it runs, so that the frozen
+	// window only finds them in the cache.
+	if hasher != nil {
+		hasher.Manifest(livePaths(pid))
+		hasher.Save()
+	}
 	d := tls.Dialer{Config: id.ClientConfig(alpnMigrate), NetDialer: &net.Dialer{Timeout: 10 * time.Second}}
 	c, err := d.DialContext(ctx, "tcp", to)
 	if err != nil {
@@ -233,6 +255,7 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		Progress:  func(p migrate.Progress) { aio.emit(agentEvent{Event: "progress", Progress: &p}) },
 		Committed: func(r *migrate.Report) { aio.emit(agentEvent{Event: "report", Report: r}) },
 		Fault:     fault,
+		Hasher:    hasher,
 	}
 	_ = maxFreeze
 	rep, err := migrate.Send(ctx, t, c, pid, opts)
@@ -240,4 +263,26 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		aio.emit(agentEvent{Event: "report", Report: rep})
 	}
 	return err
+}
+
+// livePaths lists the files a running process maps or has open.
+func livePaths(pid int) []string {
+	var out []string
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 6 && strings.HasPrefix(f[5], "/") {
+				out = append(out, f[5])
+			}
+		}
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, e := range ents {
+			if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "/") {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
 }

@@ -66,9 +66,10 @@ func (n *Node) startAgent(nsPath, side string, args []string, files ...*os.File)
 		evW.Close()
 		return nil, err
 	}
-	full := []string{"ferry", "agent", side, "--pki", n.cfg.PKIDir, "--node", n.cfg.ID}
+	full := []string{"ferry", "agent", side, "--pki", n.cfg.PKIDir, "--node", n.cfg.ID,
+		"--state", n.cfg.StateDir}
 	if nsPath != "" {
-		full = append(full, "--mount-proc")
+		full = append(full, "--mount-proc", "--scratch", n.cfg.Scratch)
 	}
 	if f := n.cfg.Faults[side]; f != "" {
 		full = append(full, "--fault", f)
@@ -381,7 +382,7 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
-	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID})
+	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID, Scratch: n.cfg.Scratch})
 	if err != nil {
 		for _, f := range child {
 			f.Close()

@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/cluster"
+	"ferry/internal/job"
 	"ferry/internal/pki"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	Join     []string // addresses of nodes to join
 	// Socket is the control socket (default StateDir/ferry.sock).
 	Socket string
+	// Scratch is this node's directory for jobs' files, seen by every
+	// job at job.ScratchMount (default StateDir/scratch).
+	Scratch string
 	// Group may use the control socket besides root.
 	Group string
 	// Exe is ferry's executable, for job inits and agents (default: this one).
@@ -85,11 +89,29 @@ func New(cfg Config) (*Node, error) {
 	if cfg.ID == "" || cfg.Listen == "" || cfg.StateDir == "" {
 		return nil, errors.New("node: --id, --listen and --state are required")
 	}
+	for _, p := range []*string{&cfg.StateDir, &cfg.PKIDir, &cfg.Socket, &cfg.Scratch} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, err
+			}
+			*p = abs
+		}
+	}
 	if cfg.PKIDir == "" {
 		cfg.PKIDir = filepath.Join(cfg.StateDir, "pki")
 	}
 	if cfg.Socket == "" {
 		cfg.Socket = filepath.Join(cfg.StateDir, "ferry.sock")
+	}
+	if cfg.Scratch == "" {
+		cfg.Scratch = filepath.Join(cfg.StateDir, "scratch")
+	}
+	if err := os.MkdirAll(cfg.Scratch, 0o755); err != nil {
+		return nil, fmt.Errorf("scratch directory: %w", err)
+	}
+	if err := job.PrepareScratchMount(); err != nil {
+		return nil, fmt.Errorf("scratch mount point: %w", err)
 	}
 	if cfg.Exe == "" {
 		exe, err := os.Executable()

@@ -39,8 +39,9 @@ func (n *Node) startJob(req RunRequest) (JobInfo, error) {
 	if env == nil {
 		env = os.Environ()
 	}
+	env = append(env, "FERRY_SCRATCH="+job.ScratchMount, "FERRY_JOB="+id)
 	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, Args: req.Cmd, Stdin: child[0], Stdout: child[1],
-		Stderr: child[2], Dir: req.Dir, Env: env})
+		Stderr: child[2], Dir: req.Dir, Env: env, Scratch: n.cfg.Scratch})
 	for _, f := range child {
 		f.Close()
 	}

@@ -32,6 +32,8 @@ type tree struct {
 
 	procs []*builder // parents first
 	byPID map[int]*builder
+	// lazy holds the lazy VMAs by image pid (Options.Lazy, lazy.go).
+	lazy map[int][]image.LazyVMA
 }
 
 // builder reinstates one process of the tree.
@@ -55,6 +57,7 @@ type builder struct {
 
 // abort kills every process created so far.
 func (t *tree) abort() {
+	t.closeLazy()
 	for i := len(t.procs) - 1; i >= 0; i-- {
 		b := t.procs[i]
 		b.endUffd()
@@ -138,7 +141,13 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		b.fillUffd()
 	}
 	phase("address spaces")
-	// 3. Pages, as they stream in.
+	// 3. Pages sent ahead (precopy), then the image's, as they stream in.
+	if t.opts.Staged != nil {
+		if err := t.fillStaged(ctx, live); err != nil {
+			return err
+		}
+		phase("staged pages")
+	}
 	err := t.fillPages(ctx, r, pending)
 	for _, b := range live {
 		if uerr := b.endUffd(); err == nil {
@@ -161,6 +170,12 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		}
 	}
 	phase("state")
+	if t.opts.Lazy {
+		if err := t.startLazy(live); err != nil {
+			return err
+		}
+		phase("lazy memory")
+	}
 	// 5. Let them all run, unless the caller holds them for a commit.
 	if t.opts.Hold {
 		t.res.Held = &Held{tree: t, live: live}

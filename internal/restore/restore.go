@@ -42,10 +42,21 @@ type Options struct {
 	// Inherit maps image Descs (or "pipe:<id>") to open files to reuse, e.g.
 	// the pipes kept by an in-process dump.
 	Inherit map[string]*os.File
+	// RewritePaths reopens files of the image from other paths here
+	// (a migration keeps a file that differs on this node in a cache).
+	RewritePaths map[string]string
 	// Hold leaves the restored tree fully built but stopped under ptrace:
 	// Result.Held lets it run (Release) or removes it (Kill). A migration
 	// destination holds the new copy until the source says commit.
 	Hold bool
+	// Staged, when set, holds pages received ahead of the image (precopy):
+	// they are written before the image's pages, which overwrite them.
+	Staged Staged
+	// Lazy restores a lazy (postcopy) image: its lazy VMAs are left empty
+	// and registered with a userfaultfd per process, handed over in
+	// Result.Lazy for a pager (see lazy.go). Without it such an image is
+	// refused.
+	Lazy bool
 	Log  *slog.Logger
 }
 
@@ -57,11 +68,17 @@ type Result struct {
 	Duration time.Duration
 	Pages    uint64
 	Bytes    uint64
+	// StagedBytes counts the bytes written from Options.Staged (not in
+	// Pages and Bytes).
+	StagedBytes uint64
 	// Phases: how long each step of the restore took, in order
 	// ("create processes", "address spaces", "pages", "state").
 	Phases []Phase
 	// Held is the built, not yet running tree when Options.Hold was set.
 	Held *Held
+	// Lazy lists the processes whose memory a pager must serve
+	// (Options.Lazy), with their userfaultfds.
+	Lazy []LazyProcess
 }
 
 // Held is a restored tree that has not run yet. Exactly one of Release or
@@ -129,6 +146,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 		return nil, fmt.Errorf("image holds no process: %w", image.ErrMalformed)
 	}
 	log := opts.Log.With("pid", c.Processes[0].PID)
+	rewritePaths(c, opts.RewritePaths)
 	if err := checkCompatible(c); err != nil {
 		return nil, err
 	}
@@ -141,6 +159,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 		}
 	}()
 	var pending *image.Record
+	lazy := map[int][]image.LazyVMA{}
 	for {
 		rec, err := r.Next()
 		if err == io.EOF {
@@ -148,6 +167,10 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read image: %w", err)
+		}
+		if rec.Type == image.RecordLazy {
+			addLazy(lazy, rec)
+			continue
 		}
 		if rec.Type != image.RecordFileData {
 			pending = rec
@@ -158,6 +181,9 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 		}
 	}
 
+	if err := checkLazyImage(opts, lazy); err != nil {
+		return nil, err
+	}
 	fr := fds.NewRestorer(log, c.Processes, opts.Inherit, objects)
 	defer fr.Close()
 	if err := fr.Prepare(); err != nil {
@@ -166,7 +192,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 
 	res := &Result{Checkpoint: c}
 	err = t.Do(ctx, func() error {
-		tr := &tree{log: log, opts: opts, fr: fr, objects: objects, res: res, byPID: map[int]*builder{}}
+		tr := &tree{log: log, opts: opts, fr: fr, objects: objects, res: res, byPID: map[int]*builder{}, lazy: lazy}
 		err := tr.build(ctx, r, pending)
 		if err != nil {
 			tr.abort()
@@ -216,4 +242,26 @@ func checkCompatible(c *image.Checkpoint) error {
 		return fmt.Errorf("image page size %d, this machine %d", c.PageSize, os.Getpagesize())
 	}
 	return nil
+}
+
+// rewritePaths points the image's file paths at their copies here.
+func rewritePaths(c *image.Checkpoint, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	for _, p := range c.Processes {
+		if to, ok := m[p.Exe]; ok {
+			p.Exe = to
+		}
+		for i := range p.VMAs {
+			if to, ok := m[p.VMAs[i].Path]; ok && p.VMAs[i].Kind == image.VMAFile {
+				p.VMAs[i].Path = to
+			}
+		}
+		for i := range p.FDs {
+			if to, ok := m[p.FDs[i].Path]; ok && p.FDs[i].Kind == image.FDFile {
+				p.FDs[i].Path = to
+			}
+		}
+	}
 }

@@ -29,6 +29,7 @@ func TestAdoptAndMigrate(t *testing.T) {
 	}
 	f.Close()
 	null.Close()
+	t.Cleanup(func() { cmd.Process.Kill() }) // if it never moved
 	// The old copy is killed by the migration; reap it.
 	go cmd.Wait()
 	read := func() string { b, _ := os.ReadFile(outPath); return string(b) }

@@ -30,6 +30,21 @@ int main(int argc, char **argv) {
 		mem[i] = i * 2654435761u;
 	uint64_t want = sum(mem, n);
 	int eof = 0;
+	/* COUNTER_LOG: also append every tick to this file (kept open).
+	 * COUNTER_KEEP: keep this file open, read-only. */
+	FILE *logf = NULL;
+	if (getenv("COUNTER_LOG")) {
+		logf = fopen(getenv("COUNTER_LOG"), "a");
+		if (!logf) {
+			printf("BROKEN cannot open %s\n", getenv("COUNTER_LOG"));
+			return 1;
+		}
+		setvbuf(logf, NULL, _IOLBF, 0);
+	}
+	if (getenv("COUNTER_KEEP") && open(getenv("COUNTER_KEEP"), O_RDONLY) < 0) {
+		printf("BROKEN cannot open %s\n", getenv("COUNTER_KEEP"));
+		return 1;
+	}
 	for (long tick = 1;; tick++) {
 		if (getpid() != pid)
 			printf("BROKEN pid %d is now %d\n", pid, getpid());
@@ -42,6 +57,8 @@ int main(int argc, char **argv) {
 		if (tick % 16 == 0 && sum(mem, n) != want)
 			printf("BROKEN memory checksum\n");
 		printf("tick %ld pid %d\n", tick, pid);
+		if (logf)
+			fprintf(logf, "tick %ld pid %d\n", tick, pid);
 		if (!eof) {
 			char buf[512];
 			ssize_t r = read(0, buf, sizeof buf);

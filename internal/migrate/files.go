@@ -1,0 +1,172 @@
+package migrate
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"ferry/internal/files"
+	"ferry/internal/image"
+)
+
+// The file phase runs while the tree is frozen, before its state record:
+// the source sends a Manifest (the job's files by path, size and SHA-256),
+// the destination answers Need (a verdict per file), the source sends the
+// content of every file not already there as FileData frames (index u32,
+// offset u64, bytes) and one FileDone (index u32) per file, then FilesEnd.
+
+const (
+	fManifest  byte = 20
+	fNeed      byte = 21
+	fFileData  byte = 22
+	fFileDone  byte = 23
+	fFilesEnd  byte = 24
+	fileHeader      = 12
+)
+
+func init() {
+	frameNames[fManifest] = "manifest"
+	frameNames[fNeed] = "need"
+	frameNames[fFileData] = "file-data"
+	frameNames[fFileDone] = "file-done"
+	frameNames[fFilesEnd] = "files-end"
+}
+
+type needMsg struct {
+	Verdicts []files.Verdict `json:"verdicts"`
+}
+
+// FileStats counts the file phase.
+type FileStats struct {
+	Checked int    `json:"checked"`
+	Sent    int    `json:"sent"`
+	Bytes   uint64 `json:"bytes"`
+	Differ  int    `json:"differ"`
+}
+
+// sendFiles is the source's file phase.
+func (s *sender) sendFiles(c *image.Checkpoint) error {
+	h := s.opts.Hasher
+	if h == nil {
+		h = &files.Hasher{}
+	}
+	m := h.Manifest(files.Paths(c))
+	h.Save()
+	if err := s.c.sendJSON(fManifest, m); err != nil {
+		return fmt.Errorf("send file manifest: %w", err)
+	}
+	var need needMsg
+	if err := s.c.recvJSON(fNeed, &need); err != nil {
+		return fmt.Errorf("destination file check: %w", err)
+	}
+	if len(need.Verdicts) != len(m) {
+		return fmt.Errorf("destination answered %d file verdicts for %d files: %w", len(need.Verdicts), len(m), ErrProtocol)
+	}
+	st := &s.rep.Files
+	st.Checked = len(m)
+	buf := make([]byte, 1<<20)
+	for i, v := range need.Verdicts {
+		if v == files.Have {
+			continue
+		}
+		if v == files.Differs {
+			st.Differ++
+		}
+		if err := s.sendFile(i, m[i], buf); err != nil {
+			return err
+		}
+		st.Sent++
+		st.Bytes += uint64(m[i].Size)
+	}
+	return s.c.send(fFilesEnd, true)
+}
+
+func (s *sender) sendFile(i int, e files.Entry, buf []byte) error {
+	f, err := os.Open(e.Path)
+	if err != nil {
+		return fmt.Errorf("send %s: %w", e.Path, err)
+	}
+	defer f.Close()
+	var hdr [fileHeader]byte
+	binary.LittleEndian.PutUint32(hdr[0:4], uint32(i))
+	for off := int64(0); off < e.Size; {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), e.Size-off)], off)
+		if n > 0 {
+			binary.LittleEndian.PutUint64(hdr[4:12], uint64(off))
+			if err := s.c.send(fFileData, false, hdr[:], buf[:n]); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("read %s: %w", e.Path, err)
+		}
+		if err == io.EOF && off < e.Size {
+			return fmt.Errorf("%s shrank while it was sent", e.Path)
+		}
+	}
+	return s.c.send(fFileDone, false, hdr[0:4])
+}
+
+// receiveFiles is the destination's file phase; payload is the
+// Manifest frame's.
+func receiveFiles(c *conn, payload []byte, h *files.Hasher, store *files.Store) error {
+	var m []files.Entry
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return fmt.Errorf("file manifest: %v: %w", err, ErrCorrupt)
+	}
+	verdicts := h.Check(m)
+	h.Save()
+	for i, v := range verdicts {
+		if v != files.Have {
+			if err := store.Begin(i, m[i], v); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.sendJSON(fNeed, needMsg{Verdicts: verdicts}); err != nil {
+		return err
+	}
+	var buf []byte
+	for {
+		t, p, err := c.recv(buf)
+		if err != nil {
+			return fmt.Errorf("receive files: %w", err)
+		}
+		buf = p
+		switch t {
+		case fFileData:
+			if len(p) < fileHeader {
+				return fmt.Errorf("short file-data frame: %w", ErrCorrupt)
+			}
+			i := int(binary.LittleEndian.Uint32(p[0:4]))
+			if i >= len(m) {
+				return fmt.Errorf("file-data for file %d of %d: %w", i, len(m), ErrCorrupt)
+			}
+			if err := store.Write(i, int64(binary.LittleEndian.Uint64(p[4:12])), p[fileHeader:]); err != nil {
+				return err
+			}
+		case fFileDone:
+			if len(p) < 4 {
+				return fmt.Errorf("short file-done frame: %w", ErrCorrupt)
+			}
+			i := int(binary.LittleEndian.Uint32(p[0:4]))
+			if i >= len(m) {
+				return fmt.Errorf("file-done for file %d of %d: %w", i, len(m), ErrCorrupt)
+			}
+			if err := store.Finish(i, m[i]); err != nil {
+				return err
+			}
+		case fFilesEnd:
+			return nil
+		case fAbort:
+			var a abortMsg
+			json.Unmarshal(p, &a)
+			return &AbortError{Reason: a.Reason}
+		default:
+			return fmt.Errorf("%s frame in the file phase: %w", frameName(t), ErrProtocol)
+		}
+	}
+}
