@@ -36,3 +36,30 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo restored %d times, want 2:\n%s", n, out.String())
 	}
 }
+
+// TestClusterDemo runs `ferry demo` as shipped: three nodes, the workload
+// migrated around them with every mechanism; RunCluster fails if the
+// workload lost or repeated a tick, changed PID or found its memory
+// corrupted, or if a migration failed.
+func TestClusterDemo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (PID namespaces, ptrace)")
+	}
+	exe := filepath.Join(t.TempDir(), "ferry")
+	if out, err := exec.Command("go", "build", "-o", exe, "ferry/cmd/ferry").CombinedOutput(); err != nil {
+		t.Fatalf("build ferry: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	err := RunCluster(ctx, ClusterConfig{MemMiB: 32, Rate: 16, Dwell: 400 * time.Millisecond, Exe: exe}, &out)
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	for _, mode := range []string{"freeze", "precopy", "postcopy"} {
+		if !strings.Contains(out.String(), mode+" ") {
+			t.Errorf("the demo's table has no %s row", mode)
+		}
+	}
+}

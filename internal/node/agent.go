@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,8 @@ type agentEvent struct {
 	Progress *migrate.Progress `json:"progress,omitempty"`
 	Report   *migrate.Report   `json:"report,omitempty"`
 	Error    string            `json:"error,omitempty"`
+	// Phases of the restore, for the destination node's log.
+	Phases []restore.Phase `json:"phases,omitempty"`
 }
 
 // agentCommand is one line to an agent.
@@ -78,6 +81,13 @@ func (a *agentIO) ask(ev agentEvent) (agentCommand, error) {
 // AgentMain is the body of `ferry agent send|recv ...`. It returns the
 // process exit code.
 func AgentMain(ctx context.Context, args []string) int {
+	if p := os.Getenv("FERRY_AGENT_CPUPROFILE"); p != "" && len(args) > 0 {
+		// Profiling a migration (development): one file per side.
+		if f, err := os.Create(p + "." + args[0]); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	aio := &agentIO{enc: json.NewEncoder(os.NewFile(3, "events")), cmd: bufio.NewScanner(os.NewFile(4, "commands"))}
 	if err := agentMain(ctx, aio, args); err != nil {
 		aio.emit(agentEvent{Event: "error", Error: err.Error()})
@@ -214,7 +224,11 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	if res.Restore != nil {
 		rep.RestoreTime = res.Restore.Duration
 	}
-	aio.emit(agentEvent{Event: "report", PID: res.PID, Report: rep})
+	ev := agentEvent{Event: "report", PID: res.PID, Report: rep}
+	if res.Restore != nil {
+		ev.Phases = res.Restore.Phases
+	}
+	aio.emit(ev)
 	return nil
 }
 

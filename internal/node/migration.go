@@ -440,6 +440,14 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 			sawCommit = true
 		case "error":
 			agentErr = ev.Error
+		case "report":
+			if ev.Report != nil {
+				args := []any{"job", id, "restore", ev.Report.RestoreTime}
+				for _, p := range ev.Phases {
+					args = append(args, p.Name, p.Took)
+				}
+				n.log.Info("restored", args...)
+			}
 		}
 	}
 	werr := <-ag.waited
