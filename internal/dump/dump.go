@@ -53,8 +53,9 @@ type Options struct {
 	// descriptions (see Result.Kept) for a restore in this same process.
 	KeepFiles bool
 	// Precopy, when set, makes this dump the final step of a precopy
-	// migration: only pages the destination lacks are written (see
-	// Precopy). Use it with Leave: Frozen.
+	// migration: only pages the destination lacks or holds an older copy
+	// of are written (see Precopy). Usually with Leave: Frozen, so that
+	// the source can resume if the destination fails.
 	Precopy Precopy
 	// Lazy leaves private anonymous memory out of the image for a
 	// postcopy migration (lazy.go): lazy records say which pages hold

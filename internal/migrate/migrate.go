@@ -103,12 +103,15 @@ type Report struct {
 	BytesSent    uint64        `json:"bytes_sent"`
 	ImageBytes   uint64        `json:"image_bytes"`
 	Rounds       []Round       `json:"rounds,omitempty"`
-	// RedundantPages were sent more than once (precopy).
+	// RedundantPages were sent more than once (precopy); StopReason says
+	// why the rounds ended.
 	RedundantPages uint64 `json:"redundant_pages,omitempty"`
+	StopReason     string `json:"stop_reason,omitempty"`
 	// Postcopy figures.
 	Faults        uint64        `json:"faults,omitempty"`
 	PrefetchHits  uint64        `json:"prefetch_hits,omitempty"`
 	PushedPages   uint64        `json:"pushed_pages,omitempty"`
+	OnDemandPages uint64        `json:"on_demand_pages,omitempty"`
 	ResidualEnded time.Duration `json:"residual_ended_ns,omitempty"` // after start
 	RestoreTime   time.Duration `json:"restore_ns"`
 	// Files: the job's files checked by content, and those that travelled.

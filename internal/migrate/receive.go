@@ -9,8 +9,12 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ferry/internal/files"
 	"ferry/internal/image"
+	"ferry/internal/postcopy"
+	"ferry/internal/precopy"
 	"ferry/internal/ptrace"
 	"ferry/internal/restore"
 )
@@ -25,8 +29,9 @@ type ReceiveOptions struct {
 	// Restored is called once the new copy is built and held.
 	Restored func(*restore.Result)
 	// Committed is called when Commit has arrived, just before the new
-	// copy is let run.
+	// copy is let run; Released once it runs.
 	Committed func()
+	Released  func()
 	// CommitTimeout bounds the wait for Commit after Ready (default 2 min).
 	CommitTimeout time.Duration
 	// Hasher checks the job's files against this node's; FileCache is
@@ -44,6 +49,9 @@ type Result struct {
 	Hello   Hello
 	PID     int
 	Restore *restore.Result
+	// Pager: postcopy's figures (faults, prefetch hits, when the
+	// dependency on the source ended).
+	Pager *postcopy.PagerStats
 }
 
 // ErrNotCommitted is wrapped when the source never committed: the new
@@ -96,6 +104,12 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 		hasher = &files.Hasher{}
 	}
 	ir := &imageReader{c: c, files: func(p []byte) error { return receiveFiles(c, p, hasher, store) }}
+	var staging *precopy.Staging
+	if h.Mode == Precopy {
+		staging = precopy.NewStaging()
+		defer staging.Close()
+		ir.pages = staging.SendPages
+	}
 	committedOK := false
 	defer func() {
 		if !committedOK {
@@ -112,7 +126,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 		return nil, fmt.Errorf("image: %w", err)
 	}
 	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log,
-		RewritePaths: store.Rewrite})
+		RewritePaths: store.Rewrite, Lazy: h.Mode == Postcopy, Staged: stagedOrNil(staging)})
 	if err != nil {
 		c.sendJSON(fAbort, abortMsg{Reason: "restore: " + err.Error()})
 		return nil, fmt.Errorf("restore: %w", err)
@@ -169,9 +183,29 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	if err := held.Release(context.WithoutCancel(ctx)); err != nil {
 		return nil, fmt.Errorf("release the new copy: %w", err)
 	}
+	if opts.Released != nil {
+		opts.Released()
+	}
 	if err := c.sendJSON(fCommitted, committed{At: time.Now()}); err != nil {
 		log.Warn("committed, but the source did not hear it; it will ask", "err", err)
 	}
+	if h.Mode != Postcopy {
+		return res, nil
+	}
+	// Postcopy: the job runs here and fetches its memory from the source.
+	pager, err := postcopy.StartPager(context.WithoutCancel(ctx), handoff{c}, rres.Lazy, postcopy.PagerOptions{Log: log})
+	if err != nil {
+		killLazy(rres)
+		return res, fmt.Errorf("postcopy pager: %w; the job was killed", err)
+	}
+	st, err := pager.Wait()
+	if err != nil {
+		killLazy(rres)
+		pager.Close()
+		return res, fmt.Errorf("%w; the job was killed", err)
+	}
+	pager.Close()
+	res.Pager = st
 	return res, nil
 }
 
@@ -188,4 +222,20 @@ func (d *dieAfter) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p[:min(len(p), d.n)])
 	d.n -= n
 	return n, err
+}
+
+// killLazy ends a postcopy job that cannot get its memory any more.
+func killLazy(r *restore.Result) {
+	for _, lp := range r.Lazy {
+		unix.Kill(lp.PID, unix.SIGKILL)
+	}
+	r.CloseLazy()
+}
+
+// stagedOrNil keeps a nil *Staging from becoming a non-nil interface.
+func stagedOrNil(s *precopy.Staging) restore.Staged {
+	if s == nil {
+		return nil
+	}
+	return s
 }

@@ -2,17 +2,21 @@ package migrate
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"ferry/internal/dump"
 	"ferry/internal/files"
 	"ferry/internal/image"
+	"ferry/internal/postcopy"
+	"ferry/internal/precopy"
 	"ferry/internal/ptrace"
 )
 
@@ -30,8 +34,14 @@ type SendOptions struct {
 	// runs on the destination, before the old copy is killed (whose
 	// death may take the caller's namespace with it).
 	Committed func(*Report)
+	// Finished, if set, is called with the final report of a committed
+	// migration just before the old copy is killed.
+	Finished func(*Report)
 	// Progress, if set, is called as bytes go out.
 	Progress func(Progress)
+	// MaxFreeze: precopy stops iterating once the predicted freeze is
+	// this short.
+	MaxFreeze time.Duration
 	// Hasher hashes the job's files for the destination's content check
 	// (with a cache, ideally kept by the node).
 	Hasher *files.Hasher
@@ -70,6 +80,10 @@ type sender struct {
 	rep   *Report
 	start time.Time
 	held  *dump.Held
+	// dumped is the dump's result (postcopy serves its lazy memory).
+	dumped *dump.Result
+	// pre is the precopy session, if any.
+	pre *precopy.Session
 	// commitSent: from here on, cancellation no longer resumes the old
 	// copy.
 	commitSent atomic.Bool
@@ -108,6 +122,9 @@ func (s *sender) run(ctx context.Context) (err error) {
 				return
 			}
 		}
+		if s.pre != nil {
+			s.pre.Close()
+		}
 		s.rep.Resumed = true
 		s.log.Warn("migration failed; the process runs on here", "err", err)
 	}()
@@ -122,6 +139,16 @@ func (s *sender) run(ctx context.Context) (err error) {
 		return fmt.Errorf("destination: %w", err)
 	}
 
+	var pre *precopy.Session
+	if s.opts.Hello.Mode == Precopy {
+		var err error
+		if pre, err = s.precopy(ctx); err != nil {
+			return err
+		}
+		// Tracking ends after the old copy resumed or was killed.
+		s.pre = pre
+	}
+
 	// The image: the old copy stays frozen afterwards.
 	est := uint64(dump.EstimateSize(s.pid))
 	iw := &countingWriter{w: imageWriter{s.c}, s: s, total: est}
@@ -130,10 +157,15 @@ func (s *sender) run(ctx context.Context) (err error) {
 		return err
 	}
 	s.progress(Progress{Phase: "image", TotalBytes: est})
-	res, err := dump.Dump(ctx, s.t, s.pid, iwr, dump.Options{Leave: dump.Frozen, Log: s.opts.Log,
-		BeforeState: s.sendFiles})
+	dopts := dump.Options{Leave: dump.Frozen, Log: s.opts.Log, BeforeState: s.sendFiles,
+		Lazy: s.opts.Hello.Mode == Postcopy}
+	if pre != nil {
+		dopts.Precopy = pre
+	}
+	res, err := dump.Dump(ctx, s.t, s.pid, iwr, dopts)
 	if res != nil && res.Held != nil {
 		s.held = res.Held
+		s.dumped = res
 	}
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
@@ -197,7 +229,8 @@ func (s *sender) resolve(ctx context.Context, cause error) error {
 	return s.finish()
 }
 
-// finish ends the old copy after a commit.
+// finish ends the old copy after a commit: at once, or with postcopy once
+// the destination has every page.
 func (s *sender) finish() error {
 	s.rep.Committed = true
 	s.rep.FreezeTime = time.Since(s.held.FrozenSince())
@@ -207,13 +240,50 @@ func (s *sender) finish() error {
 	if s.opts.Committed != nil {
 		s.opts.Committed(s.rep)
 	}
+	var perr error
+	if s.opts.Hello.Mode == Postcopy {
+		// The new copy runs; its memory is still here. No cancelling
+		// now: the job depends on this push.
+		s.progress(Progress{Phase: "push", Bytes: s.c.sent, TotalBytes: s.c.sent})
+		st, err := postcopy.Serve(context.Background(), handoff{s.c}, postcopy.SourceProcesses(s.dumped),
+			postcopy.ServeOptions{Log: s.log})
+		if st != nil {
+			s.rep.BytesSent += uint64(st.BytesSent)
+			s.rep.PushedPages = uint64(st.PagesPushed)
+			s.rep.OnDemandPages = uint64(st.PagesOnDemand)
+			if !st.Acked.IsZero() {
+				s.rep.ResidualEnded = st.Acked.Sub(s.start)
+			}
+		}
+		if err != nil {
+			// The new copy ran there: resuming this one would run the job
+			// twice. Say plainly what happened.
+			perr = fmt.Errorf("the destination went away during the postcopy push (%w): the job ran there and could not get all its memory; it is lost", err)
+			s.rep.Error = perr.Error()
+		}
+	}
+	s.rep.Total = time.Since(s.start)
+	if s.opts.Finished != nil {
+		s.opts.Finished(s.rep)
+	}
 	kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.held.Kill(kctx); err != nil {
 		s.log.Error("kill the old copy after commit", "err", err)
 	}
-	return nil
+	if s.pre != nil {
+		s.pre.Close()
+	}
+	return perr
 }
+
+// handoff gives the rest of a migration connection to another protocol
+// (postcopy): reads go through what the frame reader already buffered.
+type handoff struct{ c *conn }
+
+func (h handoff) Read(p []byte) (int, error)  { return h.c.br.Read(p) }
+func (h handoff) Write(p []byte) (int, error) { return h.c.rw.Write(p) }
+func (h handoff) Close() error                { return h.c.rw.Close() }
 
 // countingWriter reports image progress and injects image faults.
 type countingWriter struct {
@@ -275,4 +345,51 @@ func (s *sender) peerReason() string {
 		}
 	}
 	return ""
+}
+
+// precopy sends memory while the tree runs, round after round, and
+// returns the session whose final plan the dump then follows.
+func (s *sender) precopy(ctx context.Context) (*precopy.Session, error) {
+	sess, err := precopy.Start(ctx, s.t, s.pid, precopy.Options{
+		MaxFreeze: s.opts.MaxFreeze,
+		Log:       s.log,
+		Progress: func(p precopy.Progress) {
+			s.progress(Progress{Phase: "precopy", Round: p.Round, Bytes: uint64(p.Sent),
+				TotalBytes: uint64(p.Sent + p.Remaining), DirtyRate: p.DirtyRate,
+				ETA: p.PredictedFreeze.Seconds()})
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("precopy: %w", err)
+	}
+	st, err := sess.Run(ctx, pageSender{s.c})
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("precopy: %w", err)
+	}
+	for _, r := range st.Rounds {
+		s.rep.Rounds = append(s.rep.Rounds, Round{Pages: uint64(r.Pages), Bytes: uint64(r.Bytes),
+			DirtyBytes: uint64(r.Reported) * uint64(os.Getpagesize()), Took: r.Duration})
+	}
+	s.rep.RedundantPages = uint64(st.RedundantPages)
+	s.rep.StopReason = st.Reason.String()
+	s.log.Info("precopy rounds done", "rounds", len(st.Rounds), "reason", st.Reason, "bytes", st.Bytes)
+	return sess, nil
+}
+
+// pageSender sends a precopy round's pages as Pages frames.
+type pageSender struct{ c *conn }
+
+func (p pageSender) SendPages(pid int, addr uint64, data []byte) error {
+	for off := 0; off < len(data); {
+		n := min(len(data)-off, MaxFrame-pagesHeader)
+		var h [pagesHeader]byte
+		binary.LittleEndian.PutUint32(h[0:4], uint32(pid))
+		binary.LittleEndian.PutUint64(h[4:12], addr+uint64(off))
+		if err := p.c.send(fPages, false, h[:], data[off:off+n]); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
 }

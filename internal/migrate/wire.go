@@ -65,6 +65,9 @@ func frameName(t byte) string {
 	return fmt.Sprintf("type %d", t)
 }
 
+// pagesHeader: pid u32, address u64.
+const pagesHeader = 12
+
 // ErrCorrupt is wrapped by errors about a frame that fails its checks.
 var ErrCorrupt = errors.New("corrupt migration frame")
 
@@ -246,6 +249,8 @@ func (w imageWriter) Write(p []byte) (int, error) {
 // imageReader reads the payloads of Image frames until ImageEnd.
 type imageReader struct {
 	c *conn
+	// pages takes precopy pages met before the image.
+	pages func(pid int, addr uint64, data []byte) error
 	// files handles a file phase met inside the image stream.
 	files func(manifest []byte) error
 	buf   []byte
@@ -270,6 +275,16 @@ func (r *imageReader) Read(p []byte) (int, error) {
 			r.buf, r.rest = b, b
 		case fImageEnd:
 			r.end = true
+		case fPages:
+			if r.pages == nil {
+				return 0, fmt.Errorf("precopy pages not expected: %w", ErrProtocol)
+			}
+			if len(b) < pagesHeader {
+				return 0, fmt.Errorf("short pages frame: %w", ErrCorrupt)
+			}
+			if err := r.pages(int(binary.LittleEndian.Uint32(b[0:4])), binary.LittleEndian.Uint64(b[4:12]), b[pagesHeader:]); err != nil {
+				return 0, err
+			}
 		case fManifest:
 			if r.files == nil {
 				return 0, fmt.Errorf("file manifest not expected: %w", ErrProtocol)

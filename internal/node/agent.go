@@ -212,6 +212,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 			aio.emit(agentEvent{Event: "restored", PID: r.PID})
 		},
 		Committed: func() { aio.emit(agentEvent{Event: "committed"}) },
+		Released:  func() { aio.emit(agentEvent{Event: "released"}) },
 		Fault:     fault,
 		Hasher:    hasher,
 		FileCache: fileCache,
@@ -223,6 +224,11 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	rep := &migrate.Report{Job: res.Hello.Job, Mode: res.Hello.Mode, Committed: true}
 	if res.Restore != nil {
 		rep.RestoreTime = res.Restore.Duration
+	}
+	if st := res.Pager; st != nil {
+		rep.Faults, rep.PrefetchHits = uint64(st.Faults), uint64(st.PrefetchHits)
+		rep.PushedPages = uint64(st.PagesCopied)
+		rep.ResidualEnded = st.ResidualEnded.Sub(st.Started)
 	}
 	ev := agentEvent{Event: "report", PID: res.PID, Report: rep}
 	if res.Restore != nil {
@@ -267,11 +273,14 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 			return ans.Committed, nil
 		},
 		Progress:  func(p migrate.Progress) { aio.emit(agentEvent{Event: "progress", Progress: &p}) },
-		Committed: func(r *migrate.Report) { aio.emit(agentEvent{Event: "report", Report: r}) },
+		Committed: func(r *migrate.Report) { aio.emit(agentEvent{Event: "committed", Report: r}) },
+		// Emitted before the old copy dies: its death ends the job's
+		// namespace, this agent included.
+		Finished: func(r *migrate.Report) { aio.emit(agentEvent{Event: "report", Report: r}) },
 		Fault:     fault,
 		Hasher:    hasher,
 	}
-	_ = maxFreeze
+	opts.MaxFreeze = maxFreeze
 	rep, err := migrate.Send(ctx, t, c, pid, opts)
 	if rep != nil && !rep.Committed {
 		aio.emit(agentEvent{Event: "report", Report: rep})

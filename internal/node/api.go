@@ -70,6 +70,7 @@ func (n *Node) routes() *http.ServeMux {
 	m.HandleFunc("POST /v1/incoming", n.handleIncoming)
 	m.HandleFunc("POST /v1/jobs/{id}/carry", n.handleCarry)
 	m.HandleFunc("GET /v1/jobs/{id}/committed", n.handleCommitted)
+	m.HandleFunc("GET /v1/jobs/{id}/arrival", n.handleArrival)
 	return m
 }
 

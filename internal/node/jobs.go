@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/job"
+	"ferry/internal/migrate"
 )
 
 // JobInfo is a job as `ferry ps` shows it.
@@ -71,6 +72,10 @@ type localJob struct {
 	// resolvedOK says whether the job runs here.
 	resolved   chan struct{}
 	resolvedOK bool
+	// agentDone is closed when the receiving agent ended; arrival is its
+	// report.
+	agentDone chan struct{}
+	arrival   *migrate.Report
 }
 
 func (j *localJob) resolvedDone() <-chan struct{} {

@@ -259,6 +259,21 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			}
 			cancel()
 			ag.answer(ans)
+		case "committed":
+			// The job runs on the destination now (with postcopy, its
+			// memory still comes from here until the push ends).
+			rep = ev.Report
+			committed = true
+			j.mu.Lock()
+			j.info.State = stateMoved
+			j.info.MovedTo = req.To
+			j.mu.Unlock()
+			for _, l := range j.logs {
+				l.close()
+			}
+			n.mu.Lock()
+			n.moved[info.ID] = req.To
+			n.mu.Unlock()
 		case "report":
 			rep = ev.Report
 		case "error":
@@ -266,18 +281,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 		}
 	}
 	werr := <-ag.waited
-	if rep != nil && rep.Committed {
-		committed = true
-		j.mu.Lock()
-		j.info.State = stateMoved
-		j.info.MovedTo = req.To
-		j.mu.Unlock()
-		for _, l := range j.logs {
-			l.close()
-		}
-		n.mu.Lock()
-		n.moved[info.ID] = req.To
-		n.mu.Unlock()
+	if committed {
 		if j.init != nil {
 			j.init.Kill() // nothing of the job is left in its namespace
 		}
@@ -287,7 +291,22 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			}
 			j.closeFiles()
 		}()
-		log.Info("job moved", "freeze", rep.FreezeTime, "total", rep.Total)
+		if rep == nil {
+			rep = &migrate.Report{Job: info.ID, Mode: mode, Committed: true}
+		}
+		if mode == migrate.Postcopy {
+			// The destination's side of the push: faults, prefetch hits.
+			var arr migrate.Report
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			if err := n.call(actx, req.To, "GET", "/v1/jobs/"+info.ID+"/arrival", nil, &arr); err == nil {
+				rep.Faults, rep.PrefetchHits = arr.Faults, arr.PrefetchHits
+			}
+			cancel()
+		}
+		log.Info("job moved", "freeze", rep.FreezeTime, "total", rep.Total, "err", rep.Error)
+		if rep.Error != "" {
+			return rep, errors.New(rep.Error)
+		}
 		return rep, nil
 	}
 	switch {
@@ -420,6 +439,7 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		return fail(errors.New(ev.Error))
 	}
 	j.resolved = make(chan struct{})
+	j.agentDone = make(chan struct{})
 	go n.followIncoming(j, ag)
 	return ev.Addr, nil
 }
@@ -428,7 +448,7 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 // the migration failed.
 func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 	id := j.info.ID
-	sawCommit := false
+	sawCommit, released := false, false
 	var agentErr string
 	for ag.events.Scan() {
 		var ev agentEvent
@@ -438,10 +458,26 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 		switch ev.Event {
 		case "committed":
 			sawCommit = true
+		case "released":
+			// The job runs here from now on, whatever the agent's fate.
+			released = true
+			j.mu.Lock()
+			j.info.State = stateRunning
+			j.resolvedOK = true
+			j.mu.Unlock()
+			n.mu.Lock()
+			n.committed[id] = true
+			delete(n.moved, id)
+			n.mu.Unlock()
+			close(j.resolved)
+			go j.watch()
 		case "error":
 			agentErr = ev.Error
 		case "report":
 			if ev.Report != nil {
+				j.mu.Lock()
+				j.arrival = ev.Report
+				j.mu.Unlock()
 				args := []any{"job", id, "restore", ev.Report.RestoreTime}
 				for _, p := range ev.Phases {
 					args = append(args, p.Name, p.Took)
@@ -452,18 +488,24 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 	}
 	werr := <-ag.waited
 	ag.cmds.Close()
+	defer close(j.agentDone)
 	ok := sawCommit && werr == nil && agentErr == ""
-	if ok {
+	switch {
+	case released && !ok:
+		// Postcopy: the job ran here but could not get all its memory.
+		msg := agentErr
+		if msg == "" {
+			msg = fmt.Sprint("receiving agent: ", werr)
+		}
+		n.log.Error("job lost after its migration committed", "job", id, "err", msg)
 		j.mu.Lock()
-		j.info.State = stateRunning
+		j.info.State = stateLost
+		j.info.Error = msg
 		j.mu.Unlock()
-		n.mu.Lock()
-		n.committed[id] = true
-		delete(n.moved, id)
-		n.mu.Unlock()
-		go j.watch()
+		j.init.Kill()
+	case released:
 		n.log.Info("job arrived", "job", id)
-	} else {
+	default:
 		n.log.Warn("incoming migration failed; nothing kept here", "job", id, "err", agentErr, "agent", werr)
 		j.init.Kill()
 		<-j.init.Done()
@@ -476,11 +518,34 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 		}
 		n.mu.Unlock()
 		j.closeFiles()
+		close(j.resolved)
+	}
+}
+
+// handleArrival returns the receiving agent's report (postcopy: faults,
+// prefetch hits), once the agent is done.
+func (n *Node) handleArrival(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n.mu.Lock()
+	j := n.jobs[id]
+	n.mu.Unlock()
+	if j == nil || j.agentDone == nil {
+		httpError(w, http.StatusNotFound, fmt.Errorf("no migration of %s arrived here", id))
+		return
+	}
+	select {
+	case <-j.agentDone:
+	case <-r.Context().Done():
+		return
 	}
 	j.mu.Lock()
-	j.resolvedOK = ok
+	rep := j.arrival
 	j.mu.Unlock()
-	close(j.resolved)
+	if rep == nil {
+		httpError(w, http.StatusNotFound, fmt.Errorf("the migration of %s left no report here", id))
+		return
+	}
+	writeJSON(w, rep)
 }
 
 // handleCarry takes the source's output and unread input before commit.
