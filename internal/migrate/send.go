@@ -298,12 +298,12 @@ type countingWriter struct {
 func (cw *countingWriter) Write(p []byte) (int, error) {
 	switch cw.s.opts.Fault {
 	case "drop-image":
-		if cw.n > 0 && !cw.broken {
+		if !cw.broken {
 			cw.broken = true
 			cw.s.c.rw.Close()
 		}
 	case "corrupt-image":
-		if cw.n > 0 && !cw.broken {
+		if !cw.broken {
 			cw.broken = true
 			var h [frameHeader]byte
 			putFrameHeader(h[:], fImage, p)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"syscall"
 	"time"
@@ -361,12 +362,26 @@ func (n *Node) handleJobs(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, out)
 		return
 	}
-	// The whole cluster: every job once, from the node that holds it.
+	// The whole cluster: every job once, from the node that holds it
+	// (during a migration's commit both nodes may claim it for a moment:
+	// the running copy wins).
 	var all []JobInfo
-	for _, info := range out {
-		if info.State != stateMoved {
-			all = append(all, info)
+	seen := map[string]int{}
+	add := func(info JobInfo) {
+		if info.State == stateMoved || info.State == stateIncoming {
+			return
 		}
+		if i, ok := seen[info.ID]; ok {
+			if all[i].State != stateRunning && info.State == stateRunning {
+				all[i] = info
+			}
+			return
+		}
+		seen[info.ID] = len(all)
+		all = append(all, info)
+	}
+	for _, info := range out {
+		add(info)
 	}
 	for _, m := range n.members() {
 		if m.ID == n.cfg.ID {
@@ -378,11 +393,10 @@ func (n *Node) handleJobs(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		for _, info := range theirs {
-			if info.State != stateMoved && info.State != stateIncoming {
-				all = append(all, info)
-			}
+			add(info)
 		}
 	}
+	sort.Slice(all, func(a, b int) bool { return all[a].ID < all[b].ID })
 	writeJSON(w, all)
 }
 

@@ -42,6 +42,7 @@ type carry struct {
 // agentProc is a running agent, seen from its node.
 type agentProc struct {
 	cmd    *exec.Cmd
+	evR    *os.File
 	events *bufio.Scanner
 	cmds   *os.File
 	waited <-chan error
@@ -96,7 +97,7 @@ func (n *Node) startAgent(nsPath, side string, args []string, files ...*os.File)
 	}
 	sc := bufio.NewScanner(evR)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	return &agentProc{cmd: cmd, events: sc, cmds: cmdW, waited: waited}, nil
+	return &agentProc{cmd: cmd, evR: evR, events: sc, cmds: cmdW, waited: waited}, nil
 }
 
 // handleMigrate runs a migration of a job held here and streams progress
@@ -281,6 +282,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 		}
 	}
 	werr := <-ag.waited
+	ag.evR.Close()
 	if committed {
 		if j.init != nil {
 			j.init.Kill() // nothing of the job is left in its namespace
@@ -433,6 +435,8 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	if ev.Event != "listening" {
 		in.Kill()
 		<-ag.waited
+		ag.evR.Close()
+		ag.cmds.Close()
 		if ev.Error == "" {
 			ev.Error = "the receiving agent did not start"
 		}
@@ -488,6 +492,7 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 	}
 	werr := <-ag.waited
 	ag.cmds.Close()
+	ag.evR.Close()
 	defer close(j.agentDone)
 	ok := sawCommit && werr == nil && agentErr == ""
 	switch {

@@ -195,6 +195,7 @@ type jobInfo struct {
 	State      string `json:"state"`
 	Migrations int    `json:"migrations"`
 	Signal     string `json:"signal"`
+	Error      string `json:"error"`
 }
 
 func (c *testCluster) ps(id string) map[string]jobInfo {
@@ -312,7 +313,8 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestMigrateAroundTheCluster follows a job with an attached `ferry run`
-// (its output, input and signals) while it moves n1 → n2 → n3 → n1.
+// (its output, input and signals) while it moves n1 → n2 → n3 → n1, with
+// freeze, precopy and postcopy.
 func TestMigrateAroundTheCluster(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	run := exec.Command(ferryBin, "run", "--", counterBin, "10000")
@@ -333,13 +335,14 @@ func TestMigrateAroundTheCluster(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	var sent []string
+	modes := []string{"freeze", "precopy", "postcopy"}
 	for round, to := range []string{"n2", "n3", "n1"} {
 		// Input written just before a move must reach the job after it.
 		line := fmt.Sprintf("line %d", round)
 		fmt.Fprintln(stdin, line)
 		sent = append(sent, line)
 		before := c.waitTicks("n2", job, 0)
-		res := c.mustFerry("n3", "migrate", job, "--to", to, "--mode", "freeze")
+		res := c.mustFerry("n3", "migrate", job, "--to", to, "--mode", modes[round])
 		if !strings.Contains(res, "moved to "+to) {
 			t.Fatalf("migrate: %s", res)
 		}

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,32 +28,39 @@ func TestMigrationFaults(t *testing.T) {
 		{"n2", "recv=drop-ready", false},    // the connection drops before ready
 		{"n2", "recv=die-commit", false},    // the destination dies after the commit arrived, before the copy ran
 	}
-	for _, tc := range cases {
-		t.Run(strings.ReplaceAll(tc.node+"-"+tc.fault, "=", "-"), func(t *testing.T) {
-			c := startCluster(t, 2, map[string][]string{tc.node: {tc.fault}})
-			job := c.runCounter("n1")
-			out, err := c.ferry("n1", "migrate", job, "--to", "n2")
-			if tc.committed != (err == nil) {
-				t.Fatalf("migrate with %s: err=%v, want committed=%v\n%s", tc.fault, err, tc.committed, out)
+	for _, mode := range []string{"freeze", "precopy", "postcopy"} {
+		for _, tc := range cases {
+			if mode == "postcopy" && tc.fault == "send=drop-commit" {
+				continue // TestPostcopySourceGone: after a postcopy commit the job needs its source
 			}
-			want := "n1"
-			if tc.committed {
-				want = "n2"
-			} else if !strings.Contains(out, "stays on its node, running") {
-				t.Errorf("the user is not told the job runs on: %s", out)
-			}
-			before := checkOutput(t, c.logs("n1", job), false)
-			c.waitTicks("n1", job, before+5)
-			if n := copies(t); n != 1 {
-				t.Fatalf("%d copies of the job run after %s", n, tc.fault)
-			}
-			j := c.ps("n2")[job]
-			if j.Node != want || j.State != "running" {
-				t.Fatalf("after %s the job is %+v, want running on %s", tc.fault, j, want)
-			}
-			checkOutput(t, c.logs("n2", job), true)
-			t.Logf("%s: %s", tc.fault, strings.TrimSpace(out))
-		})
+			t.Run(mode+"/"+strings.ReplaceAll(tc.node+"-"+tc.fault, "=", "-"), func(t *testing.T) {
+				c := startCluster(t, 2, map[string][]string{tc.node: {tc.fault}})
+				job := c.runCounter("n1")
+				out, err := c.ferry("n1", "migrate", job, "--to", "n2", "--mode", mode)
+				if tc.committed != (err == nil) {
+					t.Fatalf("migrate with %s: err=%v, want committed=%v\n%s", tc.fault, err, tc.committed, out)
+				}
+				want := "n1"
+				if tc.committed {
+					want = "n2"
+				} else if !strings.Contains(out, "stays on its node, running") {
+					t.Errorf("the user is not told the job runs on: %s", out)
+				}
+				before := checkOutput(t, c.logs("n1", job), false)
+				c.waitTicks("n1", job, before+5)
+				if n := copies(t); n != 1 {
+					t.Fatalf("%d copies of the job run after %s", n, tc.fault)
+				}
+				j := c.ps("n2")[job]
+				if j.Node != want || j.State != "running" {
+					t.Fatalf("after %s the job is %+v, want running on %s", tc.fault, j, want)
+				}
+				checkOutput(t, c.logs("n2", job), true)
+				// The job can still move (no tracking or registration left
+				// behind by the failed attempt).
+				t.Logf("%s: %s", tc.fault, strings.TrimSpace(out))
+			})
+		}
 	}
 }
 
@@ -91,9 +99,15 @@ func TestMigrateInterrupted(t *testing.T) {
 // TestSourceNodeGone migrates a job away and switches the source node
 // off: the job does not depend on it any more.
 func TestSourceNodeGone(t *testing.T) {
+	for _, mode := range []string{"freeze", "precopy", "postcopy"} {
+		t.Run(mode, func(t *testing.T) { testSourceNodeGone(t, mode) })
+	}
+}
+
+func testSourceNodeGone(t *testing.T, mode string) {
 	c := startCluster(t, 3, nil)
 	job := c.runCounter("n1")
-	c.mustFerry("n1", "migrate", job, "--to", "n2")
+	c.mustFerry("n1", "migrate", job, "--to", "n2", "--mode", mode)
 	c.kill("n1")
 	before := checkOutput(t, c.logs("n2", job), false)
 	after := c.waitTicks("n3", job, before+10)
@@ -108,4 +122,56 @@ func TestSourceNodeGone(t *testing.T) {
 	c.mustFerry("n3", "migrate", job, "--to", "n3")
 	c.waitTicks("n2", job, after+5)
 	checkOutput(t, c.logs("n3", job), true)
+}
+
+// TestPostcopySourceGone switches the source node off while a postcopy
+// push is under way: the job cannot get the rest of its memory, and the
+// user is told so plainly (ferry ps: lost, with the reason).
+func TestPostcopySourceGone(t *testing.T) {
+	for attempt, mib := range []int{256, 512, 768} {
+		c := startCluster(t, 2, nil)
+		id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", ferryBin, "workload", "--mem", strconv.Itoa(mib),
+			"--rate", "0", "--threads", "1", "--interval", "100ms"))
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(c.logs("n1", id), "tick=2 ") {
+			if time.Now().After(deadline) {
+				t.Fatal("the workload did not start")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		mig := exec.Command(ferryBin, "migrate", id, "--to", "n2", "--mode", "postcopy")
+		mig.Env = append(os.Environ(), "FERRY_SOCKET="+c.socket("n1"))
+		if err := mig.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// As soon as the job runs on n2, switch n1 off.
+		for c.ps("n2")[id].Node != "n2" {
+			if time.Now().After(deadline) {
+				t.Fatal("the job never ran on n2")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		c.kill("n1")
+		mig.Wait()
+		var j jobInfo
+		for {
+			j = c.ps("n2")[id]
+			if j.State == "lost" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if j.State == "running" {
+			// The push ended before n1 went away: try a bigger job.
+			t.Logf("attempt %d (%d MiB): the push finished before the source died", attempt, mib)
+			c.stop()
+			continue
+		}
+		if j.State != "lost" || !strings.Contains(j.Error, "source") {
+			t.Fatalf("after the source died mid-push the job is %+v; want lost, saying the source is gone", j)
+		}
+		t.Logf("the user is told: %s", j.Error)
+		return
+	}
+	t.Fatal("could not kill the source during a postcopy push in 3 attempts")
 }
