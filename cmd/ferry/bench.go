@@ -9,23 +9,58 @@ import (
 	"github.com/spf13/cobra"
 
 	"ferry/internal/bench"
+	"ferry/internal/migrate"
 )
 
 func benchCmd() *cobra.Command {
 	var cfg bench.Config
-	var asJSON bool
+	var mcfg bench.MigrateConfig
+	var asJSON, migration bool
+	var modes []string
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Time checkpoint and restore against this machine's memory limits",
+		Short: "Time checkpoint and restore, or migration, against this machine's limits",
 		Long: "Start the built-in workload (idle, holding each size of memory), checkpoint it to\n" +
 			"an image on tmpfs and restore it, repeatedly; beside each figure, measure in the same\n" +
 			"run the limit it is bound by: process_vm_readv from the process's memory for a dump,\n" +
-			"writing fresh memory for a restore. Prints medians and the ratio figure/limit.",
+			"writing fresh memory for a restore. Prints medians and the ratio figure/limit.\n\n" +
+			"With --migrate: start two nodes here (loopback, mutual TLS) and, for each size, dirty\n" +
+			"rate and mode, run the workload as a job and move it back and forth between them,\n" +
+			"checking after each move that it carries on; beside the figures, loopback TCP and TLS\n" +
+			"throughput, the fill rate of fresh memory and the time to push each size through\n" +
+			"loopback TCP into fresh memory, measured in the same run.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find ferry's executable for the workload: %w", err)
+			}
+			if migration {
+				mcfg.Exe = exe
+				if mcfg.RandomRate == 0 {
+					mcfg.RandomRate = -1 // none; the zero value means the default
+				}
+				mcfg.SizesMiB = cfg.SizesMiB
+				if cmd.Flags().Changed("repeat") {
+					mcfg.Repeat = cfg.Repeat
+				}
+				for _, m := range modes {
+					mode, err := migrate.ParseMode(m)
+					if err != nil {
+						return err
+					}
+					mcfg.Modes = append(mcfg.Modes, mode)
+				}
+				mcfg.Log = logger()
+				mcfg.Progress = os.Stderr
+				rep, err := bench.RunMigrate(cmd.Context(), mcfg)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(rep)
+				}
+				return rep.WriteText(os.Stdout)
 			}
 			cfg.Workload = func(mib int) *exec.Cmd {
 				return exec.Command(exe, "workload", "--mem", strconv.Itoa(mib), "--rate", "0",
@@ -44,8 +79,13 @@ func benchCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntSliceVar(&cfg.SizesMiB, "sizes", []int{64, 1024}, "process sizes in MiB")
-	cmd.Flags().IntVar(&cfg.Repeat, "repeat", 5, "counted runs per figure (after one warm-up)")
+	cmd.Flags().IntVar(&cfg.Repeat, "repeat", 5, "counted runs per figure, after one warm-up (--migrate: moves per case, default 3)")
 	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "directory for images (default /dev/shm)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
+	cmd.Flags().BoolVar(&migration, "migrate", false, "time migrations between two local nodes instead")
+	cmd.Flags().Float64SliceVar(&mcfg.RatesMiBps, "rates", []float64{0, 16, 128}, "--migrate: dirty rates in MiB/s")
+	cmd.Flags().StringSliceVar(&modes, "modes", []string{"freeze", "precopy", "postcopy"}, "--migrate: transfer modes")
+	cmd.Flags().Float64Var(&mcfg.RandomRate, "random-rate", 64,
+		"--migrate: dirty rate, MiB/s, of one more postcopy case per size with random writes (0: none)")
 	return cmd
 }

@@ -277,8 +277,8 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		// Emitted before the old copy dies: its death ends the job's
 		// namespace, this agent included.
 		Finished: func(r *migrate.Report) { aio.emit(agentEvent{Event: "report", Report: r}) },
-		Fault:     fault,
-		Hasher:    hasher,
+		Fault:    fault,
+		Hasher:   hasher,
 	}
 	opts.MaxFreeze = maxFreeze
 	rep, err := migrate.Send(ctx, t, c, pid, opts)
