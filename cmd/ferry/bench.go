@@ -16,7 +16,7 @@ func benchCmd() *cobra.Command {
 	var cfg bench.Config
 	var mcfg bench.MigrateConfig
 	var asJSON, migration bool
-	var modes []string
+	var modes, rates []string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Time checkpoint and restore, or migration, against this machine's limits",
@@ -43,6 +43,13 @@ func benchCmd() *cobra.Command {
 				mcfg.SizesMiB = cfg.SizesMiB
 				if cmd.Flags().Changed("repeat") {
 					mcfg.Repeat = cfg.Repeat
+				}
+				for _, r := range rates {
+					v, err := strconv.ParseFloat(r, 64)
+					if err != nil {
+						return fmt.Errorf("--rates: %w", err)
+					}
+					mcfg.RatesMiBps = append(mcfg.RatesMiBps, v)
 				}
 				for _, m := range modes {
 					mode, err := migrate.ParseMode(m)
@@ -83,7 +90,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "directory for images (default /dev/shm)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	cmd.Flags().BoolVar(&migration, "migrate", false, "time migrations between two local nodes instead")
-	cmd.Flags().Float64SliceVar(&mcfg.RatesMiBps, "rates", []float64{0, 16, 128}, "--migrate: dirty rates in MiB/s")
+	cmd.Flags().StringSliceVar(&rates, "rates", []string{"0", "16", "128"}, "--migrate: dirty rates in MiB/s")
 	cmd.Flags().StringSliceVar(&modes, "modes", []string{"freeze", "precopy", "postcopy"}, "--migrate: transfer modes")
 	cmd.Flags().Float64Var(&mcfg.RandomRate, "random-rate", 64,
 		"--migrate: dirty rate, MiB/s, of one more postcopy case per size with random writes (0: none)")

@@ -374,7 +374,7 @@ func printReport(w io.Writer, id, to string, r *migrate.Report) {
 	switch {
 	case r.Committed:
 		fmt.Fprintf(w, "job %s moved to %s (%s): freeze %s, total %s, %s sent",
-			id, to, r.Mode, msd(r.FreezeTime), msd(r.Total), bytesStr(r.BytesSent))
+			id, to, r.Mode, msd(r.FreezeTime), msd(r.Total), human(int64(r.BytesSent)))
 		if len(r.Rounds) > 0 {
 			fmt.Fprintf(w, ", %d precopy rounds, %d redundant pages", len(r.Rounds), r.RedundantPages)
 		}
@@ -390,17 +390,6 @@ func printReport(w io.Writer, id, to string, r *migrate.Report) {
 
 func msd(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
-func bytesStr(b uint64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", b)
-}
 
 // progressBar draws one line of migration progress on a terminal.
 type progressBar struct {
@@ -433,12 +422,12 @@ func (p *progressBar) update(pr migrate.Progress) {
 	}
 	fill := int(frac * width)
 	line := fmt.Sprintf("\r%-8s [%s%s] %s/%s", pr.Phase, strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
-		bytesStr(pr.Bytes), bytesStr(pr.TotalBytes))
+		human(int64(pr.Bytes)), human(int64(pr.TotalBytes)))
 	if pr.Round > 0 {
 		line += fmt.Sprintf("  round %d", pr.Round)
 	}
 	if pr.DirtyRate > 0 {
-		line += fmt.Sprintf("  dirty %s/s", bytesStr(uint64(pr.DirtyRate)))
+		line += fmt.Sprintf("  dirty %s/s", human(int64(pr.DirtyRate)))
 	}
 	if pr.ETA > 0 {
 		line += fmt.Sprintf("  ETA %.1fs", pr.ETA)

@@ -26,6 +26,11 @@
 // process (writing a file or an image to tmpfs, decoding the image,
 // CRC-32C) are measured alone, to say where the time goes.
 //
+// RunMigrate (migrate.go) does the same for migration: moves of the
+// workload between two nodes in this process, by each transfer mode and
+// at several dirty rates, beside loopback TCP and TLS throughput and the
+// time to push the same size through loopback into fresh memory.
+//
 // Throughput is in GB/s of 10^9 bytes of memory pages.
 package bench
 

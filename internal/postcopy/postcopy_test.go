@@ -22,7 +22,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"ferry/internal/bench"
 	"ferry/internal/dump"
 	"ferry/internal/image"
 	"ferry/internal/ptrace"
@@ -82,7 +81,7 @@ func needRoot(tb testing.TB) {
 }
 
 // startWorkload runs this test binary as the workload.
-func startWorkload(tb testing.TB, mib int, dirty float64, threads int, interval time.Duration) *bench.Workload {
+func startWorkload(tb testing.TB, mib int, dirty float64, threads int, interval time.Duration) *workload.Proc {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -90,7 +89,7 @@ func startWorkload(tb testing.TB, mib int, dirty float64, threads int, interval 
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d,%g,%d,%v", workloadEnv, mib, dirty, threads, interval))
-	w, err := bench.StartWorkload(context.Background(), cmd, 2*time.Minute)
+	w, err := workload.StartProc(context.Background(), cmd, 2*time.Minute)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -225,9 +224,9 @@ func closeAll(files map[string]*os.File) {
 // killRestored kills and reaps every restored process.
 func killRestored(res *restore.Result) {
 	for _, lp := range res.Lazy {
-		bench.KillRestored(lp.PID)
+		workload.KillRestored(lp.PID)
 	}
-	bench.KillRestored(res.PID)
+	workload.KillRestored(res.PID)
 }
 
 func socketPair(tb testing.TB) (net.Conn, net.Conn) {

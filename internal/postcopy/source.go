@@ -2,6 +2,7 @@ package postcopy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,7 +100,7 @@ type srcProc struct {
 func newSrcProc(sp SourceProcess) *srcProc {
 	p := &srcProc{SourceProcess: sp}
 	p.VMAs = slices.Clone(sp.VMAs)
-	slices.SortFunc(p.VMAs, func(a, b image.LazyVMA) int { return cmp64(a.Start, b.Start) })
+	slices.SortFunc(p.VMAs, func(a, b image.LazyVMA) int { return cmp.Compare(a.Start, b.Start) })
 	for _, v := range p.VMAs {
 		for _, r := range v.Runs {
 			p.runs = append(p.runs, r)

@@ -1,6 +1,7 @@
 package postcopy
 
 import (
+	"cmp"
 	"slices"
 
 	"ferry/internal/image"
@@ -37,7 +38,7 @@ type lazyProc struct {
 
 func newLazyProc(lp restore.LazyProcess) *lazyProc {
 	p := &lazyProc{imagePID: lp.ImagePID, pid: lp.PID, vmas: slices.Clone(lp.VMAs)}
-	slices.SortFunc(p.vmas, func(a, b image.LazyVMA) int { return cmp64(a.Start, b.Start) })
+	slices.SortFunc(p.vmas, func(a, b image.LazyVMA) int { return cmp.Compare(a.Start, b.Start) })
 	for _, v := range p.vmas {
 		for _, r := range v.Runs {
 			p.runs = append(p.runs, r)
@@ -46,16 +47,6 @@ func newLazyProc(lp restore.LazyProcess) *lazyProc {
 		}
 	}
 	return p
-}
-
-func cmp64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // index returns the data page index of source address a.
@@ -131,9 +122,9 @@ func (v *view) fork(ufd int) *view {
 }
 
 func (v *view) reindex() {
-	slices.SortFunc(v.segs, func(a, b seg) int { return cmp64(a.dst, b.dst) })
+	slices.SortFunc(v.segs, func(a, b seg) int { return cmp.Compare(a.dst, b.dst) })
 	v.bySrc = slices.Clone(v.segs)
-	slices.SortFunc(v.bySrc, func(a, b seg) int { return cmp64(a.src, b.src) })
+	slices.SortFunc(v.bySrc, func(a, b seg) int { return cmp.Compare(a.src, b.src) })
 }
 
 // toSrc translates a destination address; end is where its segment ends.

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -86,7 +87,7 @@ func (b *builder) stagedBatches(ctx context.Context, st Staged, jobs chan<- *pag
 			vmas = append(vmas, v)
 		}
 	}
-	slices.SortFunc(vmas, func(x, y image.VMA) int { return cmpU64(x.Start, y.Start) })
+	slices.SortFunc(vmas, func(x, y image.VMA) int { return cmp.Compare(x.Start, y.Start) })
 	ps := uint64(os.Getpagesize())
 	cur := &pageBatch{b: b}
 	send := func() error {

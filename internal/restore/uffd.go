@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -51,18 +52,8 @@ func (b *builder) fillUffd() {
 		}
 		b.uffdRanges = append(b.uffdRanges, r)
 	}
-	slices.SortFunc(b.uffdRanges, func(x, y kernel.UffdioRange) int { return cmpU64(x.Start, y.Start) })
+	slices.SortFunc(b.uffdRanges, func(x, y kernel.UffdioRange) int { return cmp.Compare(x.Start, y.Start) })
 	b.uffd = ufd
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // inUffd reports whether [addr, addr+n) lies in one registered range.

@@ -1,4 +1,4 @@
-package bench
+package workload
 
 import (
 	"bufio"
@@ -12,25 +12,23 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"ferry/internal/workload"
 )
 
-// Workload is a running copy of ferry's built-in workload (see package
-// workload), started by StartWorkload. Its output goes to a pipe that the
-// Workload reads; the pipe outlives the process, so a restored copy writes
+// Proc is a running copy of ferry's built-in workload (see package
+// workload), started by StartProc. Its output goes to a pipe that the
+// Proc reads; the pipe outlives the process, so a restored copy writes
 // its progress lines to the same place.
-type Workload struct {
+type Proc struct {
 	cmd   *exec.Cmd
 	pid   int
 	pr    *os.File
-	lines chan workload.Progress
+	lines chan Progress
 	wg    sync.WaitGroup // the pipe reader
 
 	mu    sync.Mutex // guards other
 	other []string   // output that is not a progress line (a panic, say)
 
-	last   workload.Progress // the newest line Next or Drain returned
+	last   Progress // the newest line Next or Drain returned
 	reaped bool
 }
 
@@ -38,11 +36,11 @@ type Workload struct {
 // 200 ms that is minutes, longer than any phase of a benchmark.
 const linesBuffered = 4096
 
-// StartWorkload starts cmd, which must run ferry's built-in workload
+// StartProc starts cmd, which must run ferry's built-in workload
 // (`ferry workload ...`, or a test binary that runs workload.Run), and
 // waits up to timeout for its first progress line, printed once its memory
 // is filled. cmd's Stdout and Stderr are set here.
-func StartWorkload(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (*Workload, error) {
+func StartProc(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (*Proc, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -54,7 +52,7 @@ func StartWorkload(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (*
 		return nil, fmt.Errorf("start workload: %w", err)
 	}
 	pw.Close()
-	w := &Workload{cmd: cmd, pid: cmd.Process.Pid, pr: pr, lines: make(chan workload.Progress, linesBuffered)}
+	w := &Proc{cmd: cmd, pid: cmd.Process.Pid, pr: pr, lines: make(chan Progress, linesBuffered)}
 	w.wg.Go(w.read)
 	p, err := w.Next(ctx, timeout)
 	if err != nil {
@@ -69,11 +67,11 @@ func StartWorkload(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (*
 }
 
 // read forwards progress lines until the pipe is closed by Close.
-func (w *Workload) read() {
+func (w *Proc) read() {
 	defer close(w.lines)
 	sc := bufio.NewScanner(w.pr)
 	for sc.Scan() {
-		if p, ok := workload.ParseLine(sc.Text()); ok {
+		if p, ok := ParseLine(sc.Text()); ok {
 			select {
 			case w.lines <- p:
 			default: // nobody has read for minutes: drop rather than stall the workload
@@ -89,11 +87,11 @@ func (w *Workload) read() {
 }
 
 // PID is the workload's process ID, which a restored copy keeps.
-func (w *Workload) PID() int { return w.pid }
+func (w *Proc) PID() int { return w.pid }
 
 // Next returns the next progress line, waiting up to timeout. A line that
 // reports corruption is returned with an error.
-func (w *Workload) Next(ctx context.Context, timeout time.Duration) (workload.Progress, error) {
+func (w *Proc) Next(ctx context.Context, timeout time.Duration) (Progress, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
@@ -102,14 +100,14 @@ func (w *Workload) Next(ctx context.Context, timeout time.Duration) (workload.Pr
 			return p, fmt.Errorf("workload output ended%s", w.otherOutput())
 		}
 		if !p.OK {
-			return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, workload.ErrCorrupt)
+			return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, ErrCorrupt)
 		}
 		w.last = p
 		return p, nil
 	case <-timer.C:
-		return workload.Progress{}, fmt.Errorf("no progress line for %v%s", timeout, w.otherOutput())
+		return Progress{}, fmt.Errorf("no progress line for %v%s", timeout, w.otherOutput())
 	case <-ctx.Done():
-		return workload.Progress{}, ctx.Err()
+		return Progress{}, ctx.Err()
 	}
 }
 
@@ -117,7 +115,7 @@ func (w *Workload) Next(ctx context.Context, timeout time.Duration) (workload.Pr
 // seen so far (this call's or an earlier one's). It waits until no line
 // has arrived for quiet, so that every line of a process that just died
 // is counted.
-func (w *Workload) Drain(quiet time.Duration) (workload.Progress, error) {
+func (w *Proc) Drain(quiet time.Duration) (Progress, error) {
 	timer := time.NewTimer(quiet)
 	defer timer.Stop()
 	for {
@@ -127,7 +125,7 @@ func (w *Workload) Drain(quiet time.Duration) (workload.Progress, error) {
 				return w.last, fmt.Errorf("workload output ended%s", w.otherOutput())
 			}
 			if !p.OK {
-				return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, workload.ErrCorrupt)
+				return p, fmt.Errorf("workload reports corruption: %s: %w", p.Err, ErrCorrupt)
 			}
 			w.last = p
 			timer.Reset(quiet)
@@ -137,7 +135,7 @@ func (w *Workload) Drain(quiet time.Duration) (workload.Progress, error) {
 	}
 }
 
-func (w *Workload) otherOutput() string {
+func (w *Proc) otherOutput() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.other) == 0 {
@@ -148,7 +146,7 @@ func (w *Workload) otherOutput() string {
 
 // Reap collects the original process once a dump has killed it, so that
 // its PID is free for a restore.
-func (w *Workload) Reap() {
+func (w *Proc) Reap() {
 	if w.reaped {
 		return
 	}
@@ -159,7 +157,7 @@ func (w *Workload) Reap() {
 
 // Close kills the original process if it still runs and stops reading
 // the pipe. A restored copy is the caller's to kill (KillRestored).
-func (w *Workload) Close() {
+func (w *Proc) Close() {
 	if !w.reaped {
 		w.cmd.Process.Kill()
 		w.Reap()
