@@ -235,6 +235,11 @@ func (j *localJob) drainOutput() error {
 	return nil
 }
 
+// logSizes returns how long the two output streams are now.
+func (j *localJob) logSizes() ([2]int64, error) {
+	return [2]int64{j.logs[0].Size(), j.logs[1].Size()}, nil
+}
+
 // takeInput takes the input the job has not read yet out of its stdin.
 func (j *localJob) takeInput() ([]byte, error) {
 	n, err := unix.IoctlGetInt(int(rawFD(j.stdinR)), unix.TIOCINQ)

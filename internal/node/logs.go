@@ -46,27 +46,19 @@ func (l *logFile) append(p []byte) error {
 	return nil
 }
 
-// setPrefix writes the bytes a previous node captured, [0, len(p)), in
-// front of what this node appended from offset len(p) on.
-func (l *logFile) setPrefix(p []byte) error {
+// writeAt writes stream bytes a previous node captured at their offset
+// off, ahead of what this node appends later.
+func (l *logFile) writeAt(off int64, p []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, err := l.f.WriteAt(p, 0); err != nil {
+	if _, err := l.f.WriteAt(p, off); err != nil {
 		return err
 	}
-	if int64(len(p)) > l.size {
-		l.size = int64(len(p))
+	if end := off + int64(len(p)); end > l.size {
+		l.size = end
 	}
 	l.changedLocked()
 	return nil
-}
-
-// startAt makes the stream begin at offset off (the bytes before it are
-// still to come with setPrefix).
-func (l *logFile) startAt(off int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.size = off
 }
 
 func (l *logFile) close() {
@@ -101,6 +93,21 @@ func (l *logFile) readAt(off int64, max int) ([]byte, <-chan struct{}, bool, err
 		return nil, l.wake, l.closed, err
 	}
 	return b, l.wake, l.closed, nil
+}
+
+// tail returns the stream from offset from to its end.
+func (l *logFile) tail(from int64) ([]byte, error) {
+	l.mu.Lock()
+	size := l.size
+	l.mu.Unlock()
+	if from > size {
+		return nil, fmt.Errorf("log offset %d beyond its %d bytes", from, size)
+	}
+	b := make([]byte, size-from)
+	if _, err := l.f.ReadAt(b, from); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
 }
 
 // prefix returns the whole stream [0, upTo).

@@ -33,10 +33,16 @@ type incomingReply struct {
 // far (the whole streams, so the new node serves any offset) and the
 // input the job had not read yet.
 type carry struct {
+	// Stdout and Stderr are the streams' bytes from offsets OutFrom and
+	// ErrFrom on: most of a long log goes ahead while the job still
+	// runs (Final false), only the rest in the frozen window (Final).
+	OutFrom  int64  `json:"out_from"`
+	ErrFrom  int64  `json:"err_from"`
 	Stdout   []byte `json:"stdout"`
 	Stderr   []byte `json:"stderr"`
 	Stdin    []byte `json:"stdin"`
 	StdinEOF bool   `json:"stdin_eof"`
+	Final    bool   `json:"final"`
 }
 
 // agentProc is a running agent, seen from its node.
@@ -209,8 +215,24 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 		args = append(args, "--max-freeze", req.MaxFreeze.String())
 	}
 	ns := ""
+	var sentLog [2]int64
 	if j.init != nil {
 		ns = j.init.NSPath()
+		// The log so far goes ahead, while the job runs; the frozen
+		// window only carries what came after.
+		c := &carry{}
+		var err error
+		if sentLog, err = j.logSizes(); err == nil {
+			if c.Stdout, err = j.logs[0].prefix(sentLog[0]); err == nil {
+				c.Stderr, err = j.logs[1].prefix(sentLog[1])
+			}
+		}
+		if err == nil {
+			err = n.call(ctx, req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("send the job's log to %s: %w", req.To, err)
+		}
 	}
 	ag, err := n.startAgent(ns, "send", args)
 	if err != nil {
@@ -239,7 +261,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			// Frozen: take the output so far and the unread input, and
 			// hand them to the destination before it may run the job.
 			ans := agentCommand{OK: true}
-			c, err := n.collectCarry(j, &drained, &carried)
+			c, err := n.collectCarry(j, &drained, &carried, sentLog)
 			if err == nil {
 				err = n.call(context.WithoutCancel(ctx), req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
 			}
@@ -328,10 +350,11 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	return rep, err
 }
 
-// collectCarry drains the frozen job's output and takes its unread input.
-func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte) (*carry, error) {
+// collectCarry drains the frozen job's output and takes its unread input;
+// the log travels from the offsets already sent.
+func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte, sent [2]int64) (*carry, error) {
 	if j.init == nil {
-		return &carry{}, nil // an adopted process: its stdio is its own
+		return &carry{Final: true}, nil // an adopted process: its stdio is its own
 	}
 	if err := j.drainOutput(); err != nil {
 		return nil, err
@@ -342,14 +365,14 @@ func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte) (*carry
 		return nil, err
 	}
 	*carried = in
-	c := &carry{Stdin: in}
+	c := &carry{Stdin: in, Final: true, OutFrom: sent[0], ErrFrom: sent[1]}
 	j.mu.Lock()
 	c.StdinEOF = j.stdinEOF
 	j.mu.Unlock()
-	if c.Stdout, err = j.logs[0].prefix(j.logs[0].Size()); err != nil {
+	if c.Stdout, err = j.logs[0].tail(sent[0]); err != nil {
 		return nil, err
 	}
-	if c.Stderr, err = j.logs[1].prefix(j.logs[1].Size()); err != nil {
+	if c.Stderr, err = j.logs[1].tail(sent[1]); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -568,17 +591,19 @@ func (n *Node) handleCarry(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, err)
 		return
 	}
-	if err := j.logs[0].setPrefix(c.Stdout); err != nil {
+	if err := j.logs[0].writeAt(c.OutFrom, c.Stdout); err != nil {
 		httpError(w, http.StatusInternalServerError, err)
 		return
 	}
-	if err := j.logs[1].setPrefix(c.Stderr); err != nil {
+	if err := j.logs[1].writeAt(c.ErrFrom, c.Stderr); err != nil {
 		httpError(w, http.StatusInternalServerError, err)
 		return
 	}
-	if err := j.writeInput(c.Stdin, c.StdinEOF); err != nil {
-		httpError(w, http.StatusInternalServerError, err)
-		return
+	if c.Final {
+		if err := j.writeInput(c.Stdin, c.StdinEOF); err != nil {
+			httpError(w, http.StatusInternalServerError, err)
+			return
+		}
 	}
 	writeJSON(w, map[string]bool{"ok": true})
 }
