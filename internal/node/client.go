@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"syscall"
 
 	"ferry/internal/cluster"
 	"ferry/internal/migrate"
@@ -26,6 +28,9 @@ func NewClient(socket string) *Client {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "unix", socket)
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("%s: only root (or the node's --group) may use the node's control socket: %w", socket, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("no ferry node answers on %s (start one with `ferry node`, or set --socket / FERRY_SOCKET): %w", socket, err)
 		}
