@@ -504,11 +504,26 @@ func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	hop := r.Header.Get(hopHeader) != ""
+	// Once a frame is out, errors end the stream with an end frame, not
+	// an HTTP error.
+	started := false
+	fail := func(code int, err error) {
+		if !started {
+			httpError(w, code, err)
+			return
+		}
+		b, _ := json.Marshal(JobInfo{ID: id, State: stateLost, Error: err.Error()})
+		writeFrame(w, frameEnd, b)
+	}
+	var lookFor time.Time // when the job was first not found (a move may be committing)
 	for {
 		n.mu.Lock()
 		j := n.jobs[id]
 		n.mu.Unlock()
-		if j != nil && (hop || n.local(id) != nil || j.snapshot().State == stateExited || j.snapshot().State == stateLost) {
+		// Here unless it moved away: a job arriving here (incoming) is
+		// streamed here, it runs here as soon as the move commits.
+		if j != nil && (hop || j.snapshot().State != stateMoved) {
+			started = true
 			end := n.streamLocal(r.Context(), w, fl, j, &off, follow)
 			if end == nil {
 				return
@@ -531,9 +546,24 @@ func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
 			if err == nil {
 				err = fmt.Errorf("job %s: %w", id, ErrNoJob)
 			}
-			httpError(w, http.StatusNotFound, err)
-			return
+			// While a migration commits, the job may be on neither node
+			// for a moment: look again for a while.
+			if lookFor.IsZero() {
+				lookFor = time.Now()
+			}
+			if !follow || time.Since(lookFor) > 10*time.Second {
+				fail(http.StatusNotFound, err)
+				return
+			}
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			continue
 		}
+		lookFor = time.Time{}
+		started = true
 		end, err := n.proxyLogs(r.Context(), w, fl, to, id, &off, follow)
 		if err != nil {
 			if r.Context().Err() != nil {
@@ -630,7 +660,13 @@ func (n *Node) streamLocal(ctx context.Context, w io.Writer, fl http.Flusher, j 
 			continue
 		}
 		ended := info.State == stateExited || info.State == stateLost
-		if !follow || (ended && closed) || info.State == stateMoved {
+		gone := false
+		select {
+		case <-j.done:
+			gone = true // its files are closed: nothing more will come
+		default:
+		}
+		if !follow || (ended && (closed || gone)) || info.State == stateMoved {
 			// A moved job's logs here are complete up to the commit.
 			return &info
 		}
