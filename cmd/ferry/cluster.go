@@ -383,6 +383,13 @@ func printReport(w io.Writer, id, to string, r *migrate.Report) {
 				r.Faults, r.PrefetchHits, r.PushedPages, msd(r.ResidualEnded))
 		}
 		fmt.Fprintln(w)
+		if len(r.Phases) > 0 {
+			parts := make([]string, 0, len(r.Phases))
+			for _, p := range r.Phases {
+				parts = append(parts, fmt.Sprintf("%s %s", p.Name, msd(p.Took)))
+			}
+			fmt.Fprintf(w, "  steps: %s\n", strings.Join(parts, ", "))
+		}
 	case r.Resumed:
 		fmt.Fprintf(w, "job %s stays on its node, running: the migration did not complete\n", id)
 	}

@@ -52,6 +52,8 @@ func (s *sender) sendFiles(c *image.Checkpoint) error {
 	if h == nil {
 		h = &files.Hasher{}
 	}
+	s.phase("freeze and collect")
+	defer s.phase("files")
 	m := h.Manifest(files.Paths(c))
 	h.Save()
 	if err := s.c.sendJSON(fManifest, m); err != nil {

@@ -116,6 +116,15 @@ type Report struct {
 	RestoreTime   time.Duration `json:"restore_ns"`
 	// Files: the job's files checked by content, and those that travelled.
 	Files FileStats `json:"files"`
+	// Phases: how long each step took, in order, as the source saw it
+	// ("image" includes the destination's restore as it streams).
+	Phases []Phase `json:"phases,omitempty"`
+}
+
+// Phase is one timed step of a migration.
+type Phase struct {
+	Name string        `json:"name"`
+	Took time.Duration `json:"took_ns"`
 }
 
 // Progress is reported while a migration runs.

@@ -84,9 +84,20 @@ type sender struct {
 	dumped *dump.Result
 	// pre is the precopy session, if any.
 	pre *precopy.Session
+	mark time.Time // end of the last phase
 	// commitSent: from here on, cancellation no longer resumes the old
 	// copy.
 	commitSent atomic.Bool
+}
+
+// phase records that the step name ended now.
+func (s *sender) phase(name string) {
+	now := time.Now()
+	if s.mark.IsZero() {
+		s.mark = s.start
+	}
+	s.rep.Phases = append(s.rep.Phases, Phase{Name: name, Took: now.Sub(s.mark)})
+	s.mark = now
 }
 
 func (s *sender) progress(p Progress) {
@@ -138,6 +149,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.c.recvJSON(fWelcome, &w); err != nil {
 		return fmt.Errorf("destination: %w", err)
 	}
+	s.phase("connect")
 
 	var pre *precopy.Session
 	if s.opts.Hello.Mode == Precopy {
@@ -147,6 +159,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 		}
 		// Tracking ends after the old copy resumed or was killed.
 		s.pre = pre
+		s.phase("precopy rounds")
 	}
 
 	// The image: the old copy stays frozen afterwards.
@@ -174,11 +187,13 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.c.send(fImageEnd, true); err != nil {
 		return fmt.Errorf("send image: %w", err)
 	}
+	s.phase("image")
 	var rd ready
 	if err := s.c.recvJSON(fReady, &rd); err != nil {
 		return fmt.Errorf("destination did not restore: %w", err)
 	}
 	s.rep.RestoreTime = time.Duration(rd.RestoreMS * float64(time.Millisecond))
+	s.phase("restore held")
 	if s.opts.Fault == "cancel-ready" {
 		return errors.New("injected fault: cancelled after ready")
 	}
@@ -190,6 +205,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s.phase("carry stdio")
 	s.progress(Progress{Phase: "commit", Bytes: s.c.sent, TotalBytes: s.c.sent})
 	s.commitSent.Store(true)
 	if err := s.c.sendJSON(fCommit, commit{}); err != nil {
@@ -204,6 +220,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	if err := s.c.recvJSON(fCommitted, &cm); err != nil {
 		return s.resolve(ctx, fmt.Errorf("await committed: %w", err))
 	}
+	s.phase("commit")
 	return s.finish()
 }
 
@@ -255,6 +272,7 @@ func (s *sender) finish() error {
 				s.rep.ResidualEnded = st.Acked.Sub(s.start)
 			}
 		}
+		s.phase("postcopy push")
 		if err != nil {
 			// The new copy ran there: resuming this one would run the job
 			// twice. Say plainly what happened.
