@@ -397,7 +397,6 @@ func printReport(w io.Writer, id, to string, r *migrate.Report) {
 
 func msd(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
-
 // progressBar draws one line of migration progress on a terminal.
 type progressBar struct {
 	w     io.Writer

@@ -83,7 +83,7 @@ type sender struct {
 	// dumped is the dump's result (postcopy serves its lazy memory).
 	dumped *dump.Result
 	// pre is the precopy session, if any.
-	pre *precopy.Session
+	pre  *precopy.Session
 	mark time.Time // end of the last phase
 	// commitSent: from here on, cancellation no longer resumes the old
 	// copy.
