@@ -38,6 +38,10 @@ type ReceiveOptions struct {
 	// where files that differ here are kept.
 	Hasher    *files.Hasher
 	FileCache string
+	// EagerStaged writes a precopy's staged pages before the new copy
+	// runs, as before restore.Options.StagedLazy existed: freezing time
+	// then grows with the process's size.
+	EagerStaged bool
 	// Fault injects a failure (tests only): "die-image", "die-ready",
 	// "drop-ready", "die-commit".
 	Fault string
@@ -50,7 +54,8 @@ type Result struct {
 	PID     int
 	Restore *restore.Result
 	// Pager: postcopy's figures (faults, prefetch hits, when the
-	// dependency on the source ended).
+	// dependency on the source ended); with precopy, those of filling the
+	// staged pages here after the new copy ran (FillStaged).
 	Pager *postcopy.PagerStats
 }
 
@@ -126,7 +131,8 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 		return nil, fmt.Errorf("image: %w", err)
 	}
 	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log,
-		RewritePaths: store.Rewrite, Lazy: h.Mode == Postcopy, Staged: stagedOrNil(staging)})
+		RewritePaths: store.Rewrite, Lazy: h.Mode == Postcopy, Staged: stagedOrNil(staging),
+		StagedLazy: staging != nil && !opts.EagerStaged})
 	if err != nil {
 		c.sendJSON(fAbort, abortMsg{Reason: "restore: " + err.Error()})
 		return nil, fmt.Errorf("restore: %w", err)
@@ -137,6 +143,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 		kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		held.Kill(kctx)
+		rres.CloseLazy()
 		log.Warn("new copy removed", "err", cause)
 		return fmt.Errorf("%w: %w", ErrNotCommitted, cause)
 	}
@@ -181,6 +188,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 		os.Exit(3)
 	}
 	if err := held.Release(context.WithoutCancel(ctx)); err != nil {
+		rres.CloseLazy() // the tree is gone
 		return nil, fmt.Errorf("release the new copy: %w", err)
 	}
 	if opts.Released != nil {
@@ -188,6 +196,13 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	}
 	if err := c.sendJSON(fCommitted, committed{At: time.Now()}); err != nil {
 		log.Warn("committed, but the source did not hear it; it will ask", "err", err)
+	}
+	if h.Mode == Precopy && len(rres.Lazy) > 0 {
+		// Precopy: the job runs already; the pages staged during the
+		// rounds go in now, from here (the source has let go).
+		st, err := fillStaged(context.WithoutCancel(ctx), staging, rres, log)
+		res.Pager = st
+		return res, err
 	}
 	if h.Mode != Postcopy {
 		return res, nil
@@ -200,13 +215,48 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	}
 	st, err := pager.Wait()
 	if err != nil {
-		killLazy(rres)
+		// The pager owns the userfaultfds now: kill, and let it close them.
+		for _, lp := range rres.Lazy {
+			unix.Kill(lp.PID, unix.SIGKILL)
+		}
 		pager.Close()
+		forgetLazy(rres)
 		return res, fmt.Errorf("%w; the job was killed", err)
 	}
 	pager.Close()
+	forgetLazy(rres)
 	res.Pager = st
 	return res, nil
+}
+
+// fillStaged writes the pages a precopy staged during the rounds into a
+// tree restored with restore.Options{Staged: staging, StagedLazy: true},
+// which runs already: postcopy.ServeLocal serves res.Lazy's userfaultfds
+// from the staging. It returns when every page is in place; on failure
+// the processes were killed (they cannot get their memory) and the error
+// says so. Either way the userfaultfds are closed, and the staging may be
+// closed afterwards. The time it took is added to res.Phases, which the
+// node logs.
+func fillStaged(ctx context.Context, staging *precopy.Staging, res *restore.Result, log *slog.Logger) (*postcopy.PagerStats, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := postcopy.ServeLocal(ctx, res.Lazy, staging.ReadPages, postcopy.LocalOptions{Log: log})
+	forgetLazy(res)
+	if err != nil {
+		return st, fmt.Errorf("fill the staged pages after the commit: %w; the job was killed", err)
+	}
+	took := st.ResidualEnded.Sub(st.Started)
+	res.Phases = append(res.Phases, restore.Phase{Name: "staged pages after release", Took: took})
+	log.Info("staged pages filled", "pages", st.PagesCopied, "faults", st.Faults, "took", took)
+	return st, nil
+}
+
+// forgetLazy marks res.Lazy's userfaultfds as closed by their pager.
+func forgetLazy(r *restore.Result) {
+	for i := range r.Lazy {
+		r.Lazy[i].Uffd = -1
+	}
 }
 
 // dieAfter ends the process after n bytes (fault injection).

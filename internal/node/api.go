@@ -130,6 +130,9 @@ func (n *Node) where(ctx context.Context, id string) (string, error) {
 		if err != nil {
 			break
 		}
+		if info.State == stateIncoming {
+			break // not running there (yet): the source still has it
+		}
 		if info.State != stateMoved {
 			return hint, nil
 		}
@@ -139,7 +142,7 @@ func (n *Node) where(ctx context.Context, id string) (string, error) {
 		if m.ID == n.cfg.ID || seen[m.ID] {
 			continue
 		}
-		if info, err := n.remoteJob(ctx, m.ID, id); err == nil && info.State != stateMoved {
+		if info, err := n.remoteJob(ctx, m.ID, id); err == nil && info.State != stateMoved && info.State != stateIncoming {
 			return m.ID, nil
 		}
 	}
@@ -457,6 +460,13 @@ func (n *Node) handleSignal(w http.ResponseWriter, r *http.Request, j *localJob)
 	writeJSON(w, map[string]string{"sent": unix.SignalName(syscall.Signal(sig))})
 }
 
+func stateOf(j *localJob) string {
+	if j == nil {
+		return ""
+	}
+	return j.snapshot().State
+}
+
 // log frames
 const (
 	frameEnd    = 0
@@ -520,9 +530,9 @@ func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
 		n.mu.Lock()
 		j := n.jobs[id]
 		n.mu.Unlock()
-		// Here unless it moved away: a job arriving here (incoming) is
-		// streamed here, it runs here as soon as the move commits.
-		if j != nil && (hop || j.snapshot().State != stateMoved) {
+		// Here unless it moved away or has not arrived yet (incoming: it
+		// still runs on its source, which streams it).
+		if st := stateOf(j); j != nil && (hop || (st != stateMoved && st != stateIncoming)) {
 			started = true
 			end := n.streamLocal(r.Context(), w, fl, j, &off, follow)
 			if end == nil {

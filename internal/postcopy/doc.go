@@ -22,6 +22,14 @@
 // processes already run and wait on their first faults), Wait, Close. If
 // Wait fails with ErrSourceGone, kill the processes, then Close.
 //
+// Local source: ServeOptions.Read lets Serve take the pages from a
+// function instead of a frozen process, and ServeLocal runs Serve and a
+// Pager joined by a socketpair in one process. A precopy destination
+// restores with restore.Options{Staged: staging, StagedLazy: true}, lets
+// the new copy run, and fills the pages staged during the rounds with
+// ServeLocal(ctx, res.Lazy, staging.ReadPages, ...): the freeze no longer
+// waits for them, and no other node is involved.
+//
 // # Wire protocol, version 1
 //
 // All integers are little-endian; CRC32C is CRC-32 with the Castagnoli

@@ -37,7 +37,16 @@ type ServeOptions struct {
 	// destination, which counts them as on their way. Default
 	// DefaultPrefetch; 1 disables prefetching.
 	Prefetch int
-	Log      *slog.Logger
+	// Read, when set, supplies the pages instead of process_vm_readv from
+	// the frozen processes (SourceProcess.PID is then unused): it fills
+	// buf, whole pages within one data run of a lazy VMA, with the memory
+	// of image process imagePID from addr on. A page it holds no data for
+	// must read as zeros: it goes out as a zero marker, like a data page
+	// the source finds all zero. It may be called from Serve's goroutine
+	// only, one call at a time. An error ends Serve. A Staging of package
+	// precopy supplies one (ServeLocal).
+	Read func(imagePID int, addr uint64, buf []byte) error
+	Log  *slog.Logger
 }
 
 // SourceProcess is one frozen process whose lazy memory Serve hands out.
@@ -127,15 +136,16 @@ func (p *srcProc) vmaOf(addr uint64) (image.LazyVMA, bool) {
 
 // source is the state of one Serve call.
 type source struct {
-	ps       uint64
-	prefetch int
-	procs    map[int]*srcProc
-	order    []*srcProc
-	fw       *frameWriter
-	log      *slog.Logger
-	stats    SourceStats
-	buf      []byte
-	prefix   [pagesPrefix]byte
+	ps        uint64
+	prefetch  int
+	procs     map[int]*srcProc
+	order     []*srcProc
+	fw        *frameWriter
+	readPages func(imagePID int, addr uint64, buf []byte) error
+	log       *slog.Logger
+	stats     SourceStats
+	buf       []byte
+	prefix    [pagesPrefix]byte
 
 	// push cursor: order[pushProc].runs[pushRun], page pushPage in it
 	pushProc, pushRun int
@@ -170,7 +180,8 @@ func (b *inbox) poke() {
 // with their prefetch window; between them a background push sends every
 // data page not sent yet, all-zero pages as zero markers. The frozen
 // processes are read with process_vm_readv and are not changed: resuming
-// or killing them is the caller's decision. Serve owns conn and closes it
+// or killing them is the caller's decision (ServeOptions.Read takes the
+// pages from elsewhere instead). Serve owns conn and closes it
 // when it returns; the end of ctx stops it.
 func Serve(ctx context.Context, conn io.ReadWriteCloser, procs []SourceProcess, opts ServeOptions) (*SourceStats, error) {
 	if opts.Prefetch <= 0 {
@@ -181,7 +192,7 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, procs []SourceProcess, 
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &source{ps: uint64(os.Getpagesize()), prefetch: opts.Prefetch, procs: map[int]*srcProc{},
-		fw: newFrameWriter(conn), log: opts.Log.With("side", "source"), in: inbox{wake: make(chan struct{}, 1)}}
+		fw: newFrameWriter(conn), readPages: opts.Read, log: opts.Log.With("side", "source"), in: inbox{wake: make(chan struct{}, 1)}}
 	s.stats.Started = time.Now()
 	s.buf = make([]byte, chunkPages*s.ps)
 	for _, sp := range procs {
@@ -438,7 +449,11 @@ func (s *source) pushStep() (bool, error) {
 // frames, all-zero pages as zero frames.
 func (s *source) send(p *srcProc, addr, n uint64, demand bool) error {
 	data := s.buf[:n]
-	if err := ptrace.ReadMem(p.PID, addr, data); err != nil {
+	if s.readPages != nil {
+		if err := s.readPages(p.ImagePID, addr, data); err != nil {
+			return fmt.Errorf("postcopy: read %#x+%d of image pid %d: %w", addr, n, p.ImagePID, err)
+		}
+	} else if err := ptrace.ReadMem(p.PID, addr, data); err != nil {
 		return fmt.Errorf("postcopy: read %#x+%d of pid %d: %w", addr, n, p.PID, err)
 	}
 	ps := int(s.ps)

@@ -23,7 +23,12 @@
 //
 // Destination side: a Staging receives the rounds' pages (it is a
 // PageSender), then restore.Restore with Options{Staged: staging} writes
-// them before the image's pages, which overwrite them.
+// them before the image's pages, which overwrite them. With StagedLazy
+// too, the restore leaves the staged pages of private anonymous memory
+// out (but for the image's newer ones) and registers them with a
+// userfaultfd; once the copy runs, postcopy.ServeLocal(ctx, res.Lazy,
+// staging.ReadPages, ...) fills them, so the freeze does not grow with
+// the size of the process. Close the Staging only after that.
 //
 // Correctness rests on three facts. Pages are read after the scan that
 // protected them again (or after Start, in the first round), so a write

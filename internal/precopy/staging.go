@@ -23,11 +23,14 @@ var (
 // page per distinct page received — about the size of the process — in
 // anonymous mappings of arenaPages pages, plus 4 bytes of index per page.
 // Its methods may be called from any goroutine; pages must not be sent
-// while a restore reads them.
+// while a restore reads them. Once sending has stopped, any number of
+// goroutines may read (Pages, ReadPage, ReadPages) at once: a restore with
+// restore.Options.StagedLazy writes most pages after the process runs, from
+// a local postcopy source reading here (postcopy.ServeLocal).
 type Staging struct {
 	ps int
 
-	mu     sync.Mutex // guards the fields below
+	mu     sync.RWMutex // guards the fields below
 	procs  map[int]map[uint64]*group
 	arenas [][]byte // each arenaPages pages, mapped on demand
 	slots  int      // pages in use across arenas
@@ -120,8 +123,8 @@ func (s *Staging) pageLocked(slot int) []byte {
 // coalesced into one call. data aliases the Staging's memory and stays
 // valid until Close.
 func (s *Staging) Pages(pid int, fn func(addr uint64, data []byte) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.closed {
 		return errors.New("precopy: staging closed")
 	}
@@ -168,10 +171,64 @@ func (s *Staging) Pages(pid int, fn func(addr uint64, data []byte) error) error 
 	return flush()
 }
 
+// ReadPage copies the page held for pid at addr (page-aligned) into buf
+// (at least a page) and reports whether one is held; false leaves buf
+// unchanged, and so does a closed Staging.
+func (s *Staging) ReadPage(pid int, addr uint64, buf []byte) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	slot, ok := s.slotLocked(pid, addr)
+	if !ok {
+		return false
+	}
+	copy(buf[:s.ps], s.pageLocked(slot))
+	return true
+}
+
+// ReadPages fills buf (whole pages) with the pages held for pid from addr
+// on, zeros where none is held: the shape of postcopy.ServeOptions.Read.
+func (s *Staging) ReadPages(pid int, addr uint64, buf []byte) error {
+	ps := uint64(s.ps)
+	if addr%ps != 0 || uint64(len(buf))%ps != 0 {
+		return fmt.Errorf("precopy: read %d staged bytes at %#x: not whole pages", len(buf), addr)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return errors.New("precopy: staging closed")
+	}
+	for off := 0; off < len(buf); off += s.ps {
+		page := buf[off : off+s.ps]
+		if slot, ok := s.slotLocked(pid, addr+uint64(off)); ok {
+			copy(page, s.pageLocked(slot))
+		} else {
+			clear(page)
+		}
+	}
+	return nil
+}
+
+// slotLocked finds the slot of pid's page at addr.
+func (s *Staging) slotLocked(pid int, addr uint64) (int, bool) {
+	if s.closed || addr%uint64(s.ps) != 0 {
+		return 0, false
+	}
+	span := uint64(s.ps) * groupPages
+	g := s.procs[pid][addr/span]
+	if g == nil {
+		return 0, false
+	}
+	v := g[(addr%span)/uint64(s.ps)]
+	if v == 0 {
+		return 0, false
+	}
+	return int(v - 1), true
+}
+
 // Bytes returns how many bytes of pages the Staging holds.
 func (s *Staging) Bytes() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return int64(s.slots) * int64(s.ps)
 }
 

@@ -53,6 +53,12 @@ type builder struct {
 	// filled (-1: none), registered on uffdRanges (sorted).
 	uffd       int
 	uffdRanges []kernel.UffdioRange
+
+	// With Options.StagedLazy: the ranges the image's pages were written
+	// to (guarded by the fill's mutex while it runs), and the staged pages
+	// written eagerly all the same (sorted), see staged.go.
+	written []unix.RemoteIovec
+	eager   []uint64
 }
 
 // abort kills every process created so far.
@@ -170,7 +176,12 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		}
 	}
 	phase("state")
-	if t.opts.Lazy {
+	if t.opts.Staged != nil && t.opts.StagedLazy {
+		if err := t.stagedLazy(live); err != nil {
+			return err
+		}
+	}
+	if t.opts.Lazy || len(t.lazy) > 0 {
 		if err := t.startLazy(live); err != nil {
 			return err
 		}

@@ -29,6 +29,12 @@ import (
 // eagerly in the image (see dump/lazy.go). Anything else that touched a
 // lazy data page would have filled it with zeros: the pages are checked
 // just before registering and such an image is refused.
+//
+// Options.StagedLazy uses the same registration for the pages a precopy
+// staged on the destination (staged.go): the lazy VMAs are then the
+// image's private anonymous VMAs, their runs the staged pages the image
+// did not write, and the caller serves them from the Staged
+// (postcopy.ServeLocal).
 
 // lazyFeatures are the userfaultfd events a pager follows: without them a
 // process that forks, mremaps, munmaps or discards lazy memory would see

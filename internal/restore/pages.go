@@ -201,6 +201,12 @@ func (t *tree) applyBatch(bt *pageBatch, mu *sync.Mutex) error {
 	if bt.size == 0 {
 		return nil
 	}
+	if t.opts.StagedLazy && len(bt.signals) == 0 {
+		// Staged pages for these addresses are older: never lazy.
+		mu.Lock()
+		bt.b.written = append(bt.b.written, bt.remote...)
+		mu.Unlock()
+	}
 	if bt.b.uffd >= 0 {
 		// Pages of registered anonymous memory go in with UFFDIO_COPY;
 		// the rest (private file mappings) with process_vm_writev.

@@ -52,6 +52,15 @@ type Options struct {
 	// Staged, when set, holds pages received ahead of the image (precopy):
 	// they are written before the image's pages, which overwrite them.
 	Staged Staged
+	// StagedLazy (with Staged) leaves the staged pages of private
+	// anonymous memory out of the restore, but for the few the kernel
+	// writes on its own before the processes run (each thread's rseq
+	// area): they are registered with a userfaultfd per process like a
+	// lazy (postcopy) image's, and Result.Lazy hands them to the caller,
+	// who serves them from the Staged after the processes run
+	// (postcopy.ServeLocal) or kills them. Pages the image itself writes
+	// are never lazy: the image's are newer. See staged.go.
+	StagedLazy bool
 	// Lazy restores a lazy (postcopy) image: its lazy VMAs are left empty
 	// and registered with a userfaultfd per process, handed over in
 	// Result.Lazy for a pager (see lazy.go). Without it such an image is
@@ -69,7 +78,8 @@ type Result struct {
 	Pages    uint64
 	Bytes    uint64
 	// StagedBytes counts the bytes written from Options.Staged (not in
-	// Pages and Bytes).
+	// Pages and Bytes); with StagedLazy only those written before the
+	// processes run (Lazy lists the rest).
 	StagedBytes uint64
 	// Phases: how long each step of the restore took, in order
 	// ("create processes", "address spaces", "pages", "state").
@@ -77,7 +87,8 @@ type Result struct {
 	// Held is the built, not yet running tree when Options.Hold was set.
 	Held *Held
 	// Lazy lists the processes whose memory a pager must serve
-	// (Options.Lazy), with their userfaultfds.
+	// (Options.Lazy, or Options.StagedLazy: from the Staged), with their
+	// userfaultfds.
 	Lazy []LazyProcess
 }
 
@@ -183,6 +194,9 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 
 	if err := checkLazyImage(opts, lazy); err != nil {
 		return nil, err
+	}
+	if opts.StagedLazy && opts.Lazy {
+		return nil, errors.New("restore: Lazy and StagedLazy cannot be combined")
 	}
 	fr := fds.NewRestorer(log, c.Processes, opts.Inherit, objects)
 	defer fr.Close()
