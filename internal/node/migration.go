@@ -145,6 +145,16 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	if _, err := n.peerURL(req.To); err != nil {
 		return nil, err
 	}
+	// A job that arrived here by postcopy (or precopy) may still be
+	// getting its memory: it cannot move on before it has all of it (a
+	// lazy checkpoint would take the missing pages for empty ones).
+	if done := j.agentDone; done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("job %s is still receiving its memory from its previous node: %w", j.info.ID, ctx.Err())
+		}
+	}
 	// While the job moves, its input and signals wait (ioMu), to go to
 	// wherever it runs afterwards.
 	j.ioMu.Lock()

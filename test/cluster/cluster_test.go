@@ -394,3 +394,5 @@ func TestMigrateAroundTheCluster(t *testing.T) {
 		t.Errorf("the job read %q, want %q", ins, sent)
 	}
 }
+
+func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
