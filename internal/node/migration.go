@@ -272,7 +272,8 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			// hand them to the destination before it may run the job.
 			ans := agentCommand{OK: true}
 			c, err := n.collectCarry(j, &drained, &carried, sentLog)
-			if err == nil {
+			if err == nil && (len(c.Stdout) > 0 || len(c.Stderr) > 0 || len(c.Stdin) > 0 || c.StdinEOF) {
+				// (Nothing new to hand over: no round trip in the freeze.)
 				err = n.call(context.WithoutCancel(ctx), req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
 			}
 			if err != nil {
