@@ -227,7 +227,7 @@ func (s *Store) Begin(i int, e Entry, v Verdict) error {
 		return fmt.Errorf("create the directory of %s: %w", dst, err)
 	}
 	tmp := dst + ".ferry-part"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(e.Mode&0o777))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, os.FileMode(e.Mode&0o777))
 	if err != nil {
 		return fmt.Errorf("receive %s: %w", e.Path, err)
 	}
@@ -258,7 +258,7 @@ func (s *Store) Finish(i int, e Entry) error {
 	}
 	defer f.Close()
 	d := sha256.New()
-	if _, err := io.Copy(d, io.NewSectionReader(f2r(f), 0, e.Size)); err != nil {
+	if _, err := io.Copy(d, io.NewSectionReader(f, 0, e.Size)); err != nil {
 		return err
 	}
 	if hex.EncodeToString(d.Sum(nil)) != e.SHA256 {
@@ -276,11 +276,6 @@ func (s *Store) Finish(i int, e Entry) error {
 	s.created = append(s.created, dst)
 	s.mu.Unlock()
 	return nil
-}
-
-func f2r(f *os.File) io.ReaderAt {
-	r, _ := os.Open(f.Name())
-	return r
 }
 
 // Undo removes what the store created (the migration did not commit).
