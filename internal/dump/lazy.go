@@ -143,16 +143,5 @@ func (c *collector) lazyVMAs(ctx context.Context) ([]image.LazyVMA, []uint64, er
 // eagerPages lists, sorted, the pages the kernel writes on its own while
 // the restore still drives the process: each thread's rseq area.
 func (c *collector) eagerPages(ps uint64) []uint64 {
-	var pages []uint64
-	for _, th := range c.proc.Threads {
-		if th.RseqAddr == 0 {
-			continue
-		}
-		end := th.RseqAddr + uint64(max(th.RseqLen, 32))
-		for a := th.RseqAddr &^ (ps - 1); a < end; a += ps {
-			pages = append(pages, a)
-		}
-	}
-	slices.Sort(pages)
-	return slices.Compact(pages)
+	return c.proc.RseqPages(ps)
 }

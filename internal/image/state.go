@@ -1,6 +1,9 @@
 package image
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // This file holds the process state that travels in an image: everything a
 // checkpoint captures except page contents and file contents, which follow
@@ -383,4 +386,22 @@ type FileLock struct {
 	// PID is the holder /proc reported: the process that took a flock,
 	// the owner of a POSIX lock, -1 for an OFD lock.
 	PID int `json:"pid,omitempty"`
+}
+
+// RseqPages lists, sorted, the pages holding the rseq areas of p's
+// threads: the kernel writes them on its own whenever a thread returns to
+// user space, so a restore must fill them before the threads run.
+func (p *Process) RseqPages(pageSize uint64) []uint64 {
+	var pages []uint64
+	for _, th := range p.Threads {
+		if th.RseqAddr == 0 {
+			continue
+		}
+		end := th.RseqAddr + uint64(max(th.RseqLen, 32))
+		for a := th.RseqAddr &^ (pageSize - 1); a < end; a += pageSize {
+			pages = append(pages, a)
+		}
+	}
+	slices.Sort(pages)
+	return slices.Compact(pages)
 }

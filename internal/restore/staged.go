@@ -212,18 +212,7 @@ func isLazyStagedVMA(v *image.VMA) bool { return v.Kind == image.VMAAnon && !v.S
 // state phase, which registers rseq; a lazy page touched then would be
 // zero-filled and checkUntouched would refuse the restore.
 func (b *builder) eagerPages(ps uint64) []uint64 {
-	var pages []uint64
-	for _, th := range b.p.Threads {
-		if th.RseqAddr == 0 {
-			continue
-		}
-		end := th.RseqAddr + uint64(max(th.RseqLen, 32))
-		for a := th.RseqAddr &^ (ps - 1); a < end; a += ps {
-			pages = append(pages, a)
-		}
-	}
-	slices.Sort(pages)
-	return slices.Compact(pages)
+	return b.p.RseqPages(ps)
 }
 
 // stagedLazy computes, after the state phase, the lazy memory of every
