@@ -12,6 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// JobPID is where a job's PIDs start in its namespace (the main process
+// gets JobPID or, if a thread of the init took it first, the next free).
+const JobPID = 100
+
 // Event is one line of the init's report.
 type Event struct {
 	Event  string `json:"event"`            // "started", "exited", "error"
@@ -56,6 +60,12 @@ func InitMain(mainPID int, scratch string, args []string) {
 		enc.Encode(Event{Event: "ready"})
 	}
 	if len(args) > 0 {
+		// The job starts at JobPID, above the PIDs of this init's own
+		// threads (Go starts a few, numbered 2, 3, …): a restore of the
+		// job elsewhere must find its PIDs free of the new init's threads.
+		if err := SetLastPID(JobPID - 1); err != nil {
+			fail(err)
+		}
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
