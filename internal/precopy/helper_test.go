@@ -85,6 +85,9 @@ type churn struct {
 	out   *os.File    // its stdout, read by the test
 	lines chan string // its stdout (and that of its restored copies)
 	done  chan struct{}
+	// early holds a "child ready" read while waiting for the parent's
+	// "ready": the forked child may report first.
+	early []string
 }
 
 // startChurn runs churn with the given arguments (see churn.c) and waits
@@ -147,6 +150,12 @@ func startChurnEnv(tb testing.TB, env []string, args ...string) *churn {
 // returns it. An "error" line fails the test.
 func (c *churn) expect(prefix string) string {
 	c.tb.Helper()
+	for i, l := range c.early {
+		if strings.HasPrefix(l, prefix) {
+			c.early = append(c.early[:i], c.early[i+1:]...)
+			return l
+		}
+	}
 	timeout := time.After(20 * time.Second)
 	for {
 		select {
@@ -159,6 +168,11 @@ func (c *churn) expect(prefix string) string {
 			}
 			if strings.HasPrefix(l, prefix) {
 				return l
+			}
+			if strings.HasPrefix(l, "child ready") {
+				// Only this one can come early (the child races its
+				// parent's "ready"); other skipped lines are stale.
+				c.early = append(c.early, l)
 			}
 		case <-timeout:
 			c.tb.Fatalf("churn: no %q line in 20 s", prefix)
