@@ -51,7 +51,7 @@ func TestAdoptAndMigrate(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := copies(t); n != 1 {
+	if n := copiesSettled(t, 1); n != 1 {
 		t.Fatalf("%d copies run", n)
 	}
 	var job string

@@ -48,7 +48,7 @@ func TestMigrationFaults(t *testing.T) {
 				}
 				before := checkOutput(t, c.logs("n1", job), false)
 				c.waitTicks("n1", job, before+5)
-				if n := copies(t); n != 1 {
+				if n := copiesSettled(t, 1); n != 1 {
 					t.Fatalf("%d copies of the job run after %s", n, tc.fault)
 				}
 				j := c.ps("n2")[job]
@@ -83,7 +83,7 @@ func TestMigrateInterrupted(t *testing.T) {
 		err := cmd.Wait()
 		before := checkOutput(t, c.logs("n1", job), false)
 		c.waitTicks("n2", job, before+3)
-		if n := copies(t); n != 1 {
+		if n := copiesSettled(t, 1); n != 1 {
 			t.Fatalf("%d copies of the job run after Ctrl-C at %v", n, delay)
 		}
 		j := c.ps("n1")[job]
@@ -111,7 +111,7 @@ func testSourceNodeGone(t *testing.T, mode string) {
 	c.kill("n1")
 	before := checkOutput(t, c.logs("n2", job), false)
 	after := c.waitTicks("n3", job, before+10)
-	if n := copies(t); n != 1 {
+	if n := copiesSettled(t, 1); n != 1 {
 		t.Fatalf("%d copies run", n)
 	}
 	j := c.ps("n3")[job]

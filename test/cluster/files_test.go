@@ -69,7 +69,7 @@ func TestFilesTravelByContent(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := copies(t); n != 1 {
+	if n := copiesSettled(t, 1); n != 1 {
 		t.Fatalf("%d copies run", n)
 	}
 }

@@ -30,7 +30,7 @@ func TestTreeJob(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if n := copies(t); n != 1 {
+		if n := copiesSettled(t, 1); n != 1 {
 			t.Fatalf("%d copies of the counter after %s", n, mode)
 		}
 	}
