@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -107,6 +108,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	scratch := fs.String("scratch", "", "the node's scratch directory, bound where jobs see it")
 	stateDir := fs.String("state", "", "the node's state directory")
 	fault := fs.String("fault", "", "inject a failure (tests)")
+	verbose := fs.Bool("verbose", false, "log what the agent does to stderr (the node's log)")
 	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
 	to := fs.String("to", "", "send: the receiving agent's address")
 	pid := fs.Int("pid", 0, "send: the job's main PID, in its namespace")
@@ -119,6 +121,11 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	}
 	if err := job.DieWithParent(); err != nil {
 		return err
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
+			With("agent", args[0], "node", *nodeID)
 	}
 	if *mountProc {
 		if err := job.MountProc(); err != nil {
@@ -142,7 +149,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	defer t.Close()
 	switch args[0] {
 	case "recv":
-		return agentRecv(ctx, aio, id, t, *listen, *fault, hasher, fileCache)
+		return agentRecv(ctx, aio, id, t, *listen, *fault, hasher, fileCache, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -154,12 +161,12 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 				h.Stdio[k] = v
 			}
 		}
-		return agentSend(ctx, aio, id, t, *to, *pid, h, *maxFreeze, *fault, hasher)
+		return agentSend(ctx, aio, id, t, *to, *pid, h, *maxFreeze, *fault, hasher, log)
 	}
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(alpnMigrate))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -195,6 +202,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	}
 	stdio := map[string]*os.File{"stdin": os.NewFile(5, "stdin"), "stdout": os.NewFile(6, "stdout"), "stderr": os.NewFile(7, "stderr")}
 	opts := migrate.ReceiveOptions{
+		Log:   log,
 		Stdio: stdio,
 		Restored: func(r *restore.Result) {
 			// New children of the job continue the PID sequence as they
@@ -238,7 +246,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	return nil
 }
 
-func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string, hasher *files.Hasher) error {
+func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string, hasher *files.Hasher, log *slog.Logger) error {
 	// Hash the job's files now, while it runs, so that the frozen
 	// window only finds them in the cache.
 	if hasher != nil {
@@ -251,6 +259,7 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		return fmt.Errorf("connect to the destination agent %s: %w", to, err)
 	}
 	opts := migrate.SendOptions{
+		Log:   log,
 		Hello: h,
 		BeforeCommit: func(ctx context.Context) error {
 			ans, err := aio.ask(agentEvent{Event: "before-commit"})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -80,6 +81,9 @@ func (n *Node) startAgent(nsPath, side string, args []string, files ...*os.File)
 	}
 	if f := n.cfg.Faults[side]; f != "" {
 		full = append(full, "--fault", f)
+	}
+	if n.log.Enabled(context.Background(), slog.LevelDebug) {
+		full = append(full, "--verbose")
 	}
 	full = append(full, args...)
 	cmd := &exec.Cmd{Path: n.cfg.Exe, Args: full, Stderr: os.Stderr,
