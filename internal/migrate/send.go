@@ -380,7 +380,8 @@ func (s *sender) precopy(ctx context.Context) (*precopy.Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("precopy: %w", err)
 	}
-	st, err := sess.Run(ctx, pageSender{s.c})
+	ps := &pageSender{c: s.c, s: s, total: uint64(dump.EstimateSize(s.pid))}
+	st, err := sess.Run(ctx, ps)
 	if err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("precopy: %w", err)
@@ -395,10 +396,23 @@ func (s *sender) precopy(ctx context.Context) (*precopy.Session, error) {
 	return sess, nil
 }
 
-// pageSender sends a precopy round's pages as Pages frames.
-type pageSender struct{ c *conn }
+// pageSender sends a precopy round's pages as Pages frames, and reports
+// progress as they go (the rounds report once each, and the first one is
+// most of the transfer).
+type pageSender struct {
+	c     *conn
+	s     *sender
+	sent  uint64
+	total uint64
+	last  time.Time
+}
 
-func (p pageSender) SendPages(pid int, addr uint64, data []byte) error {
+func (p *pageSender) SendPages(pid int, addr uint64, data []byte) error {
+	p.sent += uint64(len(data))
+	if time.Since(p.last) > 100*time.Millisecond {
+		p.last = time.Now()
+		p.s.progress(Progress{Phase: "precopy", Bytes: p.sent, TotalBytes: max(p.total, p.sent)})
+	}
 	for off := 0; off < len(data); {
 		n := min(len(data)-off, MaxFrame-pagesHeader)
 		var h [pagesHeader]byte
