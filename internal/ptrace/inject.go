@@ -31,6 +31,10 @@ type Injector struct {
 	scratch     uint64
 	scratchSize uint64
 
+	// The batch area (SetBatchArea): stub and call table.
+	batchAddr, batchSize uint64
+	stubWritten          bool
+
 	// Events collects the IDs of tasks created by injected clone calls.
 	Events []int
 	// StopSeen is set when a stop signal (SIGSTOP etc.) arrived while

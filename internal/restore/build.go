@@ -22,6 +22,10 @@ import (
 
 const scratchSize = 256 << 10
 
+// callBatchSize is the part of the scratch memory that holds batches of
+// injected calls (ptrace.Injector.Batch).
+const callBatchSize = 64 << 10
+
 // tree reinstates a process tree. All methods run on the tracer thread.
 type tree struct {
 	log     *slog.Logger
@@ -468,6 +472,12 @@ func (b *builder) clearAddressSpace() error {
 	}
 	b.scratch = sc
 	b.lead.SetScratch(sc, scratchSize)
+	// The end of the scratch memory runs batches of system calls (one
+	// stop for all the mappings instead of one per call).
+	if _, err := b.lead.Syscall(unix.SYS_MPROTECT, sc+scratchSize-callBatchSize, callBatchSize,
+		unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC); err == nil {
+		b.lead.SetBatchArea(sc+scratchSize-callBatchSize, callBatchSize)
+	}
 	busy = append(busy, [2]uint64{sc, sc + scratchSize})
 	return b.moveVDSO(cur, want, busy)
 }
@@ -564,6 +574,10 @@ func (b *builder) install(f *os.File) (uint64, error) {
 
 func (b *builder) mapVMAs() error {
 	b.tfds = map[string]uint64{}
+	// First the files the mappings need, in the target (one injection
+	// each), then every mmap and madvise in one batch.
+	var calls []ptrace.Call
+	var vmaOf []int // the VMA of each call
 	for i := range b.p.VMAs {
 		v := &b.p.VMAs[i]
 		if isSpecial(v.Kind) {
@@ -620,15 +634,36 @@ func (b *builder) mapVMAs() error {
 				off = 0
 			}
 		}
-		got, err := b.lead.Syscall(unix.SYS_MMAP, v.Start, v.Size(), prot, flags, fd, off)
-		if err != nil || got != v.Start {
-			return fmt.Errorf("map %#x-%#x (%s %s): %v", v.Start, v.End, v.Kind, v.Path+v.Name, err)
-		}
+		calls = append(calls, ptrace.Call{Nr: unix.SYS_MMAP, Args: [6]uint64{v.Start, v.Size(), prot, flags, fd, off}})
+		vmaOf = append(vmaOf, i)
 		for _, f := range v.VMFlags {
 			if adv := vmFlagAdvice[f]; adv != 0 {
-				b.lead.Syscall(unix.SYS_MADVISE, v.Start, v.Size(), adv)
+				calls = append(calls, ptrace.Call{Nr: unix.SYS_MADVISE, Args: [6]uint64{v.Start, v.Size(), adv}})
+				vmaOf = append(vmaOf, -1) // advice is best effort
 			}
 		}
+	}
+	for len(calls) > 0 {
+		res, err := b.lead.Batch(calls)
+		for k, r := range res {
+			if i := vmaOf[k]; i >= 0 && r != b.p.VMAs[i].Start && (err == nil || k < len(res)-1) {
+				v := &b.p.VMAs[i]
+				return fmt.Errorf("map %#x-%#x (%s %s): got %#x", v.Start, v.End, v.Kind, v.Path+v.Name, r)
+			}
+		}
+		if err == nil {
+			break
+		}
+		k := len(res) - 1
+		if k < 0 {
+			return fmt.Errorf("map memory: %w", err)
+		}
+		if i := vmaOf[k]; i >= 0 {
+			v := &b.p.VMAs[i]
+			return fmt.Errorf("map %#x-%#x (%s %s): %w", v.Start, v.End, v.Kind, v.Path+v.Name, err)
+		}
+		// A failed madvise: go on after it.
+		calls, vmaOf = calls[k+1:], vmaOf[k+1:]
 	}
 	for _, tfd := range b.tfds {
 		b.lead.Syscall(unix.SYS_CLOSE, tfd)
@@ -664,13 +699,21 @@ func (b *builder) fileFD(path string, write bool) (uint64, error) {
 }
 
 func (b *builder) protect() error {
+	var calls []ptrace.Call
+	var starts []uint64
 	for _, v := range b.p.VMAs {
 		if isSpecial(v.Kind) || v.Shared || v.Prot == unix.PROT_READ|unix.PROT_WRITE {
 			continue
 		}
-		if _, err := b.lead.Syscall(unix.SYS_MPROTECT, v.Start, v.Size(), uint64(v.Prot)); err != nil {
-			return fmt.Errorf("mprotect %#x: %w", v.Start, err)
+		calls = append(calls, ptrace.Call{Nr: unix.SYS_MPROTECT, Args: [6]uint64{v.Start, v.Size(), uint64(v.Prot)}})
+		starts = append(starts, v.Start)
+	}
+	if res, err := b.lead.Batch(calls); err != nil {
+		k := max(0, len(res)-1)
+		if k < len(starts) {
+			return fmt.Errorf("mprotect %#x: %w", starts[k], err)
 		}
+		return fmt.Errorf("mprotect: %w", err)
 	}
 	return nil
 }
