@@ -21,7 +21,11 @@ import (
 
 // scratchSize is the anonymous mapping dump injects into the target for
 // the arguments of injected calls; it is unmapped before memory is read.
-const scratchSize = 64 << 10
+const scratchSize = 128 << 10
+
+// callBatchSize is the end of the scratch memory, which runs batches of
+// injected calls (ptrace.Injector.Batch).
+const callBatchSize = 64 << 10
 
 // collector gathers one frozen process's state.
 type collector struct {
@@ -203,10 +207,18 @@ func (c *collector) collectInjected() error {
 			c.log.Error("restore leader registers", "err", err)
 		}
 	}()
-	scratch, err := lead.Syscall(unix.SYS_MMAP, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+	scratch, err := lead.Syscall(unix.SYS_MMAP, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
-		return fmt.Errorf("map scratch memory in %d: %w", pid, err)
+		// Executable memory may be refused (a hardened kernel): then
+		// every call is injected on its own.
+		scratch, err = lead.Syscall(unix.SYS_MMAP, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err != nil {
+			return fmt.Errorf("map scratch memory in %d: %w", pid, err)
+		}
+	} else {
+		lead.SetBatchArea(scratch+scratchSize-callBatchSize, callBatchSize)
 	}
 	lead.SetScratch(scratch, scratchSize)
 	defer func() {
@@ -215,27 +227,46 @@ func (c *collector) collectInjected() error {
 		}
 	}()
 
-	// Signal handlers, 1..64.
-	p.Sigactions = make([]image.Sigaction, 64)
+	// Signal handlers 1..64, then the interval timers: one batch, each
+	// answer in its own 32 bytes of scratch memory.
+	const sigOff, itOff = 4096, 4096 + 64*32
+	var calls []ptrace.Call
 	for sig := 1; sig <= 64; sig++ {
-		if _, err := lead.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), 0, scratch, 8); err != nil {
-			continue // SIGKILL/SIGSTOP and 32/33 on some kernels
-		}
-		b, err := lead.ReadScratch(0, 32)
-		if err != nil {
-			return err
-		}
-		p.Sigactions[sig-1] = image.Sigaction{Handler: le(b, 0), Flags: le(b, 8), Restorer: le(b, 16), Mask: le(b, 24)}
+		calls = append(calls, ptrace.Call{Nr: unix.SYS_RT_SIGACTION,
+			Args: [6]uint64{uint64(sig), 0, scratch + sigOff + uint64(sig-1)*32, 8}})
 	}
-	// Interval timers.
 	for which := 0; which < 3; which++ {
-		if _, err := lead.Syscall(unix.SYS_GETITIMER, uint64(which), scratch); err != nil {
+		calls = append(calls, ptrace.Call{Nr: unix.SYS_GETITIMER, Args: [6]uint64{uint64(which), scratch + itOff + uint64(which)*32}})
+	}
+	failed := map[int]bool{}
+	for done := 0; done < len(calls); {
+		res, err := lead.Batch(calls[done:])
+		if err == nil {
+			break
+		}
+		k := done + len(res) - 1
+		if len(res) == 0 || calls[k].Nr != unix.SYS_RT_SIGACTION {
 			return fmt.Errorf("getitimer: %w", err)
 		}
-		b, _ := lead.ReadScratch(0, 32)
+		failed[k] = true // SIGKILL/SIGSTOP and 32/33 on some kernels
+		done = k + 1
+	}
+	b, err := lead.ReadScratch(sigOff, 64*32+3*32)
+	if err != nil {
+		return err
+	}
+	p.Sigactions = make([]image.Sigaction, 64)
+	for i := range 64 {
+		if !failed[i] {
+			e := b[i*32:]
+			p.Sigactions[i] = image.Sigaction{Handler: le(e, 0), Flags: le(e, 8), Restorer: le(e, 16), Mask: le(e, 24)}
+		}
+	}
+	for which := range 3 {
+		e := b[64*32+which*32:]
 		p.Itimers[which] = image.Itimer{
-			IntervalUsec: int64(le(b, 0))*1e6 + int64(le(b, 8)),
-			ValueUsec:    int64(le(b, 16))*1e6 + int64(le(b, 24)),
+			IntervalUsec: int64(le(e, 0))*1e6 + int64(le(e, 8)),
+			ValueUsec:    int64(le(e, 16))*1e6 + int64(le(e, 24)),
 		}
 	}
 	// POSIX timers.
