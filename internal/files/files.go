@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
@@ -118,7 +119,14 @@ func (h *Hasher) Save() error {
 // Describe stats and hashes path. A path that is not a regular file is
 // an error wrapping ErrNotRegular.
 func (h *Hasher) Describe(path string) (Entry, error) {
-	f, err := os.Open(path)
+	// Look before opening: opening a FIFO or a device could block or
+	// have effects.
+	if fi, err := os.Stat(path); err != nil {
+		return Entry{}, err
+	} else if !fi.Mode().IsRegular() {
+		return Entry{}, fmt.Errorf("%s: %w", path, ErrNotRegular)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -155,11 +163,16 @@ func (h *Hasher) Describe(path string) (Entry, error) {
 // ErrNotRegular is wrapped for paths that are not regular files.
 var ErrNotRegular = errors.New("not a regular file")
 
-// Manifest describes every path; paths that vanished or are not regular
-// files are left out (the restore reports them if they matter).
+// Manifest describes every path once; paths that vanished or are not
+// regular files are left out (the restore reports them if they matter).
 func (h *Hasher) Manifest(paths []string) []Entry {
 	var out []Entry
+	seen := map[string]bool{}
 	for _, p := range paths {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
 		if e, err := h.Describe(p); err == nil {
 			out = append(out, e)
 		}
@@ -195,15 +208,44 @@ func (h *Hasher) Check(m []Entry) []Verdict {
 	return out
 }
 
-// Store receives the content of files the destination lacks.
+// Store receives the content of files the destination lacks. One Store
+// serves every file phase of a migration (one while the job runs, one
+// while it is frozen).
 type Store struct {
 	CacheDir string // where files that differ here are kept
 	mu       sync.Mutex
 	open     map[int]*os.File
 	final    map[int]string
 	created  []string
+	// ours: paths this migration created (missing here before): they may
+	// be overwritten when the job changed them since.
+	ours map[string]bool
 	// Rewrite maps a job's path to where its copy is here (Differs).
 	Rewrite map[string]string
+}
+
+// Settle adjusts a verdict for what this migration already did: a file it
+// created may be replaced (Missing, not Differs), and a differing file
+// whose content is already in the cache needs no transfer (Have; the
+// job's path is pointed at the cached copy).
+func (s *Store) Settle(e Entry, v Verdict) Verdict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v != Differs {
+		return v
+	}
+	if s.ours[e.Path] {
+		return Missing
+	}
+	cached := filepath.Join(s.CacheDir, e.SHA256)
+	if fi, err := os.Stat(cached); err == nil && fi.Size() == e.Size {
+		if s.Rewrite == nil {
+			s.Rewrite = map[string]string{}
+		}
+		s.Rewrite[e.Path] = cached
+		return Have
+	}
+	return v
 }
 
 // Begin prepares to receive entry i with verdict v.
@@ -273,7 +315,15 @@ func (s *Store) Finish(i int, e Entry) error {
 		return err
 	}
 	s.mu.Lock()
-	s.created = append(s.created, dst)
+	if !slices.Contains(s.created, dst) {
+		s.created = append(s.created, dst)
+	}
+	if dst == e.Path {
+		if s.ours == nil {
+			s.ours = map[string]bool{}
+		}
+		s.ours[e.Path] = true
+	}
 	s.mu.Unlock()
 	return nil
 }

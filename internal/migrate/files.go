@@ -46,43 +46,77 @@ type FileStats struct {
 	Differ  int    `json:"differ"`
 }
 
-// sendFiles is the source's file phase.
+// sendFiles is the source's file phase in the frozen window, for the
+// files the collected state refers to. An earlier phase while the job
+// still ran (sendFilesAhead) has usually settled them all already: then
+// this one only confirms.
 func (s *sender) sendFiles(c *image.Checkpoint) error {
+	s.phase("freeze and collect")
+	defer s.phase("files")
+	_, err := s.filePhase(files.Paths(c))
+	return err
+}
+
+// sendFilesAhead runs a file phase for the files the running job maps
+// and has open, before the freeze: the destination hashes and receives
+// them while the job still runs.
+func (s *sender) sendFilesAhead() error {
+	defer s.phase("files ahead")
+	_, err := s.filePhase(files.LivePaths(s.pid))
+	return err
+}
+
+func (s *sender) filePhase(paths []string) (*FileStats, error) {
 	h := s.opts.Hasher
 	if h == nil {
 		h = &files.Hasher{}
 	}
-	s.phase("freeze and collect")
-	defer s.phase("files")
-	m := h.Manifest(files.Paths(c))
+	m := h.Manifest(paths)
 	h.Save()
 	if err := s.c.sendJSON(fManifest, m); err != nil {
-		return fmt.Errorf("send file manifest: %w", err)
+		return nil, fmt.Errorf("send file manifest: %w", err)
 	}
 	var need needMsg
 	if err := s.c.recvJSON(fNeed, &need); err != nil {
-		return fmt.Errorf("destination file check: %w", err)
+		return nil, fmt.Errorf("destination file check: %w", err)
 	}
 	if len(need.Verdicts) != len(m) {
-		return fmt.Errorf("destination answered %d file verdicts for %d files: %w", len(need.Verdicts), len(m), ErrProtocol)
+		return nil, fmt.Errorf("destination answered %d file verdicts for %d files: %w", len(need.Verdicts), len(m), ErrProtocol)
 	}
+	// The report counts each file once over both phases.
 	st := &s.rep.Files
-	st.Checked = len(m)
+	if s.filesSeen == nil {
+		s.filesSeen = map[string]files.Verdict{}
+	}
 	buf := make([]byte, 1<<20)
 	for i, v := range need.Verdicts {
+		p := m[i].Path
+		prev, seen := s.filesSeen[p]
+		if !seen {
+			st.Checked++
+		}
 		if v == files.Have {
+			if !seen {
+				s.filesSeen[p] = v
+			}
 			continue
 		}
-		if v == files.Differs {
-			st.Differ++
-		}
 		if err := s.sendFile(i, m[i], buf); err != nil {
-			return err
+			return nil, err
 		}
-		st.Sent++
 		st.Bytes += uint64(m[i].Size)
+		if !seen || prev == files.Have {
+			st.Sent++
+			if v == files.Differs {
+				st.Differ++
+			}
+		}
+		s.filesSeen[p] = v
 	}
-	return s.c.send(fFilesEnd, true)
+	if err := s.c.send(fFilesEnd, true); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 func (s *sender) sendFile(i int, e files.Entry, buf []byte) error {
@@ -121,6 +155,9 @@ func receiveFiles(c *conn, payload []byte, h *files.Hasher, store *files.Store) 
 	}
 	verdicts := h.Check(m)
 	h.Save()
+	for i := range verdicts {
+		verdicts[i] = store.Settle(m[i], verdicts[i])
+	}
 	for i, v := range verdicts {
 		if v != files.Have {
 			if err := store.Begin(i, m[i], v); err != nil {

@@ -85,6 +85,8 @@ type sender struct {
 	// pre is the precopy session, if any.
 	pre  *precopy.Session
 	mark time.Time // end of the last phase
+	// filesSeen: the verdict each file got in an earlier file phase.
+	filesSeen map[string]files.Verdict
 	// commitSent: from here on, cancellation no longer resumes the old
 	// copy.
 	commitSent atomic.Bool
@@ -150,6 +152,9 @@ func (s *sender) run(ctx context.Context) (err error) {
 		return fmt.Errorf("destination: %w", err)
 	}
 	s.phase("connect")
+	if err := s.sendFilesAhead(); err != nil {
+		return err
+	}
 
 	var pre *precopy.Session
 	if s.opts.Hello.Mode == Precopy {

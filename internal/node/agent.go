@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -250,7 +249,7 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	// Hash the job's files now, while it runs, so that the frozen
 	// window only finds them in the cache.
 	if hasher != nil {
-		hasher.Manifest(livePaths(pid))
+		hasher.Manifest(files.LivePaths(pid))
 		hasher.Save()
 	}
 	d := tls.Dialer{Config: id.ClientConfig(alpnMigrate), NetDialer: &net.Dialer{Timeout: 10 * time.Second}}
@@ -295,26 +294,4 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		aio.emit(agentEvent{Event: "report", Report: rep})
 	}
 	return err
-}
-
-// livePaths lists the files a running process maps or has open.
-func livePaths(pid int) []string {
-	var out []string
-	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 6 && strings.HasPrefix(f[5], "/") {
-				out = append(out, f[5])
-			}
-		}
-	}
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-	if ents, err := os.ReadDir(dir); err == nil {
-		for _, e := range ents {
-			if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "/") {
-				out = append(out, l)
-			}
-		}
-	}
-	return out
 }

@@ -284,7 +284,7 @@ func (j *localJob) watch() {
 		switch ev.Event {
 		case "exited":
 			j.mu.Lock()
-			if j.info.State != stateMoved && j.info.State != stateMigrating {
+			if j.info.State != stateMoved && j.info.State != stateMigrating && j.info.State != stateLost {
 				ws := unix.WaitStatus(ev.Status)
 				j.info.State = stateExited
 				if ws.Signaled() {
