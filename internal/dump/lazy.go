@@ -114,24 +114,46 @@ func (c *collector) lazyVMAs(ctx context.Context) ([]image.LazyVMA, []uint64, er
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		if ents, err = pm.Read(v.Start, v.End, ents); err != nil {
+		lv := image.LazyVMA{Start: v.Start, End: v.End}
+		// Which pages hold data: one PAGEMAP_SCAN walk (Go reserves
+		// gigabytes it never touches), or an entry per page on kernels
+		// without it.
+		runs, err := pm.DataRuns(v.Start, v.End, nil)
+		if errors.Is(err, procfs.ErrNoScan) {
+			runs = nil
+			if ents, err = pm.Read(v.Start, v.End, ents); err != nil {
+				return nil, nil, fmt.Errorf("pagemap of %#x-%#x: %w", v.Start, v.End, err)
+			}
+			for j, e := range ents {
+				if procfs.Present(e) || procfs.Swapped(e) {
+					a := v.Start + uint64(j)*ps
+					runs = append(runs, [2]uint64{a, a + ps})
+				}
+			}
+		} else if err != nil {
 			return nil, nil, fmt.Errorf("pagemap of %#x-%#x: %w", v.Start, v.End, err)
 		}
-		lv := image.LazyVMA{Start: v.Start, End: v.End}
-		for j, e := range ents {
-			addr := v.Start + uint64(j)*ps
-			if !procfs.Present(e) && !procfs.Swapped(e) {
-				continue
+		add := func(a, b uint64) {
+			if b <= a {
+				return
 			}
-			if _, ok := slices.BinarySearch(eager, addr); ok {
-				sent = append(sent, addr)
-				continue
-			}
-			if n := len(lv.Runs); n > 0 && lv.Runs[n-1].Addr+lv.Runs[n-1].Pages*ps == addr {
-				lv.Runs[n-1].Pages++
+			if n := len(lv.Runs); n > 0 && lv.Runs[n-1].Addr+lv.Runs[n-1].Pages*ps == a {
+				lv.Runs[n-1].Pages += (b - a) / ps
 			} else {
-				lv.Runs = append(lv.Runs, image.PageRun{Addr: addr, Pages: 1})
+				lv.Runs = append(lv.Runs, image.PageRun{Addr: a, Pages: (b - a) / ps})
 			}
+		}
+		for _, r := range runs {
+			// The eager pages (rseq areas) inside the run travel in the
+			// image; the rest of the run is lazy.
+			a := r[0]
+			i, _ := slices.BinarySearch(eager, a)
+			for ; i < len(eager) && eager[i] < r[1]; i++ {
+				add(a, eager[i])
+				sent = append(sent, eager[i])
+				a = eager[i] + ps
+			}
+			add(a, r[1])
 		}
 		if len(lv.Runs) > 0 {
 			vmas = append(vmas, lv)
