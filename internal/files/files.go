@@ -228,9 +228,14 @@ type Store struct {
 // created may be replaced (Missing, not Differs), and a differing file
 // whose content is already in the cache needs no transfer (Have; the
 // job's path is pointed at the cached copy).
+//
+// It also forgets what an earlier phase decided for the path: a file that
+// differed while the job still ran (it was writing it) and is the same
+// now is used where it is.
 func (s *Store) Settle(e Entry, v Verdict) Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.Rewrite, e.Path)
 	if v != Differs {
 		return v
 	}

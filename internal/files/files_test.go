@@ -91,3 +91,30 @@ func TestStoreRefusesWrongContent(t *testing.T) {
 		t.Errorf("a file with the wrong content was put in place")
 	}
 }
+
+// TestSettleForgetsEarlierPhase: a file that differed in the phase before
+// the freeze (the job was writing it) and matches in the frozen phase is
+// used where it is, not from the cache.
+func TestSettleForgetsEarlierPhase(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out")
+	os.WriteFile(path, []byte("v2"), 0o600)
+	h := &Hasher{}
+	now, err := h.Describe(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := now
+	old.SHA256, old.Size = "00", 2 // what the source saw before
+	st := &Store{CacheDir: filepath.Join(dir, "cache"), Rewrite: map[string]string{}}
+	if v := st.Settle(old, Differs); v != Differs {
+		t.Fatalf("first phase: %v", v)
+	}
+	st.Rewrite[path] = filepath.Join(dir, "cache", "00") // as Begin would
+	if v := st.Settle(now, h.Check([]Entry{now})[0]); v != Have {
+		t.Fatalf("frozen phase: %v, want Have", v)
+	}
+	if to, ok := st.Rewrite[path]; ok {
+		t.Errorf("the job would reopen its file from %s", to)
+	}
+}

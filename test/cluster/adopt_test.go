@@ -47,7 +47,8 @@ func TestAdoptAndMigrate(t *testing.T) {
 	before := checkOutput(t, read(), false)
 	for checkOutput(t, read(), false) < before+5 {
 		if time.Now().After(deadline.Add(10 * time.Second)) {
-			t.Fatal("the migrated process stopped writing its file")
+			out, _ := exec.Command("sh", "-c", "for p in $(pgrep -x counter); do echo $p; grep -E 'State|NSpid|SigBlk|SigPnd|ShdPnd' /proc/$p/status; cat /proc/$p/wchan; echo; ls -l /proc/$p/fd; done").CombinedOutput()
+			t.Fatalf("the migrated process stopped writing its file (tail %q); processes:\n%s\nps: %v", tail(read(), 2), out, c.ps("n2"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
