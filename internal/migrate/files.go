@@ -53,8 +53,7 @@ type FileStats struct {
 func (s *sender) sendFiles(c *image.Checkpoint) error {
 	s.phase("freeze and collect")
 	defer s.phase("files")
-	_, err := s.filePhase(files.Paths(c))
-	return err
+	return s.filePhase(files.Paths(c))
 }
 
 // sendFilesAhead runs a file phase for the files the running job maps
@@ -62,11 +61,11 @@ func (s *sender) sendFiles(c *image.Checkpoint) error {
 // them while the job still runs.
 func (s *sender) sendFilesAhead() error {
 	defer s.phase("files ahead")
-	_, err := s.filePhase(files.LivePaths(s.pid))
-	return err
+	return s.filePhase(files.LivePaths(s.pid))
 }
 
-func (s *sender) filePhase(paths []string) (*FileStats, error) {
+// filePhase runs one file phase; the report counts what it sent.
+func (s *sender) filePhase(paths []string) error {
 	h := s.opts.Hasher
 	if h == nil {
 		h = &files.Hasher{}
@@ -74,14 +73,14 @@ func (s *sender) filePhase(paths []string) (*FileStats, error) {
 	m := h.Manifest(paths)
 	h.Save()
 	if err := s.c.sendJSON(fManifest, m); err != nil {
-		return nil, fmt.Errorf("send file manifest: %w", err)
+		return fmt.Errorf("send file manifest: %w", err)
 	}
 	var need needMsg
 	if err := s.c.recvJSON(fNeed, &need); err != nil {
-		return nil, fmt.Errorf("destination file check: %w", err)
+		return fmt.Errorf("destination file check: %w", err)
 	}
 	if len(need.Verdicts) != len(m) {
-		return nil, fmt.Errorf("destination answered %d file verdicts for %d files: %w", len(need.Verdicts), len(m), ErrProtocol)
+		return fmt.Errorf("destination answered %d file verdicts for %d files: %w", len(need.Verdicts), len(m), ErrProtocol)
 	}
 	// The report counts each file once over both phases.
 	st := &s.rep.Files
@@ -102,7 +101,7 @@ func (s *sender) filePhase(paths []string) (*FileStats, error) {
 			continue
 		}
 		if err := s.sendFile(i, m[i], buf); err != nil {
-			return nil, err
+			return err
 		}
 		st.Bytes += uint64(m[i].Size)
 		if !seen || prev == files.Have {
@@ -114,9 +113,9 @@ func (s *sender) filePhase(paths []string) (*FileStats, error) {
 		s.filesSeen[p] = v
 	}
 	if err := s.c.send(fFilesEnd, true); err != nil {
-		return nil, err
+		return err
 	}
-	return st, nil
+	return nil
 }
 
 func (s *sender) sendFile(i int, e files.Entry, buf []byte) error {

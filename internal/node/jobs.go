@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"ferry/internal/fds"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
 )
@@ -157,14 +158,14 @@ func (n *Node) newPipes(j *localJob) (child [3]*os.File, err error) {
 		}
 		files = append(files, r, w)
 		var st unix.Stat_t
-		if err := unix.Fstat(int(rawFD(r)), &st); err != nil {
+		if err := unix.Fstat(fds.RawFD(r), &st); err != nil {
 			return child, err
 		}
 		j.pipes["pipe:"+strconv.FormatUint(st.Ino, 10)] = roles[i]
 		if i == 0 {
 			// The child's read end is closed once the job holds it; the
 			// node keeps its own, to take back unread input.
-			fd, err := unix.FcntlInt(rawFD(r), unix.F_DUPFD_CLOEXEC, 0)
+			fd, err := unix.FcntlInt(uintptr(fds.RawFD(r)), unix.F_DUPFD_CLOEXEC, 0)
 			if err != nil {
 				return child, os.NewSyscallError("dup", err)
 			}
@@ -218,7 +219,7 @@ func (j *localJob) drainOutput() error {
 	j.copiers.Wait()
 	for i := range 2 {
 		j.out[i].SetReadDeadline(time.Time{})
-		n, err := unix.IoctlGetInt(int(rawFD(j.out[i])), unix.TIOCINQ)
+		n, err := unix.IoctlGetInt(fds.RawFD(j.out[i]), unix.TIOCINQ)
 		if err != nil {
 			return fmt.Errorf("drain %s: %w", roles[i+1], err)
 		}
@@ -235,14 +236,9 @@ func (j *localJob) drainOutput() error {
 	return nil
 }
 
-// logSizes returns how long the two output streams are now.
-func (j *localJob) logSizes() ([2]int64, error) {
-	return [2]int64{j.logs[0].Size(), j.logs[1].Size()}, nil
-}
-
 // takeInput takes the input the job has not read yet out of its stdin.
 func (j *localJob) takeInput() ([]byte, error) {
-	n, err := unix.IoctlGetInt(int(rawFD(j.stdinR)), unix.TIOCINQ)
+	n, err := unix.IoctlGetInt(fds.RawFD(j.stdinR), unix.TIOCINQ)
 	if err != nil || n == 0 {
 		return nil, err
 	}
@@ -340,13 +336,4 @@ func (j *localJob) closeFiles() {
 	default:
 		close(j.done)
 	}
-}
-
-// rawFD returns f's descriptor without making it blocking (unlike Fd).
-func rawFD(f *os.File) uintptr {
-	var fd uintptr
-	if sc, err := f.SyscallConn(); err == nil {
-		sc.Control(func(d uintptr) { fd = d })
-	}
-	return fd
 }

@@ -95,26 +95,18 @@ func (l *logFile) readAt(off int64, max int) ([]byte, <-chan struct{}, bool, err
 	return b, l.wake, l.closed, nil
 }
 
-// tail returns the stream from offset from to its end.
-func (l *logFile) tail(from int64) ([]byte, error) {
+// span returns the stream from offset from to its current end, and that
+// end.
+func (l *logFile) span(from int64) ([]byte, int64, error) {
 	l.mu.Lock()
 	size := l.size
 	l.mu.Unlock()
 	if from > size {
-		return nil, fmt.Errorf("log offset %d beyond its %d bytes", from, size)
+		return nil, size, fmt.Errorf("log offset %d beyond its %d bytes", from, size)
 	}
 	b := make([]byte, size-from)
 	if _, err := l.f.ReadAt(b, from); err != nil && err != io.EOF {
-		return nil, err
+		return nil, size, err
 	}
-	return b, nil
-}
-
-// prefix returns the whole stream [0, upTo).
-func (l *logFile) prefix(upTo int64) ([]byte, error) {
-	b := make([]byte, upTo)
-	if _, err := l.f.ReadAt(b, 0); err != nil && err != io.EOF {
-		return nil, err
-	}
-	return b, nil
+	return b, size, nil
 }

@@ -236,10 +236,8 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 		// window only carries what came after.
 		c := &carry{}
 		var err error
-		if sentLog, err = j.logSizes(); err == nil {
-			if c.Stdout, err = j.logs[0].prefix(sentLog[0]); err == nil {
-				c.Stderr, err = j.logs[1].prefix(sentLog[1])
-			}
+		if c.Stdout, sentLog[0], err = j.logs[0].span(0); err == nil {
+			c.Stderr, sentLog[1], err = j.logs[1].span(0)
 		}
 		if err == nil {
 			err = n.call(ctx, req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
@@ -384,10 +382,10 @@ func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte, sent [2
 	j.mu.Lock()
 	c.StdinEOF = j.stdinEOF
 	j.mu.Unlock()
-	if c.Stdout, err = j.logs[0].tail(sent[0]); err != nil {
+	if c.Stdout, _, err = j.logs[0].span(sent[0]); err != nil {
 		return nil, err
 	}
-	if c.Stderr, err = j.logs[1].tail(sent[1]); err != nil {
+	if c.Stderr, _, err = j.logs[1].span(sent[1]); err != nil {
 		return nil, err
 	}
 	return c, nil
