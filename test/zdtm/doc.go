@@ -18,7 +18,8 @@
 //
 // Environment knobs: ZDTM_KEEP=1 keeps the work directory (programs' output,
 // images, ferry logs); ZDTM_SKIP=name,name skips cases by name, plain and
-// checkpointed; ZDTM_NO_TREE=1 skips checkpointing the cases that need a
+// checkpointed; ZDTM_ONLY=name,name builds and runs only those cases;
+// ZDTM_NO_TREE=1 skips checkpointing the cases that need a
 // process tree.
 //
 // Nothing here belongs to the engine: the package has no non-test code.
