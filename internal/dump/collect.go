@@ -99,6 +99,9 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 		CapInh: status.CapInh, CapPrm: status.CapPrm, CapEff: status.CapEff, CapBnd: status.CapBnd, CapAmb: status.CapAmb,
 		NoNewPrivs: status.NoNewPrivs}
 	p.Stopped = fz.WasStopped
+	if p.OOMScoreAdj, err = procfs.OOMScoreAdj(pid); err != nil {
+		return nil, err
+	}
 	rl, err := procfs.Rlimits(pid)
 	if err != nil {
 		return nil, err
@@ -292,6 +295,14 @@ func (c *collector) collectInjected() error {
 		b, _ := lead.ReadScratch(0, 4)
 		p.ChildSubreaper = binary.LittleEndian.Uint32(b) != 0
 	}
+	if v, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS); err == nil {
+		p.Creds.Securebits = v
+	}
+	// Kernels before 6.3 lack GET_REGISTRATIONS (EINVAL): nothing is
+	// known then, and nothing is registered again.
+	if v, err := lead.Syscall(unix.SYS_MEMBARRIER, kernel.MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0); err == nil {
+		p.Membarrier = v
+	}
 	brk, err := lead.Syscall(unix.SYS_BRK, 0)
 	if err != nil {
 		return fmt.Errorf("brk: %w", err)
@@ -363,6 +374,10 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 	if v, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_MCE_KILL_GET, 0, 0, 0, 0); err == nil {
 		th.MCEKill = int(v)
 	}
+	if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, scratch); err == nil {
+		b, _ := in.ReadScratch(0, 4)
+		th.PdeathSig = int(int32(binary.LittleEndian.Uint32(b)))
+	}
 	// sigaltstack(NULL, &old)
 	if _, err := in.Syscall(unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
 		return nil, fmt.Errorf("sigaltstack: %w", err)
@@ -398,6 +413,8 @@ func schedState(th *image.Thread) error {
 		return fmt.Errorf("sched_getattr: %w", err)
 	}
 	th.Policy, th.Nice, th.RTPrio = attr.Policy, attr.Nice, attr.Priority
+	th.SchedFlags = attr.Flags
+	th.SchedRuntime, th.SchedDeadline, th.SchedPeriod = attr.Runtime, attr.Deadline, attr.Period
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(th.TID, &set); err != nil {
 		return fmt.Errorf("sched_getaffinity: %w", err)

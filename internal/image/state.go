@@ -75,6 +75,11 @@ type Process struct {
 	// THPDisable and ChildSubreaper are prctl flags of the process.
 	THPDisable     bool `json:"thp_disable,omitempty"`
 	ChildSubreaper bool `json:"child_subreaper,omitempty"`
+	// OOMScoreAdj is /proc/PID/oom_score_adj.
+	OOMScoreAdj int `json:"oom_score_adj,omitempty"`
+	// Membarrier is the mask of membarrier registrations
+	// (MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* command bits).
+	Membarrier uint64 `json:"membarrier,omitempty"`
 }
 
 // Creds are the process credentials (all threads share them here).
@@ -91,6 +96,8 @@ type Creds struct {
 	CapAmb uint64 `json:"cap_amb"`
 	// NoNewPrivs is the prctl flag.
 	NoNewPrivs bool `json:"no_new_privs,omitempty"`
+	// Securebits is PR_GET_SECUREBITS (incl. SECBIT_KEEP_CAPS).
+	Securebits uint64 `json:"securebits,omitempty"`
 }
 
 // Rlimit is one resource limit.
@@ -186,13 +193,21 @@ type Thread struct {
 
 	// Scheduling: policy (SCHED_*), nice, real-time priority, CPU affinity
 	// mask words, I/O priority; and per-thread prctl values.
-	Policy     uint32   `json:"policy,omitempty"`
-	Nice       int32    `json:"nice,omitempty"`
-	RTPrio     uint32   `json:"rt_prio,omitempty"`
-	Affinity   []uint64 `json:"affinity,omitempty"`
-	IOPrio     int      `json:"ioprio,omitempty"`
-	TimerSlack uint64   `json:"timer_slack,omitempty"`
-	MCEKill    int      `json:"mce_kill,omitempty"`
+	Policy uint32 `json:"policy,omitempty"`
+	Nice   int32  `json:"nice,omitempty"`
+	RTPrio uint32 `json:"rt_prio,omitempty"`
+	// SchedFlags are sched_attr flags (SCHED_FLAG_RESET_ON_FORK…);
+	// Runtime, Deadline and Period the SCHED_DEADLINE parameters (ns).
+	SchedFlags    uint64   `json:"sched_flags,omitempty"`
+	SchedRuntime  uint64   `json:"sched_runtime,omitempty"`
+	SchedDeadline uint64   `json:"sched_deadline,omitempty"`
+	SchedPeriod   uint64   `json:"sched_period,omitempty"`
+	Affinity      []uint64 `json:"affinity,omitempty"`
+	IOPrio        int      `json:"ioprio,omitempty"`
+	TimerSlack    uint64   `json:"timer_slack,omitempty"`
+	MCEKill       int      `json:"mce_kill,omitempty"`
+	// PdeathSig is PR_SET_PDEATHSIG's signal (0: none).
+	PdeathSig int `json:"pdeath_sig,omitempty"`
 }
 
 // Siginfo is a raw 128-byte siginfo_t.

@@ -60,6 +60,20 @@ func Personality(pid int) (uint32, error) {
 	return uint32(v), nil
 }
 
+// OOMScoreAdj reads /proc/PID/oom_score_adj (-1000..1000).
+func OOMScoreAdj(pid int) (int, error) {
+	path := pidPath(pid, "oom_score_adj")
+	b, err := readSmall(path, true)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.Atoi(string(trimSpace(b)))
+	if err != nil || v < -1000 || v > 1000 {
+		return 0, fileErr(path, "bad value %q", b)
+	}
+	return v, nil
+}
+
 // Auxv reads /proc/PID/auxv as raw native-endian words: (AT_*, value)
 // pairs ending with an AT_NULL pair.
 func Auxv(pid int) ([]uint64, error) {

@@ -3,6 +3,7 @@ package procfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -449,6 +451,11 @@ func TestSmallFilesSelf(t *testing.T) {
 	}
 	if p, err := Personality(pid); err != nil || p != 0 {
 		t.Errorf("Personality = %#x, %v", p, err)
+	}
+	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid)); err != nil {
+		t.Error(err)
+	} else if got, err := OOMScoreAdj(pid); err != nil || strconv.Itoa(got) != strings.TrimSpace(string(raw)) {
+		t.Errorf("OOMScoreAdj = %d, %v; file says %q", got, err, raw)
 	}
 
 	auxv, err := Auxv(pid)

@@ -119,6 +119,13 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			return err
 		}
 	}
+	// Members of a group whose leader was created after them (a sibling,
+	// a zombie's group) join it now that every process exists.
+	for _, b := range t.procs {
+		if err := b.joinGroup(); err != nil {
+			return err
+		}
+	}
 	phase("create processes")
 	// Zombies exit now, after their siblings exist.
 	for _, b := range t.procs {
@@ -418,6 +425,30 @@ func (b *builder) session() error {
 		if _, err := b.lead.Syscall(unix.SYS_SETPGID, 0, 0); err != nil {
 			return fmt.Errorf("setpgid: %w", err)
 		}
+	}
+	return nil
+}
+
+// joinGroup moves a process into its image's process group when that
+// group's leader is in the tree and the process did not inherit it.
+func (b *builder) joinGroup() error {
+	p := b.p
+	if p.PGID == p.PID || p.SID == p.PID {
+		return nil
+	}
+	leader := b.tree.byPID[p.PGID]
+	if leader == nil {
+		return nil // led from outside the tree: inherited from the parent
+	}
+	st, err := procfs.Stat(b.pid)
+	if err != nil {
+		return err
+	}
+	if st.PGRP == leader.pid {
+		return nil
+	}
+	if _, err := b.lead.Syscall(unix.SYS_SETPGID, 0, uint64(leader.pid)); err != nil {
+		return fmt.Errorf("process %d: join process group %d: %w", p.PID, p.PGID, err)
 	}
 	return nil
 }

@@ -2,14 +2,17 @@ package restore
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/image"
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
 )
 
@@ -79,6 +82,16 @@ func (b *builder) processAttrs() error {
 	if p.Personality != 0 {
 		b.lead.Syscall(unix.SYS_PERSONALITY, uint64(p.Personality))
 	}
+	if err := setOOMScoreAdj(b.pid, p.OOMScoreAdj); err != nil {
+		return err
+	}
+	for _, cmd := range kernel.MembarrierRegisterCmds {
+		if p.Membarrier&cmd != 0 {
+			if _, err := b.lead.Syscall(unix.SYS_MEMBARRIER, cmd, 0, 0); err != nil {
+				return fmt.Errorf("membarrier registration %#x: %w", cmd, err)
+			}
+		}
+	}
 	for _, r := range p.Rlimits {
 		rl := unix.Rlimit{Cur: r.Cur, Max: r.Max}
 		if err := unix.Prlimit(b.pid, r.Resource, &rl, nil); err != nil {
@@ -87,6 +100,25 @@ func (b *builder) processAttrs() error {
 			}
 			return fmt.Errorf("rlimit %d: %w", r.Resource, err)
 		}
+	}
+	return nil
+}
+
+// setOOMScoreAdj writes /proc/PID/oom_score_adj when it differs.
+func setOOMScoreAdj(pid, v int) error {
+	path := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
+	cur, err := procfs.OOMScoreAdj(pid)
+	if err != nil {
+		return err
+	}
+	if cur == v {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(v)), 0); err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("oom_score_adj %d (ferry's is %d): lowering it needs CAP_SYS_RESOURCE, which this ferry lacks: %w", v, cur, err)
+		}
+		return fmt.Errorf("oom_score_adj %d: %w", v, err)
 	}
 	return nil
 }
@@ -219,6 +251,16 @@ func (b *builder) finish() error {
 			return err
 		}
 	}
+	// The parent-death signal after the credentials (changing them clears
+	// it). Not for the tree's root: its parent is ferry now, which exits.
+	for i, th := range p.Threads {
+		if th.PdeathSig == 0 || b.pid == b.tree.res.PID {
+			continue
+		}
+		if _, err := b.inj[b.tids[i]].Syscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(th.PdeathSig)); err != nil {
+			return fmt.Errorf("thread %d: parent-death signal %d: %w", th.TID, th.PdeathSig, err)
+		}
+	}
 	for _, si := range p.SharedPending {
 		addr, err := b.lead.Scratch(si)
 		if err != nil {
@@ -319,6 +361,10 @@ func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
 	return nil
 }
 
+// creds gives one thread the image's credentials: bounding set, groups
+// and ids, then capability sets, ambient capabilities and securebits.
+// Every thread does it itself (credentials are per thread). The thread
+// starts as ferry's copy: root with ferry's capabilities.
 func (b *builder) creds(in *ptrace.Injector) error {
 	c := b.p.Creds
 	if c.NoNewPrivs {
@@ -326,9 +372,105 @@ func (b *builder) creds(in *ptrace.Injector) error {
 			return fmt.Errorf("no_new_privs: %w", err)
 		}
 	}
-	if c.UID == [4]uint32{} && c.GID == [4]uint32{} && len(c.Groups) == 0 {
-		return nil // root, as ferry: nothing to drop
+	own, err := ownCaps()
+	if err != nil {
+		return err
 	}
+	root := c.UID == [4]uint32{} && c.GID == [4]uint32{} && len(c.Groups) == 0
+	if root && c.CapEff == own.CapEff && c.CapPrm == own.CapPrm && c.CapInh == 0 && c.CapAmb == 0 &&
+		c.CapBnd == own.CapBnd && c.Securebits == 0 {
+		return nil // as ferry: nothing to change
+	}
+	if extra := (c.CapPrm | c.CapInh | c.CapBnd | c.CapAmb) &^ own.CapBnd; extra != 0 {
+		return fmt.Errorf("capabilities %#x of the image are outside this ferry's bounding set %#x: %w", extra, own.CapBnd, ErrCapability)
+	}
+	if extra := c.CapPrm &^ own.CapPrm; extra != 0 {
+		return fmt.Errorf("permitted capabilities %#x of the image are not held by this ferry: %w", extra, ErrCapability)
+	}
+	// The bounding set, while the thread still has CAP_SETPCAP.
+	last, err := capLastCap()
+	if err != nil {
+		return err
+	}
+	for cp := 0; cp <= last; cp++ {
+		if c.CapBnd&(1<<cp) == 0 && own.CapBnd&(1<<cp) != 0 {
+			if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uint64(cp)); err != nil {
+				return fmt.Errorf("drop capability %d from the bounding set: %w", cp, err)
+			}
+		}
+	}
+	// Keep the permitted set across the change of ids.
+	if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1); err != nil {
+		return fmt.Errorf("keepcaps: %w", err)
+	}
+	if !root {
+		if err := b.ids(in); err != nil {
+			return err
+		}
+	}
+	// Effective back to everything still permitted (CAP_SETPCAP for the
+	// securebits), inheritable as in the image (ambient needs it).
+	if err := capset(in, own.CapPrm, own.CapPrm, c.CapInh); err != nil {
+		return err
+	}
+	for cp := 0; cp <= last; cp++ {
+		if c.CapAmb&(1<<cp) != 0 {
+			if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uint64(cp), 0, 0); err != nil {
+				return fmt.Errorf("raise ambient capability %d: %w", cp, err)
+			}
+		}
+	}
+	if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, c.Securebits); err != nil {
+		return fmt.Errorf("securebits %#x: %w", c.Securebits, err)
+	}
+	return capset(in, c.CapEff, c.CapPrm, c.CapInh)
+}
+
+// ErrCapability: the image holds capabilities this ferry cannot give.
+var ErrCapability = errors.New("ferry lacks the capability")
+
+// capset runs capset(2) in the thread.
+func capset(in *ptrace.Injector, eff, prm, inh uint64) error {
+	hdr, data := kernel.CapsetArgs(eff, prm, inh)
+	h, err := in.ScratchAt(2048, hdr)
+	if err != nil {
+		return err
+	}
+	d, err := in.ScratchAt(2048+64, data)
+	if err != nil {
+		return err
+	}
+	if _, err := in.Syscall(unix.SYS_CAPSET, h, d); err != nil {
+		return fmt.Errorf("capset(effective %#x, permitted %#x, inheritable %#x): %w", eff, prm, inh, err)
+	}
+	return nil
+}
+
+// ownCaps are ferry's own capability sets.
+func ownCaps() (procfs.ProcStatus, error) {
+	st, err := procfs.Status(os.Getpid())
+	if err != nil {
+		return procfs.ProcStatus{}, err
+	}
+	return *st, nil
+}
+
+// capLastCap is the highest capability this kernel knows.
+func capLastCap() (int, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 || n > 63 {
+		return 0, fmt.Errorf("/proc/sys/kernel/cap_last_cap: bad value %q", b)
+	}
+	return n, nil
+}
+
+// ids sets the thread's groups, gids and uids.
+func (b *builder) ids(in *ptrace.Injector) error {
+	c := b.p.Creds
 	groups := make([]byte, 0, 4*len(c.Groups))
 	for _, g := range c.Groups {
 		groups = binary.LittleEndian.AppendUint32(groups, g)
@@ -409,7 +551,8 @@ func setSched(tid int, th *image.Thread) error {
 			return fmt.Errorf("sched_setaffinity: %w", err)
 		}
 	}
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: th.Policy, Nice: th.Nice, Priority: th.RTPrio}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: th.Policy, Flags: th.SchedFlags, Nice: th.Nice, Priority: th.RTPrio,
+		Runtime: th.SchedRuntime, Deadline: th.SchedDeadline, Period: th.SchedPeriod}
 	if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
 		return fmt.Errorf("sched_setattr(policy %d, nice %d, prio %d): %w", th.Policy, th.Nice, th.RTPrio, err)
 	}
