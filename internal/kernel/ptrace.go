@@ -142,3 +142,14 @@ const (
 	PR_TIMER_CREATE_RESTORE_IDS_OFF = 0
 	PR_TIMER_CREATE_RESTORE_IDS_ON  = 1
 )
+
+// PTRACE_GET_SYSCALL_INFO (Linux 5.3) and the op values of struct
+// ptrace_syscall_info: what kind of stop a SIGTRAP stop is.
+const (
+	PTRACE_GET_SYSCALL_INFO     = 0x420e
+	PTRACE_SYSCALL_INFO_NONE    = 0
+	PTRACE_SYSCALL_INFO_ENTRY   = 1
+	PTRACE_SYSCALL_INFO_EXIT    = 2
+	PTRACE_SYSCALL_INFO_SECCOMP = 3
+	ptraceSyscallInfoSize       = 88
+)

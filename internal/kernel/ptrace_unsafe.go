@@ -121,3 +121,15 @@ func RegsToWords(r *PtraceRegs) []uint64 {
 func WordsToRegs(w []uint64, r *PtraceRegs) {
 	copy(unsafe.Slice((*uint64)(unsafe.Pointer(r)), RegsWords), w)
 }
+
+// PtraceSyscallInfo returns the op and instruction pointer of
+// PTRACE_GET_SYSCALL_INFO for a stopped tracee: op is
+// PTRACE_SYSCALL_INFO_ENTRY/EXIT at a system-call stop, NONE at any other
+// stop (a signal-delivery stop).
+func PtraceSyscallInfo(tid int) (op int, ip uint64, err error) {
+	var buf [ptraceSyscallInfoSize]byte
+	if err := ptrace4(PTRACE_GET_SYSCALL_INFO, tid, uintptr(len(buf)), uintptr(unsafe.Pointer(&buf[0]))); err != nil {
+		return 0, 0, err
+	}
+	return int(buf[0]), *(*uint64)(unsafe.Pointer(&buf[8])), nil
+}

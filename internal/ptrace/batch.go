@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // Call is one system call of a batch.
@@ -17,7 +18,9 @@ type Call struct {
 
 // batchStub runs a table of system calls: r12 points at entries of 64
 // bytes (nr, six arguments, result), r13 counts them. It stops at the
-// first call that fails and traps (int3) when done.
+// first call that fails; done, it makes one more call (getpid), a marker
+// whose exit stop ends a batch run under PTRACE_SYSCALL, and traps (int3),
+// which ends a batch run under PTRACE_CONT.
 //
 //	loop: test r13, r13        4d 85 ed
 //	      jz done              74 3a
@@ -35,7 +38,9 @@ type Call struct {
 //	      add r12, 64          49 83 c4 40
 //	      dec r13              49 ff cd
 //	      jmp loop             eb c1
-//	done: int3                 cc
+//	done: mov eax, 39          b8 27 00 00 00
+//	      syscall              0f 05
+//	      int3                 cc
 var batchStub = []byte{
 	0x4d, 0x85, 0xed,
 	0x74, 0x3a,
@@ -53,6 +58,8 @@ var batchStub = []byte{
 	0x49, 0x83, 0xc4, 0x40,
 	0x49, 0xff, 0xcd,
 	0xeb, 0xc1,
+	0xb8, 0x27, 0x00, 0x00, 0x00,
+	0x0f, 0x05,
 	0xcc,
 }
 
@@ -106,6 +113,62 @@ func (in *Injector) Batch(calls []Call) ([]uint64, error) {
 	return res, nil
 }
 
+// trapSafe reports whether the stub's int3 leaves the program's state
+// alone: SIGTRAP neither caught, ignored nor pending. (A forced SIGTRAP
+// on a thread that blocks it resets its handler to SIG_DFL, and merges
+// with a pending one, which it would then take.)
+func (in *Injector) trapSafe() bool {
+	st, err := procfs.Status(in.TID)
+	if err != nil {
+		return false
+	}
+	const trap = 1 << (unix.SIGTRAP - 1)
+	return (st.SigPnd|st.ShdPnd|st.SigIgn|st.SigCgt)&trap == 0
+}
+
+// runToTrap resumes the thread until the stub's int3 (PTRACE_CONT), then
+// blocks every signal again (the trap unblocked SIGTRAP).
+func (in *Injector) runToTrap() error {
+	sig := 0
+	for {
+		if err := unix.PtraceCont(in.TID, sig); err != nil {
+			return fmt.Errorf("continue: %w", err)
+		}
+		sig = 0
+		ws, err := Wait(in.TID)
+		if err != nil {
+			return err
+		}
+		if ws.Exited() || ws.Signaled() {
+			return fmt.Errorf("%w (%s)", ErrExited, Describe(ws))
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		if kernel.StopEvent(ws) != 0 {
+			continue // a group-stop or event stop: go on
+		}
+		s := ws.StopSignal()
+		if s == unix.SIGTRAP {
+			break // the stub's int3
+		}
+		switch s {
+		case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
+			var r kernel.PtraceRegs
+			kernel.PtraceGetRegs(in.TID, &r)
+			return fmt.Errorf("%v at %#x", s, r.Rip)
+		}
+		// Everything blockable is blocked; a stop signal is remembered
+		// and suppressed, as with single calls.
+		in.StopSeen = s
+	}
+	in.atSyscallStop = false
+	if err := kernel.PtraceSetSigmask(in.TID, ^uint64(0)); err != nil {
+		return fmt.Errorf("block signals again: %w", err)
+	}
+	return nil
+}
+
 func (in *Injector) batch(calls []Call) ([]uint64, error) {
 	table := make([]byte, len(calls)*batchEntry)
 	for i, c := range calls {
@@ -127,44 +190,37 @@ func (in *Injector) batch(calls []Call) ([]uint64, error) {
 	if err := kernel.PtraceSetRegs(in.TID, &regs); err != nil {
 		return nil, fmt.Errorf("inject a batch into %d: set registers: %w", in.TID, err)
 	}
-	sig := 0
-	for {
-		if err := unix.PtraceCont(in.TID, sig); err != nil {
-			return nil, fmt.Errorf("inject a batch into %d: continue: %w", in.TID, err)
+	trapEnd := in.batchAddr + uint64(len(batchStub))
+	if in.trapSafe() {
+		if err := in.runToTrap(); err != nil {
+			return nil, fmt.Errorf("inject a batch into %d: %w", in.TID, err)
 		}
-		sig = 0
-		ws, err := Wait(in.TID)
-		if err != nil {
-			return nil, err
+	} else {
+		// The int3 would touch the program's SIGTRAP (handler, ignored,
+		// pending): run from system-call stop to stop instead, to the
+		// marker's exit.
+		marker := trapEnd - 1
+		entered := false
+		for {
+			if err := unix.PtraceSyscall(in.TID, 0); err != nil {
+				return nil, fmt.Errorf("inject a batch into %d: resume: %w", in.TID, err)
+			}
+			exit, err := in.waitSyscallStop(&entered, func(ip uint64) bool { return ip == marker })
+			if err != nil {
+				return nil, fmt.Errorf("inject a batch into %d: %w", in.TID, err)
+			}
+			if exit {
+				break
+			}
 		}
-		if ws.Exited() || ws.Signaled() {
-			return nil, fmt.Errorf("inject a batch into %d: %w (%s)", in.TID, ErrExited, Describe(ws))
-		}
-		if !ws.Stopped() {
-			continue
-		}
-		if kernel.StopEvent(ws) != 0 {
-			continue // a group-stop or event stop: go on
-		}
-		s := ws.StopSignal()
-		if s == unix.SIGTRAP {
-			break // the stub's int3
-		}
-		switch s {
-		case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
-			var r kernel.PtraceRegs
-			kernel.PtraceGetRegs(in.TID, &r)
-			return nil, fmt.Errorf("inject a batch into %d: %v at %#x", in.TID, s, r.Rip)
-		}
-		// Everything blockable is blocked; a stop signal is remembered
-		// and suppressed, as with single calls.
-		in.StopSeen = s
+		in.atSyscallStop = true
+		trapEnd = marker
 	}
 	var r kernel.PtraceRegs
 	if err := kernel.PtraceGetRegs(in.TID, &r); err != nil {
 		return nil, fmt.Errorf("inject a batch into %d: get registers: %w", in.TID, err)
 	}
-	if r.Rip != in.batchAddr+uint64(len(batchStub)) {
+	if r.Rip != trapEnd {
 		return nil, fmt.Errorf("inject a batch into %d: trapped at %#x, not at the end of the stub", in.TID, r.Rip)
 	}
 	ran := len(calls) - int(r.R13)

@@ -67,7 +67,7 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 			if seized[tid] {
 				continue
 			}
-			if err := kernel.PtraceSeize(tid, 0); err != nil {
+			if err := kernel.PtraceSeize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
 				if err == unix.ESRCH {
 					continue // exited meanwhile
 				}

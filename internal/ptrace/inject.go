@@ -35,6 +35,9 @@ type Injector struct {
 	batchAddr, batchSize uint64
 	stubWritten          bool
 
+	// atSyscallStop: the thread sits in the exit stop of an injected call.
+	atSyscallStop bool
+
 	// Events collects the IDs of tasks created by injected clone calls.
 	Events []int
 	// StopSeen is set when a stop signal (SIGSTOP etc.) arrived while
@@ -135,55 +138,91 @@ func (in *Injector) RawSyscall(nr uintptr, args ...uint64) (uint64, error) {
 	if err := kernel.PtraceSetRegs(in.TID, &regs); err != nil {
 		return 0, fmt.Errorf("inject syscall %d into %d: set registers: %w", nr, in.TID, err)
 	}
+	// Run to the call's exit stop. System-call stops are not signals: a
+	// single-step or int3 would force a SIGTRAP on the thread, which
+	// (blocked as it is while injecting) resets the program's SIGTRAP
+	// handler to SIG_DFL and, when the program has a SIGTRAP pending,
+	// takes that one in its place.
+	entered := false
 	for {
-		if err := unix.PtraceSingleStep(in.TID); err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: single-step: %w", nr, in.TID, err)
+		if err := unix.PtraceSyscall(in.TID, 0); err != nil {
+			return 0, fmt.Errorf("inject syscall %d into %d: resume to the call: %w", nr, in.TID, err)
 		}
-	again:
-		ws, err := Wait(in.TID)
+		exit, err := in.waitSyscallStop(&entered, func(ip uint64) bool { return ip == in.Addr+2 })
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, in.TID, err)
 		}
-		if ws.Exited() || ws.Signaled() {
-			return 0, fmt.Errorf("inject syscall %d into %d: %w (%s)", nr, in.TID, ErrExited, Describe(ws))
-		}
-		if !ws.Stopped() {
-			goto again
-		}
-		ev := kernel.StopEvent(ws)
-		switch {
-		case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
-			msg, err := unix.PtraceGetEventMsg(in.TID)
-			if err != nil {
-				return 0, fmt.Errorf("inject: clone event message: %w", err)
-			}
-			in.Events = append(in.Events, int(msg))
-			continue // step on to the end of the syscall
-		case ev == unix.PTRACE_EVENT_STOP:
-			continue
-		case ev != 0:
-			continue
-		}
-		sig := ws.StopSignal()
-		if sig == unix.SIGTRAP {
+		if exit {
 			break
 		}
-		// A group-stop signal is remembered and suppressed; anything else
-		// cannot be dequeued while blocked, except SIGKILL.
-		switch sig {
-		case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
-			// A fault of our own making (the syscall instruction is not
-			// where we think): stepping again would fault forever.
-			var regs kernel.PtraceRegs
-			kernel.PtraceGetRegs(in.TID, &regs)
-			return 0, fmt.Errorf("inject syscall %d into %d: %v at %#x", nr, in.TID, sig, regs.Rip)
-		}
-		in.StopSeen = sig
 	}
+	in.atSyscallStop = true
 	if err := kernel.PtraceGetRegs(in.TID, &regs); err != nil {
 		return 0, fmt.Errorf("inject syscall %d into %d: get registers: %w", nr, in.TID, err)
 	}
 	return regs.Rax, nil
+}
+
+// waitSyscallStop waits for the thread's next stop after a PTRACE_SYSCALL
+// and reports whether it is the exit stop of the injected call: an exit
+// stop after an entry stop, at an instruction pointer end accepts. Clone
+// events are collected, stop signals remembered (and suppressed), faults
+// of our own making returned as errors.
+func (in *Injector) waitSyscallStop(entered *bool, end func(ip uint64) bool) (bool, error) {
+	for {
+		ws, err := Wait(in.TID)
+		if err != nil {
+			return false, err
+		}
+		if ws.Exited() || ws.Signaled() {
+			return false, fmt.Errorf("%w (%s)", ErrExited, Describe(ws))
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		switch ev := kernel.StopEvent(ws); {
+		case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
+			msg, err := unix.PtraceGetEventMsg(in.TID)
+			if err != nil {
+				return false, fmt.Errorf("clone event message: %w", err)
+			}
+			in.Events = append(in.Events, int(msg))
+			return false, nil
+		case ev != 0:
+			return false, nil // an event or group stop: go on
+		}
+		sig := ws.StopSignal()
+		if sig == unix.SIGTRAP || sig == unix.SIGTRAP|0x80 {
+			op, ip, err := kernel.PtraceSyscallInfo(in.TID)
+			if err != nil {
+				return false, fmt.Errorf("PTRACE_GET_SYSCALL_INFO: %w", err)
+			}
+			switch op {
+			case kernel.PTRACE_SYSCALL_INFO_ENTRY:
+				*entered = true
+				return false, nil
+			case kernel.PTRACE_SYSCALL_INFO_EXIT:
+				// An exit without our entry is the end of a call the
+				// thread was stopped in before (it was skipped).
+				return *entered && end(ip), nil
+			}
+			// A SIGTRAP signal: everything blockable is blocked, so only a
+			// forced one gets here, which nothing injected raises.
+			return false, fmt.Errorf("a forced SIGTRAP at a stop of an injected call")
+		}
+		switch sig {
+		case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
+			// A fault of our own making (the code is not where we think):
+			// going on would fault forever.
+			var regs kernel.PtraceRegs
+			kernel.PtraceGetRegs(in.TID, &regs)
+			return false, fmt.Errorf("%v at %#x", sig, regs.Rip)
+		}
+		// A group-stop signal is remembered and suppressed; anything else
+		// cannot be dequeued while blocked, except SIGKILL.
+		in.StopSeen = sig
+		return false, nil
+	}
 }
 
 // Restore puts back the registers and signal mask the thread had.
@@ -192,6 +231,16 @@ func (in *Injector) Restore() error {
 		return nil
 	}
 	in.restored = true
+	if in.atSyscallStop && restarts(&in.saved) {
+		// The thread was frozen inside a system call the kernel restarts
+		// when it resumes from a stop in signal delivery; it sits in a
+		// system-call exit stop now, from which it would return the
+		// restart code to the program. Trap it into a stop in signal
+		// delivery first (PTRACE_INTERRUPT, then resume).
+		if err := in.reenterSignalStop(); err != nil {
+			return fmt.Errorf("restore %d: %w", in.TID, err)
+		}
+	}
 	if err := kernel.PtraceSetRegs(in.TID, &in.saved); err != nil {
 		return fmt.Errorf("restore registers of %d: %w", in.TID, err)
 	}
@@ -199,6 +248,53 @@ func (in *Injector) Restore() error {
 		return fmt.Errorf("restore signal mask of %d: %w", in.TID, err)
 	}
 	return nil
+}
+
+// restarts reports whether registers are those of a thread interrupted
+// in a system call that the kernel restarts (orig_rax a call, rax a
+// restart code).
+func restarts(r *kernel.PtraceRegs) bool {
+	if int64(r.Orig_rax) < 0 {
+		return false
+	}
+	switch -int64(r.Rax) {
+	case kernel.ERESTARTSYS, kernel.ERESTARTNOINTR, kernel.ERESTARTNOHAND, kernel.ERESTART_RESTARTBLOCK:
+		return true
+	}
+	return false
+}
+
+// reenterSignalStop moves a thread from a system-call exit stop to a
+// PTRACE_EVENT_STOP in signal delivery, with the registers of the stub's
+// call (rax a result, never a restart code).
+func (in *Injector) reenterSignalStop() error {
+	if err := unix.PtraceInterrupt(in.TID); err != nil {
+		return fmt.Errorf("PTRACE_INTERRUPT: %w", err)
+	}
+	if err := unix.PtraceCont(in.TID, 0); err != nil {
+		return fmt.Errorf("resume to the interrupt: %w", err)
+	}
+	for {
+		ws, err := Wait(in.TID)
+		if err != nil {
+			return err
+		}
+		if ws.Exited() || ws.Signaled() {
+			return fmt.Errorf("%w (%s)", ErrExited, Describe(ws))
+		}
+		if ws.Stopped() && kernel.StopEvent(ws) == unix.PTRACE_EVENT_STOP {
+			in.atSyscallStop = false
+			return nil
+		}
+		if ws.Stopped() && kernel.StopEvent(ws) == 0 {
+			if s := ws.StopSignal(); s != unix.SIGTRAP && s != unix.SIGTRAP|0x80 {
+				in.StopSeen = s
+			}
+		}
+		if err := unix.PtraceCont(in.TID, 0); err != nil {
+			return fmt.Errorf("resume to the interrupt: %w", err)
+		}
+	}
 }
 
 // Pull takes fd tfd of process pid (the injector's process) into ferry —

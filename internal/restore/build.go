@@ -250,7 +250,7 @@ func (b *builder) create() error {
 		return fmt.Errorf("restore seed: %s", ptrace.Describe(ws))
 	}
 	if err := unix.PtraceSetOptions(spid, unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEFORK|
-		unix.PTRACE_O_TRACEVFORK|unix.PTRACE_O_EXITKILL); err != nil {
+		unix.PTRACE_O_TRACEVFORK|unix.PTRACE_O_EXITKILL|unix.PTRACE_O_TRACESYSGOOD); err != nil {
 		return fmt.Errorf("restore seed options: %w", err)
 	}
 	addr, _, err := ptrace.FindSyscall(spid)

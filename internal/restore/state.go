@@ -143,6 +143,14 @@ func (b *builder) signalsAndTimers() error {
 		if it == (image.Itimer{}) {
 			continue
 		}
+		if it.ValueUsec == 0 {
+			// An ITIMER_REAL that fired while the process was frozen reads
+			// 0 with its interval: the kernel re-arms it when its SIGALRM
+			// (pending, in the image) is taken. A value of 0 would disarm
+			// it; 1 µs fires once more into the same pending SIGALRM and
+			// leaves it waiting to be re-armed the same way.
+			it.ValueUsec = 1
+		}
 		v := kernel.Itimerval{IntervalSec: it.IntervalUsec / 1e6, IntervalUsec: it.IntervalUsec % 1e6,
 			ValueSec: it.ValueUsec / 1e6, ValueUsec: it.ValueUsec % 1e6}
 		addr, err := b.lead.Scratch(kernel.Bytes(&v))
