@@ -191,6 +191,8 @@ func Check(pid int) error {
 	if err != nil {
 		return err
 	}
+	var live []int
+	ppid := map[int]int{}
 	for _, q := range tree {
 		st, err := procfs.Stat(q)
 		if err != nil {
@@ -217,6 +219,13 @@ func Check(pid int) error {
 			}
 			return err
 		}
+		live = append(live, q)
+		ppid[q] = st.PPID
+	}
+	// A process that exits meanwhile is no reason to refuse: the dump
+	// compares the frozen tree again.
+	if _, err := sharedTables(live, ppid); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
 	}
 	return nil
 }
@@ -376,6 +385,18 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 		}
 		cols = append(cols, col)
 		c.Processes = append(c.Processes, col.proc)
+	}
+	live, ppid := make([]int, 0, len(c.Processes)), map[int]int{}
+	for _, p := range c.Processes {
+		live = append(live, p.PID)
+		ppid[p.PID] = p.PPID
+	}
+	shared, err := sharedTables(live, ppid)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range c.Processes {
+		p.FilesOf = shared[p.PID]
 	}
 	c.Processes = append(c.Processes, ft.zombies...)
 	if err := dumper.Finish(c.Processes); err != nil {

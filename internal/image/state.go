@@ -66,6 +66,9 @@ type Process struct {
 	PosixTimers []PosixTimer `json:"posix_timers,omitempty"`
 
 	FDs []FD `json:"fds"`
+	// FilesOf is the parent whose fd table this process shares
+	// (clone(CLONE_FILES)); its FDs then list the same table.
+	FilesOf int `json:"files_of,omitempty"`
 
 	// Zombie marks a child that had exited but was not yet reaped; only
 	// its identity and ExitStatus (a wait status) are kept.

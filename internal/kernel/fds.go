@@ -16,8 +16,33 @@ import (
 
 // kcmp types (include/uapi/linux/kcmp.h).
 const (
-	kcmpFile = 0 // KCMP_FILE
+	kcmpFile  = 0 // KCMP_FILE
+	kcmpFiles = 2 // KCMP_FILES
 )
+
+// KcmpFiles wraps kcmp(pid1, pid2, KCMP_FILES): it orders the fd tables of
+// two processes, 0 when they share one, -1 or 1 otherwise (the kernel's
+// order of the tables' obfuscated addresses: a total order to sort by).
+func KcmpFiles(pid1, pid2 int) (int, error) {
+	for {
+		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), kcmpFiles, 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, os.NewSyscallError("kcmp", errno)
+		}
+		switch r {
+		case 0:
+			return 0, nil
+		case 1:
+			return -1, nil
+		case 2:
+			return 1, nil
+		}
+		return 0, fmt.Errorf("kcmp: unordered answer %d", r)
+	}
+}
 
 // KcmpFile wraps kcmp(pid1, pid2, KCMP_FILE, fd1, fd2). It reports whether
 // fd1 of pid1 and fd2 of pid2 refer to the same open file description; the

@@ -310,6 +310,12 @@ func (b *builder) create() error {
 // still a copy of the seed.
 func (b *builder) createFrom(parent *builder) error {
 	ca := kernel.CloneArgs{ExitSignal: uint64(unix.SIGCHLD)}
+	if b.p.FilesOf != 0 {
+		if b.p.FilesOf != parent.p.PID {
+			return fmt.Errorf("process %d shares the fd table of %d, not its parent's: %w", b.p.PID, b.p.FilesOf, image.ErrMalformed)
+		}
+		ca.Flags |= unix.CLONE_FILES // the parent installs the table
+	}
 	sc, _ := parent.lead.ScratchAddr()
 	if !b.opts.NewPIDs {
 		ca.SetTID, ca.SetTIDSize = sc+256, 1

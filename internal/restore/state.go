@@ -18,6 +18,14 @@ import (
 
 // installFDs replaces the seed's fd table with the image's.
 func (b *builder) installFDs() error {
+	if b.p.FilesOf != 0 {
+		// The table is its parent's, installed already.
+		b.fr.Files(b.p.PID)
+		if err := b.fr.Finish(b.p.PID, b.lead); err != nil {
+			return fmt.Errorf("file descriptors: %w", err)
+		}
+		return nil
+	}
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", b.pid))
 	if err != nil {
 		return err

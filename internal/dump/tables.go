@@ -1,0 +1,65 @@
+package dump
+
+import (
+	"fmt"
+	"slices"
+
+	"ferry/internal/kernel"
+)
+
+// sharedTables finds processes of a tree that share one fd table
+// (clone(CLONE_FILES) without CLONE_THREAD): it sorts the processes by
+// their tables (kcmp KCMP_FILES orders them) and returns, for each
+// process that shares its parent's table, that parent. A restore clones
+// such a child with CLONE_FILES. A table shared otherwise (with a sibling
+// or a grandparent only, after the parent in between unshared its own)
+// cannot be rebuilt by cloning and is refused. ppid gives each live
+// process's parent.
+func sharedTables(pids []int, ppid map[int]int) (map[int]int, error) {
+	if len(pids) < 2 {
+		return nil, nil
+	}
+	sorted := slices.Clone(pids)
+	var kerr error
+	slices.SortStableFunc(sorted, func(a, b int) int {
+		c, err := kernel.KcmpFiles(a, b)
+		if err != nil && kerr == nil {
+			kerr = err
+		}
+		return c
+	})
+	if kerr != nil {
+		return nil, fmt.Errorf("compare fd tables: %w", kerr)
+	}
+	out := map[int]int{}
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) {
+			c, err := kernel.KcmpFiles(sorted[i], sorted[j])
+			if err != nil {
+				return nil, fmt.Errorf("compare fd tables of %d and %d: %w", sorted[i], sorted[j], err)
+			}
+			if c != 0 {
+				break
+			}
+			j++
+		}
+		group := sorted[i:j]
+		for _, q := range group {
+			parent := ppid[q]
+			if slices.Contains(group, parent) {
+				out[q] = parent
+				continue
+			}
+			// The one member whose parent is outside the group owns it.
+			for _, o := range group {
+				if o != q && !slices.Contains(group, ppid[o]) {
+					return nil, fmt.Errorf("pids %d and %d share one fd table but neither is the other's ancestor through processes that share it: %w",
+						q, o, ErrUnsupported)
+				}
+			}
+		}
+		i = j
+	}
+	return out, nil
+}
