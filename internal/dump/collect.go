@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -95,9 +96,7 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 		return nil, err
 	}
 	p.Umask = status.Umask
-	p.Creds = image.Creds{UID: u32x4(status.UID), GID: u32x4(status.GID), Groups: u32s(status.Groups),
-		CapInh: status.CapInh, CapPrm: status.CapPrm, CapEff: status.CapEff, CapBnd: status.CapBnd, CapAmb: status.CapAmb,
-		NoNewPrivs: status.NoNewPrivs}
+	p.Creds = statusCreds(status)
 	p.Stopped = fz.WasStopped
 	if p.OOMScoreAdj, err = procfs.OOMScoreAdj(pid); err != nil {
 		return nil, err
@@ -368,6 +367,17 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 	if err := schedState(th); err != nil {
 		return nil, err
 	}
+	if tid != c.fz.PID {
+		st, err := procfs.TaskStatus(c.fz.PID, tid)
+		if err != nil {
+			return nil, err
+		}
+		cr := statusCreds(st)
+		cr.Securebits = c.proc.Creds.Securebits
+		if !reflect.DeepEqual(cr, c.proc.Creds) {
+			th.Creds = &cr
+		}
+	}
 	if v, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_GET_TIMERSLACK); err == nil {
 		th.TimerSlack = v
 	}
@@ -404,6 +414,14 @@ func u32s(a []int) []uint32 {
 		out[i] = uint32(v)
 	}
 	return out
+}
+
+// statusCreds are the credentials /proc/PID/status shows (all but the
+// securebits).
+func statusCreds(st *procfs.ProcStatus) image.Creds {
+	return image.Creds{UID: u32x4(st.UID), GID: u32x4(st.GID), Groups: u32s(st.Groups),
+		CapInh: st.CapInh, CapPrm: st.CapPrm, CapEff: st.CapEff, CapBnd: st.CapBnd, CapAmb: st.CapAmb,
+		NoNewPrivs: st.NoNewPrivs}
 }
 
 // schedState reads a thread's scheduling attributes from outside.

@@ -224,6 +224,23 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 	cr := proc.Creds
 	p("  creds\tuid %d/%d/%d/%d gid %d/%d/%d/%d umask %04o cap_eff %#x\n",
 		cr.UID[0], cr.UID[1], cr.UID[2], cr.UID[3], cr.GID[0], cr.GID[1], cr.GID[2], cr.GID[3], proc.Umask, cr.CapEff)
+	if cr.CapPrm != cr.CapEff || cr.CapInh != 0 || cr.CapAmb != 0 || cr.Securebits != 0 {
+		p("  caps	permitted %#x inheritable %#x bounding %#x ambient %#x securebits %#x\n",
+			cr.CapPrm, cr.CapInh, cr.CapBnd, cr.CapAmb, cr.Securebits)
+	}
+	var attrs []string
+	if proc.OOMScoreAdj != 0 {
+		attrs = append(attrs, fmt.Sprintf("oom_score_adj %d", proc.OOMScoreAdj))
+	}
+	if proc.Membarrier != 0 {
+		attrs = append(attrs, fmt.Sprintf("membarrier registrations %#x", proc.Membarrier))
+	}
+	if proc.FilesOf != 0 {
+		attrs = append(attrs, fmt.Sprintf("fd table shared with %d", proc.FilesOf))
+	}
+	if len(attrs) > 0 {
+		p("  attrs\t%s\n", strings.Join(attrs, ", "))
+	}
 	p("  memory\t%d pages (%s) stored for %d VMAs", pp.Pages, humanBytes(pp.Bytes), len(proc.VMAs))
 	if pp.Outside > 0 {
 		p(", %d pages outside any VMA", pp.Outside)
@@ -243,6 +260,12 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 		state := "running"
 		if t.InSyscall {
 			state = "in syscall"
+		}
+		if t.Policy != 0 {
+			state += fmt.Sprintf(", policy %d prio %d", t.Policy, t.RTPrio)
+		}
+		if t.PdeathSig != 0 {
+			state += ", pdeathsig " + signalName(t.PdeathSig)
 		}
 		p("    %d\t%s\t%#016x\t%d\t%s\t%s\n", t.TID, orDash(t.Name), t.SigMask, len(t.Pending), alt, state)
 	}

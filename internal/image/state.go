@@ -209,6 +209,9 @@ type Thread struct {
 	IOPrio        int      `json:"ioprio,omitempty"`
 	TimerSlack    uint64   `json:"timer_slack,omitempty"`
 	MCEKill       int      `json:"mce_kill,omitempty"`
+	// Creds are the thread's own credentials when they differ from the
+	// process's (credentials are per thread in Linux).
+	Creds *Creds `json:"creds,omitempty"`
 	// PdeathSig is PR_SET_PDEATHSIG's signal (0: none).
 	PdeathSig int `json:"pdeath_sig,omitempty"`
 }

@@ -262,9 +262,13 @@ func (b *builder) finish() error {
 			return fmt.Errorf("thread %d: %w", th.TID, err)
 		}
 	}
-	for i := range p.Threads {
-		if err := b.creds(b.inj[b.tids[i]]); err != nil {
-			return err
+	for i, th := range p.Threads {
+		c := p.Creds
+		if th.Creds != nil {
+			c = *th.Creds
+		}
+		if err := b.creds(b.inj[b.tids[i]], c); err != nil {
+			return fmt.Errorf("thread %d: %w", th.TID, err)
 		}
 	}
 	// The parent-death signal after the credentials (changing them clears
@@ -381,8 +385,7 @@ func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
 // and ids, then capability sets, ambient capabilities and securebits.
 // Every thread does it itself (credentials are per thread). The thread
 // starts as ferry's copy: root with ferry's capabilities.
-func (b *builder) creds(in *ptrace.Injector) error {
-	c := b.p.Creds
+func (b *builder) creds(in *ptrace.Injector, c image.Creds) error {
 	if c.NoNewPrivs {
 		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("no_new_privs: %w", err)
@@ -420,7 +423,7 @@ func (b *builder) creds(in *ptrace.Injector) error {
 		return fmt.Errorf("keepcaps: %w", err)
 	}
 	if !root {
-		if err := b.ids(in); err != nil {
+		if err := ids(in, c); err != nil {
 			return err
 		}
 	}
@@ -485,8 +488,7 @@ func capLastCap() (int, error) {
 }
 
 // ids sets the thread's groups, gids and uids.
-func (b *builder) ids(in *ptrace.Injector) error {
-	c := b.p.Creds
+func ids(in *ptrace.Injector, c image.Creds) error {
 	groups := make([]byte, 0, 4*len(c.Groups))
 	for _, g := range c.Groups {
 		groups = binary.LittleEndian.AppendUint32(groups, g)

@@ -6,12 +6,15 @@
  * from the permitted set (keeping them out of the way of the harness: it
  * stays root). After restore capget, PR_CAPBSET_READ and PR_CAP_AMBIENT
  * give the same sets, and the kernel enforces them: settimeofday fails
- * with EPERM (CAP_SYS_TIME is gone).
+ * with EPERM (CAP_SYS_TIME is gone). Credentials are per thread: a second
+ * thread drops CAP_NET_ADMIN from its own effective set only, and keeps
+ * its sets after restore while the main thread keeps its own.
  */
 #include "zdtm.h"
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
+#include <pthread.h>
 
 #define BIT(c) (1ULL << (c))
 
@@ -60,8 +63,31 @@ static uint64_t ambient(void)
 	return a;
 }
 
+static volatile int thread_ready, thread_go, thread_result = -1;
+static uint64_t te0, tp0, ti0;
+
+static void *thread_main(void *arg)
+{
+	uint64_t e, p, i;
+
+	(void)arg;
+	if (capget2(&e, &p, &i) || capset2(e & ~BIT(CAP_NET_ADMIN), p, i) || capget2(&te0, &tp0, &ti0)) {
+		thread_result = 2;
+		return NULL;
+	}
+	__atomic_store_n(&thread_ready, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&thread_go, __ATOMIC_ACQUIRE))
+		zdtm_sleep_ms(1);
+	if (capget2(&e, &p, &i))
+		thread_result = 3;
+	else
+		thread_result = (e == te0 && p == tp0 && i == ti0) ? 0 : 1;
+	return NULL;
+}
+
 int main(void)
 {
+	pthread_t th;
 	uint64_t e0, p0, i0, b0, a0, e1, p1, i1, b1, a1;
 	struct timeval tv;
 
@@ -85,9 +111,19 @@ int main(void)
 		zdtm_die("capget");
 	b0 = bounding();
 	a0 = ambient();
+	if (pthread_create(&th, NULL, thread_main, NULL))
+		zdtm_die("pthread_create");
+	while (!__atomic_load_n(&thread_ready, __ATOMIC_ACQUIRE) && thread_result < 0)
+		zdtm_sleep_ms(1);
+	if (thread_result >= 0)
+		zdtm_die("thread capset");
 
 	zdtm_ready();
 	zdtm_wait_go();
+	__atomic_store_n(&thread_go, 1, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	CHECK(thread_result == 0, "thread's own capability sets differ after restore (result %d; effective without CAP_NET_ADMIN %#llx)",
+	      thread_result, (unsigned long long)te0);
 
 	if (capget2(&e1, &p1, &i1))
 		fail("capget: %s", strerror(errno));
