@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // TestBatch runs a table of system calls in a frozen process with one
@@ -110,3 +111,83 @@ func manyGetpid(n int) []Call {
 }
 
 func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }
+
+// TestInjectLeavesSIGTRAP: the program's SIGTRAP is its own. Injected
+// calls and batches into a thread with a SIGTRAP handler and a SIGTRAP
+// pending for that very thread leave the handler installed and the
+// signal pending (a trap forced by the injection would reset the handler
+// to SIG_DFL, the thread blocking it, and take the pending one's place).
+func TestInjectLeavesSIGTRAP(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root for ptrace")
+	}
+	cmd := startBusyEnv(t, "FERRY_PTRACE_HELPER_TRAP=1")
+	pid := cmd.Process.Pid
+	const trap = 1 << (unix.SIGTRAP - 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := procfs.Status(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.SigCgt&trap != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("helper did not install its SIGTRAP handler")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tr := NewTracer()
+	defer tr.Close()
+	err := tr.Do(context.Background(), func() error {
+		fz, err := Freeze(pid, 5*time.Second, nil)
+		if err != nil {
+			return err
+		}
+		defer fz.Thaw(false)
+		if err := unix.Tgkill(pid, pid, unix.SIGTRAP); err != nil {
+			return err
+		}
+		addr, _, err := FindSyscall(pid)
+		if err != nil {
+			return err
+		}
+		in, err := NewInjector(pid, addr)
+		if err != nil {
+			return err
+		}
+		if got, err := in.Syscall(unix.SYS_GETPID); err != nil || int(got) != pid {
+			t.Errorf("injected getpid = %d, %v", got, err)
+		}
+		area, err := in.Syscall(unix.SYS_MMAP, 0, 64<<10, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err != nil {
+			return err
+		}
+		in.SetBatchArea(area, 64<<10)
+		if got, err := in.Batch(manyGetpid(10)); err != nil || len(got) != 10 || got[9] != uint64(pid) {
+			t.Errorf("batch = %v, %v", got, err)
+		}
+		if _, err := in.Syscall(unix.SYS_MUNMAP, area, 64<<10); err != nil {
+			return err
+		}
+		if err := in.Restore(); err != nil {
+			return err
+		}
+		st, err := procfs.TaskStatus(pid, pid)
+		if err != nil {
+			return err
+		}
+		if st.SigCgt&trap == 0 {
+			t.Error("SIGTRAP handler reset by the injection")
+		}
+		if st.SigPnd&trap == 0 {
+			t.Error("the thread's pending SIGTRAP was taken by the injection")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

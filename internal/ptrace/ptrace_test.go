@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"os/signal"
 	"testing"
 	"time"
 
@@ -15,10 +16,13 @@ import (
 
 // startBusy starts a process that keeps running and has several threads
 // (a Go program: the test binary itself, told to spin).
-func startBusy(t *testing.T) *exec.Cmd {
+func startBusy(t *testing.T) *exec.Cmd { t.Helper(); return startBusyEnv(t) }
+
+// startBusyEnv is startBusy with more environment for the helper.
+func startBusyEnv(t *testing.T, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperBusy$")
-	cmd.Env = append(os.Environ(), "FERRY_PTRACE_HELPER=1")
+	cmd.Env = append(append(os.Environ(), "FERRY_PTRACE_HELPER=1"), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +44,9 @@ func startBusy(t *testing.T) *exec.Cmd {
 func TestHelperBusy(t *testing.T) {
 	if os.Getenv("FERRY_PTRACE_HELPER") != "1" {
 		t.Skip("helper process")
+	}
+	if os.Getenv("FERRY_PTRACE_HELPER_TRAP") != "" {
+		signal.Notify(make(chan os.Signal, 1), unix.SIGTRAP)
 	}
 	for i := 0; ; i++ {
 		time.Sleep(time.Millisecond)
