@@ -7,7 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
-	"ferry/internal/procfs"
 )
 
 // Call is one system call of a batch.
@@ -113,21 +112,7 @@ func (in *Injector) Batch(calls []Call) ([]uint64, error) {
 	return res, nil
 }
 
-// trapSafe reports whether the stub's int3 leaves the program's state
-// alone: SIGTRAP neither caught, ignored nor pending. (A forced SIGTRAP
-// on a thread that blocks it resets its handler to SIG_DFL, and merges
-// with a pending one, which it would then take.)
-func (in *Injector) trapSafe() bool {
-	st, err := procfs.Status(in.TID)
-	if err != nil {
-		return false
-	}
-	const trap = 1 << (unix.SIGTRAP - 1)
-	return (st.SigPnd|st.ShdPnd|st.SigIgn|st.SigCgt)&trap == 0
-}
-
-// runToTrap resumes the thread until the stub's int3 (PTRACE_CONT), then
-// blocks every signal again (the trap unblocked SIGTRAP).
+// runToTrap resumes the thread until the stub's int3 (PTRACE_CONT).
 func (in *Injector) runToTrap() error {
 	sig := 0
 	for {
@@ -163,9 +148,6 @@ func (in *Injector) runToTrap() error {
 		in.StopSeen = s
 	}
 	in.atSyscallStop = false
-	if err := kernel.PtraceSetSigmask(in.TID, ^uint64(0)); err != nil {
-		return fmt.Errorf("block signals again: %w", err)
-	}
 	return nil
 }
 
@@ -191,12 +173,12 @@ func (in *Injector) batch(calls []Call) ([]uint64, error) {
 		return nil, fmt.Errorf("inject a batch into %d: set registers: %w", in.TID, err)
 	}
 	trapEnd := in.batchAddr + uint64(len(batchStub))
-	if in.trapSafe() {
+	if in.trapOK {
 		if err := in.runToTrap(); err != nil {
 			return nil, fmt.Errorf("inject a batch into %d: %w", in.TID, err)
 		}
 	} else {
-		// The int3 would touch the program's SIGTRAP (handler, ignored,
+		// The int3 would touch the program's SIGTRAP (ignored or
 		// pending): run from system-call stop to stop instead, to the
 		// marker's exit.
 		marker := trapEnd - 1

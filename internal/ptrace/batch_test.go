@@ -2,6 +2,7 @@ package ptrace
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -113,14 +114,21 @@ func manyGetpid(n int) []Call {
 func negErrno(e unix.Errno) uint64 { return uint64(-int64(e)) }
 
 // TestInjectLeavesSIGTRAP: the program's SIGTRAP is its own. Injected
-// calls and batches into a thread with a SIGTRAP handler and a SIGTRAP
-// pending for that very thread leave the handler installed and the
-// signal pending (a trap forced by the injection would reset the handler
-// to SIG_DFL, the thread blocking it, and take the pending one's place).
+// calls and batches into a thread with a SIGTRAP handler, with and
+// without a SIGTRAP pending for that very thread, leave the handler
+// installed and the signal pending (a trap forced by the injection resets
+// the handler to SIG_DFL when the thread blocks SIGTRAP, and takes a
+// pending one's place).
 func TestInjectLeavesSIGTRAP(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root for ptrace")
 	}
+	for _, pending := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pending=%v", pending), func(t *testing.T) { testInjectLeavesSIGTRAP(t, pending) })
+	}
+}
+
+func testInjectLeavesSIGTRAP(t *testing.T, pending bool) {
 	cmd := startBusyEnv(t, "FERRY_PTRACE_HELPER_TRAP=1")
 	pid := cmd.Process.Pid
 	const trap = 1 << (unix.SIGTRAP - 1)
@@ -146,8 +154,10 @@ func TestInjectLeavesSIGTRAP(t *testing.T) {
 			return err
 		}
 		defer fz.Thaw(false)
-		if err := unix.Tgkill(pid, pid, unix.SIGTRAP); err != nil {
-			return err
+		if pending {
+			if err := unix.Tgkill(pid, pid, unix.SIGTRAP); err != nil {
+				return err
+			}
 		}
 		addr, _, err := FindSyscall(pid)
 		if err != nil {
@@ -182,7 +192,7 @@ func TestInjectLeavesSIGTRAP(t *testing.T) {
 		if st.SigCgt&trap == 0 {
 			t.Error("SIGTRAP handler reset by the injection")
 		}
-		if st.SigPnd&trap == 0 {
+		if pending && st.SigPnd&trap == 0 {
 			t.Error("the thread's pending SIGTRAP was taken by the injection")
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // Injector executes system calls inside one ptrace-stopped thread. It saves
@@ -37,6 +38,8 @@ type Injector struct {
 
 	// atSyscallStop: the thread sits in the exit stop of an injected call.
 	atSyscallStop bool
+	// trapOK: forced traps leave the program's SIGTRAP alone (NewInjector).
+	trapOK bool
 
 	// Events collects the IDs of tasks created by injected clone calls.
 	Events []int
@@ -58,7 +61,18 @@ func NewInjector(tid int, addr uint64) (*Injector, error) {
 		return nil, fmt.Errorf("get signal mask of %d: %w", tid, err)
 	}
 	in.savedMask = m
-	if err := kernel.PtraceSetSigmask(tid, ^uint64(0)); err != nil {
+	// A single-step or an int3 forces a SIGTRAP on the thread. That leaves
+	// the program's state alone when SIGTRAP is not blocked (a blocked or
+	// ignored one has its handler reset to SIG_DFL), not ignored, and not
+	// pending (a pending one would be taken in its place): then the
+	// injector steps with SIGTRAP unblocked, one stop per call. Otherwise
+	// it runs to system-call stops, two per call, with everything blocked.
+	mask := ^uint64(0)
+	if st, err := procfs.Status(tid); err == nil && (st.SigPnd|st.ShdPnd|st.SigIgn)&trapBit == 0 {
+		in.trapOK = true
+		mask &^= trapBit
+	}
+	if err := kernel.PtraceSetSigmask(tid, mask); err != nil {
 		return nil, fmt.Errorf("block signals in %d: %w", tid, err)
 	}
 	return in, nil
@@ -138,29 +152,101 @@ func (in *Injector) RawSyscall(nr uintptr, args ...uint64) (uint64, error) {
 	if err := kernel.PtraceSetRegs(in.TID, &regs); err != nil {
 		return 0, fmt.Errorf("inject syscall %d into %d: set registers: %w", nr, in.TID, err)
 	}
-	// Run to the call's exit stop. System-call stops are not signals: a
-	// single-step or int3 would force a SIGTRAP on the thread, which
-	// (blocked as it is while injecting) resets the program's SIGTRAP
-	// handler to SIG_DFL and, when the program has a SIGTRAP pending,
-	// takes that one in its place.
-	entered := false
-	for {
-		if err := unix.PtraceSyscall(in.TID, 0); err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: resume to the call: %w", nr, in.TID, err)
+	if in.trapOK {
+		if err := in.stepOver(nr); err != nil {
+			return 0, err
 		}
-		exit, err := in.waitSyscallStop(&entered, func(ip uint64) bool { return ip == in.Addr+2 })
-		if err != nil {
-			return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, in.TID, err)
+	} else {
+		// Run to the call's exit stop: system-call stops are not signals.
+		entered := false
+		for {
+			if err := unix.PtraceSyscall(in.TID, 0); err != nil {
+				return 0, fmt.Errorf("inject syscall %d into %d: resume to the call: %w", nr, in.TID, err)
+			}
+			exit, err := in.waitSyscallStop(&entered, func(ip uint64) bool { return ip == in.Addr+2 })
+			if err != nil {
+				return 0, fmt.Errorf("inject syscall %d into %d: %w", nr, in.TID, err)
+			}
+			if exit {
+				break
+			}
 		}
-		if exit {
-			break
-		}
+		in.atSyscallStop = true
 	}
-	in.atSyscallStop = true
 	if err := kernel.PtraceGetRegs(in.TID, &regs); err != nil {
 		return 0, fmt.Errorf("inject syscall %d into %d: get registers: %w", nr, in.TID, err)
 	}
+	if regs.Rip != in.Addr+2 {
+		// The trap was a SIGTRAP sent to the frozen program meanwhile, not
+		// the step's.
+		return 0, fmt.Errorf("inject syscall %d into %d: a SIGTRAP arrived at %#x before the call ran", nr, in.TID, regs.Rip)
+	}
 	return regs.Rax, nil
+}
+
+// stepOver single-steps the thread over the syscall instruction: one
+// stop, the trap the step forces. Only when trapOK.
+func (in *Injector) stepOver(nr uintptr) error {
+	for {
+		if err := unix.PtraceSingleStep(in.TID); err != nil {
+			return fmt.Errorf("inject syscall %d into %d: single-step: %w", nr, in.TID, err)
+		}
+	again:
+		ws, err := Wait(in.TID)
+		if err != nil {
+			return err
+		}
+		if ws.Exited() || ws.Signaled() {
+			return fmt.Errorf("inject syscall %d into %d: %w (%s)", nr, in.TID, ErrExited, Describe(ws))
+		}
+		if !ws.Stopped() {
+			goto again
+		}
+		switch ev := kernel.StopEvent(ws); {
+		case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
+			msg, err := unix.PtraceGetEventMsg(in.TID)
+			if err != nil {
+				return fmt.Errorf("inject: clone event message: %w", err)
+			}
+			in.Events = append(in.Events, int(msg))
+			continue // step on to the end of the syscall
+		case ev != 0:
+			continue
+		}
+		sig := ws.StopSignal()
+		if sig == unix.SIGTRAP {
+			in.atSyscallStop = false
+			return nil
+		}
+		switch sig {
+		case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
+			// A fault of our own making (the syscall instruction is not
+			// where we think): stepping again would fault forever.
+			var regs kernel.PtraceRegs
+			kernel.PtraceGetRegs(in.TID, &regs)
+			return fmt.Errorf("inject syscall %d into %d: %v at %#x", nr, in.TID, sig, regs.Rip)
+		}
+		// A group-stop signal is remembered and suppressed; anything else
+		// cannot be dequeued while blocked, except SIGKILL.
+		in.StopSeen = sig
+	}
+}
+
+// trapBit is SIGTRAP in a signal mask.
+const trapBit = 1 << (unix.SIGTRAP - 1)
+
+// AvoidTraps makes the injector stop at system-call stops only, from now
+// on: the caller is about to give the program an ignored or a pending
+// SIGTRAP (a restore), which a forced trap would disturb.
+func (in *Injector) AvoidTraps() error {
+	if !in.trapOK {
+		return nil
+	}
+	in.trapOK = false
+	if err := kernel.PtraceSetSigmask(in.TID, ^uint64(0)); err != nil {
+		return fmt.Errorf("block signals in %d: %w", in.TID, err)
+	}
+	return nil
 }
 
 // waitSyscallStop waits for the thread's next stop after a PTRACE_SYSCALL

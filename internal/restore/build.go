@@ -38,6 +38,10 @@ type tree struct {
 	byPID map[int]*builder
 	// lazy holds the lazy VMAs by image pid (Options.Lazy, lazy.go).
 	lazy map[int][]image.LazyVMA
+	// own are ferry's capability sets and the kernel's last capability,
+	// read once (creds).
+	own     *procfs.ProcStatus
+	lastCap int
 }
 
 // builder reinstates one process of the tree.

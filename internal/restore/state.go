@@ -112,6 +112,27 @@ func (b *builder) processAttrs() error {
 	return nil
 }
 
+// trapTouchy reports whether the image ignores SIGTRAP or has one pending.
+func trapTouchy(p *image.Process) bool {
+	if i := int(unix.SIGTRAP) - 1; i < len(p.Sigactions) && p.Sigactions[i].Handler == 1 /* SIG_IGN */ {
+		return true
+	}
+	isTrap := func(si image.Siginfo) bool { return len(si) >= 4 && binary.LittleEndian.Uint32(si) == uint32(unix.SIGTRAP) }
+	for _, si := range p.SharedPending {
+		if isTrap(si) {
+			return true
+		}
+	}
+	for _, th := range p.Threads {
+		for _, si := range th.Pending {
+			if isTrap(si) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // setOOMScoreAdj writes /proc/PID/oom_score_adj when it differs.
 func setOOMScoreAdj(pid, v int) error {
 	path := fmt.Sprintf("/proc/%d/oom_score_adj", pid)
@@ -133,6 +154,14 @@ func setOOMScoreAdj(pid, v int) error {
 
 func (b *builder) signalsAndTimers() error {
 	p := b.p
+	if trapTouchy(p) {
+		// From now on a forced trap would disturb the program's SIGTRAP.
+		for _, in := range b.inj {
+			if err := in.AvoidTraps(); err != nil {
+				return err
+			}
+		}
+	}
 	for i, sa := range p.Sigactions {
 		sig := i + 1
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || sa == (image.Sigaction{}) {
@@ -391,7 +420,7 @@ func (b *builder) creds(in *ptrace.Injector, c image.Creds) error {
 			return fmt.Errorf("no_new_privs: %w", err)
 		}
 	}
-	own, err := ownCaps()
+	own, last, err := b.ownCaps()
 	if err != nil {
 		return err
 	}
@@ -407,10 +436,6 @@ func (b *builder) creds(in *ptrace.Injector, c image.Creds) error {
 		return fmt.Errorf("permitted capabilities %#x of the image are not held by this ferry: %w", extra, ErrCapability)
 	}
 	// The bounding set, while the thread still has CAP_SETPCAP.
-	last, err := capLastCap()
-	if err != nil {
-		return err
-	}
 	for cp := 0; cp <= last; cp++ {
 		if c.CapBnd&(1<<cp) == 0 && own.CapBnd&(1<<cp) != 0 {
 			if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uint64(cp)); err != nil {
@@ -465,13 +490,21 @@ func capset(in *ptrace.Injector, eff, prm, inh uint64) error {
 	return nil
 }
 
-// ownCaps are ferry's own capability sets.
-func ownCaps() (procfs.ProcStatus, error) {
-	st, err := procfs.Status(os.Getpid())
-	if err != nil {
-		return procfs.ProcStatus{}, err
+// ownCaps are ferry's own capability sets and the last capability the
+// kernel knows.
+func (b *builder) ownCaps() (*procfs.ProcStatus, int, error) {
+	if b.tree.own == nil {
+		st, err := procfs.Status(os.Getpid())
+		if err != nil {
+			return nil, 0, err
+		}
+		last, err := capLastCap()
+		if err != nil {
+			return nil, 0, err
+		}
+		b.tree.own, b.tree.lastCap = st, last
 	}
-	return *st, nil
+	return b.tree.own, b.tree.lastCap, nil
 }
 
 // capLastCap is the highest capability this kernel knows.
