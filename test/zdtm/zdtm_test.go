@@ -106,6 +106,7 @@ var cases = []testCase{
 	{name: "attr_pdeathsig", src: "attr_pdeathsig.c", needsTree: true},
 	{name: "sys_membarrier", src: "sys_membarrier.c"},
 	{name: "sig_trap", src: "sig_trap.c"},
+	{name: "sig_trap_ign", src: "sig_trap_ign.c"},
 	{name: "fd_shared_table", src: "fd_shared_table.c", needsTree: true},
 	{name: "tree_zombie_pgid", src: "tree_zombie_pgid.c", needsTree: true},
 	// file descriptors
