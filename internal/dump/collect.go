@@ -158,6 +158,13 @@ func (c *collector) collectVMAs() error {
 			v.Kind = image.VMAVsyscall
 		case m.Name == "[uprobes]":
 			return fmt.Errorf("pid %d maps [uprobes] at %#x: %w", pid, m.Start, ErrUnsupported)
+		case m.Path == kernel.AioRingMapsPath && m.Deleted:
+			v.Kind = image.VMAAio
+			r, events, err := aioRing(pid, m.Start)
+			if err != nil {
+				return err
+			}
+			v.AioNr, v.AioEvents = r.Nr, events
 		case m.SharedAnon():
 			v.Kind = image.VMASharedAnon
 		case m.Path == "" && m.Inode == 0:

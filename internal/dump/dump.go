@@ -219,6 +219,12 @@ func Check(pid int) error {
 			}
 			return err
 		}
+		if err := checkAio(q); err != nil {
+			if q != pid && errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return err
+		}
 		live = append(live, q)
 		ppid[q] = st.PPID
 	}

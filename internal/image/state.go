@@ -136,6 +136,7 @@ const (
 	VMAVVar       = "vvar"
 	VMAVVarVclock = "vvar_vclock"
 	VMAVsyscall   = "vsyscall"
+	VMAAio        = "aio" // the ring of a Linux AIO context (io_setup)
 )
 
 // VMA is one memory mapping, as in /proc/PID/maps plus what restore needs.
@@ -161,6 +162,12 @@ type VMA struct {
 	Ino uint64 `json:"ino,omitempty"`
 	// GrowsDown marks a stack VMA (MAP_GROWSDOWN).
 	GrowsDown bool `json:"grows_down,omitempty"`
+	// AioNr is the ring's event capacity (struct aio_ring nr) of a VMAAio;
+	// the VMA's start is the context id.
+	AioNr uint32 `json:"aio_nr,omitempty"`
+	// AioEvents are the completed events not yet reaped (struct io_event,
+	// 32 bytes each), oldest first.
+	AioEvents []byte `json:"aio_events,omitempty"`
 	// Flags from /proc/PID/smaps VmFlags of interest (e.g. "dd", "dc", "lo").
 	VMFlags []string `json:"vm_flags,omitempty"`
 }

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -621,7 +622,7 @@ func (b *builder) mapVMAs() error {
 	var vmaOf []int // the VMA of each call
 	for i := range b.p.VMAs {
 		v := &b.p.VMAs[i]
-		if isSpecial(v.Kind) {
+		if isSpecial(v.Kind) || v.Kind == image.VMAAio {
 			continue
 		}
 		prot := uint64(v.Prot)
@@ -710,6 +711,122 @@ func (b *builder) mapVMAs() error {
 		b.lead.Syscall(unix.SYS_CLOSE, tfd)
 	}
 	b.tfds = nil
+	for i := range b.p.VMAs {
+		if v := &b.p.VMAs[i]; v.Kind == image.VMAAio {
+			if err := b.aioContext(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// aioContext creates an AIO context of the image's size and moves its
+// ring to the image's address, which is the context's id (the kernel
+// follows a ring that mremap moves).
+func (b *builder) aioContext(v *image.VMA) error {
+	// io_setup(n) sizes its ring for 2n+2 events (n at least 4 per
+	// possible CPU) rounded up to whole pages: (nr-2)/2 gives a ring of
+	// nr events again.
+	n := uint64(max(v.AioNr, 4)-2) / 2
+	// The context id it writes must start as 0.
+	idAddr, err := b.lead.Scratch(make([]byte, 8))
+	if err != nil {
+		return err
+	}
+	if _, err := b.lead.Syscall(unix.SYS_IO_SETUP, n, idAddr); err != nil {
+		return fmt.Errorf("AIO context %#x: io_setup(%d): %w", v.Start, n, err)
+	}
+	raw, err := b.lead.ReadScratch(idAddr-b.scratch, 8)
+	if err != nil {
+		return err
+	}
+	ctx := binary.LittleEndian.Uint64(raw)
+	if ctx != v.Start {
+		got, err := b.lead.Syscall(unix.SYS_MREMAP, ctx, v.Size(), v.Size(), unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, v.Start)
+		if err != nil || got != v.Start {
+			b.lead.Syscall(unix.SYS_IO_DESTROY, ctx)
+			return fmt.Errorf("AIO context %#x: move the new ring from %#x: %#x, %v", v.Start, ctx, got, err)
+		}
+	}
+	hdr := make([]byte, kernel.AioRingHeaderSize)
+	if err := ptrace.ReadMem(b.pid, v.Start, hdr); err != nil {
+		return fmt.Errorf("AIO context %#x: read the new ring: %w", v.Start, err)
+	}
+	r, err := kernel.ParseAioRing(hdr)
+	if err != nil {
+		return fmt.Errorf("AIO context %#x: new ring: %w", v.Start, err)
+	}
+	if r.Nr != v.AioNr {
+		return fmt.Errorf("AIO context %#x: the new ring holds %d events, the image's %d", v.Start, r.Nr, v.AioNr)
+	}
+	if len(v.AioEvents) > 0 {
+		if err := b.aioEvents(v, r); err != nil {
+			return fmt.Errorf("AIO context %#x: %w", v.Start, err)
+		}
+	}
+	return nil
+}
+
+// aioEvents gives a new AIO context the completed events the image's
+// held unreaped: as many reads of 0 bytes from /dev/null are submitted
+// (they complete at once, into the ring, holding a request slot each as
+// the originals did), then their events are overwritten with the
+// image's. Where in the ring they sit does not matter: readers go from
+// head to tail.
+func (b *builder) aioEvents(v *image.VMA, r kernel.AioRing) error {
+	n := len(v.AioEvents) / kernel.IoEventSize
+	if n*kernel.IoEventSize != len(v.AioEvents) || uint32(n) >= r.Nr {
+		return fmt.Errorf("%d bytes of events for a ring of %d: %w", len(v.AioEvents), r.Nr, image.ErrMalformed)
+	}
+	null, err := os.Open("/dev/null")
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	tfd, err := b.install(null)
+	if err != nil {
+		return err
+	}
+	defer b.lead.Syscall(unix.SYS_CLOSE, tfd)
+	iocb, err := b.lead.ScratchAt(1024, kernel.IocbPread0(uint32(tfd), 0))
+	if err != nil {
+		return err
+	}
+	// One iocb submitted again and again: a table of pointers to it.
+	const chunk = 256
+	ptrs := make([]byte, 8*chunk)
+	for i := 0; i < chunk; i++ {
+		binary.LittleEndian.PutUint64(ptrs[8*i:], iocb)
+	}
+	table, err := b.lead.ScratchAt(2048, ptrs)
+	if err != nil {
+		return err
+	}
+	for done := 0; done < n; {
+		k := min(chunk, n-done)
+		got, err := b.lead.Syscall(unix.SYS_IO_SUBMIT, v.Start, uint64(k), table)
+		if err != nil || got == 0 {
+			return fmt.Errorf("io_submit of %d placeholder reads: %d, %v", k, got, err)
+		}
+		done += int(got)
+	}
+	hdr := make([]byte, kernel.AioRingHeaderSize)
+	if err := ptrace.ReadMem(b.pid, v.Start, hdr); err != nil {
+		return err
+	}
+	now, err := kernel.ParseAioRing(hdr)
+	if err != nil {
+		return err
+	}
+	if now.Pending() != uint32(n) {
+		return fmt.Errorf("%d placeholder reads completed into the ring, want %d", now.Pending(), n)
+	}
+	for i := 0; i < n; i++ {
+		if err := ptrace.WriteMem(b.pid, v.Start+now.EventOffset(uint32(i)), v.AioEvents[i*kernel.IoEventSize:(i+1)*kernel.IoEventSize]); err != nil {
+			return fmt.Errorf("write event %d into the ring: %w", i, err)
+		}
+	}
 	return nil
 }
 

@@ -117,7 +117,9 @@ func trapTouchy(p *image.Process) bool {
 	if i := int(unix.SIGTRAP) - 1; i < len(p.Sigactions) && p.Sigactions[i].Handler == 1 /* SIG_IGN */ {
 		return true
 	}
-	isTrap := func(si image.Siginfo) bool { return len(si) >= 4 && binary.LittleEndian.Uint32(si) == uint32(unix.SIGTRAP) }
+	isTrap := func(si image.Siginfo) bool {
+		return len(si) >= 4 && binary.LittleEndian.Uint32(si) == uint32(unix.SIGTRAP)
+	}
 	for _, si := range p.SharedPending {
 		if isTrap(si) {
 			return true

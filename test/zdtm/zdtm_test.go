@@ -65,6 +65,7 @@ var cases = []testCase{
 	{name: "mem_layout_dyn", src: "mem_layout.c", dynamic: true, args: layoutArgs},
 	{name: "mem_prot_none", src: "mem_prot_none.c"},
 	{name: "mem_readonly", src: "mem_readonly.c"},
+	{name: "mem_aio", src: "mem_aio.c"},
 	// threads
 	{name: "thread_tls", src: "thread_tls.c"},
 	{name: "thread_tls_dyn", src: "thread_tls.c", dynamic: true},
