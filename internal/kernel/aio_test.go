@@ -41,7 +41,7 @@ func TestParseAioRing(t *testing.T) {
 		})
 	}
 	r, _ := ParseAioRing(ringHeader(255, 254, 1, AIO_RING_MAGIC))
-	if got, want := r.EventOffset(2), uint64(AioRingHeaderSize+0*IoEventSize); got != want {
+	if got, want := r.EventOffset(2), uint64(AioRingHeaderSize+1*IoEventSize); got != want {
 		t.Errorf("EventOffset(2) after head 254 of 255 = %d, want %d", got, want)
 	}
 }
