@@ -129,7 +129,11 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 			return "", unsupported("perf", "")
 		case strings.HasPrefix(name, "bpf"):
 			return "", unsupported("bpf", name)
-		case name == "inotify", name == "fanotify", name == "io_uring", name == "pidfd", name == "userfaultfd":
+		case name == "inotify":
+			return image.FDInotify, nil
+		case name == "fanotify":
+			return image.FDFanotify, nil
+		case name == "io_uring", name == "pidfd", name == "userfaultfd":
 			return "", unsupported(name, "")
 		}
 		return "", unsupported("anonymous inode", name)

@@ -314,6 +314,8 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 		}
 	case image.FDUnix:
 		return d.fillUnixLocked(ds, unsupported)
+	case image.FDInotify, image.FDFanotify:
+		return d.fillNotifyLocked(pc, ds, unsupported)
 	default:
 		return fmt.Errorf("unexpected kind %q", r.Kind)
 	}

@@ -159,6 +159,10 @@ func (r *Restorer) Prepare() error {
 			err = r.prepareEpollLocked(rec)
 		case image.FDUnix:
 			err = r.prepareUnixLocked(rec)
+		case image.FDInotify:
+			err = r.prepareInotifyLocked(rec)
+		case image.FDFanotify:
+			err = r.prepareFanotifyLocked(rec)
 		default:
 			err = fmt.Errorf("unknown kind %q", rec.Kind)
 		}

@@ -274,6 +274,8 @@ const (
 	FDEpoll    = "epoll"    // epoll instance
 	FDUnix     = "unix"     // unix socket (socketpair within the tree)
 	FDMemfd    = "memfd"    // memfd
+	FDInotify  = "inotify"  // inotify instance
+	FDFanotify = "fanotify" // fanotify group
 )
 
 // FD is one open file descriptor. Fds that share an open file description
@@ -329,6 +331,12 @@ type FD struct {
 
 	// Epoll registered set.
 	Epoll []EpollItem `json:"epoll,omitempty"`
+
+	// Inotify watches and fanotify marks, by path; the fanotify group's
+	// fanotify_init flags.
+	Watches       []NotifyMark `json:"watches,omitempty"`
+	FanFlags      uint32       `json:"fan_flags,omitempty"`
+	FanEventFlags uint32       `json:"fan_event_flags,omitempty"`
 
 	// Unix socket: type (SOCK_STREAM...), the peer's Desc, the bytes
 	// queued for reading on this end (stream) or the queued datagrams.
@@ -388,6 +396,18 @@ func (p *Process) AddPending(tid int, info Siginfo) error {
 		}
 	}
 	return fmt.Errorf("signal for thread %d, which process %d does not have", tid, p.PID)
+}
+
+// NotifyMark is an inotify watch (WD, Mask with IN_ONESHOT and
+// IN_EXCL_UNLINK) or a fanotify mark (Kind inode/mount/filesystem, MFlags,
+// Mask, IgnoredMask) on the object Path names.
+type NotifyMark struct {
+	WD          int    `json:"wd,omitempty"`
+	Kind        string `json:"kind,omitempty"`
+	Path        string `json:"path"`
+	Mask        uint64 `json:"mask"`
+	IgnoredMask uint64 `json:"ignored_mask,omitempty"`
+	MFlags      uint32 `json:"mflags,omitempty"`
 }
 
 // FileLock kinds.

@@ -246,3 +246,8 @@ func PutEpollEvent(b []byte, events uint32, data uint64) {
 	binary.LittleEndian.PutUint32(b[0:], events)
 	binary.LittleEndian.PutUint64(b[4:], data)
 }
+
+// FIONREAD (asm-generic/ioctls.h, the same number as TIOCINQ): bytes
+// queued for reading; inotify and fanotify answer it with the size of
+// their queued events.
+const FIONREAD = 0x541b

@@ -56,6 +56,8 @@ type ProcFDInfo struct {
 	// type from FDLink ("anon_inode:[eventpoll]", "anon_inode:inotify").
 	Epoll   []EpollTarget
 	Inotify []InotifyWatch
+	// Fanotify is the group and its marks of a fanotify fd.
+	Fanotify *FanotifyInfo
 }
 
 // EventfdInfo is the eventfd part of fdinfo (fs/eventfd.c).
@@ -105,6 +107,97 @@ type InotifyWatch struct {
 	Handle      []byte // file handle, usable with open_by_handle_at
 }
 
+// FanotifyInfo is the fanotify part of fdinfo (fs/notify/fdinfo.c):
+//
+//	"fanotify flags:%x event-flags:%x"
+//	"fanotify ino:%lx sdev:%x mflags:%x mask:%x ignored_mask:%x fhandle-bytes:%x fhandle-type:%x f_handle:%*phN"
+//	"fanotify mnt_id:%x mflags:%x mask:%x ignored_mask:%x"
+//	"fanotify sdev:%x mflags:%x mask:%x ignored_mask:%x"
+type FanotifyInfo struct {
+	Flags      uint32 // fanotify_init flags (FAN_CLASS_*, FAN_NONBLOCK…)
+	EventFlags uint32 // fanotify_init event_f_flags (O_RDONLY, O_LARGEFILE…)
+	Marks      []FanotifyMark
+}
+
+// Fanotify mark kinds.
+const (
+	FanMarkInode = "inode"
+	FanMarkMount = "mount"
+	FanMarkFS    = "filesystem"
+)
+
+// FanotifyMark is one mark of a fanotify group.
+type FanotifyMark struct {
+	Kind        string // FanMarkInode, FanMarkMount, FanMarkFS
+	Ino         uint64
+	Dev         uint64 // unix.Mkdev form
+	MntID       int
+	MFlags      uint32 // FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE…
+	Mask        uint64
+	IgnoredMask uint64
+	HandleType  int
+	Handle      []byte
+}
+
+func parseFanotifyLine(fi *ProcFDInfo, line []byte) error {
+	if fi.Fanotify == nil {
+		fi.Fanotify = &FanotifyInfo{}
+	}
+	var m FanotifyMark
+	group := false
+	err := keyVals(line[len("fanotify "):], func(key, val []byte) error {
+		var err error
+		var u uint64
+		switch string(key) {
+		case "flags":
+			u, err = parseHex(val)
+			fi.Fanotify.Flags, group = uint32(u), true
+		case "event-flags":
+			u, err = parseHex(val)
+			fi.Fanotify.EventFlags = uint32(u)
+		case "ino":
+			m.Ino, err = parseHex(val)
+			m.Kind = FanMarkInode
+		case "mnt_id":
+			u, err = parseHex(val)
+			m.MntID, m.Kind = int(u), FanMarkMount
+		case "sdev":
+			u, err = parseHex(val)
+			m.Dev = kernelDev(u)
+			if m.Kind == "" {
+				m.Kind = FanMarkFS
+			}
+		case "mflags":
+			u, err = parseHex(val)
+			m.MFlags = uint32(u)
+		case "mask":
+			m.Mask, err = parseHex(val)
+		case "ignored_mask":
+			m.IgnoredMask, err = parseHex(val)
+		case "fhandle-type":
+			u, err = parseHex(val)
+			m.HandleType = int(u)
+		case "f_handle":
+			m.Handle, err = decodeHex(val)
+		}
+		if err != nil {
+			return errorString("bad " + string(key))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if group {
+		return nil
+	}
+	if m.Kind == "" {
+		return errorString("a mark of no known kind")
+	}
+	fi.Fanotify.Marks = append(fi.Fanotify.Marks, m)
+	return nil
+}
+
 // FDInfo reads /proc/PID/fdinfo/FD.
 func FDInfo(pid, fd int) (*ProcFDInfo, error) {
 	path := fdPath(pid, "fdinfo", fd)
@@ -146,7 +239,13 @@ func parseFDInfo(b []byte, path string) (*ProcFDInfo, error) {
 			fi.Inotify = append(fi.Inotify, w)
 			fi.Lines = append(fi.Lines, string(line))
 			continue
-		case bytes.HasPrefix(line, []byte("fanotify ")), bytes.HasPrefix(line, []byte("lock:")):
+		case bytes.HasPrefix(line, []byte("fanotify ")):
+			if err := parseFanotifyLine(fi, line); err != nil {
+				return nil, lineErr(path, n, "%v in %q", err, line)
+			}
+			fi.Lines = append(fi.Lines, string(line))
+			continue
+		case bytes.HasPrefix(line, []byte("lock:")):
 			fi.Lines = append(fi.Lines, string(line))
 			continue
 		}

@@ -375,6 +375,21 @@ func TestParseFDInfo(t *testing.T) {
 				t.Errorf("Inotify = %+v, want %+v; Lines %q", fi.Inotify, want, fi.Lines)
 			}
 		}},
+		{"fanotify", "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1040\n" +
+			"fanotify flags:10 event-flags:8002\n" +
+			"fanotify ino:3c4a3 sdev:fe00001 mflags:40 mask:3b ignored_mask:1 fhandle-bytes:8 fhandle-type:1 f_handle:a3c4030000000000\n" +
+			"fanotify mnt_id:1d mflags:0 mask:8 ignored_mask:0\n" +
+			"fanotify sdev:10 mflags:0 mask:100 ignored_mask:0\n", func(t *testing.T, fi *ProcFDInfo) {
+			want := &FanotifyInfo{Flags: 0x10, EventFlags: 0x8002, Marks: []FanotifyMark{
+				{Kind: FanMarkInode, Ino: 0x3c4a3, Dev: unix.Mkdev(0xfe, 1), MFlags: 0x40, Mask: 0x3b, IgnoredMask: 1,
+					HandleType: 1, Handle: []byte{0xa3, 0xc4, 0x03, 0, 0, 0, 0, 0}},
+				{Kind: FanMarkMount, MntID: 0x1d, Mask: 8},
+				{Kind: FanMarkFS, Dev: unix.Mkdev(0, 0x10), Mask: 0x100},
+			}}
+			if !reflect.DeepEqual(fi.Fanotify, want) || len(fi.Lines) != 4 {
+				t.Errorf("Fanotify = %+v, want %+v; Lines %q", fi.Fanotify, want, fi.Lines)
+			}
+		}},
 		{"pidfd", "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1051\nPid:\t77\nNSpid:\t77\n", func(t *testing.T, fi *ProcFDInfo) {
 			if fi.Fields["Pid"] != "77" || fi.Fields["NSpid"] != "77" {
 				t.Errorf("Fields = %q", fi.Fields)
@@ -403,6 +418,8 @@ func TestParseFDInfo(t *testing.T) {
 		"pos:\t0\nflags:\t02\ntfd: 4 events: 1c\n",         // no data
 		"pos:\t0\nflags:\t02\ntfd: 4 events: zz data: 1\n", // bad hex
 		"pos:\t0\nflags:\t02\ninotify ino:3\n",             // no wd
+		"pos:\t0\nflags:\t02\nfanotify mflags:0 mask:8\n",  // no kind of mark
+		"pos:\t0\nflags:\t02\nfanotify mnt_id:zz mask:8\n", // bad hex
 		"pos:\t0\nflags:\t02\nwhat\n",                      // no key
 	} {
 		if _, err := parseFDInfo([]byte(bad), "fdinfo"); !errors.Is(err, ErrMalformed) {
@@ -495,5 +512,26 @@ func TestParseNumbers(t *testing.T) {
 	}
 	if v, err := parseOctal([]byte("02000002")); err != nil || v != 0o2000002 {
 		t.Errorf("parseOctal = %o, %v", v, err)
+	}
+}
+
+func TestParseMountinfo(t *testing.T) {
+	text := "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n" +
+		"35 22 0:32 /sub /mnt/with\\040space rw - tmpfs tmpfs rw\n"
+	got, err := parseMountinfo([]byte(text), "mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mount{
+		{ID: 22, ParentID: 1, Dev: unix.Mkdev(254, 1), Root: "/", Point: "/"},
+		{ID: 35, ParentID: 22, Dev: unix.Mkdev(0, 32), Root: "/sub", Point: "/mnt/with space"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"22 1 254:1 /\n", "x 1 254:1 / / rw\n", "22 1 2541 / / rw\n"} {
+		if _, err := parseMountinfo([]byte(bad), "mountinfo"); !errors.Is(err, ErrMalformed) {
+			t.Errorf("parseMountinfo(%q) error = %v, want ErrMalformed", bad, err)
+		}
 	}
 }

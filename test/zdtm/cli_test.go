@@ -115,6 +115,7 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		resource string
 	}{
 		{"fd_tcp_listen", 10, "tcp"},
+		{"fd_inotify_queued", 10, "inotify"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}

@@ -123,6 +123,10 @@ var cases = []testCase{
 	{name: "fd_epoll", src: "fd_epoll.c", dynamic: true},
 	{name: "fd_socketpair", src: "fd_socketpair.c", dynamic: true},
 	{name: "fd_locks", src: "fd_locks.c", dynamic: true},
+	{name: "fd_inotify", src: "fd_inotify.c"},
+	{name: "fd_inotify_queued", src: "fd_inotify_queued.c",
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "fd_fanotify", src: "fd_fanotify.c"},
 	{name: "fd_tcp_listen", src: "fd_tcp_listen.c", dynamic: true,
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees
