@@ -386,6 +386,14 @@ func fdDetail(fd *FD) string {
 			time.Duration(fd.TimerValueNsec), time.Duration(fd.TimerIntervalNsec), fd.TimerTicks)
 	case FDSignalfd:
 		add("mask %#x", fd.SignalfdMask)
+	case FDInotify, FDFanotify:
+		for _, w := range fd.Watches {
+			if fd.Kind == FDInotify {
+				add("wd %d %s mask %#x;", w.WD, w.Path, w.Mask)
+			} else {
+				add("%s mark %s mask %#x ignored %#x;", w.Kind, w.Path, w.Mask, w.IgnoredMask)
+			}
+		}
 	case FDEpoll:
 		items := make([]string, len(fd.Epoll))
 		for i, it := range fd.Epoll {
