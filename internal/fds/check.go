@@ -61,11 +61,38 @@ func Check(pid int) error {
 			}
 			return fmt.Errorf("check pid %d fd %d: %w", pid, num, err)
 		}
-		if _, err := classify(pc, num, link, info); err != nil {
+		kind, err := classify(pc, num, link, info)
+		if err != nil {
 			return err
+		}
+		if kind == image.FDInotify || kind == image.FDFanotify {
+			if err := checkQueued(pc, num, kind); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// checkQueued refuses a notification fd with events queued (the dump
+// would: see fillNotifyLocked), through a duplicate of the fd.
+func checkQueued(pc *procCache, num int, kind string) error {
+	pidfd, err := unix.PidfdOpen(pc.pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pc.pid, err)
+	}
+	defer unix.Close(pidfd)
+	fd, err := pidfdGetfd(pidfd, num)
+	if err != nil {
+		if errors.Is(err, unix.EBADF) {
+			return nil // closed meanwhile
+		}
+		return fmt.Errorf("check pid %d fd %d: %w", pc.pid, num, err)
+	}
+	defer unix.Close(fd)
+	return queuedEvents(fd, func(detail string) error {
+		return &UnsupportedError{PID: pc.pid, FD: num, Resource: kind, Detail: detail}
+	})
 }
 
 // procCache holds per-process tables that classify reads lazily.

@@ -25,10 +25,8 @@ import (
 // ds, resolving each watched inode to a path.
 func (d *Dumper) fillNotifyLocked(pc *procCache, ds *desc, unsupported func(string, string) error) error {
 	r := &ds.rec
-	if n, err := unix.IoctlGetInt(ds.fd, kernel.FIONREAD); err != nil {
-		return os.NewSyscallError("ioctl(FIONREAD)", err)
-	} else if n > 0 {
-		return unsupported(r.Kind, fmt.Sprintf("%d bytes of events queued, not yet read (a new instance cannot be given them)", n))
+	if err := queuedEvents(ds.fd, func(detail string) error { return unsupported(r.Kind, detail) }); err != nil {
+		return err
 	}
 	fi, err := procfs.FDInfo(pc.pid, r.Num)
 	if err != nil {
@@ -76,6 +74,18 @@ func (d *Dumper) fillNotifyLocked(pc *procCache, ds *desc, unsupported func(stri
 			return unsupported("fanotify mark", err.Error())
 		}
 		r.Watches = append(r.Watches, image.NotifyMark{Kind: m.Kind, Path: path, Mask: m.Mask, IgnoredMask: m.IgnoredMask, MFlags: m.MFlags})
+	}
+	return nil
+}
+
+// queuedEvents returns refuse(detail) when events are queued on fd.
+func queuedEvents(fd int, refuse func(detail string) error) error {
+	n, err := unix.IoctlGetInt(fd, kernel.FIONREAD)
+	if err != nil {
+		return os.NewSyscallError("ioctl(FIONREAD)", err)
+	}
+	if n > 0 {
+		return refuse(fmt.Sprintf("%d bytes of events queued, not yet read (a new instance cannot be given them)", n))
 	}
 	return nil
 }
