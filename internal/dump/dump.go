@@ -405,6 +405,11 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 		p.FilesOf = shared[p.PID]
 	}
 	c.Processes = append(c.Processes, ft.zombies...)
+	// A session a restore cannot give back is refused now, while the tree
+	// can still run on.
+	if err := image.CheckSessions(c.Processes); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
 	if err := dumper.Finish(c.Processes); err != nil {
 		return nil, fmt.Errorf("file descriptors: %w", err)
 	}

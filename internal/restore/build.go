@@ -56,6 +56,9 @@ type builder struct {
 	inj     map[int]*ptrace.Injector
 	scratch uint64
 	tpidfd  uint64 // the target's pidfd for ferry, to pull files in
+	// sessionDone: setsid/setpgid of session() ran (it may wait for
+	// children that stay in the old session).
+	sessionDone bool
 	tfds    map[string]uint64
 
 	// uffd is ferry's copy of the target's userfaultfd while pages are
@@ -100,7 +103,11 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	// 1. Every process, parents first, while each is still a copy of the
 	// seed: a child is cloned from its parent's new copy, so the parent
 	// relation (and wait4) hold.
-	for i, p := range t.res.Checkpoint.Processes {
+	if err := image.CheckSessions(t.res.Checkpoint.Processes); err != nil {
+		return err
+	}
+	order := image.CreationOrder(t.res.Checkpoint.Processes)
+	for i, p := range order {
 		b := &builder{tree: t, p: p, uffd: -1}
 		var err error
 		if i == 0 {
@@ -109,6 +116,13 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			parent := t.byPID[p.PPID]
 			if parent == nil || parent.p.Zombie {
 				return fmt.Errorf("process %d: its parent %d is not in the image: %w", p.PID, p.PPID, image.ErrMalformed)
+			}
+			// A child in its parent's new session is cloned after the
+			// parent's setsid, one still in the old session before.
+			if p.SID == parent.p.PID && !parent.sessionDone {
+				if err := parent.session(); err != nil {
+					return err
+				}
 			}
 			err = b.createFrom(parent)
 		}
@@ -120,8 +134,17 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		if i == 0 {
 			t.res.PID = b.pid
 		}
-		if err := b.session(); err != nil {
-			return err
+		if !b.leadsSessionOfChildren(order[i+1:]) {
+			if err := b.session(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range t.procs {
+		if !b.sessionDone {
+			if err := b.session(); err != nil {
+				return err
+			}
 		}
 	}
 	// Members of a group whose leader was created after them (a sibling,
@@ -130,6 +153,9 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		if err := b.joinGroup(); err != nil {
 			return err
 		}
+	}
+	if err := t.checkSessions(); err != nil {
+		return err
 	}
 	phase("create processes")
 	// Zombies exit now, after their siblings exist.
@@ -425,7 +451,45 @@ func cloneWithPID(pid int, clone func() (uint64, error)) (uint64, error) {
 	}
 }
 
+// leadsSessionOfChildren reports whether b's setsid must wait: b leads a
+// session of its own and a child still to be created stayed in the old.
+func (b *builder) leadsSessionOfChildren(rest []*image.Process) bool {
+	if b.p.SID != b.p.PID {
+		return false
+	}
+	return slices.ContainsFunc(rest, func(c *image.Process) bool { return c.PPID == b.p.PID && c.SID != b.p.PID })
+}
+
+// checkSessions verifies every process is in its image session: one led
+// in the tree by that leader, one led from outside by the root's. A
+// session that cloning cannot give (a process reparented away from its
+// session) is refused naming it.
+func (t *tree) checkSessions() error {
+	rootSID := 0
+	for _, b := range t.procs {
+		st, err := procfs.Stat(b.pid)
+		if err != nil {
+			return err
+		}
+		if b == t.procs[0] {
+			rootSID = st.Session
+		}
+		want := rootSID
+		if l := t.byPID[b.p.SID]; l != nil {
+			want = l.pid
+		} else if b.p.SID != t.procs[0].p.SID {
+			want = -1 // led outside the tree, not the root's: no way to join it
+		}
+		if st.Session != want {
+			return fmt.Errorf("process %d: its session %d was not recreated (restored in session %d, parent %d): %w",
+				b.p.PID, b.p.SID, st.Session, b.p.PPID, image.ErrSession)
+		}
+	}
+	return nil
+}
+
 func (b *builder) session() error {
+	b.sessionDone = true
 	p := b.p
 	switch {
 	case p.SID == p.PID:

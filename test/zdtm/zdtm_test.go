@@ -110,6 +110,7 @@ var cases = []testCase{
 	{name: "sig_trap_ign", src: "sig_trap_ign.c"},
 	{name: "fd_shared_table", src: "fd_shared_table.c", needsTree: true},
 	{name: "tree_zombie_pgid", src: "tree_zombie_pgid.c", needsTree: true},
+	{name: "tree_session_order", src: "tree_session_order.c", needsTree: true},
 	// file descriptors
 	{name: "fd_file", src: "fd_file.c", dynamic: true},
 	{name: "fd_dir", src: "fd_dir.c", dynamic: true},

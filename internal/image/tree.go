@@ -1,0 +1,111 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// CreationOrder lists a checkpoint's processes in the order a restore
+// clones them: parents first (depth first from the root, procs[0]), and
+// among the children of a session leader those that stayed in the old
+// session before those in the leader's own — they are cloned before the
+// leader's setsid. Processes whose parent is missing come last.
+func CreationOrder(procs []*Process) []*Process {
+	if len(procs) == 0 {
+		return nil
+	}
+	children := map[int][]*Process{}
+	for _, p := range procs[1:] {
+		children[p.PPID] = append(children[p.PPID], p)
+	}
+	out := make([]*Process, 0, len(procs))
+	seen := map[*Process]bool{}
+	var walk func(p *Process)
+	walk = func(p *Process) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		out = append(out, p)
+		kids := slices.Clone(children[p.PID])
+		slices.SortStableFunc(kids, func(a, b *Process) int {
+			return boolInt(a.SID == p.PID) - boolInt(b.SID == p.PID)
+		})
+		for _, k := range kids {
+			walk(k)
+		}
+	}
+	walk(procs[0])
+	for _, p := range procs {
+		if !seen[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ErrSession: a process's session cannot be rebuilt by cloning the tree.
+var ErrSession = errors.New("session cannot be recreated")
+
+// CheckSessions tells whether cloning the tree in CreationOrder, each
+// session leader calling setsid between its old-session and its
+// new-session children, puts every process in its session. A session is
+// inherited from the parent at fork or made by setsid: a process that
+// ended up in some other session (reparented to a subreaper of another
+// session) cannot be given it. The root's own session, when it does not
+// lead one, is whatever session the restore runs in; every process in a
+// session led outside the tree must be in that one.
+func CheckSessions(procs []*Process) error {
+	if len(procs) == 0 {
+		return nil
+	}
+	const outside = -1 // the session the root was created in
+	byPID := map[int]*Process{}
+	for _, p := range procs {
+		byPID[p.PID] = p
+	}
+	old, final := map[int]int{}, map[int]int{}
+	outsideSID := 0 // the image SID that stands for outside, once known
+	for i, p := range CreationOrder(procs) {
+		var inherited int
+		if i == 0 {
+			inherited = outside
+		} else {
+			parent := byPID[p.PPID]
+			if parent == nil {
+				return fmt.Errorf("process %d: its parent %d is not in the image: %w", p.PID, p.PPID, ErrMalformed)
+			}
+			if parent.SID == parent.PID && p.SID == parent.PID {
+				inherited = parent.PID
+			} else {
+				inherited = old[parent.PID]
+				if parent.SID != parent.PID {
+					inherited = final[parent.PID]
+				}
+			}
+		}
+		old[p.PID] = inherited
+		final[p.PID] = inherited
+		if p.SID == p.PID {
+			final[p.PID] = p.PID
+		}
+		got := final[p.PID]
+		switch {
+		case got == outside && byPID[p.SID] == nil && (outsideSID == 0 || outsideSID == p.SID):
+			outsideSID = p.SID
+		case got != outside && got == p.SID:
+		default:
+			return fmt.Errorf("process %d (parent %d) is in session %d, which it can neither inherit nor create: %w",
+				p.PID, p.PPID, p.SID, ErrSession)
+		}
+	}
+	return nil
+}
