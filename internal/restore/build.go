@@ -59,7 +59,7 @@ type builder struct {
 	// sessionDone: setsid/setpgid of session() ran (it may wait for
 	// children that stay in the old session).
 	sessionDone bool
-	tfds    map[string]uint64
+	tfds        map[string]uint64
 
 	// uffd is ferry's copy of the target's userfaultfd while pages are
 	// filled (-1: none), registered on uffdRanges (sorted).
