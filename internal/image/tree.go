@@ -62,7 +62,8 @@ var ErrSession = errors.New("session cannot be recreated")
 // ended up in some other session (reparented to a subreaper of another
 // session) cannot be given it. The root's own session, when it does not
 // lead one, is whatever session the restore runs in; every process in a
-// session led outside the tree must be in that one.
+// session led outside the tree must be in that one. Likewise a process
+// group led from outside must be the root's.
 func CheckSessions(procs []*Process) error {
 	if len(procs) == 0 {
 		return nil
@@ -96,6 +97,10 @@ func CheckSessions(procs []*Process) error {
 		final[p.PID] = inherited
 		if p.SID == p.PID {
 			final[p.PID] = p.PID
+		}
+		if p.PGID != p.PID && byPID[p.PGID] == nil && p.PGID != procs[0].PGID {
+			return fmt.Errorf("process %d is in process group %d, led outside the tree and not the root's: %w",
+				p.PID, p.PGID, ErrSession)
 		}
 		got := final[p.PID]
 		switch {

@@ -26,6 +26,10 @@ func TestCheckSessions(t *testing.T) {
 			[]*P{{PID: 10, SID: 1}, {PID: 11, PPID: 10, SID: 2}}, []int{10, 11}, false},
 		{"a session led by a sibling: not inheritable",
 			[]*P{{PID: 10, SID: 1}, {PID: 11, PPID: 10, SID: 11}, {PID: 12, PPID: 10, SID: 11}}, []int{10, 11, 12}, false},
+		{"a group led outside that is not the root's",
+			[]*P{{PID: 10, SID: 1, PGID: 5}, {PID: 11, PPID: 10, SID: 1, PGID: 6}}, []int{10, 11}, false},
+		{"the root's outside group",
+			[]*P{{PID: 10, SID: 1, PGID: 5}, {PID: 11, PPID: 10, SID: 1, PGID: 5}}, []int{10, 11}, true},
 		{"parent missing",
 			[]*P{{PID: 10, SID: 1}, {PID: 12, PPID: 11, SID: 1}}, []int{10, 12}, false},
 	}

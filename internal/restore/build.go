@@ -504,25 +504,34 @@ func (b *builder) session() error {
 	return nil
 }
 
-// joinGroup moves a process into its image's process group when that
-// group's leader is in the tree and the process did not inherit it.
+// joinGroup moves a process into its image's process group when it did
+// not inherit it: a group led in the tree (its leader may have been
+// created after it), or the root's when that is led from outside.
 func (b *builder) joinGroup() error {
 	p := b.p
 	if p.PGID == p.PID || p.SID == p.PID {
 		return nil
 	}
-	leader := b.tree.byPID[p.PGID]
-	if leader == nil {
-		return nil // led from outside the tree: inherited from the parent
+	var want int
+	if leader := b.tree.byPID[p.PGID]; leader != nil {
+		want = leader.pid
+	} else if root := b.tree.procs[0]; p.PGID == root.p.PGID && b != root {
+		st, err := procfs.Stat(root.pid)
+		if err != nil {
+			return err
+		}
+		want = st.PGRP
+	} else {
+		return nil // the root's own outside group: whatever it is in
 	}
 	st, err := procfs.Stat(b.pid)
 	if err != nil {
 		return err
 	}
-	if st.PGRP == leader.pid {
+	if st.PGRP == want {
 		return nil
 	}
-	if _, err := b.lead.Syscall(unix.SYS_SETPGID, 0, uint64(leader.pid)); err != nil {
+	if _, err := b.lead.Syscall(unix.SYS_SETPGID, 0, uint64(want)); err != nil {
 		return fmt.Errorf("process %d: join process group %d: %w", p.PID, p.PGID, err)
 	}
 	return nil
