@@ -141,8 +141,13 @@ func (c *collector) collectVMAs() error {
 			switch f {
 			case "gd":
 				v.GrowsDown = true
-			case "dd", "dc", "wf", "lo", "hg", "nh", "mg":
+			case "dd", "dc", "wf", "lo", "lf", "hg", "nh", "mg", "rr", "sr":
 				v.VMFlags = append(v.VMFlags, f)
+			case "mw":
+				// A shared file mapping may be made writable later only
+				// if the file was opened for writing: restore maps it
+				// from a descriptor of the same mode.
+				v.MayWrite = true
 			}
 		}
 		switch {

@@ -151,9 +151,17 @@ type VMA struct {
 	Ino uint64 `json:"ino,omitempty"`
 	// GrowsDown marks a stack VMA (MAP_GROWSDOWN).
 	GrowsDown bool `json:"grows_down,omitempty"`
-	// Flags from /proc/PID/smaps VmFlags of interest (e.g. "dd", "dc", "lo").
+	// Flags from /proc/PID/smaps VmFlags of interest: madvise advice
+	// ("dd", "dc", "wf", "hg", "nh", "mg", "rr", "sr") and mlock ("lo",
+	// with "lf" for MLOCK_ONFAULT).
 	VMFlags []string `json:"vm_flags,omitempty"`
+	// MayWrite is VM_MAYWRITE ("mw"): for a shared file mapping, the file
+	// was opened for writing, so mprotect may add PROT_WRITE later.
+	MayWrite bool `json:"may_write,omitempty"`
 }
+
+// HasVMFlag reports whether the smaps code f is among v.VMFlags.
+func (v *VMA) HasVMFlag(f string) bool { return slices.Contains(v.VMFlags, f) }
 
 // Size returns End-Start.
 func (v *VMA) Size() uint64 { return v.End - v.Start }

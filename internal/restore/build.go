@@ -602,7 +602,10 @@ func (b *builder) mapVMAs() error {
 				flags |= unix.MAP_GROWSDOWN
 			}
 		case image.VMAFile:
-			tfd, err := b.fileFD(v.Path, v.Shared && v.Prot&unix.PROT_WRITE != 0)
+			// A shared mapping is mapped from a descriptor of the mode
+			// the original was: VM_MAYWRITE (mprotect may add write
+			// later) only if the file was opened for writing.
+			tfd, err := b.fileFD(v.Path, v.Shared && (v.MayWrite || v.Prot&unix.PROT_WRITE != 0))
 			if err != nil {
 				return err
 			}
@@ -629,10 +632,9 @@ func (b *builder) mapVMAs() error {
 				}
 				b.tfds[v.FileID] = tfd
 			}
+			// The offset is the object's too for shared anonymous
+			// memory: a region split by mprotect has VMAs past page 0.
 			fd, off = tfd, v.Offset
-			if v.Kind == image.VMASharedAnon {
-				off = 0
-			}
 		}
 		calls = append(calls, ptrace.Call{Nr: unix.SYS_MMAP, Args: [6]uint64{v.Start, v.Size(), prot, flags, fd, off}})
 		vmaOf = append(vmaOf, i)
@@ -674,7 +676,21 @@ func (b *builder) mapVMAs() error {
 
 // vmFlagAdvice maps smaps VmFlags to the madvise call that sets them.
 var vmFlagAdvice = map[string]uint64{"dd": unix.MADV_DONTDUMP, "dc": unix.MADV_DONTFORK, "wf": unix.MADV_WIPEONFORK,
-	"hg": unix.MADV_HUGEPAGE, "nh": unix.MADV_NOHUGEPAGE, "mg": unix.MADV_MERGEABLE}
+	"hg": unix.MADV_HUGEPAGE, "nh": unix.MADV_NOHUGEPAGE, "mg": unix.MADV_MERGEABLE,
+	"rr": unix.MADV_RANDOM, "sr": unix.MADV_SEQUENTIAL}
+
+// lockCall returns the mlock2 call that locks v as it was ("lo", with "lf"
+// for MLOCK_ONFAULT), or false for memory that was not locked.
+func lockCall(v *image.VMA) (ptrace.Call, bool) {
+	if !v.HasVMFlag("lo") {
+		return ptrace.Call{}, false
+	}
+	var flags uint64
+	if v.HasVMFlag("lf") {
+		flags = unix.MLOCK_ONFAULT
+	}
+	return ptrace.Call{Nr: unix.SYS_MLOCK2, Args: [6]uint64{v.Start, v.Size(), flags}}, true
+}
 
 func (b *builder) fileFD(path string, write bool) (uint64, error) {
 	key := fmt.Sprintf("%s:%v", path, write)
@@ -698,6 +714,10 @@ func (b *builder) fileFD(path string, write bool) (uint64, error) {
 	return tfd, nil
 }
 
+// protect gives every private mapping its real permissions, then locks
+// the memory that was locked (after the pages are in: mlock faults in what
+// it locks, and a lazy range would wait for a pager not yet running — a
+// locked VMA is never lazy).
 func (b *builder) protect() error {
 	var calls []ptrace.Call
 	var starts []uint64
@@ -708,10 +728,20 @@ func (b *builder) protect() error {
 		calls = append(calls, ptrace.Call{Nr: unix.SYS_MPROTECT, Args: [6]uint64{v.Start, v.Size(), uint64(v.Prot)}})
 		starts = append(starts, v.Start)
 	}
+	for _, v := range b.p.VMAs {
+		if c, ok := lockCall(&v); ok && !isSpecial(v.Kind) {
+			calls = append(calls, c)
+			starts = append(starts, v.Start)
+		}
+	}
 	if res, err := b.lead.Batch(calls); err != nil {
 		k := max(0, len(res)-1)
 		if k < len(starts) {
-			return fmt.Errorf("mprotect %#x: %w", starts[k], err)
+			what := "mprotect"
+			if calls[k].Nr == unix.SYS_MLOCK2 {
+				what = "mlock2"
+			}
+			return fmt.Errorf("%s %#x: %w", what, starts[k], err)
 		}
 		return fmt.Errorf("mprotect: %w", err)
 	}

@@ -65,6 +65,12 @@ var cases = []testCase{
 	{name: "mem_layout_dyn", src: "mem_layout.c", dynamic: true, args: layoutArgs},
 	{name: "mem_prot_none", src: "mem_prot_none.c"},
 	{name: "mem_readonly", src: "mem_readonly.c"},
+	// issue 7
+	{name: "mem_madvise", src: "mem_madvise.c"},
+	{name: "mem_file_offset", src: "mem_file_offset.c"},
+	{name: "mem_file_access", src: "mem_file_access.c"},
+	{name: "mem_cow_fork", src: "mem_cow_fork.c", needsTree: true},
+	{name: "mem_memfd_private2", src: "mem_memfd_private2.c"},
 	// threads
 	{name: "thread_tls", src: "thread_tls.c"},
 	{name: "thread_tls_dyn", src: "thread_tls.c", dynamic: true},
