@@ -15,8 +15,8 @@
 int main(void)
 {
 	static unsigned char file[NP * PG], page[PG];
-	unsigned char *a, *b, *sh;
-	int fd, i;
+	unsigned char *a, *b, *sh, *c, *d;
+	int fd, fd2, i;
 
 	zdtm_init();
 	fd = memfd_create("private2", 0);
@@ -31,6 +31,21 @@ int main(void)
 	zdtm_fill(a + 1 * PG, PG, 92);
 	zdtm_fill(b + 1 * PG, PG, 93);
 	(void)*(volatile unsigned char *)(b + 2 * PG);
+
+	/* A second memfd, its descriptor closed: mapped twice at offset 0,
+	 * the first page of the second mapping written. */
+	fd2 = memfd_create("private2b", 0);
+	if (fd2 < 0)
+		zdtm_die("memfd_create");
+	zdtm_write_all(fd2, file, sizeof(file));
+	c = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd2, 0);
+	d = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd2, 0);
+	if (c == MAP_FAILED || d == MAP_FAILED)
+		zdtm_die("mmap memfd 2");
+	close(fd2);
+	(void)*(volatile unsigned char *)c;
+	zdtm_fill(d, PG, 97);
+	(void)*(volatile unsigned char *)(d + PG);
 
 	sh = mmap(NULL, NP * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
@@ -55,6 +70,9 @@ int main(void)
 			CHECK(memcmp(b + i * PG, file + (2 + i) * PG, PG) == 0,
 			      "second mapping: page %d differs from memfd page %d", i, 2 + i);
 	}
+	CHECK(memcmp(c, file, 4 * PG) == 0, "closed memfd, first mapping differs");
+	CHECK(zdtm_check(d, PG, 97) < 0, "closed memfd, second mapping: written page 0 differs");
+	CHECK(memcmp(d + PG, file + PG, 3 * PG) == 0, "closed memfd, second mapping: pages 1-3 differ");
 	CHECK(zdtm_check(sh, NP * PG, 94) < 0, "split shared anonymous region differs at %ld",
 	      zdtm_check(sh, NP * PG, 94));
 	/* The split parts are still one object: a write through one part is seen by the whole. */
