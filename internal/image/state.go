@@ -158,6 +158,13 @@ type VMA struct {
 	// MayWrite is VM_MAYWRITE ("mw"): for a shared file mapping, the file
 	// was opened for writing, so mprotect may add PROT_WRITE later.
 	MayWrite bool `json:"may_write,omitempty"`
+	// Inherited lists, for a private anonymous VMA of a child, the page
+	// ranges [start, end) it shared copy-on-write with its parent's VMA at
+	// the same address (same physical page, written by neither since the
+	// fork). They are not stored for the child: restore forks it from
+	// its parent once the parent's memory is in, so the pages are shared
+	// again, then discards the rest of the VMA and writes its own pages.
+	Inherited [][2]uint64 `json:"inherited,omitempty"`
 }
 
 // HasVMFlag reports whether the smaps code f is among v.VMFlags.

@@ -63,6 +63,10 @@ type builder struct {
 	// written eagerly all the same (sorted), see staged.go.
 	written []unix.RemoteIovec
 	eager   []uint64
+
+	// deferred: created late, forked from its parent once the parent's
+	// pages are in (copy-on-write sharing, cow.go); created: it exists.
+	deferred, created bool
 }
 
 // abort kills every process created so far.
@@ -95,8 +99,20 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	// 1. Every process, parents first, while each is still a copy of the
 	// seed: a child is cloned from its parent's new copy, so the parent
 	// relation (and wait4) hold.
-	for i, p := range t.res.Checkpoint.Processes {
+	for _, p := range t.res.Checkpoint.Processes {
 		b := &builder{tree: t, p: p, uffd: -1}
+		t.procs = append(t.procs, b)
+		t.byPID[p.PID] = b
+	}
+	deferred := t.markDeferred()
+	if deferred && (t.opts.Staged != nil || t.opts.Lazy || len(t.lazy) > 0) {
+		return errors.New("restore: an image with pages shared copy-on-write (a whole image) cannot be combined with staged or lazy pages")
+	}
+	for i, b := range t.procs {
+		p := b.p
+		if b.deferred {
+			continue
+		}
 		var err error
 		if i == 0 {
 			err = b.create()
@@ -107,11 +123,10 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			}
 			err = b.createFrom(parent)
 		}
-		t.procs = append(t.procs, b)
-		t.byPID[p.PID] = b
 		if err != nil {
 			return err
 		}
+		b.created = true
 		if i == 0 {
 			t.res.PID = b.pid
 		}
@@ -122,7 +137,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	phase("create processes")
 	// Zombies exit now, after their siblings exist.
 	for _, b := range t.procs {
-		if b.p.Zombie {
+		if b.p.Zombie && !b.deferred {
 			if err := b.makeZombie(); err != nil {
 				return err
 			}
@@ -136,7 +151,10 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	}
 	// 2. Address spaces.
 	for _, b := range live {
-		if err := b.clearAddressSpace(); err != nil {
+		if b.deferred {
+			continue // createLate
+		}
+		if err := b.clearAddressSpace(nil); err != nil {
 			return err
 		}
 		// The exe link can only change while the old executable is
@@ -432,7 +450,9 @@ func isSpecial(kind string) bool {
 
 // clearAddressSpace unmaps the seed's mappings, maps scratch memory where
 // the image has none, and moves the vDSO block to the image's address.
-func (b *builder) clearAddressSpace() error {
+// The ranges in keep (sorted) stay: a process forked late keeps what it
+// inherited (cow.go).
+func (b *builder) clearAddressSpace(keep [][2]uint64) error {
 	maps, err := procfs.Maps(b.pid)
 	if err != nil {
 		return err
@@ -446,8 +466,10 @@ func (b *builder) clearAddressSpace() error {
 		case "[vsyscall]":
 			continue
 		}
-		if _, err := b.lead.Syscall(unix.SYS_MUNMAP, m.Start, m.End-m.Start); err != nil {
-			return fmt.Errorf("unmap seed mapping %#x: %w", m.Start, err)
+		for _, r := range subtract([][2]uint64{{m.Start, m.End}}, keep) {
+			if _, err := b.lead.Syscall(unix.SYS_MUNMAP, r[0], r[1]-r[0]); err != nil {
+				return fmt.Errorf("unmap seed mapping %#x: %w", r[0], err)
+			}
 		}
 	}
 	var want []image.VMA
@@ -580,8 +602,8 @@ func (b *builder) mapVMAs() error {
 	var vmaOf []int // the VMA of each call
 	for i := range b.p.VMAs {
 		v := &b.p.VMAs[i]
-		if isSpecial(v.Kind) {
-			continue
+		if isSpecial(v.Kind) || len(v.Inherited) > 0 && b.deferred {
+			continue // inherited from the parent by fork (cow.go)
 		}
 		prot := uint64(v.Prot)
 		if !v.Shared {
