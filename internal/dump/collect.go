@@ -37,6 +37,13 @@ type collector struct {
 	log     *slog.Logger
 	// lazy: private anonymous VMAs are left out of the pages (lazy.go).
 	lazy bool
+	// parent is the collector of the process's parent in the tree (nil
+	// for the root), for copy-on-write sharing (cow.go).
+	parent *collector
+	// cowShared holds the start of every VMA with pages shared
+	// copy-on-write with a parent or child in the tree: they are read
+	// without pinning (ptrace.ReadMemShared).
+	cowShared map[uint64]bool
 }
 
 func (c *collector) close() {
@@ -143,8 +150,13 @@ func (c *collector) collectVMAs() error {
 			switch f {
 			case "gd":
 				v.GrowsDown = true
-			case "dd", "dc", "wf", "lo", "hg", "nh", "mg":
+			case "dd", "dc", "wf", "lo", "lf", "hg", "nh", "mg", "rr", "sr":
 				v.VMFlags = append(v.VMFlags, f)
+			case "mw":
+				// A shared file mapping may be made writable later only
+				// if the file was opened for writing: restore maps it
+				// from a descriptor of the same mode.
+				v.MayWrite = true
 			}
 		}
 		switch {

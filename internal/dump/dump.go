@@ -417,6 +417,13 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	if !opts.Lazy && opts.Precopy == nil {
+		// Only a whole image (every page in it, in process order)
+		// can restore pages shared copy-on-write by forking.
+		if err := markInherited(cols); err != nil {
+			return nil, err
+		}
+	}
 	if opts.BeforeState != nil {
 		// Still frozen: the caller may act on the collected state (a
 		// migration settles which files travel) before it is written.

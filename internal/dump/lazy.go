@@ -49,7 +49,9 @@ func checkLazyOptions(opts Options, w Sink) error {
 }
 
 // isLazyVMA reports whether v's pages stay on the source in a lazy dump.
-func isLazyVMA(v *image.VMA) bool { return v.Kind == image.VMAAnon && !v.Shared }
+// Locked memory (mlock) must be resident when the process runs: it travels
+// eagerly.
+func isLazyVMA(v *image.VMA) bool { return v.Kind == image.VMAAnon && !v.Shared && !v.HasVMFlag("lo") }
 
 // writeLazy writes the lazy records of every collected process, then the
 // pages that must travel eagerly, and marks the collectors so that

@@ -107,6 +107,11 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages, plan PagePla
 			return fmt.Errorf("pagemap of %#x-%#x: %w", v.Start, v.End, err)
 		}
 		pmBuf = ents
+		inh := v.Inherited
+		readMem := ptrace.ReadMem
+		if c.cowShared[v.Start] {
+			readMem = ptrace.ReadMemShared
+		}
 		runStart, runKind := -1, runNone
 		flush := func(end int) error {
 			for addr := v.Start + uint64(runStart)*ps; addr < v.Start+uint64(end)*ps; {
@@ -118,7 +123,7 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages, plan PagePla
 				data := buf[:n]
 				if runKind == runZero {
 					clear(data) // discarded since it was sent: zeros
-				} else if err := ptrace.ReadMem(pid, addr, data); err != nil {
+				} else if err := readMem(pid, addr, data); err != nil {
 					ap.free <- buf
 					return fmt.Errorf("read memory %#x+%d of %d: %w", addr, n, pid, err)
 				}
@@ -141,6 +146,15 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages, plan PagePla
 				}
 			}
 			kind := pageRunKind(e, v.Kind == image.VMAAnon, skipFile, st)
+			if len(inh) > 0 {
+				addr := v.Start + uint64(j)*ps
+				for len(inh) > 0 && inh[0][1] <= addr {
+					inh = inh[1:]
+				}
+				if len(inh) > 0 && inh[0][0] <= addr {
+					kind = runNone // the parent's page, shared again by fork
+				}
+			}
 			if kind == runKind {
 				continue
 			}

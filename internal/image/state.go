@@ -168,9 +168,24 @@ type VMA struct {
 	// AioEvents are the completed events not yet reaped (struct io_event,
 	// 32 bytes each), oldest first.
 	AioEvents []byte `json:"aio_events,omitempty"`
-	// Flags from /proc/PID/smaps VmFlags of interest (e.g. "dd", "dc", "lo").
+	// Flags from /proc/PID/smaps VmFlags of interest: madvise advice
+	// ("dd", "dc", "wf", "hg", "nh", "mg", "rr", "sr") and mlock ("lo",
+	// with "lf" for MLOCK_ONFAULT).
 	VMFlags []string `json:"vm_flags,omitempty"`
+	// MayWrite is VM_MAYWRITE ("mw"): for a shared file mapping, the file
+	// was opened for writing, so mprotect may add PROT_WRITE later.
+	MayWrite bool `json:"may_write,omitempty"`
+	// Inherited lists, for a private anonymous VMA of a child, the page
+	// ranges [start, end) it shared copy-on-write with its parent's VMA at
+	// the same address (same physical page, written by neither since the
+	// fork). They are not stored for the child: restore forks it from
+	// its parent once the parent's memory is in, so the pages are shared
+	// again, then discards the rest of the VMA and writes its own pages.
+	Inherited [][2]uint64 `json:"inherited,omitempty"`
 }
+
+// HasVMFlag reports whether the smaps code f is among v.VMFlags.
+func (v *VMA) HasVMFlag(f string) bool { return slices.Contains(v.VMFlags, f) }
 
 // Size returns End-Start.
 func (v *VMA) Size() uint64 { return v.End - v.Start }

@@ -22,6 +22,18 @@ func ReadMem(pid int, addr uint64, b []byte) error {
 	return memFile(pid, addr, b, false)
 }
 
+// ReadMemShared reads like ReadMem but through /proc/PID/mem only, for
+// memory shared copy-on-write with another process: process_vm_readv pins
+// the pages it reads, and pinning an anonymous page that is not exclusive
+// makes the kernel unshare it (a copy for the reader's target), which
+// would end the sharing in a process left running.
+func ReadMemShared(pid int, addr uint64, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return memFile(pid, addr, b, false)
+}
+
 // WriteMem writes b at addr of pid with process_vm_writev, falling back to
 // /proc/PID/mem (which can write read-only pages).
 func WriteMem(pid int, addr uint64, b []byte) error {

@@ -59,6 +59,9 @@ type builder struct {
 	// sessionDone: setsid/setpgid of session() ran (it may wait for
 	// children that stay in the old session).
 	sessionDone bool
+	// zombiePID is the PID a zombie had once it exited (pid is 0 then):
+	// still the id of its process group and session until reaped.
+	zombiePID int
 	tfds        map[string]uint64
 
 	// uffd is ferry's copy of the target's userfaultfd while pages are
@@ -71,6 +74,10 @@ type builder struct {
 	// written eagerly all the same (sorted), see staged.go.
 	written []unix.RemoteIovec
 	eager   []uint64
+
+	// deferred: created late, forked from its parent once the parent's
+	// pages are in (copy-on-write sharing, cow.go); created: it exists.
+	deferred, created bool
 }
 
 // abort kills every process created so far.
@@ -103,12 +110,26 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	// 1. Every process, parents first, while each is still a copy of the
 	// seed: a child is cloned from its parent's new copy, so the parent
 	// relation (and wait4) hold.
+	for _, p := range t.res.Checkpoint.Processes {
+		b := &builder{tree: t, p: p, uffd: -1}
+		t.procs = append(t.procs, b)
+		t.byPID[p.PID] = b
+	}
 	if err := image.CheckSessions(t.res.Checkpoint.Processes); err != nil {
 		return err
 	}
+	deferred := t.markDeferred()
+	if deferred && (t.opts.Staged != nil || t.opts.Lazy || len(t.lazy) > 0) {
+		return errors.New("restore: an image with pages shared copy-on-write (a whole image) cannot be combined with staged or lazy pages")
+	}
+	// t.procs stays in image order (the order of the pages); processes are
+	// cloned in creation order (image.CreationOrder: sessions).
 	order := image.CreationOrder(t.res.Checkpoint.Processes)
 	for i, p := range order {
-		b := &builder{tree: t, p: p, uffd: -1}
+		b := t.byPID[p.PID]
+		if b.deferred {
+			continue // createLate, once its parent's pages are in (cow.go)
+		}
 		var err error
 		if i == 0 {
 			err = b.create()
@@ -126,22 +147,21 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			}
 			err = b.createFrom(parent)
 		}
-		t.procs = append(t.procs, b)
-		t.byPID[p.PID] = b
 		if err != nil {
 			return err
 		}
+		b.created = true
 		if i == 0 {
 			t.res.PID = b.pid
 		}
-		if !b.leadsSessionOfChildren(order[i+1:]) {
+		if !b.waitsForOldSession() {
 			if err := b.session(); err != nil {
 				return err
 			}
 		}
 	}
 	for _, b := range t.procs {
-		if !b.sessionDone {
+		if b.created && !b.sessionDone {
 			if err := b.session(); err != nil {
 				return err
 			}
@@ -150,6 +170,9 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	// Members of a group whose leader was created after them (a sibling,
 	// a zombie's group) join it now that every process exists.
 	for _, b := range t.procs {
+		if !b.created {
+			continue
+		}
 		if err := b.joinGroup(); err != nil {
 			return err
 		}
@@ -160,7 +183,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	phase("create processes")
 	// Zombies exit now, after their siblings exist.
 	for _, b := range t.procs {
-		if b.p.Zombie {
+		if b.p.Zombie && !b.deferred {
 			if err := b.makeZombie(); err != nil {
 				return err
 			}
@@ -174,7 +197,10 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	}
 	// 2. Address spaces.
 	for _, b := range live {
-		if err := b.clearAddressSpace(); err != nil {
+		if b.deferred {
+			continue // createLate
+		}
+		if err := b.clearAddressSpace(nil); err != nil {
 			return err
 		}
 		// The exe link can only change while the old executable is
@@ -401,7 +427,7 @@ func (b *builder) makeZombie() error {
 				return err
 			}
 			if w.Exited() || w.Signaled() {
-				b.pid = 0
+				b.zombiePID, b.pid = b.pid, 0
 				return nil
 			}
 			unix.PtraceCont(b.pid, 0)
@@ -411,7 +437,7 @@ func (b *builder) makeZombie() error {
 	if err == nil || !errors.Is(err, ptrace.ErrExited) {
 		return fmt.Errorf("zombie %d: exit_group did not end it: %v", b.p.PID, err)
 	}
-	b.pid = 0
+	b.zombiePID, b.pid = b.pid, 0
 	return nil
 }
 
@@ -451,41 +477,67 @@ func cloneWithPID(pid int, clone func() (uint64, error)) (uint64, error) {
 	}
 }
 
-// leadsSessionOfChildren reports whether b's setsid must wait: b leads a
-// session of its own and a child still to be created stayed in the old.
-func (b *builder) leadsSessionOfChildren(rest []*image.Process) bool {
+// waitsForOldSession reports whether b's setsid must wait: b leads a
+// session of its own and a child not created yet stayed in the old one
+// (one cloned in the same pass: a deferred child of a process that is not
+// deferred is cloned only after every setsid of the first pass).
+func (b *builder) waitsForOldSession() bool {
 	if b.p.SID != b.p.PID {
 		return false
 	}
-	return slices.ContainsFunc(rest, func(c *image.Process) bool { return c.PPID == b.p.PID && c.SID != b.p.PID })
+	for _, c := range b.tree.procs {
+		if c.p.PPID == b.p.PID && c != b && c.p.SID != b.p.PID && !c.created && c.deferred == b.deferred {
+			return true
+		}
+	}
+	return false
 }
 
-// checkSessions verifies every process is in its image session: one led
-// in the tree by that leader, one led from outside by the root's. A
-// session that cloning cannot give (a process reparented away from its
-// session) is refused naming it.
+// checkSessions verifies every process created so far is in its image
+// session (checkSession).
 func (t *tree) checkSessions() error {
-	rootSID := 0
 	for _, b := range t.procs {
-		st, err := procfs.Stat(b.pid)
-		if err != nil {
-			return err
-		}
-		if b == t.procs[0] {
-			rootSID = st.Session
-		}
-		want := rootSID
-		if l := t.byPID[b.p.SID]; l != nil {
-			want = l.pid
-		} else if b.p.SID != t.procs[0].p.SID {
-			want = -1 // led outside the tree, not the root's: no way to join it
-		}
-		if st.Session != want {
-			return fmt.Errorf("process %d: its session %d was not recreated (restored in session %d, parent %d): %w",
-				b.p.PID, b.p.SID, st.Session, b.p.PPID, image.ErrSession)
+		if b.created {
+			if err := b.checkSession(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// checkSession verifies b's process is in its image session: one led in
+// the tree by that leader, one led from outside by the root's (what
+// image.CheckSessions promised).
+func (b *builder) checkSession() error {
+	st, err := procfs.Stat(b.pid)
+	if err != nil {
+		return err
+	}
+	want := st.Session
+	if l := b.tree.byPID[b.p.SID]; l != nil {
+		want = l.idPID()
+	} else if root := b.tree.procs[0]; b != root {
+		rst, err := procfs.Stat(root.pid)
+		if err != nil {
+			return err
+		}
+		want = rst.Session
+	}
+	if st.Session != want {
+		return fmt.Errorf("process %d: its session %d was not recreated (restored in session %d, parent %d): %w",
+			b.p.PID, b.p.SID, st.Session, b.p.PPID, image.ErrSession)
+	}
+	return nil
+}
+
+// idPID is the PID b's process has or, a zombie now, had: the id of the
+// groups and sessions it leads.
+func (b *builder) idPID() int {
+	if b.pid == 0 {
+		return b.zombiePID
+	}
+	return b.pid
 }
 
 func (b *builder) session() error {
@@ -514,7 +566,7 @@ func (b *builder) joinGroup() error {
 	}
 	var want int
 	if leader := b.tree.byPID[p.PGID]; leader != nil {
-		want = leader.pid
+		want = leader.idPID()
 	} else if root := b.tree.procs[0]; p.PGID == root.p.PGID && b != root {
 		st, err := procfs.Stat(root.pid)
 		if err != nil {
@@ -532,7 +584,7 @@ func (b *builder) joinGroup() error {
 		return nil
 	}
 	if _, err := b.lead.Syscall(unix.SYS_SETPGID, 0, uint64(want)); err != nil {
-		return fmt.Errorf("process %d: join process group %d: %w", p.PID, p.PGID, err)
+		return fmt.Errorf("process %d (session %d, group %d): join process group %d (%d here): %w", p.PID, st.Session, st.PGRP, p.PGID, want, err)
 	}
 	return nil
 }
@@ -547,7 +599,9 @@ func isSpecial(kind string) bool {
 
 // clearAddressSpace unmaps the seed's mappings, maps scratch memory where
 // the image has none, and moves the vDSO block to the image's address.
-func (b *builder) clearAddressSpace() error {
+// The ranges in keep (sorted) stay: a process forked late keeps what it
+// inherited (cow.go).
+func (b *builder) clearAddressSpace(keep [][2]uint64) error {
 	maps, err := procfs.Maps(b.pid)
 	if err != nil {
 		return err
@@ -561,8 +615,10 @@ func (b *builder) clearAddressSpace() error {
 		case "[vsyscall]":
 			continue
 		}
-		if _, err := b.lead.Syscall(unix.SYS_MUNMAP, m.Start, m.End-m.Start); err != nil {
-			return fmt.Errorf("unmap seed mapping %#x: %w", m.Start, err)
+		for _, r := range subtract([][2]uint64{{m.Start, m.End}}, keep) {
+			if _, err := b.lead.Syscall(unix.SYS_MUNMAP, r[0], r[1]-r[0]); err != nil {
+				return fmt.Errorf("unmap seed mapping %#x: %w", r[0], err)
+			}
 		}
 	}
 	var want []image.VMA
@@ -698,6 +754,9 @@ func (b *builder) mapVMAs() error {
 		if isSpecial(v.Kind) || v.Kind == image.VMAAio {
 			continue
 		}
+		if len(v.Inherited) > 0 && b.deferred {
+			continue // inherited from the parent by fork (cow.go)
+		}
 		prot := uint64(v.Prot)
 		if !v.Shared {
 			prot |= unix.PROT_READ | unix.PROT_WRITE
@@ -717,7 +776,10 @@ func (b *builder) mapVMAs() error {
 				flags |= unix.MAP_GROWSDOWN
 			}
 		case image.VMAFile:
-			tfd, err := b.fileFD(v.Path, v.Shared && v.Prot&unix.PROT_WRITE != 0)
+			// A shared mapping is mapped from a descriptor of the mode
+			// the original was: VM_MAYWRITE (mprotect may add write
+			// later) only if the file was opened for writing.
+			tfd, err := b.fileFD(v.Path, v.Shared && (v.MayWrite || v.Prot&unix.PROT_WRITE != 0))
 			if err != nil {
 				return err
 			}
@@ -744,10 +806,9 @@ func (b *builder) mapVMAs() error {
 				}
 				b.tfds[v.FileID] = tfd
 			}
+			// The offset is the object's too for shared anonymous
+			// memory: a region split by mprotect has VMAs past page 0.
 			fd, off = tfd, v.Offset
-			if v.Kind == image.VMASharedAnon {
-				off = 0
-			}
 		}
 		calls = append(calls, ptrace.Call{Nr: unix.SYS_MMAP, Args: [6]uint64{v.Start, v.Size(), prot, flags, fd, off}})
 		vmaOf = append(vmaOf, i)
@@ -905,7 +966,21 @@ func (b *builder) aioEvents(v *image.VMA, r kernel.AioRing) error {
 
 // vmFlagAdvice maps smaps VmFlags to the madvise call that sets them.
 var vmFlagAdvice = map[string]uint64{"dd": unix.MADV_DONTDUMP, "dc": unix.MADV_DONTFORK, "wf": unix.MADV_WIPEONFORK,
-	"hg": unix.MADV_HUGEPAGE, "nh": unix.MADV_NOHUGEPAGE, "mg": unix.MADV_MERGEABLE}
+	"hg": unix.MADV_HUGEPAGE, "nh": unix.MADV_NOHUGEPAGE, "mg": unix.MADV_MERGEABLE,
+	"rr": unix.MADV_RANDOM, "sr": unix.MADV_SEQUENTIAL}
+
+// lockCall returns the mlock2 call that locks v as it was ("lo", with "lf"
+// for MLOCK_ONFAULT), or false for memory that was not locked.
+func lockCall(v *image.VMA) (ptrace.Call, bool) {
+	if !v.HasVMFlag("lo") {
+		return ptrace.Call{}, false
+	}
+	var flags uint64
+	if v.HasVMFlag("lf") {
+		flags = unix.MLOCK_ONFAULT
+	}
+	return ptrace.Call{Nr: unix.SYS_MLOCK2, Args: [6]uint64{v.Start, v.Size(), flags}}, true
+}
 
 func (b *builder) fileFD(path string, write bool) (uint64, error) {
 	key := fmt.Sprintf("%s:%v", path, write)
@@ -929,6 +1004,10 @@ func (b *builder) fileFD(path string, write bool) (uint64, error) {
 	return tfd, nil
 }
 
+// protect gives every private mapping its real permissions, then locks
+// the memory that was locked (after the pages are in: mlock faults in what
+// it locks, and a lazy range would wait for a pager not yet running — a
+// locked VMA is never lazy).
 func (b *builder) protect() error {
 	var calls []ptrace.Call
 	var starts []uint64
@@ -939,10 +1018,20 @@ func (b *builder) protect() error {
 		calls = append(calls, ptrace.Call{Nr: unix.SYS_MPROTECT, Args: [6]uint64{v.Start, v.Size(), uint64(v.Prot)}})
 		starts = append(starts, v.Start)
 	}
+	for _, v := range b.p.VMAs {
+		if c, ok := lockCall(&v); ok && !isSpecial(v.Kind) {
+			calls = append(calls, c)
+			starts = append(starts, v.Start)
+		}
+	}
 	if res, err := b.lead.Batch(calls); err != nil {
 		k := max(0, len(res)-1)
 		if k < len(starts) {
-			return fmt.Errorf("mprotect %#x: %w", starts[k], err)
+			what := "mprotect"
+			if calls[k].Nr == unix.SYS_MLOCK2 {
+				what = "mlock2"
+			}
+			return fmt.Errorf("%s %#x: %w", what, starts[k], err)
 		}
 		return fmt.Errorf("mprotect: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -49,10 +50,33 @@ func (t *tree) fillPages(ctx context.Context, r *image.Reader, first *image.Reco
 		free <- make([]byte, 0, batchSize)
 	}
 	done := make(chan struct{})
+	// inflight counts the batches sent and not yet applied; late asks
+	// this (the tracer) thread to create the deferred processes (cow.go)
+	// once every batch before is applied.
+	var inflight sync.WaitGroup
+	var late func(upto int) error
+	reqs := make(chan lateReq)
+	if slices.ContainsFunc(t.procs, func(b *builder) bool { return b.deferred }) {
+		late = func(upto int) error {
+			inflight.Wait()
+			res := make(chan error, 1)
+			select {
+			case reqs <- lateReq{upto, res}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case err := <-res:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	go func() {
 		defer close(done)
 		defer close(batches)
-		t.readBatches(ctx, r, first, batches, free)
+		t.readBatches(ctx, r, first, batches, free, &inflight, late)
 	}()
 	// Faulting in fresh pages is the bound here, and it scales with
 	// cores: writers run in parallel, each on its own batches.
@@ -74,6 +98,7 @@ func (t *tree) fillPages(ctx context.Context, r *image.Reader, first *image.Reco
 				if bt.buf != nil {
 					free <- bt.buf[:0]
 				}
+				inflight.Done()
 				if berr != nil {
 					mu.Lock()
 					if err == nil {
@@ -85,23 +110,50 @@ func (t *tree) fillPages(ctx context.Context, r *image.Reader, first *image.Reco
 			}
 		}()
 	}
-	wg.Wait()
+	wdone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(wdone)
+	}()
+	for running := true; running; {
+		select {
+		case req := <-reqs:
+			req.res <- t.createDeferred(req.upto)
+		case <-wdone:
+			running = false
+		}
+	}
 	<-done
 	return err
 }
 
+// lateReq asks the tracer thread to create the deferred processes before
+// index upto of tree.procs.
+type lateReq struct {
+	upto int
+	res  chan<- error
+}
+
 func writers() int { return max(1, min(runtime.NumCPU(), 4)) }
 
-func (t *tree) readBatches(ctx context.Context, r *image.Reader, rec *image.Record, out chan<- *pageBatch, free chan []byte) {
+func (t *tree) readBatches(ctx context.Context, r *image.Reader, rec *image.Record, out chan<- *pageBatch, free chan []byte,
+	inflight *sync.WaitGroup, late func(upto int) error) {
 	var cur *pageBatch
 	send := func(bt *pageBatch) bool {
+		inflight.Add(1)
 		select {
 		case out <- bt:
 			return true
 		case <-ctx.Done():
+			inflight.Done()
 			return false
 		}
 	}
+	index := map[int]int{}
+	for i, b := range t.procs {
+		index[b.p.PID] = i
+	}
+	last := -1 // index of the process of the last pages record
 	flush := func() bool {
 		if cur == nil {
 			return true
@@ -122,6 +174,23 @@ func (t *tree) readBatches(ctx context.Context, r *image.Reader, rec *image.Reco
 			if b == nil || b.p.Zombie {
 				fail(fmt.Errorf("pages for pid %d, which the image does not hold: %w", rec.PID, image.ErrMalformed))
 				return
+			}
+			if k := index[rec.PID]; late != nil && k != last {
+				if k < last {
+					fail(fmt.Errorf("pages for pid %d after a later process's: copy-on-write sharing needs them in process order: %w",
+						rec.PID, image.ErrMalformed))
+					return
+				}
+				// Every process before k is complete: fork the deferred
+				// ones up to k from their parents.
+				if !flush() {
+					return
+				}
+				if err := late(k + 1); err != nil {
+					fail(err)
+					return
+				}
+				last = k
 			}
 			if cur != nil && (cur.b != b || cur.size+len(rec.Data) > batchSize || len(cur.remote) == maxIovecs) {
 				if !flush() {
@@ -167,6 +236,15 @@ func (t *tree) readBatches(ctx context.Context, r *image.Reader, rec *image.Reco
 			return
 		}
 		rec = next
+	}
+	if late != nil {
+		if !flush() {
+			return
+		}
+		if err := late(len(t.procs)); err != nil {
+			fail(err)
+			return
+		}
 	}
 	flush()
 }

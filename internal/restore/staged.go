@@ -204,7 +204,9 @@ func (b *builder) writeStaged(bt *pageBatch) error {
 // to run with Options.StagedLazy: private anonymous memory, like a lazy
 // dump's (the staged pages of other VMAs, left from a VMA replaced since
 // they were sent, are written at once and the image overwrites them).
-func isLazyStagedVMA(v *image.VMA) bool { return v.Kind == image.VMAAnon && !v.Shared }
+func isLazyStagedVMA(v *image.VMA) bool {
+	return v.Kind == image.VMAAnon && !v.Shared && !v.HasVMFlag("lo")
+}
 
 // eagerPages lists, sorted, the pages the kernel writes on its own while
 // the restore still drives the process: each thread's rseq area (as in a

@@ -66,6 +66,12 @@ var cases = []testCase{
 	{name: "mem_prot_none", src: "mem_prot_none.c"},
 	{name: "mem_readonly", src: "mem_readonly.c"},
 	{name: "mem_aio", src: "mem_aio.c"},
+	// issue 7
+	{name: "mem_madvise", src: "mem_madvise.c"},
+	{name: "mem_file_offset", src: "mem_file_offset.c"},
+	{name: "mem_file_access", src: "mem_file_access.c"},
+	{name: "mem_cow_fork", src: "mem_cow_fork.c", needsTree: true},
+	{name: "mem_memfd_private2", src: "mem_memfd_private2.c"},
 	// threads
 	{name: "thread_tls", src: "thread_tls.c"},
 	{name: "thread_tls_dyn", src: "thread_tls.c", dynamic: true},

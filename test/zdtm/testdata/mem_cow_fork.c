@@ -1,0 +1,159 @@
+/*
+ * mem_cow_fork (process tree): after fork, the private anonymous pages
+ * neither process has written since are one physical page shared
+ * copy-on-write. After restore they must be shared again, not duplicated
+ * (a forking server's memory must not double): in both processes the
+ * pagemap "exclusively mapped" bit (56) is clear for them and, where the
+ * PFN is visible (root), parent and child see the same PFN. Pages written
+ * by one side after the fork, a page the child discarded (MADV_DONTNEED)
+ * and a page the child zeroed keep their own content in each process.
+ */
+#include "zdtm.h"
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define PG 4096UL
+#define NP 16
+#define PM_PRESENT (1ULL << 63)
+#define PM_EXCLUSIVE (1ULL << 56)
+#define PM_PFN(e) ((e) & ((1ULL << 55) - 1))
+
+/* What each page is after the fork. */
+enum { SHARED, CHILD_WROTE, PARENT_WROTE, CHILD_DISCARDED, CHILD_ZEROED };
+static const int kind[NP] = {
+	SHARED, SHARED, CHILD_WROTE, CHILD_WROTE, SHARED, PARENT_WROTE, SHARED, CHILD_DISCARDED,
+	CHILD_ZEROED, SHARED, SHARED, SHARED, SHARED, SHARED, SHARED, SHARED,
+};
+
+struct xchg {
+	volatile int parent_posted;
+	uint64_t parent_pfn[NP];
+};
+
+static uint64_t pagemap(void *addr)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, 8, ((uintptr_t)addr / PG) * 8) != 8)
+		e = 0;
+	close(fd);
+	return e;
+}
+
+/* check_pages checks one process's view; who is "parent" or "child". */
+static int check_pages(const char *who, unsigned char *m, int is_child, struct xchg *x)
+{
+	static unsigned char want[PG];
+	int bad = 0, i;
+
+	for (i = 0; i < NP; i++) {
+		uint64_t e = pagemap(m + i * PG);
+		if (kind[i] != SHARED)
+			continue;
+		if (!(e & PM_PRESENT)) {
+			zdtm_log("%s: shared page %d not present (pagemap %#llx)", who, i, (unsigned long long)e);
+			bad = 1;
+		} else if (e & PM_EXCLUSIVE) {
+			zdtm_log("%s: page %d is exclusively mapped: copy-on-write sharing lost", who, i);
+			bad = 1;
+		} else if (is_child && PM_PFN(e) && x->parent_pfn[i] && PM_PFN(e) != x->parent_pfn[i]) {
+			zdtm_log("%s: page %d PFN %#llx, parent's %#llx", who, i,
+				 (unsigned long long)PM_PFN(e), (unsigned long long)x->parent_pfn[i]);
+			bad = 1;
+		}
+	}
+	for (i = 0; i < NP; i++) {
+		const unsigned char *p = m + i * PG;
+		zdtm_fill(want, PG, 40 + i);
+		switch (kind[i]) {
+		case CHILD_WROTE:
+			if (is_child)
+				zdtm_fill(want, PG, 50 + i);
+			break;
+		case PARENT_WROTE:
+			if (!is_child)
+				zdtm_fill(want, PG, 60 + i);
+			break;
+		case CHILD_DISCARDED:
+		case CHILD_ZEROED:
+			if (is_child)
+				memset(want, 0, PG);
+			break;
+		}
+		if (memcmp(p, want, PG)) {
+			zdtm_log("%s: page %d content differs", who, i);
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+int main(void)
+{
+	unsigned char *m;
+	struct xchg *x;
+	pid_t child;
+	int st, i, p[2];
+	char c;
+
+	zdtm_init();
+	m = mmap(NULL, NP * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	x = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED || x == MAP_FAILED)
+		zdtm_die("mmap");
+	for (i = 0; i < NP; i++)
+		zdtm_fill(m + i * PG, PG, 40 + i);
+	if (pipe(p))
+		zdtm_die("pipe");
+
+	child = fork();
+	if (child < 0)
+		zdtm_die("fork");
+	if (child == 0) {
+		int bad;
+
+		zdtm_child_forget_ready();
+		close(p[0]);
+		for (i = 0; i < NP; i++)
+			if (kind[i] == CHILD_WROTE)
+				zdtm_fill(m + i * PG, PG, 50 + i);
+			else if (kind[i] == CHILD_DISCARDED)
+				madvise(m + i * PG, PG, MADV_DONTNEED);
+			else if (kind[i] == CHILD_ZEROED)
+				memset(m + i * PG, 0, PG);
+		if (write(p[1], "c", 1) != 1)
+			_exit(3);
+		close(p[1]);
+		zdtm_wait_go();
+		while (!__atomic_load_n(&x->parent_posted, __ATOMIC_ACQUIRE))
+			zdtm_sleep_ms(1);
+		bad = check_pages("child", m, 1, x);
+		_exit(bad ? 1 : 0);
+	}
+	close(p[1]);
+	for (i = 0; i < NP; i++)
+		if (kind[i] == PARENT_WROTE)
+			zdtm_fill(m + i * PG, PG, 60 + i);
+	if (read(p[0], &c, 1) != 1)
+		zdtm_die("child did not start");
+	close(p[0]);
+	/* Before the dump the sharing must be there at all. */
+	for (i = 0; i < NP; i++)
+		if (kind[i] == SHARED && (pagemap(m + i * PG) & PM_EXCLUSIVE))
+			zdtm_die("page %d not shared with the child before the dump", i);
+	zdtm_ready();
+	zdtm_wait_go();
+
+	for (i = 0; i < NP; i++)
+		x->parent_pfn[i] = PM_PFN(pagemap(m + i * PG));
+	__atomic_store_n(&x->parent_posted, 1, __ATOMIC_RELEASE);
+	if (check_pages("parent", m, 0, x))
+		fail("parent's pages differ or are not shared (see above)");
+	if (waitpid(child, &st, 0) != child)
+		fail("waitpid child %d: %s", child, strerror(errno));
+	else
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x (see its log above)", st);
+	zdtm_finish();
+}
