@@ -927,24 +927,45 @@ func (r *Restorer) takeLiveLocked(link string) (int, error) {
 		return -1, fmt.Errorf("no inherited file for %s, and looking for a live holder is disabled", link)
 	}
 	self := os.Getpid()
-	h, ok := scanHolders(map[string]bool{link: true}, func(pid int) bool { return pid == self })[link]
-	if !ok {
-		return -1, fmt.Errorf("no inherited file for %s and no live process on this machine holds it", link)
+	// A holder may exit between the scan and the take (the old copy of a
+	// tree that was just killed): try the next one.
+	gone := map[int]bool{}
+	for {
+		h, ok := scanHolders(map[string]bool{link: true}, func(pid int) bool { return pid == self || gone[pid] })[link]
+		if !ok {
+			return -1, fmt.Errorf("no inherited file for %s and no live process on this machine holds it", link)
+		}
+		fd, err := takeFrom(h.pid, h.num, link)
+		if err == nil {
+			r.log.Debug("took live file", "link", link, "from_pid", h.pid, "from_fd", h.num)
+			return fd, nil
+		}
+		if !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.EBADF) && !errors.Is(err, errChanged) {
+			return -1, fmt.Errorf("take %s from pid %d fd %d: %w", link, h.pid, h.num, err)
+		}
+		gone[h.pid] = true
 	}
-	pidfd, err := unix.PidfdOpen(h.pid, 0)
+}
+
+// errChanged: the fd of a holder no longer refers to the file it did.
+var errChanged = errors.New("the fd changed meanwhile")
+
+// takeFrom duplicates fd num of pid into ferry and checks it is still
+// the file link names.
+func takeFrom(pid, num int, link string) (int, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return -1, fmt.Errorf("take %s from pid %d: %w", link, h.pid, os.NewSyscallError("pidfd_open", err))
+		return -1, os.NewSyscallError("pidfd_open", err)
 	}
 	defer unix.Close(pidfd)
-	fd, err := pidfdGetfd(pidfd, h.num)
+	fd, err := pidfdGetfd(pidfd, num)
 	if err != nil {
-		return -1, fmt.Errorf("take %s from pid %d fd %d: %w", link, h.pid, h.num, err)
+		return -1, err
 	}
 	if got, err := os.Readlink(selfFDPath(fd)); err != nil || got != link {
 		unix.Close(fd)
-		return -1, fmt.Errorf("take %s from pid %d fd %d: the fd changed meanwhile", link, h.pid, h.num)
+		return -1, errChanged
 	}
-	r.log.Debug("took live file", "link", link, "from_pid", h.pid, "from_fd", h.num)
 	return fd, nil
 }
 
