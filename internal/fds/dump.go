@@ -386,7 +386,7 @@ func (d *Dumper) addObjectLocked(id string, fd int) error {
 	if _, ok := d.objects[id]; ok {
 		return nil
 	}
-	f, err := os.OpenFile(selfFDPath(fd), os.O_RDONLY|unix.O_NOCTTY, 0)
+	f, err := kernel.OpenNoATime(selfFDPath(fd), os.O_RDONLY|unix.O_NOCTTY)
 	if err != nil {
 		return fmt.Errorf("open content of %s: %w", id, err)
 	}
@@ -402,7 +402,7 @@ func (d *Dumper) hashLocked(fd int, st *unix.Stat_t) (string, error) {
 	if h, ok := d.hashes[key]; ok {
 		return h, nil
 	}
-	f, err := os.OpenFile(selfFDPath(fd), os.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	f, err := kernel.OpenNoATime(selfFDPath(fd), os.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
 	if err != nil {
 		return "", err
 	}

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/image"
+	"ferry/internal/kernel"
 )
 
 // Entry is one file of the manifest.
@@ -126,7 +127,7 @@ func (h *Hasher) Describe(path string) (Entry, error) {
 	} else if !fi.Mode().IsRegular() {
 		return Entry{}, fmt.Errorf("%s: %w", path, ErrNotRegular)
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	f, err := kernel.OpenNoATime(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 	if err != nil {
 		return Entry{}, err
 	}

@@ -251,3 +251,15 @@ func PutEpollEvent(b []byte, events uint32, data uint64) {
 // queued for reading; inotify and fanotify answer it with the size of
 // their queued events.
 const FIONREAD = 0x541b
+
+// OpenNoATime opens path for reading without updating its access time
+// (O_NOATIME: reading and mmap then leave atime alone), as ferry must when
+// it reads or maps a process's files. O_NOATIME needs the file's owner or
+// CAP_FOWNER; without either the file is opened plainly.
+func OpenNoATime(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		f, err = os.OpenFile(path, flag, 0)
+	}
+	return f, err
+}

@@ -991,7 +991,8 @@ func (b *builder) fileFD(path string, write bool) (uint64, error) {
 	if write {
 		flag = os.O_RDWR
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	// Without O_NOATIME, mmap would update the file's access time.
+	f, err := kernel.OpenNoATime(path, flag)
 	if err != nil {
 		return 0, fmt.Errorf("open mapped file: %w", err)
 	}
@@ -1040,7 +1041,7 @@ func (b *builder) protect() error {
 
 func (b *builder) setMM() error {
 	mm := b.p.MM
-	exe, err := os.Open(b.p.Exe)
+	exe, err := kernel.OpenNoATime(b.p.Exe, os.O_RDONLY)
 	if err != nil {
 		return fmt.Errorf("open executable: %w", err)
 	}
