@@ -235,6 +235,9 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			r.Path = strings.TrimSuffix(ds.link, deletedSuffix)
 			r.Unlinked = true
 			r.FileID = image.ObjectID(st.Dev, st.Ino)
+			if err := fileShape(r, ds.fd, st); err != nil {
+				return err
+			}
 			return d.addObjectLocked(r.FileID, ds.fd)
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFREG && r.Flags&unix.O_PATH == 0 &&
@@ -253,6 +256,9 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 		}
 		setMemfdSeals(r, seals)
 		r.FileID = image.ObjectID(st.Dev, st.Ino)
+		if err := fileShape(r, ds.fd, st); err != nil {
+			return err
+		}
 		return d.addObjectLocked(r.FileID, ds.fd)
 	case image.FDDir, image.FDChar:
 		r.Path = ds.link
@@ -392,6 +398,55 @@ func (d *Dumper) addObjectLocked(id string, fd int) error {
 	}
 	d.objects[id] = f
 	return nil
+}
+
+// fileShape records what a recreated copy of a file must have besides its
+// bytes: owner, group, times and where its holes are.
+func fileShape(r *image.FD, fd int, st *unix.Stat_t) error {
+	r.UID, r.GID = st.Uid, st.Gid
+	r.AtimeNs, r.MtimeNs = st.Atim.Nano(), st.Mtim.Nano()
+	f, err := kernel.OpenNoATime(selfFDPath(fd), os.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("open %s to find its holes: %w", r.Path, err)
+	}
+	defer f.Close()
+	ext, err := dataExtents(int(f.Fd()), st.Size)
+	if err != nil {
+		return fmt.Errorf("holes of %s: %w", r.Path, err)
+	}
+	if len(ext) != 1 || ext[0] != [2]int64{0, st.Size} {
+		r.Extents = ext // not one extent of the whole file
+		if r.Extents == nil {
+			r.Extents = [][2]int64{} // all hole
+		}
+	}
+	return nil
+}
+
+// dataExtents lists the ranges of fd's first size bytes that hold data,
+// by SEEK_DATA and SEEK_HOLE (a filesystem without holes reports one).
+func dataExtents(fd int, size int64) ([][2]int64, error) {
+	var out [][2]int64
+	for off := int64(0); off < size; {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break // only a hole up to the end
+		}
+		if err != nil {
+			return nil, os.NewSyscallError("lseek(SEEK_DATA)", err)
+		}
+		if start >= size {
+			break
+		}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, os.NewSyscallError("lseek(SEEK_HOLE)", err)
+		}
+		end = min(end, size)
+		out = append(out, [2]int64{start, end})
+		off = end
+	}
+	return out, nil
 }
 
 // hashLocked returns the SHA-256 (hex) of the first st.Size bytes of the file

@@ -525,12 +525,43 @@ func (r *Restorer) objectLocked(rec *image.FD) (*os.File, error) {
 	return f, nil
 }
 
-func fill(dst, src *os.File, size int64) error {
-	if _, err := io.CopyBuffer(dst, io.NewSectionReader(src, 0, size), make([]byte, 1<<20)); err != nil {
-		return fmt.Errorf("copy content: %w", err)
+// fill copies into dst the data ranges of rec (all of its size without
+// Extents) from src and gives it its size: what the image left as holes
+// stays holes.
+func fill(dst, src *os.File, rec *image.FD) error {
+	ext := rec.Extents
+	if ext == nil {
+		ext = [][2]int64{{0, rec.Size}}
 	}
-	if err := dst.Truncate(size); err != nil {
+	buf := make([]byte, 1<<20)
+	for _, e := range ext {
+		if e[0] < 0 || e[1] > rec.Size || e[0] > e[1] {
+			return fmt.Errorf("data range %d-%d of a %d-byte file: %w", e[0], e[1], rec.Size, image.ErrMalformed)
+		}
+		w := io.NewOffsetWriter(dst, e[0])
+		if _, err := io.CopyBuffer(w, io.NewSectionReader(src, e[0], e[1]-e[0]), buf); err != nil {
+			return fmt.Errorf("copy content: %w", err)
+		}
+	}
+	if err := dst.Truncate(rec.Size); err != nil {
 		return fmt.Errorf("set size: %w", err)
+	}
+	return nil
+}
+
+// setShape gives a recreated file the owner, group, mode and times of
+// rec (the times last: writing and chown change them).
+func setShape(fd int, rec *image.FD) error {
+	if err := unix.Fchown(fd, int(rec.UID), int(rec.GID)); err != nil {
+		return fmt.Errorf("owner %d:%d: %w", rec.UID, rec.GID, os.NewSyscallError("fchown", err))
+	}
+	if err := unix.Fchmod(fd, rec.Mode&0o7777); err != nil {
+		return os.NewSyscallError("fchmod", err)
+	}
+	if rec.AtimeNs != 0 || rec.MtimeNs != 0 {
+		if err := kernel.Futimens(fd, rec.AtimeNs, rec.MtimeNs); err != nil {
+			return fmt.Errorf("times: %w", err)
+		}
 	}
 	return nil
 }
@@ -547,11 +578,11 @@ func (r *Restorer) createMemfdLocked(rec *image.FD, src *os.File) (*os.File, err
 		return nil, os.NewSyscallError("memfd_create", err)
 	}
 	f := r.keepLocked(fd, "memfd:"+name)
-	if err := fill(f, src, rec.Size); err != nil {
+	if err := fill(f, src, rec); err != nil {
 		return nil, err
 	}
-	if err := unix.Fchmod(fd, rec.Mode&0o7777); err != nil {
-		return nil, os.NewSyscallError("fchmod", err)
+	if err := setShape(fd, rec); err != nil {
+		return nil, err
 	}
 	cur, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
 	if err != nil {
@@ -591,11 +622,11 @@ func (r *Restorer) createUnlinkedLocked(rec *image.FD, src *os.File) (*os.File, 
 		return nil, fmt.Errorf("recreate unlinked file %s: %w", rec.Path, err)
 	}
 	f := r.keepLocked(fd, rec.Path+deletedSuffix)
-	if err := fill(f, src, rec.Size); err != nil {
+	if err := fill(f, src, rec); err != nil {
 		return nil, err
 	}
-	if err := unix.Fchmod(fd, perm); err != nil {
-		return nil, os.NewSyscallError("fchmod", err)
+	if err := setShape(fd, rec); err != nil {
+		return nil, err
 	}
 	return f, nil
 }

@@ -318,6 +318,14 @@ type FD struct {
 	// content travels as FileData with FileID.
 	Unlinked bool   `json:"unlinked,omitempty"`
 	FileID   string `json:"file_id,omitempty"`
+	// Owner, group and times (ns) of an unlinked file or memfd, and the
+	// ranges that hold data (SEEK_DATA/SEEK_HOLE: the rest are holes); a
+	// restore recreates the same file, holes and all. No Extents: all data.
+	UID     uint32     `json:"uid,omitempty"`
+	GID     uint32     `json:"gid,omitempty"`
+	AtimeNs int64      `json:"atime_ns,omitempty"`
+	MtimeNs int64      `json:"mtime_ns,omitempty"`
+	Extents [][2]int64 `json:"extents,omitempty"`
 	// ContentHash is the SHA-256 of a regular file's content (hex), so a
 	// destination can tell whether its own copy is identical.
 	ContentHash string `json:"content_hash,omitempty"`

@@ -23,3 +23,14 @@ func TimerfdSetTicks(fd int, ticks uint64) error {
 		return nil
 	}
 }
+
+// Futimens sets the access and modification times (ns since the epoch) of
+// the file fd refers to: utimensat(fd, NULL, times, 0).
+func Futimens(fd int, atimeNs, mtimeNs int64) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(atimeNs), unix.NsecToTimespec(mtimeNs)}
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("utimensat", e)
+	}
+	return nil
+}
