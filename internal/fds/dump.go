@@ -198,6 +198,7 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (
 	if err := d.fillLocked(log, pc, ds, info, &st); err != nil {
 		return nil, err
 	}
+	fileOwner(&ds.rec, fd)
 	rec := ds.rec
 	rec.Locks = append(slices.Clip(rec.Locks), posixLocks...)
 	return &rec, nil
@@ -400,6 +401,17 @@ func (d *Dumper) addObjectLocked(id string, fd int) error {
 	return nil
 }
 
+// fileOwner records who gets the signal of signal-driven I/O on the
+// description, and which signal (files that know no owner say nothing).
+func fileOwner(r *image.FD, fd int) {
+	if o, err := kernel.GetOwnerEx(fd); err == nil && o.PID != 0 {
+		r.OwnerType, r.OwnerPID = int(o.Type), int(o.PID)
+	}
+	if sig, err := unix.FcntlInt(uintptr(fd), unix.F_GETSIG, 0); err == nil {
+		r.Sig = sig
+	}
+}
+
 // fileShape records what a recreated copy of a file must have besides its
 // bytes: owner, group, times and where its holes are.
 func fileShape(r *image.FD, fd int, st *unix.Stat_t) error {
@@ -525,6 +537,9 @@ func (d *Dumper) Finish(procs []*image.Process) error {
 	if err := d.checkFlockHoldersLocked(used, tree); err != nil {
 		return err
 	}
+	if err := checkOwners(procs, used); err != nil {
+		return err
+	}
 
 	first := make(map[string]bool)
 	for _, p := range procs {
@@ -539,6 +554,39 @@ func (d *Dumper) Finish(procs []*image.Process) error {
 			full.Num, full.CloExec = fd.Num, fd.CloExec
 			full.Locks = append(slices.Clip(full.Locks), posix...)
 			p.FDs[i] = full
+		}
+	}
+	return nil
+}
+
+// checkOwners refuses signal-driven I/O (O_ASYNC) whose owner — thread,
+// process or process group — is not in the tree: a restore could not give
+// the signal to it.
+func checkOwners(procs []*image.Process, used []*desc) error {
+	tids, pids, pgids := map[int]bool{}, map[int]bool{}, map[int]bool{}
+	for _, p := range procs {
+		pids[p.PID], pgids[p.PGID] = true, true
+		for _, t := range p.Threads {
+			tids[t.TID] = true
+		}
+	}
+	for _, ds := range used {
+		r := &ds.rec
+		if r.OwnerPID == 0 || r.Flags&unix.O_ASYNC == 0 {
+			continue
+		}
+		var in bool
+		switch r.OwnerType {
+		case kernel.F_OWNER_TID:
+			in = tids[r.OwnerPID]
+		case kernel.F_OWNER_PID:
+			in = pids[r.OwnerPID]
+		case kernel.F_OWNER_PGRP:
+			in = pgids[r.OwnerPID]
+		}
+		if !in {
+			return &UnsupportedError{PID: ds.pid, FD: r.Num, Resource: "O_ASYNC owner outside the tree",
+				Detail: fmt.Sprintf("owner type %d id %d", r.OwnerType, r.OwnerPID)}
 		}
 	}
 	return nil

@@ -64,6 +64,7 @@ type Restorer struct {
 	objs        map[string]*os.File  // FileID → recreated memfd / unlinked file
 	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
 	epollDone   map[string]bool
+	asyncDone   map[string]bool // owner, signal and O_ASYNC set (Finish)
 	credPairs   []*credPair  // socketpairs Finish makes again in their creator
 	handedOut   map[int]bool // PIDs whose Files were taken
 	setupErr    error
@@ -88,6 +89,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inherit map[string]*o
 		objects:     objects,
 		descs:       make(map[string]*image.FD),
 		first:       make(map[string]holder),
+		asyncDone:   make(map[string]bool),
 		pipeMembers: make(map[string][]string),
 		files:       make(map[string]*os.File),
 		objs:        make(map[string]*os.File),
@@ -293,7 +295,68 @@ func (r *Restorer) Finish(pid int, inj Injector) error {
 		}
 		r.epollDone[id] = true
 	}
+	if err := r.setAsyncLocked(p, inj); err != nil {
+		return err
+	}
 	return r.takePosixLocksLocked(p, inj)
+}
+
+// SignalIO gives every description its owner, signal and O_ASYNC back
+// (signal-driven I/O), once every process and thread of the tree exists:
+// the owner may be any of them.
+func (r *Restorer) SignalIO() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.procs {
+		if err := r.signalIOLocked(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Restorer) signalIOLocked(p *image.Process) error {
+	for _, fd := range p.FDs {
+		id := fd.Desc
+		rec := r.descs[id]
+		if r.asyncDone[id] || r.first[id].pid != p.PID || rec == nil || r.files[id] == nil {
+			continue
+		}
+		r.asyncDone[id] = true
+		raw := RawFD(r.files[id])
+		if rec.Sig != 0 {
+			if _, err := unix.FcntlInt(uintptr(raw), unix.F_SETSIG, rec.Sig); err != nil {
+				return fmt.Errorf("pid %d fd %d: F_SETSIG %d: %w", p.PID, fd.Num, rec.Sig, err)
+			}
+		}
+		if rec.OwnerPID != 0 {
+			o := kernel.FOwnerEx{Type: int32(rec.OwnerType), PID: int32(rec.OwnerPID)}
+			if err := kernel.SetOwnerEx(raw, o); err != nil {
+				return fmt.Errorf("pid %d fd %d: owner type %d id %d: %w", p.PID, fd.Num, rec.OwnerType, rec.OwnerPID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// setAsyncLocked sets O_ASYNC on the descriptions pid holds first,
+// through the target and its own fd number: the kernel remembers that
+// number (a signal's si_fd). Their owner comes later (SignalIO).
+func (r *Restorer) setAsyncLocked(p *image.Process, inj Injector) error {
+	for _, fd := range p.FDs {
+		rec := r.descs[fd.Desc]
+		if rec == nil || rec.Flags&unix.O_ASYNC == 0 || r.first[fd.Desc].pid != p.PID || r.first[fd.Desc].num != fd.Num {
+			continue
+		}
+		cur, err := inj.Syscall(unix.SYS_FCNTL, uint64(fd.Num), unix.F_GETFL)
+		if err != nil {
+			return fmt.Errorf("pid %d fd %d: fcntl(F_GETFL): %w", p.PID, fd.Num, err)
+		}
+		if _, err := inj.Syscall(unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETFL, cur|unix.O_ASYNC); err != nil {
+			return fmt.Errorf("pid %d fd %d: O_ASYNC: %w", p.PID, fd.Num, err)
+		}
+	}
+	return nil
 }
 
 // Close releases every file the Restorer created (inherited and object
@@ -362,9 +425,6 @@ const setflMask = unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATI
 
 // setStatusFlags makes fd's changeable file status flags those of want.
 func (r *Restorer) setStatusFlags(fd, want int) error {
-	if want&unix.O_ASYNC != 0 {
-		r.log.Warn("O_ASYNC is not restored (its owner is not recorded)", "fd", fd)
-	}
 	cur, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
 		return os.NewSyscallError("fcntl(F_GETFL)", err)

@@ -365,6 +365,18 @@ func fdDetail(fd *FD) string {
 	if fd.Offset != 0 {
 		add("offset %d", fd.Offset)
 	}
+	if fd.OwnerPID != 0 {
+		add("sigio to %s %d", [...]string{"thread", "process", "group"}[min(max(fd.OwnerType, 0), 2)], fd.OwnerPID)
+	}
+	if fd.Sig != 0 {
+		add("signal %s", signalName(fd.Sig))
+	}
+	if fd.UID != 0 || fd.GID != 0 {
+		add("owner %d:%d", fd.UID, fd.GID)
+	}
+	if fd.Extents != nil {
+		add("%d data ranges", len(fd.Extents))
+	}
 	switch fd.Kind {
 	case FDPipe, FDFIFO:
 		if fd.PipeID != "" {

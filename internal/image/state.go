@@ -318,6 +318,12 @@ type FD struct {
 	// content travels as FileData with FileID.
 	Unlinked bool   `json:"unlinked,omitempty"`
 	FileID   string `json:"file_id,omitempty"`
+	// Signal-driven I/O (O_ASYNC in Flags): the owner that gets the
+	// signal (F_SETOWN_EX: OwnerType F_OWNER_TID 0, _PID 1, _PGRP 2) and
+	// the signal (F_SETSIG; 0: SIGIO).
+	OwnerType int `json:"owner_type,omitempty"`
+	OwnerPID  int `json:"owner_pid,omitempty"`
+	Sig       int `json:"sig,omitempty"`
 	// Owner, group and times (ns) of an unlinked file or memfd, and the
 	// ranges that hold data (SEEK_DATA/SEEK_HOLE: the rest are holes); a
 	// restore recreates the same file, holes and all. No Extents: all data.

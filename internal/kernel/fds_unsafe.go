@@ -34,3 +34,36 @@ func Futimens(fd int, atimeNs, mtimeNs int64) error {
 	}
 	return nil
 }
+
+// f_owner_ex types.
+const (
+	F_OWNER_TID  = 0
+	F_OWNER_PID  = 1
+	F_OWNER_PGRP = 2
+)
+
+// FOwnerEx is struct f_owner_ex (include/uapi/asm-generic/fcntl.h): who
+// gets the SIGIO of a file with O_ASYNC.
+type FOwnerEx struct {
+	Type int32 // F_OWNER_TID, F_OWNER_PID, F_OWNER_PGRP
+	PID  int32
+}
+
+// GetOwnerEx wraps fcntl(fd, F_GETOWN_EX).
+func GetOwnerEx(fd int) (FOwnerEx, error) {
+	var o FOwnerEx
+	_, _, e := unix.Syscall(unix.SYS_FCNTL, uintptr(fd), unix.F_GETOWN_EX, uintptr(unsafe.Pointer(&o)))
+	if e != 0 {
+		return o, os.NewSyscallError("fcntl(F_GETOWN_EX)", e)
+	}
+	return o, nil
+}
+
+// SetOwnerEx wraps fcntl(fd, F_SETOWN_EX).
+func SetOwnerEx(fd int, o FOwnerEx) error {
+	_, _, e := unix.Syscall(unix.SYS_FCNTL, uintptr(fd), unix.F_SETOWN_EX, uintptr(unsafe.Pointer(&o)))
+	if e != 0 {
+		return os.NewSyscallError("fcntl(F_SETOWN_EX)", e)
+	}
+	return nil
+}

@@ -243,6 +243,10 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			}
 		}
 	}
+	// Signal-driven I/O last: its owner may be any thread of the tree.
+	if err := t.fr.SignalIO(); err != nil {
+		return fmt.Errorf("file descriptors: %w", err)
+	}
 	phase("state")
 	if t.opts.Staged != nil && t.opts.StagedLazy {
 		if err := t.stagedLazy(live); err != nil {

@@ -132,6 +132,7 @@ var cases = []testCase{
 	{name: "fd_locks", src: "fd_locks.c", dynamic: true},
 	{name: "fd_file_times", src: "fd_file_times.c"},
 	{name: "fd_unlinked_shape", src: "fd_unlinked_shape.c"},
+	{name: "fd_async", src: "fd_async.c"},
 	{name: "fd_inotify", src: "fd_inotify.c"},
 	{name: "fd_inotify_queued", src: "fd_inotify_queued.c",
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
