@@ -65,8 +65,8 @@ type Restorer struct {
 	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
 	epollDone   map[string]bool
 	asyncDone   map[string]bool // owner, signal and O_ASYNC set (Finish)
-	credPairs   []*credPair  // socketpairs Finish makes again in their creator
-	handedOut   map[int]bool // PIDs whose Files were taken
+	credPairs   []*credPair     // socketpairs Finish makes again in their creator
+	handedOut   map[int]bool    // PIDs whose Files were taken
 	setupErr    error
 }
 

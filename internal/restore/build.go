@@ -62,7 +62,7 @@ type builder struct {
 	// zombiePID is the PID a zombie had once it exited (pid is 0 then):
 	// still the id of its process group and session until reaped.
 	zombiePID int
-	tfds        map[string]uint64
+	tfds      map[string]uint64
 
 	// uffd is ferry's copy of the target's userfaultfd while pages are
 	// filled (-1: none), registered on uffdRanges (sorted).
