@@ -160,12 +160,14 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 			return image.FDInotify, nil
 		case name == "fanotify":
 			return image.FDFanotify, nil
-		case name == "io_uring", name == "pidfd", name == "userfaultfd":
+		case name == "pidfd":
+			return image.FDPidfd, nil
+		case name == "io_uring", name == "userfaultfd":
 			return "", unsupported(name, "")
 		}
 		return "", unsupported("anonymous inode", name)
 	case strings.HasPrefix(link, "pidfd:"):
-		return "", unsupported("pidfd", "")
+		return image.FDPidfd, nil
 	case !strings.HasPrefix(link, "/"):
 		// nsfs ("net:[4026531840]"), or something newer.
 		if i := strings.Index(link, ":["); i > 0 {

@@ -323,6 +323,15 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 		return d.fillUnixLocked(ds, unsupported)
 	case image.FDInotify, image.FDFanotify:
 		return d.fillNotifyLocked(pc, ds, unsupported)
+	case image.FDPidfd:
+		pid, err := strconv.Atoi(info.fields["Pid"])
+		if err != nil {
+			return fmt.Errorf("pidfd fdinfo: Pid %q", info.fields["Pid"])
+		}
+		if pid <= 0 {
+			return unsupported("pidfd of a process that exited", "")
+		}
+		r.PidfdPID = pid
 	default:
 		return fmt.Errorf("unexpected kind %q", r.Kind)
 	}
@@ -540,6 +549,9 @@ func (d *Dumper) Finish(procs []*image.Process) error {
 	if err := checkOwners(procs, used); err != nil {
 		return err
 	}
+	if err := checkPidfds(procs, used); err != nil {
+		return err
+	}
 
 	first := make(map[string]bool)
 	for _, p := range procs {
@@ -587,6 +599,32 @@ func checkOwners(procs []*image.Process, used []*desc) error {
 		if !in {
 			return &UnsupportedError{PID: ds.pid, FD: r.Num, Resource: "O_ASYNC owner outside the tree",
 				Detail: fmt.Sprintf("owner type %d id %d", r.OwnerType, r.OwnerPID)}
+		}
+	}
+	return nil
+}
+
+// checkPidfds refuses a pidfd whose process is not in the tree (or, a
+// PIDFD_THREAD one, whose thread is not a thread leader of it: threads are
+// created after the fds are in place).
+func checkPidfds(procs []*image.Process, used []*desc) error {
+	live := map[int]bool{}
+	for _, p := range procs {
+		if !p.Zombie {
+			live[p.PID] = true
+		}
+	}
+	for _, ds := range used {
+		r := &ds.rec
+		if r.Kind != image.FDPidfd {
+			continue
+		}
+		if !live[r.PidfdPID] {
+			what := "pidfd of a process outside the tree"
+			if r.Flags&unix.O_EXCL != 0 {
+				what = "pidfd of a thread (PIDFD_THREAD) that is not a process of the tree"
+			}
+			return &UnsupportedError{PID: ds.pid, FD: r.Num, Resource: what, Detail: "pid " + strconv.Itoa(r.PidfdPID)}
 		}
 	}
 	return nil

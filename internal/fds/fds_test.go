@@ -712,7 +712,6 @@ func TestCheck(t *testing.T) {
 		{"udp", "udp socket", "127.0.0.1:"},
 		{"unix-listen", "unix socket", "listening on "},
 		{"netlink", "netlink socket", ""},
-		{"pidfd", "pidfd", ""},
 		{"ptmx", "pty master", "/dev/ptmx"},
 		{"lease", "file lease", "LEASE READ on "},
 	}

@@ -65,6 +65,7 @@ type Restorer struct {
 	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
 	epollDone   map[string]bool
 	asyncDone   map[string]bool // owner, signal and O_ASYNC set (Finish)
+	lateErr     map[holder]error // why Files has no file for an fd (pidfds)
 	credPairs   []*credPair     // socketpairs Finish makes again in their creator
 	handedOut   map[int]bool    // PIDs whose Files were taken
 	setupErr    error
@@ -90,6 +91,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inherit map[string]*o
 		descs:       make(map[string]*image.FD),
 		first:       make(map[string]holder),
 		asyncDone:   make(map[string]bool),
+		lateErr:     make(map[holder]error),
 		pipeMembers: make(map[string][]string),
 		files:       make(map[string]*os.File),
 		objs:        make(map[string]*os.File),
@@ -161,6 +163,8 @@ func (r *Restorer) Prepare() error {
 			err = r.prepareEpollLocked(rec)
 		case image.FDUnix:
 			err = r.prepareUnixLocked(rec)
+		case image.FDPidfd:
+			continue // once its process exists (Files)
 		case image.FDInotify:
 			err = r.prepareInotifyLocked(rec)
 		case image.FDFanotify:
@@ -239,6 +243,11 @@ func (r *Restorer) Files(pid int) []Install {
 	r.handedOut[pid] = true
 	out := make([]Install, 0, len(p.FDs))
 	for _, fd := range p.FDs {
+		if r.files[fd.Desc] == nil && r.descs[fd.Desc] != nil && r.descs[fd.Desc].Kind == image.FDPidfd {
+			if err := r.preparePidfdLocked(r.descs[fd.Desc]); err != nil {
+				r.lateErr[holder{pid, fd.Num}] = err
+			}
+		}
 		out = append(out, Install{Num: fd.Num, File: r.files[fd.Desc], CloExec: fd.CloExec})
 	}
 	return out
@@ -299,6 +308,28 @@ func (r *Restorer) Finish(pid int, inj Injector) error {
 		return err
 	}
 	return r.takePosixLocksLocked(p, inj)
+}
+
+// FileErr tells why Files gave no File for fd num of pid.
+func (r *Restorer) FileErr(pid, num int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.lateErr[holder{pid, num}]; err != nil {
+		return err
+	}
+	return errors.New("no file was made for it")
+}
+
+// preparePidfdLocked opens the pidfd rec names, once its process exists.
+func (r *Restorer) preparePidfdLocked(rec *image.FD) error {
+	flags := rec.Flags & (unix.O_NONBLOCK | unix.O_EXCL) // PIDFD_NONBLOCK, PIDFD_THREAD
+	fd, err := unix.PidfdOpen(rec.PidfdPID, flags)
+	if err != nil {
+		return fmt.Errorf("pidfd_open(%d, %#x): %w", rec.PidfdPID, flags, err)
+	}
+	unix.CloseOnExec(fd)
+	r.files[rec.Desc] = r.keepLocked(fd, "anon_inode:[pidfd]")
+	return nil
 }
 
 // SignalIO gives every description its owner, signal and O_ASYNC back

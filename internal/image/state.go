@@ -289,6 +289,7 @@ const (
 	FDEpoll    = "epoll"    // epoll instance
 	FDUnix     = "unix"     // unix socket (socketpair within the tree)
 	FDMemfd    = "memfd"    // memfd
+	FDPidfd    = "pidfd"    // pidfd of a process of the tree
 	FDInotify  = "inotify"  // inotify instance
 	FDFanotify = "fanotify" // fanotify group
 )
@@ -318,6 +319,9 @@ type FD struct {
 	// content travels as FileData with FileID.
 	Unlinked bool   `json:"unlinked,omitempty"`
 	FileID   string `json:"file_id,omitempty"`
+	// PidfdPID is the process (or, with PIDFD_THREAD in Flags, thread) a
+	// pidfd refers to.
+	PidfdPID int `json:"pidfd_pid,omitempty"`
 	// Signal-driven I/O (O_ASYNC in Flags): the owner that gets the
 	// signal (F_SETOWN_EX: OwnerType F_OWNER_TID 0, _PID 1, _PGRP 2) and
 	// the signal (F_SETSIG; 0: SIGIO).

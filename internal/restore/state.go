@@ -38,6 +38,9 @@ func (b *builder) installFDs() error {
 		b.lead.Syscall(unix.SYS_CLOSE, uint64(n))
 	}
 	for _, in := range b.fr.Files(b.p.PID) {
+		if in.File == nil {
+			return fmt.Errorf("fd %d: %w", in.Num, b.fr.FileErr(b.p.PID, in.Num))
+		}
 		tfd, err := b.install(in.File)
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", in.Num, err)
