@@ -7,6 +7,9 @@
  * PFN is visible (root), parent and child see the same PFN. Pages written
  * by one side after the fork, a page the child discarded (MADV_DONTNEED)
  * and a page the child zeroed keep their own content in each process.
+ * The child forks a grandchild (sharing with both, one page written) and
+ * a zombie it reaps after restore: processes below a child restored by
+ * fork come back too.
  */
 #include "zdtm.h"
 #include <sys/mman.h>
@@ -42,7 +45,12 @@ static uint64_t pagemap(void *addr)
 	return e;
 }
 
-/* check_pages checks one process's view; who is "parent" or "child". */
+#define GRAND_PAGE 10 /* the page the grandchild writes */
+
+/*
+ * check_pages checks one process's view; is_child: 0 parent, 1 child,
+ * 2 grandchild (which also shares the child's written pages).
+ */
 static int check_pages(const char *who, unsigned char *m, int is_child, struct xchg *x)
 {
 	static unsigned char want[PG];
@@ -50,7 +58,10 @@ static int check_pages(const char *who, unsigned char *m, int is_child, struct x
 
 	for (i = 0; i < NP; i++) {
 		uint64_t e = pagemap(m + i * PG);
-		if (kind[i] != SHARED)
+		int shared = kind[i] == SHARED || (is_child == 2 && kind[i] == CHILD_WROTE);
+		if (is_child == 2 && i == GRAND_PAGE)
+			shared = 0;
+		if (!shared)
 			continue;
 		if (!(e & PM_PRESENT)) {
 			zdtm_log("%s: shared page %d not present (pagemap %#llx)", who, i, (unsigned long long)e);
@@ -58,7 +69,8 @@ static int check_pages(const char *who, unsigned char *m, int is_child, struct x
 		} else if (e & PM_EXCLUSIVE) {
 			zdtm_log("%s: page %d is exclusively mapped: copy-on-write sharing lost", who, i);
 			bad = 1;
-		} else if (is_child && PM_PFN(e) && x->parent_pfn[i] && PM_PFN(e) != x->parent_pfn[i]) {
+		} else if (is_child && kind[i] == SHARED && PM_PFN(e) && x->parent_pfn[i] &&
+			   PM_PFN(e) != x->parent_pfn[i]) {
 			zdtm_log("%s: page %d PFN %#llx, parent's %#llx", who, i,
 				 (unsigned long long)PM_PFN(e), (unsigned long long)x->parent_pfn[i]);
 			bad = 1;
@@ -82,6 +94,8 @@ static int check_pages(const char *who, unsigned char *m, int is_child, struct x
 				memset(want, 0, PG);
 			break;
 		}
+		if (is_child == 2 && i == GRAND_PAGE)
+			zdtm_fill(want, PG, 70 + i);
 		if (memcmp(p, want, PG)) {
 			zdtm_log("%s: page %d content differs", who, i);
 			bad = 1;
@@ -112,7 +126,8 @@ int main(void)
 	if (child < 0)
 		zdtm_die("fork");
 	if (child == 0) {
-		int bad;
+		int bad, gst, q[2];
+		pid_t grand, zombie;
 
 		zdtm_child_forget_ready();
 		close(p[0]);
@@ -123,6 +138,36 @@ int main(void)
 				madvise(m + i * PG, PG, MADV_DONTNEED);
 			else if (kind[i] == CHILD_ZEROED)
 				memset(m + i * PG, 0, PG);
+		zombie = fork();
+		if (zombie < 0)
+			_exit(3);
+		if (zombie == 0)
+			_exit(7);
+		if (pipe(q))
+			_exit(3);
+		grand = fork();
+		if (grand < 0)
+			_exit(3);
+		if (grand == 0) {
+			close(q[0]);
+			zdtm_fill(m + GRAND_PAGE * PG, PG, 70 + GRAND_PAGE);
+			if (write(q[1], "g", 1) != 1)
+				_exit(3);
+			close(q[1]);
+			zdtm_wait_go();
+			_exit(check_pages("grandchild", m, 2, x) ? 1 : 0);
+		}
+		close(q[1]);
+		if (read(q[0], &c, 1) != 1)
+			_exit(3);
+		close(q[0]);
+		/* The zombie is a zombie before the dump. */
+		for (;;) {
+			siginfo_t si = { 0 };
+			if (waitid(P_PID, zombie, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == zombie)
+				break;
+			zdtm_sleep_ms(1);
+		}
 		if (write(p[1], "c", 1) != 1)
 			_exit(3);
 		close(p[1]);
@@ -130,6 +175,14 @@ int main(void)
 		while (!__atomic_load_n(&x->parent_posted, __ATOMIC_ACQUIRE))
 			zdtm_sleep_ms(1);
 		bad = check_pages("child", m, 1, x);
+		if (waitpid(grand, &gst, 0) != grand || !WIFEXITED(gst) || WEXITSTATUS(gst) != 0) {
+			zdtm_log("child: grandchild status 0x%x", gst);
+			bad = 1;
+		}
+		if (waitpid(zombie, &gst, 0) != zombie || !WIFEXITED(gst) || WEXITSTATUS(gst) != 7) {
+			zdtm_log("child: zombie %d status 0x%x, want exit 7", zombie, gst);
+			bad = 1;
+		}
 		_exit(bad ? 1 : 0);
 	}
 	close(p[1]);
