@@ -4,14 +4,16 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sort"
 
 	"ferry/internal/image"
 	"ferry/internal/procfs"
 )
 
-// markInherited finds, for every child in the tree, the private anonymous
-// pages it still shares copy-on-write with its parent: the parent has a
-// VMA with the same bounds and flags, and both map the same physical page
+// markInherited finds, for every child in the tree, the private pages it
+// still shares copy-on-write with its parent: the parent has a VMA that
+// covers the child's and maps the same thing (inheritedFrom), and both map
+// the same physical page
 // (pagemap PFN, visible to root only: without it nothing is marked and
 // every page is stored for each process). Those pages go in
 // image.VMA.Inherited and are not stored for the child (writePages).
@@ -32,9 +34,38 @@ func markInherited(cols []*collector) error {
 }
 
 // forkable reports whether a VMA's pages pass to a child by fork as they
-// are: private anonymous, neither MADV_DONTFORK nor MADV_WIPEONFORK.
+// are: a private mapping (anonymous, or a file's or memfd's copy-on-write
+// pages), neither MADV_DONTFORK nor MADV_WIPEONFORK.
 func forkable(v *image.VMA) bool {
-	return v.Kind == image.VMAAnon && !v.Shared && !v.HasVMFlag("dc") && !v.HasVMFlag("wf")
+	switch v.Kind {
+	case image.VMAAnon, image.VMAFile, image.VMAMemfd:
+	default:
+		return false
+	}
+	return !v.Shared && !v.HasVMFlag("dc") && !v.HasVMFlag("wf")
+}
+
+// inheritedFrom reports whether the child's VMA v can be what a fork left
+// of the parent's VMA pv: pv covers it, maps the same thing at the same
+// offset, with the same advice (mlock is not inherited: restore locks it
+// again).
+func inheritedFrom(v, pv *image.VMA) bool {
+	if !forkable(v) || !forkable(pv) || pv.Kind != v.Kind || v.Start < pv.Start || v.End > pv.End ||
+		pv.GrowsDown != v.GrowsDown || !slices.Equal(advice(pv.VMFlags), advice(v.VMFlags)) {
+		return false
+	}
+	switch v.Kind {
+	case image.VMAFile:
+		return v.Path == pv.Path && v.Dev == pv.Dev && v.Ino == pv.Ino && v.Offset == pv.Offset+(v.Start-pv.Start)
+	case image.VMAMemfd:
+		return v.FileID == pv.FileID && v.Offset == pv.Offset+(v.Start-pv.Start)
+	}
+	return true
+}
+
+// advice is flags without the mlock ones.
+func advice(flags []string) []string {
+	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return f == "lo" || f == "lf" })
 }
 
 func (c *collector) markInherited() error {
@@ -55,22 +86,13 @@ func (c *collector) markInherited() error {
 		if !forkable(v) {
 			continue
 		}
-		k, found := slices.BinarySearchFunc(pvmas, v.Start, func(p image.VMA, a uint64) int {
-			switch {
-			case p.Start < a:
-				return -1
-			case p.Start > a:
-				return 1
-			}
-			return 0
-		})
-		if !found {
+		// The parent's VMA that covers v's start: the last one starting
+		// at or before it.
+		k := sort.Search(len(pvmas), func(i int) bool { return pvmas[i].Start > v.Start }) - 1
+		if k < 0 || !inheritedFrom(v, &pvmas[k]) {
 			continue
 		}
 		pv := &pvmas[k]
-		if pv.End != v.End || !forkable(pv) || pv.GrowsDown != v.GrowsDown || !slices.Equal(pv.VMFlags, v.VMFlags) {
-			continue
-		}
 		if cpm == nil {
 			var err error
 			if cpm, err = procfs.OpenPagemap(c.fz.PID); err != nil {

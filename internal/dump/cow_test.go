@@ -43,11 +43,43 @@ func TestForkable(t *testing.T) {
 		{image.VMA{Kind: image.VMAAnon, VMFlags: []string{"dc"}}, false},
 		{image.VMA{Kind: image.VMAAnon, VMFlags: []string{"wf"}}, false},
 		{image.VMA{Kind: image.VMAAnon, Shared: true}, false},
-		{image.VMA{Kind: image.VMAFile}, false},
-		{image.VMA{Kind: image.VMAMemfd}, false},
+		{image.VMA{Kind: image.VMAFile}, true},
+		{image.VMA{Kind: image.VMAFile, Shared: true}, false},
+		{image.VMA{Kind: image.VMAMemfd}, true},
+		{image.VMA{Kind: image.VMASharedAnon, Shared: true}, false},
+		{image.VMA{Kind: image.VMAVDSO}, false},
 	} {
 		if got := forkable(&tc.v); got != tc.want {
 			t.Errorf("forkable(%+v) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestInheritedFrom(t *testing.T) {
+	anon := func(start, end uint64, flags ...string) image.VMA {
+		return image.VMA{Start: start, End: end, Kind: image.VMAAnon, VMFlags: flags}
+	}
+	file := func(start, end, off uint64, path string) image.VMA {
+		return image.VMA{Start: start, End: end, Kind: image.VMAFile, Path: path, Offset: off, Dev: 1, Ino: 2}
+	}
+	for _, tc := range []struct {
+		name      string
+		child, pa image.VMA
+		want      bool
+	}{
+		{"same anon", anon(0x1000, 0x5000), anon(0x1000, 0x5000), true},
+		{"parent's merged larger", anon(0x2000, 0x3000), anon(0x1000, 0x5000), true},
+		{"child larger", anon(0x1000, 0x6000), anon(0x1000, 0x5000), false},
+		{"advice differs", anon(0x1000, 0x5000, "hg"), anon(0x1000, 0x5000), false},
+		{"mlock not inherited", anon(0x1000, 0x5000, "dd"), anon(0x1000, 0x5000, "dd", "lo"), true},
+		{"dontfork", anon(0x1000, 0x5000, "dc"), anon(0x1000, 0x5000, "dc"), false},
+		{"file same offset", file(0x2000, 0x3000, 0x1000, "/f"), file(0x1000, 0x5000, 0, "/f"), true},
+		{"file other offset", file(0x2000, 0x3000, 0, "/f"), file(0x1000, 0x5000, 0, "/f"), false},
+		{"other file", file(0x1000, 0x5000, 0, "/g"), file(0x1000, 0x5000, 0, "/f"), false},
+		{"kind differs", anon(0x1000, 0x5000), file(0x1000, 0x5000, 0, "/f"), false},
+	} {
+		if got := inheritedFrom(&tc.child, &tc.pa); got != tc.want {
+			t.Errorf("%s: inheritedFrom = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

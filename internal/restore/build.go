@@ -160,7 +160,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		// The exe link can only change while the old executable is
 		// unmapped, and the image may map the same file (the workload is
 		// ferry itself).
-		if err := b.setMM(); err != nil {
+		if err := b.setMM(false); err != nil {
 			return err
 		}
 		if err := b.mapVMAs(); err != nil {
@@ -770,18 +770,24 @@ func (b *builder) protect() error {
 	return nil
 }
 
-func (b *builder) setMM() error {
+// setMM sets the mm fields and the exe link; keepExe: the process has the
+// right one already (forked late from a parent with the same executable,
+// whose mappings of it it keeps — the link cannot change while the old
+// file is mapped).
+func (b *builder) setMM(keepExe bool) error {
 	mm := b.p.MM
-	exe, err := os.Open(b.p.Exe)
-	if err != nil {
-		return fmt.Errorf("open executable: %w", err)
+	tfd := ^uint64(0) >> 32 // exe_fd -1 (u32): leave the link
+	if !keepExe {
+		exe, err := os.Open(b.p.Exe)
+		if err != nil {
+			return fmt.Errorf("open executable: %w", err)
+		}
+		defer exe.Close()
+		if tfd, err = b.install(exe); err != nil {
+			return err
+		}
+		defer b.lead.Syscall(unix.SYS_CLOSE, tfd)
 	}
-	defer exe.Close()
-	tfd, err := b.install(exe)
-	if err != nil {
-		return err
-	}
-	defer b.lead.Syscall(unix.SYS_CLOSE, tfd)
 	auxv := make([]byte, 0, len(mm.Auxv)*8)
 	for _, w := range mm.Auxv {
 		auxv = append(auxv, le64(w)...)

@@ -87,7 +87,8 @@ func (b *builder) createLate() error {
 	if err := b.clearAddressSpace(keep); err != nil {
 		return err
 	}
-	if err := b.setMM(); err != nil {
+	sameExe := b.p.Exe == parent.p.Exe && b.p.ExeHash == parent.p.ExeHash
+	if err := b.setMM(sameExe); err != nil {
 		return err
 	}
 	if err := b.mapVMAs(); err != nil {
