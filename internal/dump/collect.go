@@ -39,10 +39,6 @@ type collector struct {
 	// parent is the collector of the process's parent in the tree (nil
 	// for the root), for copy-on-write sharing (cow.go).
 	parent *collector
-	// cowShared holds the start of every VMA with pages shared
-	// copy-on-write with a parent or child in the tree: they are read
-	// without pinning (ptrace.ReadMemShared).
-	cowShared map[uint64]bool
 }
 
 func (c *collector) close() {

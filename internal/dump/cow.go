@@ -92,7 +92,6 @@ func (c *collector) markInherited() error {
 		if k < 0 || !inheritedFrom(v, &pvmas[k]) {
 			continue
 		}
-		pv := &pvmas[k]
 		if cpm == nil {
 			var err error
 			if cpm, err = procfs.OpenPagemap(c.fz.PID); err != nil {
@@ -110,10 +109,6 @@ func (c *collector) markInherited() error {
 			return fmt.Errorf("pagemap of %#x-%#x of %d: %w", v.Start, v.End, c.parent.fz.PID, err)
 		}
 		v.Inherited = sharedRuns(v.Start, ps, cbuf, pbuf)
-		if len(v.Inherited) > 0 {
-			c.noteShared(v.Start)
-			c.parent.noteShared(pv.Start)
-		}
 	}
 	return nil
 }
@@ -136,11 +131,4 @@ func sharedRuns(start, ps uint64, a, b []uint64) [][2]uint64 {
 		}
 	}
 	return out
-}
-
-func (c *collector) noteShared(start uint64) {
-	if c.cowShared == nil {
-		c.cowShared = map[uint64]bool{}
-	}
-	c.cowShared[start] = true
 }
