@@ -615,6 +615,9 @@ func (b *builder) mapVMAs() error {
 		} else {
 			flags |= unix.MAP_PRIVATE
 		}
+		if v.HasVMFlag("nr") {
+			flags |= unix.MAP_NORESERVE
+		}
 		fd := ^uint64(0)
 		var off uint64
 		switch v.Kind {
