@@ -144,7 +144,7 @@ func (c *collector) collectVMAs() error {
 			switch f {
 			case "gd":
 				v.GrowsDown = true
-			case "dd", "dc", "wf", "lo", "lf", "hg", "nh", "mg", "rr", "sr", "nr":
+			case "dd", "dc", "wf", "lo", "lf", "hg", "nh", "mg", "rr", "sr", "nr", "sl":
 				v.VMFlags = append(v.VMFlags, f)
 			case "mw":
 				// A shared file mapping may be made writable later only

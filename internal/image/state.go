@@ -153,8 +153,8 @@ type VMA struct {
 	GrowsDown bool `json:"grows_down,omitempty"`
 	// Flags from /proc/PID/smaps VmFlags of interest: madvise advice
 	// ("dd", "dc", "wf", "hg", "nh", "mg", "rr", "sr") and mlock ("lo",
-	// with "lf" for MLOCK_ONFAULT), and "nr" (mapped MAP_NORESERVE: no
-	// VM_ACCOUNT).
+	// with "lf" for MLOCK_ONFAULT), "nr" (mapped MAP_NORESERVE: no
+	// VM_ACCOUNT) and "sl" (sealed by mseal).
 	VMFlags []string `json:"vm_flags,omitempty"`
 	// MayWrite is VM_MAYWRITE ("mw"): for a shared file mapping, the file
 	// was opened for writing, so mprotect may add PROT_WRITE later.

@@ -759,12 +759,23 @@ func (b *builder) protect() error {
 			starts = append(starts, v.Start)
 		}
 	}
+	// Sealing last: a sealed VMA takes no mprotect, madvise(DONTNEED) or
+	// munmap any more.
+	for _, v := range b.p.VMAs {
+		if v.HasVMFlag("sl") && !isSpecial(v.Kind) {
+			calls = append(calls, ptrace.Call{Nr: unix.SYS_MSEAL, Args: [6]uint64{v.Start, v.Size(), 0}})
+			starts = append(starts, v.Start)
+		}
+	}
 	if res, err := b.lead.Batch(calls); err != nil {
 		k := max(0, len(res)-1)
 		if k < len(starts) {
 			what := "mprotect"
-			if calls[k].Nr == unix.SYS_MLOCK2 {
+			switch calls[k].Nr {
+			case unix.SYS_MLOCK2:
 				what = "mlock2"
+			case unix.SYS_MSEAL:
+				what = "mseal"
 			}
 			return fmt.Errorf("%s %#x: %w", what, starts[k], err)
 		}

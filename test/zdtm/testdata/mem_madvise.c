@@ -4,7 +4,8 @@
  * (MADV_DONTFORK), dd (MADV_DONTDUMP), hg/nh (MADV_HUGEPAGE/NOHUGEPAGE),
  * rr/sr (MADV_RANDOM/SEQUENTIAL), wf (MADV_WIPEONFORK), lo (mlock) and
  * lo+lf (mlock2 MLOCK_ONFAULT), mg (MADV_MERGEABLE, where KSM is built in), and
- * the mmap flags MAP_LOCKED (lo) and MAP_NORESERVE (nr). Each region is separated from the next by a
+ * the mmap flags MAP_LOCKED (lo) and MAP_NORESERVE (nr), and a region sealed
+ * by mseal (sl; checked to still refuse mprotect after restore). Each region is separated from the next by a
  * PROT_NONE guard so that no two merge, and its content must survive too.
  */
 #include "zdtm.h"
@@ -20,7 +21,7 @@
 struct region {
 	const char *name;
 	int advice;   /* madvise advice, or -1 */
-	int lock;     /* 0 none, 1 mlock, 2 mlock2(MLOCK_ONFAULT) */
+	int lock;     /* 0 none, 1 mlock, 2 mlock2(MLOCK_ONFAULT), 3 mseal */
 	int mflags;   /* extra mmap flags */
 	const char *flags[3]; /* VmFlags that must be present */
 	unsigned char *p;
@@ -40,6 +41,7 @@ static struct region regions[] = {
 	{ "mergeable", MADV_MERGEABLE, 0, 0, { "mg" } },
 	{ "map_locked_sequential", MADV_SEQUENTIAL, 0, MAP_LOCKED, { "lo", "sr" } },
 	{ "map_noreserve_dontdump", MADV_DONTDUMP, 0, MAP_NORESERVE, { "nr", "dd" } },
+	{ "mseal", -1, 3, 0, { "sl" } },
 };
 #define NREG (sizeof(regions) / sizeof(regions[0]))
 
@@ -105,6 +107,12 @@ int main(void)
 		if (r->lock == 2 && syscall(SYS_mlock2, r->p, RPAGES * PG, MLOCK_ONFAULT))
 			zdtm_die("mlock2");
 		zdtm_fill(r->p, RPAGES * PG, 1000 + i);
+		if (r->lock == 3 && syscall(462 /* mseal */, r->p, RPAGES * PG, 0)) {
+			if (errno != ENOSYS)
+				zdtm_die("mseal");
+			r->flags[0] = NULL; /* no mseal in this kernel */
+			r->lock = 0;
+		}
 		if (vmflags(r->p, r->vmflags, sizeof(r->vmflags)))
 			zdtm_die("no smaps entry for %s", r->name);
 		for (j = 0; j < 3 && r->flags[j]; j++)
@@ -126,6 +134,9 @@ int main(void)
 			continue;
 		}
 		CHECK(strcmp(now, r->vmflags) == 0, "%s: VmFlags \"%s\", want \"%s\"", r->name, now, r->vmflags);
+		if (r->lock == 3)
+			CHECK(mprotect(r->p, PG, PROT_READ) == -1 && errno == EPERM,
+			      "%s: mprotect of a sealed region did not fail with EPERM", r->name);
 	}
 	zdtm_finish();
 }
