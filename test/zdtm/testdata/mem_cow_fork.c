@@ -228,6 +228,8 @@ int main(void)
 				_exit(3);
 			close(q[1]);
 			zdtm_wait_go();
+			while (!__atomic_load_n(&x->parent_posted, __ATOMIC_ACQUIRE))
+				zdtm_sleep_ms(1);
 			_exit(check_pages("grandchild", m, 2, x) ? 1 : 0);
 		}
 		close(q[1]);
@@ -277,6 +279,12 @@ int main(void)
 	zdtm_ready();
 	zdtm_wait_go();
 
+	/* The parent checks first: the child, which shares the pages, waits
+	 * for the PFNs before it checks and exits. */
+	if (check_extra("parent", 0, x))
+		fail("parent's file mapping or merged region differs or is not shared (see above)");
+	if (check_pages("parent", m, 0, x))
+		fail("parent's pages differ or are not shared (see above)");
 	for (i = 0; i < NP; i++)
 		x->parent_pfn[i] = PM_PFN(pagemap(m + i * PG));
 	for (i = 0; i < 4; i++) {
@@ -284,10 +292,6 @@ int main(void)
 		x->parent_rpfn[i] = PM_PFN(pagemap(r + i * PG));
 	}
 	__atomic_store_n(&x->parent_posted, 1, __ATOMIC_RELEASE);
-	if (check_extra("parent", 0, x))
-		fail("parent's file mapping or merged region differs or is not shared (see above)");
-	if (check_pages("parent", m, 0, x))
-		fail("parent's pages differ or are not shared (see above)");
 	if (waitpid(child, &st, 0) != child)
 		fail("waitpid child %d: %s", child, strerror(errno));
 	else
