@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"ferry/internal/image"
 	"ferry/internal/procfs"
+	"ferry/internal/ptrace"
 )
 
 // markInherited finds, for every child in the tree, the private pages it
@@ -108,18 +110,46 @@ func (c *collector) markInherited() error {
 		if pbuf, err = ppm.Read(v.Start, v.End, pbuf); err != nil {
 			return fmt.Errorf("pagemap of %#x-%#x of %d: %w", v.Start, v.End, c.parent.fz.PID, err)
 		}
-		v.Inherited = sharedRuns(v.Start, ps, cbuf, pbuf)
+		v.Inherited = sharedRuns(v.Start, ps, cbuf, pbuf, c.sameContent)
 	}
 	return nil
 }
 
+// sameContent reports whether the page at addr holds the same bytes in the
+// process and its parent (read without pinning, so neither is unshared).
+func (c *collector) sameContent(addr uint64) bool {
+	ps := os.Getpagesize()
+	buf := make([]byte, 2*ps)
+	if ptrace.ReadMemShared(c.fz.PID, addr, buf[:ps]) != nil ||
+		ptrace.ReadMemShared(c.parent.fz.PID, addr, buf[ps:]) != nil {
+		return false
+	}
+	return bytes.Equal(buf[:ps], buf[ps:])
+}
+
 // sharedRuns returns the address ranges where both pagemaps (of the same
-// range, from start) show the same present physical page.
-func sharedRuns(start, ps uint64, a, b []uint64) [][2]uint64 {
+// range, from start, of VMAs that map the same thing) show the same
+// present physical page. Where the PFN is hidden (no CAP_SYS_ADMIN), page
+// cache pages of the same file offset are the same page, and anonymous
+// pages that both share with someone are taken as shared when
+// sameContent says they hold the same bytes: the content is right either
+// way.
+func sharedRuns(start, ps uint64, a, b []uint64, sameContent func(addr uint64) bool) [][2]uint64 {
 	var out [][2]uint64
 	for j := 0; j < len(a) && j < len(b); j++ {
-		pfn := procfs.PFN(a[j])
-		same := procfs.Present(a[j]) && procfs.Present(b[j]) && pfn != 0 && pfn == procfs.PFN(b[j])
+		x, y := a[j], b[j]
+		if !procfs.Present(x) || !procfs.Present(y) {
+			continue
+		}
+		var same bool
+		switch pfn := procfs.PFN(x); {
+		case pfn != 0 || procfs.PFN(y) != 0:
+			same = pfn == procfs.PFN(y)
+		case procfs.IsFileOrShared(x) && procfs.IsFileOrShared(y):
+			same = true
+		case procfs.CowShared(x) && procfs.CowShared(y):
+			same = sameContent(start + uint64(j)*ps)
+		}
 		if !same {
 			continue
 		}

@@ -11,7 +11,13 @@ import (
 func TestSharedRuns(t *testing.T) {
 	const ps, start = 4096, 0x10000
 	pte := func(pfn uint64) uint64 { return procfs.PagemapPresent | pfn }
-	const absent = 0
+	const (
+		absent = 0
+		hidden = procfs.PagemapPresent                            // shared anon, PFN hidden
+		excl   = procfs.PagemapPresent | procfs.PagemapExclusive  // PFN hidden
+		file   = procfs.PagemapPresent | procfs.PagemapFileShared // PFN hidden
+	)
+	equalAt := uint64(start + 1*ps) // sameContent is true only for this page
 	for _, tc := range []struct {
 		name string
 		a, b []uint64
@@ -22,11 +28,14 @@ func TestSharedRuns(t *testing.T) {
 		{"middle differs", []uint64{pte(5), pte(7), pte(9)}, []uint64{pte(5), pte(8), pte(9)},
 			[][2]uint64{{start, start + ps}, {start + 2*ps, start + 3*ps}}},
 		{"one side absent", []uint64{pte(5), absent}, []uint64{pte(5), pte(6)}, [][2]uint64{{start, start + ps}}},
-		// Without CAP_SYS_ADMIN the PFN reads as 0: nothing is shared.
-		{"pfn hidden", []uint64{pte(0), pte(0)}, []uint64{pte(0), pte(0)}, nil},
 		{"swapped", []uint64{procfs.PagemapSwapped | 5}, []uint64{procfs.PagemapSwapped | 5}, nil},
+		// Without CAP_SYS_ADMIN the PFN reads as 0.
+		{"hidden, content decides", []uint64{hidden, hidden}, []uint64{hidden, hidden}, [][2]uint64{{equalAt, equalAt + ps}}},
+		{"hidden, exclusive", []uint64{excl, excl}, []uint64{excl, excl}, nil},
+		{"hidden, page cache", []uint64{file}, []uint64{file}, [][2]uint64{{start, start + ps}}},
+		{"hidden, file vs anon", []uint64{file, hidden}, []uint64{hidden, file}, nil},
 	} {
-		got := sharedRuns(start, ps, tc.a, tc.b)
+		got := sharedRuns(start, ps, tc.a, tc.b, func(addr uint64) bool { return addr == equalAt })
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("%s: sharedRuns = %v, want %v", tc.name, got, tc.want)
 		}
