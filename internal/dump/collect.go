@@ -40,10 +40,6 @@ type collector struct {
 	// parent is the collector of the process's parent in the tree (nil
 	// for the root), for copy-on-write sharing (cow.go).
 	parent *collector
-	// cowShared holds the start of every VMA with pages shared
-	// copy-on-write with a parent or child in the tree: they are read
-	// without pinning (ptrace.ReadMemShared).
-	cowShared map[uint64]bool
 }
 
 func (c *collector) close() {
@@ -150,7 +146,7 @@ func (c *collector) collectVMAs() error {
 			switch f {
 			case "gd":
 				v.GrowsDown = true
-			case "dd", "dc", "wf", "lo", "lf", "hg", "nh", "mg", "rr", "sr":
+			case "dd", "dc", "wf", "lo", "lf", "hg", "nh", "mg", "rr", "sr", "nr", "sl":
 				v.VMFlags = append(v.VMFlags, f)
 			case "mw":
 				// A shared file mapping may be made writable later only

@@ -1,17 +1,21 @@
 package dump
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"slices"
+	"sort"
 
 	"ferry/internal/image"
 	"ferry/internal/procfs"
+	"ferry/internal/ptrace"
 )
 
-// markInherited finds, for every child in the tree, the private anonymous
-// pages it still shares copy-on-write with its parent: the parent has a
-// VMA with the same bounds and flags, and both map the same physical page
+// markInherited finds, for every child in the tree, the private pages it
+// still shares copy-on-write with its parent: the parent has a VMA that
+// covers the child's and maps the same thing (inheritedFrom), and both map
+// the same physical page
 // (pagemap PFN, visible to root only: without it nothing is marked and
 // every page is stored for each process). Those pages go in
 // image.VMA.Inherited and are not stored for the child (writePages). A
@@ -39,9 +43,38 @@ func markInherited(cols []*collector) error {
 }
 
 // forkable reports whether a VMA's pages pass to a child by fork as they
-// are: private anonymous, neither MADV_DONTFORK nor MADV_WIPEONFORK.
+// are: a private mapping (anonymous, or a file's or memfd's copy-on-write
+// pages), neither MADV_DONTFORK nor MADV_WIPEONFORK.
 func forkable(v *image.VMA) bool {
-	return v.Kind == image.VMAAnon && !v.Shared && !v.HasVMFlag("dc") && !v.HasVMFlag("wf")
+	switch v.Kind {
+	case image.VMAAnon, image.VMAFile, image.VMAMemfd:
+	default:
+		return false
+	}
+	return !v.Shared && !v.HasVMFlag("dc") && !v.HasVMFlag("wf")
+}
+
+// inheritedFrom reports whether the child's VMA v can be what a fork left
+// of the parent's VMA pv: pv covers it, maps the same thing at the same
+// offset, with the same advice (mlock is not inherited: restore locks it
+// again).
+func inheritedFrom(v, pv *image.VMA) bool {
+	if !forkable(v) || !forkable(pv) || pv.Kind != v.Kind || v.Start < pv.Start || v.End > pv.End ||
+		pv.GrowsDown != v.GrowsDown || !slices.Equal(advice(pv.VMFlags), advice(v.VMFlags)) {
+		return false
+	}
+	switch v.Kind {
+	case image.VMAFile:
+		return v.Path == pv.Path && v.Dev == pv.Dev && v.Ino == pv.Ino && v.Offset == pv.Offset+(v.Start-pv.Start)
+	case image.VMAMemfd:
+		return v.FileID == pv.FileID && v.Offset == pv.Offset+(v.Start-pv.Start)
+	}
+	return true
+}
+
+// advice is flags without the mlock ones.
+func advice(flags []string) []string {
+	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return f == "lo" || f == "lf" })
 }
 
 func (c *collector) markInherited() error {
@@ -62,20 +95,10 @@ func (c *collector) markInherited() error {
 		if !forkable(v) {
 			continue
 		}
-		k, found := slices.BinarySearchFunc(pvmas, v.Start, func(p image.VMA, a uint64) int {
-			switch {
-			case p.Start < a:
-				return -1
-			case p.Start > a:
-				return 1
-			}
-			return 0
-		})
-		if !found {
-			continue
-		}
-		pv := &pvmas[k]
-		if pv.End != v.End || !forkable(pv) || pv.GrowsDown != v.GrowsDown || !slices.Equal(pv.VMFlags, v.VMFlags) {
+		// The parent's VMA that covers v's start: the last one starting
+		// at or before it.
+		k := sort.Search(len(pvmas), func(i int) bool { return pvmas[i].Start > v.Start }) - 1
+		if k < 0 || !inheritedFrom(v, &pvmas[k]) {
 			continue
 		}
 		if cpm == nil {
@@ -94,22 +117,46 @@ func (c *collector) markInherited() error {
 		if pbuf, err = ppm.Read(v.Start, v.End, pbuf); err != nil {
 			return fmt.Errorf("pagemap of %#x-%#x of %d: %w", v.Start, v.End, c.parent.fz.PID, err)
 		}
-		v.Inherited = sharedRuns(v.Start, ps, cbuf, pbuf)
-		if len(v.Inherited) > 0 {
-			c.noteShared(v.Start)
-			c.parent.noteShared(pv.Start)
-		}
+		v.Inherited = sharedRuns(v.Start, ps, cbuf, pbuf, c.sameContent)
 	}
 	return nil
 }
 
+// sameContent reports whether the page at addr holds the same bytes in the
+// process and its parent (read without pinning, so neither is unshared).
+func (c *collector) sameContent(addr uint64) bool {
+	ps := os.Getpagesize()
+	buf := make([]byte, 2*ps)
+	if ptrace.ReadMemShared(c.fz.PID, addr, buf[:ps]) != nil ||
+		ptrace.ReadMemShared(c.parent.fz.PID, addr, buf[ps:]) != nil {
+		return false
+	}
+	return bytes.Equal(buf[:ps], buf[ps:])
+}
+
 // sharedRuns returns the address ranges where both pagemaps (of the same
-// range, from start) show the same present physical page.
-func sharedRuns(start, ps uint64, a, b []uint64) [][2]uint64 {
+// range, from start, of VMAs that map the same thing) show the same
+// present physical page. Where the PFN is hidden (no CAP_SYS_ADMIN), page
+// cache pages of the same file offset are the same page, and anonymous
+// pages that both share with someone are taken as shared when
+// sameContent says they hold the same bytes: the content is right either
+// way.
+func sharedRuns(start, ps uint64, a, b []uint64, sameContent func(addr uint64) bool) [][2]uint64 {
 	var out [][2]uint64
 	for j := 0; j < len(a) && j < len(b); j++ {
-		pfn := procfs.PFN(a[j])
-		same := procfs.Present(a[j]) && procfs.Present(b[j]) && pfn != 0 && pfn == procfs.PFN(b[j])
+		x, y := a[j], b[j]
+		if !procfs.Present(x) || !procfs.Present(y) {
+			continue
+		}
+		var same bool
+		switch pfn := procfs.PFN(x); {
+		case pfn != 0 || procfs.PFN(y) != 0:
+			same = pfn == procfs.PFN(y)
+		case procfs.IsFileOrShared(x) && procfs.IsFileOrShared(y):
+			same = true
+		case procfs.CowShared(x) && procfs.CowShared(y):
+			same = sameContent(start + uint64(j)*ps)
+		}
 		if !same {
 			continue
 		}
@@ -121,11 +168,4 @@ func sharedRuns(start, ps uint64, a, b []uint64) [][2]uint64 {
 		}
 	}
 	return out
-}
-
-func (c *collector) noteShared(start uint64) {
-	if c.cowShared == nil {
-		c.cowShared = map[uint64]bool{}
-	}
-	c.cowShared[start] = true
 }

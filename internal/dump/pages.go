@@ -108,8 +108,10 @@ func (c *collector) writePages(ctx context.Context, ap *asyncPages, plan PagePla
 		}
 		pmBuf = ents
 		inh := v.Inherited
+		// Pages shared copy-on-write stay shared in a process that runs
+		// on (--leave-running, a failed migration): not pinned.
 		readMem := ptrace.ReadMem
-		if c.cowShared[v.Start] {
+		if procfs.AnyCowShared(ents) {
 			readMem = ptrace.ReadMemShared
 		}
 		runStart, runKind := -1, runNone

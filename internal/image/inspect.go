@@ -284,6 +284,7 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 		if v.FileID != "" {
 			name = strings.TrimSpace(name + " " + v.FileID)
 		}
+		name = strings.TrimSpace(name + vmaExtra(&v, pageSize))
 		p("    %012x\t%012x\t%s\t%s\t%d/%d\t%s\n", v.Start, v.End, protString(v.Prot, v.Shared), v.Kind, stored, v.Size()/uint64(pageSize), orDash(name))
 	}
 
@@ -592,6 +593,27 @@ func humanBytes(n int64) string {
 		}
 	}
 	return fmt.Sprintf("%.1f %s", v, suffix)
+}
+
+// vmaExtra describes the VMA state beyond its bounds: madvise and mlock
+// flags, a shared mapping that may be made writable, pages inherited from
+// the parent by fork.
+func vmaExtra(v *VMA, pageSize int) string {
+	var b strings.Builder
+	if len(v.VMFlags) > 0 {
+		fmt.Fprintf(&b, " vmflags=%s", strings.Join(v.VMFlags, ","))
+	}
+	if v.Shared && v.MayWrite && v.Prot&protWrite == 0 {
+		b.WriteString(" may-write")
+	}
+	if len(v.Inherited) > 0 {
+		var n uint64
+		for _, r := range v.Inherited {
+			n += (r[1] - r[0]) / uint64(pageSize)
+		}
+		fmt.Fprintf(&b, " inherited=%d", n)
+	}
+	return b.String()
 }
 
 func orDash(s string) string {

@@ -157,3 +157,20 @@ func TestSummarizeAfterState(t *testing.T) {
 		t.Errorf("summary %+v, want the state and 3+3 pages, 1 file", s)
 	}
 }
+
+func TestVMAExtra(t *testing.T) {
+	for _, tc := range []struct {
+		v    VMA
+		want string
+	}{
+		{VMA{}, ""},
+		{VMA{VMFlags: []string{"dd", "lo", "lf"}}, " vmflags=dd,lo,lf"},
+		{VMA{Shared: true, MayWrite: true, Prot: protRead}, " may-write"},
+		{VMA{Shared: true, MayWrite: true, Prot: protRead | protWrite}, ""},
+		{VMA{Inherited: [][2]uint64{{0x1000, 0x3000}, {0x5000, 0x6000}}}, " inherited=3"},
+	} {
+		if got := vmaExtra(&tc.v, 4096); got != tc.want {
+			t.Errorf("vmaExtra(%+v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}

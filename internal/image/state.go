@@ -170,7 +170,8 @@ type VMA struct {
 	AioEvents []byte `json:"aio_events,omitempty"`
 	// Flags from /proc/PID/smaps VmFlags of interest: madvise advice
 	// ("dd", "dc", "wf", "hg", "nh", "mg", "rr", "sr") and mlock ("lo",
-	// with "lf" for MLOCK_ONFAULT).
+	// with "lf" for MLOCK_ONFAULT), "nr" (mapped MAP_NORESERVE: no
+	// VM_ACCOUNT) and "sl" (sealed by mseal).
 	VMFlags []string `json:"vm_flags,omitempty"`
 	// MayWrite is VM_MAYWRITE ("mw"): for a shared file mapping, the file
 	// was opened for writing, so mprotect may add PROT_WRITE later.

@@ -15,6 +15,7 @@ import (
 
 	"ferry/internal/dump"
 	"ferry/internal/image"
+	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
 )
 
@@ -104,6 +105,10 @@ type srcProc struct {
 	first []uint64        // page index of runs[i].Addr
 	pages uint64
 	sent  []uint64 // bitmap by page index: sent once (push skips it)
+	// cowShared: some lazy page is shared copy-on-write with another
+	// process; pages are then read without pinning, which would unshare
+	// them in a source that may resume (ptrace.ReadMemShared).
+	cowShared bool
 }
 
 func newSrcProc(sp SourceProcess) *srcProc {
@@ -118,7 +123,22 @@ func newSrcProc(sp SourceProcess) *srcProc {
 		}
 	}
 	p.sent = make([]uint64, (p.pages+63)/64)
+	if sp.PID > 0 {
+		for _, v := range p.VMAs {
+			if ents, err := procfs.ReadPagemap(sp.PID, v.Start, v.End); err == nil && procfs.AnyCowShared(ents) {
+				p.cowShared = true
+				break
+			}
+		}
+	}
 	return p
+}
+
+func (p *srcProc) readMem(addr uint64, data []byte) error {
+	if p.cowShared {
+		return ptrace.ReadMemShared(p.PID, addr, data)
+	}
+	return ptrace.ReadMem(p.PID, addr, data)
 }
 
 func (p *srcProc) isSent(i uint64) bool { return p.sent[i/64]&(1<<(i%64)) != 0 }
@@ -453,7 +473,7 @@ func (s *source) send(p *srcProc, addr, n uint64, demand bool) error {
 		if err := s.readPages(p.ImagePID, addr, data); err != nil {
 			return fmt.Errorf("postcopy: read %#x+%d of image pid %d: %w", addr, n, p.ImagePID, err)
 		}
-	} else if err := ptrace.ReadMem(p.PID, addr, data); err != nil {
+	} else if err := p.readMem(addr, data); err != nil {
 		return fmt.Errorf("postcopy: read %#x+%d of pid %d: %w", addr, n, p.PID, err)
 	}
 	ps := int(s.ps)

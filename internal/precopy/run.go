@@ -259,7 +259,11 @@ func (r *rounds) sendProc(ctx context.Context, p *proc, rs []dirty.Range, rd *Ro
 					run = j
 				}
 				if !data && run >= 0 {
-					added, err = r.sendRun(p, a+uint64(run)*r.ps, a+uint64(j)*r.ps, &sent, added, rd)
+					// Pages shared copy-on-write with another process
+					// are not pinned (the kernel would unshare them in
+					// the running source).
+					shared := procfs.AnyCowShared(ents[run:j])
+					added, err = r.sendRun(p, a+uint64(run)*r.ps, a+uint64(j)*r.ps, shared, &sent, added, rd)
 					if err != nil {
 						return err
 					}
@@ -278,11 +282,15 @@ func (r *rounds) sendProc(ctx context.Context, p *proc, rs []dirty.Range, rd *Ro
 // sendRun reads [start, end) of p in chunks and sends its pages, leaving
 // out all-zero pages the destination never got. It appends what it sent
 // to added.
-func (r *rounds) sendRun(p *proc, start, end uint64, sent *cursor, added []dirty.Range, rd *Round) ([]dirty.Range, error) {
+func (r *rounds) sendRun(p *proc, start, end uint64, shared bool, sent *cursor, added []dirty.Range, rd *Round) ([]dirty.Range, error) {
+	read := ptrace.ReadMem
+	if shared {
+		read = ptrace.ReadMemShared
+	}
 	for a := start; a < end; {
 		n := min(end-a, readChunk)
 		data := r.buf[:n]
-		if err := ptrace.ReadMem(p.pid, a, data); err != nil {
+		if err := read(p.pid, a, data); err != nil {
 			// Unmapped or made unreadable meanwhile: what is there at the
 			// freeze goes with the image.
 			r.s.log.Debug("read failed; left to the freeze", "pid", p.pid, "addr", a, "len", n, "err", err)

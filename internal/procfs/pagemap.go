@@ -37,6 +37,22 @@ func IsFileOrShared(e uint64) bool { return e&PagemapFileShared != 0 }
 // Exclusive reports a page mapped only by this process.
 func Exclusive(e uint64) bool { return e&PagemapExclusive != 0 }
 
+// CowShared reports a private anonymous page in RAM that another process
+// maps too (copy-on-write after fork, or KSM). Reading it with
+// process_vm_readv pins it, and the kernel unshares a pinned anonymous
+// page that is not exclusive: read such pages through /proc/PID/mem.
+func CowShared(e uint64) bool { return Present(e) && !Exclusive(e) && !IsFileOrShared(e) }
+
+// AnyCowShared reports whether any entry is CowShared.
+func AnyCowShared(ents []uint64) bool {
+	for _, e := range ents {
+		if CowShared(e) {
+			return true
+		}
+	}
+	return false
+}
+
 // SoftDirty reports the soft-dirty bit.
 func SoftDirty(e uint64) bool { return e&PagemapSoftDirty != 0 }
 

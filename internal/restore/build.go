@@ -206,7 +206,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		// The exe link can only change while the old executable is
 		// unmapped, and the image may map the same file (the workload is
 		// ferry itself).
-		if err := b.setMM(); err != nil {
+		if err := b.setMM(false); err != nil {
 			return err
 		}
 		if err := b.mapVMAs(); err != nil {
@@ -771,6 +771,9 @@ func (b *builder) mapVMAs() error {
 		} else {
 			flags |= unix.MAP_PRIVATE
 		}
+		if v.HasVMFlag("nr") {
+			flags |= unix.MAP_NORESERVE
+		}
 		fd := ^uint64(0)
 		var off uint64
 		switch v.Kind {
@@ -1029,12 +1032,23 @@ func (b *builder) protect() error {
 			starts = append(starts, v.Start)
 		}
 	}
+	// Sealing last: a sealed VMA takes no mprotect, madvise(DONTNEED) or
+	// munmap any more.
+	for _, v := range b.p.VMAs {
+		if v.HasVMFlag("sl") && !isSpecial(v.Kind) {
+			calls = append(calls, ptrace.Call{Nr: unix.SYS_MSEAL, Args: [6]uint64{v.Start, v.Size(), 0}})
+			starts = append(starts, v.Start)
+		}
+	}
 	if res, err := b.lead.Batch(calls); err != nil {
 		k := max(0, len(res)-1)
 		if k < len(starts) {
 			what := "mprotect"
-			if calls[k].Nr == unix.SYS_MLOCK2 {
+			switch calls[k].Nr {
+			case unix.SYS_MLOCK2:
 				what = "mlock2"
+			case unix.SYS_MSEAL:
+				what = "mseal"
 			}
 			return fmt.Errorf("%s %#x: %w", what, starts[k], err)
 		}
@@ -1043,18 +1057,24 @@ func (b *builder) protect() error {
 	return nil
 }
 
-func (b *builder) setMM() error {
+// setMM sets the mm fields and the exe link; keepExe: the process has the
+// right one already (forked late from a parent with the same executable,
+// whose mappings of it it keeps — the link cannot change while the old
+// file is mapped).
+func (b *builder) setMM(keepExe bool) error {
 	mm := b.p.MM
-	exe, err := kernel.OpenNoATime(b.p.Exe, os.O_RDONLY)
-	if err != nil {
-		return fmt.Errorf("open executable: %w", err)
+	tfd := ^uint64(0) >> 32 // exe_fd -1 (u32): leave the link
+	if !keepExe {
+		exe, err := kernel.OpenNoATime(b.p.Exe, os.O_RDONLY)
+		if err != nil {
+			return fmt.Errorf("open executable: %w", err)
+		}
+		defer exe.Close()
+		if tfd, err = b.install(exe); err != nil {
+			return err
+		}
+		defer b.lead.Syscall(unix.SYS_CLOSE, tfd)
 	}
-	defer exe.Close()
-	tfd, err := b.install(exe)
-	if err != nil {
-		return err
-	}
-	defer b.lead.Syscall(unix.SYS_CLOSE, tfd)
 	auxv := make([]byte, 0, len(mm.Auxv)*8)
 	for _, w := range mm.Auxv {
 		auxv = append(auxv, le64(w)...)

@@ -30,15 +30,15 @@ func hasInherited(p *image.Process) bool {
 // markDeferred marks the processes created late: the ones that share
 // pages with their parent and their descendants. It returns whether any.
 func (t *tree) markDeferred() bool {
-	any := false
+	some := false
 	for _, b := range t.procs {
 		parent := t.byPID[b.p.PPID]
 		if hasInherited(b.p) || parent != nil && parent != b && parent.deferred {
 			b.deferred = true
-			any = true
+			some = true
 		}
 	}
-	return any
+	return some
 }
 
 // createDeferred creates, parents first, every deferred process of index
@@ -130,7 +130,8 @@ func (b *builder) createLate() error {
 	if err := b.clearAddressSpace(keep); err != nil {
 		return err
 	}
-	if err := b.setMM(); err != nil {
+	sameExe := b.p.Exe == parent.p.Exe && b.p.ExeHash == parent.p.ExeHash
+	if err := b.setMM(sameExe); err != nil {
 		return err
 	}
 	if err := b.mapVMAs(); err != nil {

@@ -71,6 +71,7 @@ var cases = []testCase{
 	{name: "mem_file_offset", src: "mem_file_offset.c"},
 	{name: "mem_file_access", src: "mem_file_access.c"},
 	{name: "mem_cow_fork", src: "mem_cow_fork.c", needsTree: true},
+	{name: "mem_cow_fork_dyn", src: "mem_cow_fork.c", needsTree: true, dynamic: true},
 	{name: "mem_memfd_private2", src: "mem_memfd_private2.c"},
 	// threads
 	{name: "thread_tls", src: "thread_tls.c"},

@@ -3,7 +3,9 @@
  * line of /proc/self/smaps shows them, come back after restore: dc
  * (MADV_DONTFORK), dd (MADV_DONTDUMP), hg/nh (MADV_HUGEPAGE/NOHUGEPAGE),
  * rr/sr (MADV_RANDOM/SEQUENTIAL), wf (MADV_WIPEONFORK), lo (mlock) and
- * lo+lf (mlock2 MLOCK_ONFAULT). Each region is separated from the next by a
+ * lo+lf (mlock2 MLOCK_ONFAULT), mg (MADV_MERGEABLE, where KSM is built in), and
+ * the mmap flags MAP_LOCKED (lo) and MAP_NORESERVE (nr), and a region sealed
+ * by mseal (sl; checked to still refuse mprotect after restore). Each region is separated from the next by a
  * PROT_NONE guard so that no two merge, and its content must survive too.
  */
 #include "zdtm.h"
@@ -19,22 +21,27 @@
 struct region {
 	const char *name;
 	int advice;   /* madvise advice, or -1 */
-	int lock;     /* 0 none, 1 mlock, 2 mlock2(MLOCK_ONFAULT) */
+	int lock;     /* 0 none, 1 mlock, 2 mlock2(MLOCK_ONFAULT), 3 mseal */
+	int mflags;   /* extra mmap flags */
 	const char *flags[3]; /* VmFlags that must be present */
 	unsigned char *p;
 	char vmflags[256];
 };
 
 static struct region regions[] = {
-	{ "dontfork", MADV_DONTFORK, 0, { "dc" } },
-	{ "dontdump", MADV_DONTDUMP, 0, { "dd" } },
-	{ "hugepage", MADV_HUGEPAGE, 0, { "hg" } },
-	{ "nohugepage", MADV_NOHUGEPAGE, 0, { "nh" } },
-	{ "random", MADV_RANDOM, 0, { "rr" } },
-	{ "sequential", MADV_SEQUENTIAL, 0, { "sr" } },
-	{ "wipeonfork", MADV_WIPEONFORK, 0, { "wf" } },
-	{ "mlock", -1, 1, { "lo" } },
-	{ "mlock_onfault", -1, 2, { "lo", "lf" } },
+	{ "dontfork", MADV_DONTFORK, 0, 0, { "dc" } },
+	{ "dontdump", MADV_DONTDUMP, 0, 0, { "dd" } },
+	{ "hugepage", MADV_HUGEPAGE, 0, 0, { "hg" } },
+	{ "nohugepage", MADV_NOHUGEPAGE, 0, 0, { "nh" } },
+	{ "random", MADV_RANDOM, 0, 0, { "rr" } },
+	{ "sequential", MADV_SEQUENTIAL, 0, 0, { "sr" } },
+	{ "wipeonfork", MADV_WIPEONFORK, 0, 0, { "wf" } },
+	{ "mlock", -1, 1, 0, { "lo" } },
+	{ "mlock_onfault", -1, 2, 0, { "lo", "lf" } },
+	{ "mergeable", MADV_MERGEABLE, 0, 0, { "mg" } },
+	{ "map_locked_sequential", MADV_SEQUENTIAL, 0, MAP_LOCKED, { "lo", "sr" } },
+	{ "map_noreserve_dontdump", MADV_DONTDUMP, 0, MAP_NORESERVE, { "nr", "dd" } },
+	{ "mseal", -1, 3, 0, { "sl" } },
 };
 #define NREG (sizeof(regions) / sizeof(regions[0]))
 
@@ -85,15 +92,27 @@ int main(void)
 	for (i = 0; i < NREG; i++) {
 		struct region *r = &regions[i];
 		r->p = base + i * (RPAGES + 1) * PG;
-		if (mprotect(r->p, RPAGES * PG, PROT_READ | PROT_WRITE))
-			zdtm_die("mprotect %s", r->name);
-		if (r->advice >= 0 && madvise(r->p, RPAGES * PG, r->advice))
-			zdtm_die("madvise %s", r->name);
+		if (mmap(r->p, RPAGES * PG, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | r->mflags, -1, 0) != r->p)
+			zdtm_die("mmap %s", r->name);
+		if (r->advice >= 0 && madvise(r->p, RPAGES * PG, r->advice)) {
+			if (r->advice == MADV_MERGEABLE && errno == EINVAL) {
+				r->flags[0] = NULL; /* no KSM in this kernel */
+			} else {
+				zdtm_die("madvise %s", r->name);
+			}
+		}
 		if (r->lock == 1 && mlock(r->p, RPAGES * PG))
 			zdtm_die("mlock");
 		if (r->lock == 2 && syscall(SYS_mlock2, r->p, RPAGES * PG, MLOCK_ONFAULT))
 			zdtm_die("mlock2");
 		zdtm_fill(r->p, RPAGES * PG, 1000 + i);
+		if (r->lock == 3 && syscall(462 /* mseal */, r->p, RPAGES * PG, 0)) {
+			if (errno != ENOSYS)
+				zdtm_die("mseal");
+			r->flags[0] = NULL; /* no mseal in this kernel */
+			r->lock = 0;
+		}
 		if (vmflags(r->p, r->vmflags, sizeof(r->vmflags)))
 			zdtm_die("no smaps entry for %s", r->name);
 		for (j = 0; j < 3 && r->flags[j]; j++)
@@ -115,6 +134,9 @@ int main(void)
 			continue;
 		}
 		CHECK(strcmp(now, r->vmflags) == 0, "%s: VmFlags \"%s\", want \"%s\"", r->name, now, r->vmflags);
+		if (r->lock == 3)
+			CHECK(mprotect(r->p, PG, PROT_READ) == -1 && errno == EPERM,
+			      "%s: mprotect of a sealed region did not fail with EPERM", r->name);
 	}
 	zdtm_finish();
 }
