@@ -315,7 +315,10 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 	case image.FDEpoll:
 		// fdinfo lists items in the kernel's tree order (by file address);
 		// record them by fd number so images are reproducible.
-		ds.ep = slices.SortedFunc(slices.Values(info.epoll), func(a, b epollEntry) int { return cmp.Compare(a.tfd, b.tfd) })
+		// Stable: items of one fd number stay in the kernel's order, which
+		// is how KCMP_EPOLL_TFD counts them (toff).
+		ds.ep = slices.Clone(info.epoll)
+		slices.SortStableFunc(ds.ep, func(a, b epollEntry) int { return cmp.Compare(a.tfd, b.tfd) })
 		for _, e := range ds.ep {
 			r.Epoll = append(r.Epoll, image.EpollItem{FD: e.tfd, Events: e.events, Data: e.data})
 		}
@@ -706,40 +709,42 @@ func (d *Dumper) checkEpollLocked(procs []*image.Process, used []*desc) error {
 		if ep.rec.Kind != image.FDEpoll || len(ep.ep) == 0 {
 			continue
 		}
-		ok := false
-		for _, p := range procs {
-			if !holdsDesc(p, ep.id) {
-				continue
+		seen := map[int]uint64{} // items of each fd number so far: toff
+		for i, it := range ep.ep {
+			toff := seen[it.tfd]
+			seen[it.tfd]++
+			ds, err := d.epollTargetLocked(ep, it, toff, used)
+			if err != nil {
+				return err
 			}
-			if d.itemsMatchLocked(p, ep.ep) {
-				ok = true
-				break
+			if ds == nil {
+				return &UnsupportedError{PID: ep.pid, FD: ep.rec.Num, Resource: "epoll",
+					Detail: fmt.Sprintf("the item registered as fd %d watches a file no process of the tree holds", it.tfd)}
 			}
-		}
-		if !ok {
-			return &UnsupportedError{PID: ep.pid, FD: ep.rec.Num, Resource: "epoll",
-				Detail: "an item's fd number no longer refers to the file it was registered with"}
+			ep.rec.Epoll[i].Desc = ds.id
 		}
 	}
 	return nil
 }
 
-func (d *Dumper) itemsMatchLocked(p *image.Process, items []epollEntry) bool {
-	byNum := make(map[int]*desc, len(p.FDs))
-	for _, fd := range p.FDs {
-		byNum[fd.Num] = d.descs[fd.Desc]
-	}
-	for _, it := range items {
-		ds := byNum[it.tfd]
-		if ds == nil || ds.rec.Ino != it.ino {
-			return false
+// epollTargetLocked finds the description an epoll item watches, among
+// those of the tree with its inode, by KCMP_EPOLL_TFD on ferry's copies.
+func (d *Dumper) epollTargetLocked(ep *desc, it epollEntry, toff uint64, used []*desc) (*desc, error) {
+	dev := unix.Mkdev(uint32(it.sdev>>20), uint32(it.sdev&0xfffff)) // sdev is the kernel's dev_t
+	self := os.Getpid()
+	for _, ds := range used {
+		if ds.rec.Ino != it.ino || ds.rec.Dev != dev {
+			continue
 		}
-		// sdev is the kernel's dev_t; st_dev is its user-space encoding.
-		if unix.Mkdev(uint32(it.sdev>>20), uint32(it.sdev&0xfffff)) != ds.rec.Dev {
-			return false
+		same, err := kernel.KcmpEpollTfd(self, ds.fd, ep.pid, ep.rec.Num, it.tfd, toff)
+		if err != nil {
+			return nil, fmt.Errorf("pid %d epoll fd %d item fd %d: %w", ep.pid, ep.rec.Num, it.tfd, err)
+		}
+		if same {
+			return ds, nil
 		}
 	}
-	return true
+	return nil, nil
 }
 
 func holdsDesc(p *image.Process, id string) bool {

@@ -296,9 +296,19 @@ func (r *Restorer) Finish(pid int, inj Injector) error {
 		if err != nil {
 			return fmt.Errorf("pid %d epoll fd %d: write epoll_event array: %w", pid, fd.Num, err)
 		}
+		byNum := make(map[int]string, len(p.FDs))
+		for _, f := range p.FDs {
+			byNum[f.Num] = f.Desc
+		}
 		for i, it := range items {
 			ev := addr + uint64(i*kernel.SizeofEpollEvent)
-			if _, err := inj.Syscall(unix.SYS_EPOLL_CTL, uint64(fd.Num), unix.EPOLL_CTL_ADD, uint64(it.FD), ev); err != nil {
+			var err error
+			if it.Desc == "" || byNum[it.FD] == it.Desc {
+				_, err = inj.Syscall(unix.SYS_EPOLL_CTL, uint64(fd.Num), unix.EPOLL_CTL_ADD, uint64(it.FD), ev)
+			} else {
+				err = r.addDetachedLocked(inj, fd.Num, it, ev)
+			}
+			if err != nil {
 				return fmt.Errorf("pid %d epoll fd %d: add fd %d (events %#x): %w", pid, fd.Num, it.FD, it.Events, err)
 			}
 		}
@@ -330,6 +340,63 @@ func (r *Restorer) preparePidfdLocked(rec *image.FD) error {
 	unix.CloseOnExec(fd)
 	r.files[rec.Desc] = r.keepLocked(fd, "anon_inode:[pidfd]")
 	return nil
+}
+
+// Installer is an Injector that can also put one of ferry's files into
+// the target (the restore engine's injector).
+type Installer interface {
+	Injector
+	// Install duplicates f into the target at a free fd number.
+	Install(f *os.File) (uint64, error)
+}
+
+// addDetachedLocked registers an epoll item whose fd number no longer
+// names its file in the target: the file is put at that number for the
+// EPOLL_CTL_ADD (the kernel keys the item by file and number), then the
+// number gets back what it held (or is closed). The item lives on with
+// the file.
+func (r *Restorer) addDetachedLocked(inj Injector, epfd int, it image.EpollItem, ev uint64) error {
+	in, ok := inj.(Installer)
+	if !ok {
+		return errors.New("the item's file is not at its number and this injector cannot install files")
+	}
+	f := r.files[it.Desc]
+	if f == nil {
+		return fmt.Errorf("the file of the item (%s) was not restored", it.Desc)
+	}
+	tmp, err := in.Install(f)
+	if err != nil {
+		return err
+	}
+	num := uint64(it.FD)
+	saved, savedFlags := int64(-1), uint64(0)
+	if fl, err := inj.Syscall(unix.SYS_FCNTL, num, unix.F_GETFD); err == nil {
+		s, err := inj.Syscall(unix.SYS_FCNTL, num, unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("keep fd %d aside: %w", num, err)
+		}
+		saved, savedFlags = int64(s), fl
+	}
+	if tmp != num {
+		if _, err := inj.Syscall(unix.SYS_DUP3, tmp, num, 0); err != nil {
+			return fmt.Errorf("put the item's file at fd %d: %w", num, err)
+		}
+		inj.Syscall(unix.SYS_CLOSE, tmp)
+	}
+	_, addErr := inj.Syscall(unix.SYS_EPOLL_CTL, uint64(epfd), unix.EPOLL_CTL_ADD, num, ev)
+	if saved >= 0 {
+		var flags uint64
+		if savedFlags&unix.FD_CLOEXEC != 0 {
+			flags = unix.O_CLOEXEC
+		}
+		if _, err := inj.Syscall(unix.SYS_DUP3, uint64(saved), num, flags); err != nil {
+			return fmt.Errorf("give fd %d back: %w", num, err)
+		}
+		inj.Syscall(unix.SYS_CLOSE, uint64(saved))
+	} else {
+		inj.Syscall(unix.SYS_CLOSE, num)
+	}
+	return addErr
 }
 
 // SignalIO gives every description its owner, signal and O_ASYNC back
@@ -424,19 +491,27 @@ func (r *Restorer) assignEpollLocked() error {
 		if rec.Kind != image.FDEpoll || len(rec.Epoll) == 0 {
 			continue
 		}
+		// Best a holder whose fd numbers name every item's file (plain
+		// EPOLL_CTL_ADD); else any holder, when the image says which file
+		// each item watches (Finish puts it at the number for a moment).
+		any := 0
 		for _, p := range r.procs {
-			nums := make(map[int]bool, len(p.FDs))
+			byNum := make(map[int]string, len(p.FDs))
 			holds := false
 			for _, fd := range p.FDs {
-				nums[fd.Num] = true
+				byNum[fd.Num] = fd.Desc
 				holds = holds || fd.Desc == id
 			}
 			if !holds {
 				continue
 			}
+			if any == 0 {
+				any = p.PID
+			}
 			all := true
 			for _, it := range rec.Epoll {
-				all = all && nums[it.FD]
+				d, ok := byNum[it.FD]
+				all = all && ok && (it.Desc == "" || d == it.Desc)
 			}
 			if all {
 				r.epollAt[id] = p.PID
@@ -444,8 +519,15 @@ func (r *Restorer) assignEpollLocked() error {
 			}
 		}
 		if _, ok := r.epollAt[id]; !ok {
-			h := r.first[id]
-			return fmt.Errorf("restore pid %d fd %d (epoll): no process holding it has all of its items' fds", h.pid, h.num)
+			known := any != 0
+			for _, it := range rec.Epoll {
+				known = known && it.Desc != "" && r.descs[it.Desc] != nil
+			}
+			if !known {
+				h := r.first[id]
+				return fmt.Errorf("restore pid %d fd %d (epoll): no process holding it has all of its items' fds", h.pid, h.num)
+			}
+			r.epollAt[id] = any
 		}
 	}
 	return nil

@@ -409,6 +409,10 @@ type EpollItem struct {
 	FD     int    `json:"fd"` // the target fd number it was registered with
 	Events uint32 `json:"events"`
 	Data   uint64 `json:"data"`
+	// Desc is the description the item watches. The fd number need not
+	// name it any more (closed, dup'd over): the item lives as long as
+	// the file.
+	Desc string `json:"desc,omitempty"`
 }
 
 // ObjectID names a kernel file object (a memfd, a shared anonymous mapping,

@@ -67,3 +67,27 @@ func SetOwnerEx(fd int, o FOwnerEx) error {
 	}
 	return nil
 }
+
+// kcmpEpollTfd is KCMP_EPOLL_TFD (include/uapi/linux/kcmp.h).
+const kcmpEpollTfd = 7
+
+// KcmpEpollTfd reports whether fd1 of pid1 is the file of the epoll item
+// registered with fd number tfd (the toff-th such item) in epoll fd efd of
+// pid2: kcmp(pid1, pid2, KCMP_EPOLL_TFD, fd1, &kcmp_epoll_slot).
+func KcmpEpollTfd(pid1, fd1, pid2, efd, tfd int, toff uint64) (bool, error) {
+	slot := struct {
+		Efd, Tfd uint32
+		Toff     uint64
+	}{uint32(efd), uint32(tfd), toff}
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), kcmpEpollTfd,
+			uintptr(fd1), uintptr(unsafe.Pointer(&slot)), 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return false, os.NewSyscallError("kcmp(KCMP_EPOLL_TFD)", e)
+		}
+		return r == 0, nil
+	}
+}

@@ -16,12 +16,21 @@ import (
 	"ferry/internal/ptrace"
 )
 
+// fdInjector is the lead's injector that can also install ferry's files
+// (fds.Installer).
+type fdInjector struct {
+	*ptrace.Injector
+	b *builder
+}
+
+func (f fdInjector) Install(file *os.File) (uint64, error) { return f.b.install(file) }
+
 // installFDs replaces the seed's fd table with the image's.
 func (b *builder) installFDs() error {
 	if b.p.FilesOf != 0 {
 		// The table is its parent's, installed already.
 		b.fr.Files(b.p.PID)
-		if err := b.fr.Finish(b.p.PID, b.lead); err != nil {
+		if err := b.fr.Finish(b.p.PID, fdInjector{b.lead, b}); err != nil {
 			return fmt.Errorf("file descriptors: %w", err)
 		}
 		return nil
@@ -58,7 +67,7 @@ func (b *builder) installFDs() error {
 			b.lead.Syscall(unix.SYS_FCNTL, tfd, unix.F_SETFD, 0)
 		}
 	}
-	if err := b.fr.Finish(b.p.PID, b.lead); err != nil {
+	if err := b.fr.Finish(b.p.PID, fdInjector{b.lead, b}); err != nil {
 		return fmt.Errorf("file descriptors: %w", err)
 	}
 	if b.tpidfd != 0 {
