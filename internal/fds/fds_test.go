@@ -279,8 +279,9 @@ func TestDumpRestore(t *testing.T) {
 		}},
 		{110, func(r image.FD) error {
 			return want(r.Kind == image.FDEpoll && r.CloExec && len(r.Epoll) == 2 &&
-				r.Epoll[0] == image.EpollItem{FD: 105, Events: epollIn, Data: 0xabc} &&
-				r.Epoll[1] == image.EpollItem{FD: 107, Events: epollIn | unix.EPOLLET, Data: 7}, "epoll items; got %+v", r.Epoll)
+				r.Epoll[0] == image.EpollItem{FD: 105, Events: epollIn, Data: 0xabc, Desc: recs[105].Desc} &&
+				r.Epoll[1] == image.EpollItem{FD: 107, Events: epollIn | unix.EPOLLET, Data: 7, Desc: recs[107].Desc},
+				"epoll items (each naming the description it watches); got %+v", r.Epoll)
 		}},
 		{111, func(r image.FD) error {
 			return want(r.Kind == image.FDUnix && r.SockType == unix.SOCK_STREAM && r.SockPeer == recs[112].Desc &&
