@@ -194,9 +194,60 @@ func (r *Restorer) takeDescLocksLocked() error {
 			if l.Kind == image.LockPOSIX {
 				continue // taken by the owner, in Finish
 			}
+			if l.Kind == image.LockFlock && r.byPID[l.PID] != nil {
+				continue // taken by its taker, in Finish (/proc/locks names it)
+			}
 			if err := takeDescLock(RawFD(r.files[id]), l); err != nil {
 				h := r.first[id]
 				return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec), err)
+			}
+		}
+	}
+	return nil
+}
+
+// takeFlocksLocked makes pid take again the flocks it took: the lock is
+// the description's, but /proc/locks names the process that took it. One
+// it took on a description it no longer holds is taken through the file
+// put in for a moment.
+func (r *Restorer) takeFlocksLocked(p *image.Process, inj Injector) error {
+	for _, id := range r.order {
+		rec := r.descs[id]
+		for _, l := range rec.Locks {
+			if l.Kind != image.LockFlock || l.PID != p.PID {
+				continue
+			}
+			num := -1
+			for _, fd := range p.FDs {
+				if fd.Desc == id {
+					num = fd.Num
+					break
+				}
+			}
+			tmp := false
+			if num < 0 {
+				in, ok := inj.(Installer)
+				if !ok {
+					return fmt.Errorf("pid %d: flock on %s: the taker no longer holds the file and this injector cannot install it", p.PID, describe(rec))
+				}
+				t, err := in.Install(r.files[id])
+				if err != nil {
+					return err
+				}
+				num, tmp = int(t), true
+			}
+			how := uint64(unix.LOCK_SH)
+			if l.Type == image.LockWrite {
+				how = unix.LOCK_EX
+			}
+			_, err := inj.Syscall(unix.SYS_FLOCK, uint64(num), how|unix.LOCK_NB)
+			if tmp {
+				inj.Syscall(unix.SYS_CLOSE, uint64(num))
+			}
+			if err != nil {
+				h := r.first[id]
+				return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec),
+					lockError(RawFD(r.files[id]), l, os.NewSyscallError("flock", err)))
 			}
 		}
 	}
@@ -315,6 +366,9 @@ func (r *Restorer) Finish(pid int, inj Injector) error {
 		r.epollDone[id] = true
 	}
 	if err := r.setAsyncLocked(p, inj); err != nil {
+		return err
+	}
+	if err := r.takeFlocksLocked(p, inj); err != nil {
 		return err
 	}
 	return r.takePosixLocksLocked(p, inj)

@@ -131,6 +131,7 @@ var cases = []testCase{
 	{name: "fd_epoll", src: "fd_epoll.c", dynamic: true},
 	{name: "fd_socketpair", src: "fd_socketpair.c", dynamic: true},
 	{name: "fd_locks", src: "fd_locks.c", dynamic: true},
+	{name: "fd_locks_tree", src: "fd_locks_tree.c", needsTree: true},
 	{name: "fd_file_times", src: "fd_file_times.c"},
 	{name: "fd_unlinked_shape", src: "fd_unlinked_shape.c"},
 	{name: "fd_async", src: "fd_async.c"},
