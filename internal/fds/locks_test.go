@@ -149,11 +149,12 @@ ofd.bin@25: write pid -1 20+10
 	}
 
 	// A second restore while these locks are held fails, naming the file,
-	// the lock and its holder.
+	// the lock and its holder: in Prepare for the description's OFD lock
+	// (flocks are taken by their takers, in Finish).
 	r2 := NewRestorer(testLogger(t), procs, nil, nil)
 	defer r2.Close()
 	err = r2.Prepare()
-	for _, want := range []string{"fd 100", "flock.bin", "flock write lock", "held by pid " + strconv.Itoa(self), "FLOCK WRITE"} {
+	for _, want := range []string{"fd 103", "ofd.bin", "ofd write lock on bytes 20-29", "held by an open file description", "OFDLCK WRITE 20-29"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("second Prepare() = %v, want an error containing %q", err, want)
 		}
