@@ -118,6 +118,8 @@ var cases = []testCase{
 	{name: "fd_shared_table", src: "fd_shared_table.c", needsTree: true},
 	{name: "tree_zombie_pgid", src: "tree_zombie_pgid.c", needsTree: true},
 	{name: "tree_session_order", src: "tree_session_order.c", needsTree: true},
+	// issue 7
+	{name: "attr_cwd_deleted", src: "attr_cwd_deleted.c", dynamic: true},
 	// file descriptors
 	{name: "fd_file", src: "fd_file.c", dynamic: true},
 	{name: "fd_dir", src: "fd_dir.c", dynamic: true},
@@ -145,6 +147,9 @@ var cases = []testCase{
 	{name: "fd_fanotify", src: "fd_fanotify.c"},
 	{name: "fd_tcp_listen", src: "fd_tcp_listen.c", dynamic: true,
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	// issue 7
+	{name: "fd_deleted_dir", src: "fd_deleted_dir.c", dynamic: true},
+	{name: "fd_deleted_nodes", src: "fd_deleted_nodes.c", dynamic: true},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
