@@ -88,6 +88,16 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 	if p.Cwd, err = procfs.Cwd(pid); err != nil {
 		return nil, err
 	}
+	if gone, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/cwd", pid), &st); err != nil {
+			return nil, fmt.Errorf("stat removed cwd %s of %d: %w", gone, pid, err)
+		}
+		if st.Nlink == 0 {
+			p.Cwd = gone
+			p.CwdGone = &image.GoneDir{Mode: st.Mode, UID: st.Uid, GID: st.Gid, Dev: st.Dev, Ino: st.Ino}
+		}
+	}
 	if p.Comm, err = procfs.Comm(pid); err != nil {
 		return nil, err
 	}

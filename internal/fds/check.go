@@ -216,14 +216,12 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 		}
 		return image.FDFile, nil
 	case unix.S_IFDIR:
-		if deleted && st.Nlink == 0 {
-			return "", unsupported("deleted directory", link)
-		}
+		// A removed directory is carried as a stand-in (see standin.go).
 		return image.FDDir, nil
 	case unix.S_IFCHR:
-		if deleted {
-			return "", unsupported("deleted device node", link)
-		}
+		// A removed node is carried as a stand-in (see standin.go); which
+		// devices can be is the same question as for a reopen by path.
+		link := strings.TrimSuffix(link, deletedSuffix)
 		major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
 		if major == 5 && minor == 2 || link == "/dev/ptmx" || strings.HasSuffix(link, "/ptmx") {
 			return "", unsupported("pty master", link)
@@ -233,9 +231,6 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 		}
 		return image.FDChar, nil
 	case unix.S_IFIFO:
-		if deleted {
-			return "", unsupported("deleted FIFO", link)
-		}
 		return image.FDFIFO, nil
 	default:
 		return "", unsupported("file", fmt.Sprintf("%s mode %o", link, st.Mode))

@@ -263,12 +263,18 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 		return d.addObjectLocked(r.FileID, ds.fd)
 	case image.FDDir, image.FDChar:
 		r.Path = ds.link
+		if gone, ok := strings.CutSuffix(ds.link, deletedSuffix); ok && st.Nlink == 0 {
+			r.Path, r.Unlinked, r.UID, r.GID = gone, true, st.Uid, st.Gid
+		}
 	case image.FDPipe, image.FDFIFO:
 		if r.Kind == image.FDPipe {
 			r.PipeID = strconv.FormatUint(st.Ino, 10)
 		} else {
 			r.Path = ds.link
 			r.PipeID = fifoID(st.Dev, st.Ino)
+			if gone, ok := strings.CutSuffix(ds.link, deletedSuffix); ok && st.Nlink == 0 {
+				r.Path, r.Unlinked, r.UID, r.GID = gone, true, st.Uid, st.Gid
+			}
 		}
 		size, err := unix.FcntlInt(uintptr(ds.fd), unix.F_GETPIPE_SZ, 0)
 		if err != nil {

@@ -144,9 +144,12 @@ func (r *Restorer) Prepare() error {
 		var err error
 		switch rec.Kind {
 		case image.FDFile, image.FDDir, image.FDChar:
-			if rec.Unlinked {
+			switch {
+			case rec.Unlinked && rec.Kind == image.FDFile:
 				err = r.prepareObjectLocked(rec)
-			} else {
+			case rec.Unlinked:
+				err = r.prepareGoneLocked(rec)
+			default:
 				err = r.preparePathLocked(rec)
 			}
 		case image.FDMemfd:
@@ -176,6 +179,9 @@ func (r *Restorer) Prepare() error {
 			h := r.first[id]
 			return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec), err)
 		}
+	}
+	if err := r.prepareCwdsLocked(); err != nil {
+		return err
 	}
 	if err := r.takeDescLocksLocked(); err != nil {
 		return err
@@ -1115,8 +1121,24 @@ func (r *Restorer) reopenPipeMembersLocked(members []string, live int) error {
 // processes (a restore on the same machine) still has them.
 func (r *Restorer) prepareFIFOLocked(members []string, external bool) error {
 	rec := r.descs[members[0]]
-	hold, err := openRetry(rec.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
+	path := rec.Path
+	if rec.Unlinked {
+		if external {
+			fd, err := r.takeLiveLocked(rec.Path + deletedSuffix)
+			if err != nil {
+				return fmt.Errorf("removed FIFO leads outside the checkpointed tree: %w", err)
+			}
+			defer unix.Close(fd)
+			return r.reopenPipeMembersLocked(members, fd)
+		}
+		sf, err := r.standInLocked(rec.Path, rec.Mode, 0, rec.UID, rec.GID, rec.Dev, rec.Ino)
+		if err != nil {
+			return err
+		}
+		path = selfFDPath(RawFD(sf))
+	}
+	hold, err := openRetry(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) && !rec.Unlinked {
 		if external {
 			return fmt.Errorf("FIFO %s leads outside the checkpointed tree and no longer exists", rec.Path)
 		}
@@ -1127,7 +1149,7 @@ func (r *Restorer) prepareFIFOLocked(members []string, external bool) error {
 			return fmt.Errorf("chmod FIFO %s: %w", rec.Path, err)
 		}
 		r.log.Info("recreated missing FIFO", "path", rec.Path)
-		hold, err = openRetry(rec.Path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		hold, err = openRetry(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	}
 	if err != nil {
 		return fmt.Errorf("open FIFO %s: %w", rec.Path, err)
@@ -1165,7 +1187,7 @@ func (r *Restorer) prepareFIFOLocked(members []string, external bool) error {
 	}
 	for _, m := range members {
 		mrec := r.descs[m]
-		fd, err := openRetry(rec.Path, mrec.Flags&unix.O_ACCMODE|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		fd, err := openRetry(path, mrec.Flags&unix.O_ACCMODE|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		if err != nil {
 			return fmt.Errorf("open FIFO %s: %w", rec.Path, err)
 		}

@@ -220,7 +220,11 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 	if proc.ExeHash != "" {
 		p(" (sha256 %s)", proc.ExeHash)
 	}
-	p("\n  cwd\t%s\n", orDash(proc.Cwd))
+	p("\n  cwd\t%s", orDash(proc.Cwd))
+	if g := proc.CwdGone; g != nil {
+		p(" (deleted: stand-in mode %04o owner %d:%d)", g.Mode&0o7777, g.UID, g.GID)
+	}
+	p("\n")
 	cr := proc.Creds
 	p("  creds\tuid %d/%d/%d/%d gid %d/%d/%d/%d umask %04o cap_eff %#x\n",
 		cr.UID[0], cr.UID[1], cr.UID[2], cr.UID[3], cr.GID[0], cr.GID[1], cr.GID[2], cr.GID[3], proc.Umask, cr.CapEff)
@@ -358,7 +362,7 @@ func fdDetail(fd *FD) string {
 		add("%s", fd.Path)
 	}
 	if fd.Unlinked {
-		add("(deleted)")
+		add("(deleted, owner %d:%d)", fd.UID, fd.GID)
 	}
 	if fd.FileID != "" {
 		add("content %s", fd.FileID)

@@ -42,7 +42,11 @@ type Process struct {
 	// a different binary at the same path.
 	ExeHash string `json:"exe_hash,omitempty"`
 	Cwd     string `json:"cwd"`
-	Umask   uint32 `json:"umask"`
+	// CwdGone is set when the working directory had been removed (its
+	// /proc link ended in " (deleted)"); Cwd is then its former path and
+	// restore enters a stand-in directory made and removed again there.
+	CwdGone *GoneDir `json:"cwd_gone,omitempty"`
+	Umask   uint32   `json:"umask"`
 	// Stopped is true when the process was in group-stop (SIGSTOP, ^Z);
 	// it is restored stopped.
 	Stopped bool `json:"stopped,omitempty"`
@@ -188,6 +192,17 @@ type VMA struct {
 // HasVMFlag reports whether the smaps code f is among v.VMFlags.
 func (v *VMA) HasVMFlag(f string) bool { return slices.Contains(v.VMFlags, f) }
 
+// GoneDir describes a removed directory a process still uses (its cwd):
+// the stat identity that makes several users one stand-in, and the mode
+// and owner the stand-in gets.
+type GoneDir struct {
+	Mode uint32 `json:"mode"`
+	UID  uint32 `json:"uid,omitempty"`
+	GID  uint32 `json:"gid,omitempty"`
+	Dev  uint64 `json:"dev,omitempty"`
+	Ino  uint64 `json:"ino,omitempty"`
+}
+
 // Size returns End-Start.
 func (v *VMA) Size() uint64 { return v.End - v.Start }
 
@@ -316,8 +331,14 @@ type FD struct {
 	Ino  uint64 `json:"ino,omitempty"`
 	Rdev uint64 `json:"rdev,omitempty"`
 	Size int64  `json:"size,omitempty"`
-	// Unlinked is true for an open file whose path was deleted; its
-	// content travels as FileData with FileID.
+	// UID and GID own the file (recorded for what restore recreates:
+	// unlinked files, removed directories, FIFOs and device nodes).
+	UID uint32 `json:"uid,omitempty"`
+	GID uint32 `json:"gid,omitempty"`
+	// Unlinked is true for an open file whose path was deleted; a regular
+	// file's content travels as FileData with FileID (only its data
+	// ranges: holes stay holes). A removed directory, FIFO or character
+	// device is made again at Path as a stand-in, opened and removed.
 	Unlinked bool   `json:"unlinked,omitempty"`
 	FileID   string `json:"file_id,omitempty"`
 	// PidfdPID is the process (or, with PIDFD_THREAD in Flags, thread) a
@@ -329,11 +350,9 @@ type FD struct {
 	OwnerType int `json:"owner_type,omitempty"`
 	OwnerPID  int `json:"owner_pid,omitempty"`
 	Sig       int `json:"sig,omitempty"`
-	// Owner, group and times (ns) of an unlinked file or memfd, and the
-	// ranges that hold data (SEEK_DATA/SEEK_HOLE: the rest are holes); a
-	// restore recreates the same file, holes and all. No Extents: all data.
-	UID     uint32     `json:"uid,omitempty"`
-	GID     uint32     `json:"gid,omitempty"`
+	// Times (ns) of an unlinked file or memfd, and the ranges that hold
+	// data (SEEK_DATA/SEEK_HOLE: the rest are holes); a restore recreates
+	// the same file, holes and all. No Extents: all data.
 	AtimeNs int64      `json:"atime_ns,omitempty"`
 	MtimeNs int64      `json:"mtime_ns,omitempty"`
 	Extents [][2]int64 `json:"extents,omitempty"`

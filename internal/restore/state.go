@@ -77,16 +77,47 @@ func (b *builder) installFDs() error {
 	return nil
 }
 
-func cstring(s string) []byte { return append([]byte(s), 0) }
-
-func (b *builder) processAttrs() error {
+// chdir enters the recorded working directory: by path, or, when it had
+// been removed, the stand-in the fds layer made for it (fchdir on an
+// O_PATH fd brought in and closed again).
+func (b *builder) chdir() error {
 	p := b.p
+	if p.CwdGone != nil {
+		f := b.fr.Cwd(p.PID)
+		if f == nil {
+			return fmt.Errorf("removed cwd %s: no stand-in was made", p.Cwd)
+		}
+		tfd, err := b.install(f)
+		if err != nil {
+			return fmt.Errorf("removed cwd %s: %w", p.Cwd, err)
+		}
+		_, err = b.lead.Syscall(unix.SYS_FCHDIR, tfd)
+		b.lead.Syscall(unix.SYS_CLOSE, tfd)
+		if b.tpidfd != 0 {
+			b.lead.Syscall(unix.SYS_CLOSE, b.tpidfd)
+			b.tpidfd = 0
+		}
+		if err != nil {
+			return fmt.Errorf("fchdir to the stand-in of removed cwd %s: %w", p.Cwd, err)
+		}
+		return nil
+	}
 	addr, err := b.lead.Scratch(cstring(p.Cwd))
 	if err != nil {
 		return err
 	}
 	if _, err := b.lead.Syscall(unix.SYS_CHDIR, addr); err != nil {
 		return fmt.Errorf("chdir %s: %w", p.Cwd, err)
+	}
+	return nil
+}
+
+func cstring(s string) []byte { return append([]byte(s), 0) }
+
+func (b *builder) processAttrs() error {
+	p := b.p
+	if err := b.chdir(); err != nil {
+		return err
 	}
 	b.lead.Syscall(unix.SYS_UMASK, uint64(p.Umask))
 	if p.THPDisable {
