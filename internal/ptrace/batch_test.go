@@ -22,14 +22,7 @@ func TestBatch(t *testing.T) {
 	}
 	cmd := startBusy(t)
 	pid := cmd.Process.Pid
-	tr := NewTracer()
-	defer tr.Close()
-	err := tr.Do(context.Background(), func() error {
-		fz, err := Freeze(pid, 5*time.Second, nil)
-		if err != nil {
-			return err
-		}
-		defer fz.Thaw(false)
+	err := onFrozen(pid, func() error {
 		addr, _, err := FindSyscall(pid)
 		if err != nil {
 			return err
@@ -146,14 +139,7 @@ func testInjectLeavesSIGTRAP(t *testing.T, pending bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	tr := NewTracer()
-	defer tr.Close()
-	err := tr.Do(context.Background(), func() error {
-		fz, err := Freeze(pid, 5*time.Second, nil)
-		if err != nil {
-			return err
-		}
-		defer fz.Thaw(false)
+	err := onFrozen(pid, func() error {
 		if pending {
 			if err := unix.Tgkill(pid, pid, unix.SIGTRAP); err != nil {
 				return err
@@ -200,4 +186,18 @@ func testInjectLeavesSIGTRAP(t *testing.T, pending bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// onFrozen runs fn on a tracer thread while pid is frozen, and thaws it.
+func onFrozen(pid int, fn func() error) error {
+	tr := NewTracer()
+	defer tr.Close()
+	return tr.Do(context.Background(), func() error {
+		fz, err := Freeze(pid, 5*time.Second, nil)
+		if err != nil {
+			return err
+		}
+		defer fz.Thaw(false)
+		return fn()
+	})
 }
