@@ -319,6 +319,9 @@ func (c *collector) collectInjected() error {
 		b, _ := lead.ReadScratch(0, 4)
 		p.ChildSubreaper = binary.LittleEndian.Uint32(b) != 0
 	}
+	if v, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE); err == nil {
+		p.NotDumpable = v == 0
+	}
 	if v, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS); err == nil {
 		p.Creds.Securebits = v
 	}

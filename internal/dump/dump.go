@@ -233,6 +233,9 @@ func Check(pid int) error {
 	if _, err := sharedTables(live, ppid); err != nil && !errors.Is(err, unix.ESRCH) {
 		return err
 	}
+	if _, err := sharedFS(live, ppid); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
 	return nil
 }
 
@@ -401,8 +404,12 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	sharedFs, err := sharedFS(live, ppid)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range c.Processes {
-		p.FilesOf = shared[p.PID]
+		p.FilesOf, p.FSOf = shared[p.PID], sharedFs[p.PID]
 	}
 	c.Processes = append(c.Processes, ft.zombies...)
 	// A session a restore cannot give back is refused now, while the tree

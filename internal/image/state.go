@@ -73,6 +73,12 @@ type Process struct {
 	// FilesOf is the parent whose fd table this process shares
 	// (clone(CLONE_FILES)); its FDs then list the same table.
 	FilesOf int `json:"files_of,omitempty"`
+	// FSOf is the parent whose cwd, root and umask this process shares
+	// (clone(CLONE_FS)).
+	FSOf int `json:"fs_of,omitempty"`
+	// NotDumpable: PR_SET_DUMPABLE 0 (core dumps off, /proc/PID owned by
+	// root, no ptrace by its user).
+	NotDumpable bool `json:"not_dumpable,omitempty"`
 
 	// Zombie marks a child that had exited but was not yet reaped; only
 	// its identity and ExitStatus (a wait status) are kept.

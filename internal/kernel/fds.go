@@ -18,14 +18,25 @@ import (
 const (
 	kcmpFile  = 0 // KCMP_FILE
 	kcmpFiles = 2 // KCMP_FILES
+	kcmpFS    = 3 // KCMP_FS
+)
+
+// Kcmp object kinds KcmpOrder compares.
+const (
+	KcmpFilesTable = kcmpFiles // the fd table (CLONE_FILES)
+	KcmpFSStruct   = kcmpFS    // cwd, root and umask (CLONE_FS)
 )
 
 // KcmpFiles wraps kcmp(pid1, pid2, KCMP_FILES): it orders the fd tables of
 // two processes, 0 when they share one, -1 or 1 otherwise (the kernel's
 // order of the tables' obfuscated addresses: a total order to sort by).
-func KcmpFiles(pid1, pid2 int) (int, error) {
+func KcmpFiles(pid1, pid2 int) (int, error) { return KcmpOrder(pid1, pid2, kcmpFiles) }
+
+// KcmpOrder is KcmpFiles for another kind of per-process object (kind:
+// KcmpFilesTable, KcmpFSStruct).
+func KcmpOrder(pid1, pid2, kind int) (int, error) {
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), kcmpFiles, 0, 0, 0)
+		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), uintptr(kind), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}

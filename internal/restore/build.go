@@ -377,6 +377,12 @@ func (b *builder) createFrom(parent *builder) error {
 		}
 		ca.Flags |= unix.CLONE_FILES // the parent installs the table
 	}
+	if b.p.FSOf != 0 {
+		if b.p.FSOf != parent.p.PID {
+			return fmt.Errorf("process %d shares the cwd/umask of %d, not its parent's: %w", b.p.PID, b.p.FSOf, image.ErrMalformed)
+		}
+		ca.Flags |= unix.CLONE_FS // one cwd, root and umask with the parent
+	}
 	sc, _ := parent.lead.ScratchAddr()
 	if !b.opts.NewPIDs {
 		ca.SetTID, ca.SetTIDSize = sc+256, 1

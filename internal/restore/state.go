@@ -345,6 +345,12 @@ func (b *builder) finish() error {
 			return fmt.Errorf("thread %d: %w", th.TID, err)
 		}
 	}
+	// Dumpable after the credentials too (changing them resets it).
+	if p.NotDumpable {
+		if _, err := b.lead.Syscall(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0); err != nil {
+			return fmt.Errorf("PR_SET_DUMPABLE 0: %w", err)
+		}
+	}
 	// The parent-death signal after the credentials (changing them clears
 	// it). Not for the tree's root: its parent is ferry now, which exits.
 	for i, th := range p.Threads {

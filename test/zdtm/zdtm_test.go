@@ -116,6 +116,8 @@ var cases = []testCase{
 	{name: "sig_trap", src: "sig_trap.c"},
 	{name: "sig_trap_ign", src: "sig_trap_ign.c"},
 	{name: "fd_shared_table", src: "fd_shared_table.c", needsTree: true},
+	{name: "attr_shared_fs", src: "attr_shared_fs.c", needsTree: true},
+	{name: "attr_dumpable", src: "attr_dumpable.c", needsTree: true},
 	{name: "tree_zombie_pgid", src: "tree_zombie_pgid.c", needsTree: true},
 	{name: "tree_session_order", src: "tree_session_order.c", needsTree: true},
 	// issue 7
