@@ -176,6 +176,8 @@ func (c *collector) collectVMAs() error {
 			v.Kind = image.VMAVsyscall
 		case m.Name == "[uprobes]":
 			return fmt.Errorf("pid %d maps [uprobes] at %#x: %w", pid, m.Start, ErrUnsupported)
+		case m.Deleted && strings.HasPrefix(m.Path, "/SYSV"):
+			return sysvShm(pid, &m)
 		case m.Path == kernel.AioRingMapsPath && m.Deleted:
 			v.Kind = image.VMAAio
 			r, events, err := aioRing(pid, m.Start)

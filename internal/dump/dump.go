@@ -219,7 +219,7 @@ func Check(pid int) error {
 			}
 			return err
 		}
-		if err := checkAio(q); err != nil {
+		if err := checkMaps(q); err != nil {
 			if q != pid && errors.Is(err, os.ErrNotExist) {
 				continue
 			}

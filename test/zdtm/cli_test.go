@@ -118,6 +118,7 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_inotify_queued", 10, "inotify"},
 		{"fd_pidfd_foreign", 10, "pidfd"},
 		{"fd_deleted_blkdev", 44, "deleted block device"},
+		{"mem_sysv_shm", -1, "system v shared memory"}, // a mapping: no fd
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}
@@ -141,7 +142,7 @@ func testDumpRefuses(t *testing.T, name string, fd int, resource string) {
 	if !regexp.MustCompile(`\b` + strconv.Itoa(r.pid) + `\b`).MatchString(stderr) {
 		r.fatalf("refused dump: stderr does not name pid %d", r.pid)
 	}
-	if !regexp.MustCompile(`\b` + strconv.Itoa(fd) + `\b`).MatchString(stderr) {
+	if fd >= 0 && !regexp.MustCompile(`\b`+strconv.Itoa(fd)+`\b`).MatchString(stderr) {
 		r.fatalf("refused dump: stderr does not name fd %d", fd)
 	}
 	r.checkAlive("after a refused dump", false)
