@@ -119,6 +119,7 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_pidfd_foreign", 10, "pidfd"},
 		{"fd_deleted_blkdev", 44, "deleted block device"},
 		{"mem_sysv_shm", -1, "system v shared memory"}, // a mapping: no fd
+		{"sys_seccomp", -1, "seccomp filter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}

@@ -115,6 +115,8 @@ var cases = []testCase{
 	{name: "attr_oom", src: "attr_oom.c", needsTree: true},
 	{name: "attr_pdeathsig", src: "attr_pdeathsig.c", needsTree: true},
 	{name: "sys_membarrier", src: "sys_membarrier.c"},
+	{name: "sys_seccomp", src: "sys_seccomp.c",
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	{name: "sig_trap", src: "sig_trap.c"},
 	{name: "sig_trap_ign", src: "sig_trap_ign.c"},
 	{name: "fd_shared_table", src: "fd_shared_table.c", needsTree: true},
