@@ -199,15 +199,25 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
+		var sfs unix.Statfs_t
+		if err := unix.Statfs(fdPath(pc.pid, num), &sfs); err == nil && sfs.Type == mqueueMagic {
+			return "", unsupported("POSIX message queue", link)
+		}
 		if strings.HasPrefix(link, "/memfd:") && deleted {
-			var sfs unix.Statfs_t
-			if err := unix.Statfs(fdPath(pc.pid, num), &sfs); err == nil && sfs.Type == unix.HUGETLBFS_MAGIC {
+			if sfs.Type == unix.HUGETLBFS_MAGIC {
 				return "", unsupported("hugetlb memfd", link)
 			}
 			return image.FDMemfd, nil
 		}
 		if strings.HasPrefix(link, "/secretmem") {
 			return "", unsupported("secretmem", "")
+		}
+		if !deleted {
+			// Reopened by path: the path must lead to this very file.
+			var pst unix.Stat_t
+			if err := unix.Stat(link, &pst); err != nil || pst.Dev != st.Dev || pst.Ino != st.Ino {
+				return "", unsupported("file its path does not lead to (another mount namespace?)", link)
+			}
 		}
 		return image.FDFile, nil
 	case unix.S_IFBLK:
@@ -236,6 +246,9 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 		return "", unsupported("file", fmt.Sprintf("%s mode %o", link, st.Mode))
 	}
 }
+
+// mqueueMagic is MQUEUE_MAGIC (include/uapi/linux/magic.h).
+const mqueueMagic = 0x19800202
 
 // reopenableChar reports whether a character device keeps no state in its
 // open file that a reopen by path would lose.

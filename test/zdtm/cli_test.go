@@ -120,6 +120,7 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_deleted_blkdev", 44, "deleted block device"},
 		{"mem_sysv_shm", -1, "system v shared memory"}, // a mapping: no fd
 		{"sys_seccomp", -1, "seccomp filter"},
+		{"fd_mqueue", 10, "posix message queue"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}

@@ -150,6 +150,8 @@ var cases = []testCase{
 	{name: "fd_async", src: "fd_async.c"},
 	{name: "fd_pidfd", src: "fd_pidfd.c", needsTree: true},
 	{name: "fd_epoll_closed", src: "fd_epoll_closed.c"},
+	{name: "fd_mqueue", src: "fd_mqueue.c", dynamic: true,
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	{name: "fd_deleted_blkdev", src: "fd_deleted_blkdev.c", dynamic: true,
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	{name: "fd_pidfd_foreign", src: "fd_pidfd_foreign.c",
