@@ -143,6 +143,9 @@ var cases = []testCase{
 	{name: "fd_fanotify", src: "fd_fanotify.c"},
 	{name: "fd_tcp_listen", src: "fd_tcp_listen.c", dynamic: true,
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	// issue 7
+	{name: "fd_unix_bound_dgram", src: "fd_unix_bound_dgram.c"},
+	{name: "fd_unix_listen", src: "fd_unix_listen.c"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
