@@ -7,6 +7,7 @@
  * there with their boundaries, and a new client can send to both names.
  */
 #include "zdtm.h"
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
