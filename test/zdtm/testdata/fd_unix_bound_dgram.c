@@ -25,7 +25,7 @@ int main(void)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX }, ab = { .sun_family = AF_UNIX }, got;
 	socklen_t l, abl;
 	struct stat st;
-	char cwd[64];
+	char cwd[256];
 	int s;
 
 	zdtm_init();

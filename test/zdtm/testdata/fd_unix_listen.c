@@ -12,7 +12,7 @@
 int main(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX }, got;
-	char cwd[64], buf[8];
+	char cwd[256], buf[8];
 	socklen_t l;
 	int s, c, a, v = 0;
 
