@@ -31,7 +31,7 @@ int main(void)
 	zdtm_init();
 	if (!getcwd(cwd, sizeof(cwd)) || strlen(cwd) > sizeof(sa.sun_path) - 8)
 		zdtm_die("work dir path too long for sun_path");
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/dgram.sock", cwd);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.90s/dgram.sock", cwd);
 	unlink(sa.sun_path);
 	s = socket(AF_UNIX, SOCK_DGRAM, 0);
 	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) || dup2(s, 60) != 60)

@@ -19,7 +19,7 @@ int main(void)
 	zdtm_init();
 	if (!getcwd(cwd, sizeof(cwd)) || strlen(cwd) > sizeof(sa.sun_path) - 8)
 		zdtm_die("work dir path too long for sun_path");
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/listen.sock", cwd);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.90s/listen.sock", cwd);
 	unlink(sa.sun_path);
 	s = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) || listen(s, 7) || dup2(s, 62) != 62)
