@@ -64,10 +64,10 @@ type Restorer struct {
 	objs        map[string]*os.File  // FileID → recreated memfd / unlinked file
 	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
 	epollDone   map[string]bool
-	asyncDone   map[string]bool // owner, signal and O_ASYNC set (Finish)
+	asyncDone   map[string]bool  // owner, signal and O_ASYNC set (Finish)
 	lateErr     map[holder]error // why Files has no file for an fd (pidfds)
-	credPairs   []*credPair     // socketpairs Finish makes again in their creator
-	handedOut   map[int]bool    // PIDs whose Files were taken
+	credPairs   []*credPair      // socketpairs Finish makes again in their creator
+	handedOut   map[int]bool     // PIDs whose Files were taken
 	setupErr    error
 }
 
