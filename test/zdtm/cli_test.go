@@ -117,6 +117,7 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_tcp_listen", 10, "tcp"},
 		{"fd_inotify_queued", 10, "inotify"},
 		{"fd_pidfd_foreign", 10, "pidfd"},
+		{"fd_unix_listen_pending", 10, "unix socket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}

@@ -146,6 +146,8 @@ var cases = []testCase{
 	// issue 7
 	{name: "fd_unix_bound_dgram", src: "fd_unix_bound_dgram.c"},
 	{name: "fd_unix_listen", src: "fd_unix_listen.c"},
+	{name: "fd_unix_listen_pending", src: "fd_unix_listen_pending.c",
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
