@@ -277,14 +277,8 @@ func classifySocket(pc *procCache, num int, link string, info *fdInfo) (string, 
 		if pc.unix == nil {
 			pc.unix = readProcNetUnix(pc.pid)
 		}
-		if e, ok := pc.unix[ino]; ok {
-			if e.flags&soAcceptCon != 0 {
-				return "", unsupported("unix socket", "listening on "+orUnnamed(e.path))
-			}
-			if e.path != "" {
-				return "", unsupported("unix socket", "bound to "+e.path)
-			}
-		}
+		// Bound and listening sockets: refused or carried by the dump
+		// (fillUnixLocked), which has sock_diag's full view.
 		if info.scmFDs > 0 {
 			return "", unsupported("unix socket", fmt.Sprintf("%d file descriptors in flight", info.scmFDs))
 		}

@@ -366,11 +366,21 @@ func (d *Dumper) fillUnixLocked(ds *desc, unsupported func(string, string) error
 		return fmt.Errorf("unix socket inode %d: %w", r.Ino, err)
 	}
 	ds.diag = diag
-	if diag.State == kernel.UnixListen {
-		return unsupported("unix socket", "listening on "+orUnnamed(diag.Name))
+	if diag.Name != "" && !strings.HasPrefix(diag.Name, "/") && !strings.HasPrefix(diag.Name, "@") {
+		return unsupported("unix socket", "bound to relative path "+diag.Name+" (the directory it was bound in is not known)")
 	}
-	if diag.Name != "" {
-		return unsupported("unix socket", "bound to "+diag.Name)
+	r.SockName = diag.Name
+	if diag.State == kernel.UnixListen {
+		if diag.RQueue > 0 {
+			return unsupported("unix socket", fmt.Sprintf("listening on %s with %d connections pending (not carried yet)",
+				orUnnamed(diag.Name), diag.RQueue))
+		}
+		r.SockListen = true
+		r.SockBacklog = int(diag.WQueue)
+		return readSockOpts(ds.fd, r)
+	}
+	if diag.Name != "" && (typ != unix.SOCK_DGRAM || diag.Peer != 0) {
+		return unsupported("unix socket", "bound to "+diag.Name+" and connected (not carried yet)")
 	}
 	r.SockShutRD = diag.Shutdown&kernel.UnixRcvShutdown != 0
 	r.SockShutWR = diag.Shutdown&kernel.UnixSendShutdown != 0
@@ -689,6 +699,10 @@ func (d *Dumper) resolveUnixLocked(used []*desc) error {
 	for _, ds := range used {
 		if ds.rec.Kind != image.FDUnix || ds.diag.Peer == 0 {
 			continue
+		}
+		if peer := byIno[ds.diag.Peer]; peer != nil && peer.rec.SockName != "" {
+			return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "unix socket",
+				Detail: "connected to " + peer.rec.SockName + " (a bound socket of the tree: not carried yet)"}
 		}
 		if peer := byIno[ds.diag.Peer]; peer != nil {
 			ds.rec.SockPeer = peer.id

@@ -1375,6 +1375,9 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 		r.files[rec.Desc] = r.keepLocked(fd, fmt.Sprintf("socket:[%d]", rec.Ino))
 		return nil
 	}
+	if rec.SockName != "" {
+		return r.prepareBoundLocked(rec)
+	}
 	peerClosed := len(rec.SockQueue) > 0 || rec.SockType != unix.SOCK_DGRAM && rec.SockShutRD && rec.SockShutWR
 	if peer == nil && !peerClosed {
 		// Never connected: a plain socket.
@@ -1563,6 +1566,82 @@ func sendQueue(fd int, q [][]byte, typ int) (err error) {
 			default:
 				return os.NewSyscallError("send", err)
 			}
+		}
+	}
+	return nil
+}
+
+// prepareBoundLocked makes unix socket rec bound to its name again
+// (listening with its backlog, or an unconnected datagram socket with its
+// queued datagrams, sent again from a temporary unnamed socket).
+func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
+	fd, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	f := r.keepLocked(fd, "socket")
+	if err := bindAgain(fd, rec.SockName); err != nil {
+		return fmt.Errorf("unix socket bound to %s: %w", rec.SockName, err)
+	}
+	if rec.SockListen {
+		if err := unix.Listen(fd, rec.SockBacklog); err != nil {
+			return fmt.Errorf("unix socket %s: %w", rec.SockName, os.NewSyscallError("listen", err))
+		}
+	}
+	if len(rec.SockQueue) > 0 {
+		if err := queueTo(rec); err != nil {
+			return fmt.Errorf("unix socket %s: queue %d datagrams again: %w", rec.SockName, len(rec.SockQueue), err)
+		}
+	}
+	if err := r.setupSocket(fd, rec); err != nil {
+		return err
+	}
+	r.files[rec.Desc] = f
+	return nil
+}
+
+// queueTo sends rec's queued datagrams to its name from a temporary
+// unnamed socket.
+func queueTo(rec *image.FD) error {
+	tmp, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(tmp)
+	if err := unix.Connect(tmp, &unix.SockaddrUnix{Name: rec.SockName}); err != nil {
+		return os.NewSyscallError("connect", err)
+	}
+	return sendQueue(tmp, rec.SockQueue, rec.SockType)
+}
+
+// bindAgain binds fd to name. A path still holding the stale socket file
+// of the checkpointed socket is unlinked first (the kernel refuses to bind
+// over it) and the new file given the old one's mode and owner; a path
+// holding anything else is left alone and refused.
+func bindAgain(fd int, name string) error {
+	sa := &unix.SockaddrUnix{Name: name}
+	if strings.HasPrefix(name, "@") {
+		return os.NewSyscallError("bind", unix.Bind(fd, sa))
+	}
+	var st unix.Stat_t
+	stale := unix.Lstat(name, &st) == nil
+	if stale {
+		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return fmt.Errorf("%s exists and is not a socket (mode %o)", name, st.Mode)
+		}
+		if err := unix.Unlink(name); err != nil && err != unix.ENOENT {
+			return os.NewSyscallError("unlink stale socket", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	if stale {
+		if err := unix.Chmod(name, st.Mode&07777); err != nil {
+			return os.NewSyscallError("chmod", err)
+		}
+		if err := unix.Lchown(name, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+			return os.NewSyscallError("lchown", err)
 		}
 	}
 	return nil

@@ -419,6 +419,12 @@ func fdDetail(fd *FD) string {
 		add("watching [%s]", strings.Join(items, " "))
 	case FDUnix:
 		add("%s", sockTypeName(fd.SockType))
+		if fd.SockName != "" {
+			add("bound to %s", fd.SockName)
+		}
+		if fd.SockListen {
+			add("listening (backlog %d)", fd.SockBacklog)
+		}
 		if fd.SockPeer != "" {
 			add("peer %s", fd.SockPeer)
 		}

@@ -404,6 +404,13 @@ type FD struct {
 	SockQueue  [][]byte `json:"sock_queue,omitempty"`
 	SockShutRD bool     `json:"sock_shut_rd,omitempty"`
 	SockShutWR bool     `json:"sock_shut_wr,omitempty"`
+	// SockName is the address a unix socket is bound to: an absolute
+	// path, or "@name" for the abstract namespace ("" when unbound).
+	// SockListen marks a listening socket, SockBacklog its listen(2)
+	// backlog.
+	SockName    string `json:"sock_name,omitempty"`
+	SockListen  bool   `json:"sock_listen,omitempty"`
+	SockBacklog int    `json:"sock_backlog,omitempty"`
 
 	// PipePackets, for a pipe or FIFO holding packets (written in O_DIRECT
 	// mode): the sizes of the packets at the start of Buffered, in order,

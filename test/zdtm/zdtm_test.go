@@ -165,6 +165,11 @@ var cases = []testCase{
 	// issue 7
 	{name: "fd_deleted_dir", src: "fd_deleted_dir.c", dynamic: true},
 	{name: "fd_deleted_nodes", src: "fd_deleted_nodes.c", dynamic: true},
+	{name: "fd_unix_bound_dgram", src: "fd_unix_bound_dgram.c"},
+	{name: "fd_unix_listen", src: "fd_unix_listen.c"},
+	{name: "fd_unix_abstract", src: "fd_unix_abstract.c"},
+	{name: "fd_unix_listen_pending", src: "fd_unix_listen_pending.c",
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
