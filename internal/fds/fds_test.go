@@ -711,7 +711,6 @@ func TestCheck(t *testing.T) {
 	}{
 		{"tcp", "tcp socket", "127.0.0.1:"},
 		{"udp", "udp socket", "127.0.0.1:"},
-		{"unix-listen", "unix socket", "listening on "},
 		{"netlink", "netlink socket", ""},
 		{"ptmx", "pty master", "/dev/ptmx"},
 		{"lease", "file lease", "LEASE READ on "},
