@@ -426,6 +426,7 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	if err := dumper.Finish(c.Processes); err != nil {
 		return nil, fmt.Errorf("file descriptors: %w", err)
 	}
+	c.InFlight = dumper.InFlight()
 	plans, err := finalPlans(opts.Precopy, cols)
 	if err != nil {
 		return nil, err

@@ -279,9 +279,6 @@ func classifySocket(pc *procCache, num int, link string, info *fdInfo) (string, 
 		}
 		// Bound and listening sockets: refused or carried by the dump
 		// (fillUnixLocked), which has sock_diag's full view.
-		if info.scmFDs > 0 {
-			return "", unsupported("unix socket", fmt.Sprintf("%d file descriptors in flight", info.scmFDs))
-		}
 		return image.FDUnix, nil
 	case strings.HasPrefix(proto, "TCP"), strings.HasPrefix(proto, "MPTCP"):
 		return "", unsupported("tcp socket", inetDetail(pc.pid, ino, "tcp", "tcp6"))

@@ -47,6 +47,9 @@ type Dumper struct {
 	hashes  map[hashKey]string
 	seq     int
 	closed  bool
+	// inflight: the full records of the descriptions only socket queues
+	// hold, set by Finish.
+	inflight []image.FD
 }
 
 type devIno struct{ dev, ino uint64 }
@@ -66,6 +69,9 @@ type desc struct {
 	link string   // its /proc link text
 	diag *kernel.UnixDiag
 	ep   []epollEntry
+	// inflight: first seen in a unix socket's queue (SCM_RIGHTS), where
+	// pid holds that socket.
+	inflight bool
 }
 
 // NewDumper returns a Dumper logging to log (nil: discard).
@@ -105,7 +111,7 @@ func (d *Dumper) DumpProcess(pid, pidfd int) ([]image.FD, error) {
 	pc := &procCache{pid: pid}
 	out := make([]image.FD, 0, len(nums))
 	for _, num := range nums {
-		rec, err := d.dumpFDLocked(log, pc, pidfd, num)
+		rec, err := d.dumpFDLocked(log, pc, num, func() (int, error) { return pidfdGetfd(pidfd, num) })
 		if err != nil {
 			var ue *UnsupportedError
 			if errors.As(err, &ue) {
@@ -120,7 +126,9 @@ func (d *Dumper) DumpProcess(pid, pidfd int) ([]image.FD, error) {
 	return out, nil
 }
 
-func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (*image.FD, error) {
+// dumpFDLocked records fd num of pc.pid; getfd returns ferry's duplicate
+// of it (which the Dumper then owns).
+func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, num int, getfd func() (int, error)) (*image.FD, error) {
 	pid := pc.pid
 	link, err := os.Readlink(fdPath(pid, num))
 	if err != nil {
@@ -137,7 +145,7 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, pidfd, num int) (
 	if err != nil {
 		return nil, err
 	}
-	fd, err := pidfdGetfd(pidfd, num)
+	fd, err := getfd()
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +337,7 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			r.Epoll = append(r.Epoll, image.EpollItem{FD: e.tfd, Events: e.events, Data: e.data})
 		}
 	case image.FDUnix:
-		return d.fillUnixLocked(ds, unsupported)
+		return d.fillUnixLocked(log, ds, unsupported)
 	case image.FDInotify, image.FDFanotify:
 		return d.fillNotifyLocked(pc, ds, unsupported)
 	case image.FDPidfd:
@@ -347,7 +355,7 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 	return nil
 }
 
-func (d *Dumper) fillUnixLocked(ds *desc, unsupported func(string, string) error) error {
+func (d *Dumper) fillUnixLocked(log *slog.Logger, ds *desc, unsupported func(string, string) error) error {
 	r := &ds.rec
 	dom, err := unix.GetsockoptInt(ds.fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
@@ -384,12 +392,79 @@ func (d *Dumper) fillUnixLocked(ds *desc, unsupported func(string, string) error
 	}
 	r.SockShutRD = diag.Shutdown&kernel.UnixRcvShutdown != 0
 	r.SockShutWR = diag.Shutdown&kernel.UnixSendShutdown != 0
-	q, err := peekSocket(ds.fd, typ)
+	q, rights, err := peekSocket(ds.fd, typ)
 	if err != nil {
 		return fmt.Errorf("read queued data: %w", err)
 	}
 	r.SockQueue = q
+	if r.SockRights, err = d.inFlightLocked(log, ds, rights); err != nil {
+		return err
+	}
 	return readSockOpts(ds.fd, r)
+}
+
+// inFlightLocked records the files peeked out of socket ds's queue
+// (ferry's fds, which it takes over) and returns their Descs, per message.
+// A file no process of the tree holds becomes a description of its own,
+// marked inflight; one that is also open in the tree is the same Desc.
+func (d *Dumper) inFlightLocked(log *slog.Logger, ds *desc, rights [][]int) ([][]string, error) {
+	if rights == nil {
+		return nil, nil
+	}
+	self := os.Getpid()
+	out := make([][]string, len(rights))
+	for i, fds := range rights {
+		for j, fd := range fds {
+			rec, err := d.dumpFDLocked(log, &procCache{pid: self}, fd, func() (int, error) { return fd, nil })
+			if err == nil && rec == nil {
+				err = errors.New("file vanished from ferry's fd table")
+			}
+			if err != nil {
+				closeRights([][]int{fds[j+1:]})
+				closeRights(rights[i+1:])
+				var ue *UnsupportedError
+				if errors.As(err, &ue) && ue.PID == self {
+					return nil, &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: ue.Resource,
+						Detail: joinDetail("in flight in this socket's queue (SCM_RIGHTS)", ue.Detail)}
+				}
+				return nil, fmt.Errorf("file in flight in the queue: %w", err)
+			}
+			in := d.descs[rec.Desc]
+			if in.pid == self {
+				// New here: held, as far as ferry knows, by the queue
+				// of ds only.
+				in.inflight, in.pid, in.rec.Num, in.rec.CloExec = true, ds.pid, -1, false
+				if err := checkInFlight(in); err != nil {
+					closeRights([][]int{fds[j+1:]})
+					closeRights(rights[i+1:])
+					return nil, &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: in.rec.Kind + " in flight (SCM_RIGHTS)", Detail: err.Error()}
+				}
+			}
+			out[i] = append(out[i], rec.Desc)
+		}
+	}
+	return out, nil
+}
+
+// checkInFlight refuses the kinds of file that restore can only make once
+// a process holds them.
+func checkInFlight(ds *desc) error {
+	switch ds.rec.Kind {
+	case image.FDPidfd:
+		return errors.New("a pidfd is opened once its process exists, after the queues are filled")
+	case image.FDEpoll:
+		if len(ds.ep) > 0 {
+			return fmt.Errorf("an epoll instance with %d items is filled from a process that holds it", len(ds.ep))
+		}
+	}
+	return nil
+}
+
+func joinDetail(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + ": " + b
 }
 
 // readSockOpts records the socket options of unix socket fd that restore
@@ -553,23 +628,42 @@ func (d *Dumper) Finish(procs []*image.Process) error {
 		}
 	}
 
-	if err := d.resolvePipesLocked(used, tree); err != nil {
+	// The descriptions only a socket queue holds, in the order they
+	// were seen.
+	var inflight []*desc
+	for _, ds := range d.descs {
+		if ds.inflight && !seen[ds.id] {
+			inflight = append(inflight, ds)
+		}
+	}
+	slices.SortFunc(inflight, func(a, b *desc) int { return cmp.Compare(descSeq(a.id), descSeq(b.id)) })
+	all := append(slices.Clip(used), inflight...)
+
+	if err := d.resolvePipesLocked(all, tree); err != nil {
 		return err
 	}
-	if err := d.resolveUnixLocked(used); err != nil {
+	if err := d.resolveUnixLocked(all); err != nil {
 		return err
 	}
 	if err := d.checkEpollLocked(procs, used); err != nil {
 		return err
 	}
-	if err := d.checkFlockHoldersLocked(used, tree); err != nil {
+	if err := d.checkFlockHoldersLocked(all, tree); err != nil {
 		return err
 	}
-	if err := checkOwners(procs, used); err != nil {
+	if err := checkOwners(procs, all); err != nil {
 		return err
 	}
 	if err := checkPidfds(procs, used); err != nil {
 		return err
+	}
+	d.inflight = d.inflight[:0]
+	for _, ds := range inflight {
+		if ds.rec.External {
+			return &UnsupportedError{PID: ds.pid, FD: -1, Resource: ds.rec.Kind + " in flight (SCM_RIGHTS)",
+				Detail: "its other end is held outside the tree"}
+		}
+		d.inflight = append(d.inflight, ds.rec)
 	}
 
 	first := make(map[string]bool)
@@ -588,6 +682,19 @@ func (d *Dumper) Finish(procs []*image.Process) error {
 		}
 	}
 	return nil
+}
+
+// InFlight returns, after Finish, the full records of the descriptions
+// that only unix socket queues hold (image.Checkpoint.InFlight).
+func (d *Dumper) InFlight() []image.FD {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.inflight)
+}
+
+func descSeq(id string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(id, "desc:"))
+	return n
 }
 
 // checkOwners refuses signal-driven I/O (O_ASYNC) whose owner — thread,

@@ -447,7 +447,7 @@ func readN(fd, n int) (string, error) {
 }
 
 func testRestore(t *testing.T, procs []*image.Process, objs map[string]*os.File, dir string) {
-	r := NewRestorer(testLogger(t), procs, nil, objs)
+	r := NewRestorer(testLogger(t), procs, nil, nil, objs)
 	defer r.Close()
 	if err := r.Prepare(); err != nil {
 		t.Fatalf("Prepare: %v", err)
@@ -681,7 +681,7 @@ func testRestore(t *testing.T, procs []*image.Process, objs map[string]*os.File,
 // descriptions, nothing is recreated for them.
 func testInherit(t *testing.T, d *Dumper, procs []*image.Process, objs map[string]*os.File) {
 	kept := d.Kept()
-	r := NewRestorer(testLogger(t), procs, kept, objs)
+	r := NewRestorer(testLogger(t), procs, nil, kept, objs)
 	defer r.Close()
 	if err := r.Prepare(); err != nil {
 		t.Fatalf("Prepare: %v", err)
@@ -841,7 +841,7 @@ func TestPrepareRecords(t *testing.T) {
 				t.Skip("pipe-max-size is large here")
 			}
 			procs := []*image.Process{{PID: 1, FDs: tt.fds}}
-			r := NewRestorer(testLogger(t), procs, nil, map[string]*os.File{"obj:1:2": obj})
+			r := NewRestorer(testLogger(t), procs, nil, nil, map[string]*os.File{"obj:1:2": obj})
 			defer r.Close()
 			err := r.Prepare()
 			if tt.wantErr != "" {

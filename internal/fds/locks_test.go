@@ -108,7 +108,7 @@ func TestLocks(t *testing.T) {
 	// are gone, and with them the locks.
 	d.Close()
 	waitExit(t, pid)
-	r := NewRestorer(testLogger(t), procs, nil, nil)
+	r := NewRestorer(testLogger(t), procs, nil, nil, nil)
 	defer r.Close()
 	if err := r.Prepare(); err != nil {
 		t.Fatalf("Prepare: %v", err)
@@ -151,7 +151,7 @@ ofd.bin@25: write pid -1 20+10
 	// A second restore while these locks are held fails, naming the file,
 	// the lock and its holder: in Prepare for the description's OFD lock
 	// (flocks are taken by their takers, in Finish).
-	r2 := NewRestorer(testLogger(t), procs, nil, nil)
+	r2 := NewRestorer(testLogger(t), procs, nil, nil, nil)
 	defer r2.Close()
 	err = r2.Prepare()
 	for _, want := range []string{"fd 103", "ofd.bin", "ofd write lock on bytes 20-29", "held by an open file description", "OFDLCK WRITE 20-29"} {

@@ -44,7 +44,6 @@ type fdInfo struct {
 	fields map[string]string
 	epoll  []epollEntry
 	locks  []lockLine // "lock:" lines: the locks held through this fd
-	scmFDs int        // unix sockets: fds in flight in the receive queue
 }
 
 // epollEntry is one "tfd:" line of an epoll fdinfo.
@@ -102,8 +101,6 @@ func parseFDInfo(text string) (*fdInfo, error) {
 				return nil, fmt.Errorf("fdinfo flags %q: %w", val, err)
 			}
 			fi.flags = int(f)
-		case "scm_fds":
-			fi.scmFDs, _ = strconv.Atoi(val)
 		}
 		if _, dup := fi.fields[key]; !dup {
 			fi.fields[key] = val

@@ -108,22 +108,36 @@ func growPipe(fd, size int) error {
 }
 
 // peekSocket returns what is queued for reading on unix socket fd: one
-// element holding all bytes for SOCK_STREAM, one per message otherwise
-// (zero-length datagrams included). It walks the queue with MSG_PEEK and
-// SO_PEEK_OFF, and puts the socket's peek offset back as it was.
+// element per message (zero-length datagrams included); for SOCK_STREAM
+// the bytes in as few elements as the file descriptors in flight allow
+// (see below). It walks the queue with MSG_PEEK and SO_PEEK_OFF, and puts
+// the socket's peek offset back as it was.
+//
+// rights holds, per element, ferry's duplicates of the files sent with it
+// (SCM_RIGHTS; a peek installs copies and leaves the originals queued),
+// nil when no element carries any; the caller owns them, also on error.
+// A stream read stops at the end of a buffer that carries files, and the
+// files come with the bytes read up to there: each stream element ends
+// where such a read ended, with that read's files.
 //
 // A SOCK_SEQPACKET socket whose peer is gone reports end-of-file as a
 // zero-length read; trailing zero-length records are therefore dropped.
-func peekSocket(fd, typ int) (q [][]byte, err error) {
+func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
+	defer func() {
+		if err != nil {
+			closeRights(rights)
+			q, rights = nil, nil
+		}
+	}()
 	orig, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 	if err != nil {
-		return nil, os.NewSyscallError("getsockopt(SO_PEEK_OFF)", err)
+		return nil, nil, os.NewSyscallError("getsockopt(SO_PEEK_OFF)", err)
 	}
 	setOff := func(off int) error {
 		return os.NewSyscallError("setsockopt(SO_PEEK_OFF)", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off))
 	}
 	if err := setOff(0); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() {
 		if e := setOff(orig); e != nil && err == nil {
@@ -132,18 +146,27 @@ func peekSocket(fd, typ int) (q [][]byte, err error) {
 	}()
 	inq, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
 	if err != nil {
-		return nil, os.NewSyscallError("ioctl(SIOCINQ)", err)
+		return nil, nil, os.NewSyscallError("ioctl(SIOCINQ)", err)
 	}
 
 	buf := make([]byte, max(inq, 64<<10))
+	// Room for the most files one message can carry (SCM_MAX_FD) and
+	// for credentials (SO_PASSCRED).
+	oob := make([]byte, unix.CmsgSpace(scmMaxFD*4)+unix.CmsgSpace(unix.SizeofUcred))
 	off, total := 0, 0
 	var stream []byte
+	hasFDs := false
+	add := func(b []byte, fds []int) {
+		q = append(q, b)
+		rights = append(rights, fds)
+		hasFDs = hasFDs || len(fds) > 0
+	}
 	for {
-		flags := unix.MSG_PEEK | unix.MSG_DONTWAIT
+		flags := unix.MSG_PEEK | unix.MSG_DONTWAIT | unix.MSG_CMSG_CLOEXEC
 		if typ != unix.SOCK_STREAM {
 			flags |= unix.MSG_TRUNC // report the real length of a datagram
 		}
-		n, _, rflags, _, err := unix.Recvmsg(fd, buf, nil, flags)
+		n, oobn, rflags, _, err := unix.Recvmsg(fd, buf, oob, flags)
 		if err == unix.EINTR {
 			continue
 		}
@@ -151,32 +174,83 @@ func peekSocket(fd, typ int) (q [][]byte, err error) {
 			break // queue walked to its end
 		}
 		if err != nil {
-			return nil, os.NewSyscallError("recvmsg(MSG_PEEK)", err)
+			return q, rights, os.NewSyscallError("recvmsg(MSG_PEEK)", err)
 		}
-		if n == 0 && typ == unix.SOCK_STREAM {
+		fds, ferr := parseRights(oob[:oobn])
+		if ferr == nil && rflags&unix.MSG_CTRUNC != 0 {
+			ferr = errors.New("control data truncated")
+		}
+		if ferr != nil {
+			closeRights([][]int{fds})
+			return q, rights, fmt.Errorf("files in flight at byte %d of the queue: %w", total, ferr)
+		}
+		if n == 0 && typ == unix.SOCK_STREAM && len(fds) == 0 {
 			break // end of stream
 		}
-		if n == 0 && typ == unix.SOCK_SEQPACKET && total >= inq {
+		if n == 0 && typ == unix.SOCK_SEQPACKET && total >= inq && len(fds) == 0 {
 			break // end of file, see above
 		}
 		if typ != unix.SOCK_STREAM && (n > len(buf) || rflags&unix.MSG_TRUNC != 0) {
 			// The peek moved the offset by what fitted only; retry bigger.
+			closeRights([][]int{fds})
 			if err := setOff(off); err != nil {
-				return nil, err
+				return q, rights, err
 			}
 			buf = make([]byte, n)
 			continue
 		}
 		if typ == unix.SOCK_STREAM {
 			stream = append(stream, buf[:n]...)
+			if len(fds) > 0 {
+				add(stream, fds)
+				stream = nil
+			}
 		} else {
-			q = append(q, append([]byte{}, buf[:n]...))
+			add(append([]byte{}, buf[:n]...), fds)
 		}
 		off += n
 		total += n
 	}
 	if len(stream) > 0 {
-		q = [][]byte{stream}
+		add(stream, nil)
 	}
-	return q, nil
+	if !hasFDs {
+		rights = nil
+	}
+	return q, rights, nil
+}
+
+// scmMaxFD is the most files one message can carry (SCM_MAX_FD).
+const scmMaxFD = 253
+
+// parseRights returns the files of the SCM_RIGHTS messages in oob.
+func parseRights(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("parse control data: %w", err)
+	}
+	var fds []int
+	for i := range msgs {
+		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		got, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			closeRights([][]int{fds})
+			return nil, fmt.Errorf("parse SCM_RIGHTS: %w", err)
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+func closeRights(rights [][]int) {
+	for _, fds := range rights {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
 }

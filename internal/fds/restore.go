@@ -68,17 +68,20 @@ type Restorer struct {
 	lateErr     map[holder]error // why Files has no file for an fd (pidfds)
 	credPairs   []*credPair      // socketpairs Finish makes again in their creator
 	handedOut   map[int]bool     // PIDs whose Files were taken
+	inflight    map[string]bool  // Descs only socket queues hold
+	preparing   map[string]bool  // Descs whose prepare is under way
 	setupErr    error
 }
 
 // NewRestorer prepares to restore the fds of procs (records as written by
-// Dumper.Finish). inherit maps a Desc, or "pipe:"+PipeID, to an open file
+// Dumper.Finish) and the descriptions in flight in their socket queues
+// (Dumper.InFlight, image.Checkpoint.InFlight). inherit maps a Desc, or "pipe:"+PipeID, to an open file
 // to reuse instead of recreating it — used for pipes, FIFOs and unix
 // sockets (from Dumper.Kept in the same ferry process, or supplied by the
 // caller); the caller keeps ownership. objects maps a FileID to a file
 // holding the content of a memfd or unlinked file (read with ReadAt from
 // offset 0); the caller keeps ownership.
-func NewRestorer(log *slog.Logger, procs []*image.Process, inherit map[string]*os.File, objects map[string]*os.File) *Restorer {
+func NewRestorer(log *slog.Logger, procs []*image.Process, inflight []image.FD, inherit map[string]*os.File, objects map[string]*os.File) *Restorer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -98,6 +101,8 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inherit map[string]*o
 		epollAt:     make(map[string]int),
 		epollDone:   make(map[string]bool),
 		handedOut:   make(map[int]bool),
+		inflight:    make(map[string]bool),
+		preparing:   make(map[string]bool),
 	}
 	for _, p := range procs {
 		r.byPID[p.PID] = p
@@ -115,6 +120,41 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inherit map[string]*o
 				r.descs[fd.Desc] = fd
 				if fd.Kind == image.FDPipe || fd.Kind == image.FDFIFO {
 					r.pipeMembers[fd.PipeID] = append(r.pipeMembers[fd.PipeID], fd.Desc)
+				}
+			}
+		}
+	}
+	for i := range inflight {
+		fd := &inflight[i]
+		switch {
+		case fd.Desc == "" || fd.Kind == "":
+			r.setupErr = errors.Join(r.setupErr, fmt.Errorf("description in flight %q has no full record", fd.Desc))
+			continue
+		case r.descs[fd.Desc] != nil:
+			r.setupErr = errors.Join(r.setupErr, fmt.Errorf("description %s in flight is also held by a process", fd.Desc))
+			continue
+		}
+		r.descs[fd.Desc] = fd
+		r.first[fd.Desc] = holder{num: -1}
+		r.order = append(r.order, fd.Desc)
+		r.inflight[fd.Desc] = true
+		if fd.Kind == image.FDPipe || fd.Kind == image.FDFIFO {
+			r.pipeMembers[fd.PipeID] = append(r.pipeMembers[fd.PipeID], fd.Desc)
+		}
+	}
+	// Name, for messages, the process holding the socket each file is in
+	// flight in (the outer socket first, when sockets travel in sockets).
+	for _, id := range r.order {
+		rec := r.descs[id]
+		if rec == nil {
+			continue
+		}
+		for _, ids := range rec.SockRights {
+			for _, in := range ids {
+				if r.descs[in] == nil {
+					r.setupErr = errors.Join(r.setupErr, fmt.Errorf("%s: file in flight %s has no record", id, in))
+				} else if h := r.first[in]; r.inflight[in] && h.pid == 0 {
+					r.first[in] = holder{pid: r.first[id].pid, num: -1}
 				}
 			}
 		}
@@ -137,47 +177,11 @@ func (r *Restorer) Prepare() error {
 		return r.setupErr
 	}
 	for _, id := range r.order {
-		if _, ok := r.files[id]; ok {
-			continue
+		if r.inflight[id] {
+			continue // with the queue it is in flight in
 		}
-		rec := r.descs[id]
-		var err error
-		switch rec.Kind {
-		case image.FDFile, image.FDDir, image.FDChar:
-			switch {
-			case rec.Unlinked && rec.Kind == image.FDFile:
-				err = r.prepareObjectLocked(rec)
-			case rec.Unlinked:
-				err = r.prepareGoneLocked(rec)
-			default:
-				err = r.preparePathLocked(rec)
-			}
-		case image.FDMemfd:
-			err = r.prepareObjectLocked(rec)
-		case image.FDPipe, image.FDFIFO:
-			err = r.preparePipeLocked(rec)
-		case image.FDEventfd:
-			err = r.prepareEventfdLocked(rec)
-		case image.FDTimerfd:
-			err = r.prepareTimerfdLocked(rec)
-		case image.FDSignalfd:
-			err = r.prepareSignalfdLocked(rec)
-		case image.FDEpoll:
-			err = r.prepareEpollLocked(rec)
-		case image.FDUnix:
-			err = r.prepareUnixLocked(rec)
-		case image.FDPidfd:
-			continue // once its process exists (Files)
-		case image.FDInotify:
-			err = r.prepareInotifyLocked(rec)
-		case image.FDFanotify:
-			err = r.prepareFanotifyLocked(rec)
-		default:
-			err = fmt.Errorf("unknown kind %q", rec.Kind)
-		}
-		if err != nil {
-			h := r.first[id]
-			return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec), err)
+		if err := r.prepareDescLocked(id); err != nil {
+			return err
 		}
 	}
 	if err := r.prepareCwdsLocked(); err != nil {
@@ -189,6 +193,67 @@ func (r *Restorer) Prepare() error {
 	return r.assignEpollLocked()
 }
 
+// prepareDescLocked creates description id inside ferry, unless it exists.
+// A description in flight in a queue is made when that queue is filled;
+// preparing marks those under way, so that a queue holding a file whose
+// own making needs that queue filled first is an error, not a loop.
+func (r *Restorer) prepareDescLocked(id string) error {
+	if _, ok := r.files[id]; ok {
+		return nil
+	}
+	if r.preparing[id] {
+		return fmt.Errorf("description %s is in flight in a queue that cannot be filled before it exists", id)
+	}
+	r.preparing[id] = true
+	defer delete(r.preparing, id)
+	rec := r.descs[id]
+	if rec == nil {
+		return fmt.Errorf("description %s has no record", id)
+	}
+	var err error
+	switch rec.Kind {
+	case image.FDFile, image.FDDir, image.FDChar:
+		switch {
+		case rec.Unlinked && rec.Kind == image.FDFile:
+			err = r.prepareObjectLocked(rec)
+		case rec.Unlinked:
+			err = r.prepareGoneLocked(rec)
+		default:
+			err = r.preparePathLocked(rec)
+		}
+	case image.FDMemfd:
+		err = r.prepareObjectLocked(rec)
+	case image.FDPipe, image.FDFIFO:
+		err = r.preparePipeLocked(rec)
+	case image.FDEventfd:
+		err = r.prepareEventfdLocked(rec)
+	case image.FDTimerfd:
+		err = r.prepareTimerfdLocked(rec)
+	case image.FDSignalfd:
+		err = r.prepareSignalfdLocked(rec)
+	case image.FDEpoll:
+		err = r.prepareEpollLocked(rec)
+	case image.FDUnix:
+		err = r.prepareUnixLocked(rec)
+	case image.FDPidfd:
+		return nil // once its process exists (Files)
+	case image.FDInotify:
+		err = r.prepareInotifyLocked(rec)
+	case image.FDFanotify:
+		err = r.prepareFanotifyLocked(rec)
+	default:
+		err = fmt.Errorf("unknown kind %q", rec.Kind)
+	}
+	if err != nil {
+		h := r.first[id]
+		if h.num < 0 {
+			return fmt.Errorf("restore %s in flight in a socket of pid %d (%s): %w", id, h.pid, describe(rec), err)
+		}
+		return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(rec), err)
+	}
+	return nil
+}
+
 // takeDescLocksLocked takes the flock and OFD locks of every description
 // on ferry's file: they belong to the description, and so to the target
 // once it is installed. The checkpointed processes must be gone by now
@@ -196,6 +261,9 @@ func (r *Restorer) Prepare() error {
 func (r *Restorer) takeDescLocksLocked() error {
 	for _, id := range r.order {
 		rec := r.descs[id]
+		if r.files[id] == nil {
+			continue // a pidfd (none are locked), or in flight in a socket that was inherited
+		}
 		for _, l := range rec.Locks {
 			if l.Kind == image.LockPOSIX {
 				continue // taken by the owner, in Finish
@@ -219,6 +287,9 @@ func (r *Restorer) takeDescLocksLocked() error {
 func (r *Restorer) takeFlocksLocked(p *image.Process, inj Injector) error {
 	for _, id := range r.order {
 		rec := r.descs[id]
+		if r.files[id] == nil {
+			continue
+		}
 		for _, l := range rec.Locks {
 			if l.Kind != image.LockFlock || l.PID != p.PID {
 				continue
@@ -1400,7 +1471,8 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 	if err := r.adoptPairLocked(sv, rec, peer); err != nil {
 		return err
 	}
-	if r.byPID[rec.SockCredPID] != nil {
+	// A pair made again later would leave an end in flight behind.
+	if r.byPID[rec.SockCredPID] != nil && !r.inflight[rec.Desc] && (peer == nil || !r.inflight[peer.Desc]) {
 		r.credPairs = append(r.credPairs, &credPair{pid: rec.SockCredPID, rec: rec, peer: peer})
 	}
 	return nil
@@ -1417,23 +1489,35 @@ func (r *Restorer) adoptPairLocked(sv [2]int, rec, peer *image.FD) error {
 	} else {
 		defer b.Close() // the peer goes away as it had
 	}
-	if err := sendQueue(sv[1], rec.SockQueue, rec.SockType); err != nil {
-		return fmt.Errorf("queue %d messages again: %w", len(rec.SockQueue), err)
+	// In place before the queues are filled: a socket may be in flight
+	// in its own queue or its peer's.
+	r.files[rec.Desc] = a
+	if peer != nil {
+		r.files[peer.Desc] = b
+	}
+	if err := r.fillQueueLocked(sv[1], rec); err != nil {
+		return err
 	}
 	if peer != nil {
-		if err := sendQueue(sv[0], peer.SockQueue, peer.SockType); err != nil {
-			return fmt.Errorf("queue %d messages again on the peer: %w", len(peer.SockQueue), err)
+		if err := r.fillQueueLocked(sv[0], peer); err != nil {
+			return fmt.Errorf("peer: %w", err)
 		}
 		if err := r.setupSocket(sv[1], peer); err != nil {
 			return fmt.Errorf("peer: %w", err)
 		}
 	}
-	if err := r.setupSocket(sv[0], rec); err != nil {
+	return r.setupSocket(sv[0], rec)
+}
+
+// fillQueueLocked sends rec's queued messages, and the files in flight
+// with them, from from (rec's peer, or a socket connected to it).
+func (r *Restorer) fillQueueLocked(from int, rec *image.FD) error {
+	rights, err := r.rightsLocked(rec)
+	if err != nil {
 		return err
 	}
-	r.files[rec.Desc] = a
-	if peer != nil {
-		r.files[peer.Desc] = b
+	if err := sendQueue(from, rec.SockQueue, rights, rec.SockType); err != nil {
+		return fmt.Errorf("queue %d messages again: %w", len(rec.SockQueue), err)
 	}
 	return nil
 }
@@ -1513,11 +1597,19 @@ func shutdownAs(fd int, rec *image.FD) error {
 }
 
 // sendQueue sends q through fd, one message per element (bytes for a
-// stream). When the socket buffer is too small for what the original
-// held, it is enlarged for the while (SO_SNDBUFFORCE, which needs
-// CAP_NET_ADMIN) and put back afterwards: what is queued stays charged to
-// fd, as on the original, and later writes block where they would have.
-func sendQueue(fd int, q [][]byte, typ int) (err error) {
+// stream), each with the files of rights (ferry's fds, SCM_RIGHTS; nil:
+// none). A stream element with files is written in two parts, its last
+// byte carrying them: the kernel attaches files to the first buffer of a
+// write, and a read stops at the end of the buffer that carries files,
+// with the bytes before it. When the socket buffer is too small for what
+// the original held, it is enlarged for the while (SO_SNDBUFFORCE, which
+// needs CAP_NET_ADMIN) and put back afterwards: what is queued stays
+// charged to fd, as on the original, and later writes block where they
+// would have.
+func sendQueue(fd int, q [][]byte, rights [][]int, typ int) (err error) {
+	if rights != nil && len(rights) != len(q) {
+		return fmt.Errorf("%d messages but files for %d", len(q), len(rights))
+	}
 	orig := 0
 	defer func() {
 		if orig == 0 {
@@ -1527,24 +1619,40 @@ func sendQueue(fd int, q [][]byte, typ int) (err error) {
 			err = fmt.Errorf("put socket buffer back to %d bytes: %w", orig, os.NewSyscallError("setsockopt(SO_SNDBUFFORCE)", e))
 		}
 	}()
-	for _, m := range q {
+	for i, m := range q {
+		var oob []byte
+		if rights != nil && len(rights[i]) > 0 {
+			oob = unix.UnixRights(rights[i]...)
+			if typ == unix.SOCK_STREAM && len(m) == 0 {
+				return fmt.Errorf("message %d: files in flight without a byte to carry them", i)
+			}
+		}
+		// plain: bytes of a stream element written without the files.
+		plain := len(m)
+		if oob != nil && typ == unix.SOCK_STREAM {
+			plain = len(m) - 1
+		}
 		for sent, grown := 0, 0; ; {
 			var err error
-			if typ == unix.SOCK_STREAM {
-				if sent == len(m) {
-					break
-				}
+			switch {
+			case typ == unix.SOCK_STREAM && sent < plain:
 				var n int
-				n, err = unix.Write(fd, m[sent:])
-				if err == nil {
+				if n, err = unix.Write(fd, m[sent:plain]); err == nil {
 					sent += n
 					continue
 				}
-			} else {
-				err = unix.Sendto(fd, m, unix.MSG_DONTWAIT, nil)
-				if err == nil {
-					break
+			case typ == unix.SOCK_STREAM && sent == len(m):
+			case typ == unix.SOCK_STREAM:
+				// The last byte, with the files.
+				if err = unix.Sendmsg(fd, m[sent:], oob, nil, unix.MSG_DONTWAIT); err == nil {
+					sent = len(m)
+					continue
 				}
+			default:
+				err = unix.Sendmsg(fd, m, oob, nil, unix.MSG_DONTWAIT)
+			}
+			if err == nil {
+				break
 			}
 			switch {
 			case err == unix.EINTR:
@@ -1571,6 +1679,31 @@ func sendQueue(fd int, q [][]byte, typ int) (err error) {
 	return nil
 }
 
+// rightsLocked makes the files in flight in rec's queue and returns
+// ferry's fds for them, per message (nil: none).
+func (r *Restorer) rightsLocked(rec *image.FD) ([][]int, error) {
+	if rec.SockRights == nil {
+		return nil, nil
+	}
+	if len(rec.SockRights) != len(rec.SockQueue) {
+		return nil, fmt.Errorf("files in flight for %d messages, but %d messages queued", len(rec.SockRights), len(rec.SockQueue))
+	}
+	out := make([][]int, len(rec.SockRights))
+	for i, ids := range rec.SockRights {
+		for _, id := range ids {
+			if err := r.prepareDescLocked(id); err != nil {
+				return nil, err
+			}
+			f := r.files[id]
+			if f == nil {
+				return nil, fmt.Errorf("file in flight %s (%s) cannot be made before the queue is filled", id, describe(r.descs[id]))
+			}
+			out[i] = append(out[i], RawFD(f))
+		}
+	}
+	return out, nil
+}
+
 // prepareBoundLocked makes unix socket rec bound to its name again
 // (listening with its backlog, or an unconnected datagram socket with its
 // queued datagrams, sent again from a temporary unnamed socket).
@@ -1588,21 +1721,18 @@ func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 			return fmt.Errorf("unix socket %s: %w", rec.SockName, os.NewSyscallError("listen", err))
 		}
 	}
+	r.files[rec.Desc] = f
 	if len(rec.SockQueue) > 0 {
-		if err := queueTo(rec); err != nil {
-			return fmt.Errorf("unix socket %s: queue %d datagrams again: %w", rec.SockName, len(rec.SockQueue), err)
+		if err := r.queueToLocked(rec); err != nil {
+			return fmt.Errorf("unix socket %s: %w", rec.SockName, err)
 		}
 	}
-	if err := r.setupSocket(fd, rec); err != nil {
-		return err
-	}
-	r.files[rec.Desc] = f
-	return nil
+	return r.setupSocket(fd, rec)
 }
 
-// queueTo sends rec's queued datagrams to its name from a temporary
+// queueToLocked sends rec's queued datagrams to its name from a temporary
 // unnamed socket.
-func queueTo(rec *image.FD) error {
+func (r *Restorer) queueToLocked(rec *image.FD) error {
 	tmp, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
@@ -1611,7 +1741,7 @@ func queueTo(rec *image.FD) error {
 	if err := unix.Connect(tmp, &unix.SockaddrUnix{Name: rec.SockName}); err != nil {
 		return os.NewSyscallError("connect", err)
 	}
-	return sendQueue(tmp, rec.SockQueue, rec.SockType)
+	return r.fillQueueLocked(tmp, rec)
 }
 
 // bindAgain binds fd to name. A path still holding the stale socket file

@@ -191,6 +191,14 @@ func (s *Summary) WriteText(w io.Writer) error {
 		writeProcess(p, proc, pp, pageSizeOf(c))
 	}
 
+	if len(c.InFlight) > 0 {
+		p("\nin flight (only socket queues hold them)\n")
+		p("    KIND\tFLAGS\tDESC\tDETAIL\n")
+		for _, fd := range c.InFlight {
+			p("    %s\t%s\t%s\t%s\n", fd.Kind, openFlagsString(fd.Flags), fd.Desc, fdDetail(&fd))
+		}
+	}
+
 	if len(s.Files) > 0 {
 		p("\nfile objects\n")
 		p("  ID\tBYTES\tRECORDS\tEND\n")
@@ -434,6 +442,13 @@ func fdDetail(fd *FD) string {
 				total += len(q)
 			}
 			add("%d queued (%d bytes)", n, total)
+		}
+		var rights []string
+		for _, ids := range fd.SockRights {
+			rights = append(rights, ids...)
+		}
+		if len(rights) > 0 {
+			add("files in flight [%s]", strings.Join(rights, " "))
 		}
 		if fd.SockShutRD {
 			add("shut-rd")

@@ -26,6 +26,10 @@ type Checkpoint struct {
 	PageSize int `json:"page_size"`
 	// TimeUnixNano when the process was frozen.
 	TimeUnixNano int64 `json:"time_unix_nano"`
+	// InFlight holds the full records of the open file descriptions that
+	// no process holds, only a unix socket's queue (FD.SockRights), with
+	// Num -1; they refer to each other and to the processes' by Desc.
+	InFlight []FD `json:"in_flight,omitempty"`
 }
 
 // Process is one process of the tree.
@@ -411,6 +415,12 @@ type FD struct {
 	SockName    string `json:"sock_name,omitempty"`
 	SockListen  bool   `json:"sock_listen,omitempty"`
 	SockBacklog int    `json:"sock_backlog,omitempty"`
+	// SockRights are the files in flight in the queue (SCM_RIGHTS): for
+	// each element of SockQueue, the Descs sent with it, in order (nil:
+	// none at all). A description no process holds is in
+	// Checkpoint.InFlight. A stream element ends where a read stopped
+	// at the buffer carrying its files.
+	SockRights [][]string `json:"sock_rights,omitempty"`
 
 	// PipePackets, for a pipe or FIFO holding packets (written in O_DIRECT
 	// mode): the sizes of the packets at the start of Buffered, in order,

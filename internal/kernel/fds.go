@@ -83,10 +83,14 @@ const (
 // sock_diag for AF_UNIX (include/uapi/linux/sock_diag.h, unix_diag.h).
 const (
 	udiagShowName     = 0x01 // UDIAG_SHOW_NAME
+	udiagShowVFS      = 0x02 // UDIAG_SHOW_VFS
 	udiagShowPeer     = 0x04 // UDIAG_SHOW_PEER
+	udiagShowIcons    = 0x08 // UDIAG_SHOW_ICONS
 	udiagShowRqlen    = 0x10 // UDIAG_SHOW_RQLEN
 	unixDiagName      = 0    // UNIX_DIAG_NAME
+	unixDiagVFS       = 1    // UNIX_DIAG_VFS
 	unixDiagPeer      = 2    // UNIX_DIAG_PEER
+	unixDiagIcons     = 3    // UNIX_DIAG_ICONS
 	unixDiagRqlen     = 4    // UNIX_DIAG_RQLEN
 	unixDiagShutdown  = 6    // UNIX_DIAG_SHUTDOWN
 	sizeofUnixDiagReq = 24   // struct unix_diag_req
@@ -125,12 +129,38 @@ type UnixDiag struct {
 	// the first datagram; for a listener, the accept backlog.
 	RQueue uint32
 	WQueue uint32
+	// VFSDev and VFSIno name the socket file of a socket bound to a path
+	// (an accepted connection shares its listener's); 0 otherwise.
+	VFSDev, VFSIno uint32
+	// Icons are, for a listener, the inodes of the client sockets whose
+	// connections wait in its backlog, oldest first (0: client closed).
+	Icons []uint32
 }
 
 // UnixDiagLookup asks sock_diag (NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY) about
 // the AF_UNIX socket with inode ino in the caller's network namespace. An
 // unknown inode gives ENOENT.
 func UnixDiagLookup(ino uint32) (*UnixDiag, error) {
+	all, err := unixDiag(ino)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range all {
+		if d.Ino == ino {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("sock_diag: no answer for unix socket inode %d", ino)
+}
+
+// UnixDiagAll returns every AF_UNIX socket of the caller's network
+// namespace that sock_diag reports (those with a file: an embryo of a
+// connection not accepted yet has none and is not listed).
+func UnixDiagAll() ([]*UnixDiag, error) { return unixDiag(0) }
+
+// unixDiag sends one SOCK_DIAG_BY_FAMILY request: for inode ino, or a dump
+// of all sockets when ino is 0.
+func unixDiag(ino uint32) ([]*UnixDiag, error) {
 	s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return nil, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
@@ -139,22 +169,27 @@ func UnixDiagLookup(ino uint32) (*UnixDiag, error) {
 
 	req := make([]byte, unix.SizeofNlMsghdr+sizeofUnixDiagReq)
 	ne := binary.NativeEndian
+	flags := uint16(unix.NLM_F_REQUEST)
+	if ino == 0 {
+		flags |= unix.NLM_F_DUMP
+	}
 	ne.PutUint32(req[0:], uint32(len(req)))
 	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(req[6:], unix.NLM_F_REQUEST)
+	ne.PutUint16(req[6:], flags)
 	ne.PutUint32(req[8:], 1) // seq
 	b := req[unix.SizeofNlMsghdr:]
 	b[0] = unix.AF_UNIX
 	ne.PutUint32(b[4:], ^uint32(0)) // all states
 	ne.PutUint32(b[8:], ino)
-	ne.PutUint32(b[12:], udiagShowName|udiagShowPeer|udiagShowRqlen)
+	ne.PutUint32(b[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowIcons|udiagShowRqlen)
 	ne.PutUint32(b[16:], inetDiagNoCookie)
 	ne.PutUint32(b[20:], inetDiagNoCookie)
 	if err := unix.Sendto(s, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, os.NewSyscallError("sendto(sock_diag)", err)
 	}
 
-	buf := make([]byte, 8192)
+	buf := make([]byte, 64<<10)
+	var out []*UnixDiag
 	for {
 		n, _, err := unix.Recvfrom(s, buf, 0)
 		if err == unix.EINTR {
@@ -163,42 +198,49 @@ func UnixDiagLookup(ino uint32) (*UnixDiag, error) {
 		if err != nil {
 			return nil, os.NewSyscallError("recvfrom(sock_diag)", err)
 		}
-		return parseUnixDiag(buf[:n], ino)
+		ds, done, err := parseUnixDiag(buf[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ds...)
+		if done || ino != 0 {
+			return out, nil
+		}
 	}
 }
 
-func parseUnixDiag(msg []byte, ino uint32) (*UnixDiag, error) {
+// parseUnixDiag decodes the unix_diag_msg answers in one netlink read;
+// done reports NLMSG_DONE (the end of a dump).
+func parseUnixDiag(msg []byte) (out []*UnixDiag, done bool, err error) {
 	ne := binary.NativeEndian
 	for len(msg) >= unix.SizeofNlMsghdr {
 		l := int(ne.Uint32(msg[0:]))
 		typ := ne.Uint16(msg[4:])
 		if l < unix.SizeofNlMsghdr || l > len(msg) {
-			return nil, errors.New("sock_diag: truncated netlink message")
+			return nil, false, errors.New("sock_diag: truncated netlink message")
 		}
 		body := msg[unix.SizeofNlMsghdr:l]
-		msg = msg[nlAlign(l):]
+		msg = msg[min(nlAlign(l), len(msg)):]
 		switch typ {
 		case unix.NLMSG_ERROR:
 			if len(body) < 4 {
-				return nil, errors.New("sock_diag: short error message")
+				return nil, false, errors.New("sock_diag: short error message")
 			}
 			if e := int32(ne.Uint32(body)); e != 0 {
-				return nil, os.NewSyscallError("sock_diag", syscall.Errno(-e))
+				return nil, false, os.NewSyscallError("sock_diag", syscall.Errno(-e))
 			}
 			continue
 		case unix.NLMSG_DONE:
+			done = true
 			continue
 		case unix.SOCK_DIAG_BY_FAMILY:
 		default:
 			continue
 		}
 		if len(body) < sizeofUnixDiagMsg {
-			return nil, errors.New("sock_diag: short unix_diag_msg")
+			return nil, false, errors.New("sock_diag: short unix_diag_msg")
 		}
 		d := &UnixDiag{Type: body[1], State: body[2], Ino: ne.Uint32(body[4:])}
-		if d.Ino != ino {
-			continue
-		}
 		attrs := body[sizeofUnixDiagMsg:]
 		for len(attrs) >= 4 {
 			al := int(ne.Uint16(attrs[0:]))
@@ -214,9 +256,18 @@ func parseUnixDiag(msg []byte, ino uint32) (*UnixDiag, error) {
 				} else {
 					d.Name = string(trimNul(p))
 				}
+			case unixDiagVFS:
+				if len(p) >= 8 {
+					d.VFSIno = ne.Uint32(p)
+					d.VFSDev = ne.Uint32(p[4:])
+				}
 			case unixDiagPeer:
 				if len(p) >= 4 {
 					d.Peer = ne.Uint32(p)
+				}
+			case unixDiagIcons:
+				for ; len(p) >= 4; p = p[4:] {
+					d.Icons = append(d.Icons, ne.Uint32(p))
 				}
 			case unixDiagRqlen:
 				if len(p) >= 8 {
@@ -230,9 +281,9 @@ func parseUnixDiag(msg []byte, ino uint32) (*UnixDiag, error) {
 			}
 			attrs = attrs[min(nlAlign(al), len(attrs)):]
 		}
-		return d, nil
+		out = append(out, d)
 	}
-	return nil, fmt.Errorf("sock_diag: no answer for unix socket inode %d", ino)
+	return out, done, nil
 }
 
 func nlAlign(n int) int { return (n + 3) &^ 3 }

@@ -198,7 +198,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 	if opts.StagedLazy && opts.Lazy {
 		return nil, errors.New("restore: Lazy and StagedLazy cannot be combined")
 	}
-	fr := fds.NewRestorer(log, c.Processes, opts.Inherit, objects)
+	fr := fds.NewRestorer(log, c.Processes, c.InFlight, opts.Inherit, objects)
 	defer fr.Close()
 	if err := fr.Prepare(); err != nil {
 		return nil, fmt.Errorf("file descriptors: %w", err)

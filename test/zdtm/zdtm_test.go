@@ -168,6 +168,8 @@ var cases = []testCase{
 	{name: "fd_unix_bound_dgram", src: "fd_unix_bound_dgram.c"},
 	{name: "fd_unix_listen", src: "fd_unix_listen.c"},
 	{name: "fd_unix_abstract", src: "fd_unix_abstract.c"},
+	{name: "fd_unix_scm_stream", src: "fd_unix_scm_stream.c"},
+	{name: "fd_unix_scm_dgram", src: "fd_unix_scm_dgram.c"},
 	{name: "fd_unix_listen_pending", src: "fd_unix_listen_pending.c",
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees
