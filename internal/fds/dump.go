@@ -379,24 +379,19 @@ func (d *Dumper) fillUnixLocked(log *slog.Logger, ds *desc, unsupported func(str
 	}
 	r.SockName = diag.Name
 	if diag.State == kernel.UnixListen {
-		if diag.RQueue > 0 {
-			return unsupported("unix socket", fmt.Sprintf("listening on %s with %d connections pending (not carried yet)",
-				orUnnamed(diag.Name), diag.RQueue))
-		}
+		// The connections waiting in the backlog (diag.Icons) are
+		// resolved by Finish, which knows every client of the tree.
 		r.SockListen = true
 		r.SockBacklog = int(diag.WQueue)
 		return readSockOpts(ds.fd, r)
 	}
-	if diag.Name != "" && (typ != unix.SOCK_DGRAM || diag.Peer != 0) {
-		return unsupported("unix socket", "bound to "+diag.Name+" and connected (not carried yet)")
-	}
 	r.SockShutRD = diag.Shutdown&kernel.UnixRcvShutdown != 0
 	r.SockShutWR = diag.Shutdown&kernel.UnixSendShutdown != 0
-	q, rights, err := peekSocket(ds.fd, typ)
+	q, rights, from, err := peekSocket(ds.fd, typ)
 	if err != nil {
 		return fmt.Errorf("read queued data: %w", err)
 	}
-	r.SockQueue = q
+	r.SockQueue, r.SockFrom = q, from
 	if r.SockRights, err = d.inFlightLocked(log, ds, rights); err != nil {
 		return err
 	}
@@ -796,36 +791,167 @@ func (d *Dumper) resolvePipesLocked(used []*desc, tree map[int]bool) error {
 	return nil
 }
 
-func (d *Dumper) resolveUnixLocked(used []*desc) error {
+func (d *Dumper) resolveUnixLocked(all []*desc) error {
 	byIno := make(map[uint32]*desc)
-	for _, ds := range used {
+	for _, ds := range all {
 		if ds.rec.Kind == image.FDUnix {
 			byIno[uint32(ds.rec.Ino)] = ds
 		}
 	}
-	for _, ds := range used {
-		if ds.rec.Kind != image.FDUnix || ds.diag.Peer == 0 {
+	refuse := func(ds *desc, detail string) error {
+		return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "unix socket", Detail: detail}
+	}
+	// Listeners: their names (to tell which end of a named connection a
+	// listener of the tree accepted) and the clients whose connections
+	// wait in their backlogs, oldest first.
+	listening := make(map[string]bool) // by name, and by socket file
+	waiting := make(map[uint32]*desc)  // client inode → listener
+	for _, ds := range all {
+		r := &ds.rec
+		if r.Kind != image.FDUnix || !r.SockListen {
 			continue
 		}
-		if peer := byIno[ds.diag.Peer]; peer != nil && peer.rec.SockName != "" {
-			return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "unix socket",
-				Detail: "connected to " + peer.rec.SockName + " (a bound socket of the tree: not carried yet)"}
+		listening[r.SockName] = true
+		if ds.diag.VFSIno != 0 {
+			listening[vfsKey(ds.diag)] = true
+		}
+		for _, c := range ds.diag.Icons {
+			cl := byIno[c]
+			if cl == nil {
+				return refuse(ds, fmt.Sprintf("listening on %s: a connection from a client outside the tree (or closed) waits in its backlog",
+					orUnnamed(r.SockName)))
+			}
+			waiting[c] = ds
+			r.SockPending = append(r.SockPending, cl.id)
+		}
+	}
+	listens := func(ds *desc) bool {
+		return ds.diag.VFSIno != 0 && listening[vfsKey(ds.diag)] || ds.diag.VFSIno == 0 && listening[ds.rec.SockName]
+	}
+	var everyone []*kernel.UnixDiag // every socket, read once if needed
+	for _, ds := range all {
+		r := &ds.rec
+		if r.Kind != image.FDUnix || r.SockListen {
+			continue
+		}
+		if l := waiting[uint32(r.Ino)]; l != nil {
+			// Connected to an embryo socket that no system call can
+			// read: what the client sent is out of reach.
+			n, err := unix.IoctlGetInt(ds.fd, unix.SIOCOUTQ)
+			if err != nil {
+				return fmt.Errorf("pid %d fd %d: %w", ds.pid, r.Num, os.NewSyscallError("ioctl(SIOCOUTQ)", err))
+			}
+			if n > 0 {
+				return refuse(ds, fmt.Sprintf("its connection to %s waits in the backlog with %d bytes sent: data on a connection not accepted yet is not carried",
+					orUnnamed(l.rec.SockName), n))
+			}
+			if ds.diag.Shutdown != 0 {
+				return refuse(ds, fmt.Sprintf("its connection to %s waits in the backlog and was shut down", orUnnamed(l.rec.SockName)))
+			}
+			r.SockPendingOn = l.id
+			continue
+		}
+		if ds.diag.Peer == 0 {
+			if r.SockType != unix.SOCK_DGRAM && ds.diag.State == kernel.UnixEstablished && ds.diag.Shutdown == 0 {
+				// Connected, to a peer with no file: a connection
+				// waiting in the backlog of a listener outside the tree?
+				if everyone == nil {
+					var err error
+					if everyone, err = kernel.UnixDiagAll(); err != nil {
+						return fmt.Errorf("list unix sockets: %w", err)
+					}
+				}
+				for _, o := range everyone {
+					if o.State == kernel.UnixListen && slices.Contains(o.Icons, uint32(r.Ino)) {
+						return refuse(ds, "its connection waits in the backlog of "+orUnnamed(o.Name)+", a listener outside the tree")
+					}
+				}
+			}
+			continue
 		}
 		if peer := byIno[ds.diag.Peer]; peer != nil {
-			ds.rec.SockPeer = peer.id
+			r.SockPeer = peer.id
+			if r.SockType == unix.SOCK_DGRAM {
+				if r.SockName != "" && peer.rec.SockName == "" {
+					return refuse(ds, "bound to "+r.SockName+" and connected to an unnamed datagram socket (a socketpair end bound later)")
+				}
+				continue
+			}
+			if r.SockName != "" || peer.rec.SockName != "" {
+				r.SockAccepted = acceptedEnd(ds, peer, listens)
+				if r.SockAccepted && r.SockName == "" {
+					return refuse(ds, "connected to "+peer.rec.SockName+" through a socketpair bound later")
+				}
+			}
 			continue
 		}
 		pd, err := kernel.UnixDiagLookup(ds.diag.Peer)
 		if err == nil && pd.Name != "" {
-			return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "unix socket",
-				Detail: "connected to " + pd.Name + " outside the tree"}
+			if r.SockType == unix.SOCK_DGRAM && len(r.SockQueue) == 0 {
+				r.SockPeerName = pd.Name // connect to it again (/dev/log)
+				continue
+			}
+			return refuse(ds, "connected to "+pd.Name+" outside the tree")
 		}
-		ds.rec.External = true
-		ds.rec.SockQueue = nil // the live socket keeps its queue
-		d.log.Debug("socketpair leads outside the tree", "pid", ds.pid, "fd", ds.rec.Num, "peer_ino", ds.diag.Peer)
+		if r.SockName != "" {
+			return refuse(ds, "accepted on "+r.SockName+" from a client outside the tree")
+		}
+		r.External = true
+		r.SockQueue, r.SockRights, r.SockFrom = nil, nil, nil // the live socket keeps its queue
+		d.log.Debug("socketpair leads outside the tree", "pid", ds.pid, "fd", r.Num, "peer_ino", ds.diag.Peer)
+	}
+	return d.checkAcceptedLocked(all, listens, &everyone)
+}
+
+// acceptedEnd tells whether ds, a stream or seqpacket socket connected to
+// peer with a name at one end at least, is the end a listener accepted:
+// the named one; when both are (a client may bind before connecting), the
+// one whose name a listener of the tree has; else the first seen.
+func acceptedEnd(ds, peer *desc, listens func(*desc) bool) bool {
+	a, b := ds.rec.SockName != "", peer.rec.SockName != ""
+	if a != b {
+		return a
+	}
+	if la, lb := listens(ds), listens(peer); la != lb {
+		return la
+	}
+	return descSeq(ds.id) < descSeq(peer.id)
+}
+
+// checkAcceptedLocked refuses a connection accepted from a listener that
+// lives on outside the tree: restore makes each connection again through
+// a listener of its own at the accepted end's name, which that listener
+// holds.
+func (d *Dumper) checkAcceptedLocked(all []*desc, listens func(*desc) bool, everyone *[]*kernel.UnixDiag) error {
+	tree := make(map[uint32]bool)
+	for _, ds := range all {
+		tree[uint32(ds.rec.Ino)] = true
+	}
+	for _, ds := range all {
+		if !ds.rec.SockAccepted || listens(ds) {
+			continue
+		}
+		if *everyone == nil {
+			var err error
+			if *everyone, err = kernel.UnixDiagAll(); err != nil {
+				return fmt.Errorf("list unix sockets: %w", err)
+			}
+		}
+		for _, o := range *everyone {
+			if o.State != kernel.UnixListen || tree[o.Ino] {
+				continue
+			}
+			if ds.diag.VFSIno != 0 && o.VFSIno == ds.diag.VFSIno && o.VFSDev == ds.diag.VFSDev ||
+				ds.diag.VFSIno == 0 && o.Name == ds.rec.SockName {
+				return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "unix socket",
+					Detail: "accepted from the listener on " + ds.rec.SockName + ", which is outside the tree"}
+			}
+		}
 	}
 	return nil
 }
+
+func vfsKey(d *kernel.UnixDiag) string { return fmt.Sprintf("vfs:%d:%d", d.VFSDev, d.VFSIno) }
 
 // checkEpollLocked makes sure each epoll item can be registered again: some
 // process holding the epoll has, at the item's fd number, the file the item

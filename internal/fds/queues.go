@@ -120,24 +120,27 @@ func growPipe(fd, size int) error {
 // files come with the bytes read up to there: each stream element ends
 // where such a read ended, with that read's files.
 //
+// from holds, for a datagram socket, the address each message was sent
+// from ("" unnamed), nil when none was named.
+//
 // A SOCK_SEQPACKET socket whose peer is gone reports end-of-file as a
 // zero-length read; trailing zero-length records are therefore dropped.
-func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
+func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err error) {
 	defer func() {
 		if err != nil {
 			closeRights(rights)
-			q, rights = nil, nil
+			q, rights, from = nil, nil, nil
 		}
 	}()
 	orig, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 	if err != nil {
-		return nil, nil, os.NewSyscallError("getsockopt(SO_PEEK_OFF)", err)
+		return nil, nil, nil, os.NewSyscallError("getsockopt(SO_PEEK_OFF)", err)
 	}
 	setOff := func(off int) error {
 		return os.NewSyscallError("setsockopt(SO_PEEK_OFF)", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off))
 	}
 	if err := setOff(0); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() {
 		if e := setOff(orig); e != nil && err == nil {
@@ -146,7 +149,7 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
 	}()
 	inq, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
 	if err != nil {
-		return nil, nil, os.NewSyscallError("ioctl(SIOCINQ)", err)
+		return nil, nil, nil, os.NewSyscallError("ioctl(SIOCINQ)", err)
 	}
 
 	buf := make([]byte, max(inq, 64<<10))
@@ -155,18 +158,20 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
 	oob := make([]byte, unix.CmsgSpace(scmMaxFD*4)+unix.CmsgSpace(unix.SizeofUcred))
 	off, total := 0, 0
 	var stream []byte
-	hasFDs := false
-	add := func(b []byte, fds []int) {
+	hasFDs, named := false, false
+	add := func(b []byte, fds []int, sender string) {
 		q = append(q, b)
 		rights = append(rights, fds)
+		from = append(from, sender)
 		hasFDs = hasFDs || len(fds) > 0
+		named = named || sender != ""
 	}
 	for {
 		flags := unix.MSG_PEEK | unix.MSG_DONTWAIT | unix.MSG_CMSG_CLOEXEC
 		if typ != unix.SOCK_STREAM {
 			flags |= unix.MSG_TRUNC // report the real length of a datagram
 		}
-		n, oobn, rflags, _, err := unix.Recvmsg(fd, buf, oob, flags)
+		n, oobn, rflags, sa, err := unix.Recvmsg(fd, buf, oob, flags)
 		if err == unix.EINTR {
 			continue
 		}
@@ -174,7 +179,7 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
 			break // queue walked to its end
 		}
 		if err != nil {
-			return q, rights, os.NewSyscallError("recvmsg(MSG_PEEK)", err)
+			return q, rights, from, os.NewSyscallError("recvmsg(MSG_PEEK)", err)
 		}
 		fds, ferr := parseRights(oob[:oobn])
 		if ferr == nil && rflags&unix.MSG_CTRUNC != 0 {
@@ -182,7 +187,7 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
 		}
 		if ferr != nil {
 			closeRights([][]int{fds})
-			return q, rights, fmt.Errorf("files in flight at byte %d of the queue: %w", total, ferr)
+			return q, rights, from, fmt.Errorf("files in flight at byte %d of the queue: %w", total, ferr)
 		}
 		if n == 0 && typ == unix.SOCK_STREAM && len(fds) == 0 {
 			break // end of stream
@@ -194,7 +199,7 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
 			// The peek moved the offset by what fitted only; retry bigger.
 			closeRights([][]int{fds})
 			if err := setOff(off); err != nil {
-				return q, rights, err
+				return q, rights, from, err
 			}
 			buf = make([]byte, n)
 			continue
@@ -202,22 +207,29 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, err error) {
 		if typ == unix.SOCK_STREAM {
 			stream = append(stream, buf[:n]...)
 			if len(fds) > 0 {
-				add(stream, fds)
+				add(stream, fds, "")
 				stream = nil
 			}
 		} else {
-			add(append([]byte{}, buf[:n]...), fds)
+			sender := ""
+			if u, ok := sa.(*unix.SockaddrUnix); ok {
+				sender = u.Name
+			}
+			add(append([]byte{}, buf[:n]...), fds, sender)
 		}
 		off += n
 		total += n
 	}
 	if len(stream) > 0 {
-		add(stream, nil)
+		add(stream, nil, "")
 	}
 	if !hasFDs {
 		rights = nil
 	}
-	return q, rights, nil
+	if !named {
+		from = nil
+	}
+	return q, rights, from, nil
 }
 
 // scmMaxFD is the most files one message can carry (SCM_MAX_FD).

@@ -164,7 +164,7 @@ func sockRecord(t *testing.T, fd int, desc, peer string, num int) image.FD {
 	}
 	fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	r := image.FD{Num: num, Desc: desc, Kind: image.FDUnix, SockType: typ, SockPeer: peer, Flags: fl}
-	if r.SockQueue, _, err = peekSocket(fd, typ); err != nil {
+	if r.SockQueue, _, _, err = peekSocket(fd, typ); err != nil {
 		t.Fatalf("peekSocket: %v", err)
 	}
 	if err := readSockOpts(fd, &r); err != nil {
@@ -285,7 +285,7 @@ func TestSocketOptions(t *testing.T) {
 				if got := get(unix.SO_PASSCRED) != 0; got != rec.SockPassCred {
 					t.Errorf("%s: SO_PASSCRED = %v, want %v", rec.Desc, got, rec.SockPassCred)
 				}
-				q, _, err := peekSocket(fd, tt.typ)
+				q, _, _, err := peekSocket(fd, tt.typ)
 				if err != nil || !slices.EqualFunc(q, rec.SockQueue, bytes.Equal) {
 					t.Errorf("%s: queue of %d messages (%v), want %d", rec.Desc, len(q), err, len(rec.SockQueue))
 				}

@@ -69,6 +69,7 @@ type Restorer struct {
 	credPairs   []*credPair      // socketpairs Finish makes again in their creator
 	handedOut   map[int]bool     // PIDs whose Files were taken
 	inflight    map[string]bool  // Descs only socket queues hold
+	dgrams      []*image.FD      // named or name-connected datagram sockets (connectDgramsLocked)
 	preparing   map[string]bool  // Descs whose prepare is under way
 	setupErr    error
 }
@@ -176,6 +177,15 @@ func (r *Restorer) Prepare() error {
 	if r.setupErr != nil {
 		return r.setupErr
 	}
+	// Accepted connections first: each is made through a listener of its
+	// own at its name, before the tree's listener takes that name.
+	for _, id := range r.order {
+		if rec := r.descs[id]; rec.Kind == image.FDUnix && rec.SockAccepted && !r.inflight[id] {
+			if err := r.prepareDescLocked(id); err != nil {
+				return err
+			}
+		}
+	}
 	for _, id := range r.order {
 		if r.inflight[id] {
 			continue // with the queue it is in flight in
@@ -183,6 +193,9 @@ func (r *Restorer) Prepare() error {
 		if err := r.prepareDescLocked(id); err != nil {
 			return err
 		}
+	}
+	if err := r.connectDgramsLocked(); err != nil {
+		return err
 	}
 	if err := r.prepareCwdsLocked(); err != nil {
 		return err
@@ -1446,7 +1459,27 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 		r.files[rec.Desc] = r.keepLocked(fd, fmt.Sprintf("socket:[%d]", rec.Ino))
 		return nil
 	}
-	if rec.SockName != "" {
+	switch {
+	case rec.SockAccepted || peer != nil && peer.SockAccepted && rec.SockType != unix.SOCK_DGRAM:
+		acc := rec
+		if !rec.SockAccepted {
+			acc = peer
+		}
+		return r.prepareAcceptedLocked(acc)
+	case rec.SockPendingOn != "":
+		// Made, in backlog order, with its listener.
+		if err := r.prepareDescLocked(rec.SockPendingOn); err != nil {
+			return err
+		}
+		if r.files[rec.Desc] == nil {
+			return fmt.Errorf("listener %s did not make the connection waiting in its backlog", rec.SockPendingOn)
+		}
+		return nil
+	case rec.SockType == unix.SOCK_DGRAM && (rec.SockPeerName != "" || peer != nil && peer.SockName != ""):
+		// Connected by name once every named socket exists
+		// (connectDgramsLocked).
+		return r.prepareBoundLocked(rec)
+	case rec.SockName != "":
 		return r.prepareBoundLocked(rec)
 	}
 	peerClosed := len(rec.SockQueue) > 0 || rec.SockType != unix.SOCK_DGRAM && rec.SockShutRD && rec.SockShutWR
@@ -1516,7 +1549,7 @@ func (r *Restorer) fillQueueLocked(from int, rec *image.FD) error {
 	if err != nil {
 		return err
 	}
-	if err := sendQueue(from, rec.SockQueue, rights, rec.SockType); err != nil {
+	if err := sendQueue(from, nil, rec.SockQueue, rights, rec.SockType); err != nil {
 		return fmt.Errorf("queue %d messages again: %w", len(rec.SockQueue), err)
 	}
 	return nil
@@ -1596,8 +1629,8 @@ func shutdownAs(fd int, rec *image.FD) error {
 	return nil
 }
 
-// sendQueue sends q through fd, one message per element (bytes for a
-// stream), each with the files of rights (ferry's fds, SCM_RIGHTS; nil:
+// sendQueue sends q through fd (to address to when not nil: datagrams
+// only), one message per element (bytes for a stream), each with the files of rights (ferry's fds, SCM_RIGHTS; nil:
 // none). A stream element with files is written in two parts, its last
 // byte carrying them: the kernel attaches files to the first buffer of a
 // write, and a read stops at the end of the buffer that carries files,
@@ -1606,7 +1639,7 @@ func shutdownAs(fd int, rec *image.FD) error {
 // needs CAP_NET_ADMIN) and put back afterwards: what is queued stays
 // charged to fd, as on the original, and later writes block where they
 // would have.
-func sendQueue(fd int, q [][]byte, rights [][]int, typ int) (err error) {
+func sendQueue(fd int, to unix.Sockaddr, q [][]byte, rights [][]int, typ int) (err error) {
 	if rights != nil && len(rights) != len(q) {
 		return fmt.Errorf("%d messages but files for %d", len(q), len(rights))
 	}
@@ -1649,7 +1682,7 @@ func sendQueue(fd int, q [][]byte, rights [][]int, typ int) (err error) {
 					continue
 				}
 			default:
-				err = unix.Sendmsg(fd, m, oob, nil, unix.MSG_DONTWAIT)
+				err = unix.Sendmsg(fd, m, oob, to, unix.MSG_DONTWAIT)
 			}
 			if err == nil {
 				break
@@ -1704,44 +1737,35 @@ func (r *Restorer) rightsLocked(rec *image.FD) ([][]int, error) {
 	return out, nil
 }
 
-// prepareBoundLocked makes unix socket rec bound to its name again
-// (listening with its backlog, or an unconnected datagram socket with its
-// queued datagrams, sent again from a temporary unnamed socket).
+// prepareBoundLocked makes unix socket rec bound to its name again, if
+// it has one: listening with its backlog and the connections waiting in
+// it, or a datagram socket, whose queue and connection
+// connectDgramsLocked makes once every named socket exists.
 func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 	fd, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
 	f := r.keepLocked(fd, "socket")
-	if err := bindAgain(fd, rec.SockName); err != nil {
-		return fmt.Errorf("unix socket bound to %s: %w", rec.SockName, err)
+	if rec.SockName != "" {
+		if err := bindAgain(fd, rec.SockName); err != nil {
+			return fmt.Errorf("unix socket bound to %s: %w", rec.SockName, err)
+		}
+	}
+	r.files[rec.Desc] = f
+	if rec.SockType == unix.SOCK_DGRAM {
+		r.dgrams = append(r.dgrams, rec)
+		return nil // set up once connected and filled
 	}
 	if rec.SockListen {
 		if err := unix.Listen(fd, rec.SockBacklog); err != nil {
 			return fmt.Errorf("unix socket %s: %w", rec.SockName, os.NewSyscallError("listen", err))
 		}
-	}
-	r.files[rec.Desc] = f
-	if len(rec.SockQueue) > 0 {
-		if err := r.queueToLocked(rec); err != nil {
+		if err := r.pendingLocked(rec); err != nil {
 			return fmt.Errorf("unix socket %s: %w", rec.SockName, err)
 		}
 	}
 	return r.setupSocket(fd, rec)
-}
-
-// queueToLocked sends rec's queued datagrams to its name from a temporary
-// unnamed socket.
-func (r *Restorer) queueToLocked(rec *image.FD) error {
-	tmp, err := unix.Socket(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return os.NewSyscallError("socket", err)
-	}
-	defer unix.Close(tmp)
-	if err := unix.Connect(tmp, &unix.SockaddrUnix{Name: rec.SockName}); err != nil {
-		return os.NewSyscallError("connect", err)
-	}
-	return r.fillQueueLocked(tmp, rec)
 }
 
 // bindAgain binds fd to name. A path still holding the stale socket file

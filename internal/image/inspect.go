@@ -433,8 +433,20 @@ func fdDetail(fd *FD) string {
 		if fd.SockListen {
 			add("listening (backlog %d)", fd.SockBacklog)
 		}
+		if fd.SockAccepted {
+			add("accepted")
+		}
 		if fd.SockPeer != "" {
 			add("peer %s", fd.SockPeer)
+		}
+		if fd.SockPeerName != "" {
+			add("connected to %s", fd.SockPeerName)
+		}
+		if len(fd.SockPending) > 0 {
+			add("pending [%s]", strings.Join(fd.SockPending, " "))
+		}
+		if fd.SockPendingOn != "" {
+			add("waiting in the backlog of %s", fd.SockPendingOn)
 		}
 		if n := len(fd.SockQueue); n > 0 {
 			total := 0

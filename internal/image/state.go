@@ -421,6 +421,24 @@ type FD struct {
 	// Checkpoint.InFlight. A stream element ends where a read stopped
 	// at the buffer carrying its files.
 	SockRights [][]string `json:"sock_rights,omitempty"`
+	// SockFrom, for a datagram socket, is the address each queued message
+	// came from ("" unnamed; nil: none named), which recvfrom reports and
+	// a server replies to.
+	SockFrom []string `json:"sock_from,omitempty"`
+	// SockAccepted marks a stream or seqpacket end that a listener bound
+	// to SockName accepted (the name is the listener's); its peer is the
+	// client. Restore makes the connection again through a listener at
+	// that name.
+	SockAccepted bool `json:"sock_accepted,omitempty"`
+	// SockPending, on a listener, lists the client ends (Descs) whose
+	// connections wait in its backlog, oldest first; SockPendingOn, on
+	// such a client, names the listener.
+	SockPending   []string `json:"sock_pending,omitempty"`
+	SockPendingOn string   `json:"sock_pending_on,omitempty"`
+	// SockPeerName is the address of a named socket outside the tree that
+	// a datagram socket is connected to (/dev/log); restore connects to
+	// it again.
+	SockPeerName string `json:"sock_peer_name,omitempty"`
 
 	// PipePackets, for a pipe or FIFO holding packets (written in O_DIRECT
 	// mode): the sizes of the packets at the start of Buffered, in order,

@@ -121,7 +121,7 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"mem_sysv_shm", -1, "system v shared memory"}, // a mapping: no fd
 		{"sys_seccomp", -1, "seccomp filter"},
 		{"fd_mqueue", 10, "posix message queue"},
-		{"fd_unix_listen_pending", 10, "unix socket"},
+		{"fd_unix_listen_pending_data", 11, "unix socket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}

@@ -1,0 +1,268 @@
+package fds
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
+	"ferry/internal/kernel"
+)
+
+// Unix sockets that are connected by name rather than made as a
+// socketpair: connections a listener accepted, connections waiting in a
+// listener's backlog, and datagram sockets connected to a bound one.
+//
+// An accepted connection is made again through a listener of ferry's own,
+// bound for the moment at the accepted end's name (which accept(2) gives
+// the new socket; no call sets it otherwise), before the tree's listener
+// takes that name back. Connections waiting in a backlog are made by
+// connecting new clients to the restored listener, oldest first, so that
+// accept returns them in their order. Datagram sockets are bound first,
+// then their queues are filled, each datagram sent from a socket bound at
+// the address it came from (recvfrom tells it to the program, which may
+// reply), and only then connected: a connected datagram socket takes
+// datagrams from its peer only.
+
+// prepareAcceptedLocked makes the connection whose accepted end is acc,
+// and its client end (acc's peer).
+func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
+	cli := r.descs[acc.SockPeer]
+	if cli == nil || cli.Kind != image.FDUnix {
+		return fmt.Errorf("the client end %s of the connection accepted on %s is missing", acc.SockPeer, acc.SockName)
+	}
+	if r.files[acc.Desc] != nil {
+		return nil
+	}
+	if a, c := r.inherit[acc.Desc], r.inherit[cli.Desc]; a != nil && c != nil {
+		r.files[acc.Desc], r.files[cli.Desc] = a, c
+		return nil
+	}
+	l, err := unix.Socket(unix.AF_UNIX, acc.SockType|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(l)
+	done, err := bindTemp(l, acc.SockName)
+	if err != nil {
+		return fmt.Errorf("a listener for the connection accepted on %s: %w", acc.SockName, err)
+	}
+	defer done()
+	if err := unix.Listen(l, 1); err != nil {
+		return os.NewSyscallError("listen", err)
+	}
+	c, err := r.clientLocked(cli, acc.SockName)
+	if err != nil {
+		return fmt.Errorf("connection accepted on %s: %w", acc.SockName, err)
+	}
+	a, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+	if err != nil {
+		unix.Close(c)
+		return os.NewSyscallError("accept4", err)
+	}
+	return r.adoptPairLocked([2]int{a, c}, acc, cli)
+}
+
+// clientLocked makes client socket cli (bound to its own name, if it had
+// one) connected to the listener at name, and returns it (ferry's fd, the
+// caller's to keep).
+func (r *Restorer) clientLocked(cli *image.FD, name string) (int, error) {
+	c, err := unix.Socket(unix.AF_UNIX, cli.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if cli.SockName != "" {
+		if err := bindAgain(c, cli.SockName); err != nil {
+			unix.Close(c)
+			return -1, fmt.Errorf("client bound to %s: %w", cli.SockName, err)
+		}
+	}
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
+		unix.Close(c)
+		return -1, os.NewSyscallError("connect", err)
+	}
+	return c, nil
+}
+
+// pendingLocked connects, oldest first, the clients whose connections
+// waited in listener rec's backlog. (Dumper.Finish refused those that had
+// sent data: it sits in a socket no system call reads.)
+func (r *Restorer) pendingLocked(rec *image.FD) error {
+	for _, id := range rec.SockPending {
+		cli := r.descs[id]
+		if cli == nil || cli.Kind != image.FDUnix {
+			return fmt.Errorf("the client %s waiting in the backlog is missing", id)
+		}
+		if r.files[id] != nil {
+			return fmt.Errorf("the client %s waiting in the backlog was made before its listener", id)
+		}
+		c, err := r.clientLocked(cli, rec.SockName)
+		if err != nil {
+			return fmt.Errorf("connection waiting in the backlog: %w", err)
+		}
+		r.files[id] = r.keepLocked(c, "socket")
+		if err := r.setupSocket(c, cli); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// connectDgramsLocked fills the queues of the datagram sockets that
+// prepareBoundLocked made, then connects those that were connected, then
+// gives them their options.
+func (r *Restorer) connectDgramsLocked() error {
+	senders := make(map[string]int) // bound datagram sockets of the tree, by name
+	for _, rec := range r.dgrams {
+		if rec.SockName != "" {
+			senders[rec.SockName] = RawFD(r.files[rec.Desc])
+		}
+	}
+	for _, rec := range r.dgrams {
+		if len(rec.SockQueue) == 0 {
+			continue
+		}
+		if rec.SockName == "" {
+			return fmt.Errorf("unix socket %s: %d datagrams queued on an unnamed socket connected by name", rec.Desc, len(rec.SockQueue))
+		}
+		if err := r.fillDgramLocked(rec, senders); err != nil {
+			return fmt.Errorf("unix socket %s: %w", rec.SockName, err)
+		}
+	}
+	for _, rec := range r.dgrams {
+		fd := RawFD(r.files[rec.Desc])
+		to := rec.SockPeerName
+		if peer := r.descs[rec.SockPeer]; rec.SockPeer != "" && peer != nil {
+			to = peer.SockName
+		}
+		if to != "" {
+			if err := unix.Connect(fd, &unix.SockaddrUnix{Name: to}); err != nil {
+				return fmt.Errorf("unix socket %s: connect to %s: %w", orUnnamed(rec.SockName), to, os.NewSyscallError("connect", err))
+			}
+		}
+		if err := r.setupSocket(fd, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fillDgramLocked sends rec's queued datagrams to its name, each from the
+// address it came from: a socket of the tree bound there, else one bound
+// there for the moment, or an unnamed one.
+func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error {
+	if rec.SockFrom != nil && len(rec.SockFrom) != len(rec.SockQueue) {
+		return fmt.Errorf("%d datagrams but %d sender addresses", len(rec.SockQueue), len(rec.SockFrom))
+	}
+	rights, err := r.rightsLocked(rec)
+	if err != nil {
+		return err
+	}
+	temp := make(map[string]int)
+	var dones []func()
+	defer func() {
+		for _, fd := range temp {
+			unix.Close(fd)
+		}
+		for _, done := range dones {
+			done()
+		}
+	}()
+	to := &unix.SockaddrUnix{Name: rec.SockName}
+	for i, m := range rec.SockQueue {
+		from := ""
+		if rec.SockFrom != nil {
+			from = rec.SockFrom[i]
+		}
+		fd, ok := senders[from]
+		if !ok || from == "" {
+			if fd, ok = temp[from]; !ok {
+				if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0); err != nil {
+					return os.NewSyscallError("socket", err)
+				}
+				temp[from] = fd
+				if from != "" {
+					done, err := bindTemp(fd, from)
+					if err != nil {
+						return fmt.Errorf("a sender at %s for datagram %d: %w", from, i, err)
+					}
+					dones = append(dones, done)
+				}
+			}
+		}
+		var fds [][]int
+		if rights != nil {
+			fds = rights[i : i+1]
+		}
+		if err := sendQueue(fd, to, [][]byte{m}, fds, rec.SockType); err != nil {
+			return fmt.Errorf("datagram %d of %d from %s: %w", i+1, len(rec.SockQueue), orUnnamed(from), err)
+		}
+	}
+	return nil
+}
+
+// bindTemp binds fd to name for a moment, and returns what undoes it once
+// the socket is closed: a path that did not exist is removed again; the
+// stale socket file of a socket that is gone is replaced (and stays, as
+// it was). A name that a live socket holds is refused: it is not the
+// restored tree's to take.
+func bindTemp(fd int, name string) (func(), error) {
+	nothing := func() {}
+	sa := &unix.SockaddrUnix{Name: name}
+	if strings.HasPrefix(name, "@") {
+		if err := unix.Bind(fd, sa); err != nil {
+			if err == unix.EADDRINUSE {
+				return nil, fmt.Errorf("the abstract name %s is in use by a socket outside the restored tree", name)
+			}
+			return nil, os.NewSyscallError("bind", err)
+		}
+		return nothing, nil
+	}
+	var st unix.Stat_t
+	switch err := unix.Lstat(name, &st); {
+	case err == unix.ENOENT:
+		if err := unix.Bind(fd, sa); err != nil {
+			return nil, os.NewSyscallError("bind", err)
+		}
+		if err := unix.Lstat(name, &st); err != nil {
+			return nil, os.NewSyscallError("lstat", err)
+		}
+		return func() {
+			var now unix.Stat_t
+			if unix.Lstat(name, &now) == nil && now.Ino == st.Ino && now.Dev == st.Dev {
+				unix.Unlink(name)
+			}
+		}, nil
+	case err != nil:
+		return nil, os.NewSyscallError("lstat", err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		live, err := socketFileLive(st)
+		if err != nil {
+			return nil, err
+		}
+		if live {
+			return nil, fmt.Errorf("%s is bound by a live socket outside the restored tree", name)
+		}
+	}
+	if err := bindAgain(fd, name); err != nil {
+		return nil, err
+	}
+	return nothing, nil
+}
+
+// socketFileLive tells whether some socket is bound to the socket file st.
+func socketFileLive(st unix.Stat_t) (bool, error) {
+	all, err := kernel.UnixDiagAll()
+	if err != nil {
+		return false, fmt.Errorf("list unix sockets: %w", err)
+	}
+	for _, d := range all {
+		if uint64(d.VFSIno) == st.Ino && d.VFSDev == uint32(st.Dev) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

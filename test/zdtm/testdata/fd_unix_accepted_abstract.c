@@ -1,0 +1,159 @@
+/*
+ * fd_unix_accepted_abstract: fd_unix_accepted with abstract names. A
+ * listener (fd 10, backlog 4) bound to @ferry-acc-PID; an unbound client
+ * (fd 11) connected to it and accepted as fd 12, with "c2s" queued 11->12
+ * and "s2c" queued 12->11; a client (fd 13) bound to @ferry-acc-c-PID
+ * before connecting, accepted as fd 14, nothing queued. After restore:
+ * getsockname of 12 and 14 and getpeername of 11 give the listener's name
+ * (same length and bytes); 11 and the peer of 12 are unnamed; getsockname
+ * of 13 and getpeername of 14 give the client's name; the queued data is
+ * there, more flows both ways on both connections; no connection is
+ * pending on fd 10, which still listens and accepts a new one; closing 11
+ * gives EOF on 12.
+ */
+#include "zdtm.h"
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#define UNNAMED ((socklen_t)sizeof(sa_family_t))
+
+/* abstract_addr fills sa with @ferry-acc-TAGPID and returns its length. */
+static socklen_t abstract_addr(struct sockaddr_un *sa, const char *tag)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "ferry-acc-%s%d", tag, getpid());
+	return offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa->sun_path + 1);
+}
+
+static const char *show(const struct sockaddr_un *sa, socklen_t l, char *buf, size_t size)
+{
+	size_t n;
+
+	if (l <= offsetof(struct sockaddr_un, sun_path)) {
+		snprintf(buf, size, "unnamed (length %u)", (unsigned)l);
+		return buf;
+	}
+	n = l - offsetof(struct sockaddr_un, sun_path);
+	if (n > sizeof(sa->sun_path))
+		n = sizeof(sa->sun_path);
+	if (sa->sun_path[0] == 0)
+		snprintf(buf, size, "@%.*s (length %u)", (int)n - 1, sa->sun_path + 1, (unsigned)l);
+	else
+		snprintf(buf, size, "\"%.*s\" (length %u)", (int)n, sa->sun_path, (unsigned)l);
+	return buf;
+}
+
+/* check_addr compares fd's own (peer 0) or its peer's address with want. */
+static void check_addr(int fd, int peer, const struct sockaddr_un *want, socklen_t wl)
+{
+	struct sockaddr_un got;
+	socklen_t l = sizeof(got);
+	char b1[256], b2[256];
+	int r;
+
+	memset(&got, 0, sizeof(got));
+	r = peer ? getpeername(fd, (struct sockaddr *)&got, &l) : getsockname(fd, (struct sockaddr *)&got, &l);
+	if (r) {
+		fail("fd %d: %s: %s", fd, peer ? "getpeername" : "getsockname", strerror(errno));
+		return;
+	}
+	CHECK(l == wl && got.sun_family == AF_UNIX && memcmp(&got, want, wl) == 0, "fd %d: %s is %s, want %s", fd,
+	      peer ? "peer" : "name", show(&got, l, b1, sizeof(b1)), show(want, wl, b2, sizeof(b2)));
+}
+
+static void check_data(int from, int to, const char *msg)
+{
+	char buf[16];
+	size_t n = strlen(msg);
+
+	memset(buf, 0, sizeof(buf));
+	CHECK(send(from, msg, n, MSG_DONTWAIT) == (ssize_t)n && recv(to, buf, sizeof(buf), MSG_DONTWAIT) == (ssize_t)n &&
+	      memcmp(buf, msg, n) == 0, "fd %d -> fd %d: sent \"%s\", got \"%s\"", from, to, msg, buf);
+}
+
+static void connect_accept(int listener, int c, int cfd, int afd, const struct sockaddr_un *sa, socklen_t sl)
+{
+	int a;
+
+	if (connect(c, (const struct sockaddr *)sa, sl) || dup2(c, cfd) != cfd)
+		zdtm_die("connect to @%s", sa->sun_path + 1);
+	close(c);
+	a = accept(listener, NULL, NULL);
+	if (a < 0 || dup2(a, afd) != afd)
+		zdtm_die("accept");
+	close(a);
+}
+
+int main(void)
+{
+	struct sockaddr_un sa, ca, un = { .sun_family = AF_UNIX };
+	socklen_t sl, cl;
+	char buf[16];
+	int s, c, a, v = 0;
+	socklen_t l;
+	ssize_t n;
+
+	zdtm_init();
+	sl = abstract_addr(&sa, "");
+	cl = abstract_addr(&ca, "c-");
+	s = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (s < 0 || bind(s, (struct sockaddr *)&sa, sl) || listen(s, 4) || dup2(s, 10) != 10)
+		zdtm_die("listen on @%s", sa.sun_path + 1);
+	close(s);
+	connect_accept(10, socket(AF_UNIX, SOCK_STREAM, 0), 11, 12, &sa, sl);
+	zdtm_write_all(11, "c2s", 3);
+	zdtm_write_all(12, "s2c", 3);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (c < 0 || bind(c, (struct sockaddr *)&ca, cl))
+		zdtm_die("bind @%s", ca.sun_path + 1);
+	connect_accept(10, c, 13, 14, &sa, sl);
+
+	zdtm_ready();
+	zdtm_wait_go();
+
+	check_addr(10, 0, &sa, sl);
+	check_addr(12, 0, &sa, sl);
+	check_addr(14, 0, &sa, sl);
+	check_addr(11, 1, &sa, sl);
+	check_addr(13, 1, &sa, sl);
+	check_addr(11, 0, &un, UNNAMED);
+	check_addr(12, 1, &un, UNNAMED);
+	check_addr(13, 0, &ca, cl);
+	check_addr(14, 1, &ca, cl);
+
+	memset(buf, 0, sizeof(buf));
+	n = recv(12, buf, sizeof(buf), MSG_DONTWAIT);
+	CHECK(n == 3 && memcmp(buf, "c2s", 3) == 0, "fd 12: queued %zd \"%.*s\", want \"c2s\"", n, n > 0 ? (int)n : 0, buf);
+	memset(buf, 0, sizeof(buf));
+	n = recv(11, buf, sizeof(buf), MSG_DONTWAIT);
+	CHECK(n == 3 && memcmp(buf, "s2c", 3) == 0, "fd 11: queued %zd \"%.*s\", want \"s2c\"", n, n > 0 ? (int)n : 0, buf);
+	CHECK(recv(13, buf, sizeof(buf), MSG_DONTWAIT) == -1 && errno == EAGAIN, "fd 13: data queued, want none");
+	CHECK(recv(14, buf, sizeof(buf), MSG_DONTWAIT) == -1 && errno == EAGAIN, "fd 14: data queued, want none");
+	check_data(11, 12, "ping1");
+	check_data(12, 11, "pong1");
+	check_data(13, 14, "ping2");
+	check_data(14, 13, "pong2");
+
+	l = sizeof(v);
+	CHECK(getsockopt(10, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) == 0 && v == 1, "fd 10 is not listening");
+	fcntl(10, F_SETFL, O_NONBLOCK);
+	a = accept(10, NULL, NULL);
+	CHECK(a == -1 && errno == EAGAIN, "fd 10: a connection is pending, want none");
+	if (a >= 0)
+		close(a);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(connect(c, (struct sockaddr *)&sa, sl) == 0, "connect to @%s: %s", sa.sun_path + 1, strerror(errno));
+	a = accept(10, NULL, NULL);
+	CHECK(a >= 0, "fd 10: accept: %s", strerror(errno));
+	if (a >= 0) {
+		check_data(c, a, "ping3");
+		check_data(a, c, "pong3");
+	}
+
+	close(11);
+	n = recv(12, buf, sizeof(buf), MSG_DONTWAIT);
+	CHECK(n == 0, "fd 12: recv %zd (%s) after its peer closed, want EOF", n, n < 0 ? strerror(errno) : "data");
+	zdtm_finish();
+}
