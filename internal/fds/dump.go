@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -337,7 +338,7 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			r.Epoll = append(r.Epoll, image.EpollItem{FD: e.tfd, Events: e.events, Data: e.data})
 		}
 	case image.FDUnix:
-		return d.fillUnixLocked(log, ds, unsupported)
+		return d.fillUnixLocked(log, pc, ds, unsupported)
 	case image.FDInotify, image.FDFanotify:
 		return d.fillNotifyLocked(pc, ds, unsupported)
 	case image.FDPidfd:
@@ -355,7 +356,7 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 	return nil
 }
 
-func (d *Dumper) fillUnixLocked(log *slog.Logger, ds *desc, unsupported func(string, string) error) error {
+func (d *Dumper) fillUnixLocked(log *slog.Logger, pc *procCache, ds *desc, unsupported func(string, string) error) error {
 	r := &ds.rec
 	dom, err := unix.GetsockoptInt(ds.fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
@@ -374,10 +375,10 @@ func (d *Dumper) fillUnixLocked(log *slog.Logger, ds *desc, unsupported func(str
 		return fmt.Errorf("unix socket inode %d: %w", r.Ino, err)
 	}
 	ds.diag = diag
-	if diag.Name != "" && !strings.HasPrefix(diag.Name, "/") && !strings.HasPrefix(diag.Name, "@") {
-		return unsupported("unix socket", "bound to relative path "+diag.Name+" (the directory it was bound in is not known)")
-	}
 	r.SockName = diag.Name
+	if err := d.socketFileLocked(ds, pc.pid, unsupported); err != nil {
+		return err
+	}
 	if diag.State == kernel.UnixListen {
 		// The connections waiting in the backlog (diag.Icons) are
 		// resolved by Finish, which knows every client of the tree.
@@ -396,6 +397,47 @@ func (d *Dumper) fillUnixLocked(log *slog.Logger, ds *desc, unsupported func(str
 		return err
 	}
 	return readSockOpts(ds.fd, r)
+}
+
+// socketFileLocked finds the file of socket ds bound to a path: a
+// relative name is looked for in the working directory of pid, the
+// process holding it (where programs bind such names); an absolute one
+// whose file is gone is SockGone. A name whose path now holds another
+// file is refused: binding it again would need that file moved.
+func (d *Dumper) socketFileLocked(ds *desc, pid int, unsupported func(string, string) error) error {
+	r := &ds.rec
+	if r.SockName == "" || strings.HasPrefix(r.SockName, "@") || ds.diag.VFSIno == 0 {
+		return nil
+	}
+	path := r.SockName
+	if !strings.HasPrefix(path, "/") {
+		if pid == os.Getpid() {
+			return unsupported("unix socket", "in flight and bound to the relative name "+path+" (the directory it was bound in is not known)")
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+		r.SockDir = cwd
+		path = filepath.Join(cwd, path)
+	}
+	var st unix.Stat_t
+	switch err := unix.Lstat(path, &st); {
+	case err == unix.ENOENT && r.SockDir != "":
+		return unsupported("unix socket", "bound to the relative name "+r.SockName+", whose file is not in the working directory "+r.SockDir)
+	case err == unix.ENOENT:
+		r.SockGone = true
+		return nil
+	case err != nil:
+		return fmt.Errorf("socket file %s: %w", path, os.NewSyscallError("lstat", err))
+	}
+	if st.Ino != uint64(ds.diag.VFSIno) || st.Dev != ds.diag.VFSDev {
+		if r.SockDir != "" {
+			return unsupported("unix socket", "bound to the relative name "+r.SockName+", whose file is not in the working directory "+r.SockDir)
+		}
+		return unsupported("unix socket", "bound to "+path+", whose file was replaced by another")
+	}
+	return nil
 }
 
 // inFlightLocked records the files peeked out of socket ds's queue
@@ -804,16 +846,16 @@ func (d *Dumper) resolveUnixLocked(all []*desc) error {
 	// Listeners: their names (to tell which end of a named connection a
 	// listener of the tree accepted) and the clients whose connections
 	// wait in their backlogs, oldest first.
-	listening := make(map[string]bool) // by name, and by socket file
-	waiting := make(map[uint32]*desc)  // client inode → listener
+	listening := make(map[string]*desc) // by name, and by socket file
+	waiting := make(map[uint32]*desc)   // client inode → listener
 	for _, ds := range all {
 		r := &ds.rec
 		if r.Kind != image.FDUnix || !r.SockListen {
 			continue
 		}
-		listening[r.SockName] = true
+		listening[r.SockName] = ds
 		if ds.diag.VFSIno != 0 {
-			listening[vfsKey(ds.diag)] = true
+			listening[vfsKey(ds.diag)] = ds
 		}
 		for _, c := range ds.diag.Icons {
 			cl := byIno[c]
@@ -825,9 +867,14 @@ func (d *Dumper) resolveUnixLocked(all []*desc) error {
 			r.SockPending = append(r.SockPending, cl.id)
 		}
 	}
-	listens := func(ds *desc) bool {
-		return ds.diag.VFSIno != 0 && listening[vfsKey(ds.diag)] || ds.diag.VFSIno == 0 && listening[ds.rec.SockName]
+	// listenerOf returns the listener of the tree that has ds's name.
+	listenerOf := func(ds *desc) *desc {
+		if ds.diag.VFSIno != 0 {
+			return listening[vfsKey(ds.diag)]
+		}
+		return listening[ds.rec.SockName]
 	}
+	listens := func(ds *desc) bool { return listenerOf(ds) != nil }
 	var everyone []*kernel.UnixDiag // every socket, read once if needed
 	for _, ds := range all {
 		r := &ds.rec
@@ -882,12 +929,15 @@ func (d *Dumper) resolveUnixLocked(all []*desc) error {
 				if r.SockAccepted && r.SockName == "" {
 					return refuse(ds, "connected to "+peer.rec.SockName+" through a socketpair bound later")
 				}
+				if l := listenerOf(ds); r.SockAccepted && l != nil {
+					r.SockListener = l.id
+				}
 			}
 			continue
 		}
 		pd, err := kernel.UnixDiagLookup(ds.diag.Peer)
 		if err == nil && pd.Name != "" {
-			if r.SockType == unix.SOCK_DGRAM && len(r.SockQueue) == 0 {
+			if r.SockType == unix.SOCK_DGRAM && len(r.SockQueue) == 0 && (strings.HasPrefix(pd.Name, "/") || strings.HasPrefix(pd.Name, "@")) {
 				r.SockPeerName = pd.Name // connect to it again (/dev/log)
 				continue
 			}
@@ -900,7 +950,31 @@ func (d *Dumper) resolveUnixLocked(all []*desc) error {
 		r.SockQueue, r.SockRights, r.SockFrom = nil, nil, nil // the live socket keeps its queue
 		d.log.Debug("socketpair leads outside the tree", "pid", ds.pid, "fd", r.Num, "peer_ino", ds.diag.Peer)
 	}
+	if err := checkSenders(all); err != nil {
+		return err
+	}
 	return d.checkAcceptedLocked(all, listens, &everyone)
+}
+
+// checkSenders refuses a datagram queued from a relative name that no
+// socket of the tree is bound to: restore could not tell in which
+// directory to bind a sender there.
+func checkSenders(all []*desc) error {
+	names := make(map[string]bool)
+	for _, ds := range all {
+		if ds.rec.Kind == image.FDUnix && ds.rec.SockType == unix.SOCK_DGRAM && ds.rec.SockName != "" {
+			names[ds.rec.SockName] = true
+		}
+	}
+	for _, ds := range all {
+		for _, from := range ds.rec.SockFrom {
+			if from != "" && !strings.HasPrefix(from, "/") && !strings.HasPrefix(from, "@") && !names[from] && ds.rec.SockDir == "" {
+				return &UnsupportedError{PID: ds.pid, FD: ds.rec.Num, Resource: "unix socket",
+					Detail: "a datagram queued from the relative name " + from + ", which no socket of the tree holds"}
+			}
+		}
+	}
+	return nil
 }
 
 // acceptedEnd tells whether ds, a stream or seqpacket socket connected to

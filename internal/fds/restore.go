@@ -70,6 +70,7 @@ type Restorer struct {
 	handedOut   map[int]bool     // PIDs whose Files were taken
 	inflight    map[string]bool  // Descs only socket queues hold
 	dgrams      []*image.FD      // named or name-connected datagram sockets (connectDgramsLocked)
+	ghosts      []ghost          // socket files to remove again (SockGone)
 	preparing   map[string]bool  // Descs whose prepare is under way
 	setupErr    error
 }
@@ -177,10 +178,11 @@ func (r *Restorer) Prepare() error {
 	if r.setupErr != nil {
 		return r.setupErr
 	}
-	// Accepted connections first: each is made through a listener of its
-	// own at its name, before the tree's listener takes that name.
+	// Connections whose listener is gone first: each is made through a
+	// listener of ferry's own at its name, before one of the tree may
+	// take that name.
 	for _, id := range r.order {
-		if rec := r.descs[id]; rec.Kind == image.FDUnix && rec.SockAccepted && !r.inflight[id] {
+		if rec := r.descs[id]; rec.Kind == image.FDUnix && rec.SockAccepted && rec.SockListener == "" && !r.inflight[id] {
 			if err := r.prepareDescLocked(id); err != nil {
 				return err
 			}
@@ -195,6 +197,9 @@ func (r *Restorer) Prepare() error {
 		}
 	}
 	if err := r.connectDgramsLocked(); err != nil {
+		return err
+	}
+	if err := r.removeGhostsLocked(); err != nil {
 		return err
 	}
 	if err := r.prepareCwdsLocked(); err != nil {
@@ -1748,9 +1753,10 @@ func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 	}
 	f := r.keepLocked(fd, "socket")
 	if rec.SockName != "" {
-		if err := bindAgain(fd, rec.SockName); err != nil {
+		if err := bindAgain(fd, addrOf(rec)); err != nil {
 			return fmt.Errorf("unix socket bound to %s: %w", rec.SockName, err)
 		}
+		r.ghostLocked(rec)
 	}
 	r.files[rec.Desc] = f
 	if rec.SockType == unix.SOCK_DGRAM {
@@ -1761,6 +1767,9 @@ func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 		if err := unix.Listen(fd, rec.SockBacklog); err != nil {
 			return fmt.Errorf("unix socket %s: %w", rec.SockName, os.NewSyscallError("listen", err))
 		}
+		if err := r.acceptedByLocked(rec); err != nil {
+			return fmt.Errorf("unix socket %s: %w", rec.SockName, err)
+		}
 		if err := r.pendingLocked(rec); err != nil {
 			return fmt.Errorf("unix socket %s: %w", rec.SockName, err)
 		}
@@ -1768,35 +1777,3 @@ func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 	return r.setupSocket(fd, rec)
 }
 
-// bindAgain binds fd to name. A path still holding the stale socket file
-// of the checkpointed socket is unlinked first (the kernel refuses to bind
-// over it) and the new file given the old one's mode and owner; a path
-// holding anything else is left alone and refused.
-func bindAgain(fd int, name string) error {
-	sa := &unix.SockaddrUnix{Name: name}
-	if strings.HasPrefix(name, "@") {
-		return os.NewSyscallError("bind", unix.Bind(fd, sa))
-	}
-	var st unix.Stat_t
-	stale := unix.Lstat(name, &st) == nil
-	if stale {
-		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-			return fmt.Errorf("%s exists and is not a socket (mode %o)", name, st.Mode)
-		}
-		if err := unix.Unlink(name); err != nil && err != unix.ENOENT {
-			return os.NewSyscallError("unlink stale socket", err)
-		}
-	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return os.NewSyscallError("bind", err)
-	}
-	if stale {
-		if err := unix.Chmod(name, st.Mode&07777); err != nil {
-			return os.NewSyscallError("chmod", err)
-		}
-		if err := unix.Lchown(name, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
-			return os.NewSyscallError("lchown", err)
-		}
-	}
-	return nil
-}

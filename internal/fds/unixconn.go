@@ -26,6 +26,36 @@ import (
 // reply), and only then connected: a connected datagram socket takes
 // datagrams from its peer only.
 
+// sockAddr is a unix socket address as restore reaches it: the name the
+// program bound (getsockname reports it) and, for a relative one, the
+// directory it was bound in.
+type sockAddr struct{ name, dir string }
+
+func addrOf(rec *image.FD) sockAddr { return sockAddr{rec.SockName, rec.SockDir} }
+
+func (a sockAddr) relative() bool {
+	return a.name != "" && !strings.HasPrefix(a.name, "/") && !strings.HasPrefix(a.name, "@")
+}
+
+// at runs fn where a.name means what it meant to the program: in a.dir
+// for a relative name (on a thread of its own, kernel.InDir).
+func (a sockAddr) at(fn func() error) error {
+	if !a.relative() {
+		return fn()
+	}
+	if a.dir == "" {
+		return fmt.Errorf("relative socket name %s without its directory", a.name)
+	}
+	return kernel.InDir(a.dir, fn)
+}
+
+// connectTo connects fd to the socket bound at a.
+func connectTo(fd int, a sockAddr) error {
+	return a.at(func() error {
+		return os.NewSyscallError("connect", unix.Connect(fd, &unix.SockaddrUnix{Name: a.name}))
+	})
+}
+
 // prepareAcceptedLocked makes the connection whose accepted end is acc,
 // and its client end (acc's peer).
 func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
@@ -40,12 +70,22 @@ func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
 		r.files[acc.Desc], r.files[cli.Desc] = a, c
 		return nil
 	}
+	if acc.SockListener != "" {
+		// Made, with the others it accepted, by the listener.
+		if err := r.prepareDescLocked(acc.SockListener); err != nil {
+			return err
+		}
+		if r.files[acc.Desc] == nil {
+			return fmt.Errorf("listener %s did not make the connection it had accepted", acc.SockListener)
+		}
+		return nil
+	}
 	l, err := unix.Socket(unix.AF_UNIX, acc.SockType|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
 	defer unix.Close(l)
-	done, err := bindTemp(l, acc.SockName)
+	done, err := bindTemp(l, addrOf(acc))
 	if err != nil {
 		return fmt.Errorf("a listener for the connection accepted on %s: %w", acc.SockName, err)
 	}
@@ -53,7 +93,7 @@ func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
 	if err := unix.Listen(l, 1); err != nil {
 		return os.NewSyscallError("listen", err)
 	}
-	c, err := r.clientLocked(cli, acc.SockName)
+	c, err := r.clientLocked(cli, addrOf(acc))
 	if err != nil {
 		return fmt.Errorf("connection accepted on %s: %w", acc.SockName, err)
 	}
@@ -65,23 +105,58 @@ func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
 	return r.adoptPairLocked([2]int{a, c}, acc, cli)
 }
 
+// acceptedByLocked makes the connections listener rec had accepted, each
+// by connecting its client and accepting it at once, before the
+// connections waiting in the backlog are queued (accept takes the oldest).
+func (r *Restorer) acceptedByLocked(rec *image.FD) error {
+	l := RawFD(r.files[rec.Desc])
+	for _, id := range r.order {
+		acc := r.descs[id]
+		if acc.Kind != image.FDUnix || !acc.SockAccepted || acc.SockListener != rec.Desc || r.files[id] != nil {
+			continue
+		}
+		cli := r.descs[acc.SockPeer]
+		if cli == nil || cli.Kind != image.FDUnix {
+			return fmt.Errorf("the client end %s of a connection it accepted is missing", acc.SockPeer)
+		}
+		if a, c := r.inherit[acc.Desc], r.inherit[cli.Desc]; a != nil && c != nil {
+			r.files[acc.Desc], r.files[cli.Desc] = a, c
+			continue
+		}
+		c, err := r.clientLocked(cli, addrOf(rec))
+		if err != nil {
+			return fmt.Errorf("a connection it accepted: %w", err)
+		}
+		a, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		if err != nil {
+			unix.Close(c)
+			return fmt.Errorf("a connection it accepted: %w", os.NewSyscallError("accept4", err))
+		}
+		if err := r.adoptPairLocked([2]int{a, c}, acc, cli); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // clientLocked makes client socket cli (bound to its own name, if it had
-// one) connected to the listener at name, and returns it (ferry's fd, the
+// one) connected to the listener at a, and returns it (ferry's fd, the
 // caller's to keep).
-func (r *Restorer) clientLocked(cli *image.FD, name string) (int, error) {
+func (r *Restorer) clientLocked(cli *image.FD, a sockAddr) (int, error) {
 	c, err := unix.Socket(unix.AF_UNIX, cli.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
 	if cli.SockName != "" {
-		if err := bindAgain(c, cli.SockName); err != nil {
+		if err := bindAgain(c, addrOf(cli)); err != nil {
 			unix.Close(c)
 			return -1, fmt.Errorf("client bound to %s: %w", cli.SockName, err)
 		}
+		r.ghostLocked(cli)
 	}
-	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
+	if err := connectTo(c, a); err != nil {
 		unix.Close(c)
-		return -1, os.NewSyscallError("connect", err)
+		return -1, err
 	}
 	return c, nil
 }
@@ -98,7 +173,7 @@ func (r *Restorer) pendingLocked(rec *image.FD) error {
 		if r.files[id] != nil {
 			return fmt.Errorf("the client %s waiting in the backlog was made before its listener", id)
 		}
-		c, err := r.clientLocked(cli, rec.SockName)
+		c, err := r.clientLocked(cli, addrOf(rec))
 		if err != nil {
 			return fmt.Errorf("connection waiting in the backlog: %w", err)
 		}
@@ -133,13 +208,13 @@ func (r *Restorer) connectDgramsLocked() error {
 	}
 	for _, rec := range r.dgrams {
 		fd := RawFD(r.files[rec.Desc])
-		to := rec.SockPeerName
+		to := sockAddr{name: rec.SockPeerName}
 		if peer := r.descs[rec.SockPeer]; rec.SockPeer != "" && peer != nil {
-			to = peer.SockName
+			to = addrOf(peer)
 		}
-		if to != "" {
-			if err := unix.Connect(fd, &unix.SockaddrUnix{Name: to}); err != nil {
-				return fmt.Errorf("unix socket %s: connect to %s: %w", orUnnamed(rec.SockName), to, os.NewSyscallError("connect", err))
+		if to.name != "" {
+			if err := connectTo(fd, to); err != nil {
+				return fmt.Errorf("unix socket %s: connect to %s: %w", orUnnamed(rec.SockName), to.name, err)
 			}
 		}
 		if err := r.setupSocket(fd, rec); err != nil {
@@ -170,7 +245,7 @@ func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error 
 			done()
 		}
 	}()
-	to := &unix.SockaddrUnix{Name: rec.SockName}
+	to := addrOf(rec)
 	for i, m := range rec.SockQueue {
 		from := ""
 		if rec.SockFrom != nil {
@@ -184,7 +259,9 @@ func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error 
 				}
 				temp[from] = fd
 				if from != "" {
-					done, err := bindTemp(fd, from)
+					// A relative name is taken to live where the
+					// receiver's does (Dumper.Finish refused others).
+					done, err := bindTemp(fd, sockAddr{from, rec.SockDir})
 					if err != nil {
 						return fmt.Errorf("a sender at %s for datagram %d: %w", from, i, err)
 					}
@@ -196,20 +273,35 @@ func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error 
 		if rights != nil {
 			fds = rights[i : i+1]
 		}
-		if err := sendQueue(fd, to, [][]byte{m}, fds, rec.SockType); err != nil {
+		err := to.at(func() error {
+			return sendQueue(fd, &unix.SockaddrUnix{Name: to.name}, [][]byte{m}, fds, rec.SockType)
+		})
+		if err != nil {
 			return fmt.Errorf("datagram %d of %d from %s: %w", i+1, len(rec.SockQueue), orUnnamed(from), err)
 		}
 	}
 	return nil
 }
 
-// bindTemp binds fd to name for a moment, and returns what undoes it once
+// bindTemp binds fd to a for a moment, and returns what undoes it once
 // the socket is closed: a path that did not exist is removed again; the
 // stale socket file of a socket that is gone is replaced (and stays, as
 // it was). A name that a live socket holds is refused: it is not the
 // restored tree's to take.
-func bindTemp(fd int, name string) (func(), error) {
-	nothing := func() {}
+func bindTemp(fd int, a sockAddr) (done func(), err error) {
+	err = a.at(func() error {
+		var rm func() error
+		rm, err := bindTempHere(fd, a.name)
+		if err == nil {
+			done = func() { a.at(rm) }
+		}
+		return err
+	})
+	return done, err
+}
+
+func bindTempHere(fd int, name string) (func() error, error) {
+	nothing := func() error { return nil }
 	sa := &unix.SockaddrUnix{Name: name}
 	if strings.HasPrefix(name, "@") {
 		if err := unix.Bind(fd, sa); err != nil {
@@ -229,12 +321,7 @@ func bindTemp(fd int, name string) (func(), error) {
 		if err := unix.Lstat(name, &st); err != nil {
 			return nil, os.NewSyscallError("lstat", err)
 		}
-		return func() {
-			var now unix.Stat_t
-			if unix.Lstat(name, &now) == nil && now.Ino == st.Ino && now.Dev == st.Dev {
-				unix.Unlink(name)
-			}
-		}, nil
+		return func() error { return removeSocketFile(name, st) }, nil
 	case err != nil:
 		return nil, os.NewSyscallError("lstat", err)
 	}
@@ -247,10 +334,48 @@ func bindTemp(fd int, name string) (func(), error) {
 			return nil, fmt.Errorf("%s is bound by a live socket outside the restored tree", name)
 		}
 	}
-	if err := bindAgain(fd, name); err != nil {
+	if err := bindAgainHere(fd, name); err != nil {
 		return nil, err
 	}
 	return nothing, nil
+}
+
+// removeSocketFile unlinks name if it still is the socket file st.
+func removeSocketFile(name string, st unix.Stat_t) error {
+	var now unix.Stat_t
+	if unix.Lstat(name, &now) != nil || now.Ino != st.Ino || now.Dev != st.Dev {
+		return nil
+	}
+	return os.NewSyscallError("unlink", unix.Unlink(name))
+}
+
+// ghostLocked notes that the file of socket rec, just bound, goes once
+// everything that connects by its name has (SockGone; Prepare's end).
+func (r *Restorer) ghostLocked(rec *image.FD) {
+	if !rec.SockGone {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Lstat(rec.SockName, &st) == nil {
+		r.ghosts = append(r.ghosts, ghost{rec.SockName, st})
+	}
+}
+
+// ghost is the socket file of a socket whose file had been removed.
+type ghost struct {
+	name string
+	st   unix.Stat_t
+}
+
+// removeGhostsLocked removes the files of the sockets that had none.
+func (r *Restorer) removeGhostsLocked() error {
+	for _, g := range r.ghosts {
+		if err := removeSocketFile(g.name, g.st); err != nil {
+			return fmt.Errorf("remove the file of socket %s again: %w", g.name, err)
+		}
+	}
+	r.ghosts = nil
+	return nil
 }
 
 // socketFileLive tells whether some socket is bound to the socket file st.
@@ -260,9 +385,46 @@ func socketFileLive(st unix.Stat_t) (bool, error) {
 		return false, fmt.Errorf("list unix sockets: %w", err)
 	}
 	for _, d := range all {
-		if uint64(d.VFSIno) == st.Ino && d.VFSDev == uint32(st.Dev) {
+		if uint64(d.VFSIno) == st.Ino && d.VFSDev == st.Dev {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// bindAgain binds fd to a. A path still holding the stale socket file of
+// the checkpointed socket is unlinked first (the kernel refuses to bind
+// over it) and the new file given the old one's mode and owner; a path
+// holding anything else is left alone and refused.
+func bindAgain(fd int, a sockAddr) error {
+	return a.at(func() error { return bindAgainHere(fd, a.name) })
+}
+
+func bindAgainHere(fd int, name string) error {
+	sa := &unix.SockaddrUnix{Name: name}
+	if strings.HasPrefix(name, "@") {
+		return os.NewSyscallError("bind", unix.Bind(fd, sa))
+	}
+	var st unix.Stat_t
+	stale := unix.Lstat(name, &st) == nil
+	if stale {
+		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return fmt.Errorf("%s exists and is not a socket (mode %o)", name, st.Mode)
+		}
+		if err := unix.Unlink(name); err != nil && err != unix.ENOENT {
+			return os.NewSyscallError("unlink stale socket", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	if stale {
+		if err := unix.Chmod(name, st.Mode&07777); err != nil {
+			return os.NewSyscallError("chmod", err)
+		}
+		if err := unix.Lchown(name, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+			return os.NewSyscallError("lchown", err)
+		}
+	}
+	return nil
 }

@@ -408,13 +408,20 @@ type FD struct {
 	SockQueue  [][]byte `json:"sock_queue,omitempty"`
 	SockShutRD bool     `json:"sock_shut_rd,omitempty"`
 	SockShutWR bool     `json:"sock_shut_wr,omitempty"`
-	// SockName is the address a unix socket is bound to: an absolute
-	// path, or "@name" for the abstract namespace ("" when unbound).
+	// SockName is the address a unix socket is bound to: a path, or
+	// "@name" for the abstract namespace ("" when unbound).
 	// SockListen marks a listening socket, SockBacklog its listen(2)
 	// backlog.
 	SockName    string `json:"sock_name,omitempty"`
 	SockListen  bool   `json:"sock_listen,omitempty"`
 	SockBacklog int    `json:"sock_backlog,omitempty"`
+	// SockDir is the directory a relative SockName is bound in (the
+	// name stays relative: getsockname reports it so). SockGone marks a
+	// socket whose file was removed while it stayed bound: restore binds
+	// it again and removes the file once everything that connects by the
+	// name has.
+	SockDir  string `json:"sock_dir,omitempty"`
+	SockGone bool   `json:"sock_gone,omitempty"`
 	// SockRights are the files in flight in the queue (SCM_RIGHTS): for
 	// each element of SockQueue, the Descs sent with it, in order (nil:
 	// none at all). A description no process holds is in
@@ -428,8 +435,12 @@ type FD struct {
 	// SockAccepted marks a stream or seqpacket end that a listener bound
 	// to SockName accepted (the name is the listener's); its peer is the
 	// client. Restore makes the connection again through a listener at
-	// that name.
+	// that name (the tree's, or one of its own).
 	SockAccepted bool `json:"sock_accepted,omitempty"`
+	// SockListener is the Desc of the listener of the tree that accepted
+	// it, if the tree holds it still: restore makes the connection
+	// through it, so that both share the socket file as they did.
+	SockListener string `json:"sock_listener,omitempty"`
 	// SockPending, on a listener, lists the client ends (Descs) whose
 	// connections wait in its backlog, oldest first; SockPendingOn, on
 	// such a client, names the listener.

@@ -129,9 +129,11 @@ type UnixDiag struct {
 	// the first datagram; for a listener, the accept backlog.
 	RQueue uint32
 	WQueue uint32
-	// VFSDev and VFSIno name the socket file of a socket bound to a path
-	// (an accepted connection shares its listener's); 0 otherwise.
-	VFSDev, VFSIno uint32
+	// VFSDev (as stat reports st_dev) and VFSIno name the socket file
+	// of a socket bound to a path (an accepted connection shares its
+	// listener's); 0 otherwise.
+	VFSDev uint64
+	VFSIno uint32
 	// Icons are, for a listener, the inodes of the client sockets whose
 	// connections wait in its backlog, oldest first (0: client closed).
 	Icons []uint32
@@ -259,7 +261,8 @@ func parseUnixDiag(msg []byte) (out []*UnixDiag, done bool, err error) {
 			case unixDiagVFS:
 				if len(p) >= 8 {
 					d.VFSIno = ne.Uint32(p)
-					d.VFSDev = ne.Uint32(p[4:])
+					raw := ne.Uint32(p[4:]) // the kernel's dev_t: major << 20 | minor
+					d.VFSDev = unix.Mkdev(raw>>20, raw&0xfffff)
 				}
 			case unixDiagPeer:
 				if len(p) >= 4 {

@@ -175,6 +175,8 @@ var cases = []testCase{
 	{name: "fd_unix_accepted_gone", src: "fd_unix_accepted_gone.c"},
 	{name: "fd_unix_accepted_abstract", src: "fd_unix_accepted_abstract.c"},
 	{name: "fd_unix_dgram_connected", src: "fd_unix_dgram_connected.c"},
+	{name: "fd_unix_relative", src: "fd_unix_relative.c"},
+	{name: "fd_unix_ghost", src: "fd_unix_ghost.c"},
 	{name: "fd_unix_listen_pending_data", src: "fd_unix_listen_pending_data.c",
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees
