@@ -399,3 +399,181 @@ func TestFinishPeerCred(t *testing.T) {
 		})
 	}
 }
+
+// TestSocketRightsRoundTrip peeks a stream and a datagram queue holding
+// files in flight (SCM_RIGHTS) and sender addresses, sends what it saw
+// through a fresh pair with sendQueue, and reads that pair as a program
+// would: the same bytes, the files at the same read boundaries, the same
+// files (inodes), the same senders.
+func TestSocketRightsRoundTrip(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	efd, err := unix.Eventfd(3, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	ino := func(fd int) uint64 {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	type msg struct {
+		data string
+		fds  []int
+	}
+	tests := []struct {
+		name string
+		typ  int
+		send []msg
+		// want: what reads of the restored queue return, in order.
+		want []msg
+	}{
+		{"stream", unix.SOCK_STREAM,
+			[]msg{{"abc", nil}, {"d", []int{p[0]}}, {"ef", []int{efd, p[1]}}, {"tail", nil}},
+			[]msg{{"abcd", []int{p[0]}}, {"ef", []int{efd, p[1]}}, {"tail", nil}}},
+		{"seqpacket", unix.SOCK_SEQPACKET,
+			[]msg{{"one", nil}, {"", []int{p[0], efd}}, {"three", []int{p[1]}}},
+			[]msg{{"one", nil}, {"", []int{p[0], efd}}, {"three", []int{p[1]}}}},
+	}
+	recv := func(t *testing.T, fd int) (string, []int, bool) {
+		buf := make([]byte, 256)
+		oob := make([]byte, unix.CmsgSpace(16*4))
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EAGAIN {
+			return "", nil, false
+		}
+		if err != nil {
+			t.Fatalf("recvmsg: %v", err)
+		}
+		fds, err := parseRights(oob[:oobn])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(buf[:n]), fds, true
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, err := unix.Socketpair(unix.AF_UNIX, tt.typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(src[0])
+			defer unix.Close(src[1])
+			for _, m := range tt.send {
+				var oob []byte
+				if m.fds != nil {
+					oob = unix.UnixRights(m.fds...)
+				}
+				if _, err := kernel.Sendmsg(src[1], []byte(m.data), oob, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			q, rights, _, err := peekSocket(src[0], tt.typ)
+			if err != nil {
+				t.Fatalf("peekSocket: %v", err)
+			}
+			defer closeRights(rights)
+			dst, err := unix.Socketpair(unix.AF_UNIX, tt.typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(dst[0])
+			defer unix.Close(dst[1])
+			if err := sendQueue(dst[1], nil, q, rights, tt.typ); err != nil {
+				t.Fatalf("sendQueue: %v", err)
+			}
+			for _, from := range []int{src[0], dst[0]} { // the original is untouched, and the copy the same
+				for i, w := range tt.want {
+					data, fds, ok := recv(t, from)
+					if !ok {
+						t.Fatalf("read %d: queue ended, want %q", i, w.data)
+					}
+					if data != w.data || len(fds) != len(w.fds) {
+						t.Errorf("read %d: %q with %d files, want %q with %d", i, data, len(fds), w.data, len(w.fds))
+					}
+					for j := range min(len(fds), len(w.fds)) {
+						if ino(fds[j]) != ino(w.fds[j]) {
+							t.Errorf("read %d file %d: inode %d, want %d", i, j, ino(fds[j]), ino(w.fds[j]))
+						}
+					}
+					closeRights([][]int{fds})
+				}
+				if data, _, ok := recv(t, from); ok {
+					t.Errorf("more queued than sent: %q", data)
+				}
+			}
+		})
+	}
+}
+
+// TestPeekSenders checks that peekSocket reports each datagram's sender.
+func TestPeekSenders(t *testing.T) {
+	name := fmt.Sprintf("@ferry-test-%d", os.Getpid())
+	srv, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(srv)
+	if err := unix.Bind(srv, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	named, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(named)
+	if err := unix.Bind(named, &unix.SockaddrUnix{Name: name + "-c"}); err != nil {
+		t.Fatal(err)
+	}
+	anon, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(anon)
+	to := &unix.SockaddrUnix{Name: name}
+	for _, s := range []int{anon, named, anon} {
+		if err := unix.Sendto(s, []byte("x"), 0, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, from, err := peekSocket(srv, unix.SOCK_DGRAM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"", name + "-c", ""}; !slices.Equal(from, want) {
+		t.Errorf("senders %q, want %q", from, want)
+	}
+}
+
+// TestRightsBadImage feeds the Restorer records whose files in flight do
+// not add up: each is a clear error from Prepare, not a crash or a queue
+// sent without its files.
+func TestRightsBadImage(t *testing.T) {
+	pipe := image.FD{Num: -1, Desc: "p", Kind: image.FDPipe, PipeID: "9", Flags: unix.O_RDONLY}
+	sock := func(rights [][]string) image.FD {
+		return image.FD{Num: 5, Desc: "a", Kind: image.FDUnix, SockType: unix.SOCK_STREAM,
+			SockQueue: [][]byte{[]byte("x")}, SockRights: rights}
+	}
+	tests := []struct {
+		name     string
+		rec      image.FD
+		inflight []image.FD
+		want     string
+	}{
+		{"more rights than messages", sock([][]string{{"p"}, {"p"}}), []image.FD{pipe}, "files in flight for 2 messages"},
+		{"unknown description", sock([][]string{{"nope"}}), nil, "file in flight nope has no record"},
+		{"in flight without a record", sock([][]string{{"p"}}), []image.FD{{Num: -1, Desc: "p"}}, "has no full record"},
+		{"in flight and held", sock([][]string{{"a"}}), []image.FD{{Num: -1, Desc: "a", Kind: image.FDUnix}}, "also held by a process"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewRestorer(testLogger(t), []*image.Process{{PID: 1, FDs: []image.FD{tt.rec}}}, tt.inflight, nil, nil)
+			defer r.Close()
+			err := r.Prepare()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Prepare: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1686,6 +1686,8 @@ func sendQueue(fd int, to unix.Sockaddr, q [][]byte, rights [][]int, typ int) (e
 					sent = len(m)
 					continue
 				}
+			case to == nil:
+				_, err = kernel.Sendmsg(fd, m, oob, unix.MSG_DONTWAIT)
 			default:
 				err = unix.Sendmsg(fd, m, oob, to, unix.MSG_DONTWAIT)
 			}

@@ -91,3 +91,29 @@ func KcmpEpollTfd(pid1, fd1, pid2, efd, tfd int, toff uint64) (bool, error) {
 		return r == 0, nil
 	}
 }
+
+// Sendmsg sends p with control data oob on the connected socket fd, as
+// sendmsg(2) does: unlike unix.Sendmsg, an empty p stays empty (a
+// zero-length SOCK_SEQPACKET record carrying files is a record of its own,
+// where unix.Sendmsg would add a byte).
+func Sendmsg(fd int, p, oob []byte, flags int) (int, error) {
+	var msg unix.Msghdr
+	var iov unix.Iovec
+	if len(p) > 0 {
+		iov.Base = &p[0]
+		iov.SetLen(len(p))
+		msg.Iov = &iov
+		msg.SetIovlen(1)
+	}
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	n, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	runtime.KeepAlive(p)
+	runtime.KeepAlive(oob)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
