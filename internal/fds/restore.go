@@ -1778,4 +1778,3 @@ func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 	}
 	return r.setupSocket(fd, rec)
 }
-
