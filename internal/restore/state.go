@@ -345,11 +345,15 @@ func (b *builder) finish() error {
 			return fmt.Errorf("thread %d: %w", th.TID, err)
 		}
 	}
-	// Dumpable after the credentials too (changing them resets it).
+	// Dumpable after the credentials too: changing the effective ids
+	// sets it to fs.suid_dumpable (0 by default), also for a process that
+	// was dumpable.
+	dumpable := uint64(1)
 	if p.NotDumpable {
-		if _, err := b.lead.Syscall(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0); err != nil {
-			return fmt.Errorf("PR_SET_DUMPABLE 0: %w", err)
-		}
+		dumpable = 0
+	}
+	if _, err := b.lead.Syscall(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, dumpable); err != nil {
+		return fmt.Errorf("PR_SET_DUMPABLE %d: %w", dumpable, err)
 	}
 	// The parent-death signal after the credentials (changing them clears
 	// it). Not for the tree's root: its parent is ferry now, which exits.

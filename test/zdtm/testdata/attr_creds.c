@@ -3,7 +3,7 @@
  * supplementary groups {2000, 3000, 4000}, real/effective/saved gid 2000,
  * uid 1000, no_new_privs set. After restore getresuid/getresgid,
  * getgroups, the (now empty) capability sets, no_new_privs and the
- * dumpable flag are the same, and the kernel enforces the ids: a file
+ * dumpable flag (set to 1 again after dropping root) are the same, and the kernel enforces the ids: a file
  * created now is owned by 1000:2000, and setuid(0) fails.
  * The harness makes the go file reachable for uid 1000.
  */
@@ -33,6 +33,10 @@ int main(void)
 		zdtm_die("dropping privileges");
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		zdtm_die("PR_SET_NO_NEW_PRIVS");
+	/* Dropping root made it non-dumpable; programs that want to be
+	 * traced or dump core make it dumpable again. */
+	if (prctl(PR_SET_DUMPABLE, 1))
+		zdtm_die("PR_SET_DUMPABLE 1");
 	dumpable0 = prctl(PR_GET_DUMPABLE);
 	if (caps(c0))
 		zdtm_die("capget");
