@@ -523,6 +523,9 @@ func readSockOpts(fd int, r *image.FD) error {
 		errs = append(errs, os.NewSyscallError("getsockopt(SO_PEERCRED)", err))
 	} else {
 		r.SockCredPID = int(cred.Pid) // 0 for a socket never connected
+		if cred.Pid != 0 {
+			r.SockCredUID, r.SockCredGID = cred.Uid, cred.Gid
+		}
 	}
 	return errors.Join(errs...)
 }

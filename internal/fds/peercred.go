@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/image"
+	"ferry/internal/kernel"
 )
 
 // SO_PEERCRED of both ends of a socketpair names the process that called
@@ -82,8 +83,16 @@ func (r *Restorer) recreatePairLocked(p *image.Process, tpid int, cp *credPair, 
 	if err != nil {
 		return fmt.Errorf("scratch for the fd pair: %w", err)
 	}
-	if _, err := inj.Syscall(unix.SYS_SOCKETPAIR, unix.AF_UNIX,
-		uint64(cp.rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK), 0, addr); err != nil {
+	undo, err := asIDsIn(inj, peerIDs(cp.rec))
+	if err != nil {
+		return err
+	}
+	_, err = inj.Syscall(unix.SYS_SOCKETPAIR, unix.AF_UNIX,
+		uint64(cp.rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK), 0, addr)
+	if uerr := undo(); err == nil {
+		err = uerr
+	}
+	if err != nil {
 		return fmt.Errorf("socketpair in the target: %w", err)
 	}
 	var raw [8]byte
@@ -167,4 +176,44 @@ func readMem(pid int, addr uint64, b []byte) error {
 		return fmt.Errorf("process_vm_readv: %d of %d bytes", n, len(b))
 	}
 	return nil
+}
+
+// asIDsIn gives the target the effective ids ids (nil: leave them) for
+// the next system calls, and returns what puts its own back. The saved
+// ids stay, so the way back is open; the restore engine sets the
+// recorded credentials, dumpable flag and parent-death signal later,
+// which a change of ids would have reset.
+func asIDsIn(inj Injector, ids *kernel.IDs) (func() error, error) {
+	nothing := func() error { return nil }
+	if ids == nil {
+		return nothing, nil
+	}
+	eu, err := inj.Syscall(unix.SYS_GETEUID)
+	if err != nil {
+		return nil, fmt.Errorf("geteuid: %w", err)
+	}
+	eg, err := inj.Syscall(unix.SYS_GETEGID)
+	if err != nil {
+		return nil, fmt.Errorf("getegid: %w", err)
+	}
+	if uint32(eu) == ids.UID && uint32(eg) == ids.GID {
+		return nothing, nil
+	}
+	const keep = uint64(^uint32(0)) // -1: leave the id as it is
+	if _, err := inj.Syscall(unix.SYS_SETRESGID, keep, uint64(ids.GID), keep); err != nil {
+		return nil, fmt.Errorf("effective gid %d in the target: %w", ids.GID, err)
+	}
+	if _, err := inj.Syscall(unix.SYS_SETRESUID, keep, uint64(ids.UID), keep); err != nil {
+		inj.Syscall(unix.SYS_SETRESGID, keep, eg, keep)
+		return nil, fmt.Errorf("effective uid %d in the target: %w", ids.UID, err)
+	}
+	return func() error {
+		if _, err := inj.Syscall(unix.SYS_SETRESUID, keep, eu, keep); err != nil {
+			return fmt.Errorf("effective uid back to %d in the target: %w", eu, err)
+		}
+		if _, err := inj.Syscall(unix.SYS_SETRESGID, keep, eg, keep); err != nil {
+			return fmt.Errorf("effective gid back to %d in the target: %w", eg, err)
+		}
+		return nil
+	}, nil
 }

@@ -300,10 +300,11 @@ func TestSocketOptions(t *testing.T) {
 func TestFinishPeerCred(t *testing.T) {
 	const creator, other = 4242, 4243
 	pair := func(credPID int) (image.FD, image.FD) {
+		uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 		a := image.FD{Num: 150, Desc: "a", Kind: image.FDUnix, SockType: unix.SOCK_STREAM, SockPeer: "b",
-			SockQueue: [][]byte{[]byte("to-a")}, SockCredPID: credPID, SockSndBuf: 100000}
+			SockQueue: [][]byte{[]byte("to-a")}, SockCredPID: credPID, SockCredUID: uid, SockCredGID: gid, SockSndBuf: 100000}
 		b := image.FD{Num: 151, Desc: "b", Kind: image.FDUnix, SockType: unix.SOCK_STREAM, SockPeer: "a",
-			SockQueue: [][]byte{[]byte("to-b")}, SockCredPID: credPID, CloExec: true}
+			SockQueue: [][]byte{[]byte("to-b")}, SockCredPID: credPID, SockCredUID: uid, SockCredGID: gid, CloExec: true}
 		return a, b
 	}
 	tests := []struct {

@@ -1502,9 +1502,15 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 		return nil
 	}
 
-	sv, err := unix.Socketpair(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
+	// SO_PEERCRED of both ends: who called socketpair, with the ids it
+	// had (the PID is ferry's unless Finish makes the pair again).
+	var sv [2]int
+	err := asPeerCred(rec, func() (err error) {
+		sv, err = unix.Socketpair(unix.AF_UNIX, rec.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		return os.NewSyscallError("socketpair", err)
+	})
+	if err != nil {
+		return err
 	}
 	if err := r.adoptPairLocked(sv, rec, peer); err != nil {
 		return err
@@ -1766,8 +1772,10 @@ func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 		return nil // set up once connected and filled
 	}
 	if rec.SockListen {
-		if err := unix.Listen(fd, rec.SockBacklog); err != nil {
-			return fmt.Errorf("unix socket %s: %w", rec.SockName, os.NewSyscallError("listen", err))
+		// Its SO_PEERCRED, which clients get too: who called listen.
+		err := asPeerCred(rec, func() error { return os.NewSyscallError("listen", unix.Listen(fd, rec.SockBacklog)) })
+		if err != nil {
+			return fmt.Errorf("unix socket %s: %w", rec.SockName, err)
 		}
 		if err := r.acceptedByLocked(rec); err != nil {
 			return fmt.Errorf("unix socket %s: %w", rec.SockName, err)

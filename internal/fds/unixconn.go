@@ -26,6 +26,21 @@ import (
 // reply), and only then connected: a connected datagram socket takes
 // datagrams from its peer only.
 
+// asPeerCred runs fn (a socketpair, listen or connect whose caller
+// SO_PEERCRED names) with the effective ids rec's SO_PEERCRED recorded,
+// when it recorded any.
+func asPeerCred(rec *image.FD, fn func() error) error {
+	return kernel.OnThread(kernel.Thread{IDs: peerIDs(rec)}, fn)
+}
+
+// peerIDs returns the effective ids rec's SO_PEERCRED recorded (nil: none).
+func peerIDs(rec *image.FD) *kernel.IDs {
+	if rec.SockCredPID == 0 {
+		return nil
+	}
+	return &kernel.IDs{UID: rec.SockCredUID, GID: rec.SockCredGID}
+}
+
 // sockAddr is a unix socket address as restore reaches it: the name the
 // program bound (getsockname reports it) and, for a relative one, the
 // directory it was bound in.
@@ -38,20 +53,24 @@ func (a sockAddr) relative() bool {
 }
 
 // at runs fn where a.name means what it meant to the program: in a.dir
-// for a relative name (on a thread of its own, kernel.InDir).
-func (a sockAddr) at(fn func() error) error {
-	if !a.relative() {
-		return fn()
+// for a relative name (on a thread of its own, kernel.OnThread), with the
+// effective ids ids (nil: ferry's).
+func (a sockAddr) at(fn func() error) error { return a.as(nil, fn) }
+
+func (a sockAddr) as(ids *kernel.IDs, fn func() error) error {
+	t := kernel.Thread{IDs: ids}
+	if a.relative() {
+		if a.dir == "" {
+			return fmt.Errorf("relative socket name %s without its directory", a.name)
+		}
+		t.Dir = a.dir
 	}
-	if a.dir == "" {
-		return fmt.Errorf("relative socket name %s without its directory", a.name)
-	}
-	return kernel.InDir(a.dir, fn)
+	return kernel.OnThread(t, fn)
 }
 
-// connectTo connects fd to the socket bound at a.
-func connectTo(fd int, a sockAddr) error {
-	return a.at(func() error {
+// connectTo connects fd to the socket bound at a, as ids (nil: ferry).
+func connectTo(fd int, a sockAddr, ids *kernel.IDs) error {
+	return a.as(ids, func() error {
 		return os.NewSyscallError("connect", unix.Connect(fd, &unix.SockaddrUnix{Name: a.name}))
 	})
 }
@@ -90,10 +109,11 @@ func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
 		return fmt.Errorf("a listener for the connection accepted on %s: %w", acc.SockName, err)
 	}
 	defer done()
-	if err := unix.Listen(l, 1); err != nil {
-		return os.NewSyscallError("listen", err)
+	// The client's SO_PEERCRED is the listener's, from listen.
+	if err := asPeerCred(cli, func() error { return os.NewSyscallError("listen", unix.Listen(l, 1)) }); err != nil {
+		return err
 	}
-	c, err := r.clientLocked(cli, addrOf(acc))
+	c, err := r.clientLocked(cli, addrOf(acc), acc)
 	if err != nil {
 		return fmt.Errorf("connection accepted on %s: %w", acc.SockName, err)
 	}
@@ -123,7 +143,7 @@ func (r *Restorer) acceptedByLocked(rec *image.FD) error {
 			r.files[acc.Desc], r.files[cli.Desc] = a, c
 			continue
 		}
-		c, err := r.clientLocked(cli, addrOf(rec))
+		c, err := r.clientLocked(cli, addrOf(rec), acc)
 		if err != nil {
 			return fmt.Errorf("a connection it accepted: %w", err)
 		}
@@ -141,8 +161,10 @@ func (r *Restorer) acceptedByLocked(rec *image.FD) error {
 
 // clientLocked makes client socket cli (bound to its own name, if it had
 // one) connected to the listener at a, and returns it (ferry's fd, the
-// caller's to keep).
-func (r *Restorer) clientLocked(cli *image.FD, a sockAddr) (int, error) {
+// caller's to keep). The accepted end's SO_PEERCRED records who called
+// connect: acc's recorded one, or (nil: a connection not accepted yet,
+// whose other end cannot be read) cli's first holder's effective ids.
+func (r *Restorer) clientLocked(cli *image.FD, a sockAddr, acc *image.FD) (int, error) {
 	c, err := unix.Socket(unix.AF_UNIX, cli.SockType|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
@@ -154,7 +176,16 @@ func (r *Restorer) clientLocked(cli *image.FD, a sockAddr) (int, error) {
 		}
 		r.ghostLocked(cli)
 	}
-	if err := connectTo(c, a); err != nil {
+	var ids *kernel.IDs
+	switch {
+	case acc != nil:
+		ids = peerIDs(acc)
+	default:
+		if p := r.byPID[r.first[cli.Desc].pid]; p != nil {
+			ids = &kernel.IDs{UID: p.Creds.UID[1], GID: p.Creds.GID[1]}
+		}
+	}
+	if err := connectTo(c, a, ids); err != nil {
 		unix.Close(c)
 		return -1, err
 	}
@@ -173,7 +204,7 @@ func (r *Restorer) pendingLocked(rec *image.FD) error {
 		if r.files[id] != nil {
 			return fmt.Errorf("the client %s waiting in the backlog was made before its listener", id)
 		}
-		c, err := r.clientLocked(cli, addrOf(rec))
+		c, err := r.clientLocked(cli, addrOf(rec), nil)
 		if err != nil {
 			return fmt.Errorf("connection waiting in the backlog: %w", err)
 		}
@@ -213,7 +244,7 @@ func (r *Restorer) connectDgramsLocked() error {
 			to = addrOf(peer)
 		}
 		if to.name != "" {
-			if err := connectTo(fd, to); err != nil {
+			if err := connectTo(fd, to, nil); err != nil {
 				return fmt.Errorf("unix socket %s: connect to %s: %w", orUnnamed(rec.SockName), to.name, err)
 			}
 		}
@@ -317,6 +348,11 @@ func bindTempHere(fd int, name string) (func() error, error) {
 	case err == unix.ENOENT:
 		if err := unix.Bind(fd, sa); err != nil {
 			return nil, os.NewSyscallError("bind", err)
+		}
+		// Anyone may connect for the moment: the connecting end takes
+		// the ids the original client had (SO_PEERCRED).
+		if err := unix.Chmod(name, 0o777); err != nil {
+			return nil, os.NewSyscallError("chmod", err)
 		}
 		if err := unix.Lstat(name, &st); err != nil {
 			return nil, os.NewSyscallError("lstat", err)

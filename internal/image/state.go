@@ -466,6 +466,10 @@ type FD struct {
 	SockRcvBuf   int  `json:"sock_rcvbuf,omitempty"`
 	SockPassCred bool `json:"sock_passcred,omitempty"`
 	SockCredPID  int  `json:"sock_cred_pid,omitempty"`
+	// SockCredUID and SockCredGID are the effective ids SO_PEERCRED
+	// reports with SockCredPID (recorded when SockCredPID is not 0).
+	SockCredUID uint32 `json:"sock_cred_uid,omitempty"`
+	SockCredGID uint32 `json:"sock_cred_gid,omitempty"`
 
 	// Locks held through this fd. flock and OFD locks belong to the open
 	// file description and are stored with its full record; POSIX record

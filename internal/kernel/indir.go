@@ -8,26 +8,61 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InDir runs fn on an OS thread of its own whose working directory is dir,
-// for system calls that take a path relative to it and nothing else (a
-// unix socket bound to a relative name is reached only from its
-// directory). The thread stops sharing the process's working directory
-// (unshare(CLONE_FS)) and is not given back to the Go scheduler: it ends
-// with fn, and the process's own working directory never changes.
-func InDir(dir string, fn func() error) error {
+// Thread says how OnThread prepares the OS thread fn runs on.
+type Thread struct {
+	// Dir, if set, is the thread's working directory, for system calls
+	// that take a path relative to it and nothing else (a unix socket
+	// bound to a relative name is reached only from its directory). The
+	// thread stops sharing the process's working directory
+	// (unshare(CLONE_FS)): the process's own never changes.
+	Dir string
+	// IDs, if set, are the thread's effective uid and gid, for system
+	// calls whose result records who made them (SO_PEERCRED keeps the
+	// effective ids of whoever called connect, listen or socketpair).
+	// Credentials are per thread in the kernel: the raw setresgid and
+	// setresuid change this thread only.
+	IDs *IDs
+}
+
+// IDs are an effective uid and gid.
+type IDs struct{ UID, GID uint32 }
+
+// OnThread runs fn on an OS thread of its own set up as t says. The thread
+// is not given back to the Go scheduler: it ends with fn. With nothing to
+// set up (no Dir, IDs the caller's already) fn runs where it is.
+func OnThread(t Thread, fn func() error) error {
+	if t.IDs != nil && t.IDs.UID == uint32(unix.Geteuid()) && t.IDs.GID == uint32(unix.Getegid()) {
+		t.IDs = nil
+	}
+	if t.Dir == "" && t.IDs == nil {
+		return fn()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		// No UnlockOSThread: the thread exits with this goroutine.
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("a thread of its own working directory: %w", os.NewSyscallError("unshare(CLONE_FS)", err))
-			return
-		}
-		if err := unix.Chdir(dir); err != nil {
-			errc <- fmt.Errorf("enter %s: %w", dir, os.NewSyscallError("chdir", err))
-			return
-		}
-		errc <- fn()
+		errc <- t.setUp(fn)
 	}()
 	return <-errc
+}
+
+func (t Thread) setUp(fn func() error) error {
+	if t.Dir != "" {
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			return fmt.Errorf("a thread of its own working directory: %w", os.NewSyscallError("unshare(CLONE_FS)", err))
+		}
+		if err := unix.Chdir(t.Dir); err != nil {
+			return fmt.Errorf("enter %s: %w", t.Dir, os.NewSyscallError("chdir", err))
+		}
+	}
+	if t.IDs != nil {
+		keep := ^uintptr(0) // -1: leave the id as it is
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(t.IDs.GID), keep); e != 0 {
+			return fmt.Errorf("effective gid %d: %w", t.IDs.GID, os.NewSyscallError("setresgid", e))
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(t.IDs.UID), keep); e != 0 {
+			return fmt.Errorf("effective uid %d: %w", t.IDs.UID, os.NewSyscallError("setresuid", e))
+		}
+	}
+	return fn()
 }

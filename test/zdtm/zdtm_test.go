@@ -177,6 +177,7 @@ var cases = []testCase{
 	{name: "fd_unix_dgram_connected", src: "fd_unix_dgram_connected.c"},
 	{name: "fd_unix_relative", src: "fd_unix_relative.c"},
 	{name: "fd_unix_ghost", src: "fd_unix_ghost.c"},
+	{name: "fd_unix_peercred", src: "fd_unix_peercred.c"},
 	{name: "fd_unix_listen_pending_data", src: "fd_unix_listen_pending_data.c",
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees
