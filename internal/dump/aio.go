@@ -9,32 +9,6 @@ import (
 	"ferry/internal/ptrace"
 )
 
-// checkSeccomp refuses a process one of whose threads runs under seccomp
-// (strict mode or a filter): a restore would have to install the filter in
-// the restored threads, which ferry does not do yet, and must not bring the
-// process back without it.
-func checkSeccomp(pid int) error {
-	tids, err := procfs.Tasks(pid)
-	if err != nil {
-		return err
-	}
-	for _, tid := range tids {
-		st, err := procfs.TaskStatus(pid, tid)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		switch st.Seccomp {
-		case 0:
-		case 1:
-			return fmt.Errorf("pid %d thread %d runs in seccomp strict mode: cannot be checkpointed: %w", pid, tid, ErrUnsupported)
-		default:
-			return fmt.Errorf("pid %d thread %d runs under %d seccomp filter(s): cannot be checkpointed yet: %w",
-				pid, tid, st.SeccompFilters, ErrUnsupported)
-		}
-	}
-	return nil
-}
-
 // sysvShm refuses a System V shared memory segment (shmat): it is an IPC
 // object of its own, with an id, a key and permissions, not a memfd; the
 // mapping's inode is the shmid.

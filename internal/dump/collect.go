@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -397,11 +398,14 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 	if err := schedState(th); err != nil {
 		return nil, err
 	}
+	st, err := procfs.TaskStatus(c.fz.PID, tid)
+	if err != nil {
+		return nil, err
+	}
+	if err := seccompState(th, st); err != nil {
+		return nil, err
+	}
 	if tid != c.fz.PID {
-		st, err := procfs.TaskStatus(c.fz.PID, tid)
-		if err != nil {
-			return nil, err
-		}
 		cr := statusCreds(st)
 		cr.Securebits = c.proc.Creds.Securebits
 		if !reflect.DeepEqual(cr, c.proc.Creds) {
@@ -430,6 +434,43 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 		th.ClearChildTID = le(b, 0)
 	}
 	return th, nil
+}
+
+// seccompState records the thread's seccomp mode and, in filter mode,
+// its filters oldest first (PTRACE_SECCOMP_GET_FILTER numbers them from
+// the newest). A filter that hands system calls to a supervisor
+// (SECCOMP_RET_USER_NOTIF) is refused: the supervisor holds a listener
+// fd a restore cannot give back to it.
+func seccompState(th *image.Thread, st *procfs.ProcStatus) error {
+	th.Seccomp = st.Seccomp
+	if st.Seccomp != kernel.SECCOMP_MODE_FILTER {
+		return nil
+	}
+	var newestFirst []image.SeccompFilter
+	for i := 0; ; i++ {
+		code, err := kernel.PtraceSeccompFilter(th.TID, i)
+		if err == unix.ENOENT {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("seccomp filter %d: %w", i, os.NewSyscallError("ptrace(PTRACE_SECCOMP_GET_FILTER)", err))
+		}
+		if kernel.SeccompUserNotif(code) {
+			return fmt.Errorf("thread %d runs under a seccomp filter that notifies a supervisor (SECCOMP_RET_USER_NOTIF): cannot be checkpointed yet: %w",
+				th.TID, ErrUnsupported)
+		}
+		flags, err := kernel.PtraceSeccompFlags(th.TID, i)
+		if err != nil {
+			return fmt.Errorf("seccomp filter %d: %w", i, os.NewSyscallError("ptrace(PTRACE_SECCOMP_GET_METADATA)", err))
+		}
+		newestFirst = append(newestFirst, image.SeccompFilter{Flags: flags, Code: code})
+	}
+	if len(newestFirst) != st.SeccompFilters {
+		return fmt.Errorf("thread %d: %d seccomp filters read, /proc says %d", th.TID, len(newestFirst), st.SeccompFilters)
+	}
+	slices.Reverse(newestFirst)
+	th.SeccompFilters = newestFirst
+	return nil
 }
 
 func le(b []byte, off int) uint64 { return binary.LittleEndian.Uint64(b[off:]) }

@@ -219,12 +219,6 @@ func Check(pid int) error {
 			}
 			return err
 		}
-		if err := checkSeccomp(q); err != nil {
-			if q != pid && errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return err
-		}
 		if err := checkMaps(q); err != nil {
 			if q != pid && errors.Is(err, os.ErrNotExist) {
 				continue

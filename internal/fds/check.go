@@ -162,6 +162,8 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 			return image.FDFanotify, nil
 		case name == "pidfd":
 			return image.FDPidfd, nil
+		case name == "seccomp notify":
+			return "", unsupported("seccomp notification listener", "the supervisor's end of a filter with SECCOMP_RET_USER_NOTIF")
 		case name == "io_uring", name == "userfaultfd":
 			return "", unsupported(name, "")
 		}

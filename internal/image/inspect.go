@@ -279,6 +279,12 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 		if t.PdeathSig != 0 {
 			state += ", pdeathsig " + signalName(t.PdeathSig)
 		}
+		switch t.Seccomp {
+		case 1:
+			state += ", seccomp strict"
+		case 2:
+			state += fmt.Sprintf(", %d seccomp filters", len(t.SeccompFilters))
+		}
 		p("    %d\t%s\t%#016x\t%d\t%s\t%s\n", t.TID, orDash(t.Name), t.SigMask, len(t.Pending), alt, state)
 	}
 

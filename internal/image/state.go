@@ -238,6 +238,10 @@ type Thread struct {
 	// ClearChildTID is set_tid_address's pointer.
 	ClearChildTID uint64 `json:"clear_child_tid,omitempty"`
 	Name          string `json:"name"`
+	// Seccomp is the thread's seccomp mode (1 strict, 2 filter; 0 none)
+	// and SeccompFilters, in filter mode, its filters, oldest first.
+	Seccomp        int             `json:"seccomp,omitempty"`
+	SeccompFilters []SeccompFilter `json:"seccomp_filters,omitempty"`
 	// InSyscall is true when the thread was frozen inside a system call:
 	// restore fixes up the registers so that the call is restarted.
 	InSyscall bool `json:"in_syscall,omitempty"`
@@ -488,6 +492,15 @@ type EpollItem struct {
 	// name it any more (closed, dup'd over): the item lives as long as
 	// the file.
 	Desc string `json:"desc,omitempty"`
+}
+
+// SeccompFilter is one seccomp filter of a thread: its classic BPF
+// program (the raw array of struct sock_filter, 8 bytes each) and the
+// flags it was installed with that the kernel reports
+// (SECCOMP_FILTER_FLAG_LOG).
+type SeccompFilter struct {
+	Flags uint64 `json:"flags,omitempty"`
+	Code  []byte `json:"code"`
 }
 
 // ObjectID names a kernel file object (a memfd, a shared anonymous mapping,

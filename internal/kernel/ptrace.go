@@ -153,3 +153,37 @@ const (
 	PTRACE_SYSCALL_INFO_SECCOMP = 3
 	ptraceSyscallInfoSize       = 88
 )
+
+// Seccomp through ptrace (include/uapi/linux/ptrace.h, seccomp.h).
+const (
+	PTRACE_SECCOMP_GET_FILTER   = 0x420c
+	PTRACE_SECCOMP_GET_METADATA = 0x420d
+	// PTRACE_O_SUSPEND_SECCOMP lets the tracer's injected system calls
+	// past the tracee's seccomp filters (and strict mode) while it is
+	// traced; it needs CAP_SYS_ADMIN.
+	PTRACE_O_SUSPEND_SECCOMP = 1 << 21
+
+	SECCOMP_MODE_STRICT     = 1
+	SECCOMP_MODE_FILTER     = 2
+	SECCOMP_SET_MODE_FILTER = 1
+	SECCOMP_FILTER_FLAG_LOG = 1 << 1
+	SECCOMP_RET_ACTION_FULL = 0xffff0000
+	SECCOMP_RET_USER_NOTIF  = 0x7fc00000
+	SizeofSockFilter        = 8 // struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
+	SizeofSockFprog         = 16
+	bpfRetK                 = 0x06 // BPF_RET | BPF_K
+)
+
+// SeccompUserNotif tells whether classic BPF program code (struct
+// sock_filter array) can return SECCOMP_RET_USER_NOTIF: such a filter
+// hands system calls to a supervisor through a listener fd.
+func SeccompUserNotif(code []byte) bool {
+	for i := 0; i+SizeofSockFilter <= len(code); i += SizeofSockFilter {
+		op := uint16(code[i]) | uint16(code[i+1])<<8
+		k := uint32(code[i+4]) | uint32(code[i+5])<<8 | uint32(code[i+6])<<16 | uint32(code[i+7])<<24
+		if op == bpfRetK && k&SECCOMP_RET_ACTION_FULL == SECCOMP_RET_USER_NOTIF {
+			return true
+		}
+	}
+	return false
+}

@@ -133,3 +133,40 @@ func PtraceSyscallInfo(tid int) (op int, ip uint64, err error) {
 	}
 	return int(buf[0]), *(*uint64)(unsafe.Pointer(&buf[8])), nil
 }
+
+// PtraceSeccompFilter returns the classic BPF program of seccomp filter
+// index of stopped tracee tid (PTRACE_SECCOMP_GET_FILTER; index 0 is the
+// newest), as the raw array of struct sock_filter. ENOENT: no filter at
+// that index.
+func PtraceSeccompFilter(tid, index int) ([]byte, error) {
+	n, _, e := unix.Syscall6(unix.SYS_PTRACE, PTRACE_SECCOMP_GET_FILTER, uintptr(tid), uintptr(index), 0, 0, 0)
+	if e != 0 {
+		return nil, e
+	}
+	buf := make([]byte, int(n)*SizeofSockFilter)
+	if n == 0 {
+		return buf, nil
+	}
+	m, _, e := unix.Syscall6(unix.SYS_PTRACE, PTRACE_SECCOMP_GET_FILTER, uintptr(tid), uintptr(index),
+		uintptr(unsafe.Pointer(&buf[0])), 0, 0)
+	if e != 0 {
+		return nil, e
+	}
+	if m != n {
+		return nil, unix.EAGAIN // the filter changed under a stopped tracee: cannot happen
+	}
+	return buf, nil
+}
+
+// PtraceSeccompFlags returns the flags seccomp filter index of tid was
+// installed with, as far as the kernel tells (SECCOMP_FILTER_FLAG_LOG;
+// PTRACE_SECCOMP_GET_METADATA).
+func PtraceSeccompFlags(tid, index int) (uint64, error) {
+	md := struct{ FilterOff, Flags uint64 }{FilterOff: uint64(index)}
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, PTRACE_SECCOMP_GET_METADATA, uintptr(tid), unsafe.Sizeof(md),
+		uintptr(unsafe.Pointer(&md)), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return md.Flags, nil
+}

@@ -67,11 +67,20 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 			if seized[tid] {
 				continue
 			}
-			if err := kernel.PtraceSeize(tid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+			opts := unix.PTRACE_O_TRACESYSGOOD
+			if ts, err := procfs.TaskStatus(pid, tid); err == nil && ts.Seccomp != 0 {
+				// ferry's injected system calls must get past the
+				// thread's filters (or strict mode) unseen.
+				opts |= kernel.PTRACE_O_SUSPEND_SECCOMP
+			}
+			if err := kernel.PtraceSeize(tid, opts); err != nil {
 				if err == unix.ESRCH {
 					continue // exited meanwhile
 				}
 				f.release()
+				if err == unix.EPERM && opts&kernel.PTRACE_O_SUSPEND_SECCOMP != 0 {
+					return nil, fmt.Errorf("seize thread %d of %d, which runs under seccomp: %w (suspending its filters for ferry's system calls needs CAP_SYS_ADMIN)", tid, pid, err)
+				}
 				if err == unix.EPERM {
 					return nil, fmt.Errorf("seize thread %d of %d: %w (is it traced by a debugger, or owned by another user namespace?)", tid, pid, err)
 				}

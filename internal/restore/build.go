@@ -23,6 +23,11 @@ import (
 
 const scratchSize = 256 << 10
 
+// traceOptions are the ptrace options of the seed, which every process
+// and thread it makes inherits.
+const traceOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK |
+	unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACESYSGOOD
+
 // callBatchSize is the part of the scratch memory that holds batches of
 // injected calls (ptrace.Injector.Batch).
 const callBatchSize = 64 << 10
@@ -310,8 +315,7 @@ func (b *builder) create() error {
 	if !ws.Stopped() {
 		return fmt.Errorf("restore seed: %s", ptrace.Describe(ws))
 	}
-	if err := unix.PtraceSetOptions(spid, unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEFORK|
-		unix.PTRACE_O_TRACEVFORK|unix.PTRACE_O_EXITKILL|unix.PTRACE_O_TRACESYSGOOD); err != nil {
+	if err := unix.PtraceSetOptions(spid, traceOptions); err != nil {
 		return fmt.Errorf("restore seed options: %w", err)
 	}
 	addr, _, err := ptrace.FindSyscall(spid)

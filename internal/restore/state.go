@@ -336,6 +336,14 @@ func (b *builder) finish() error {
 			return fmt.Errorf("thread %d: %w", th.TID, err)
 		}
 	}
+	// seccomp before the credentials, while the thread may still install
+	// a filter without no_new_privs (CAP_SYS_ADMIN); ferry's calls get
+	// past it from then on (PTRACE_O_SUSPEND_SECCOMP, until detach).
+	for i, th := range p.Threads {
+		if err := seccompState(b.inj[b.tids[i]], th); err != nil {
+			return fmt.Errorf("thread %d: %w", th.TID, err)
+		}
+	}
 	for i, th := range p.Threads {
 		c := p.Creds
 		if th.Creds != nil {
@@ -673,3 +681,51 @@ func setSched(tid int, th *image.Thread) error {
 	}
 	return nil
 }
+
+// seccompState puts thread th under the seccomp filters it had, oldest
+// first, or into strict mode.
+func seccompState(in *ptrace.Injector, th *image.Thread) error {
+	if th.Seccomp == 0 {
+		return nil
+	}
+	if err := unix.PtraceSetOptions(in.TID, traceOptions|kernel.PTRACE_O_SUSPEND_SECCOMP); err != nil {
+		return fmt.Errorf("suspend seccomp for ferry's calls (needs CAP_SYS_ADMIN): %w", os.NewSyscallError("ptrace(PTRACE_SETOPTIONS)", err))
+	}
+	switch th.Seccomp {
+	case kernel.SECCOMP_MODE_STRICT:
+		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_SECCOMP, kernel.SECCOMP_MODE_STRICT); err != nil {
+			return fmt.Errorf("seccomp strict mode: %w", err)
+		}
+		return nil
+	case kernel.SECCOMP_MODE_FILTER:
+	default:
+		return fmt.Errorf("image: unknown seccomp mode %d", th.Seccomp)
+	}
+	if len(th.SeccompFilters) == 0 {
+		return errors.New("image: seccomp filter mode without a filter")
+	}
+	for i, f := range th.SeccompFilters {
+		n := len(f.Code) / kernel.SizeofSockFilter
+		if n == 0 || n > bpfMaxInsns || len(f.Code)%kernel.SizeofSockFilter != 0 {
+			return fmt.Errorf("image: seccomp filter %d is %d bytes, not 1 to %d instructions of %d bytes", i, len(f.Code), bpfMaxInsns, kernel.SizeofSockFilter)
+		}
+		code, err := in.ScratchAt(kernel.SizeofSockFprog, f.Code)
+		if err != nil {
+			return err
+		}
+		var prog [kernel.SizeofSockFprog]byte // struct sock_fprog: u16 len, pad, u64 filter
+		binary.LittleEndian.PutUint16(prog[0:], uint16(n))
+		binary.LittleEndian.PutUint64(prog[8:], code)
+		addr, err := in.ScratchAt(0, prog[:])
+		if err != nil {
+			return err
+		}
+		if _, err := in.Syscall(unix.SYS_SECCOMP, kernel.SECCOMP_SET_MODE_FILTER, f.Flags, addr); err != nil {
+			return fmt.Errorf("seccomp filter %d of %d (%d instructions): %w", i+1, len(th.SeccompFilters), n, err)
+		}
+	}
+	return nil
+}
+
+// bpfMaxInsns is the longest classic BPF program (BPF_MAXINSNS).
+const bpfMaxInsns = 4096
