@@ -388,6 +388,11 @@ func (d *Dumper) fillUnixLocked(log *slog.Logger, pc *procCache, ds *desc, unsup
 	}
 	r.SockShutRD = diag.Shutdown&kernel.UnixRcvShutdown != 0
 	r.SockShutWR = diag.Shutdown&kernel.UnixSendShutdown != 0
+	if typ != unix.SOCK_DGRAM && diag.State != kernel.UnixEstablished {
+		// Never connected: nothing can be queued (and a stream read
+		// would fail with EINVAL).
+		return readSockOpts(ds.fd, r)
+	}
 	q, rights, from, err := peekSocket(ds.fd, typ)
 	if err != nil {
 		return fmt.Errorf("read queued data: %w", err)
@@ -402,8 +407,8 @@ func (d *Dumper) fillUnixLocked(log *slog.Logger, pc *procCache, ds *desc, unsup
 // socketFileLocked finds the file of socket ds bound to a path: a
 // relative name is looked for in the working directory of pid, the
 // process holding it (where programs bind such names); an absolute one
-// whose file is gone is SockGone. A name whose path now holds another
-// file is refused: binding it again would need that file moved.
+// whose file is gone, or whose path now leads to another file, is
+// SockGone.
 func (d *Dumper) socketFileLocked(ds *desc, pid int, unsupported func(string, string) error) error {
 	r := &ds.rec
 	if r.SockName == "" || strings.HasPrefix(r.SockName, "@") || ds.diag.VFSIno == 0 {
@@ -435,7 +440,9 @@ func (d *Dumper) socketFileLocked(ds *desc, pid int, unsupported func(string, st
 		if r.SockDir != "" {
 			return unsupported("unix socket", "bound to the relative name "+r.SockName+", whose file is not in the working directory "+r.SockDir)
 		}
-		return unsupported("unix socket", "bound to "+path+", whose file was replaced by another")
+		// Its file was removed (or renamed over) and the path reused:
+		// as gone as a removed one.
+		r.SockGone = true
 	}
 	return nil
 }

@@ -64,14 +64,14 @@ type Restorer struct {
 	objs        map[string]*os.File  // FileID → recreated memfd / unlinked file
 	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
 	epollDone   map[string]bool
-	asyncDone   map[string]bool  // owner, signal and O_ASYNC set (Finish)
-	lateErr     map[holder]error // why Files has no file for an fd (pidfds)
-	credPairs   []*credPair      // socketpairs Finish makes again in their creator
-	handedOut   map[int]bool     // PIDs whose Files were taken
-	inflight    map[string]bool  // Descs only socket queues hold
-	dgrams      []*image.FD      // named or name-connected datagram sockets (connectDgramsLocked)
-	ghosts      []ghost          // socket files to remove again (SockGone)
-	preparing   map[string]bool  // Descs whose prepare is under way
+	asyncDone   map[string]bool   // owner, signal and O_ASYNC set (Finish)
+	lateErr     map[holder]error  // why Files has no file for an fd (pidfds)
+	credPairs   []*credPair       // socketpairs Finish makes again in their creator
+	handedOut   map[int]bool      // PIDs whose Files were taken
+	inflight    map[string]bool   // Descs only socket queues hold
+	dgrams      []*image.FD       // named or name-connected datagram sockets (connectDgramsLocked)
+	ghostRoots  map[string]string // Desc → scratch root it is bound under (SockGone)
+	preparing   map[string]bool   // Descs whose prepare is under way
 	setupErr    error
 }
 
@@ -105,6 +105,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inflight []image.FD, 
 		handedOut:   make(map[int]bool),
 		inflight:    make(map[string]bool),
 		preparing:   make(map[string]bool),
+		ghostRoots:  make(map[string]string),
 	}
 	for _, p := range procs {
 		r.byPID[p.PID] = p
@@ -621,6 +622,7 @@ func (r *Restorer) Close() error {
 	r.owned = nil
 	r.files = make(map[string]*os.File)
 	r.objs = make(map[string]*os.File)
+	errs = append(errs, r.removeGhostsLocked()) // left by a Prepare that failed
 	return errors.Join(errs...)
 }
 
@@ -1761,10 +1763,13 @@ func (r *Restorer) prepareBoundLocked(rec *image.FD) error {
 	}
 	f := r.keepLocked(fd, "socket")
 	if rec.SockName != "" {
-		if err := bindAgain(fd, addrOf(rec)); err != nil {
+		at, err := r.addrOf(rec)
+		if err == nil {
+			err = bindAgain(fd, at)
+		}
+		if err != nil {
 			return fmt.Errorf("unix socket bound to %s: %w", rec.SockName, err)
 		}
-		r.ghostLocked(rec)
 	}
 	r.files[rec.Desc] = f
 	if rec.SockType == unix.SOCK_DGRAM {

@@ -1,8 +1,10 @@
 package fds
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -44,9 +46,31 @@ func peerIDs(rec *image.FD) *kernel.IDs {
 // sockAddr is a unix socket address as restore reaches it: the name the
 // program bound (getsockname reports it) and, for a relative one, the
 // directory it was bound in.
-type sockAddr struct{ name, dir string }
+type sockAddr struct{ name, dir, root string }
 
-func addrOf(rec *image.FD) sockAddr { return sockAddr{rec.SockName, rec.SockDir} }
+// addrOf returns where rec is bound. A socket whose file was removed
+// (SockGone) is bound, and reached, under a scratch root of its own
+// (kernel.Thread.Root): its name is the same string, no file appears at
+// the path, and several such sockets that shared a name stay apart.
+func (r *Restorer) addrOf(rec *image.FD) (sockAddr, error) {
+	a := sockAddr{name: rec.SockName, dir: rec.SockDir}
+	if !rec.SockGone || !strings.HasPrefix(rec.SockName, "/") {
+		return a, nil
+	}
+	root := r.ghostRoots[rec.Desc]
+	if root == "" {
+		var err error
+		if root, err = os.MkdirTemp("", "ferry-ghost-"); err != nil {
+			return a, fmt.Errorf("scratch root for %s, whose file was removed: %w", rec.SockName, err)
+		}
+		r.ghostRoots[rec.Desc] = root
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(rec.SockName)), 0o755); err != nil {
+			return a, fmt.Errorf("scratch root for %s, whose file was removed: %w", rec.SockName, err)
+		}
+	}
+	a.root = root
+	return a, nil
+}
 
 func (a sockAddr) relative() bool {
 	return a.name != "" && !strings.HasPrefix(a.name, "/") && !strings.HasPrefix(a.name, "@")
@@ -58,7 +82,7 @@ func (a sockAddr) relative() bool {
 func (a sockAddr) at(fn func() error) error { return a.as(nil, fn) }
 
 func (a sockAddr) as(ids *kernel.IDs, fn func() error) error {
-	t := kernel.Thread{IDs: ids}
+	t := kernel.Thread{IDs: ids, Root: a.root}
 	if a.relative() {
 		if a.dir == "" {
 			return fmt.Errorf("relative socket name %s without its directory", a.name)
@@ -104,7 +128,11 @@ func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
 		return os.NewSyscallError("socket", err)
 	}
 	defer unix.Close(l)
-	done, err := bindTemp(l, addrOf(acc))
+	at, err := r.addrOf(acc)
+	if err != nil {
+		return err
+	}
+	done, err := bindTemp(l, at)
 	if err != nil {
 		return fmt.Errorf("a listener for the connection accepted on %s: %w", acc.SockName, err)
 	}
@@ -113,7 +141,7 @@ func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
 	if err := asPeerCred(cli, func() error { return os.NewSyscallError("listen", unix.Listen(l, 1)) }); err != nil {
 		return err
 	}
-	c, err := r.clientLocked(cli, addrOf(acc), acc)
+	c, err := r.clientLocked(cli, at, acc)
 	if err != nil {
 		return fmt.Errorf("connection accepted on %s: %w", acc.SockName, err)
 	}
@@ -130,6 +158,10 @@ func (r *Restorer) prepareAcceptedLocked(acc *image.FD) error {
 // connections waiting in the backlog are queued (accept takes the oldest).
 func (r *Restorer) acceptedByLocked(rec *image.FD) error {
 	l := RawFD(r.files[rec.Desc])
+	at, err := r.addrOf(rec)
+	if err != nil {
+		return err
+	}
 	for _, id := range r.order {
 		acc := r.descs[id]
 		if acc.Kind != image.FDUnix || !acc.SockAccepted || acc.SockListener != rec.Desc || r.files[id] != nil {
@@ -143,7 +175,7 @@ func (r *Restorer) acceptedByLocked(rec *image.FD) error {
 			r.files[acc.Desc], r.files[cli.Desc] = a, c
 			continue
 		}
-		c, err := r.clientLocked(cli, addrOf(rec), acc)
+		c, err := r.clientLocked(cli, at, acc)
 		if err != nil {
 			return fmt.Errorf("a connection it accepted: %w", err)
 		}
@@ -170,11 +202,14 @@ func (r *Restorer) clientLocked(cli *image.FD, a sockAddr, acc *image.FD) (int, 
 		return -1, os.NewSyscallError("socket", err)
 	}
 	if cli.SockName != "" {
-		if err := bindAgain(c, addrOf(cli)); err != nil {
+		own, err := r.addrOf(cli)
+		if err == nil {
+			err = bindAgain(c, own)
+		}
+		if err != nil {
 			unix.Close(c)
 			return -1, fmt.Errorf("client bound to %s: %w", cli.SockName, err)
 		}
-		r.ghostLocked(cli)
 	}
 	var ids *kernel.IDs
 	switch {
@@ -196,6 +231,10 @@ func (r *Restorer) clientLocked(cli *image.FD, a sockAddr, acc *image.FD) (int, 
 // waited in listener rec's backlog. (Dumper.Finish refused those that had
 // sent data: it sits in a socket no system call reads.)
 func (r *Restorer) pendingLocked(rec *image.FD) error {
+	at, err := r.addrOf(rec)
+	if err != nil {
+		return err
+	}
 	for _, id := range rec.SockPending {
 		cli := r.descs[id]
 		if cli == nil || cli.Kind != image.FDUnix {
@@ -204,7 +243,7 @@ func (r *Restorer) pendingLocked(rec *image.FD) error {
 		if r.files[id] != nil {
 			return fmt.Errorf("the client %s waiting in the backlog was made before its listener", id)
 		}
-		c, err := r.clientLocked(cli, addrOf(rec), nil)
+		c, err := r.clientLocked(cli, at, nil)
 		if err != nil {
 			return fmt.Errorf("connection waiting in the backlog: %w", err)
 		}
@@ -241,7 +280,10 @@ func (r *Restorer) connectDgramsLocked() error {
 		fd := RawFD(r.files[rec.Desc])
 		to := sockAddr{name: rec.SockPeerName}
 		if peer := r.descs[rec.SockPeer]; rec.SockPeer != "" && peer != nil {
-			to = addrOf(peer)
+			var err error
+			if to, err = r.addrOf(peer); err != nil {
+				return err
+			}
 		}
 		if to.name != "" {
 			if err := connectTo(fd, to, nil); err != nil {
@@ -276,7 +318,10 @@ func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error 
 			done()
 		}
 	}()
-	to := addrOf(rec)
+	to, err := r.addrOf(rec)
+	if err != nil {
+		return err
+	}
 	for i, m := range rec.SockQueue {
 		from := ""
 		if rec.SockFrom != nil {
@@ -292,7 +337,7 @@ func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error 
 				if from != "" {
 					// A relative name is taken to live where the
 					// receiver's does (Dumper.Finish refused others).
-					done, err := bindTemp(fd, sockAddr{from, rec.SockDir})
+					done, err := bindTemp(fd, sockAddr{name: from, dir: rec.SockDir})
 					if err != nil {
 						return fmt.Errorf("a sender at %s for datagram %d: %w", from, i, err)
 					}
@@ -385,33 +430,18 @@ func removeSocketFile(name string, st unix.Stat_t) error {
 	return os.NewSyscallError("unlink", unix.Unlink(name))
 }
 
-// ghostLocked notes that the file of socket rec, just bound, goes once
-// everything that connects by its name has (SockGone; Prepare's end).
-func (r *Restorer) ghostLocked(rec *image.FD) {
-	if !rec.SockGone {
-		return
-	}
-	var st unix.Stat_t
-	if unix.Lstat(rec.SockName, &st) == nil {
-		r.ghosts = append(r.ghosts, ghost{rec.SockName, st})
-	}
-}
-
-// ghost is the socket file of a socket whose file had been removed.
-type ghost struct {
-	name string
-	st   unix.Stat_t
-}
-
-// removeGhostsLocked removes the files of the sockets that had none.
+// removeGhostsLocked removes the scratch roots of the sockets whose file
+// had been removed, once every connection by name is made: they stay
+// bound to files no path leads to, as they were.
 func (r *Restorer) removeGhostsLocked() error {
-	for _, g := range r.ghosts {
-		if err := removeSocketFile(g.name, g.st); err != nil {
-			return fmt.Errorf("remove the file of socket %s again: %w", g.name, err)
+	var errs []error
+	for id, root := range r.ghostRoots {
+		if err := os.RemoveAll(root); err != nil {
+			errs = append(errs, fmt.Errorf("remove the scratch root of %s: %w", id, err))
 		}
+		delete(r.ghostRoots, id)
 	}
-	r.ghosts = nil
-	return nil
+	return errors.Join(errs...)
 }
 
 // socketFileLive tells whether some socket is bound to the socket file st.

@@ -421,9 +421,9 @@ type FD struct {
 	SockBacklog int    `json:"sock_backlog,omitempty"`
 	// SockDir is the directory a relative SockName is bound in (the
 	// name stays relative: getsockname reports it so). SockGone marks a
-	// socket whose file was removed while it stayed bound: restore binds
-	// it again and removes the file once everything that connects by the
-	// name has.
+	// socket whose file was removed (or whose path now leads elsewhere)
+	// while it stayed bound: restore binds it under a scratch root, with
+	// the same name and no file at the path.
 	SockDir  string `json:"sock_dir,omitempty"`
 	SockGone bool   `json:"sock_gone,omitempty"`
 	// SockRights are the files in flight in the queue (SCM_RIGHTS): for

@@ -10,6 +10,11 @@ import (
 
 // Thread says how OnThread prepares the OS thread fn runs on.
 type Thread struct {
+	// Root, if set, is the thread's root directory (chroot: needs
+	// CAP_SYS_CHROOT), for binding a unix socket to a name whose path
+	// must not be made in the real file system: the name is the string
+	// bind is given, the file lives under Root.
+	Root string
 	// Dir, if set, is the thread's working directory, for system calls
 	// that take a path relative to it and nothing else (a unix socket
 	// bound to a relative name is reached only from its directory). The
@@ -34,7 +39,7 @@ func OnThread(t Thread, fn func() error) error {
 	if t.IDs != nil && t.IDs.UID == uint32(unix.Geteuid()) && t.IDs.GID == uint32(unix.Getegid()) {
 		t.IDs = nil
 	}
-	if t.Dir == "" && t.IDs == nil {
+	if t.Root == "" && t.Dir == "" && t.IDs == nil {
 		return fn()
 	}
 	errc := make(chan error, 1)
@@ -47,10 +52,20 @@ func OnThread(t Thread, fn func() error) error {
 }
 
 func (t Thread) setUp(fn func() error) error {
-	if t.Dir != "" {
+	if t.Root != "" || t.Dir != "" {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			return fmt.Errorf("a thread of its own working directory: %w", os.NewSyscallError("unshare(CLONE_FS)", err))
 		}
+	}
+	if t.Root != "" {
+		if err := unix.Chroot(t.Root); err != nil {
+			return fmt.Errorf("enter %s as root: %w", t.Root, os.NewSyscallError("chroot", err))
+		}
+		if err := unix.Chdir("/"); err != nil {
+			return os.NewSyscallError("chdir", err)
+		}
+	}
+	if t.Dir != "" {
 		if err := unix.Chdir(t.Dir); err != nil {
 			return fmt.Errorf("enter %s: %w", t.Dir, os.NewSyscallError("chdir", err))
 		}
