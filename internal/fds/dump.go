@@ -393,11 +393,11 @@ func (d *Dumper) fillUnixLocked(log *slog.Logger, pc *procCache, ds *desc, unsup
 		// would fail with EINVAL).
 		return readSockOpts(ds.fd, r)
 	}
-	q, rights, from, err := peekSocket(ds.fd, typ)
+	q, rights, from, creds, err := peekSocket(ds.fd, typ)
 	if err != nil {
 		return fmt.Errorf("read queued data: %w", err)
 	}
-	r.SockQueue, r.SockFrom = q, from
+	r.SockQueue, r.SockFrom, r.SockCreds = q, from, creds
 	if r.SockRights, err = d.inFlightLocked(log, ds, rights); err != nil {
 		return err
 	}
@@ -929,9 +929,9 @@ func (d *Dumper) resolveUnixLocked(all []*desc) error {
 		if peer := byIno[ds.diag.Peer]; peer != nil {
 			r.SockPeer = peer.id
 			if r.SockType == unix.SOCK_DGRAM {
-				if r.SockName != "" && peer.rec.SockName == "" {
-					return refuse(ds, "bound to "+r.SockName+" and connected to an unnamed datagram socket (a socketpair end bound later)")
-				}
+				// Connected to an unnamed one: a socketpair (nothing
+				// else reaches an unnamed socket), one end bound later
+				// if this one is named (as SO_PASSCRED autobinds it).
 				continue
 			}
 			if r.SockName != "" || peer.rec.SockName != "" {

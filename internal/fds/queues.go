@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/internal/image"
 )
 
 // Reading the bytes queued in a pipe or a unix socket without consuming
@@ -121,26 +123,30 @@ func growPipe(fd, size int) error {
 // where such a read ended, with that read's files.
 //
 // from holds, for a datagram socket, the address each message was sent
-// from ("" unnamed), nil when none was named.
+// from ("" unnamed), nil when none was named. creds holds the credentials
+// queued with each message, as a receiver with SO_PASSCRED reads them
+// (nil when the socket does not pass credentials, or none came); a
+// stream read does not join bytes of different credentials, so neither
+// does an element.
 //
 // A SOCK_SEQPACKET socket whose peer is gone reports end-of-file as a
 // zero-length read; trailing zero-length records are therefore dropped.
-func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err error) {
+func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, creds []image.SockCred, err error) {
 	defer func() {
 		if err != nil {
 			closeRights(rights)
-			q, rights, from = nil, nil, nil
+			q, rights, from, creds = nil, nil, nil, nil
 		}
 	}()
 	orig, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 	if err != nil {
-		return nil, nil, nil, os.NewSyscallError("getsockopt(SO_PEEK_OFF)", err)
+		return nil, nil, nil, nil, os.NewSyscallError("getsockopt(SO_PEEK_OFF)", err)
 	}
 	setOff := func(off int) error {
 		return os.NewSyscallError("setsockopt(SO_PEEK_OFF)", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off))
 	}
 	if err := setOff(0); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer func() {
 		if e := setOff(orig); e != nil && err == nil {
@@ -149,7 +155,7 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err err
 	}()
 	inq, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
 	if err != nil {
-		return nil, nil, nil, os.NewSyscallError("ioctl(SIOCINQ)", err)
+		return nil, nil, nil, nil, os.NewSyscallError("ioctl(SIOCINQ)", err)
 	}
 
 	buf := make([]byte, max(inq, 64<<10))
@@ -158,14 +164,17 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err err
 	oob := make([]byte, unix.CmsgSpace(scmMaxFD*4)+unix.CmsgSpace(unix.SizeofUcred))
 	off, total := 0, 0
 	var stream []byte
-	hasFDs, named := false, false
-	add := func(b []byte, fds []int, sender string) {
+	hasFDs, named, credited := false, false, false
+	add := func(b []byte, fds []int, sender string, cred image.SockCred) {
 		q = append(q, b)
 		rights = append(rights, fds)
 		from = append(from, sender)
+		creds = append(creds, cred)
 		hasFDs = hasFDs || len(fds) > 0
 		named = named || sender != ""
+		credited = credited || cred.PID != 0
 	}
+	var streamCred image.SockCred // of the stream bytes gathered so far
 	for {
 		flags := unix.MSG_PEEK | unix.MSG_DONTWAIT | unix.MSG_CMSG_CLOEXEC
 		if typ != unix.SOCK_STREAM {
@@ -179,15 +188,15 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err err
 			break // queue walked to its end
 		}
 		if err != nil {
-			return q, rights, from, os.NewSyscallError("recvmsg(MSG_PEEK)", err)
+			return q, rights, from, creds, os.NewSyscallError("recvmsg(MSG_PEEK)", err)
 		}
-		fds, ferr := parseRights(oob[:oobn])
+		fds, cred, ferr := parseControl(oob[:oobn])
 		if ferr == nil && rflags&unix.MSG_CTRUNC != 0 {
 			ferr = errors.New("control data truncated")
 		}
 		if ferr != nil {
 			closeRights([][]int{fds})
-			return q, rights, from, fmt.Errorf("files in flight at byte %d of the queue: %w", total, ferr)
+			return q, rights, from, creds, fmt.Errorf("files in flight at byte %d of the queue: %w", total, ferr)
 		}
 		if n == 0 && typ == unix.SOCK_STREAM && len(fds) == 0 {
 			break // end of stream
@@ -199,15 +208,19 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err err
 			// The peek moved the offset by what fitted only; retry bigger.
 			closeRights([][]int{fds})
 			if err := setOff(off); err != nil {
-				return q, rights, from, err
+				return q, rights, from, creds, err
 			}
 			buf = make([]byte, n)
 			continue
 		}
 		if typ == unix.SOCK_STREAM {
-			stream = append(stream, buf[:n]...)
+			if len(stream) > 0 && cred != streamCred {
+				add(stream, nil, "", streamCred) // a read stops where the sender changes
+				stream = nil
+			}
+			stream, streamCred = append(stream, buf[:n]...), cred
 			if len(fds) > 0 {
-				add(stream, fds, "")
+				add(stream, fds, "", streamCred)
 				stream = nil
 			}
 		} else {
@@ -215,13 +228,13 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err err
 			if u, ok := sa.(*unix.SockaddrUnix); ok {
 				sender = u.Name
 			}
-			add(append([]byte{}, buf[:n]...), fds, sender)
+			add(append([]byte{}, buf[:n]...), fds, sender, cred)
 		}
 		off += n
 		total += n
 	}
 	if len(stream) > 0 {
-		add(stream, nil, "")
+		add(stream, nil, "", streamCred)
 	}
 	if !hasFDs {
 		rights = nil
@@ -229,7 +242,10 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, err err
 	if !named {
 		from = nil
 	}
-	return q, rights, from, nil
+	if !credited {
+		creds = nil
+	}
+	return q, rights, from, creds, nil
 }
 
 // scmMaxFD is the most files one message can carry (SCM_MAX_FD).
@@ -237,26 +253,45 @@ const scmMaxFD = 253
 
 // parseRights returns the files of the SCM_RIGHTS messages in oob.
 func parseRights(oob []byte) ([]int, error) {
+	fds, _, err := parseControl(oob)
+	return fds, err
+}
+
+// parseControl returns the files of the SCM_RIGHTS messages in oob and the
+// credentials of its SCM_CREDENTIALS (zero PID: none, or the kernel's
+// "nobody" for a message sent without them).
+func parseControl(oob []byte) (fds []int, cred image.SockCred, err error) {
 	if len(oob) == 0 {
-		return nil, nil
+		return nil, cred, nil
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return nil, fmt.Errorf("parse control data: %w", err)
+		return nil, cred, fmt.Errorf("parse control data: %w", err)
 	}
-	var fds []int
 	for i := range msgs {
-		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
+		if msgs[i].Header.Level != unix.SOL_SOCKET {
 			continue
 		}
-		got, err := unix.ParseUnixRights(&msgs[i])
-		if err != nil {
-			closeRights([][]int{fds})
-			return nil, fmt.Errorf("parse SCM_RIGHTS: %w", err)
+		switch msgs[i].Header.Type {
+		case unix.SCM_RIGHTS:
+			got, err := unix.ParseUnixRights(&msgs[i])
+			if err != nil {
+				closeRights([][]int{fds})
+				return nil, cred, fmt.Errorf("parse SCM_RIGHTS: %w", err)
+			}
+			fds = append(fds, got...)
+		case unix.SCM_CREDENTIALS:
+			uc, err := unix.ParseUnixCredentials(&msgs[i])
+			if err != nil {
+				closeRights([][]int{fds})
+				return nil, cred, fmt.Errorf("parse SCM_CREDENTIALS: %w", err)
+			}
+			if uc.Pid != 0 {
+				cred = image.SockCred{PID: uc.Pid, UID: uc.Uid, GID: uc.Gid}
+			}
 		}
-		fds = append(fds, got...)
 	}
-	return fds, nil
+	return fds, cred, nil
 }
 
 func closeRights(rights [][]int) {

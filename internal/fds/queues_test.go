@@ -164,7 +164,7 @@ func sockRecord(t *testing.T, fd int, desc, peer string, num int) image.FD {
 	}
 	fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	r := image.FD{Num: num, Desc: desc, Kind: image.FDUnix, SockType: typ, SockPeer: peer, Flags: fl}
-	if r.SockQueue, _, _, err = peekSocket(fd, typ); err != nil {
+	if r.SockQueue, _, _, _, err = peekSocket(fd, typ); err != nil {
 		t.Fatalf("peekSocket: %v", err)
 	}
 	if err := readSockOpts(fd, &r); err != nil {
@@ -285,7 +285,7 @@ func TestSocketOptions(t *testing.T) {
 				if got := get(unix.SO_PASSCRED) != 0; got != rec.SockPassCred {
 					t.Errorf("%s: SO_PASSCRED = %v, want %v", rec.Desc, got, rec.SockPassCred)
 				}
-				q, _, _, err := peekSocket(fd, tt.typ)
+				q, _, _, _, err := peekSocket(fd, tt.typ)
 				if err != nil || !slices.EqualFunc(q, rec.SockQueue, bytes.Equal) {
 					t.Errorf("%s: queue of %d messages (%v), want %d", rec.Desc, len(q), err, len(rec.SockQueue))
 				}
@@ -476,7 +476,7 @@ func TestSocketRightsRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			q, rights, _, err := peekSocket(src[0], tt.typ)
+			q, rights, _, _, err := peekSocket(src[0], tt.typ)
 			if err != nil {
 				t.Fatalf("peekSocket: %v", err)
 			}
@@ -487,7 +487,7 @@ func TestSocketRightsRoundTrip(t *testing.T) {
 			}
 			defer unix.Close(dst[0])
 			defer unix.Close(dst[1])
-			if err := sendQueue(dst[1], nil, q, rights, tt.typ); err != nil {
+			if err := sendQueue(dst[1], nil, q, rights, nil, tt.typ); err != nil {
 				t.Fatalf("sendQueue: %v", err)
 			}
 			for _, from := range []int{src[0], dst[0]} { // the original is untouched, and the copy the same
@@ -538,7 +538,7 @@ func TestPeekSenders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, _, from, err := peekSocket(srv, unix.SOCK_DGRAM)
+	_, _, from, _, err := peekSocket(srv, unix.SOCK_DGRAM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,6 +574,52 @@ func TestRightsBadImage(t *testing.T) {
 			err := r.Prepare()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Prepare: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCredsRoundTrip peeks a queue whose receiver passes credentials
+// (SO_PASSCRED): messages sent with and without them, and a stream whose
+// reads must not join bytes of different credentials; sendQueue gives a
+// fresh pair the same.
+func TestCredsRoundTrip(t *testing.T) {
+	me := image.SockCred{PID: int32(os.Getpid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	for _, typ := range []int{unix.SOCK_DGRAM, unix.SOCK_STREAM} {
+		t.Run(strconv.Itoa(typ), func(t *testing.T) {
+			src, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(src[0])
+			defer unix.Close(src[1])
+			writeAll(src[1], []byte("plain")) // before SO_PASSCRED: no credentials
+			setInt(t, src[0], unix.SO_PASSCRED, 1)
+			writeAll(src[1], []byte("cred")) // the receiver passes them: ours
+			q, _, _, creds, err := peekSocket(src[0], typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []image.SockCred{{}, me}
+			if len(q) != 2 || string(q[0]) != "plain" || string(q[1]) != "cred" || !slices.Equal(creds, want) {
+				t.Fatalf("peek: %q with credentials %v, want [plain cred] with %v", q, creds, want)
+			}
+			dst, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(dst[0])
+			defer unix.Close(dst[1])
+			if err := sendQueue(dst[1], nil, q, nil, creds, typ); err != nil {
+				t.Fatalf("sendQueue: %v", err)
+			}
+			setInt(t, dst[0], unix.SO_PASSCRED, 1)
+			q2, _, _, creds2, err := peekSocket(dst[0], typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(q, q2, bytes.Equal) || !slices.Equal(creds, creds2) {
+				t.Errorf("after sendQueue: %q with %v, want %q with %v", q2, creds2, q, creds)
 			}
 		})
 	}

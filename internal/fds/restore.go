@@ -64,11 +64,15 @@ type Restorer struct {
 	objs        map[string]*os.File  // FileID → recreated memfd / unlinked file
 	epollAt     map[string]int       // epoll Desc → pid whose numbers register its items
 	epollDone   map[string]bool
-	asyncDone   map[string]bool   // owner, signal and O_ASYNC set (Finish)
-	lateErr     map[holder]error  // why Files has no file for an fd (pidfds)
-	credPairs   []*credPair       // socketpairs Finish makes again in their creator
-	handedOut   map[int]bool      // PIDs whose Files were taken
-	inflight    map[string]bool   // Descs only socket queues hold
+	asyncDone   map[string]bool         // owner, signal and O_ASYNC set (Finish)
+	lateErr     map[holder]error        // why Files has no file for an fd (pidfds)
+	credPairs   []*credPair             // socketpairs Finish makes again in their creator
+	handedOut   map[int]bool            // PIDs whose Files were taken
+	inflight    map[string]bool         // Descs only socket queues hold
+	late        map[string]func() error // queues FillLate fills, by Desc (a pair made again replaces its entry)
+	lateOrder   []string
+	lateClose   []*os.File // peers that were closed, once their queue is filled
+	lateNow     bool
 	dgrams      []*image.FD       // named or name-connected datagram sockets (connectDgramsLocked)
 	ghostRoots  map[string]string // Desc → scratch root it is bound under (SockGone)
 	preparing   map[string]bool   // Descs whose prepare is under way
@@ -104,6 +108,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inflight []image.FD, 
 		epollDone:   make(map[string]bool),
 		handedOut:   make(map[int]bool),
 		inflight:    make(map[string]bool),
+		late:        make(map[string]func() error),
 		preparing:   make(map[string]bool),
 		ghostRoots:  make(map[string]string),
 	}
@@ -200,9 +205,11 @@ func (r *Restorer) Prepare() error {
 	if err := r.connectDgramsLocked(); err != nil {
 		return err
 	}
-	if err := r.removeGhostsLocked(); err != nil {
-		return err
-	}
+	if len(r.late) == 0 {
+		if err := r.removeGhostsLocked(); err != nil {
+			return err
+		}
+	} // else once FillLate reached them
 	if err := r.prepareCwdsLocked(); err != nil {
 		return err
 	}
@@ -547,6 +554,67 @@ func (r *Restorer) addDetachedLocked(inj Injector, epfd int, it image.EpollItem,
 		inj.Syscall(unix.SYS_CLOSE, num)
 	}
 	return addErr
+}
+
+// withoutPassCred runs fn with SO_PASSCRED off on fds, and puts it back:
+// with it on at either end the kernel gives every message the sender's
+// credentials, also the ones that came with none.
+func withoutPassCred(fds []int, fn func() error) error {
+	var on []int
+	for _, fd := range fds {
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED); err == nil && v != 0 {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 0); err != nil {
+				return os.NewSyscallError("setsockopt(SO_PASSCRED)", err)
+			}
+			on = append(on, fd)
+		}
+	}
+	err := fn()
+	for _, fd := range on {
+		if e := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); e != nil && err == nil {
+			err = os.NewSyscallError("setsockopt(SO_PASSCRED)", e)
+		}
+	}
+	return err
+}
+
+// deferLocked keeps fill for FillLate, in place of an earlier one for id.
+func (r *Restorer) deferLocked(id string, fill func() error) {
+	if _, ok := r.late[id]; !ok {
+		r.lateOrder = append(r.lateOrder, id)
+	}
+	r.late[id] = fill
+}
+
+// FillLate fills, once every process of the tree exists and before any
+// runs, the socket queues whose messages carry credentials: SCM_CREDENTIALS
+// may name only a live process. Then it closes the peers that had been
+// closed. Call it after the last Finish, before SignalIO (filling a
+// queue raises SIGIO).
+func (r *Restorer) FillLate() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lateNow = true
+	for _, id := range r.lateOrder {
+		fill := r.late[id]
+		if fill == nil {
+			continue
+		}
+		delete(r.late, id)
+		if err := fill(); err != nil {
+			h := r.first[id]
+			return fmt.Errorf("restore pid %d fd %d (%s): %w", h.pid, h.num, describe(r.descs[id]), err)
+		}
+	}
+	var errs []error
+	for _, f := range r.lateClose {
+		if err := f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	r.lateClose = nil
+	errs = append(errs, r.removeGhostsLocked())
+	return errors.Join(errs...)
 }
 
 // SignalIO gives every description its owner, signal and O_ASYNC back
@@ -1482,6 +1550,8 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 			return fmt.Errorf("listener %s did not make the connection waiting in its backlog", rec.SockPendingOn)
 		}
 		return nil
+	case dgramPair(rec, peer):
+		// A datagram socketpair, an end bound later: below.
 	case rec.SockType == unix.SOCK_DGRAM && (rec.SockPeerName != "" || peer != nil && peer.SockName != ""):
 		// Connected by name once every named socket exists
 		// (connectDgramsLocked).
@@ -1514,14 +1584,42 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 	if err != nil {
 		return err
 	}
+	// Ends bound later (SO_PASSCRED autobinds a datagram socket that
+	// sends) are bound again before the queues are filled: datagrams name
+	// their sender.
+	named := false
+	for i, end := range []*image.FD{rec, peer} {
+		if end == nil || end.SockName == "" {
+			continue
+		}
+		named = true
+		at, err := r.addrOf(end)
+		if err == nil {
+			err = bindAgain(sv[i], at)
+		}
+		if err != nil {
+			unix.Close(sv[0])
+			unix.Close(sv[1])
+			return fmt.Errorf("socketpair end bound to %s: %w", end.SockName, err)
+		}
+	}
 	if err := r.adoptPairLocked(sv, rec, peer); err != nil {
 		return err
 	}
-	// A pair made again later would leave an end in flight behind.
-	if r.byPID[rec.SockCredPID] != nil && !r.inflight[rec.Desc] && (peer == nil || !r.inflight[peer.Desc]) {
+	// A pair made again later would leave an end in flight behind, or
+	// find its name taken by the first pair.
+	if r.byPID[rec.SockCredPID] != nil && !named && !r.inflight[rec.Desc] && (peer == nil || !r.inflight[peer.Desc]) {
 		r.credPairs = append(r.credPairs, &credPair{pid: rec.SockCredPID, rec: rec, peer: peer})
 	}
 	return nil
+}
+
+// dgramPair tells whether datagram sockets rec and peer are the two ends
+// of a socketpair: connected to each other, one of them unnamed (nothing
+// but its pair can reach an unnamed socket).
+func dgramPair(rec, peer *image.FD) bool {
+	return rec.SockType == unix.SOCK_DGRAM && peer != nil && peer.SockPeer == rec.Desc &&
+		(rec.SockName == "" || peer.SockName == "")
 }
 
 // adoptPairLocked takes ownership of socketpair sv (ferry's fds), makes
@@ -1530,9 +1628,13 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 func (r *Restorer) adoptPairLocked(sv [2]int, rec, peer *image.FD) error {
 	a := r.keepLocked(sv[0], "socket")
 	b := os.NewFile(uintptr(sv[1]), "socket")
-	if peer != nil {
+	switch {
+	case peer != nil:
 		r.owned = append(r.owned, b)
-	} else {
+	case rec.SockCreds != nil:
+		r.owned = append(r.owned, b)
+		r.lateClose = append(r.lateClose, b) // once FillLate filled the queue
+	default:
 		defer b.Close() // the peer goes away as it had
 	}
 	// In place before the queues are filled: a socket may be in flight
@@ -1556,13 +1658,21 @@ func (r *Restorer) adoptPairLocked(sv [2]int, rec, peer *image.FD) error {
 }
 
 // fillQueueLocked sends rec's queued messages, and the files in flight
-// with them, from from (rec's peer, or a socket connected to it).
+// with them, from from (rec's peer, or a socket connected to it). A queue
+// with credentials is filled late (FillLate): they name live processes
+// only, and the tree's exist by then.
 func (r *Restorer) fillQueueLocked(from int, rec *image.FD) error {
+	if rec.SockCreds != nil && !r.lateNow {
+		r.deferLocked(rec.Desc, func() error {
+			return withoutPassCred([]int{from, RawFD(r.files[rec.Desc])}, func() error { return r.fillQueueLocked(from, rec) })
+		})
+		return nil
+	}
 	rights, err := r.rightsLocked(rec)
 	if err != nil {
 		return err
 	}
-	if err := sendQueue(from, nil, rec.SockQueue, rights, rec.SockType); err != nil {
+	if err := sendQueue(from, nil, rec.SockQueue, rights, rec.SockCreds, rec.SockType); err != nil {
 		return fmt.Errorf("queue %d messages again: %w", len(rec.SockQueue), err)
 	}
 	return nil
@@ -1643,18 +1753,23 @@ func shutdownAs(fd int, rec *image.FD) error {
 }
 
 // sendQueue sends q through fd (to address to when not nil: datagrams
-// only), one message per element (bytes for a stream), each with the files of rights (ferry's fds, SCM_RIGHTS; nil:
-// none). A stream element with files is written in two parts, its last
-// byte carrying them: the kernel attaches files to the first buffer of a
-// write, and a read stops at the end of the buffer that carries files,
-// with the bytes before it. When the socket buffer is too small for what
-// the original held, it is enlarged for the while (SO_SNDBUFFORCE, which
-// needs CAP_NET_ADMIN) and put back afterwards: what is queued stays
-// charged to fd, as on the original, and later writes block where they
-// would have.
-func sendQueue(fd int, to unix.Sockaddr, q [][]byte, rights [][]int, typ int) (err error) {
+// only), one message per element (bytes for a stream), each with the
+// files of rights (ferry's fds, SCM_RIGHTS; nil: none) and the
+// credentials of creds (SCM_CREDENTIALS, nil: none; a PID no process has
+// any more becomes ferry's: the kernel takes only a live one). A stream
+// element with files is written in two parts, its last byte carrying
+// them: the kernel attaches files to the first buffer of a write, and a
+// read stops at the end of the buffer that carries files, with the bytes
+// before it. When the socket buffer is too small for what the original
+// held, it is enlarged for the while (SO_SNDBUFFORCE, which needs
+// CAP_NET_ADMIN) and put back afterwards: what is queued stays charged to
+// fd, as on the original, and later writes block where they would have.
+func sendQueue(fd int, to unix.Sockaddr, q [][]byte, rights [][]int, creds []image.SockCred, typ int) (err error) {
 	if rights != nil && len(rights) != len(q) {
 		return fmt.Errorf("%d messages but files for %d", len(q), len(rights))
+	}
+	if creds != nil && len(creds) != len(q) {
+		return fmt.Errorf("%d messages but credentials for %d", len(q), len(creds))
 	}
 	orig := 0
 	defer func() {
@@ -1666,44 +1781,61 @@ func sendQueue(fd int, to unix.Sockaddr, q [][]byte, rights [][]int, typ int) (e
 		}
 	}()
 	for i, m := range q {
-		var oob []byte
+		var files, cred []byte
 		if rights != nil && len(rights[i]) > 0 {
-			oob = unix.UnixRights(rights[i]...)
+			files = unix.UnixRights(rights[i]...)
 			if typ == unix.SOCK_STREAM && len(m) == 0 {
 				return fmt.Errorf("message %d: files in flight without a byte to carry them", i)
 			}
 		}
+		var uc *unix.Ucred
+		if creds != nil && creds[i].PID != 0 {
+			uc = &unix.Ucred{Pid: creds[i].PID, Uid: creds[i].UID, Gid: creds[i].GID}
+			cred = unix.UnixCredentials(uc)
+		}
 		// plain: bytes of a stream element written without the files.
 		plain := len(m)
-		if oob != nil && typ == unix.SOCK_STREAM {
+		if files != nil && typ == unix.SOCK_STREAM {
 			plain = len(m) - 1
 		}
 		for sent, grown := 0, 0; ; {
 			var err error
 			switch {
-			case typ == unix.SOCK_STREAM && sent < plain:
+			case typ == unix.SOCK_STREAM && sent < plain && cred == nil:
 				var n int
 				if n, err = unix.Write(fd, m[sent:plain]); err == nil {
+					sent += n
+					continue
+				}
+			case typ == unix.SOCK_STREAM && sent < plain:
+				var n int
+				if n, err = unix.SendmsgN(fd, m[sent:plain], cred, nil, unix.MSG_DONTWAIT); err == nil {
 					sent += n
 					continue
 				}
 			case typ == unix.SOCK_STREAM && sent == len(m):
 			case typ == unix.SOCK_STREAM:
 				// The last byte, with the files.
-				if err = unix.Sendmsg(fd, m[sent:], oob, nil, unix.MSG_DONTWAIT); err == nil {
+				if err = unix.Sendmsg(fd, m[sent:], append(files, cred...), nil, unix.MSG_DONTWAIT); err == nil {
 					sent = len(m)
 					continue
 				}
 			case to == nil:
-				_, err = kernel.Sendmsg(fd, m, oob, unix.MSG_DONTWAIT)
+				_, err = kernel.Sendmsg(fd, m, append(files, cred...), unix.MSG_DONTWAIT)
 			default:
-				err = unix.Sendmsg(fd, m, oob, to, unix.MSG_DONTWAIT)
+				err = unix.Sendmsg(fd, m, append(files, cred...), to, unix.MSG_DONTWAIT)
 			}
 			if err == nil {
 				break
 			}
 			switch {
 			case err == unix.EINTR:
+				continue
+			case err == unix.ESRCH && uc != nil && uc.Pid != int32(os.Getpid()):
+				// The sender is gone: the credentials name ferry
+				// instead, with the recorded ids.
+				uc.Pid = int32(os.Getpid())
+				cred = unix.UnixCredentials(uc)
 				continue
 			case (err == unix.EAGAIN || err == unix.EMSGSIZE || err == unix.ENOBUFS) && grown < 16:
 				grown++

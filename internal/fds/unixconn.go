@@ -269,6 +269,21 @@ func (r *Restorer) connectDgramsLocked() error {
 		if len(rec.SockQueue) == 0 {
 			continue
 		}
+		if rec.SockCreds != nil {
+			// Filled late (FillLate), then connected and set up.
+			r.deferLocked(rec.Desc, func() error {
+				fds := []int{RawFD(r.files[rec.Desc])}
+				for _, fd := range senders {
+					fds = append(fds, fd)
+				}
+				err := withoutPassCred(fds, func() error { return r.fillDgramLocked(rec, senders) })
+				if err != nil {
+					return err
+				}
+				return r.connectDgramLocked(rec)
+			})
+			continue
+		}
 		if rec.SockName == "" {
 			return fmt.Errorf("unix socket %s: %d datagrams queued on an unnamed socket connected by name", rec.Desc, len(rec.SockQueue))
 		}
@@ -277,24 +292,33 @@ func (r *Restorer) connectDgramsLocked() error {
 		}
 	}
 	for _, rec := range r.dgrams {
-		fd := RawFD(r.files[rec.Desc])
-		to := sockAddr{name: rec.SockPeerName}
-		if peer := r.descs[rec.SockPeer]; rec.SockPeer != "" && peer != nil {
-			var err error
-			if to, err = r.addrOf(peer); err != nil {
-				return err
-			}
+		if _, late := r.late[rec.Desc]; late {
+			continue
 		}
-		if to.name != "" {
-			if err := connectTo(fd, to, nil); err != nil {
-				return fmt.Errorf("unix socket %s: connect to %s: %w", orUnnamed(rec.SockName), to.name, err)
-			}
-		}
-		if err := r.setupSocket(fd, rec); err != nil {
+		if err := r.connectDgramLocked(rec); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// connectDgramLocked connects datagram socket rec to its peer's name, if
+// it had one, and gives it its options.
+func (r *Restorer) connectDgramLocked(rec *image.FD) error {
+	fd := RawFD(r.files[rec.Desc])
+	to := sockAddr{name: rec.SockPeerName}
+	if peer := r.descs[rec.SockPeer]; rec.SockPeer != "" && peer != nil {
+		var err error
+		if to, err = r.addrOf(peer); err != nil {
+			return err
+		}
+	}
+	if to.name != "" {
+		if err := connectTo(fd, to, nil); err != nil {
+			return fmt.Errorf("unix socket %s: connect to %s: %w", orUnnamed(rec.SockName), to.name, err)
+		}
+	}
+	return r.setupSocket(fd, rec)
 }
 
 // fillDgramLocked sends rec's queued datagrams to its name, each from the
@@ -350,7 +374,11 @@ func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error 
 			fds = rights[i : i+1]
 		}
 		err := to.at(func() error {
-			return sendQueue(fd, &unix.SockaddrUnix{Name: to.name}, [][]byte{m}, fds, rec.SockType)
+			var creds []image.SockCred
+			if rec.SockCreds != nil {
+				creds = rec.SockCreds[i : i+1]
+			}
+			return sendQueue(fd, &unix.SockaddrUnix{Name: to.name}, [][]byte{m}, fds, creds, rec.SockType)
 		})
 		if err != nil {
 			return fmt.Errorf("datagram %d of %d from %s: %w", i+1, len(rec.SockQueue), orUnnamed(from), err)

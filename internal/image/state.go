@@ -436,6 +436,11 @@ type FD struct {
 	// came from ("" unnamed; nil: none named), which recvfrom reports and
 	// a server replies to.
 	SockFrom []string `json:"sock_from,omitempty"`
+	// SockCreds are, per element of SockQueue, the credentials queued
+	// with it (SCM_CREDENTIALS, which a receiver with SO_PASSCRED reads:
+	// the sender's, or what it sent explicitly); nil: none recorded. A
+	// zero PID means none came with that message.
+	SockCreds []SockCred `json:"sock_creds,omitempty"`
 	// SockAccepted marks a stream or seqpacket end that a listener bound
 	// to SockName accepted (the name is the listener's); its peer is the
 	// client. Restore makes the connection again through a listener at
@@ -492,6 +497,13 @@ type EpollItem struct {
 	// name it any more (closed, dup'd over): the item lives as long as
 	// the file.
 	Desc string `json:"desc,omitempty"`
+}
+
+// SockCred is struct ucred as SCM_CREDENTIALS carries it.
+type SockCred struct {
+	PID int32  `json:"pid,omitempty"`
+	UID uint32 `json:"uid,omitempty"`
+	GID uint32 `json:"gid,omitempty"`
 }
 
 // SeccompFilter is one seccomp filter of a thread: its classic BPF

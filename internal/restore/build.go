@@ -248,6 +248,11 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 			}
 		}
 	}
+	// Queues whose messages carry credentials, which may name only a
+	// live process: now that the tree exists.
+	if err := t.fr.FillLate(); err != nil {
+		return fmt.Errorf("file descriptors: %w", err)
+	}
 	// Signal-driven I/O last: its owner may be any thread of the tree.
 	if err := t.fr.SignalIO(); err != nil {
 		return fmt.Errorf("file descriptors: %w", err)
