@@ -76,6 +76,7 @@ type Restorer struct {
 	dgrams      []*image.FD       // named or name-connected datagram sockets (connectDgramsLocked)
 	ghostRoots  map[string]string // Desc → scratch root it is bound under (SockGone)
 	preparing   map[string]bool   // Descs whose prepare is under way
+	preShut     map[string]bool   // clients shut down before they connected (setupSocket leaves them)
 	setupErr    error
 }
 
@@ -110,6 +111,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inflight []image.FD, 
 		inflight:    make(map[string]bool),
 		late:        make(map[string]func() error),
 		preparing:   make(map[string]bool),
+		preShut:     make(map[string]bool),
 		ghostRoots:  make(map[string]string),
 	}
 	for _, p := range procs {
@@ -1681,8 +1683,10 @@ func (r *Restorer) fillQueueLocked(from int, rec *image.FD) error {
 // setupSocket gives unix socket fd, once its queues are filled, the
 // recorded shutdowns, file status flags and socket options.
 func (r *Restorer) setupSocket(fd int, rec *image.FD) error {
-	if err := shutdownAs(fd, rec); err != nil {
-		return err
+	if !r.preShut[rec.Desc] {
+		if err := shutdownAs(fd, rec); err != nil {
+			return err
+		}
 	}
 	if err := r.setStatusFlags(fd, rec.Flags); err != nil {
 		return err
@@ -1734,13 +1738,17 @@ func (r *Restorer) setBufSize(fd int, name string, opt, force, want int) error {
 }
 
 func shutdownAs(fd int, rec *image.FD) error {
+	return shutdownBits(fd, rec.SockShutRD, rec.SockShutWR)
+}
+
+func shutdownBits(fd int, rd, wr bool) error {
 	how := -1
 	switch {
-	case rec.SockShutRD && rec.SockShutWR:
+	case rd && wr:
 		how = unix.SHUT_RDWR
-	case rec.SockShutRD:
+	case rd:
 		how = unix.SHUT_RD
-	case rec.SockShutWR:
+	case wr:
 		how = unix.SHUT_WR
 	}
 	if how < 0 {

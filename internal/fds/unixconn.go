@@ -211,6 +211,20 @@ func (r *Restorer) clientLocked(cli *image.FD, a sockAddr, acc *image.FD) (int, 
 			return -1, fmt.Errorf("client bound to %s: %w", cli.SockName, err)
 		}
 	}
+	if acc != nil {
+		// A shutdown of a stream end reaches its peer too (a read
+		// shutdown shuts the peer's writes): what the client has and the
+		// accepted end does not explain it did before connecting, and
+		// the accepted end's own shutdown, after, gives the client the
+		// rest.
+		rd := cli.SockShutRD && !acc.SockShutWR
+		wr := cli.SockShutWR && !acc.SockShutRD
+		if err := shutdownBits(c, rd, wr); err != nil {
+			unix.Close(c)
+			return -1, err
+		}
+		r.preShut[cli.Desc] = true
+	}
 	var ids *kernel.IDs
 	switch {
 	case acc != nil:
