@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -422,7 +423,7 @@ func bindTempHere(fd int, name string) (func() error, error) {
 	nothing := func() error { return nil }
 	sa := &unix.SockaddrUnix{Name: name}
 	if strings.HasPrefix(name, "@") {
-		if err := unix.Bind(fd, sa); err != nil {
+		if err := bindAbstract(fd, sa); err != nil {
 			if err == unix.EADDRINUSE {
 				return nil, fmt.Errorf("the abstract name %s is in use by a socket outside the restored tree", name)
 			}
@@ -511,7 +512,11 @@ func bindAgain(fd int, a sockAddr) error {
 func bindAgainHere(fd int, name string) error {
 	sa := &unix.SockaddrUnix{Name: name}
 	if strings.HasPrefix(name, "@") {
-		return os.NewSyscallError("bind", unix.Bind(fd, sa))
+		err := bindAbstract(fd, sa)
+		if err == unix.EADDRINUSE {
+			return fmt.Errorf("the abstract name %s is in use by a socket outside the restored tree: %w", name, os.NewSyscallError("bind", err))
+		}
+		return os.NewSyscallError("bind", err)
 	}
 	var st unix.Stat_t
 	stale := unix.Lstat(name, &st) == nil
@@ -535,4 +540,22 @@ func bindAgainHere(fd int, name string) error {
 		}
 	}
 	return nil
+}
+
+// bindAbstract binds fd to abstract name sa. The checkpointed sockets may
+// still hold the name after their process was killed: sockets in flight
+// in each other's queues (a cycle) go only when the kernel's unix garbage
+// collector runs, which the close of some unix socket starts (in the
+// background). So a name in use is tried again for a while, starting the
+// collector each time.
+func bindAbstract(fd int, sa *unix.SockaddrUnix) error {
+	err := unix.Bind(fd, sa)
+	for wait := time.Millisecond; err == unix.EADDRINUSE && wait < 2*time.Second; wait *= 2 {
+		if s, e := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); e == nil {
+			unix.Close(s) // unix_release_sock runs the collector when files are in flight
+		}
+		time.Sleep(wait)
+		err = unix.Bind(fd, sa)
+	}
+	return err
 }
