@@ -496,10 +496,6 @@ func checkInFlight(ds *desc) error {
 	switch ds.rec.Kind {
 	case image.FDPidfd:
 		return errors.New("a pidfd is opened once its process exists, after the queues are filled")
-	case image.FDEpoll:
-		if len(ds.ep) > 0 {
-			return fmt.Errorf("an epoll instance with %d items is filled from a process that holds it", len(ds.ep))
-		}
 	}
 	return nil
 }
@@ -692,7 +688,7 @@ func (d *Dumper) Finish(procs []*image.Process) error {
 	if err := d.resolveUnixLocked(all); err != nil {
 		return err
 	}
-	if err := d.checkEpollLocked(procs, used); err != nil {
+	if err := d.checkEpollLocked(procs, used, all); err != nil {
 		return err
 	}
 	if err := d.checkFlockHoldersLocked(all, tree); err != nil {
@@ -1041,16 +1037,23 @@ func vfsKey(d *kernel.UnixDiag) string { return fmt.Sprintf("vfs:%d:%d", d.VFSDe
 // process holding the epoll has, at the item's fd number, the file the item
 // was registered for. (Items whose fd was closed while the file stayed
 // open elsewhere cannot be re-added under their old number.)
-func (d *Dumper) checkEpollLocked(procs []*image.Process, used []*desc) error {
-	for _, ep := range used {
+func (d *Dumper) checkEpollLocked(procs []*image.Process, used, all []*desc) error {
+	for _, ep := range all {
 		if ep.rec.Kind != image.FDEpoll || len(ep.ep) == 0 {
 			continue
+		}
+		// An epoll in flight is filled by ferry itself, at the items'
+		// numbers in a table of its own: its items may watch any file
+		// of the image. One a process holds is filled by a holder.
+		candidates := used
+		if ep.inflight {
+			candidates = all
 		}
 		seen := map[int]uint64{} // items of each fd number so far: toff
 		for i, it := range ep.ep {
 			toff := seen[it.tfd]
 			seen[it.tfd]++
-			ds, err := d.epollTargetLocked(ep, it, toff, used)
+			ds, err := d.epollTargetLocked(ep, it, toff, candidates)
 			if err != nil {
 				return err
 			}
@@ -1069,11 +1072,15 @@ func (d *Dumper) checkEpollLocked(procs []*image.Process, used []*desc) error {
 func (d *Dumper) epollTargetLocked(ep *desc, it epollEntry, toff uint64, used []*desc) (*desc, error) {
 	dev := unix.Mkdev(uint32(it.sdev>>20), uint32(it.sdev&0xfffff)) // sdev is the kernel's dev_t
 	self := os.Getpid()
+	epPID, epFD := ep.pid, ep.rec.Num
+	if ep.inflight {
+		epPID, epFD = self, ep.fd // only ferry holds it
+	}
 	for _, ds := range used {
 		if ds.rec.Ino != it.ino || ds.rec.Dev != dev {
 			continue
 		}
-		same, err := kernel.KcmpEpollTfd(self, ds.fd, ep.pid, ep.rec.Num, it.tfd, toff)
+		same, err := kernel.KcmpEpollTfd(self, ds.fd, epPID, epFD, it.tfd, toff)
 		if err != nil {
 			return nil, fmt.Errorf("pid %d epoll fd %d item fd %d: %w", ep.pid, ep.rec.Num, it.tfd, err)
 		}

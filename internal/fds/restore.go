@@ -709,8 +709,8 @@ func (r *Restorer) keepLocked(fd int, name string) *os.File {
 func (r *Restorer) assignEpollLocked() error {
 	for _, id := range r.order {
 		rec := r.descs[id]
-		if rec.Kind != image.FDEpoll || len(rec.Epoll) == 0 {
-			continue
+		if rec.Kind != image.FDEpoll || len(rec.Epoll) == 0 || r.inflight[id] {
+			continue // one in flight is filled by ferry (fillEpollHereLocked)
 		}
 		// Best a holder whose fd numbers name every item's file (plain
 		// EPOLL_CTL_ADD); else any holder, when the image says which file
@@ -1502,7 +1502,42 @@ func (r *Restorer) prepareEpollLocked(rec *image.FD) error {
 		return err
 	}
 	r.files[rec.Desc] = f
+	if r.inflight[rec.Desc] && len(rec.Epoll) > 0 {
+		return r.fillEpollHereLocked(fd, rec)
+	}
 	return nil
+}
+
+// fillEpollHereLocked registers the items of an epoll instance that no
+// process holds (in flight), from ferry: on a thread of its own fd table,
+// each item's file is put at the number it was registered with (epoll
+// keys items by file and number), added, and left there; the items live
+// on with the files.
+func (r *Restorer) fillEpollHereLocked(epfd int, rec *image.FD) error {
+	for _, it := range rec.Epoll {
+		if it.Desc == "" {
+			return fmt.Errorf("epoll in flight: the item registered as fd %d does not say which file it watches", it.FD)
+		}
+		if err := r.prepareDescLocked(it.Desc); err != nil {
+			return err
+		}
+		if r.files[it.Desc] == nil {
+			return fmt.Errorf("epoll in flight: the file of the item registered as fd %d (%s) was not made", it.FD, describe(r.descs[it.Desc]))
+		}
+	}
+	return kernel.OnThread(kernel.Thread{OwnFiles: true}, func() error {
+		for _, it := range rec.Epoll {
+			if err := unix.Dup3(RawFD(r.files[it.Desc]), it.FD, unix.O_CLOEXEC); err != nil {
+				return fmt.Errorf("epoll in flight: put its item's file at fd %d: %w", it.FD, os.NewSyscallError("dup3", err))
+			}
+			// epoll_data is Fd (low half) and Pad (high half) here.
+			ev := unix.EpollEvent{Events: it.Events, Fd: int32(uint32(it.Data)), Pad: int32(uint32(it.Data >> 32))}
+			if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, it.FD, &ev); err != nil {
+				return fmt.Errorf("epoll in flight: add fd %d (events %#x): %w", it.FD, it.Events, os.NewSyscallError("epoll_ctl", err))
+			}
+		}
+		return nil
+	})
 }
 
 // prepareUnixLocked recreates a unix socket and, with it, its peer: a new
@@ -1608,12 +1643,29 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 	if err := r.adoptPairLocked(sv, rec, peer); err != nil {
 		return err
 	}
-	// A pair made again later would leave an end in flight behind, or
-	// find its name taken by the first pair.
-	if r.byPID[rec.SockCredPID] != nil && !named && !r.inflight[rec.Desc] && (peer == nil || !r.inflight[peer.Desc]) {
+	// A pair made again later would leave an end in flight, or watched
+	// by an epoll in flight, behind, or find its name taken by the first
+	// pair.
+	if r.byPID[rec.SockCredPID] != nil && !named && !r.pinnedLocked(rec) && (peer == nil || !r.pinnedLocked(peer)) {
 		r.credPairs = append(r.credPairs, &credPair{pid: rec.SockCredPID, rec: rec, peer: peer})
 	}
 	return nil
+}
+
+// pinnedLocked tells whether something that is not an fd refers to rec's
+// description: it is in flight, or an epoll in flight watches it.
+func (r *Restorer) pinnedLocked(rec *image.FD) bool {
+	if r.inflight[rec.Desc] {
+		return true
+	}
+	for id := range r.inflight {
+		for _, it := range r.descs[id].Epoll {
+			if it.Desc == rec.Desc {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // dgramPair tells whether datagram sockets rec and peer are the two ends

@@ -21,6 +21,10 @@ type Thread struct {
 	// thread stops sharing the process's working directory
 	// (unshare(CLONE_FS)): the process's own never changes.
 	Dir string
+	// OwnFiles gives the thread a copy of the process's fd table
+	// (unshare(CLONE_FILES)): it may put files at numbers the process
+	// uses, and its table goes with it.
+	OwnFiles bool
 	// IDs, if set, are the thread's effective uid and gid, for system
 	// calls whose result records who made them (SO_PEERCRED keeps the
 	// effective ids of whoever called connect, listen or socketpair).
@@ -39,7 +43,7 @@ func OnThread(t Thread, fn func() error) error {
 	if t.IDs != nil && t.IDs.UID == uint32(unix.Geteuid()) && t.IDs.GID == uint32(unix.Getegid()) {
 		t.IDs = nil
 	}
-	if t.Root == "" && t.Dir == "" && t.IDs == nil {
+	if t.Root == "" && t.Dir == "" && t.IDs == nil && !t.OwnFiles {
 		return fn()
 	}
 	errc := make(chan error, 1)
@@ -52,6 +56,11 @@ func OnThread(t Thread, fn func() error) error {
 }
 
 func (t Thread) setUp(fn func() error) error {
+	if t.OwnFiles {
+		if err := unix.Unshare(unix.CLONE_FILES); err != nil {
+			return fmt.Errorf("a thread of its own fd table: %w", os.NewSyscallError("unshare(CLONE_FILES)", err))
+		}
+	}
 	if t.Root != "" || t.Dir != "" {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			return fmt.Errorf("a thread of its own working directory: %w", os.NewSyscallError("unshare(CLONE_FS)", err))

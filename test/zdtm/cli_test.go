@@ -123,7 +123,6 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_mqueue", 10, "posix message queue"},
 		{"fd_unix_listen_pending_data", 11, "unix socket"},
 		{"fd_unix_zd_lclosed", 10, "unix socket"},
-		{"fd_unix_zd_scmep", 21, "epoll in flight"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}
