@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -77,6 +78,7 @@ type Restorer struct {
 	ghostRoots  map[string]string // Desc → scratch root it is bound under (SockGone)
 	preparing   map[string]bool   // Descs whose prepare is under way
 	preShut     map[string]bool   // clients shut down before they connected (setupSocket leaves them)
+	pidMap      map[int]int       // image PID or TID → the one it has now (MapPID)
 	setupErr    error
 }
 
@@ -112,6 +114,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inflight []image.FD, 
 		late:        make(map[string]func() error),
 		preparing:   make(map[string]bool),
 		preShut:     make(map[string]bool),
+		pidMap:      make(map[int]int),
 		ghostRoots:  make(map[string]string),
 	}
 	for _, p := range procs {
@@ -492,9 +495,10 @@ func (r *Restorer) FileErr(pid, num int) error {
 // preparePidfdLocked opens the pidfd rec names, once its process exists.
 func (r *Restorer) preparePidfdLocked(rec *image.FD) error {
 	flags := rec.Flags & (unix.O_NONBLOCK | unix.O_EXCL) // PIDFD_NONBLOCK, PIDFD_THREAD
-	fd, err := unix.PidfdOpen(rec.PidfdPID, flags)
+	pid := r.pidLocked(rec.PidfdPID)
+	fd, err := unix.PidfdOpen(pid, flags)
 	if err != nil {
-		return fmt.Errorf("pidfd_open(%d, %#x): %w", rec.PidfdPID, flags, err)
+		return fmt.Errorf("pidfd_open(%d, %#x): %w", pid, flags, err)
 	}
 	unix.CloseOnExec(fd)
 	r.files[rec.Desc] = r.keepLocked(fd, "anon_inode:[pidfd]")
@@ -558,6 +562,20 @@ func (r *Restorer) addDetachedLocked(inj Injector, epfd int, it image.EpollItem,
 	return addErr
 }
 
+// credsLocked returns rec's queued credentials with the PIDs they have now.
+func (r *Restorer) credsLocked(rec *image.FD) []image.SockCred {
+	if rec.SockCreds == nil || len(r.pidMap) == 0 {
+		return rec.SockCreds
+	}
+	out := slices.Clone(rec.SockCreds)
+	for i := range out {
+		if out[i].PID != 0 {
+			out[i].PID = int32(r.pidLocked(int(out[i].PID)))
+		}
+	}
+	return out
+}
+
 // withoutPassCred runs fn with SO_PASSCRED off on fds, and puts it back:
 // with it on at either end the kernel gives every message the sender's
 // credentials, also the ones that came with none.
@@ -578,6 +596,26 @@ func withoutPassCred(fds []int, fn func() error) error {
 		}
 	}
 	return err
+}
+
+// MapPID tells the Restorer that the process or thread the image calls
+// old is now new (a restore that could not keep PIDs: --new-pids), for
+// what names one by number: pidfds, owners of signal-driven I/O,
+// credentials queued with socket messages.
+func (r *Restorer) MapPID(old, new int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old != new {
+		r.pidMap[old] = new
+	}
+}
+
+// pidLocked returns the number image PID (or TID) old has now.
+func (r *Restorer) pidLocked(old int) int {
+	if n, ok := r.pidMap[old]; ok {
+		return n
+	}
+	return old
 }
 
 // deferLocked keeps fill for FillLate, in place of an earlier one for id.
@@ -648,7 +686,7 @@ func (r *Restorer) signalIOLocked(p *image.Process) error {
 			}
 		}
 		if rec.OwnerPID != 0 {
-			o := kernel.FOwnerEx{Type: int32(rec.OwnerType), PID: int32(rec.OwnerPID)}
+			o := kernel.FOwnerEx{Type: int32(rec.OwnerType), PID: int32(r.pidLocked(rec.OwnerPID))}
 			if err := kernel.SetOwnerEx(raw, o); err != nil {
 				return fmt.Errorf("pid %d fd %d: owner type %d id %d: %w", p.PID, fd.Num, rec.OwnerType, rec.OwnerPID, err)
 			}
@@ -1726,7 +1764,7 @@ func (r *Restorer) fillQueueLocked(from int, rec *image.FD) error {
 	if err != nil {
 		return err
 	}
-	if err := sendQueue(from, nil, rec.SockQueue, rights, rec.SockCreds, rec.SockType); err != nil {
+	if err := sendQueue(from, nil, rec.SockQueue, rights, r.credsLocked(rec), rec.SockType); err != nil {
 		return fmt.Errorf("queue %d messages again: %w", len(rec.SockQueue), err)
 	}
 	return nil

@@ -390,8 +390,8 @@ func (r *Restorer) fillDgramLocked(rec *image.FD, senders map[string]int) error 
 		}
 		err := to.at(func() error {
 			var creds []image.SockCred
-			if rec.SockCreds != nil {
-				creds = rec.SockCreds[i : i+1]
+			if all := r.credsLocked(rec); all != nil {
+				creds = all[i : i+1]
 			}
 			return sendQueue(fd, &unix.SockaddrUnix{Name: to.name}, [][]byte{m}, fds, creds, rec.SockType)
 		})

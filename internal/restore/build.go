@@ -357,6 +357,7 @@ func (b *builder) create() error {
 		return fmt.Errorf("clone3 in restore seed: %w", err)
 	}
 	b.pid = int(child)
+	b.fr.MapPID(b.p.PID, b.pid)
 	b.tids = []int{b.pid}
 	// The child was attached automatically; collect its first stop.
 	ws, err = ptrace.Wait(b.pid)
@@ -413,6 +414,7 @@ func (b *builder) createFrom(parent *builder) error {
 		return fmt.Errorf("clone3 child %d of %d: %w", b.p.PID, parent.p.PID, err)
 	}
 	b.pid = int(child)
+	b.fr.MapPID(b.p.PID, b.pid)
 	b.tids = []int{b.pid}
 	ws, err := ptrace.Wait(b.pid)
 	if err != nil {

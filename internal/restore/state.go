@@ -322,6 +322,7 @@ func (b *builder) threads() error {
 		in.SetScratch(b.scratch, scratchSize)
 		b.tids = append(b.tids, int(tid))
 		b.inj[int(tid)] = in
+		b.fr.MapPID(th.TID, int(tid))
 	}
 	return nil
 }
