@@ -177,8 +177,13 @@ func (c *collector) collectVMAs() error {
 			v.Kind = image.VMAVsyscall
 		case m.Name == "[uprobes]":
 			return fmt.Errorf("pid %d maps [uprobes] at %#x: %w", pid, m.Start, ErrUnsupported)
-		case m.Deleted && strings.HasPrefix(m.Path, "/SYSV"):
-			return sysvShm(pid, &m)
+		case isSysV(&m):
+			v.Kind = image.VMASysV
+			shm, err := sysvSegment(pid, &m)
+			if err != nil {
+				return err
+			}
+			v.Shm = shm
 		case m.Path == kernel.AioRingMapsPath && m.Deleted:
 			v.Kind = image.VMAAio
 			r, events, err := aioRing(pid, m.Start)
@@ -195,7 +200,7 @@ func (c *collector) collectVMAs() error {
 		default:
 			v.Kind = image.VMAFile
 		}
-		if v.Kind == image.VMASharedAnon || v.Kind == image.VMAMemfd {
+		if v.Kind == image.VMASharedAnon || v.Kind == image.VMAMemfd || v.Kind == image.VMASysV {
 			f, err := os.Open(procfs.MapFilesPath(pid, m.Start, m.End))
 			if err != nil {
 				return fmt.Errorf("open mapping %#x-%#x of %d: %w", m.Start, m.End, pid, err)
@@ -214,7 +219,7 @@ func (c *collector) collectVMAs() error {
 		}
 		c.proc.VMAs = append(c.proc.VMAs, v)
 	}
-	return nil
+	return checkSysVAttach(pid, c.proc.VMAs)
 }
 
 // collectInjected gathers what only the process itself can tell, by

@@ -150,7 +150,8 @@ const (
 	VMAVVar       = "vvar"
 	VMAVVarVclock = "vvar_vclock"
 	VMAVsyscall   = "vsyscall"
-	VMAAio        = "aio" // the ring of a Linux AIO context (io_setup)
+	VMAAio        = "aio"      // the ring of a Linux AIO context (io_setup)
+	VMASysV       = "sysv-shm" // an attached System V shared memory segment (shmat)
 )
 
 // VMA is one memory mapping, as in /proc/PID/maps plus what restore needs.
@@ -182,6 +183,9 @@ type VMA struct {
 	// AioEvents are the completed events not yet reaped (struct io_event,
 	// 32 bytes each), oldest first.
 	AioEvents []byte `json:"aio_events,omitempty"`
+	// Shm is the System V segment a VMASysV attaches (its content is the
+	// FileData of FileID); Offset is the VMA's place in it.
+	Shm *SysVShm `json:"shm,omitempty"`
 	// Flags from /proc/PID/smaps VmFlags of interest: madvise advice
 	// ("dd", "dc", "wf", "hg", "nh", "mg", "rr", "sr") and mlock ("lo",
 	// with "lf" for MLOCK_ONFAULT), "nr" (mapped MAP_NORESERVE: no
@@ -497,6 +501,24 @@ type EpollItem struct {
 	// name it any more (closed, dup'd over): the item lives as long as
 	// the file.
 	Desc string `json:"desc,omitempty"`
+}
+
+// SysVShm is a System V shared memory segment as shmctl(IPC_STAT) shows
+// it. A restore attaches the very segment when it still exists (same
+// id, key, size, creator and creation time), else makes it again under
+// the same id with the recorded content.
+type SysVShm struct {
+	ID   int    `json:"id"`
+	Key  int32  `json:"key,omitempty"` // 0: IPC_PRIVATE, or removed (IPC_RMID)
+	Size uint64 `json:"size"`
+	// Mode is the permission bits; Removed is SHM_DEST: IPC_RMID was
+	// called and the segment goes with its last detach.
+	Mode    uint32 `json:"mode"`
+	UID     uint32 `json:"uid"`
+	GID     uint32 `json:"gid"`
+	CPID    int32  `json:"cpid"`
+	Ctime   int64  `json:"ctime"`
+	Removed bool   `json:"removed,omitempty"`
 }
 
 // SockCred is struct ucred as SCM_CREDENTIALS carries it.

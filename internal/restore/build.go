@@ -48,6 +48,9 @@ type tree struct {
 	// read once (creds).
 	own     *procfs.ProcStatus
 	lastCap int
+	// segments are the System V segments the tree attaches, by id, once
+	// found or made again (sysv.go).
+	segments map[int]*segment
 }
 
 // builder reinstates one process of the tree.
@@ -88,6 +91,7 @@ type builder struct {
 // abort kills every process created so far.
 func (t *tree) abort() {
 	t.closeLazy()
+	defer t.dropSegments() // once its processes, which attach them, are gone
 	for i := len(t.procs) - 1; i >= 0; i-- {
 		b := t.procs[i]
 		b.endUffd()
@@ -237,6 +241,11 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		return err
 	}
 	phase("pages")
+	// Segments that had been removed (IPC_RMID) are removed again, now
+	// that every process of the tree has attached them.
+	if err := t.removeSegments(); err != nil {
+		return err
+	}
 	// 4. The rest of each process's state.
 	for _, b := range live {
 		steps := []func() error{b.protect, b.installFDs, b.processAttrs, b.threads,
@@ -778,6 +787,18 @@ func (b *builder) mapVMAs() error {
 		if len(v.Inherited) > 0 && b.deferred {
 			continue // inherited from the parent by fork (cow.go)
 		}
+		if v.Kind == image.VMASysV {
+			if v.Offset != 0 {
+				continue // attached with the VMA before it
+			}
+			c, err := b.shmAttachCall(i)
+			if err != nil {
+				return err
+			}
+			calls = append(calls, c)
+			vmaOf = append(vmaOf, i)
+			continue
+		}
 		prot := uint64(v.Prot)
 		if !v.Shared {
 			prot |= unix.PROT_READ | unix.PROT_WRITE
@@ -1037,7 +1058,9 @@ func (b *builder) protect() error {
 	var calls []ptrace.Call
 	var starts []uint64
 	for _, v := range b.p.VMAs {
-		if isSpecial(v.Kind) || v.Shared || v.Prot == unix.PROT_READ|unix.PROT_WRITE {
+		// An attached System V segment has the protection of its attach
+		// (shmat): each of its VMAs gets its own now.
+		if isSpecial(v.Kind) || v.Shared && v.Kind != image.VMASysV || v.Prot == unix.PROT_READ|unix.PROT_WRITE {
 			continue
 		}
 		calls = append(calls, ptrace.Call{Nr: unix.SYS_MPROTECT, Args: [6]uint64{v.Start, v.Size(), uint64(v.Prot)}})

@@ -66,8 +66,7 @@ var cases = []testCase{
 	{name: "mem_prot_none", src: "mem_prot_none.c"},
 	{name: "mem_readonly", src: "mem_readonly.c"},
 	{name: "mem_aio", src: "mem_aio.c"},
-	{name: "mem_sysv_shm", src: "mem_sysv_shm.c",
-		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "mem_sysv_shm", src: "mem_sysv_shm.c", needsTree: true},
 	// issue 7
 	{name: "mem_madvise", src: "mem_madvise.c"},
 	{name: "mem_file_offset", src: "mem_file_offset.c"},
