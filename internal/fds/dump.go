@@ -306,15 +306,22 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 		r.EventfdCount = c
 		r.EventfdSemaphore = info.fields["eventfd-semaphore"] == "1"
 	case image.FDTimerfd:
-		clock, err1 := strconv.Atoi(info.fields["clockid"])
-		ticks, err2 := strconv.ParseUint(info.fields["ticks"], 10, 64)
-		sflags, err3 := strconv.ParseUint(info.fields["settime flags"], 8, 32)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return fmt.Errorf("timerfd fdinfo: %w", err)
-		}
+		// timerfd_gettime first: the kernel counts the expirations of a
+		// periodic timer lazily, and brings ticks up to date there (or
+		// at a read); fdinfo alone would show one.
 		var its unix.ItimerSpec
 		if err := unix.TimerfdGettime(ds.fd, &its); err != nil {
 			return os.NewSyscallError("timerfd_gettime", err)
+		}
+		now, err := readFDInfo(os.Getpid(), ds.fd)
+		if err != nil {
+			return err
+		}
+		clock, err1 := strconv.Atoi(now.fields["clockid"])
+		ticks, err2 := strconv.ParseUint(now.fields["ticks"], 10, 64)
+		sflags, err3 := strconv.ParseUint(now.fields["settime flags"], 8, 32)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("timerfd fdinfo: %w", err)
 		}
 		r.TimerClock = clock
 		r.TimerTicks = ticks
