@@ -251,7 +251,20 @@ func (b *builder) signalsAndTimers() error {
 		// so the kernel's list comes out in the same order.
 		for i := len(p.PosixTimers) - 1; i >= 0; i-- {
 			t := p.PosixTimers[i]
-			sev := kernel.Sigevent{Value: t.SigevValue, Signo: int32(t.Signal), Notify: int32(t.Notify), TID: int32(t.NotifyTID)}
+			notify, tid := t.Notify, 0
+			if notify&sigevThreadID != 0 {
+				// Its thread, as numbered now; one that has exited gets no
+				// signal from it any more, as a SIGEV_NONE timer.
+				for j, th := range p.Threads {
+					if th.TID == t.NotifyTID && j < len(b.tids) {
+						tid = b.tids[j]
+					}
+				}
+				if tid == 0 {
+					notify = sigevNone
+				}
+			}
+			sev := kernel.Sigevent{Value: t.SigevValue, Signo: int32(t.Signal), Notify: int32(notify), TID: int32(tid)}
 			sevAddr, err := b.lead.ScratchAt(0, kernel.Bytes(&sev))
 			if err != nil {
 				return err
@@ -730,3 +743,9 @@ func seccompState(in *ptrace.Injector, th *image.Thread) error {
 
 // bpfMaxInsns is the longest classic BPF program (BPF_MAXINSNS).
 const bpfMaxInsns = 4096
+
+// sigev_notify values (include/uapi/asm-generic/siginfo.h).
+const (
+	sigevNone     = 1
+	sigevThreadID = 4
+)
