@@ -290,13 +290,28 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			return fmt.Errorf("F_GETPIPE_SZ: %w", err)
 		}
 		r.PipeSize = size
-		if r.Flags&unix.O_ACCMODE != unix.O_WRONLY && d.pipes[r.PipeID] == nil {
-			d.pipes[r.PipeID] = ds
-			buf, packets, err := peekPipe(ds.fd, size)
-			if err != nil {
-				return fmt.Errorf("read buffered bytes of %s: %w", ds.link, err)
+		if d.pipes[r.PipeID] == nil {
+			rfd := ds.fd
+			if r.Flags&unix.O_ACCMODE == unix.O_WRONLY && r.Kind == image.FDFIFO {
+				// A FIFO the tree holds for writing only, so far: its
+				// bytes are read through a read end of ferry's own.
+				f, err := kernel.OpenNoATime(selfFDPath(ds.fd), os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC)
+				if err != nil {
+					return fmt.Errorf("open %s for reading its buffered bytes: %w", ds.link, err)
+				}
+				defer f.Close()
+				rfd = int(RawFD(f))
+			} else if r.Flags&unix.O_ACCMODE == unix.O_WRONLY {
+				rfd = -1 // an anonymous pipe's bytes are read from its read end
 			}
-			r.Buffered, r.PipePackets = buf, packets
+			if rfd >= 0 {
+				d.pipes[r.PipeID] = ds
+				buf, packets, err := peekPipe(rfd, size)
+				if err != nil {
+					return fmt.Errorf("read buffered bytes of %s: %w", ds.link, err)
+				}
+				r.Buffered, r.PipePackets = buf, packets
+			}
 		}
 	case image.FDEventfd:
 		c, err := strconv.ParseUint(info.fields["eventfd-count"], 16, 64)
