@@ -89,6 +89,16 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 	if p.Cwd, err = procfs.Cwd(pid); err != nil {
 		return nil, err
 	}
+	root, err := procfs.Root(pid)
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasSuffix(root, " (deleted)") {
+		return nil, fmt.Errorf("pid %d is chrooted into a removed directory (%s): cannot be checkpointed yet: %w", pid, root, ErrUnsupported)
+	}
+	if root != "/" {
+		p.Root = root
+	}
 	if gone, ok := strings.CutSuffix(p.Cwd, " (deleted)"); ok {
 		var st unix.Stat_t
 		if err := unix.Stat(fmt.Sprintf("/proc/%d/cwd", pid), &st); err != nil {

@@ -232,6 +232,9 @@ func writeProcess(p printf, proc *Process, pp ProcessPages, pageSize int) {
 	if g := proc.CwdGone; g != nil {
 		p(" (deleted: stand-in mode %04o owner %d:%d)", g.Mode&0o7777, g.UID, g.GID)
 	}
+	if proc.Root != "" {
+		p("\n  root\t%s (chrooted)", proc.Root)
+	}
 	p("\n")
 	cr := proc.Creds
 	p("  creds\tuid %d/%d/%d/%d gid %d/%d/%d/%d umask %04o cap_eff %#x\n",

@@ -50,6 +50,9 @@ type Process struct {
 	// /proc link ended in " (deleted)"); Cwd is then its former path and
 	// restore enters a stand-in directory made and removed again there.
 	CwdGone *GoneDir `json:"cwd_gone,omitempty"`
+	// Root is the root directory of a process that chrooted ("": "/"), as
+	// ferry sees it; Cwd is then a path from ferry's root too.
+	Root string `json:"root,omitempty"`
 	Umask   uint32   `json:"umask"`
 	// Stopped is true when the process was in group-stop (SIGSTOP, ^Z);
 	// it is restored stopped.

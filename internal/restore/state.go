@@ -112,12 +112,35 @@ func (b *builder) chdir() error {
 	return nil
 }
 
+// chroot gives a process that had chrooted its root back, after its cwd
+// (a path from ferry's root, entered first).
+func (b *builder) chroot() error {
+	if b.p.Root == "" || b.p.Root == "/" {
+		return nil
+	}
+	addr, err := b.lead.Scratch(cstring(b.p.Root))
+	if err != nil {
+		return err
+	}
+	if _, err := b.lead.Syscall(unix.SYS_CHROOT, addr); err != nil {
+		return fmt.Errorf("chroot %s: %w", b.p.Root, err)
+	}
+	return nil
+}
+
 func cstring(s string) []byte { return append([]byte(s), 0) }
 
 func (b *builder) processAttrs() error {
 	p := b.p
-	if err := b.chdir(); err != nil {
-		return err
+	// cwd and root are its parent's when it shares them (CLONE_FS),
+	// set there already.
+	if p.FSOf == 0 {
+		if err := b.chdir(); err != nil {
+			return err
+		}
+		if err := b.chroot(); err != nil {
+			return err
+		}
 	}
 	b.lead.Syscall(unix.SYS_UMASK, uint64(p.Umask))
 	if p.THPDisable {
