@@ -245,6 +245,15 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			r.Path = strings.TrimSuffix(ds.link, deletedSuffix)
 			r.Unlinked = true
 			r.FileID = image.ObjectID(st.Dev, st.Ino)
+			if st.Nlink > 0 && st.Mode&unix.S_IFMT == unix.S_IFREG {
+				// Other links name it: the very inode is opened again
+				// where it exists (a write shows through them).
+				if h, _, err := unix.NameToHandleAt(ds.fd, "", unix.AT_EMPTY_PATH); err == nil {
+					r.Handle, r.HandleType = h.Bytes(), h.Type()
+				} else {
+					log.Warn("no file handle for an unlinked file that has other links: it comes back as a copy", "fd", r.Num, "path", r.Path, "err", err)
+				}
+			}
 			if err := fileShape(r, ds.fd, st); err != nil {
 				return err
 			}

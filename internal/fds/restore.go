@@ -18,6 +18,7 @@ import (
 
 	"ferry/internal/image"
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // Install is one fd to put into a restored process.
@@ -939,6 +940,12 @@ func (r *Restorer) objectLocked(rec *image.FD) (*os.File, error) {
 	if f := r.objs[rec.FileID]; f != nil {
 		return f, nil
 	}
+	if rec.Handle != nil {
+		if f := r.openByHandleLocked(rec); f != nil {
+			r.objs[rec.FileID] = f
+			return f, nil
+		}
+	}
 	src := r.objects[rec.FileID]
 	if src == nil {
 		return nil, fmt.Errorf("no content supplied for object %s", rec.FileID)
@@ -955,6 +962,37 @@ func (r *Restorer) objectLocked(rec *image.FD) (*os.File, error) {
 	}
 	r.objs[rec.FileID] = f
 	return f, nil
+}
+
+// openByHandleLocked opens the very inode of unlinked file rec, which
+// other links still name, by its file handle, if it exists here (same
+// device and inode: the machine of the dump); nil otherwise (the copy is
+// made instead).
+func (r *Restorer) openByHandleLocked(rec *image.FD) *os.File {
+	mounts, err := procfs.Mountinfo(os.Getpid())
+	if err != nil {
+		return nil
+	}
+	mp, err := mountOf(mounts, rec.Dev)
+	if err != nil {
+		return nil
+	}
+	mfd, err := unix.Open(mp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(mfd)
+	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(rec.HandleType, rec.Handle), unix.O_PATH|unix.O_CLOEXEC)
+	if err != nil {
+		r.log.Debug("unlinked file with other links: not here, restored as a copy", "path", rec.Path, "err", err)
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != rec.Dev || st.Ino != rec.Ino {
+		unix.Close(fd)
+		return nil
+	}
+	return r.keepLocked(fd, rec.Path)
 }
 
 // fill copies into dst the data ranges of rec (all of its size without

@@ -362,6 +362,12 @@ type FD struct {
 	// device is made again at Path as a stand-in, opened and removed.
 	Unlinked bool   `json:"unlinked,omitempty"`
 	FileID   string `json:"file_id,omitempty"`
+	// Handle is, for an unlinked regular file that other hard links
+	// still name, its file handle (name_to_handle_at; HandleType its
+	// type): where the inode still exists, restore opens that very inode
+	// by it, and falls back to the copy in FileData elsewhere.
+	Handle     []byte `json:"handle,omitempty"`
+	HandleType int32  `json:"handle_type,omitempty"`
 	// PidfdPID is the process (or, with PIDFD_THREAD in Flags, thread) a
 	// pidfd refers to.
 	PidfdPID int `json:"pidfd_pid,omitempty"`
