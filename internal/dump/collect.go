@@ -94,7 +94,7 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 		return nil, err
 	}
 	if strings.HasSuffix(root, " (deleted)") {
-		return nil, fmt.Errorf("pid %d is chrooted into a removed directory (%s): cannot be checkpointed yet: %w", pid, root, ErrUnsupported)
+		return nil, fmt.Errorf("pid %d is chrooted into a removed directory (%s): %w", pid, root, ErrUnsupported)
 	}
 	if root != "/" {
 		p.Root = root
@@ -471,7 +471,7 @@ func seccompState(th *image.Thread, st *procfs.ProcStatus) error {
 			return fmt.Errorf("seccomp filter %d: %w", i, os.NewSyscallError("ptrace(PTRACE_SECCOMP_GET_FILTER)", err))
 		}
 		if kernel.SeccompUserNotif(code) {
-			return fmt.Errorf("thread %d runs under a seccomp filter that notifies a supervisor (SECCOMP_RET_USER_NOTIF): cannot be checkpointed yet: %w",
+			return fmt.Errorf("thread %d runs under a seccomp filter that notifies a supervisor (SECCOMP_RET_USER_NOTIF): %w",
 				th.TID, ErrUnsupported)
 		}
 		flags, err := kernel.PtraceSeccompFlags(th.TID, i)

@@ -22,6 +22,7 @@ import (
 
 	"ferry/internal/fds"
 	"ferry/internal/image"
+	"ferry/internal/kernel"
 	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
 )
@@ -205,10 +206,24 @@ func Check(pid int) error {
 			return fmt.Errorf("pid %d is a kernel thread: %w", q, ErrUnsupported)
 		}
 		if st.State == 'Z' {
+			// A zombie main thread with threads still running is a
+			// live process (pthread_exit from main).
+			if ps, err := procfs.Status(q); err == nil && ps.Threads > 1 {
+				return fmt.Errorf("pid %d: its main thread has exited (pthread_exit) while %d other threads run: %w",
+					q, ps.Threads-1, ErrUnsupported)
+			}
 			if q == pid {
 				return fmt.Errorf("pid %d is a zombie", pid)
 			}
 			continue
+		}
+		if st.PPID > 0 {
+			// A child of vfork runs in its parent's memory while the
+			// parent waits, uninterruptibly, for it to exec or exit.
+			if same, err := kernel.KcmpOrder(q, st.PPID, kernel.KcmpMemory); err == nil && same == 0 {
+				return fmt.Errorf("pid %d (of the tree of %d) was made by vfork and runs in the memory of its parent %d, which waits for it to exec or exit: %w",
+					q, pid, st.PPID, ErrUnsupported)
+			}
 		}
 		if st.State == 't' {
 			return fmt.Errorf("pid %d is being traced (by a debugger?): %w", q, ErrUnsupported)

@@ -32,7 +32,7 @@ func sysvSegment(pid int, m *procfs.Mapping) (*image.SysVShm, error) {
 		return nil, fmt.Errorf("pid %d: IPC namespace: %w", pid, err)
 	}
 	if self != theirs {
-		return nil, fmt.Errorf("pid %d maps System V shared memory at %#x of another IPC namespace (%s): cannot be checkpointed yet: %w",
+		return nil, fmt.Errorf("pid %d maps System V shared memory at %#x of another IPC namespace (%s): %w",
 			pid, m.Start, theirs, ErrUnsupported)
 	}
 	id := int(m.Inode)
@@ -55,7 +55,7 @@ func checkSysVAttach(pid int, vmas []image.VMA) error {
 			continue
 		}
 		if v.Offset != 0 {
-			return fmt.Errorf("pid %d maps System V segment %d at %#x from offset %#x (partly unmapped): cannot be checkpointed yet: %w",
+			return fmt.Errorf("pid %d maps System V segment %d at %#x from offset %#x (partly unmapped): %w",
 				pid, v.Shm.ID, v.Start, v.Offset, ErrUnsupported)
 		}
 		end := v.End
@@ -65,7 +65,7 @@ func checkSysVAttach(pid int, vmas []image.VMA) error {
 			end = vmas[i].End
 		}
 		if pageUp(v.Shm.Size) != end-v.Start {
-			return fmt.Errorf("pid %d maps %#x of System V segment %d (%#x bytes) at %#x (partly unmapped): cannot be checkpointed yet: %w",
+			return fmt.Errorf("pid %d maps %#x of System V segment %d (%#x bytes) at %#x (partly unmapped): %w",
 				pid, end-v.Start, v.Shm.ID, v.Shm.Size, v.Start, ErrUnsupported)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 // kcmp types (include/uapi/linux/kcmp.h).
 const (
 	kcmpFile  = 0 // KCMP_FILE
+	kcmpVM    = 1 // KCMP_VM
 	kcmpFiles = 2 // KCMP_FILES
 	kcmpFS    = 3 // KCMP_FS
 )
@@ -25,6 +26,7 @@ const (
 const (
 	KcmpFilesTable = kcmpFiles // the fd table (CLONE_FILES)
 	KcmpFSStruct   = kcmpFS    // cwd, root and umask (CLONE_FS)
+	KcmpMemory     = kcmpVM    // the address space (CLONE_VM, vfork)
 )
 
 // KcmpFiles wraps kcmp(pid1, pid2, KCMP_FILES): it orders the fd tables of

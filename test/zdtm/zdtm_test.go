@@ -203,6 +203,29 @@ var cases = []testCase{
 	{name: "fd_unix_zd_scmcred", src: "fd_unix_zd_scmcred.c"},
 	{name: "fd_unix_zd_rcred", src: "fd_unix_zd_rcred.c"},
 	{name: "fd_unix_zd_peercred", src: "fd_unix_zd_peercred.c"},
+	// modelled on other zdtm tests (survey)
+	{name: "zd_link_hard", src: "zd_link_hard.c"},
+	{name: "zd_opath", src: "zd_opath.c"},
+	{name: "zd_opath_gone", src: "zd_opath.c", args: []string{"gone"},
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "zd_fifo_wronly", src: "zd_fifo_wronly.c"},
+	{name: "zd_timerfd_ticks", src: "zd_timerfd_ticks.c"},
+	{name: "zd_posix_overrun", src: "zd_posix_overrun.c"},
+	{name: "zd_dead_thread_timer", src: "zd_dead_thread_timer.c"},
+	{name: "zd_sigsuspend", src: "zd_sigsuspend.c"},
+	{name: "zd_growsdown", src: "zd_growsdown.c"},
+	{name: "zd_zombie_sid", src: "zd_zombie_sid.c", needsTree: true,
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "zd_leader_exit", src: "zd_leader_exit.c",
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "zd_vfork", src: "zd_vfork.c", needsTree: true,
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "zd_mlock_setuid", src: "zd_mlock_setuid.c"},
+	{name: "zd_thread_uids", src: "zd_thread_uids.c"},
+	{name: "zd_chroot", src: "zd_chroot.c"},
+	{name: "zd_flock_dup", src: "zd_flock_dup.c", needsTree: true},
+	{name: "zd_lease", src: "zd_lease.c",
+		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
@@ -896,8 +919,13 @@ func (r *run) checkAlive(when string, stopped bool) {
 			r.fatalf("pid %d in state %q %s, want stopped 'T'", r.pid, st, when)
 		}
 	} else {
-		st = r.waitState(func(s byte) bool { return s == 'R' || s == 'S' || s == 'D' }, 2*time.Second)
-		if st != 'R' && st != 'S' && st != 'D' {
+		// A main thread that exited (pthread_exit) shows 'Z' while the
+		// other threads run on: alive.
+		alive := func(s byte) bool {
+			return s == 'R' || s == 'S' || s == 'D' || s == 'Z' && statusField(r.pid, "Threads") != "1"
+		}
+		st = r.waitState(alive, 2*time.Second)
+		if !alive(st) {
 			r.fatalf("pid %d in state %q %s, want running or sleeping", r.pid, st, when)
 		}
 	}
