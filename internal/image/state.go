@@ -52,8 +52,8 @@ type Process struct {
 	CwdGone *GoneDir `json:"cwd_gone,omitempty"`
 	// Root is the root directory of a process that chrooted ("": "/"), as
 	// ferry sees it; Cwd is then a path from ferry's root too.
-	Root string `json:"root,omitempty"`
-	Umask   uint32   `json:"umask"`
+	Root  string `json:"root,omitempty"`
+	Umask uint32 `json:"umask"`
 	// Stopped is true when the process was in group-stop (SIGSTOP, ^Z);
 	// it is restored stopped.
 	Stopped bool `json:"stopped,omitempty"`
