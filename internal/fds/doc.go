@@ -37,10 +37,14 @@
 //   - eventfd (count, semaphore), timerfd (clock, remaining time,
 //     interval, unread expirations), signalfd (mask), epoll (items).
 //   - unix: socketpairs within the tree, unconnected sockets, sockets
-//     whose peer was closed; queued data is re-sent to the right end (a
-//     send buffer enlarged for that is shrunk again), then shutdowns,
-//     SO_SNDBUF, SO_RCVBUF and SO_PASSCRED are set, and a pair created by
-//     a process of the tree is made again inside it for SO_PEERCRED.
+//     whose peer was closed, sockets bound to a name (listening with the
+//     connections waiting in the backlog, accepted connections, datagram
+//     sockets connected by name); queued data is re-sent to the right end
+//     (a send buffer enlarged for that is shrunk again) with the files in
+//     flight (SCM_RIGHTS, Checkpoint.InFlight), credentials and sender
+//     addresses it carried, then shutdowns, SO_SNDBUF, SO_RCVBUF and
+//     SO_PASSCRED are set, and a pair created by a process of the tree is
+//     made again inside it for SO_PEERCRED (unixconn.go).
 //   - memfd: name, seals and content (object FileID).
 //
 // File locks, from the "lock:" lines of fdinfo (image.FD.Locks): flock
@@ -50,12 +54,17 @@
 // the target take them (F_SETLK on its own fd numbers). The checkpointed
 // processes must be gone (their locks released) before the restore: a
 // lock someone else holds fails it, naming the holder from /proc/locks.
-// Leases, mandatory locks, locks on sockets, POSIX locks owned by another
-// process sharing the fd table, and a flock taken by a live process
-// outside the tree that still holds the description are refused.
+// A lease is set again by the description's first holder (Finish), and
+// the dump never opens a leased file (that would break the lease).
+// Leases being broken, delegations, mandatory locks, locks on sockets,
+// POSIX locks owned by another process sharing the fd table, and a flock
+// taken by a live process outside the tree that still holds the
+// description are refused.
 //
-// Anything else (inet, netlink, packet sockets, bound or listening unix
-// sockets, io_uring, inotify, fanotify, pidfd, perf, bpf, userfaultfd,
-// namespaces, pty masters, leases, fds in flight) is refused with an
-// *UnsupportedError, by Check before freezing and by DumpProcess.
+// Unix sockets, with what is in flight in their queues, are in dump.go,
+// restore.go, queues.go and unixconn.go (see its comment).
+//
+// Anything else (inet, netlink, packet sockets, io_uring, perf, bpf,
+// userfaultfd, namespaces, pty masters, seccomp listeners) is refused
+// with an *UnsupportedError, by Check before freezing and by DumpProcess.
 package fds

@@ -259,7 +259,8 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			}
 			return d.addObjectLocked(r.FileID, ds.fd)
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG && r.Flags&unix.O_PATH == 0 &&
+		// Hashing opens the file: that would break a lease on it.
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && r.Flags&unix.O_PATH == 0 && !hasLease(r.Locks) &&
 			d.HashLimit >= 0 && st.Size <= d.HashLimit {
 			h, err := d.hashLocked(ds.fd, st)
 			if err != nil {
@@ -529,6 +530,15 @@ func checkInFlight(ds *desc) error {
 		return errors.New("a pidfd is opened once its process exists, after the queues are filled")
 	}
 	return nil
+}
+
+func hasLease(locks []image.FileLock) bool {
+	for _, l := range locks {
+		if l.Kind == image.LockLease {
+			return true
+		}
+	}
+	return false
 }
 
 func joinDetail(a, b string) string {

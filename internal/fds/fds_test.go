@@ -713,7 +713,6 @@ func TestCheck(t *testing.T) {
 		{"udp", "udp socket", "127.0.0.1:"},
 		{"netlink", "netlink socket", ""},
 		{"ptmx", "pty master", "/dev/ptmx"},
-		{"lease", "file lease", "LEASE READ on "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

@@ -85,8 +85,10 @@ func checkLocks(pc *procCache, num int, link, kind string, locks []lockLine) err
 			return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: l.String() + " on " + link + why}
 		}
 		switch {
+		case l.kind == "LEASE" && l.mode == "ACTIVE" && (l.typ == "READ" || l.typ == "WRITE"):
+			// Set again by the first holder (Restorer.Finish).
 		case l.kind == "LEASE" || l.kind == "DELEG":
-			return unsupported("file lease", "")
+			return unsupported("file lease", " ("+strings.ToLower(l.mode)+")")
 		case l.kind != "FLOCK" && l.kind != "POSIX" && l.kind != "OFDLCK":
 			return unsupported("file lock", "")
 		case l.mode != "ADVISORY":
@@ -111,6 +113,9 @@ func fileLock(l lockLine) image.FileLock {
 	switch l.kind {
 	case "FLOCK":
 		fl.Kind = image.LockFlock
+		return fl
+	case "LEASE":
+		fl.Kind = image.LockLease
 		return fl
 	case "OFDLCK":
 		fl.Kind = image.LockOFD

@@ -297,8 +297,8 @@ func (r *Restorer) takeDescLocksLocked() error {
 			continue // a pidfd (none are locked), or in flight in a socket that was inherited
 		}
 		for _, l := range rec.Locks {
-			if l.Kind == image.LockPOSIX {
-				continue // taken by the owner, in Finish
+			if l.Kind == image.LockPOSIX || l.Kind == image.LockLease {
+				continue // taken by the owner or first holder, in Finish
 			}
 			if l.Kind == image.LockFlock && r.byPID[l.PID] != nil {
 				continue // taken by its taker, in Finish (/proc/locks names it)
@@ -477,10 +477,38 @@ func (r *Restorer) Finish(pid int, inj Injector) error {
 	if err := r.setAsyncLocked(p, inj); err != nil {
 		return err
 	}
+	if err := r.takeLeasesLocked(p, inj); err != nil {
+		return err
+	}
 	if err := r.takeFlocksLocked(p, inj); err != nil {
 		return err
 	}
 	return r.takePosixLocksLocked(p, inj)
+}
+
+// takeLeasesLocked makes pid set again, on its own fd numbers, the leases
+// of the descriptions it is the first holder of: the kernel names the
+// setter in /proc/locks, and sends it the lease-break signal unless the
+// file has another owner (set before, by setAsyncLocked).
+func (r *Restorer) takeLeasesLocked(p *image.Process, inj Injector) error {
+	for _, fd := range p.FDs {
+		if r.first[fd.Desc] != (holder{pid: p.PID, num: fd.Num}) {
+			continue
+		}
+		for _, l := range r.descs[fd.Desc].Locks {
+			if l.Kind != image.LockLease {
+				continue
+			}
+			typ := uint64(unix.F_RDLCK)
+			if l.Type == image.LockWrite {
+				typ = unix.F_WRLCK
+			}
+			if _, err := inj.Syscall(unix.SYS_FCNTL, uint64(fd.Num), unix.F_SETLEASE, typ); err != nil {
+				return fmt.Errorf("pid %d fd %d: lease %s on %s: %w", p.PID, fd.Num, l.Type, describe(r.descs[fd.Desc]), err)
+			}
+		}
+	}
+	return nil
 }
 
 // FileErr tells why Files gave no File for fd num of pid.

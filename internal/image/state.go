@@ -584,6 +584,7 @@ const (
 	LockFlock = "flock" // flock(2): owned by the open file description
 	LockOFD   = "ofd"   // F_OFD_SETLK: owned by the open file description
 	LockPOSIX = "posix" // F_SETLK: owned by the process
+	LockLease = "lease" // F_SETLEASE: on the open file description, set by its first holder
 )
 
 // FileLock types.
@@ -594,7 +595,7 @@ const (
 
 // FileLock is one advisory file lock, as /proc/PID/fdinfo lists it.
 type FileLock struct {
-	Kind string `json:"kind"` // LockFlock, LockOFD, LockPOSIX
+	Kind string `json:"kind"` // LockFlock, LockOFD, LockPOSIX, LockLease
 	Type string `json:"type"` // LockRead (shared) or LockWrite (exclusive)
 	// Start and Length of the byte range (POSIX and OFD); Length 0 means
 	// to the end of the file, however far it grows. A flock has neither.

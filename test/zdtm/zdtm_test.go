@@ -224,8 +224,7 @@ var cases = []testCase{
 	{name: "zd_thread_uids", src: "zd_thread_uids.c"},
 	{name: "zd_chroot", src: "zd_chroot.c"},
 	{name: "zd_flock_dup", src: "zd_flock_dup.c", needsTree: true},
-	{name: "zd_lease", src: "zd_lease.c",
-		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "zd_lease", src: "zd_lease.c"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
