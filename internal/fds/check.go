@@ -189,8 +189,12 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 	if info.flags&unix.O_PATH != 0 {
 		// An O_PATH fd names a file without opening it: reopened by path
 		// whatever the file is, as long as the path still leads to it.
+		// One of a removed regular file or directory comes back on its
+		// copy or stand-in, as for other fds.
 		switch {
-		case deleted:
+		case deleted && st.Mode&unix.S_IFMT == unix.S_IFREG:
+			return image.FDFile, nil
+		case deleted && st.Mode&unix.S_IFMT != unix.S_IFDIR:
 			return "", unsupported("O_PATH fd of a deleted file", link)
 		case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 			return image.FDDir, nil

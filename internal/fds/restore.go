@@ -953,7 +953,7 @@ func (r *Restorer) prepareObjectLocked(rec *image.FD) error {
 		return err
 	}
 	f := r.keepLocked(fd, rec.Path)
-	if rec.Offset != 0 {
+	if rec.Offset != 0 && rec.Flags&unix.O_PATH == 0 {
 		if _, err := unix.Seek(fd, rec.Offset, io.SeekStart); err != nil {
 			return fmt.Errorf("seek to %d: %w", rec.Offset, err)
 		}

@@ -206,8 +206,7 @@ var cases = []testCase{
 	// modelled on other zdtm tests (survey)
 	{name: "zd_link_hard", src: "zd_link_hard.c"},
 	{name: "zd_opath", src: "zd_opath.c"},
-	{name: "zd_opath_gone", src: "zd_opath.c", args: []string{"gone"},
-		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
+	{name: "zd_opath_gone", src: "zd_opath.c", args: []string{"gone"}},
 	{name: "zd_fifo_wronly", src: "zd_fifo_wronly.c"},
 	{name: "zd_timerfd_ticks", src: "zd_timerfd_ticks.c"},
 	{name: "zd_posix_overrun", src: "zd_posix_overrun.c"},
