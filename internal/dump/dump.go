@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -391,6 +392,9 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	}()
 
 	c := &image.Checkpoint{Root: pid, PageSize: os.Getpagesize(), TimeUnixNano: frozenAt.UnixNano()}
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		c.BootID = strings.TrimSpace(string(b))
+	}
 	c.Kernel, _ = kernelRelease()
 	c.Hostname, _ = os.Hostname()
 

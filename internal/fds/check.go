@@ -228,7 +228,9 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 		return image.FDFile, nil
 	case unix.S_IFBLK:
 		if deleted {
-			return "", unsupported("deleted block device", link)
+			// A stand-in node with its number, on the machine and boot it
+			// was dumped on only (the restore checks).
+			return image.FDBlock, nil
 		}
 		return image.FDFile, nil
 	case unix.S_IFDIR:

@@ -280,7 +280,7 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			return err
 		}
 		return d.addObjectLocked(r.FileID, ds.fd)
-	case image.FDDir, image.FDChar:
+	case image.FDDir, image.FDChar, image.FDBlock:
 		r.Path = ds.link
 		if gone, ok := strings.CutSuffix(ds.link, deletedSuffix); ok && st.Nlink == 0 {
 			r.Path, r.Unlinked, r.UID, r.GID = gone, true, st.Uid, st.Gid

@@ -624,3 +624,20 @@ func TestCredsRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestRemovedBlockDeviceElsewhere: a block device opened through a node
+// since removed is not made again on another machine or boot, where its
+// number may name another disk.
+func TestRemovedBlockDeviceElsewhere(t *testing.T) {
+	rec := image.FD{Num: 44, Desc: "b", Kind: image.FDBlock, Unlinked: true, Path: "/tmp/blk",
+		Mode: unix.S_IFBLK | 0o600, Rdev: unix.Mkdev(7, 0)}
+	for _, boot := range []string{"", "another-boot"} {
+		r := NewRestorer(testLogger(t), []*image.Process{{PID: 1, FDs: []image.FD{rec}}}, nil, nil, nil)
+		r.BootID = boot
+		err := r.Prepare()
+		r.Close()
+		if err == nil || !strings.Contains(err.Error(), "machine and boot of the dump") {
+			t.Errorf("boot id %q: Prepare = %v, want a refusal naming the machine and boot", boot, err)
+		}
+	}
+}

@@ -46,6 +46,10 @@ type Injector interface {
 // (Finish).
 type Restorer struct {
 	log *slog.Logger
+	// BootID is the boot id of the machine the image was taken on
+	// (image.Checkpoint.BootID): a removed block device node is made
+	// again only on that very boot.
+	BootID string
 	// NoLiveScan forbids looking for live holders of External pipes and
 	// sockets in /proc. Set it when the image was taken on another machine:
 	// inode numbers are only meaningful where they were read.
@@ -244,6 +248,17 @@ func (r *Restorer) prepareDescLocked(id string) error {
 	}
 	var err error
 	switch rec.Kind {
+	case image.FDBlock:
+		// Only a removed node: its number names this very device on the
+		// boot of the dump only.
+		if !rec.Unlinked {
+			err = r.preparePathLocked(rec)
+		} else if r.BootID == "" || r.BootID != currentBootID() {
+			err = fmt.Errorf("block device %d:%d was opened through a node since removed: its number names a device of the machine and boot of the dump, not this one",
+				unix.Major(rec.Rdev), unix.Minor(rec.Rdev))
+		} else {
+			err = r.prepareGoneLocked(rec)
+		}
 	case image.FDFile, image.FDDir, image.FDChar:
 		switch {
 		case rec.Unlinked && rec.Kind == image.FDFile:
@@ -603,6 +618,15 @@ func (r *Restorer) credsLocked(rec *image.FD) []image.SockCred {
 		}
 	}
 	return out
+}
+
+// currentBootID returns this machine's boot id ("" if unknown).
+func currentBootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // withoutPassCred runs fn with SO_PASSCRED off on fds, and puts it back:

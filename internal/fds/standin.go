@@ -102,7 +102,7 @@ func makeStandIn(path string, mode uint32, rdev uint64, uid, gid uint32) (int, s
 	return fd, name, nil
 }
 
-// mknode makes a directory, FIFO or character device node at name.
+// mknode makes a directory, FIFO, character or block device node at name.
 func mknode(name string, mode uint32, rdev uint64) error {
 	switch mode & unix.S_IFMT {
 	case unix.S_IFDIR:
@@ -111,6 +111,8 @@ func mknode(name string, mode uint32, rdev uint64) error {
 		return unix.Mkfifo(name, 0o600)
 	case unix.S_IFCHR:
 		return unix.Mknod(name, unix.S_IFCHR|0o600, int(rdev))
+	case unix.S_IFBLK:
+		return unix.Mknod(name, unix.S_IFBLK|0o600, int(rdev))
 	}
 	return fmt.Errorf("cannot make a stand-in for a %s", fileType(mode))
 }

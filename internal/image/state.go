@@ -26,6 +26,10 @@ type Checkpoint struct {
 	PageSize int `json:"page_size"`
 	// TimeUnixNano when the process was frozen.
 	TimeUnixNano int64 `json:"time_unix_nano"`
+	// BootID is the source machine's boot id
+	// (/proc/sys/kernel/random/boot_id): a device number means the same
+	// device only on the same boot of the same machine.
+	BootID string `json:"boot_id,omitempty"`
 	// InFlight holds the full records of the open file descriptions that
 	// no process holds, only a unix socket's queue (FD.SockRights), with
 	// Num -1; they refer to each other and to the processes' by Desc.
@@ -318,6 +322,7 @@ const (
 	FDFile     = "file"     // regular file (possibly unlinked: then FileID carries content)
 	FDDir      = "dir"      // directory
 	FDChar     = "chardev"  // character device (/dev/null, /dev/zero, a tty...)
+	FDBlock    = "blockdev" // block device opened through a node that was removed (others are FDFile, by path)
 	FDPipe     = "pipe"     // anonymous pipe end
 	FDFIFO     = "fifo"     // named pipe
 	FDEventfd  = "eventfd"  // eventfd

@@ -199,6 +199,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 		return nil, errors.New("restore: Lazy and StagedLazy cannot be combined")
 	}
 	fr := fds.NewRestorer(log, c.Processes, c.InFlight, opts.Inherit, objects)
+	fr.BootID = c.BootID
 	defer fr.Close()
 	if err := fr.Prepare(); err != nil {
 		return nil, fmt.Errorf("file descriptors: %w", err)

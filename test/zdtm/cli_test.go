@@ -117,7 +117,6 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_tcp_listen", 10, "tcp"},
 		{"fd_inotify_queued", 10, "inotify"},
 		{"fd_pidfd_foreign", 10, "pidfd"},
-		{"fd_deleted_blkdev", 44, "deleted block device"},
 		{"sys_seccomp_notif", 10, "seccomp notification listener"},
 		{"fd_mqueue", 10, "posix message queue"},
 		{"fd_unix_listen_pending_data", 11, "unix socket"},

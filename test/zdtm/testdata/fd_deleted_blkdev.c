@@ -1,9 +1,9 @@
 /*
  * fd_deleted_blkdev: a block device node (7:0, loop0's numbers) opened
- * O_RDONLY and removed (fd 44). ferry refuses to checkpoint it (a stand-in
- * node would hand the restored process a disk by device number alone):
- * the dump must fail naming the pid, fd 44 and "deleted block device",
- * and leave the program running, which then passes.
+ * O_RDONLY and removed (fd 44). After restore (on the machine and boot of
+ * the dump: elsewhere a device number may name another disk, and ferry
+ * refuses to make the node there) fd 44 is still that block device,
+ * read-only, its node removed, and "blk" is not back in the work dir.
  */
 #include "zdtm.h"
 #include <sys/sysmacros.h>
@@ -24,6 +24,9 @@ int main(void)
 	zdtm_ready();
 	zdtm_wait_go();
 
-	CHECK(fstat(44, &st) == 0 && S_ISBLK(st.st_mode) && st.st_nlink == 0, "fd 44 is not the removed block device");
+	CHECK(fstat(44, &st) == 0 && S_ISBLK(st.st_mode) && st.st_nlink == 0 && st.st_rdev == makedev(7, 0),
+	      "fd 44 is not the removed block device 7:0");
+	CHECK((fcntl(44, F_GETFL) & O_ACCMODE) == O_RDONLY, "fd 44 is not read-only");
+	CHECK(access("blk", F_OK) != 0, "the removed node blk is back");
 	zdtm_finish();
 }
