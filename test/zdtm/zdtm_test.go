@@ -189,7 +189,7 @@ var cases = []testCase{
 	{name: "fd_unix_zd_unconn", src: "fd_unix_zd_unconn.c"},
 	{name: "fd_unix_zd_ghtree", src: "fd_unix_zd_ghtree.c", needsTree: true},
 	{name: "fd_unix_zd_deltree", src: "fd_unix_zd_deltree.c", needsTree: true},
-	{name: "fd_unix_zd_dirs", src: "fd_unix_zd_dirs.c"},
+	{name: "fd_unix_zd_dirs", src: "fd_unix_zd_ghosts.c", args: []string{"dirs"}},
 	{name: "fd_unix_zd_ghosts", src: "fd_unix_zd_ghosts.c"},
 	{name: "fd_unix_zd_reuse", src: "fd_unix_zd_reuse.c"},
 	{name: "fd_unix_zd_repl", src: "fd_unix_zd_repl.c"},
@@ -200,7 +200,7 @@ var cases = []testCase{
 	{name: "fd_unix_zd_scmep", src: "fd_unix_zd_scmep.c"},
 	{name: "fd_unix_zd_scmloop", src: "fd_unix_zd_scmloop.c"},
 	{name: "fd_unix_zd_scmcred", src: "fd_unix_zd_scmcred.c"},
-	{name: "fd_unix_zd_rcred", src: "fd_unix_zd_rcred.c"},
+	{name: "fd_unix_zd_rcred", src: "fd_unix_zd_scmcred.c", args: []string{"rcred"}},
 	{name: "fd_unix_zd_peercred", src: "fd_unix_zd_peercred.c"},
 	// modelled on other zdtm tests (survey)
 	{name: "zd_link_hard", src: "zd_link_hard.c"},

@@ -13,48 +13,10 @@
  * timerfd has more than 50 minutes left, X reads "to-x" and is still
  * connected to fd 40 both ways.
  */
-#include "zdtm.h"
+#include "zdtm_unix.h"
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/sysmacros.h>
 #include <sys/timerfd.h>
-
-#define MAXFDS 8
-
-static void pair(int type, int a, int b)
-{
-	int sv[2];
-
-	if (socketpair(AF_UNIX, type, 0, sv) || dup2(sv[0], a) != a || dup2(sv[1], b) != b)
-		zdtm_die("socketpair type %d", type);
-	close(sv[0]);
-	close(sv[1]);
-}
-
-/* send_fds sends one message of len bytes with nfds fds attached. */
-static void send_fds(int fd, const char *data, size_t len, const int *fds, int nfds)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * MAXFDS)];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *cm;
-
-	if (nfds > 0) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	if (sendmsg(fd, &mh, 0) != (ssize_t)len)
-		zdtm_die("sendmsg \"%.*s\" with %d fds on fd %d", (int)len, data, nfds, fd);
-}
 
 /*
  * recv_msg receives one message on fd (without blocking) and checks its
@@ -98,17 +60,6 @@ static int recv_msg(int fd, const char *want, size_t wlen, int wfds, int *fds, c
 	return nfds;
 }
 
-static void check_link(int fd, const char *want, const char *what)
-{
-	char path[64], got[256];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, got, sizeof(got) - 1);
-	got[n < 0 ? 0 : n] = 0;
-	CHECK(n > 0 && strncmp(got, want, strlen(want)) == 0, "%s (fd %d) is \"%s\", want \"%s...\"", what, fd, got, want);
-}
-
 int main(void)
 {
 	struct itimerspec its = { .it_value = { .tv_sec = 3600 } };
@@ -118,15 +69,15 @@ int main(void)
 	socklen_t l;
 
 	zdtm_init();
-	pair(SOCK_DGRAM, 20, 21);
-	pair(SOCK_SEQPACKET, 22, 23);
+	unix_pair(SOCK_DGRAM, 20, 21);
+	unix_pair(SOCK_SEQPACKET, 22, 23);
 
-	send_fds(21, "one", 3, NULL, 0);
+	send_fds(21, "one", 3, NULL, 0, 0);
 	m = memfd_create("ferry-scm", 0);
 	if (m < 0)
 		zdtm_die("memfd_create");
 	zdtm_write_all(m, "memfd-data", 10);
-	send_fds(21, "two", 3, &m, 1);
+	send_fds(21, "two", 3, &m, 1, 0);
 	close(m);
 	nul = open("/dev/null", O_WRONLY);
 	t = timerfd_create(CLOCK_MONOTONIC, 0);
@@ -134,7 +85,7 @@ int main(void)
 		zdtm_die("/dev/null, timerfd");
 	fds[0] = nul;
 	fds[1] = t;
-	send_fds(21, "", 0, fds, 2);
+	send_fds(21, "", 0, fds, 2, 0);
 	close(nul);
 	close(t);
 
@@ -143,7 +94,7 @@ int main(void)
 	close(sv[1]);
 	x = sv[0];
 	zdtm_write_all(40, "to-x", 4);
-	send_fds(23, "r1", 2, &x, 1);
+	send_fds(23, "r1", 2, &x, 1, 0);
 	close(x);
 
 	zdtm_ready();

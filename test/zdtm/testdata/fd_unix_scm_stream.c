@@ -13,47 +13,8 @@
  * received file is f.dat and shares its offset with fd 30 (3, and 5 for
  * fd 30 after reading "34" from the received fd); the eventfd reads 7.
  */
-#include "zdtm.h"
+#include "zdtm_unix.h"
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-
-#define MAXFDS 8
-
-/* send_fds sends len bytes of data through fd with nfds fds attached. */
-static void send_fds(int fd, const char *data, size_t len, const int *fds, int nfds)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * MAXFDS)];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *cm;
-
-	if (nfds > 0) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	if (sendmsg(fd, &mh, 0) != (ssize_t)len)
-		zdtm_die("sendmsg \"%.*s\" with %d fds", (int)len, data, nfds);
-}
-
-static void check_link(int fd, const char *want, const char *what)
-{
-	char path[64], got[256];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, got, sizeof(got) - 1);
-	got[n < 0 ? 0 : n] = 0;
-	CHECK(n > 0 && strncmp(got, want, strlen(want)) == 0, "%s (fd %d) is \"%s\", want \"%s...\"", what, fd, got, want);
-}
 
 int main(void)
 {
@@ -91,12 +52,12 @@ int main(void)
 	if (e < 0)
 		zdtm_die("eventfd");
 
-	send_fds(21, "abc", 3, NULL, 0);
-	send_fds(21, "d", 1, &p[0], 1);
+	send_fds(21, "abc", 3, NULL, 0, 0);
+	send_fds(21, "d", 1, &p[0], 1, 0);
 	fds[0] = 30;
 	fds[1] = e;
-	send_fds(21, "ef", 2, fds, 2);
-	send_fds(21, "tail", 4, NULL, 0);
+	send_fds(21, "ef", 2, fds, 2, 0);
+	send_fds(21, "tail", 4, NULL, 0, 0);
 	close(p[0]);
 	close(e);
 

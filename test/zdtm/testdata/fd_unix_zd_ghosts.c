@@ -1,20 +1,22 @@
 /*
- * fd_unix_zd_ghosts: fd_unix_zd_dirs with the directories left in place:
- * unix sockets bound several times to one name whose files were removed.
- * In the work dir, under u/:
+ * fd_unix_zd_ghosts: unix sockets bound several times to one name whose
+ * files were removed, and (with the argument "dirs", case fd_unix_zd_dirs)
+ * in directories that were removed. In the work dir, under u/:
  *   u/dg/sk-dt: datagram A0 bound, A1 connected to it, file removed; A2
  *     bound to the same name, A3 connected, file removed again;
  *   u/dg/sk-dtp: both ends P0, P1 of a datagram socketpair bound to it in
- *     turn, the file removed after each;
+ *     turn, the file removed after each; then ("dirs") u/dg is removed;
  *   u/st/sk-st: stream listener S0 with two accepted connections S1->S2,
  *     S3->S4; u/st/sk-sq: seqpacket listener Q0 with Q1 accepted as Q2;
- *     both files removed.
+ *     both files removed, then ("dirs") u/st is removed.
  * After restore: A1->A0, A3->A2, P1->P0 deliver (and nothing crosses
  * over: each receiver then has nothing more); S2->S1, S4->S3, Q2->Q1
  * deliver; getsockname of A0, A2, P0, P1, S0 and Q0 is their path; u/dg
- * and u/st are empty directories.
+ * and u/st are empty directories, or ("dirs") still do not exist while u
+ * does.
  * Modelled on zdtm's sk-unix01 (and sk-unix01-seqpacket), without its
- * u/sole sockets and without removing the directories.
+ * u/sole sockets (see fd_unix_zd_reuse); without "dirs" the directories
+ * are left in place.
  */
 #include "zdtm.h"
 #include <sys/socket.h>
@@ -77,11 +79,13 @@ static void gone(const char *name)
 	CHECK(lstat(p, &st) < 0 && errno == ENOENT, "%s exists again", p);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct sockaddr_un dt, dtp, sst, ssq;
 	int A[4], P[2], S[5], Q[3];
 	char p[400];
+	struct stat st;
+	int dirs = argc > 1 && strcmp(argv[1], "dirs") == 0;
 
 	zdtm_init();
 	if (!getcwd(cwd, sizeof(cwd)) || strlen(cwd) > 94)
@@ -112,6 +116,9 @@ int main(void)
 	if (bind(P[1], (struct sockaddr *)&dtp, sizeof(dtp)))
 		zdtm_die("bind P1");
 	unlink(dtp.sun_path);
+	snprintf(p, sizeof(p), "%s/u/dg", cwd);
+	if (dirs && rmdir(p))
+		zdtm_die("rmdir %s", p);
 
 	S[0] = bound(SOCK_STREAM, &sst);
 	if (listen(S[0], 16))
@@ -129,6 +136,9 @@ int main(void)
 		zdtm_die("accept");
 	unlink(sst.sun_path);
 	unlink(ssq.sun_path);
+	snprintf(p, sizeof(p), "%s/u/st", cwd);
+	if (dirs && rmdir(p))
+		zdtm_die("rmdir %s", p);
 
 	zdtm_ready();
 	zdtm_wait_go();
@@ -145,13 +155,20 @@ int main(void)
 	named(P[1], &dtp);
 	named(S[0], &sst);
 	named(Q[0], &ssq);
-	gone("u/dg/sk-dt");
-	gone("u/dg/sk-dtp");
-	gone("u/st/sk-st");
-	gone("u/st/sk-sq");
-	snprintf(p, sizeof(p), "%s/u/dg", cwd);
-	CHECK(rmdir(p) == 0, "%s is not an empty directory: %s", p, strerror(errno));
-	snprintf(p, sizeof(p), "%s/u/st", cwd);
-	CHECK(rmdir(p) == 0, "%s is not an empty directory: %s", p, strerror(errno));
+	if (dirs) {
+		gone("u/dg");
+		gone("u/st");
+		snprintf(p, sizeof(p), "%s/u", cwd);
+		CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode), "%s is gone", p);
+	} else {
+		gone("u/dg/sk-dt");
+		gone("u/dg/sk-dtp");
+		gone("u/st/sk-st");
+		gone("u/st/sk-sq");
+		snprintf(p, sizeof(p), "%s/u/dg", cwd);
+		CHECK(rmdir(p) == 0, "%s is not an empty directory: %s", p, strerror(errno));
+		snprintf(p, sizeof(p), "%s/u/st", cwd);
+		CHECK(rmdir(p) == 0, "%s is not an empty directory: %s", p, strerror(errno));
+	}
 	zdtm_finish();
 }

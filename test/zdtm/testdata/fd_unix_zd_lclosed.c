@@ -9,27 +9,18 @@
  * Modelled on zdtm's sk-unix-listen03 (sk-unix-listen01 with the client
  * closed).
  */
-#include "zdtm.h"
-#include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include "zdtm_unix.h"
 
 int main(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX }, got;
+	struct sockaddr_un sa, got;
 	socklen_t len, l;
 	char buf[8];
-	int s, c, a, v = 0;
+	int c, a, v = 0;
 	ssize_t n;
 
 	zdtm_init();
-	memcpy(sa.sun_path, "p.sock", 6);
-	len = offsetof(struct sockaddr_un, sun_path) + 6;
-	unlink("p.sock");
-	s = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (s < 0 || bind(s, (struct sockaddr *)&sa, len) || listen(s, 16) || dup2(s, 10) != 10)
-		zdtm_die("listen on p.sock");
-	close(s);
+	len = listen_on(SOCK_STREAM, "p.sock", 10, &sa);
 	c = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (c < 0 || connect(c, (struct sockaddr *)&sa, len))
 		zdtm_die("connect");

@@ -9,10 +9,7 @@
  * Modelled on zdtm's sk-unix-listen01 built for seqpacket
  * (ZDTM_UNIX_SEQPACKET).
  */
-#include "zdtm.h"
-#include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include "zdtm_unix.h"
 
 static int sotype(int fd)
 {
@@ -24,20 +21,14 @@ static int sotype(int fd)
 
 int main(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa;
 	socklen_t len, l;
 	char buf[16];
-	int s, c, a, v = 0;
+	int c, a, v = 0;
 	ssize_t n;
 
 	zdtm_init();
-	memcpy(sa.sun_path, "q.sock", 6);
-	len = offsetof(struct sockaddr_un, sun_path) + 6;
-	unlink("q.sock");
-	s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	if (s < 0 || bind(s, (struct sockaddr *)&sa, len) || listen(s, 16) || dup2(s, 10) != 10)
-		zdtm_die("listen on q.sock");
-	close(s);
+	len = listen_on(SOCK_SEQPACKET, "q.sock", 10, &sa);
 	c = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 	if (c < 0 || connect(c, (struct sockaddr *)&sa, len) || dup2(c, 11) != 11)
 		zdtm_die("connect");

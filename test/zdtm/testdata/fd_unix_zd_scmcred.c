@@ -1,25 +1,30 @@
 /*
  * fd_unix_zd_scmcred: SCM_CREDENTIALS and SCM_RIGHTS on SO_PASSCRED
- * sockets. Datagram pair 20<->21, SO_PASSCRED on both; sent from 20, in
- * order: "CREDS=1" with explicit SCM_CREDENTIALS {our pid, uid 1234, gid
- * 5678}; "FDSTORE=1" with X, one end of a stream pair whose other end Y is
- * fd 30; "FDSTORE=1" with X again; X is then closed. Datagram pair
- * 22<->23, SO_PASSCRED on both: "FDSTORE=1" from 22 with X2, then X2 and
- * its peer are closed.
- * After restore: SO_PASSCRED is still set on 20-23; 21 receives the three
- * messages in order, each with SCM_CREDENTIALS naming our pid (the first
- * with uid 1234 and gid 5678, the others with our own uid and gid), the
- * first with no fd, the others with one fd each, the same open
- * file (kcmp); what fd 30 writes X reads, and the other way round; 23
- * receives "FDSTORE=1" with creds and one fd, which reads EOF (its peer
- * is closed).
+ * sockets. Datagram pair 20<->21; sent from 20, in order: "CREDS=1" with
+ * explicit SCM_CREDENTIALS {our pid, uid 1234, gid 5678}; "FDSTORE=1" with
+ * X, one end of a stream pair whose other end Y is fd 30; "FDSTORE=1" with
+ * X again; X is then closed. Datagram pair 22<->23: "FDSTORE=1" from 22
+ * with X2, then X2 and its peer are closed.
+ * Without an argument SO_PASSCRED is set on both ends of each pair (20-23);
+ * with the argument "rcred" (case fd_unix_zd_rcred) on the receiving ends
+ * only (21 and 23), so that the unbound senders are not autobound and the
+ * credentials queued with each message are what is tested.
+ * After restore: SO_PASSCRED is still set on exactly those fds; 21
+ * receives the three messages in order, each with SCM_CREDENTIALS naming
+ * our pid (the first with uid 1234 and gid 5678, the others with our own
+ * uid and gid), the first with no fd, the others with one fd each, the
+ * same open file (kcmp); what fd 30 writes X reads, and the other way
+ * round; 23 receives "FDSTORE=1" with creds and one fd, which reads EOF
+ * (its peer is closed).
  * Modelled on zdtm's scm07 and its CLOSE_SENDER_FD and SEND_ANOTHER_FD
- * builds (scm08, scm09).
+ * builds (scm08, scm09); "rcred" with SO_PASSCRED set on one end only.
  */
 #include "zdtm.h"
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/kcmp.h>
+
+static int rcred; /* SO_PASSCRED on the receiving ends only */
 
 static void pair(int type, int a, int b)
 {
@@ -29,7 +34,8 @@ static void pair(int type, int a, int b)
 		zdtm_die("socketpair type %d", type);
 	close(sv[0]);
 	close(sv[1]);
-	if (setsockopt(a, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) || setsockopt(b, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)))
+	if ((!rcred && setsockopt(a, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on))) ||
+	    setsockopt(b, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)))
 		zdtm_die("SO_PASSCRED");
 }
 
@@ -105,15 +111,16 @@ static int recvm(int fd, const char *want, const struct ucred *wcr, int wfd, con
 	return nfds == 1 ? got : -1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct ucred explicit = { .pid = getpid(), .uid = 1234, .gid = 5678 };
 	struct ucred own = { .pid = getpid(), .uid = getuid(), .gid = getgid() };
-	int sv[2], i, x1, x2, v, pid = getpid();
+	int sv[2], i, x1, x2, v, want, pid = getpid();
 	char buf[16];
 	socklen_t l;
 	ssize_t n;
 
+	rcred = argc > 1 && strcmp(argv[1], "rcred") == 0;
 	zdtm_init();
 	pair(SOCK_DGRAM, 20, 21);
 	pair(SOCK_DGRAM, 22, 23);
@@ -136,7 +143,9 @@ int main(void)
 	for (i = 20; i <= 23; i++) {
 		v = 0;
 		l = sizeof(v);
-		CHECK(getsockopt(i, SOL_SOCKET, SO_PASSCRED, &v, &l) == 0 && v == 1, "fd %d: SO_PASSCRED %d, want 1", i, v);
+		want = rcred ? (i & 1) : 1;
+		CHECK(getsockopt(i, SOL_SOCKET, SO_PASSCRED, &v, &l) == 0 && v == want, "fd %d: SO_PASSCRED %d, want %d", i,
+		      v, want);
 	}
 	recvm(21, "CREDS=1", &explicit, 0, "fd 21 message 1");
 	x1 = recvm(21, "FDSTORE=1", &own, 1, "fd 21 message 2");

@@ -16,89 +16,9 @@
  * Modelled on zdtm's scm00, scm01 (KEEP_SENT_FD), scm03,
  * scm03-seqpacket and scm04 (SEPARATE).
  */
-#include "zdtm.h"
-#include <sys/socket.h>
+#include "zdtm_unix.h"
 #include <sys/syscall.h>
 #include <linux/kcmp.h>
-
-#define MAXFDS 8
-
-static void pair(int type, int a, int b)
-{
-	int sv[2];
-
-	if (socketpair(AF_UNIX, type, 0, sv) || dup2(sv[0], a) != a || dup2(sv[1], b) != b)
-		zdtm_die("socketpair type %d", type);
-	close(sv[0]);
-	close(sv[1]);
-}
-
-/* send_fds sends one byte with fds, in one control message or (sep) one per fd. */
-static void send_fds(int via, const int *fds, int n, int sep)
-{
-	union {
-		char buf[MAXFDS * CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	char c = 0;
-	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf };
-	struct cmsghdr *cm;
-	int i;
-
-	memset(&u, 0, sizeof(u));
-	mh.msg_controllen = sep ? n * CMSG_SPACE(sizeof(int)) : CMSG_SPACE(n * sizeof(int));
-	cm = CMSG_FIRSTHDR(&mh);
-	if (sep) {
-		for (i = 0; i < n; i++, cm = CMSG_NXTHDR(&mh, cm)) {
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &fds[i], sizeof(int));
-		}
-	} else {
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(n * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
-	}
-	if (sendmsg(via, &mh, 0) != 1)
-		zdtm_die("sendmsg %d fds on fd %d", n, via);
-}
-
-/* recv_fds receives one message on fd, checks it has want fds, returns how many it got. */
-static int recv_fds(int fd, int *fds, int want)
-{
-	union {
-		char buf[CMSG_SPACE(MAXFDS * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	char c;
-	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *cm;
-	int n = 0, k, m;
-	ssize_t r;
-
-	memset(&u, 0, sizeof(u));
-	r = recvmsg(fd, &mh, MSG_DONTWAIT);
-	if (r != 1) {
-		fail("fd %d: recvmsg gave %zd (%s), want the 1-byte message", fd, r, r < 0 ? strerror(errno) : "");
-		return 0;
-	}
-	CHECK(!(mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)), "fd %d: msg_flags %#x", fd, mh.msg_flags);
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
-			fail("fd %d: cmsg level %d type %d", fd, cm->cmsg_level, cm->cmsg_type);
-			continue;
-		}
-		m = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (k = 0; k < m && n < MAXFDS; k++)
-			memcpy(&fds[n++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-	}
-	CHECK(n == want, "fd %d: %d fds in the message, want %d", fd, n, want);
-	return n;
-}
 
 static void pipe_works(int r, int w, const char *pre, const char *what)
 {
@@ -133,10 +53,10 @@ int main(void)
 	char c;
 
 	zdtm_init();
-	pair(SOCK_DGRAM, 20, 21);
-	pair(SOCK_DGRAM, 22, 23);
-	pair(SOCK_SEQPACKET, 24, 25);
-	pair(SOCK_DGRAM, 26, 27);
+	unix_pair(SOCK_DGRAM, 20, 21);
+	unix_pair(SOCK_DGRAM, 22, 23);
+	unix_pair(SOCK_SEQPACKET, 24, 25);
+	unix_pair(SOCK_DGRAM, 26, 27);
 
 	if (pipe(p) || dup2(p[0], 30) != 30 || dup2(p[1], 31) != 31)
 		zdtm_die("pipe A");
@@ -144,20 +64,20 @@ int main(void)
 	close(p[1]);
 	fcntl(30, F_SETFL, O_NONBLOCK);
 	fds[0] = 30;
-	send_fds(21, fds, 1, 0);
+	send_byte_fds(21, fds, 1, 0);
 
 	for (i = 0; i < 2; i++) {
 		if (pipe(p))
 			zdtm_die("pipe");
 		zdtm_write_all(p[1], "inq", 3);
-		send_fds(i == 0 ? 23 : 25, p, 2, 0);
+		send_byte_fds(i == 0 ? 23 : 25, p, 2, 0);
 		close(p[0]);
 		close(p[1]);
 	}
 	if (pipe(p))
 		zdtm_die("pipe D");
 	zdtm_write_all(p[1], "inq", 3);
-	send_fds(27, p, 2, 1);
+	send_byte_fds(27, p, 2, 1);
 	close(p[0]);
 	close(p[1]);
 

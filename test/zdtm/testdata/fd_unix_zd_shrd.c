@@ -11,65 +11,8 @@
  * socket's write fails with EPIPE, both for stream and seqpacket.
  * Modelled on zdtm's sockets03 (and its seqpacket variant).
  */
-#include "zdtm.h"
+#include "zdtm_unix.h"
 #include <signal.h>
-#include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
-
-/* shut_bits returns the socket's sk_shutdown (1 RCV, 2 SEND) from sock_diag, or -1. */
-static int shut_bits(int fd)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req req;
-	} msg;
-	union {
-		char buf[8192];
-		struct nlmsghdr align;
-	} u;
-	struct stat st;
-	struct nlmsghdr *h;
-	int nl, r = -1;
-	ssize_t n;
-
-	if (fstat(fd, &st))
-		return -1;
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
-		return -1;
-	memset(&msg, 0, sizeof(msg));
-	msg.nlh.nlmsg_len = sizeof(msg);
-	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
-	msg.req.sdiag_family = AF_UNIX;
-	msg.req.udiag_states = -1;
-	msg.req.udiag_ino = st.st_ino;
-	msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0U;
-	if (send(nl, &msg, sizeof(msg), 0) != sizeof(msg) || (n = recv(nl, u.buf, sizeof(u.buf), 0)) <= 0) {
-		close(nl);
-		return -1;
-	}
-	for (h = &u.align; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-		struct unix_diag_msg *m = NLMSG_DATA(h);
-		struct rtattr *a;
-		int len;
-
-		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
-			break;
-		len = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-		for (a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
-			if (a->rta_type == UNIX_DIAG_SHUTDOWN)
-				r = *(unsigned char *)RTA_DATA(a);
-		break;
-	}
-	close(nl);
-	return r;
-}
 
 static void put(int s, int fd)
 {
@@ -80,18 +23,13 @@ static void put(int s, int fd)
 
 static void setup(int type, const char *cwd, const char *name, int l, int c, int a)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa;
+	char path[sizeof(sa.sun_path)];
 	socklen_t len;
 	int s;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", cwd, name);
-	/* as zdtm binds: the length does not count the terminating NUL */
-	len = offsetof(struct sockaddr_un, sun_path) + strlen(sa.sun_path);
-	unlink(sa.sun_path);
-	s = socket(AF_UNIX, type, 0);
-	if (s < 0 || bind(s, (struct sockaddr *)&sa, len) || listen(s, 16))
-		zdtm_die("listen on %s", sa.sun_path);
-	put(s, l);
+	snprintf(path, sizeof(path), "%s/%s", cwd, name);
+	len = listen_on(type, path, l, &sa);
 	s = socket(AF_UNIX, type, 0);
 	if (s < 0 || shutdown(s, SHUT_RD) || connect(s, (struct sockaddr *)&sa, len))
 		zdtm_die("shut down, then connect to %s", sa.sun_path);

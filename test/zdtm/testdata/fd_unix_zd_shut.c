@@ -15,75 +15,10 @@
  * reading 10, 20 (and 12, 13) gives EOF.
  * Modelled on zdtm's sockets01 (and its seqpacket variant).
  */
-#include "zdtm.h"
+#include "zdtm_unix.h"
 #include <signal.h>
-#include <sys/socket.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
 
 #define NFD 12 /* fds 10..21 */
-
-/* shut_bits returns the socket's sk_shutdown (1 RCV, 2 SEND) from sock_diag, or -1. */
-static int shut_bits(int fd)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req req;
-	} msg;
-	union {
-		char buf[8192];
-		struct nlmsghdr align;
-	} u;
-	struct stat st;
-	struct nlmsghdr *h;
-	int nl, r = -1;
-	ssize_t n;
-
-	if (fstat(fd, &st))
-		return -1;
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
-		return -1;
-	memset(&msg, 0, sizeof(msg));
-	msg.nlh.nlmsg_len = sizeof(msg);
-	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
-	msg.req.sdiag_family = AF_UNIX;
-	msg.req.udiag_states = -1;
-	msg.req.udiag_ino = st.st_ino;
-	msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0U;
-	if (send(nl, &msg, sizeof(msg), 0) != sizeof(msg) || (n = recv(nl, u.buf, sizeof(u.buf), 0)) <= 0) {
-		close(nl);
-		return -1;
-	}
-	for (h = &u.align; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-		struct unix_diag_msg *m = NLMSG_DATA(h);
-		struct rtattr *a;
-		int len;
-
-		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
-			break;
-		len = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-		for (a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
-			if (a->rta_type == UNIX_DIAG_SHUTDOWN)
-				r = *(unsigned char *)RTA_DATA(a);
-		break;
-	}
-	close(nl);
-	return r;
-}
-
-static void pair(int type, int a, int b)
-{
-	int sv[2];
-
-	if (socketpair(AF_UNIX, type, 0, sv) || dup2(sv[0], a) != a || dup2(sv[1], b) != b)
-		zdtm_die("socketpair type %d", type);
-	close(sv[0]);
-	close(sv[1]);
-}
 
 static void flows(int from, int to)
 {
@@ -119,12 +54,12 @@ int main(void)
 
 	zdtm_init();
 	signal(SIGPIPE, SIG_IGN);
-	pair(SOCK_STREAM, 10, 11);
-	pair(SOCK_STREAM, 12, 13);
-	pair(SOCK_DGRAM, 14, 15);
-	pair(SOCK_DGRAM, 16, 17);
-	pair(SOCK_DGRAM, 18, 19);
-	pair(SOCK_SEQPACKET, 20, 21);
+	unix_pair(SOCK_STREAM, 10, 11);
+	unix_pair(SOCK_STREAM, 12, 13);
+	unix_pair(SOCK_DGRAM, 14, 15);
+	unix_pair(SOCK_DGRAM, 16, 17);
+	unix_pair(SOCK_DGRAM, 18, 19);
+	unix_pair(SOCK_SEQPACKET, 20, 21);
 	if (send(18, "msg", 3, 0) != 3)
 		zdtm_die("send msg");
 	if (shutdown(10, SHUT_RD) || shutdown(12, SHUT_RDWR) || shutdown(14, SHUT_RD) || shutdown(16, SHUT_RDWR) ||
