@@ -20,12 +20,15 @@ import (
 // every page is stored for each process). Those pages go in
 // image.VMA.Inherited and are not stored for the child (writePages). A
 // child still in the session its parent left since is not marked.
-func markInherited(cols []*collector) error {
+func markInherited(cols []*collector, creators map[int]int) error {
 	byPID := map[int]*collector{}
 	for _, c := range cols {
 		byPID[c.fz.PID] = c
 	}
 	for _, c := range cols {
+		if cr, ok := creators[c.proc.PID]; ok && cr != c.proc.PPID {
+			continue // a restore forks it from a zombie leader, not its parent (image.Creators)
+		}
 		if p := byPID[c.proc.PPID]; p != nil && p != c {
 			if p.proc.SID == p.proc.PID && c.proc.SID != p.proc.PID {
 				// It stayed in the session its parent left: a restore

@@ -447,7 +447,7 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	if !opts.Lazy && opts.Precopy == nil {
 		// Only a whole image (every page in it, in process order)
 		// can restore pages shared copy-on-write by forking.
-		if err := markInherited(cols); err != nil {
+		if err := markInherited(cols, image.Creators(c.Processes)); err != nil {
 			return nil, err
 		}
 	}

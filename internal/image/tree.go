@@ -15,9 +15,10 @@ func CreationOrder(procs []*Process) []*Process {
 	if len(procs) == 0 {
 		return nil
 	}
+	creators := Creators(procs)
 	children := map[int][]*Process{}
 	for _, p := range procs[1:] {
-		children[p.PPID] = append(children[p.PPID], p)
+		children[creators[p.PID]] = append(children[creators[p.PID]], p)
 	}
 	out := make([]*Process, 0, len(procs))
 	seen := map[*Process]bool{}
@@ -40,6 +41,35 @@ func CreationOrder(procs []*Process) []*Process {
 	for _, p := range procs {
 		if !seen[p] {
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Creators returns, for every process of procs but the root, the PID of
+// the process that forks it at restore: its parent, except for a process
+// in the session of a zombie leader that is not its parent. Such a process
+// was forked inside that session and reparented, when the leader died, to
+// the leader's parent, a child subreaper: a restore forks it from the
+// leader (before the leader exits), and the kernel reparents it the same
+// way (the subreaper flag is set first).
+func Creators(procs []*Process) map[int]int {
+	byPID := map[int]*Process{}
+	for _, p := range procs {
+		byPID[p.PID] = p
+	}
+	out := make(map[int]int, len(procs))
+	for i, p := range procs {
+		if i == 0 {
+			continue
+		}
+		out[p.PID] = p.PPID
+		leader, parent := byPID[p.SID], byPID[p.PPID]
+		if leader == nil || parent == nil || leader == p || leader == parent || !leader.Zombie {
+			continue
+		}
+		if parent.SID != p.SID && leader.PPID == p.PPID && parent.ChildSubreaper {
+			out[p.PID] = leader.PID
 		}
 	}
 	return out
@@ -75,12 +105,13 @@ func CheckSessions(procs []*Process) error {
 	}
 	old, final := map[int]int{}, map[int]int{}
 	outsideSID := 0 // the image SID that stands for outside, once known
+	creators := Creators(procs)
 	for i, p := range CreationOrder(procs) {
 		var inherited int
 		if i == 0 {
 			inherited = outside
 		} else {
-			parent := byPID[p.PPID]
+			parent := byPID[creators[p.PID]]
 			if parent == nil {
 				return fmt.Errorf("process %d: its parent %d is not in the image: %w", p.PID, p.PPID, ErrMalformed)
 			}

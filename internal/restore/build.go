@@ -134,6 +134,7 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	// t.procs stays in image order (the order of the pages); processes are
 	// cloned in creation order (image.CreationOrder: sessions).
 	order := image.CreationOrder(t.res.Checkpoint.Processes)
+	creators := image.Creators(t.res.Checkpoint.Processes)
 	for i, p := range order {
 		b := t.byPID[p.PID]
 		if b.deferred {
@@ -143,8 +144,11 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		if i == 0 {
 			err = b.create()
 		} else {
-			parent := t.byPID[p.PPID]
-			if parent == nil || parent.p.Zombie {
+			// Its parent, or the zombie leader of its session it was
+			// forked from (image.Creators; a zombie is created live and
+			// exits below).
+			parent := t.byPID[creators[p.PID]]
+			if parent == nil || parent.p.Zombie && creators[p.PID] == p.PPID {
 				return fmt.Errorf("process %d: its parent %d is not in the image: %w", p.PID, p.PPID, image.ErrMalformed)
 			}
 			// A child in its parent's new session is cloned after the
@@ -190,6 +194,16 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 		return err
 	}
 	phase("create processes")
+	// A subreaper that gets a child of a zombie leader when the leader
+	// exits is one before (image.Creators).
+	for _, p := range t.res.Checkpoint.Processes {
+		if c, ok := creators[p.PID]; ok && c != p.PPID {
+			sr := t.byPID[p.PPID]
+			if _, err := sr.lead.Syscall(unix.SYS_PRCTL, kernel.PR_SET_CHILD_SUBREAPER, 1); err != nil {
+				return fmt.Errorf("process %d: child subreaper for %d: %w", sr.p.PID, p.PID, err)
+			}
+		}
+	}
 	// Zombies exit now, after their siblings exist.
 	for _, b := range t.procs {
 		if b.p.Zombie && !b.deferred {

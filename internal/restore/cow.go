@@ -31,7 +31,11 @@ func hasInherited(p *image.Process) bool {
 // pages with their parent and their descendants. It returns whether any.
 func (t *tree) markDeferred() bool {
 	some := false
+	creators := image.Creators(t.res.Checkpoint.Processes)
 	for _, b := range t.procs {
+		if c, ok := creators[b.p.PID]; ok && c != b.p.PPID {
+			continue // forked from a zombie leader, not its parent: no shared pages to keep
+		}
 		parent := t.byPID[b.p.PPID]
 		if hasInherited(b.p) || parent != nil && parent != b && parent.deferred {
 			b.deferred = true

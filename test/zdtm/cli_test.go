@@ -123,7 +123,6 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_unix_zd_lclosed", 10, "unix socket"},
 		{"zd_leader_exit", -1, "main thread has exited"},
 		{"zd_vfork", -1, "made by vfork"},
-		{"zd_zombie_sid", -1, "session"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}
