@@ -247,6 +247,12 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 		if !reopenableChar(major, minor) {
 			return "", unsupported("character device", fmt.Sprintf("%s %d:%d", link, major, minor))
 		}
+		if deleted && major >= 136 && major <= 143 {
+			// devpts removes the node when the master closes: the slave
+			// is hung up, and a node made with its number would be a
+			// live terminal.
+			return "", unsupported("pty slave whose master was closed (hung up)", link)
+		}
 		return image.FDChar, nil
 	case unix.S_IFIFO:
 		return image.FDFIFO, nil

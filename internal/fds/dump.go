@@ -562,6 +562,24 @@ func readSockOpts(fd int, r *image.FD) error {
 	r.SockSndBuf = get("SO_SNDBUF", unix.SO_SNDBUF)
 	r.SockRcvBuf = get("SO_RCVBUF", unix.SO_RCVBUF)
 	r.SockPassCred = get("SO_PASSCRED", unix.SO_PASSCRED) != 0
+	for _, o := range sockInts {
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.opt)
+		if err != nil {
+			continue // not this kernel's, or not for this socket
+		}
+		if r.SockInts == nil {
+			r.SockInts = map[string]int{}
+		}
+		r.SockInts[o.name] = v
+	}
+	for _, t := range []struct {
+		opt int
+		ns  *int64
+	}{{unix.SO_RCVTIMEO, &r.SockRcvTimeoNs}, {unix.SO_SNDTIMEO, &r.SockSndTimeoNs}} {
+		if tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt); err == nil {
+			*t.ns = tv.Nano()
+		}
+	}
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		errs = append(errs, os.NewSyscallError("getsockopt(SO_PEERCRED)", err))
@@ -572,6 +590,24 @@ func readSockOpts(fd int, r *image.FD) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sockInts are the integer socket options recorded and set again (beyond
+// the buffer sizes and SO_PASSCRED); SO_PEEK_OFF last, after the queues.
+var sockInts = []struct {
+	name string
+	opt  int
+}{
+	{"SO_REUSEADDR", unix.SO_REUSEADDR},
+	{"SO_KEEPALIVE", unix.SO_KEEPALIVE},
+	{"SO_DONTROUTE", unix.SO_DONTROUTE},
+	{"SO_OOBINLINE", unix.SO_OOBINLINE},
+	{"SO_PRIORITY", unix.SO_PRIORITY},
+	{"SO_RCVLOWAT", unix.SO_RCVLOWAT},
+	{"SO_MARK", unix.SO_MARK},
+	{"SO_PASSSEC", unix.SO_PASSSEC},
+	{"SO_PASSPIDFD", unix.SO_PASSPIDFD},
+	{"SO_PEEK_OFF", unix.SO_PEEK_OFF},
 }
 
 // addObjectLocked opens a reader (offset 0, a new description) on the

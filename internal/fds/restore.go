@@ -1877,11 +1877,45 @@ func (r *Restorer) setupSocket(fd int, rec *image.FD) error {
 	if err := r.setBufSize(fd, "SO_RCVBUF", unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, rec.SockRcvBuf); err != nil {
 		return err
 	}
+	if err := setSockOpts(fd, rec); err != nil {
+		return err
+	}
 	// After the queues: with SO_PASSCRED, sending from an unbound
 	// datagram socket would bind it to an abstract address.
 	if rec.SockPassCred {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
 			return os.NewSyscallError("setsockopt(SO_PASSCRED)", err)
+		}
+	}
+	return nil
+}
+
+// setSockOpts sets the integer options and timeouts rec recorded where
+// fd's differ (SO_PEEK_OFF among them: the queues are filled by now).
+func setSockOpts(fd int, rec *image.FD) error {
+	for _, o := range sockInts {
+		want, ok := rec.SockInts[o.name]
+		if !ok {
+			continue
+		}
+		if cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.opt); err == nil && cur == want {
+			continue
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, want); err != nil {
+			return fmt.Errorf("set %s to %d: %w", o.name, want, os.NewSyscallError("setsockopt", err))
+		}
+	}
+	for _, t := range []struct {
+		name string
+		opt  int
+		ns   int64
+	}{{"SO_RCVTIMEO", unix.SO_RCVTIMEO, rec.SockRcvTimeoNs}, {"SO_SNDTIMEO", unix.SO_SNDTIMEO, rec.SockSndTimeoNs}} {
+		if t.ns == 0 {
+			continue
+		}
+		tv := unix.NsecToTimeval(t.ns)
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt, &tv); err != nil {
+			return fmt.Errorf("set %s: %w", t.name, os.NewSyscallError("setsockopt", err))
 		}
 	}
 	return nil

@@ -497,6 +497,12 @@ type FD struct {
 	// reports with SockCredPID (recorded when SockCredPID is not 0).
 	SockCredUID uint32 `json:"sock_cred_uid,omitempty"`
 	SockCredGID uint32 `json:"sock_cred_gid,omitempty"`
+	// SockInts are the other integer socket options, by name
+	// ("SO_PRIORITY", "SO_PEEK_OFF"...), as getsockopt reported them;
+	// SockRcvTimeoNs and SockSndTimeoNs SO_RCVTIMEO and SO_SNDTIMEO.
+	SockInts       map[string]int `json:"sock_ints,omitempty"`
+	SockRcvTimeoNs int64          `json:"sock_rcvtimeo_ns,omitempty"`
+	SockSndTimeoNs int64          `json:"sock_sndtimeo_ns,omitempty"`
 
 	// Locks held through this fd. flock and OFD locks belong to the open
 	// file description and are stored with its full record; POSIX record

@@ -123,6 +123,9 @@ func TestDumpRefusesUnsupported(t *testing.T) {
 		{"fd_unix_zd_lclosed", 10, "unix socket"},
 		{"zd_leader_exit", -1, "main thread has exited"},
 		{"zd_vfork", -1, "made by vfork"},
+		{"zs_pty_hup", 20, "pty slave whose master was closed"},
+		{"zs_pidfd_dead", 20, "pidfd of a process that exited"},
+		{"zs_inotify_storm", -1, "inotify watch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testDumpRefuses(t, tc.name, tc.fd, tc.resource) })
 	}
