@@ -854,11 +854,9 @@ func checkOwners(procs []*image.Process, used []*desc) error {
 // PIDFD_THREAD one, whose thread is not a thread leader of it: threads are
 // created after the fds are in place).
 func checkPidfds(procs []*image.Process, used []*desc) error {
-	live := map[int]bool{}
+	live := map[int]bool{} // a zombie not reaped yet too: pidfd_open takes it
 	for _, p := range procs {
-		if !p.Zombie {
-			live[p.PID] = true
-		}
+		live[p.PID] = true
 	}
 	for _, ds := range used {
 		r := &ds.rec
