@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -246,6 +247,9 @@ func (r *Restorer) prepareDescLocked(id string) error {
 	if rec == nil {
 		return fmt.Errorf("description %s has no record", id)
 	}
+	if _, ok := r.procPathLocked(rec); ok {
+		return nil // once its process exists (Files)
+	}
 	var err error
 	switch rec.Kind {
 	case image.FDBlock:
@@ -418,9 +422,19 @@ func (r *Restorer) Files(pid int) []Install {
 	r.handedOut[pid] = true
 	out := make([]Install, 0, len(p.FDs))
 	for _, fd := range p.FDs {
-		if r.files[fd.Desc] == nil && r.descs[fd.Desc] != nil && r.descs[fd.Desc].Kind == image.FDPidfd {
-			if err := r.preparePidfdLocked(r.descs[fd.Desc]); err != nil {
+		rec := r.descs[fd.Desc]
+		if r.files[fd.Desc] == nil && rec != nil && rec.Kind == image.FDPidfd {
+			if err := r.preparePidfdLocked(rec); err != nil {
 				r.lateErr[holder{pid, fd.Num}] = err
+			}
+		}
+		if path, ok := r.procPathLocked(rec); ok && r.files[fd.Desc] == nil {
+			// A file of a process of the tree under /proc, which exists
+			// now (threads come later: one of a thread fails here).
+			at := *rec
+			at.Path = path
+			if err := r.preparePathLocked(&at); err != nil {
+				r.lateErr[holder{pid, fd.Num}] = fmt.Errorf("restore %s: %w", rec.Path, err)
 			}
 		}
 		out = append(out, Install{Num: fd.Num, File: r.files[fd.Desc], CloExec: fd.CloExec})
@@ -649,6 +663,45 @@ func withoutPassCred(fds []int, fn func() error) error {
 		}
 	}
 	return err
+}
+
+// procPathLocked tells whether rec is a file or directory under
+// /proc/PID of a process of the tree (/proc/self/status, the /proc/self
+// directory, /proc/CHILD/stat), which can be opened only once that
+// process exists, and returns its path with the PID it has now.
+func (r *Restorer) procPathLocked(rec *image.FD) (string, bool) {
+	if rec == nil || rec.Unlinked || rec.Kind != image.FDFile && rec.Kind != image.FDDir {
+		return "", false
+	}
+	rest, ok := strings.CutPrefix(rec.Path, "/proc/")
+	if !ok {
+		return "", false
+	}
+	num, tail, _ := strings.Cut(rest, "/")
+	pid, err := strconv.Atoi(num)
+	if err != nil || !r.inTreeLocked(pid) {
+		return "", false
+	}
+	path := "/proc/" + strconv.Itoa(r.pidLocked(pid))
+	if tail != "" || strings.HasSuffix(rest, "/") {
+		path += "/" + tail
+	}
+	return path, true
+}
+
+// inTreeLocked tells whether pid is a process or thread of the tree.
+func (r *Restorer) inTreeLocked(pid int) bool {
+	if r.byPID[pid] != nil {
+		return true
+	}
+	for _, p := range r.procs {
+		for _, th := range p.Threads {
+			if th.TID == pid {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // MapPID tells the Restorer that the process or thread the image calls
