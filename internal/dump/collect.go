@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -333,6 +334,9 @@ func (c *collector) collectInjected() error {
 	if v, err := lead.Syscall(unix.SYS_PRCTL, kernel.PR_GET_THP_DISABLE); err == nil {
 		p.THPDisable = v != 0
 	}
+	if err := c.childStops(lead, scratch); err != nil {
+		return err
+	}
 	if _, err := lead.Syscall(unix.SYS_PRCTL, kernel.PR_GET_CHILD_SUBREAPER, scratch); err == nil {
 		b, _ := lead.ReadScratch(0, 4)
 		p.ChildSubreaper = binary.LittleEndian.Uint32(b) != 0
@@ -485,6 +489,54 @@ func seccompState(th *image.Thread, st *procfs.ProcStatus) error {
 	}
 	slices.Reverse(newestFirst)
 	th.SeccompFilters = newestFirst
+	return nil
+}
+
+// childStops asks the process, for each of its stopped children, whether
+// it has taken the child's stop report yet: waitid(P_PID, child,
+// WSTOPPED|WNOHANG|WNOWAIT) answers without taking it.
+func (c *collector) childStops(lead *ptrace.Injector, scratch uint64) error {
+	pid := c.fz.PID
+	tids, err := procfs.Tasks(pid)
+	if err != nil {
+		return err
+	}
+	for _, tid := range tids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, tid))
+		if err != nil {
+			continue // CONFIG_PROC_CHILDREN missing: stops come back reported
+		}
+		for _, f := range strings.Fields(string(b)) {
+			child, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			// Frozen by ferry, a stopped child shows 't' like the others;
+			// only one in group stop can have a report (WSTOPPED).
+			if st, err := procfs.Stat(child); err != nil || st.State != 'T' && st.State != 't' {
+				continue
+			}
+			const wstopped, wnohang, wnowait = 2, 1, 0x01000000
+			if _, err := lead.ScratchAt(0, make([]byte, 128)); err != nil { // si_pid 0 if nothing waits
+				return err
+			}
+			if _, err := lead.Syscall(unix.SYS_WAITID, unix.P_PID, uint64(child), scratch, wstopped|wnohang|wnowait, 0); err != nil {
+				return fmt.Errorf("waitid for stopped child %d: %w", child, err)
+			}
+			si, err := lead.ReadScratch(0, 28)
+			if err != nil {
+				return err
+			}
+			if c.proc.ChildStops == nil {
+				c.proc.ChildStops = map[int]int{}
+			}
+			if int(int32(binary.LittleEndian.Uint32(si[16:]))) == child { // si_pid: a report waits
+				c.proc.ChildStops[child] = int(int32(binary.LittleEndian.Uint32(si[24:]))) // si_status
+			} else {
+				c.proc.ChildStops[child] = 0 // taken, or not stopped: restore looks at Stopped too
+			}
+		}
+	}
 	return nil
 }
 

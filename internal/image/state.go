@@ -58,6 +58,11 @@ type Process struct {
 	// ferry sees it; Cwd is then a path from ferry's root too.
 	Root  string `json:"root,omitempty"`
 	Umask uint32 `json:"umask"`
+	// ChildStops tells, for each child of the tree that was stopped, the
+	// signal of the stop report this process had not taken yet (waitpid
+	// WUNTRACED would give it), or 0 when it had: a restore stops the
+	// child with that signal, or takes the new report away again.
+	ChildStops map[int]int `json:"child_stops,omitempty"`
 	// Stopped is true when the process was in group-stop (SIGSTOP, ^Z);
 	// it is restored stopped.
 	Stopped bool `json:"stopped,omitempty"`

@@ -303,7 +303,13 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 // release detaches every live process; from then on they are not ours to
 // kill.
 func (t *tree) release(live []*builder) error {
-	for _, b := range live {
+	// Children first: a parent that had taken a stopped child's report
+	// takes the new one away again before it is let go (stopReports).
+	for i := len(live) - 1; i >= 0; i-- {
+		b := live[i]
+		if err := b.stopReports(); err != nil {
+			return fmt.Errorf("process %d: %w", b.p.PID, err)
+		}
 		if err := b.detach(); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -420,8 +421,10 @@ func (b *builder) finish() error {
 			return fmt.Errorf("re-queue signal %d: %w", sig, err)
 		}
 	}
-	if _, err := b.lead.Syscall(unix.SYS_MUNMAP, b.scratch, scratchSize); err != nil {
-		return fmt.Errorf("unmap scratch: %w", err)
+	if len(b.takenStops()) == 0 { // else stopReports needs it, and unmaps it
+		if _, err := b.lead.Syscall(unix.SYS_MUNMAP, b.scratch, scratchSize); err != nil {
+			return fmt.Errorf("unmap scratch: %w", err)
+		}
 	}
 	for i, th := range p.Threads {
 		in := b.inj[b.tids[i]]
@@ -440,10 +443,17 @@ func (b *builder) finish() error {
 	return nil
 }
 
-// detach lets the process run (or leaves it stopped, if it was).
+// detach lets the process run (or leaves it stopped, if it was: with the
+// signal its parent had still to hear of, SIGSTOP otherwise).
 func (b *builder) detach() error {
 	if b.p.Stopped {
-		unix.Kill(b.pid, unix.SIGSTOP)
+		sig := unix.SIGSTOP
+		if parent := b.byPID[b.p.PPID]; parent != nil {
+			if s := parent.p.ChildStops[b.p.PID]; s == int(unix.SIGTSTP) || s == int(unix.SIGTTIN) || s == int(unix.SIGTTOU) {
+				sig = unix.Signal(s)
+			}
+		}
+		unix.Kill(b.pid, sig)
 	}
 	for _, tid := range b.tids {
 		if err := unix.PtraceDetach(tid); err != nil {
@@ -451,6 +461,91 @@ func (b *builder) detach() error {
 		}
 	}
 	return nil
+}
+
+// takenStops lists the children (new PIDs) whose stop report the process
+// had taken before the dump (image.Process.ChildStops) and that come
+// back stopped: their stop at restore makes new reports.
+func (b *builder) takenStops() []int {
+	var taken []int
+	for child, sig := range b.p.ChildStops {
+		if c := b.byPID[child]; sig == 0 && c != nil && c.p.Stopped && !c.p.Zombie {
+			taken = append(taken, child)
+		}
+	}
+	return taken
+}
+
+// stopReports takes those new reports away again, from inside the
+// process (a fresh injector: its registers are the program's by now),
+// once each child, let go already (release goes children first), is in
+// its stop; and the SIGCHLD of that stop, unless one was pending. Then
+// the scratch memory finish left for it goes.
+func (b *builder) stopReports() error {
+	taken := b.takenStops()
+	if len(taken) == 0 {
+		return nil
+	}
+	in, err := ptrace.NewInjector(b.pid, b.lead.Addr)
+	if err != nil {
+		return err
+	}
+	in.SetScratch(b.scratch, scratchSize)
+	defer in.Restore()
+	const wstopped, wnohang = 2, 1
+	for _, child := range taken {
+		pid := b.byPID[child].pid
+		for deadline := time.Now().Add(2 * time.Second); ; {
+			if st, err := procfs.Stat(pid); err == nil && st.State == 'T' {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("child %d did not stop again", pid)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := in.Syscall(unix.SYS_WAITID, unix.P_PID, uint64(pid), 0, wstopped|wnohang, 0); err != nil {
+			return fmt.Errorf("take the new stop report of child %d: %w", pid, err)
+		}
+	}
+	if !pendingSignal(b.p, unix.SIGCHLD) {
+		var set [8]byte
+		binary.LittleEndian.PutUint64(set[:], 1<<(unix.SIGCHLD-1))
+		setAddr, err := in.ScratchAt(0, set[:])
+		if err != nil {
+			return err
+		}
+		tsAddr, err := in.ScratchAt(64, make([]byte, 16)) // struct timespec {0, 0}: do not wait
+		if err != nil {
+			return err
+		}
+		in.Syscall(unix.SYS_RT_SIGTIMEDWAIT, setAddr, 0, tsAddr, 8) // EAGAIN: none came
+	}
+	if _, err := in.Syscall(unix.SYS_MUNMAP, b.scratch, scratchSize); err != nil {
+		return fmt.Errorf("unmap scratch: %w", err)
+	}
+	return in.Restore()
+}
+
+// pendingSignal tells whether sig is among p's recorded pending signals.
+func pendingSignal(p *image.Process, sig unix.Signal) bool {
+	has := func(infos []image.Siginfo) bool {
+		for _, si := range infos {
+			if len(si) >= 4 && int32(binary.LittleEndian.Uint32(si)) == int32(sig) {
+				return true
+			}
+		}
+		return false
+	}
+	if has(p.SharedPending) {
+		return true
+	}
+	for _, th := range p.Threads {
+		if has(th.Pending) {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
