@@ -241,6 +241,14 @@ var cases = []testCase{
 		noCR: "ferry must refuse it: see TestDumpRefusesUnsupported"},
 	{name: "zs_pidfd_zombie", src: "zs_pidfd_dead.c", needsTree: true, args: []string{"zombie"}},
 	{name: "zs_thread_churn", src: "zs_thread_churn.c"},
+	// modelled on other zdtm tests (third survey)
+	{name: "zt_shm_unaligned", src: "zt_shm_unaligned.c"},
+	{name: "zt_fown_pgrp", src: "zt_fown_pgrp.c"},
+	{name: "zt_sigchld_pending", src: "zt_sigchld_pending.c", needsTree: true},
+	{name: "zt_futex_pi", src: "zt_futex_pi.c"},
+	{name: "zt_threads_many", src: "zt_threads_many.c"},
+	{name: "zt_mmap_sparse", src: "zt_mmap_sparse.c"},
+	{name: "zt_fanotify_fid", src: "zt_fanotify_fid.c"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
