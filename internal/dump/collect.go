@@ -334,6 +334,10 @@ func (c *collector) collectInjected() error {
 	if v, err := lead.Syscall(unix.SYS_PRCTL, kernel.PR_GET_THP_DISABLE); err == nil {
 		p.THPDisable = v != 0
 	}
+	// Kernels before 6.3 lack PR_GET_MDWE (EINVAL): nothing was set then.
+	if v, err := lead.Syscall(unix.SYS_PRCTL, unix.PR_GET_MDWE, 0, 0, 0, 0); err == nil {
+		p.MDWE = v
+	}
 	if err := c.childStops(lead, scratch); err != nil {
 		return err
 	}
@@ -359,10 +363,12 @@ func (c *collector) collectInjected() error {
 	p.MM.Brk = brk
 
 	// Process-wide pending signals.
-	if sh, err := kernel.PtracePeekSiginfo(pid, 0, 64, true); err == nil {
-		for _, s := range sh {
-			p.SharedPending = append(p.SharedPending, image.Siginfo(s))
-		}
+	sh, err := kernel.PtracePeekAllSiginfo(pid, true)
+	if err != nil {
+		return fmt.Errorf("process-wide pending signals: %w", err)
+	}
+	for _, s := range sh {
+		p.SharedPending = append(p.SharedPending, image.Siginfo(s))
 	}
 
 	for _, tid := range c.fz.TIDs {
@@ -395,10 +401,12 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 	if th.Xstate, err = kernel.PtraceGetXstate(tid); err != nil {
 		return nil, fmt.Errorf("xstate: %w", err)
 	}
-	if pend, err := kernel.PtracePeekSiginfo(tid, 0, 64, false); err == nil {
-		for _, s := range pend {
-			th.Pending = append(th.Pending, image.Siginfo(s))
-		}
+	pend, err := kernel.PtracePeekAllSiginfo(tid, false)
+	if err != nil {
+		return nil, fmt.Errorf("pending signals: %w", err)
+	}
+	for _, s := range pend {
+		th.Pending = append(th.Pending, image.Siginfo(s))
 	}
 	if sig, ok := c.fz.Swallowed[tid]; ok {
 		var si [kernel.SiginfoSize]byte
@@ -426,13 +434,21 @@ func (c *collector) collectThread(tid int, lead *ptrace.Injector, addr, scratch 
 	}
 	if tid != c.fz.PID {
 		cr := statusCreds(st)
+		// Securebits (with keepcaps) are per thread, like the rest.
 		cr.Securebits = c.proc.Creds.Securebits
+		if v, err := in.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS); err == nil {
+			cr.Securebits = v
+		}
 		if !reflect.DeepEqual(cr, c.proc.Creds) {
 			th.Creds = &cr
 		}
 	}
 	if v, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_GET_TIMERSLACK); err == nil {
 		th.TimerSlack = v
+	}
+	if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_GET_TSC, scratch); err == nil {
+		b, _ := in.ReadScratch(0, 4)
+		th.TSCSigsegv = binary.LittleEndian.Uint32(b) == unix.PR_TSC_SIGSEGV
 	}
 	if v, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_MCE_KILL_GET, 0, 0, 0, 0); err == nil {
 		th.MCEKill = int(v)
@@ -594,7 +610,7 @@ func (c *collector) lateSignals() []image.PendingSignal {
 		if shared {
 			q = c.fz.PID
 		}
-		now, err := kernel.PtracePeekSiginfo(q, 0, 64, shared)
+		now, err := kernel.PtracePeekAllSiginfo(q, shared)
 		if err != nil {
 			return
 		}

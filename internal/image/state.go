@@ -104,6 +104,9 @@ type Process struct {
 	// THPDisable and ChildSubreaper are prctl flags of the process.
 	THPDisable     bool `json:"thp_disable,omitempty"`
 	ChildSubreaper bool `json:"child_subreaper,omitempty"`
+	// MDWE is PR_GET_MDWE: memory-deny-write-execute flags of the mm,
+	// which can only be set, never cleared.
+	MDWE uint64 `json:"mdwe,omitempty"`
 	// OOMScoreAdj is /proc/PID/oom_score_adj.
 	OOMScoreAdj int `json:"oom_score_adj,omitempty"`
 	// Membarrier is the mask of membarrier registrations
@@ -277,6 +280,8 @@ type Thread struct {
 	IOPrio        int      `json:"ioprio,omitempty"`
 	TimerSlack    uint64   `json:"timer_slack,omitempty"`
 	MCEKill       int      `json:"mce_kill,omitempty"`
+	// TSCSigsegv: PR_SET_TSC PR_TSC_SIGSEGV, rdtsc faults in the thread.
+	TSCSigsegv bool `json:"tsc_sigsegv,omitempty"`
 	// Creds are the thread's own credentials when they differ from the
 	// process's (credentials are per thread in Linux).
 	Creds *Creds `json:"creds,omitempty"`

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -169,4 +170,21 @@ func PtraceSeccompFlags(tid, index int) (uint64, error) {
 		return 0, e
 	}
 	return md.Flags, nil
+}
+
+// PtracePeekAllSiginfo reads the whole queue (thread or, with shared, the
+// process-wide one), in the kernel's order, however long it is.
+func PtracePeekAllSiginfo(tid int, shared bool) ([][]byte, error) {
+	const batch = 256
+	var out [][]byte
+	for {
+		got, err := PtracePeekSiginfo(tid, uint64(len(out)), batch, shared)
+		if err != nil {
+			return nil, fmt.Errorf("PTRACE_PEEKSIGINFO tid %d at %d: %w", tid, len(out), err)
+		}
+		out = append(out, got...)
+		if len(got) < batch {
+			return out, nil
+		}
+	}
 }

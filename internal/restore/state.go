@@ -391,6 +391,13 @@ func (b *builder) finish() error {
 			return fmt.Errorf("thread %d: %w", th.TID, err)
 		}
 	}
+	// Memory-deny-write-execute last of the memory state: it refuses
+	// every later mapping made executable, ferry's own included.
+	if p.MDWE != 0 {
+		if _, err := b.lead.Syscall(unix.SYS_PRCTL, unix.PR_SET_MDWE, p.MDWE, 0, 0, 0); err != nil {
+			return fmt.Errorf("PR_SET_MDWE %#x: %w", p.MDWE, err)
+		}
+	}
 	// Dumpable after the credentials too: changing the effective ids
 	// sets it to fs.suid_dumpable (0 by default), also for a process that
 	// was dumpable.
@@ -569,6 +576,11 @@ func (b *builder) threadState(in *ptrace.Injector, th *image.Thread) error {
 	if th.TimerSlack != 0 {
 		if _, err := in.Syscall(unix.SYS_PRCTL, kernel.PR_SET_TIMERSLACK, th.TimerSlack); err != nil {
 			return fmt.Errorf("timer slack: %w", err)
+		}
+	}
+	if th.TSCSigsegv {
+		if _, err := in.Syscall(unix.SYS_PRCTL, unix.PR_SET_TSC, unix.PR_TSC_SIGSEGV); err != nil {
+			return fmt.Errorf("PR_SET_TSC SIGSEGV: %w", err)
 		}
 	}
 	if th.MCEKill != kernel.PR_MCE_KILL_DEFAULT && th.MCEKill >= 0 {

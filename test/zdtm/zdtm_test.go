@@ -249,6 +249,9 @@ var cases = []testCase{
 	{name: "zt_threads_many", src: "zt_threads_many.c"},
 	{name: "zt_mmap_sparse", src: "zt_mmap_sparse.c"},
 	{name: "zt_fanotify_fid", src: "zt_fanotify_fid.c"},
+	{name: "zt_rtsig_flood", src: "zt_rtsig_flood.c"},
+	{name: "zt_prctl_thread", src: "zt_prctl_thread.c"},
+	{name: "zt_mdwe", src: "zt_mdwe.c"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},

@@ -4,11 +4,10 @@
  * process queues 400 signals to itself with sigqueue, cycling through the
  * four signals, value i for the i-th; and 100 more with rt_tgsigqueueinfo
  * to thread T (SIGRTMIN+2 and SIGRTMIN+5 alternately, value 1000+i,
- * si_code SI_QUEUE). After restore SigQ in /proc/self/status counts the
- * same 500; the main thread's sigtimedwait drains the process queue in the
+ * si_code SI_QUEUE). After restore the main thread's sigtimedwait drains the process queue in the
  * kernel's order (lowest signal first, each signal's queue in FIFO order)
  * with si_code SI_QUEUE, our pid and the values, and nothing of T's; T
- * then drains its own 100 the same way.
+ * then drains its own 100 the same way: every one exactly once, in order.
  * Modelled on zdtm's sigpending (queued rt signals, private and shared).
  */
 #include "zdtm.h"
@@ -104,8 +103,9 @@ int main(void)
 	zdtm_ready();
 	zdtm_wait_go();
 
+	/* SigQ counts the whole user's queued signals, not ours: only logged. */
 	zdtm_status_field("/proc/self/status", "SigQ", q, sizeof(q));
-	CHECK(atoi(q) == NPROC + NTHR, "SigQ %s after restore, want %d queued", q, NPROC + NTHR);
+	zdtm_log("SigQ %s after restore", q);
 	drain(0, NPROC, sigs, 4, NPROC / 4, "process", err, sizeof(err), &errs);
 	CHECK(errs == 0, "%s", err);
 	tgo = 1;
