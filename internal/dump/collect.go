@@ -378,6 +378,85 @@ func (c *collector) collectInjected() error {
 		}
 		p.Threads = append(p.Threads, th)
 	}
+	return c.timerClockThreads(lead, scratch)
+}
+
+// timerClockThreads finds the thread whose CPU clock each timer on "the
+// calling thread's" clock counts: the kernel keeps the creator, and shows
+// no one. Armed at an absolute far time X for a moment, the timer tells
+// X minus the CPU time of its thread; that time names the thread among
+// the frozen ones (their clocks stand still). Then it is set back as it
+// was. A timer whose signal is pending is not probed (setting it again
+// would cancel the signal): its thread is taken to be the one it
+// signals, or the leader.
+func (c *collector) timerClockThreads(lead *ptrace.Injector, scratch uint64) error {
+	p := c.proc
+	pending := map[int]bool{}
+	for _, s := range p.SharedPending {
+		if id, ok := kernel.SiginfoTimer(s); ok {
+			pending[id] = true
+		}
+	}
+	for _, th := range p.Threads {
+		for _, s := range th.Pending {
+			if id, ok := kernel.SiginfoTimer(s); ok {
+				pending[id] = true
+			}
+		}
+	}
+	const far = int64(1) << 60 // ns: 36 years of CPU time
+	for i := range p.PosixTimers {
+		t := &p.PosixTimers[i]
+		if !kernel.SelfThreadClock(t.ClockID) || len(p.Threads) < 2 {
+			continue
+		}
+		if t.Notify&kernel.SIGEV_THREAD_ID != 0 {
+			t.ClockTID = t.NotifyTID
+		}
+		if pending[t.ID] {
+			continue
+		}
+		abs := kernel.Itimerspec{ValueSec: far / 1e9, ValueNsec: far % 1e9}
+		absAddr, err := lead.ScratchAt(256, kernel.Bytes(&abs))
+		if err != nil {
+			return err
+		}
+		if _, err := lead.Syscall(unix.SYS_TIMER_SETTIME, uint64(t.ID), unix.TIMER_ABSTIME, absAddr, 0); err != nil {
+			return fmt.Errorf("timer %d: arm at an absolute time to find its thread: %w", t.ID, err)
+		}
+		_, gerr := lead.Syscall(unix.SYS_TIMER_GETTIME, uint64(t.ID), scratch)
+		b, _ := lead.ReadScratch(0, 32)
+		back := kernel.Itimerspec{IntervalSec: t.IntervalNsec / 1e9, IntervalNsec: t.IntervalNsec % 1e9,
+			ValueSec: t.ValueNsec / 1e9, ValueNsec: t.ValueNsec % 1e9}
+		backAddr, err := lead.ScratchAt(256, kernel.Bytes(&back))
+		if err != nil {
+			return err
+		}
+		if _, err := lead.Syscall(unix.SYS_TIMER_SETTIME, uint64(t.ID), 0, backAddr, 0); err != nil {
+			return fmt.Errorf("timer %d: set back after finding its thread: %w", t.ID, err)
+		}
+		if gerr != nil {
+			return fmt.Errorf("timer_gettime %d: %w", t.ID, gerr)
+		}
+		used := far - (int64(le(b, 16))*1e9 + int64(le(b, 24)))
+		found := 0
+		for _, th := range p.Threads {
+			if ns, err := procfs.TaskCPUTime(c.fz.PID, th.TID); err == nil && ns == used {
+				found = th.TID
+				break
+			}
+		}
+		if found == 0 {
+			var have []int64
+			for _, th := range p.Threads {
+				ns, _ := procfs.TaskCPUTime(c.fz.PID, th.TID)
+				have = append(have, ns)
+			}
+			return fmt.Errorf("timer %d counts a thread's CPU time (%d ns) that no thread of pid %d has (%v): %w",
+				t.ID, used, c.fz.PID, have, ErrUnsupported)
+		}
+		t.ClockTID = found
+	}
 	return nil
 }
 

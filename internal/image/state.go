@@ -325,6 +325,10 @@ type PosixTimer struct {
 	ValueNsec    int64 `json:"value_nsec"`
 	IntervalNsec int64 `json:"interval_nsec"`
 	Overrun      int   `json:"overrun,omitempty"`
+	// ClockTID is the thread whose CPU clock a timer on "the calling
+	// thread's" clock (CLOCK_THREAD_CPUTIME_ID) counts: the thread that
+	// created it. 0: the leader, or a clock that names its own.
+	ClockTID int `json:"clock_tid,omitempty"`
 }
 
 // FD kinds.

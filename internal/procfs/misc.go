@@ -204,3 +204,27 @@ func limitsFile(pid int) ([]Rlimit, error) {
 	}
 	return out, nil
 }
+
+// TaskCPUTime is the thread's scheduler CPU time in ns (the first field
+// of /proc/PID/task/TID/schedstat, sum_exec_runtime): what the thread's
+// CPU-time clock reads while it does not run.
+func TaskCPUTime(pid, tid int) (int64, error) {
+	path := taskPath(pid, tid, "schedstat")
+	b, err := readSmall(path, true)
+	if err != nil {
+		return 0, err
+	}
+	return parseSchedstat(path, b)
+}
+
+func parseSchedstat(path string, b []byte) (int64, error) {
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return 0, fileErr(path, "want 3 fields, got %q", b)
+	}
+	ns, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || ns < 0 {
+		return 0, fileErr(path, "run time %q is not a count of ns", f[0])
+	}
+	return ns, nil
+}

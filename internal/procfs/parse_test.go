@@ -535,3 +535,23 @@ func TestParseMountinfo(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSchedstat(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"604933291 114199746 492\n", 604933291, true},
+		{"0 0 0\n", 0, true},
+		{"", 0, false},
+		{"12 34\n", 0, false},
+		{"-5 1 1\n", 0, false},
+		{"x 1 1\n", 0, false},
+	} {
+		got, err := parseSchedstat("schedstat", []byte(c.in))
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("parseSchedstat(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}

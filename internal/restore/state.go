@@ -289,18 +289,26 @@ func (b *builder) signalsAndTimers() error {
 				}
 			}
 			sev := kernel.Sigevent{Value: t.SigevValue, Signo: int32(t.Signal), Notify: int32(notify), TID: int32(tid)}
-			sevAddr, err := b.lead.ScratchAt(0, kernel.Bytes(&sev))
+			// A timer on "the calling thread's" CPU clock is created by
+			// the thread whose time it counts (the ids are the process's).
+			in := b.lead
+			for j, th := range p.Threads {
+				if t.ClockTID != 0 && th.TID == t.ClockTID && j < len(b.tids) {
+					in = b.inj[b.tids[j]]
+				}
+			}
+			sevAddr, err := in.ScratchAt(0, kernel.Bytes(&sev))
 			if err != nil {
 				return err
 			}
-			idAddr, err := b.lead.ScratchAt(128, le64(uint64(t.ID)))
+			idAddr, err := in.ScratchAt(128, le64(uint64(t.ID)))
 			if err != nil {
 				return err
 			}
-			if _, err := b.lead.Syscall(unix.SYS_TIMER_CREATE, uint64(t.ClockID), sevAddr, idAddr); err != nil {
+			if _, err := in.Syscall(unix.SYS_TIMER_CREATE, uint64(t.ClockID), sevAddr, idAddr); err != nil {
 				return fmt.Errorf("timer_create %d: %w", t.ID, err)
 			}
-			got, _ := b.lead.ReadScratch(128, 4)
+			got, _ := in.ReadScratch(128, 4)
 			if id := int(int32(binary.LittleEndian.Uint32(got))); id != t.ID {
 				return fmt.Errorf("timer_create gave id %d, want %d", id, t.ID)
 			}
@@ -874,8 +882,7 @@ func seccompState(in *ptrace.Injector, th *image.Thread) error {
 // bpfMaxInsns is the longest classic BPF program (BPF_MAXINSNS).
 const bpfMaxInsns = 4096
 
-// sigev_notify values (include/uapi/asm-generic/siginfo.h).
 const (
-	sigevNone     = 1
-	sigevThreadID = 4
+	sigevNone     = kernel.SIGEV_NONE
+	sigevThreadID = kernel.SIGEV_THREAD_ID
 )
