@@ -13,8 +13,8 @@ func TestSelfThreadClock(t *testing.T) {
 		want bool
 	}{
 		{unix.CLOCK_THREAD_CPUTIME_ID, true},
-		{-2, true},  // glibc's CLOCK_THREAD_CPUTIME_ID: pid 0, thread, sched
-		{-6, false}, // CLOCK_PROCESS_CPUTIME_ID: pid 0, process
+		{-2, true},            // glibc's CLOCK_THREAD_CPUTIME_ID: pid 0, thread, sched
+		{-6, false},           // CLOCK_PROCESS_CPUTIME_ID: pid 0, process
 		{^1234<<3 | 6, false}, // thread 1234's clock
 		{unix.CLOCK_MONOTONIC, false},
 		{unix.CLOCK_PROCESS_CPUTIME_ID, false},
