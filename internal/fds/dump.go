@@ -850,26 +850,74 @@ func checkOwners(procs []*image.Process, used []*desc) error {
 	return nil
 }
 
-// checkPidfds refuses a pidfd whose process is not in the tree (or, a
-// PIDFD_THREAD one, whose thread is not a thread leader of it: threads are
-// created after the fds are in place).
+// checkPidfds refuses a pidfd whose process is not in the tree. A
+// PIDFD_THREAD one of a thread that is not a thread leader is carried
+// when only that thread's process holds it (its threads are created
+// after the fds are in place: the fd is put in then, see
+// Restorer.ThreadPidfds), not watched by an epoll nor in flight.
 func checkPidfds(procs []*image.Process, used []*desc) error {
 	live := map[int]bool{} // a zombie not reaped yet too: pidfd_open takes it
+	threadOf := map[int]int{}
+	table := map[int]int{} // process → the process whose fd table it uses
 	for _, p := range procs {
 		live[p.PID] = true
+		for _, th := range p.Threads {
+			if th.TID != p.PID {
+				threadOf[th.TID] = p.PID
+			}
+		}
+		table[p.PID] = p.PID
+	}
+	for _, p := range procs {
+		for q := p; q.FilesOf != 0; {
+			table[p.PID] = q.FilesOf
+			next := (*image.Process)(nil)
+			for _, o := range procs {
+				if o.PID == q.FilesOf {
+					next = o
+				}
+			}
+			if next == nil {
+				break
+			}
+			q = next
+		}
+	}
+	watched := map[string]bool{}
+	for _, ds := range used {
+		for _, it := range ds.rec.Epoll {
+			watched[it.Desc] = true
+		}
 	}
 	for _, ds := range used {
 		r := &ds.rec
-		if r.Kind != image.FDPidfd {
+		if r.Kind != image.FDPidfd || live[r.PidfdPID] {
 			continue
 		}
-		if !live[r.PidfdPID] {
-			what := "pidfd of a process outside the tree"
-			if r.Flags&unix.O_EXCL != 0 {
-				what = "pidfd of a thread (PIDFD_THREAD) that is not a process of the tree"
+		what := "pidfd of a process outside the tree"
+		if owner, ok := threadOf[r.PidfdPID]; ok && r.Flags&unix.O_EXCL != 0 {
+			why := ""
+			for _, p := range procs {
+				for _, fd := range p.FDs {
+					if fd.Desc == ds.id && table[p.PID] != table[owner] {
+						why = fmt.Sprintf("also held by pid %d", p.PID)
+					}
+				}
 			}
-			return &UnsupportedError{PID: ds.pid, FD: r.Num, Resource: what, Detail: "pid " + strconv.Itoa(r.PidfdPID)}
+			switch {
+			case ds.inflight:
+				why = "in flight in a unix socket"
+			case watched[ds.id]:
+				why = "watched by an epoll"
+			}
+			if why == "" {
+				continue
+			}
+			what = "pidfd of a thread (PIDFD_THREAD) " + why
+		} else if r.Flags&unix.O_EXCL != 0 {
+			what = "pidfd of a thread (PIDFD_THREAD) that is not a thread of the tree"
 		}
+		return &UnsupportedError{PID: ds.pid, FD: r.Num, Resource: what, Detail: "pid " + strconv.Itoa(r.PidfdPID)}
 	}
 	return nil
 }

@@ -85,6 +85,8 @@ type Restorer struct {
 	preparing   map[string]bool   // Descs whose prepare is under way
 	preShut     map[string]bool   // clients shut down before they connected (setupSocket leaves them)
 	pidMap      map[int]int       // image PID or TID → the one it has now (MapPID)
+	threadFDs   []threadFD        // thread pidfds put in once the thread exists (ThreadPidfds)
+	placeholder *os.File          // what holds their numbers until then
 	setupErr    error
 }
 
@@ -423,6 +425,16 @@ func (r *Restorer) Files(pid int) []Install {
 	out := make([]Install, 0, len(p.FDs))
 	for _, fd := range p.FDs {
 		rec := r.descs[fd.Desc]
+		if r.files[fd.Desc] == nil && rec != nil && rec.Kind == image.FDPidfd && r.threadLocked(rec.PidfdPID) {
+			// A thread's pidfd (PIDFD_THREAD): the thread comes later.
+			ph, err := r.placeholderLocked()
+			if err != nil {
+				r.lateErr[holder{pid, fd.Num}] = err
+			}
+			r.threadFDs = append(r.threadFDs, threadFD{pid: pid, num: fd.Num, cloexec: fd.CloExec, desc: fd.Desc})
+			out = append(out, Install{Num: fd.Num, File: ph, CloExec: fd.CloExec})
+			continue
+		}
 		if r.files[fd.Desc] == nil && rec != nil && rec.Kind == image.FDPidfd {
 			if err := r.preparePidfdLocked(rec); err != nil {
 				r.lateErr[holder{pid, fd.Num}] = err
@@ -560,6 +572,73 @@ func (r *Restorer) preparePidfdLocked(rec *image.FD) error {
 	}
 	unix.CloseOnExec(fd)
 	r.files[rec.Desc] = r.keepLocked(fd, "anon_inode:[pidfd]")
+	return nil
+}
+
+// threadFD is an fd number that is to get a thread's pidfd.
+type threadFD struct {
+	pid, num int
+	cloexec  bool
+	desc     string
+}
+
+// threadLocked reports whether tid is a thread, not a thread leader, of a
+// process of the tree.
+func (r *Restorer) threadLocked(tid int) bool {
+	if r.byPID[tid] != nil {
+		return false
+	}
+	for _, p := range r.procs {
+		for _, th := range p.Threads {
+			if th.TID == tid {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// placeholderLocked is the file that keeps a thread pidfd's number taken
+// until ThreadPidfds puts the pidfd there.
+func (r *Restorer) placeholderLocked() (*os.File, error) {
+	if r.placeholder == nil {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("placeholder for a thread's pidfd: %w", err)
+		}
+		r.placeholder = r.keepLocked(fd, "/dev/null")
+	}
+	return r.placeholder, nil
+}
+
+// ThreadPidfds puts into pid (whose threads exist now, with their TIDs
+// given to MapPID) the pidfds of its threads that Files could only hold
+// places for.
+func (r *Restorer) ThreadPidfds(pid int, in Installer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.threadFDs {
+		if t.pid != pid {
+			continue
+		}
+		if r.files[t.desc] == nil {
+			if err := r.preparePidfdLocked(r.descs[t.desc]); err != nil {
+				return fmt.Errorf("fd %d: %w", t.num, err)
+			}
+		}
+		tfd, err := in.Install(r.files[t.desc])
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", t.num, err)
+		}
+		var flags uint64
+		if t.cloexec {
+			flags = unix.O_CLOEXEC
+		}
+		if _, err := in.Syscall(unix.SYS_DUP3, tfd, uint64(t.num), flags); err != nil {
+			return fmt.Errorf("fd %d: dup3 of the thread's pidfd: %w", t.num, err)
+		}
+		in.Syscall(unix.SYS_CLOSE, tfd)
+	}
 	return nil
 }
 

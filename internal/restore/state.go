@@ -369,6 +369,14 @@ func (b *builder) threads() error {
 		b.inj[int(tid)] = in
 		b.fr.MapPID(th.TID, int(tid))
 	}
+	// Pidfds of threads (PIDFD_THREAD), which exist now.
+	if err := b.fr.ThreadPidfds(b.p.PID, fdInjector{b.lead, b}); err != nil {
+		return fmt.Errorf("file descriptors: %w", err)
+	}
+	if b.tpidfd != 0 {
+		b.lead.Syscall(unix.SYS_CLOSE, b.tpidfd)
+		b.tpidfd = 0
+	}
 	return nil
 }
 

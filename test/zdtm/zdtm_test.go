@@ -253,6 +253,7 @@ var cases = []testCase{
 	{name: "zt_prctl_thread", src: "zt_prctl_thread.c"},
 	{name: "zt_mdwe", src: "zt_mdwe.c"},
 	{name: "zt_cputimers", src: "zt_cputimers.c"},
+	{name: "zt_pidfd_thread", src: "zt_pidfd_thread.c"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},

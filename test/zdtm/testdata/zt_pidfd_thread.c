@@ -40,7 +40,9 @@ static void *w(void *a)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR2);
 	memset(&si, 0, sizeof(si));
-	wsig = sigwaitinfo(&set, &si);
+	/* A checkpoint interrupts the wait (EINTR), as any ptrace stop does. */
+	while ((wsig = sigwaitinfo(&set, &si)) < 0 && errno == EINTR)
+		;
 	wcode = si.si_code;
 	return NULL;
 }
