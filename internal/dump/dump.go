@@ -451,6 +451,11 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 			return nil, err
 		}
 	}
+	// System V semaphore adjustments last, once nothing else refuses the
+	// tree: measuring them operates on the sets (sem.go).
+	if err := semMeasure(ft, c, opts.Leave, log); err != nil {
+		return nil, err
+	}
 	if opts.BeforeState != nil {
 		// Still frozen: the caller may act on the collected state (a
 		// migration settles which files travel) before it is written.

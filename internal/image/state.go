@@ -34,6 +34,9 @@ type Checkpoint struct {
 	// no process holds, only a unix socket's queue (FD.SockRights), with
 	// Num -1; they refer to each other and to the processes' by Desc.
 	InFlight []FD `json:"in_flight,omitempty"`
+	// SemSets are the System V semaphore sets on which some process of
+	// the tree held adjustments (SEM_UNDO, Process.SemUndo).
+	SemSets []SemSet `json:"sem_sets,omitempty"`
 }
 
 // Process is one process of the tree.
@@ -112,6 +115,10 @@ type Process struct {
 	// Membarrier is the mask of membarrier registrations
 	// (MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* command bits).
 	Membarrier uint64 `json:"membarrier,omitempty"`
+	// SemUndo is the process's list of System V semaphore adjustments
+	// (semadj, applied by the kernel when it exits), one entry per set of
+	// Checkpoint.SemSets it held any on.
+	SemUndo []SemUndo `json:"sem_undo,omitempty"`
 }
 
 // Creds are the process credentials (all threads share them here).
@@ -553,6 +560,28 @@ type SysVShm struct {
 	CPID    int32  `json:"cpid"`
 	Ctime   int64  `json:"ctime"`
 	Removed bool   `json:"removed,omitempty"`
+}
+
+// SemSet is a System V semaphore set as semctl(IPC_STAT) shows it, with
+// the values and last-operation pids (GETALL, GETPID) it had when the
+// tree was frozen: the values the set has again after a restore.
+type SemSet struct {
+	ID     int      `json:"id"`
+	Key    int32    `json:"key,omitempty"` // 0: IPC_PRIVATE
+	Mode   uint32   `json:"mode"`          // permission bits
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	CUID   uint32   `json:"cuid"`
+	CGID   uint32   `json:"cgid"`
+	Values []uint16 `json:"values"`
+	PIDs   []int32  `json:"pids"`
+}
+
+// SemUndo is one process's adjustments of the semaphores of set Set: the
+// kernel adds Adj[i] to semaphore i when the process exits.
+type SemUndo struct {
+	Set int     `json:"set"`
+	Adj []int16 `json:"adj"`
 }
 
 // SockCred is struct ucred as SCM_CREDENTIALS carries it.

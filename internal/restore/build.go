@@ -51,6 +51,9 @@ type tree struct {
 	// segments are the System V segments the tree attaches, by id, once
 	// found or made again (sysv.go).
 	segments map[int]*segment
+	// semMade are the System V semaphore sets made again (sem.go),
+	// removed if the restore fails.
+	semMade []int
 }
 
 // builder reinstates one process of the tree.
@@ -92,6 +95,7 @@ type builder struct {
 func (t *tree) abort() {
 	t.closeLazy()
 	defer t.dropSegments() // once its processes, which attach them, are gone
+	defer t.dropSemSets()
 	for i := len(t.procs) - 1; i >= 0; i-- {
 		b := t.procs[i]
 		b.endUffd()
@@ -258,6 +262,11 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 	// Segments that had been removed (IPC_RMID) are removed again, now
 	// that every process of the tree has attached them.
 	if err := t.removeSegments(); err != nil {
+		return err
+	}
+	// System V semaphore adjustments, before the threads are made: they
+	// share the leader's list (CLONE_SYSVSEM).
+	if err := t.semSets(live); err != nil {
 		return err
 	}
 	// 4. The rest of each process's state.
