@@ -85,6 +85,7 @@ type Restorer struct {
 	preparing   map[string]bool   // Descs whose prepare is under way
 	preShut     map[string]bool   // clients shut down before they connected (setupSocket leaves them)
 	pidMap      map[int]int       // image PID or TID → the one it has now (MapPID)
+	tmpfileFree map[string]int    // O_TMPFILE objects whose own description no fd took yet → its access mode
 	threadFDs   []threadFD        // thread pidfds put in once the thread exists (ThreadPidfds)
 	placeholder *os.File          // what holds their numbers until then
 	setupErr    error
@@ -123,6 +124,7 @@ func NewRestorer(log *slog.Logger, procs []*image.Process, inflight []image.FD, 
 		preparing:   make(map[string]bool),
 		preShut:     make(map[string]bool),
 		pidMap:      make(map[int]int),
+		tmpfileFree: make(map[string]int),
 		ghostRoots:  make(map[string]string),
 	}
 	for _, p := range procs {
@@ -1104,8 +1106,21 @@ func (r *Restorer) prepareObjectLocked(rec *image.FD) error {
 	if err != nil {
 		return err
 	}
-	fd, err := reopen(RawFD(obj), openFlags(rec.Flags))
-	if err != nil {
+	var fd int
+	if acc, ok := r.tmpfileFree[rec.FileID]; ok && rec.Flags&unix.O_ACCMODE == acc {
+		// The O_TMPFILE description itself (a reopen loses the flag).
+		delete(r.tmpfileFree, rec.FileID)
+		if fd, err = unix.FcntlInt(uintptr(RawFD(obj)), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("dup O_TMPFILE file: %w", err)
+		}
+		const settable = unix.O_APPEND | unix.O_NONBLOCK | unix.O_NOATIME | unix.O_DIRECT
+		if fl := rec.Flags & settable; fl != 0 {
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("O_TMPFILE file flags %#o: %w", fl, err)
+			}
+		}
+	} else if fd, err = reopen(RawFD(obj), openFlags(rec.Flags)); err != nil {
 		return err
 	}
 	f := r.keepLocked(fd, rec.Path)
@@ -1256,6 +1271,29 @@ func (r *Restorer) createMemfdLocked(rec *image.FD, src *os.File) (*os.File, err
 func (r *Restorer) createUnlinkedLocked(rec *image.FD, src *os.File) (*os.File, error) {
 	perm := rec.Mode & 0o7777
 	dir := filepath.Dir(rec.Path)
+	if rec.Flags&oTmpfileOnly != 0 {
+		// Made by O_TMPFILE and never linked: made the same way, so that
+		// it stays linkable (linkat) and F_GETFL shows the same flags.
+		// (O_TMPFILE|O_EXCL, never linkable, shows no difference from
+		// outside: it comes back linkable.)
+		acc := rec.Flags & unix.O_ACCMODE
+		if acc == unix.O_RDONLY {
+			acc = unix.O_RDWR
+		}
+		fd, err := openRetry(dir, unix.O_TMPFILE|acc|unix.O_CLOEXEC, perm)
+		if err != nil {
+			return nil, fmt.Errorf("recreate O_TMPFILE file in %s: %w", dir, err)
+		}
+		f := r.keepLocked(fd, rec.Path+deletedSuffix)
+		if err := fill(f, src, rec); err != nil {
+			return nil, err
+		}
+		if err := setShape(fd, rec); err != nil {
+			return nil, err
+		}
+		r.tmpfileFree[rec.FileID] = acc
+		return f, nil
+	}
 	fd, err := openRetry(rec.Path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOCTTY, perm)
 	switch {
 	case err == nil:
