@@ -648,8 +648,8 @@ func testRestore(t *testing.T, procs []*image.Process, objs map[string]*os.File,
 		{"O_TMPFILE file", func() error {
 			fl, _ := unix.FcntlInt(125, unix.F_GETFL, 0)
 			s, err := readN(125, 64)
-			return want(fl&unix.O_ACCMODE == unix.O_RDWR && fl&unix.O_DIRECTORY == 0 && s == "mpfile" && err == nil,
-				"read-write, content from offset 1; got %#o %q %v", fl, s, err)
+			return want(fl&unix.O_ACCMODE == unix.O_RDWR && fl&unix.O_TMPFILE == unix.O_TMPFILE && s == "mpfile" && err == nil,
+				"read-write O_TMPFILE (as F_GETFL showed it), content from offset 1; got %#o %q %v", fl, s, err)
 		}},
 		{"O_PATH FIFO", func() error {
 			fl, _ := unix.FcntlInt(126, unix.F_GETFL, 0)
