@@ -53,13 +53,9 @@ func nodeCmd() *cobra.Command {
 			if join != "" {
 				cfg.Join = strings.Split(join, ",")
 			}
-			cfg.Faults = map[string]string{}
-			for _, f := range faults {
-				side, name, ok := strings.Cut(f, "=")
-				if !ok || (side != "send" && side != "recv") {
-					return fmt.Errorf("bad --fault %q: want send=NAME or recv=NAME", f)
-				}
-				cfg.Faults[side] = name
+			var err error
+			if cfg.Faults, err = node.ParseFaults(faults); err != nil {
+				return err
 			}
 			if cfg.Socket == "" && cmd.Flags().Changed("socket") {
 				cfg.Socket = socketPath

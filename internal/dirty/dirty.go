@@ -172,7 +172,7 @@ func takeUffd(pid, tid int) (ufd int, err error) {
 	// fault to a handler, so it changes nothing else.
 	flags := uint64(unix.O_CLOEXEC | unix.O_NONBLOCK)
 	tfd, err := in.Syscall(unix.SYS_USERFAULTFD, flags|kernel.UFFD_USER_MODE_ONLY)
-	if err == unix.EINVAL { // before 5.11
+	if errors.Is(err, unix.EINVAL) { // before 5.11
 		tfd, err = in.Syscall(unix.SYS_USERFAULTFD, flags)
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -563,7 +564,7 @@ func seccompState(th *image.Thread, st *procfs.ProcStatus) error {
 	var newestFirst []image.SeccompFilter
 	for i := 0; ; i++ {
 		code, err := kernel.PtraceSeccompFilter(th.TID, i)
-		if err == unix.ENOENT {
+		if errors.Is(err, unix.ENOENT) {
 			break
 		}
 		if err != nil {

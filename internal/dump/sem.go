@@ -84,7 +84,7 @@ func listSemSets() ([]*semSet, error) {
 	var sets []*semSet
 	for i := 0; i <= max; i++ {
 		id, ds, err := kernel.SemStatIndex(i)
-		if err == unix.EINVAL || err == unix.EIDRM {
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIDRM) {
 			continue
 		}
 		if err != nil {

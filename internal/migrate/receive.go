@@ -42,8 +42,8 @@ type ReceiveOptions struct {
 	// runs, as before restore.Options.StagedLazy existed: freezing time
 	// then grows with the process's size.
 	EagerStaged bool
-	// Fault injects a failure (tests only): "die-image", "die-ready",
-	// "drop-ready", "die-commit".
+	// Fault injects a failure (tests only), one of ReceiveFaults:
+	// "die-image", "die-ready", "drop-ready", "die-commit".
 	Fault string
 	Log   *slog.Logger
 }

@@ -45,8 +45,9 @@ type SendOptions struct {
 	// Hasher hashes the job's files for the destination's content check
 	// (with a cache, ideally kept by the node).
 	Hasher *files.Hasher
-	// Fault injects a failure at a named point (tests only): "drop-image",
-	// "corrupt-image", "drop-commit", "cancel-ready".
+	// Fault injects a failure at a named point (tests only), one of
+	// SendFaults: "drop-image", "corrupt-image", "drop-commit",
+	// "cancel-ready".
 	Fault string
 	Log   *slog.Logger
 }

@@ -89,6 +89,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.ID == "" || cfg.Listen == "" || cfg.StateDir == "" {
 		return nil, errors.New("node: --id, --listen and --state are required")
 	}
+	if err := checkFaults(cfg.Faults); err != nil {
+		return nil, err
+	}
 	for _, p := range []*string{&cfg.StateDir, &cfg.PKIDir, &cfg.Socket, &cfg.Scratch} {
 		if *p != "" {
 			abs, err := filepath.Abs(*p)

@@ -145,7 +145,7 @@ func (p *Pagemap) DataRuns(start, end uint64, out [][2]uint64) ([][2]uint64, err
 		arg.SetVec(vec)
 		n, err := kernel.PagemapScan(fd, &arg)
 		if err != nil {
-			if err == unix.ENOTTY || err == unix.EINVAL {
+			if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) { // wrapped by os.NewSyscallError
 				return out, fmt.Errorf("procfs: %w: %v", ErrNoScan, err)
 			}
 			return out, fmt.Errorf("procfs: pagemap scan %#x-%#x: %w", start, end, err)

@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"unsafe"
@@ -58,5 +59,40 @@ func TestDataRuns(t *testing.T) {
 	}
 	if len(want) != 4 {
 		t.Errorf("expected 4 runs of written pages, got %x", want)
+	}
+}
+
+// TestDataRunsNoScan checks that a PAGEMAP_SCAN the file does not know
+// (ENOTTY, as on kernels before 6.7) is reported as ErrNoScan, the error
+// callers fall back on, even though the kernel package wraps the errno.
+func TestDataRunsNoScan(t *testing.T) {
+	tests := []struct {
+		name string
+		open func(t *testing.T) *os.File
+	}{
+		{"regular file", func(t *testing.T) *os.File {
+			f, err := os.CreateTemp(t.TempDir(), "pagemap")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+		{"/dev/null", func(t *testing.T) *os.File {
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pm := &Pagemap{f: tc.open(t), pageSize: uint64(os.Getpagesize())}
+			defer pm.Close()
+			_, err := pm.DataRuns(0, pm.pageSize, nil)
+			if !errors.Is(err, ErrNoScan) {
+				t.Fatalf("DataRuns on a %s: err = %v, want ErrNoScan", tc.name, err)
+			}
+		})
 	}
 }

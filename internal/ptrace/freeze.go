@@ -74,14 +74,14 @@ func Freeze(pid int, maxDelay time.Duration, log *slog.Logger) (*Frozen, error) 
 				opts |= kernel.PTRACE_O_SUSPEND_SECCOMP
 			}
 			if err := kernel.PtraceSeize(tid, opts); err != nil {
-				if err == unix.ESRCH {
+				if errors.Is(err, unix.ESRCH) {
 					continue // exited meanwhile
 				}
 				f.release()
-				if err == unix.EPERM && opts&kernel.PTRACE_O_SUSPEND_SECCOMP != 0 {
+				if errors.Is(err, unix.EPERM) && opts&kernel.PTRACE_O_SUSPEND_SECCOMP != 0 {
 					return nil, fmt.Errorf("seize thread %d of %d, which runs under seccomp: %w (suspending its filters for ferry's system calls needs CAP_SYS_ADMIN)", tid, pid, err)
 				}
-				if err == unix.EPERM {
+				if errors.Is(err, unix.EPERM) {
 					return nil, fmt.Errorf("seize thread %d of %d: %w (is it traced by a debugger, or owned by another user namespace?)", tid, pid, err)
 				}
 				return nil, fmt.Errorf("seize thread %d of %d: %w", tid, pid, err)

@@ -13,17 +13,22 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 )
 
 // Tracer runs functions on a single goroutine locked to its OS thread.
+// The work channel is never closed (a Do racing with Close would panic
+// sending on it); Close closes quit instead.
 type Tracer struct {
 	work chan func()
-	done chan struct{}
+	quit chan struct{} // closed by the first Close
+	done chan struct{} // closed when the goroutine has ended
+	once sync.Once
 }
 
 // NewTracer starts the tracing goroutine. Close stops it.
 func NewTracer() *Tracer {
-	t := &Tracer{work: make(chan func()), done: make(chan struct{})}
+	t := &Tracer{work: make(chan func()), quit: make(chan struct{}), done: make(chan struct{})}
 	go t.loop()
 	return t
 }
@@ -33,13 +38,18 @@ func (t *Tracer) loop() {
 	// destroys it, so no other goroutine inherits a thread with tracees.
 	runtime.LockOSThread()
 	defer close(t.done)
-	for f := range t.work {
-		f()
+	for {
+		select {
+		case f := <-t.work:
+			f()
+		case <-t.quit:
+			return
+		}
 	}
 }
 
-// ErrClosed is returned by Do after Close.
-var ErrClosed = errors.New("ptrace: tracer closed")
+// ErrClosed is wrapped in the error of Do after Close.
+var ErrClosed = errors.New("tracer closed")
 
 // Do runs f on the tracer thread and returns its error. It waits for f even
 // if ctx is cancelled once f has started (f must watch ctx itself).
@@ -54,17 +64,24 @@ func (t *Tracer) Do(ctx context.Context, f func() error) (err error) {
 		ch <- f()
 	}
 	select {
+	case <-t.quit:
+		return fmt.Errorf("ptrace: %w", ErrClosed)
+	default:
+	}
+	select {
 	case t.work <- wrapped:
-	case <-t.done:
-		return ErrClosed
+	case <-t.quit:
+		return fmt.Errorf("ptrace: %w", ErrClosed)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	return <-ch
 }
 
-// Close stops the tracer goroutine after pending work.
+// Close stops the tracer goroutine after the work already running and
+// waits for it to end. Later calls of Do fail with ErrClosed; Close may
+// be called again (and from several goroutines), it only waits then.
 func (t *Tracer) Close() {
-	close(t.work)
+	t.once.Do(func() { close(t.quit) })
 	<-t.done
 }

@@ -389,8 +389,8 @@ func (b *builder) create() error {
 		return in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
 	})
 	if err != nil {
-		if err == unix.EEXIST {
-			return fmt.Errorf("restore pid %d: %w%s (use --new-pids to accept a new one)", b.p.PID, ErrPIDTaken, holder(b.p.PID))
+		if errors.Is(err, ErrPIDTaken) {
+			return err
 		}
 		return fmt.Errorf("clone3 in restore seed: %w", err)
 	}
@@ -446,8 +446,8 @@ func (b *builder) createFrom(parent *builder) error {
 		return parent.lead.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
 	})
 	if err != nil {
-		if err == unix.EEXIST {
-			return fmt.Errorf("restore pid %d: %w%s (use --new-pids to accept a new one)", b.p.PID, ErrPIDTaken, holder(b.p.PID))
+		if errors.Is(err, ErrPIDTaken) {
+			return err
 		}
 		return fmt.Errorf("clone3 child %d of %d: %w", b.p.PID, parent.p.PID, err)
 	}
@@ -517,23 +517,52 @@ func holder(pid int) string {
 const zombieWait = 5 * time.Second
 
 // cloneWithPID runs clone (an injected clone3 with set_tid=[pid]) and, if
-// the PID is held by a zombie, waits for it to be reaped and tries again.
+// the PID is held by a zombie, waits for it to be reaped and tries again,
+// for zombieWait at most. A PID held by a live task fails at once; one
+// whose holder /proc does not show (a task of another PID namespace, or
+// one gone between the clone and the look) is tried again until the same
+// deadline. Either way the error wraps ErrPIDTaken and unix.EEXIST and
+// names the PID and its holder.
 func cloneWithPID(pid int, clone func() (uint64, error)) (uint64, error) {
-	deadline := time.Now().Add(zombieWait)
+	return cloneRetry(pid, clone, procfs.Stat, zombieWait, 20*time.Millisecond)
+}
+
+// cloneRetry is cloneWithPID with the look-up of the holder, the deadline
+// and the pause between tries passed in.
+func cloneRetry(pid int, clone func() (uint64, error), stat func(int) (*procfs.ProcStat, error), wait, pause time.Duration) (uint64, error) {
+	deadline := time.Now().Add(wait)
 	for {
 		r, err := clone()
-		if err != unix.EEXIST {
+		if !errors.Is(err, unix.EEXIST) {
 			return r, err
 		}
-		st, serr := procfs.Stat(pid)
-		if serr != nil {
-			continue // reaped meanwhile: try again
+		st, serr := stat(pid)
+		if serr == nil && st.State != 'Z' {
+			return r, pidTaken(pid, st, nil, 0, err)
 		}
-		if st.State != 'Z' || time.Now().After(deadline) {
-			return r, err
+		if time.Now().After(deadline) {
+			return r, pidTaken(pid, st, serr, wait, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pause)
 	}
+}
+
+// pidTaken is the error of a clone3 that could not get pid: held by st
+// (nil when /proc did not show it, serr why), after waiting waited.
+func pidTaken(pid int, st *procfs.ProcStat, serr error, waited time.Duration, err error) error {
+	var by string
+	switch {
+	case st == nil:
+		by = fmt.Sprintf(" by a task /proc does not show (%v)", serr)
+	case st.State == 'Z':
+		by = fmt.Sprintf(" by %q, a zombie its parent (pid %d) has not reaped", st.Comm, st.PPID)
+	default:
+		by = fmt.Sprintf(" by %q (state %c, parent %d)", st.Comm, st.State, st.PPID)
+	}
+	if waited > 0 {
+		by += fmt.Sprintf(" after waiting %v", waited)
+	}
+	return fmt.Errorf("restore pid %d: %w%s (use --new-pids to accept a new one): %w", pid, ErrPIDTaken, by, err)
 }
 
 // waitsForOldSession reports whether b's setsid must wait: b leads a

@@ -14,6 +14,7 @@ package restore
 // answers as before.
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -135,7 +136,7 @@ func (t *tree) semSet(want *image.SemSet, sum []int) error {
 		return nil // the very set, as the dump's kill left it
 	case err == nil:
 		return fmt.Errorf("the id is another set's here (key %#x, %d semaphores)", ds.Perm.Key, ds.Nsems)
-	case err == unix.EINVAL || err == unix.EIDRM:
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EIDRM):
 	default:
 		return os.NewSyscallError("semctl(IPC_STAT)", err)
 	}
@@ -198,7 +199,7 @@ func (b *builder) semops(ops map[int][]kernel.Sembuf, opMax int) error {
 				return err
 			}
 			if _, err := b.lead.Syscall(unix.SYS_SEMOP, uint64(id), addr, uint64(n)); err != nil {
-				if err == unix.EAGAIN {
+				if errors.Is(err, unix.EAGAIN) {
 					return fmt.Errorf("set %d: a value is lower than what its adjustments take back (taken by someone outside the tree since the dump?): %w", id, err)
 				}
 				return fmt.Errorf("set %d: semop: %w", id, err)

@@ -170,7 +170,7 @@ func (b *builder) processAttrs() error {
 	for _, r := range p.Rlimits {
 		rl := unix.Rlimit{Cur: r.Cur, Max: r.Max}
 		if err := unix.Prlimit(b.pid, r.Resource, &rl, nil); err != nil {
-			if err == unix.EPERM {
+			if errors.Is(err, unix.EPERM) {
 				return fmt.Errorf("rlimit %d (%d/%d): raising a hard limit needs CAP_SYS_RESOURCE, which this ferry lacks: %w", r.Resource, r.Cur, r.Max, err)
 			}
 			return fmt.Errorf("rlimit %d: %w", r.Resource, err)
@@ -348,7 +348,7 @@ func (b *builder) threads() error {
 		}
 		tid, err := b.lead.Syscall(unix.SYS_CLONE3, addr, kernel.CloneArgsSize)
 		if err != nil {
-			if err == unix.EEXIST {
+			if errors.Is(err, unix.EEXIST) {
 				return fmt.Errorf("restore thread %d: %w%s", th.TID, ErrPIDTaken, holder(th.TID))
 			}
 			return fmt.Errorf("clone3 thread %d: %w", th.TID, err)

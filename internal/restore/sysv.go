@@ -85,7 +85,7 @@ func (t *tree) segment(v *image.VMA) (*segment, error) {
 		seg.removed = ds.Perm.Mode&0o1000 != 0
 	case err == nil:
 		return nil, fmt.Errorf("System V segment %d: the id is another segment's here (key %#x, %d bytes)", want.ID, ds.Perm.Key, ds.Segsz)
-	case err == unix.EINVAL || err == unix.EIDRM:
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EIDRM):
 		if err := t.makeSegment(seg, v.FileID); err != nil {
 			return nil, fmt.Errorf("System V segment %d: %w", want.ID, err)
 		}

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -76,10 +77,17 @@ func (b *builder) inUffd(addr uint64, n int) bool {
 
 // uffdCopy maps data at addr with UFFDIO_COPY.
 func (b *builder) uffdCopy(addr uint64, data []byte) error {
+	return copyRetry(addr, data, func(arg *kernel.UffdioCopyArg) error { return kernel.UffdioCopy(b.uffd, arg) })
+}
+
+// copyRetry issues ioctl (a UFFDIO_COPY) until all of data is at addr,
+// going on after a partial copy that EAGAIN interrupted. The kernel
+// package wraps the errno (os.SyscallError), hence errors.Is.
+func copyRetry(addr uint64, data []byte, ioctl func(*kernel.UffdioCopyArg) error) error {
 	for len(data) > 0 {
 		arg := kernel.UffdioCopyArg{Dst: addr, Src: &data[0], Len: uint64(len(data))}
-		err := kernel.UffdioCopy(b.uffd, &arg)
-		if err == unix.EAGAIN && arg.Copy > 0 {
+		err := ioctl(&arg)
+		if errors.Is(err, unix.EAGAIN) && arg.Copy > 0 {
 			addr += uint64(arg.Copy)
 			data = data[arg.Copy:]
 			continue
