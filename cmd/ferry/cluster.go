@@ -350,7 +350,9 @@ func migrateCmd() *cobra.Command {
 			if asJSON && rep != nil {
 				e := json.NewEncoder(os.Stdout)
 				e.SetIndent("", "  ")
-				e.Encode(rep)
+				if eerr := e.Encode(rep); eerr != nil {
+					return errors.Join(err, fmt.Errorf("write the report: %w", eerr))
+				}
 			} else if rep != nil {
 				printReport(os.Stdout, id, req.To, rep)
 			}

@@ -57,17 +57,37 @@ type agentIO struct {
 	mu  sync.Mutex
 	enc *json.Encoder
 	cmd *bufio.Scanner
+	err error // the first failed emit: the node no longer hears the agent
 }
 
-func (a *agentIO) emit(ev agentEvent) {
+// emit sends ev to the node. A failure is kept (the first one, see
+// failed): callbacks that cannot return it go on, and the agent's end
+// reports it.
+func (a *agentIO) emit(ev agentEvent) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.enc.Encode(ev)
+	if err := a.enc.Encode(ev); err != nil {
+		err = fmt.Errorf("agent: send %s event to the node: %w", ev.Event, err)
+		if a.err == nil {
+			a.err = err
+		}
+		return err
+	}
+	return nil
+}
+
+// failed is the first error of emit, nil if every event went out.
+func (a *agentIO) failed() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
 }
 
 // ask emits ev and waits for the node's answer.
 func (a *agentIO) ask(ev agentEvent) (agentCommand, error) {
-	a.emit(ev)
+	if err := a.emit(ev); err != nil {
+		return agentCommand{}, err
+	}
 	if !a.cmd.Scan() {
 		return agentCommand{}, fmt.Errorf("node gone while waiting for its answer to %s", ev.Event)
 	}
@@ -89,8 +109,17 @@ func AgentMain(ctx context.Context, args []string) int {
 		}
 	}
 	aio := &agentIO{enc: json.NewEncoder(os.NewFile(3, "events")), cmd: bufio.NewScanner(os.NewFile(4, "commands"))}
+	// The agent's stderr is the node's: what cannot reach the node as an
+	// event is logged there.
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("agent", strings.Join(args[:min(len(args), 1)], ""))
 	if err := agentMain(ctx, aio, args); err != nil {
-		aio.emit(agentEvent{Event: "error", Error: err.Error()})
+		if eerr := aio.emit(agentEvent{Event: "error", Error: err.Error()}); eerr != nil {
+			log.Error("migration agent failed", "err", err, "report", eerr)
+		}
+		return 1
+	}
+	if err := aio.failed(); err != nil {
+		log.Error("migration agent: the node missed events", "err", err)
 		return 1
 	}
 	return 0
@@ -170,8 +199,12 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	aio.emit(agentEvent{Event: "listening", Addr: ln.Addr().String()})
-	// One source, soon.
+	if err := aio.emit(agentEvent{Event: "listening", Addr: ln.Addr().String()}); err != nil {
+		ln.Close()
+		return err
+	}
+	// One source, soon. The accepting goroutine ends when ln is closed;
+	// every way out of the wait below joins it (<-ac).
 	type accepted struct {
 		c   net.Conn
 		err error
@@ -190,9 +223,15 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		c = a.c
 	case <-time.After(2 * time.Minute):
 		ln.Close()
+		if a := <-ac; a.c != nil {
+			a.c.Close()
+		}
 		return fmt.Errorf("no source connected within 2 minutes")
 	case <-ctx.Done():
 		ln.Close()
+		if a := <-ac; a.c != nil {
+			a.c.Close()
+		}
 		return ctx.Err()
 	}
 	ln.Close()
@@ -241,8 +280,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	if res.Restore != nil {
 		ev.Phases = res.Restore.Phases
 	}
-	aio.emit(ev)
-	return nil
+	return aio.emit(ev)
 }
 
 func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string, hasher *files.Hasher, log *slog.Logger) error {

@@ -51,9 +51,21 @@ const (
 var roles = [3]string{"stdin", "stdout", "stderr"}
 
 // localJob is a job while this node holds it.
+//
+// mu guards info, init, stdinEOF, resolved, resolvedOK, agentDone and
+// arrival: the fields that change after the job is in the node's table,
+// while other goroutines (API handlers, the job's watcher, a migration's
+// follower) may look at it; info.ID alone never changes and is read
+// unlocked. init is set once, under mu, before the job
+// runs; a goroutine that found the job running (its state read under mu)
+// may use it unlocked. The pipes and logs (stdinR, stdinW, out, logs,
+// pipes) are set up before the job's init starts (or, for an incoming
+// job, before the source is told where to connect) and only read after;
+// the files are closed under mu (closeFiles). copiers and ioMu are
+// synchronisation of their own; done is closed under mu.
 type localJob struct {
 	n    *Node
-	mu   sync.Mutex // guards info and the fields below it
+	mu   sync.Mutex
 	info JobInfo
 	init *job.Init // nil for an adopted process
 	// stdin: the node writes w; r is kept to take back unread input
@@ -80,12 +92,31 @@ type localJob struct {
 }
 
 func (j *localJob) resolvedDone() <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.resolved == nil {
 		c := make(chan struct{})
 		close(c)
 		return c
 	}
 	return j.resolved
+}
+
+// expectArrival makes the channels an incoming migration closes when it
+// is decided and when its agent ended. The source may already ask about
+// the commit (handleCommitted, handleArrival): they are set under mu.
+func (j *localJob) expectArrival() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.resolved = make(chan struct{})
+	j.agentDone = make(chan struct{})
+}
+
+// agentDoneChan is agentDone, nil unless a migration arrived here.
+func (j *localJob) agentDoneChan() <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.agentDone
 }
 
 func (j *localJob) snapshot() JobInfo {

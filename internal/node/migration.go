@@ -55,10 +55,16 @@ type agentProc struct {
 	waited <-chan error
 }
 
+// answer sends the node's answer to the agent's last question.
 func (a *agentProc) answer(c agentCommand) error {
-	b, _ := json.Marshal(c)
-	_, err := a.cmds.Write(append(b, '\n'))
-	return err
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("answer the migration agent: %w", err)
+	}
+	if _, err := a.cmds.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("answer the migration agent: %w", err)
+	}
+	return nil
 }
 
 // startAgent starts `ferry agent side args...`, inside the job's PID
@@ -94,7 +100,7 @@ func (n *Node) startAgent(nsPath, side string, args []string, files ...*os.File)
 	} else {
 		w := make(chan error, 1)
 		if err = cmd.Start(); err == nil {
-			go func() { w <- cmd.Wait() }()
+			n.goBg(func() { w <- cmd.Wait() })
 		}
 		waited = w
 	}
@@ -122,7 +128,11 @@ func (n *Node) handleMigrate(w http.ResponseWriter, r *http.Request, j *localJob
 	fl, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
 	emit := func(v any) {
-		enc.Encode(v)
+		if err := enc.Encode(v); err != nil {
+			// The caller went away; the migration goes on regardless.
+			n.log.Debug("migrate: progress to the caller", "job", j.info.ID, "err", err)
+			return
+		}
 		if fl != nil {
 			fl.Flush()
 		}
@@ -152,7 +162,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	// A job that arrived here by postcopy (or precopy) may still be
 	// getting its memory: it cannot move on before it has all of it (a
 	// lazy checkpoint would take the missing pages for empty ones).
-	if done := j.agentDone; done != nil {
+	if done := j.agentDoneChan(); done != nil {
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -281,7 +291,11 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			if err != nil {
 				ans = agentCommand{Error: err.Error()}
 			}
-			ag.answer(ans)
+			if err := ag.answer(ans); err != nil {
+				// The agent waits in vain and its migration fails; its
+				// end (events, exit) tells the rest.
+				log.Error("before-commit", "err", err)
+			}
 		case "resolve":
 			var st struct {
 				Committed bool `json:"committed"`
@@ -294,7 +308,9 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 				ans.Committed = st.Committed
 			}
 			cancel()
-			ag.answer(ans)
+			if err := ag.answer(ans); err != nil {
+				log.Error("resolve", "err", err)
+			}
 		case "committed":
 			// The job runs on the destination now (with postcopy, its
 			// memory still comes from here until the push ends).
@@ -322,12 +338,12 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 		if j.init != nil {
 			j.init.Kill() // nothing of the job is left in its namespace
 		}
-		go func() {
+		n.goBg(func() {
 			if j.init != nil {
 				<-j.init.Done()
 			}
 			j.closeFiles()
-		}()
+		})
 		if rep == nil {
 			rep = &migrate.Report{Job: info.ID, Mode: mode, Committed: true}
 		}
@@ -446,7 +462,9 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		}
 		return fail(err)
 	}
+	j.mu.Lock()
 	j.init = in
+	j.mu.Unlock()
 	host, _, _ := net.SplitHostPort(n.cfg.Listen)
 	if host == "" {
 		host = "127.0.0.1"
@@ -461,7 +479,9 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	}
 	j.startCopiers()
 	if req.StdinEOF {
+		j.mu.Lock()
 		j.stdinEOF = true
+		j.mu.Unlock()
 		j.stdinW.Close()
 	}
 	var ev agentEvent
@@ -478,9 +498,8 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		}
 		return fail(errors.New(ev.Error))
 	}
-	j.resolved = make(chan struct{})
-	j.agentDone = make(chan struct{})
-	go n.followIncoming(j, ag)
+	j.expectArrival()
+	n.goBg(func() { n.followIncoming(j, ag) })
 	return ev.Addr, nil
 }
 
@@ -510,7 +529,7 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 			delete(n.moved, id)
 			n.mu.Unlock()
 			close(j.resolved)
-			go j.watch()
+			n.goBg(j.watch)
 		case "error":
 			agentErr = ev.Error
 		case "report":
@@ -570,12 +589,16 @@ func (n *Node) handleArrival(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	j := n.jobs[id]
 	n.mu.Unlock()
-	if j == nil || j.agentDone == nil {
+	var agentDone <-chan struct{}
+	if j != nil {
+		agentDone = j.agentDoneChan()
+	}
+	if agentDone == nil {
 		httpError(w, http.StatusNotFound, fmt.Errorf("no migration of %s arrived here", id))
 		return
 	}
 	select {
-	case <-j.agentDone:
+	case <-agentDone:
 	case <-r.Context().Done():
 		return
 	}

@@ -69,6 +69,12 @@ type Node struct {
 	peer *http.Client
 	gid  int // -1: root only
 
+	// bg counts the goroutines the node starts besides Run's own (job
+	// watchers, migration followers, agent waits); Run waits for them
+	// after the jobs are stopped. quit is closed when Run shuts down.
+	bg   sync.WaitGroup
+	quit chan struct{}
+
 	mu     sync.Mutex // guards the fields below
 	jobs   map[string]*localJob
 	nextID int
@@ -130,7 +136,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node identity (create it with `ferry init`): %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Log.With("node", cfg.ID), id: id, gid: -1,
+	n := &Node{cfg: cfg, log: cfg.Log.With("node", cfg.ID), id: id, gid: -1, quit: make(chan struct{}),
 		jobs: map[string]*localJob{}, moved: map[string]string{}, committed: map[string]bool{}}
 	if cfg.Group != "" {
 		g, err := user.LookupGroup(cfg.Group)
@@ -154,7 +160,11 @@ func (n *Node) ID() string { return n.cfg.ID }
 func (n *Node) Run(ctx context.Context) error {
 	// Orphans in this node's process tree (agents' leftovers) are reaped
 	// here, at once, instead of by the machine's init.
-	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		// Not fatal: the machine's init reaps them instead.
+		n.log.Warn("cannot become a child subreaper; orphans go to init",
+			"err", fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err))
+	}
 	// Descriptors the node inherited from whoever started it must not
 	// leak into jobs (a job holding a pipe to the outside could not move).
 	closeOnExecAll()
@@ -179,9 +189,13 @@ func (n *Node) Run(ctx context.Context) error {
 	perm := os.FileMode(0o600)
 	if n.gid >= 0 {
 		perm = 0o660
-		os.Chown(n.cfg.Socket, 0, n.gid)
+		if err := os.Chown(n.cfg.Socket, 0, n.gid); err != nil {
+			return fmt.Errorf("control socket: group %s: %w", n.cfg.Group, err)
+		}
 	}
-	os.Chmod(n.cfg.Socket, perm)
+	if err := os.Chmod(n.cfg.Socket, perm); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
 
 	httpConns := make(chan net.Conn)
 	peerLn := &chanListener{c: httpConns, addr: ln.Addr(), done: make(chan struct{})}
@@ -200,7 +214,8 @@ func (n *Node) Run(ctx context.Context) error {
 				peerLn.Close()
 				return
 			}
-			go n.dispatch(ctx, c.(*tls.Conn), httpConns, peerLn.done)
+			wg.Add(1)
+			go func() { defer wg.Done(); n.dispatch(ctx, c.(*tls.Conn), httpConns, peerLn.done) }()
 		}
 	}()
 	if len(n.cfg.Join) > 0 {
@@ -235,8 +250,36 @@ func (n *Node) Run(ctx context.Context) error {
 	peerSrv.Close()
 	ctlSrv.Close()
 	wg.Wait()
+	close(n.quit)
 	n.stopJobs()
+	n.waitBackground(bgWait)
 	return nil
+}
+
+// bgWait bounds how long Run waits for the node's goroutines once the
+// jobs are killed: they end when the jobs' inits and agents are gone.
+const bgWait = 10 * time.Second
+
+// goBg runs f on a goroutine Run waits for when it shuts down.
+func (n *Node) goBg(f func()) {
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		f()
+	}()
+}
+
+// waitBackground waits for the goroutines started by goBg, for d at most.
+func (n *Node) waitBackground(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { n.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		n.log.Warn("shutdown: goroutines of jobs or migrations still running", "waited", d)
+		return false
+	}
 }
 
 // dispatch sends a TLS connection to HTTP or to membership by ALPN.
@@ -319,8 +362,11 @@ func (n *Node) stopJobs() {
 	}
 	n.mu.Unlock()
 	for _, j := range jobs {
-		if j.init != nil {
-			j.init.Kill()
+		j.mu.Lock()
+		in := j.init
+		j.mu.Unlock()
+		if in != nil {
+			in.Kill()
 		}
 	}
 }

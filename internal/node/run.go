@@ -48,7 +48,9 @@ func (n *Node) startJob(req RunRequest) (JobInfo, error) {
 	if err != nil {
 		return fail(err)
 	}
+	j.mu.Lock()
 	j.init = in
+	j.mu.Unlock()
 	j.startCopiers()
 	var ev job.Event
 	select {
@@ -68,7 +70,7 @@ func (n *Node) startJob(req RunRequest) (JobInfo, error) {
 	j.info.PID = ev.PID
 	j.info.State = stateRunning
 	j.mu.Unlock()
-	go j.watch()
+	n.goBg(j.watch)
 	n.log.Info("job started", "job", id, "cmd", req.Cmd, "pid", ev.PID)
 	return j.snapshot(), nil
 }
@@ -108,12 +110,24 @@ func (n *Node) adopt(pid int) (JobInfo, error) {
 		}
 		j.logs[i].close() // ferry does not carry an adopted process's output
 	}
-	go func() {
+	n.goBg(func() {
 		defer unix.Close(pidfd)
+		// The node does not kill an adopted process when it stops: the
+		// watch ends with the node too (quit), polling for it.
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 		for {
-			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			k, err := unix.Poll(fds, 200)
+			if err == nil && k > 0 {
 				break
+			}
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				n.log.Error("watch adopted process", "job", id, "pid", pid, "err", fmt.Errorf("poll pidfd: %w", err))
+				return
+			}
+			select {
+			case <-n.quit:
+				return
+			default:
 			}
 		}
 		j.mu.Lock()
@@ -122,7 +136,7 @@ func (n *Node) adopt(pid int) (JobInfo, error) {
 		}
 		j.mu.Unlock()
 		j.closeFiles()
-	}()
+	})
 	n.log.Info("process adopted", "job", id, "pid", pid)
 	return j.snapshot(), nil
 }
