@@ -249,6 +249,7 @@ var cases = []testCase{
 	{name: "zt_threads_many", src: "zt_threads_many.c"},
 	{name: "zt_mmap_sparse", src: "zt_mmap_sparse.c"},
 	{name: "zt_fanotify_fid", src: "zt_fanotify_fid.c"},
+	{name: "zt_cwd_long", src: "zt_cwd_long.c"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
