@@ -88,10 +88,10 @@ func collect(ctx context.Context, fz *ptrace.Frozen, dumper *fds.Dumper, log *sl
 		return nil, fmt.Errorf("executable of %d: %w", pid, err)
 	}
 	p.Exe = strings.TrimSuffix(p.Exe, " (deleted)")
-	if p.Cwd, err = procfs.Cwd(pid); err != nil {
+	if p.Cwd, err = longLink(procfs.Cwd, pid, "cwd"); err != nil {
 		return nil, err
 	}
-	root, err := procfs.Root(pid)
+	root, err := longLink(procfs.Root, pid, "root")
 	if err != nil {
 		return nil, err
 	}
@@ -727,4 +727,19 @@ func (c *collector) noteStop(in *ptrace.Injector) {
 		c.fz.WasStopped = true
 		c.proc.Stopped = true
 	}
+}
+
+// longLink reads a directory link of /proc/PID (cwd, root) with read; a
+// path longer than PATH_MAX, which the kernel cannot report
+// (ENAMETOOLONG), is found by walking up from the directory instead.
+func longLink(read func(int) (string, error), pid int, name string) (string, error) {
+	s, err := read(pid)
+	if err == nil || !errors.Is(err, unix.ENAMETOOLONG) {
+		return s, err
+	}
+	s, lerr := kernel.ProcDirPath(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if lerr != nil {
+		return "", fmt.Errorf("%w: %w", err, lerr)
+	}
+	return s, nil
 }

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/image"
+	"ferry/internal/kernel"
 )
 
 // ErrUnsupported is matched (errors.Is) by every *UnsupportedError.
@@ -47,7 +48,7 @@ func Check(pid int) error {
 	}
 	pc := &procCache{pid: pid}
 	for _, num := range nums {
-		link, err := os.Readlink(fdPath(pid, num))
+		link, err := fdLink(pid, num)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue // closed meanwhile
@@ -221,7 +222,7 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 		if !deleted {
 			// Reopened by path: the path must lead to this very file.
 			var pst unix.Stat_t
-			if err := unix.Stat(link, &pst); err != nil || pst.Dev != st.Dev || pst.Ino != st.Ino {
+			if err := kernel.StatLong(link, &pst); err != nil || pst.Dev != st.Dev || pst.Ino != st.Ino {
 				return "", unsupported("file its path does not lead to (another mount namespace?)", link)
 			}
 		}

@@ -47,6 +47,13 @@
 //     made again inside it for SO_PEERCRED (unixconn.go).
 //   - memfd: name, seals and content (object FileID).
 //
+// Paths longer than PATH_MAX, which readlink of /proc/PID/fd/N cannot
+// report (ENAMETOOLONG), are found instead (longpath.go): a directory's by
+// walking ".." up from it (kernel.DirPath), a non-directory's as an entry
+// of the working directory, the root or a directory fd of the process
+// (anything else is an error saying so); the restore opens them piece by
+// piece (kernel.OpenLong).
+//
 // File locks, from the "lock:" lines of fdinfo (image.FD.Locks): flock
 // and OFD locks belong to the open file description, so Prepare takes
 // them again from ferry on the new description, which hands them to the

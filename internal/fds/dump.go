@@ -131,7 +131,7 @@ func (d *Dumper) DumpProcess(pid, pidfd int) ([]image.FD, error) {
 // of it (which the Dumper then owns).
 func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, num int, getfd func() (int, error)) (*image.FD, error) {
 	pid := pc.pid
-	link, err := os.Readlink(fdPath(pid, num))
+	link, err := fdLink(pid, num)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil // not open any more; the tree is frozen, so it was ferry's race

@@ -278,7 +278,7 @@ func (d *Dumper) holdsLocked(pid int, ds *desc) (int, bool) {
 	}
 	self := os.Getpid()
 	for _, num := range nums {
-		if link, err := os.Readlink(fdPath(pid, num)); err != nil || link != ds.link {
+		if link, err := fdLink(pid, num); err != nil || link != ds.link {
 			continue
 		}
 		if same, err := kernel.KcmpFile(self, ds.fd, pid, num); err == nil && same {

@@ -1014,7 +1014,12 @@ func openFlags(f int) int {
 // also contains O_DIRECTORY.
 const oTmpfileOnly = unix.O_TMPFILE &^ unix.O_DIRECTORY
 
+// openRetry is open(2), retried on EINTR; a path longer than PATH_MAX is
+// opened piece by piece (kernel.OpenLong).
 func openRetry(path string, flags int, mode uint32) (int, error) {
+	if len(path) >= kernel.PathMax {
+		return kernel.OpenLong(path, flags, mode)
+	}
 	for {
 		fd, err := unix.Open(path, flags, mode)
 		if err == unix.EINTR {

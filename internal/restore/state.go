@@ -79,8 +79,9 @@ func (b *builder) installFDs() error {
 }
 
 // chdir enters the recorded working directory: by path, or, when it had
-// been removed, the stand-in the fds layer made for it (fchdir on an
-// O_PATH fd brought in and closed again).
+// been removed, the stand-in the fds layer made for it, or when its path is
+// longer than the kernel takes whole (PATH_MAX), the directory ferry opened
+// piece by piece (fchdir on an O_PATH fd brought in and closed again).
 func (b *builder) chdir() error {
 	p := b.p
 	if p.CwdGone != nil {
@@ -88,18 +89,20 @@ func (b *builder) chdir() error {
 		if f == nil {
 			return fmt.Errorf("removed cwd %s: no stand-in was made", p.Cwd)
 		}
-		tfd, err := b.install(f)
-		if err != nil {
-			return fmt.Errorf("removed cwd %s: %w", p.Cwd, err)
-		}
-		_, err = b.lead.Syscall(unix.SYS_FCHDIR, tfd)
-		b.lead.Syscall(unix.SYS_CLOSE, tfd)
-		if b.tpidfd != 0 {
-			b.lead.Syscall(unix.SYS_CLOSE, b.tpidfd)
-			b.tpidfd = 0
-		}
-		if err != nil {
+		if err := b.fchdir(f); err != nil {
 			return fmt.Errorf("fchdir to the stand-in of removed cwd %s: %w", p.Cwd, err)
+		}
+		return nil
+	}
+	if len(p.Cwd) >= kernel.PathMax {
+		fd, err := kernel.OpenLong(p.Cwd, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("cwd of %d bytes (longer than PATH_MAX): %w", len(p.Cwd), err)
+		}
+		f := os.NewFile(uintptr(fd), "cwd")
+		defer f.Close()
+		if err := b.fchdir(f); err != nil {
+			return fmt.Errorf("fchdir to the cwd of %d bytes (longer than PATH_MAX): %w", len(p.Cwd), err)
 		}
 		return nil
 	}
@@ -111,6 +114,22 @@ func (b *builder) chdir() error {
 		return fmt.Errorf("chdir %s: %w", p.Cwd, err)
 	}
 	return nil
+}
+
+// fchdir makes directory f (ferry's) the target's working directory,
+// through a copy of it brought into the target and closed again.
+func (b *builder) fchdir(f *os.File) error {
+	tfd, err := b.install(f)
+	if err != nil {
+		return err
+	}
+	_, err = b.lead.Syscall(unix.SYS_FCHDIR, tfd)
+	b.lead.Syscall(unix.SYS_CLOSE, tfd)
+	if b.tpidfd != 0 {
+		b.lead.Syscall(unix.SYS_CLOSE, b.tpidfd)
+		b.tpidfd = 0
+	}
+	return err
 }
 
 // chroot gives a process that had chrooted its root back, after its cwd

@@ -260,6 +260,7 @@ var cases = []testCase{
 	{name: "zt_cputimers", src: "zt_cputimers.c"},
 	{name: "zt_pidfd_thread", src: "zt_pidfd_thread.c"},
 	{name: "zt_file_flags", src: "zt_file_flags.c"},
+	{name: "zt_cwd_long", src: "zt_cwd_long.c"},
 	// process trees
 	{name: "tree_pids", src: "tree_pids.c", needsTree: true},
 	{name: "tree_zombie", src: "tree_zombie.c", needsTree: true},
