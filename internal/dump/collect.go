@@ -406,6 +406,7 @@ func (c *collector) timerClockThreads(lead *ptrace.Injector, scratch uint64) err
 		}
 	}
 	const far = int64(1) << 60 // ns: 36 years of CPU time
+	var cpu []int64            // each thread's CPU time, read once
 	for i := range p.PosixTimers {
 		t := &p.PosixTimers[i]
 		if !kernel.SelfThreadClock(t.ClockID) || len(p.Threads) < 2 {
@@ -440,21 +441,26 @@ func (c *collector) timerClockThreads(lead *ptrace.Injector, scratch uint64) err
 			return fmt.Errorf("timer_gettime %d: %w", t.ID, gerr)
 		}
 		used := far - (int64(le(b, 16))*1e9 + int64(le(b, 24)))
+		if cpu == nil {
+			// The threads are frozen: their CPU times stand still.
+			for _, th := range p.Threads {
+				ns, err := procfs.TaskCPUTime(c.fz.PID, th.TID)
+				if err != nil {
+					return fmt.Errorf("timer %d: %w", t.ID, err)
+				}
+				cpu = append(cpu, ns)
+			}
+		}
 		found := 0
-		for _, th := range p.Threads {
-			if ns, err := procfs.TaskCPUTime(c.fz.PID, th.TID); err == nil && ns == used {
-				found = th.TID
+		for j, ns := range cpu {
+			if ns == used {
+				found = p.Threads[j].TID
 				break
 			}
 		}
 		if found == 0 {
-			var have []int64
-			for _, th := range p.Threads {
-				ns, _ := procfs.TaskCPUTime(c.fz.PID, th.TID)
-				have = append(have, ns)
-			}
 			return fmt.Errorf("timer %d counts a thread's CPU time (%d ns) that no thread of pid %d has (%v): %w",
-				t.ID, used, c.fz.PID, have, ErrUnsupported)
+				t.ID, used, c.fz.PID, cpu, ErrUnsupported)
 		}
 		t.ClockTID = found
 	}

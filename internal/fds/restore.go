@@ -587,17 +587,7 @@ type threadFD struct {
 // threadLocked reports whether tid is a thread, not a thread leader, of a
 // process of the tree.
 func (r *Restorer) threadLocked(tid int) bool {
-	if r.byPID[tid] != nil {
-		return false
-	}
-	for _, p := range r.procs {
-		for _, th := range p.Threads {
-			if th.TID == tid {
-				return true
-			}
-		}
-	}
-	return false
+	return r.byPID[tid] == nil && r.inTreeLocked(tid)
 }
 
 // placeholderLocked is the file that keeps a thread pidfd's number taken

@@ -1,6 +1,10 @@
 package kernel
 
-import "golang.org/x/sys/unix"
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+)
 
 // CPU-time clock ids (include/linux/posix-timers.h): a negative id names a
 // process or thread, ~pid<<3, with the thread bit and the kind of time.
@@ -20,10 +24,10 @@ func SelfThreadClock(clk int) bool {
 // SiginfoTimer returns the timer id of a POSIX timer's signal (si_code
 // SI_TIMER), or ok false for any other siginfo.
 func SiginfoTimer(si []byte) (id int, ok bool) {
-	if len(si) < 16 || int32(uint32(si[8])|uint32(si[9])<<8|uint32(si[10])<<16|uint32(si[11])<<24) != siTimer {
+	if len(si) < 16 || int32(binary.LittleEndian.Uint32(si[8:])) != siTimer {
 		return 0, false
 	}
-	return int(int32(uint32(si[12]) | uint32(si[13])<<8 | uint32(si[14])<<16 | uint32(si[15])<<24)), true
+	return int(int32(binary.LittleEndian.Uint32(si[12:]))), true
 }
 
 const siTimer = -2 // SI_TIMER
