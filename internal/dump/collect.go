@@ -10,7 +10,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -604,15 +603,11 @@ func (c *collector) childStops(lead *ptrace.Injector, scratch uint64) error {
 		return err
 	}
 	for _, tid := range tids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, tid))
+		children, err := procfs.TaskChildren(pid, tid)
 		if err != nil {
 			continue // CONFIG_PROC_CHILDREN missing: stops come back reported
 		}
-		for _, f := range strings.Fields(string(b)) {
-			child, err := strconv.Atoi(f)
-			if err != nil {
-				continue
-			}
+		for _, child := range children {
 			// Frozen by ferry, a stopped child shows 't' like the others;
 			// only one in group stop can have a report (WSTOPPED).
 			if st, err := procfs.Stat(child); err != nil || st.State != 'T' && st.State != 't' {

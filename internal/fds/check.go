@@ -11,6 +11,7 @@ import (
 
 	"ferry/internal/image"
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // ErrUnsupported is matched (errors.Is) by every *UnsupportedError.
@@ -42,7 +43,7 @@ func (e *UnsupportedError) Is(target error) bool { return target == ErrUnsupport
 // the tree, a unix socket connected to a bound peer elsewhere — is
 // reported by Dumper.Finish.
 func Check(pid int) error {
-	nums, err := listFDs(pid)
+	nums, err := procfs.FDs(pid)
 	if err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func Check(pid int) error {
 			}
 			return fmt.Errorf("check pid %d fd %d: %w", pid, num, err)
 		}
-		info, err := readFDInfo(pid, num)
+		info, err := procfs.FDInfo(pid, num)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -122,18 +123,18 @@ const soAcceptCon = 1 << 16
 // classify decides from fd num's /proc link text, its fdinfo and a stat
 // through the link which image kind it is, or returns an *UnsupportedError
 // (also for a lock held through it that cannot be carried).
-func classify(pc *procCache, num int, link string, info *fdInfo) (string, error) {
+func classify(pc *procCache, num int, link string, info *procfs.ProcFDInfo) (string, error) {
 	kind, err := classifyKind(pc, num, link, info)
 	if err != nil {
 		return "", err
 	}
-	if err := checkLocks(pc, num, link, kind, info.locks); err != nil {
+	if err := checkLocks(pc, num, link, kind, info.Locks); err != nil {
 		return "", err
 	}
 	return kind, nil
 }
 
-func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, error) {
+func classifyKind(pc *procCache, num int, link string, info *procfs.ProcFDInfo) (string, error) {
 	unsupported := func(resource, detail string) error {
 		return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: detail}
 	}
@@ -187,7 +188,7 @@ func classifyKind(pc *procCache, num int, link string, info *fdInfo) (string, er
 		return "", fmt.Errorf("stat pid %d fd %d (%s): %w", pc.pid, num, link, err)
 	}
 	deleted := strings.HasSuffix(link, deletedSuffix)
-	if info.flags&unix.O_PATH != 0 {
+	if info.Flags&unix.O_PATH != 0 {
 		// An O_PATH fd names a file without opening it: reopened by path
 		// whatever the file is, as long as the path still leads to it.
 		// One of a removed regular file or directory comes back on its
@@ -281,7 +282,7 @@ func reopenableChar(major, minor uint32) bool {
 	return false
 }
 
-func classifySocket(pc *procCache, num int, link string, info *fdInfo) (string, error) {
+func classifySocket(pc *procCache, num int, link string, info *procfs.ProcFDInfo) (string, error) {
 	unsupported := func(resource, detail string) error {
 		return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: detail}
 	}

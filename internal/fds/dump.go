@@ -19,6 +19,7 @@ import (
 
 	"ferry/internal/image"
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // DefaultHashLimit is the largest regular file DumpProcess hashes by default.
@@ -69,7 +70,7 @@ type desc struct {
 	pid  int      // first holder
 	link string   // its /proc link text
 	diag *kernel.UnixDiag
-	ep   []epollEntry
+	ep   []procfs.EpollTarget
 	// inflight: first seen in a unix socket's queue (SCM_RIGHTS), where
 	// pid holds that socket.
 	inflight bool
@@ -105,7 +106,7 @@ func (d *Dumper) DumpProcess(pid, pidfd int) ([]image.FD, error) {
 		return nil, errors.New("fds: dumper is closed")
 	}
 	log := d.log.With("pid", pid)
-	nums, err := listFDs(pid)
+	nums, err := procfs.FDs(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +139,7 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, num int, getfd fu
 		}
 		return nil, err
 	}
-	info, err := readFDInfo(pid, num)
+	info, err := procfs.FDInfo(pid, num)
 	if err != nil {
 		return nil, err
 	}
@@ -155,9 +156,9 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, num int, getfd fu
 		unix.Close(fd)
 		return nil, os.NewSyscallError("fstat", err)
 	}
-	cloexec := info.flags&unix.O_CLOEXEC != 0
+	cloexec := info.Flags&unix.O_CLOEXEC != 0
 	var descLocks, posixLocks []image.FileLock
-	for _, l := range info.locks {
+	for _, l := range info.Locks {
 		fl := fileLock(l)
 		if fl.Kind != image.LockPOSIX {
 			descLocks = append(descLocks, fl)
@@ -190,8 +191,8 @@ func (d *Dumper) dumpFDLocked(log *slog.Logger, pc *procCache, num int, getfd fu
 		CloExec: cloexec,
 		Desc:    ds.id,
 		Kind:    kind,
-		Flags:   info.flags &^ unix.O_CLOEXEC,
-		Offset:  info.pos,
+		Flags:   info.Flags &^ unix.O_CLOEXEC,
+		Offset:  info.Pos,
 		Mode:    st.Mode,
 		Dev:     st.Dev,
 		Ino:     st.Ino,
@@ -230,7 +231,7 @@ func (d *Dumper) findDescLocked(fd int, st unix.Stat_t) (*desc, error) {
 }
 
 // fillLocked records the kind-specific state of a new description.
-func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdInfo, st *unix.Stat_t) error {
+func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *procfs.ProcFDInfo, st *unix.Stat_t) error {
 	r := &ds.rec
 	unsupported := func(resource, detail string) error {
 		return &UnsupportedError{PID: pc.pid, FD: r.Num, Resource: resource, Detail: detail}
@@ -324,12 +325,11 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 			}
 		}
 	case image.FDEventfd:
-		c, err := strconv.ParseUint(info.fields["eventfd-count"], 16, 64)
-		if err != nil {
-			return fmt.Errorf("eventfd-count: %w", err)
+		if info.Eventfd == nil {
+			return fmt.Errorf("eventfd fdinfo of %s: no eventfd-count", ds.link)
 		}
-		r.EventfdCount = c
-		r.EventfdSemaphore = info.fields["eventfd-semaphore"] == "1"
+		r.EventfdCount = info.Eventfd.Count
+		r.EventfdSemaphore = info.Eventfd.Semaphore
 	case image.FDTimerfd:
 		// timerfd_gettime first: the kernel counts the expirations of a
 		// periodic timer lazily, and brings ticks up to date there (or
@@ -338,45 +338,41 @@ func (d *Dumper) fillLocked(log *slog.Logger, pc *procCache, ds *desc, info *fdI
 		if err := unix.TimerfdGettime(ds.fd, &its); err != nil {
 			return os.NewSyscallError("timerfd_gettime", err)
 		}
-		now, err := readFDInfo(os.Getpid(), ds.fd)
+		now, err := procfs.FDInfo(os.Getpid(), ds.fd)
 		if err != nil {
 			return err
 		}
-		clock, err1 := strconv.Atoi(now.fields["clockid"])
-		ticks, err2 := strconv.ParseUint(now.fields["ticks"], 10, 64)
-		sflags, err3 := strconv.ParseUint(now.fields["settime flags"], 8, 32)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return fmt.Errorf("timerfd fdinfo: %w", err)
+		if now.Timerfd == nil {
+			return fmt.Errorf("timerfd fdinfo of %s: no clockid, ticks or settime flags", ds.link)
 		}
-		r.TimerClock = clock
-		r.TimerTicks = ticks
-		r.TimerSettimeFlags = int(sflags)
+		r.TimerClock = now.Timerfd.ClockID
+		r.TimerTicks = now.Timerfd.Ticks
+		r.TimerSettimeFlags = now.Timerfd.SettimeFlags
 		r.TimerValueNsec = its.Value.Nano()
 		r.TimerIntervalNsec = its.Interval.Nano()
 	case image.FDSignalfd:
-		m, err := strconv.ParseUint(info.fields["sigmask"], 16, 64)
-		if err != nil {
-			return fmt.Errorf("signalfd sigmask: %w", err)
+		if info.Signalfd == nil {
+			return fmt.Errorf("signalfd fdinfo of %s: no sigmask", ds.link)
 		}
-		r.SignalfdMask = m
+		r.SignalfdMask = info.Signalfd.Sigmask
 	case image.FDEpoll:
 		// fdinfo lists items in the kernel's tree order (by file address);
 		// record them by fd number so images are reproducible.
 		// Stable: items of one fd number stay in the kernel's order, which
 		// is how KCMP_EPOLL_TFD counts them (toff).
-		ds.ep = slices.Clone(info.epoll)
-		slices.SortStableFunc(ds.ep, func(a, b epollEntry) int { return cmp.Compare(a.tfd, b.tfd) })
+		ds.ep = slices.Clone(info.Epoll)
+		slices.SortStableFunc(ds.ep, func(a, b procfs.EpollTarget) int { return cmp.Compare(a.FD, b.FD) })
 		for _, e := range ds.ep {
-			r.Epoll = append(r.Epoll, image.EpollItem{FD: e.tfd, Events: e.events, Data: e.data})
+			r.Epoll = append(r.Epoll, image.EpollItem{FD: e.FD, Events: e.Events, Data: e.Data})
 		}
 	case image.FDUnix:
 		return d.fillUnixLocked(log, pc, ds, unsupported)
 	case image.FDInotify, image.FDFanotify:
 		return d.fillNotifyLocked(pc, ds, unsupported)
 	case image.FDPidfd:
-		pid, err := strconv.Atoi(info.fields["Pid"])
+		pid, err := strconv.Atoi(info.Fields["Pid"])
 		if err != nil {
-			return fmt.Errorf("pidfd fdinfo: Pid %q", info.fields["Pid"])
+			return fmt.Errorf("pidfd fdinfo: Pid %q", info.Fields["Pid"])
 		}
 		if pid <= 0 {
 			return unsupported("pidfd of a process that exited", "")
@@ -1174,15 +1170,15 @@ func (d *Dumper) checkEpollLocked(procs []*image.Process, used, all []*desc) err
 		}
 		seen := map[int]uint64{} // items of each fd number so far: toff
 		for i, it := range ep.ep {
-			toff := seen[it.tfd]
-			seen[it.tfd]++
+			toff := seen[it.FD]
+			seen[it.FD]++
 			ds, err := d.epollTargetLocked(ep, it, toff, candidates)
 			if err != nil {
 				return err
 			}
 			if ds == nil {
 				return &UnsupportedError{PID: ep.pid, FD: ep.rec.Num, Resource: "epoll",
-					Detail: fmt.Sprintf("the item registered as fd %d watches a file no process of the tree holds", it.tfd)}
+					Detail: fmt.Sprintf("the item registered as fd %d watches a file no process of the tree holds", it.FD)}
 			}
 			ep.rec.Epoll[i].Desc = ds.id
 		}
@@ -1192,20 +1188,19 @@ func (d *Dumper) checkEpollLocked(procs []*image.Process, used, all []*desc) err
 
 // epollTargetLocked finds the description an epoll item watches, among
 // those of the tree with its inode, by KCMP_EPOLL_TFD on ferry's copies.
-func (d *Dumper) epollTargetLocked(ep *desc, it epollEntry, toff uint64, used []*desc) (*desc, error) {
-	dev := unix.Mkdev(uint32(it.sdev>>20), uint32(it.sdev&0xfffff)) // sdev is the kernel's dev_t
+func (d *Dumper) epollTargetLocked(ep *desc, it procfs.EpollTarget, toff uint64, used []*desc) (*desc, error) {
 	self := os.Getpid()
 	epPID, epFD := ep.pid, ep.rec.Num
 	if ep.inflight {
 		epPID, epFD = self, ep.fd // only ferry holds it
 	}
 	for _, ds := range used {
-		if ds.rec.Ino != it.ino || ds.rec.Dev != dev {
+		if ds.rec.Ino != it.Ino || ds.rec.Dev != it.Dev {
 			continue
 		}
-		same, err := kernel.KcmpEpollTfd(self, ds.fd, epPID, epFD, it.tfd, toff)
+		same, err := kernel.KcmpEpollTfd(self, ds.fd, epPID, epFD, it.FD, toff)
 		if err != nil {
-			return nil, fmt.Errorf("pid %d epoll fd %d item fd %d: %w", ep.pid, ep.rec.Num, it.tfd, err)
+			return nil, fmt.Errorf("pid %d epoll fd %d item fd %d: %w", ep.pid, ep.rec.Num, it.FD, err)
 		}
 		if same {
 			return ds, nil

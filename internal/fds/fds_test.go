@@ -22,6 +22,7 @@ import (
 
 	"ferry/internal/image"
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 var (
@@ -544,8 +545,8 @@ func testRestore(t *testing.T, procs []*image.Process, objs map[string]*os.File,
 			if len(s) == 8 {
 				v = binary.NativeEndian.Uint64([]byte(s))
 			}
-			info, _ := readFDInfo(os.Getpid(), 107)
-			return want(err == nil && v == 1 && info.fields["eventfd-count"] == "6", "read 1, count left 6; got %d %v %q", v, err, info.fields["eventfd-count"])
+			info, _ := procfs.FDInfo(os.Getpid(), 107)
+			return want(err == nil && v == 1 && info.Fields["eventfd-count"] == "6", "read 1, count left 6; got %d %v %q", v, err, info.Fields["eventfd-count"])
 		}},
 		{"timerfd armed", func() error {
 			var its unix.ItimerSpec
@@ -555,8 +556,8 @@ func testRestore(t *testing.T, procs []*image.Process, objs map[string]*os.File,
 				"about 100 s left, 5 s interval; got %v %v %v", v, time.Duration(its.Interval.Nano()), err)
 		}},
 		{"signalfd mask", func() error {
-			info, _ := readFDInfo(os.Getpid(), 109)
-			return want(info.fields["sigmask"] == "0000000000000a00", "mask of SIGUSR1|SIGUSR2; got %q", info.fields["sigmask"])
+			info, _ := procfs.FDInfo(os.Getpid(), 109)
+			return want(info.Fields["sigmask"] == "0000000000000a00", "mask of SIGUSR1|SIGUSR2; got %q", info.Fields["sigmask"])
 		}},
 		{"stream pair options", func() error {
 			snd, err1 := unix.GetsockoptInt(111, unix.SOL_SOCKET, unix.SO_SNDBUF)
@@ -854,24 +855,6 @@ func TestPrepareRecords(t *testing.T) {
 			}
 			tt.check(t, r.Files(1))
 		})
-	}
-}
-
-func TestParseEpollLine(t *testing.T) {
-	tests := []struct {
-		line string
-		want epollEntry
-	}{
-		{"tfd:        3 events: 80000019 data:             1234  pos:0 ino:40e sdev:10",
-			epollEntry{tfd: 3, events: 0x80000019, data: 0x1234, ino: 0x40e, sdev: 0x10}},
-		{"tfd:      105 events:       19 data:              abc  pos:0 ino:2a sdev:e",
-			epollEntry{tfd: 105, events: 0x19, data: 0xabc, ino: 0x2a, sdev: 0xe}},
-	}
-	for _, tt := range tests {
-		got, err := parseEpollLine(tt.line)
-		if err != nil || got != tt.want {
-			t.Errorf("parseEpollLine(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
-		}
 	}
 }
 

@@ -11,92 +11,31 @@ import (
 
 	"ferry/internal/image"
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
-
-// lockLine is one lock as /proc/locks and the "lock:" lines of
-// /proc/PID/fdinfo/N print it (fs/locks.c, lock_get_status):
-//
-//	1: FLOCK  ADVISORY  READ 7379 fe:00:9977873 0 EOF
-//	2: POSIX  ADVISORY  WRITE 7379 fe:00:9977875 100 199
-//	1: OFDLCK ADVISORY  WRITE -1 fe:00:9977887 0 9
-//	1: LEASE  ACTIVE    READ 7412 fe:00:9977893 0 EOF
-//
-// The device is the superblock's MAJOR:MINOR in hex, the inode decimal,
-// the range inclusive.
-type lockLine struct {
-	kind  string // FLOCK, POSIX, OFDLCK, LEASE, DELEG, ACCESS...
-	mode  string // ADVISORY (MANDATORY on old kernels); ACTIVE, BREAKING... for leases
-	typ   string // READ, WRITE, UNLCK
-	pid   int    // -1 for OFD locks
-	dev   string // "fe:00"
-	ino   uint64
-	start int64
-	end   int64 // inclusive; -1 for EOF
-}
-
-// parseLockLine parses one lock line without its "lock:" prefix. ok is
-// false for a line that names no held lock (a waiter, "->").
-func parseLockLine(s string) (l lockLine, ok bool, err error) {
-	f := strings.Fields(s)
-	if len(f) > 1 && f[1] == "->" {
-		return l, false, nil
-	}
-	if len(f) != 8 || !strings.HasSuffix(f[0], ":") {
-		return l, false, fmt.Errorf("lock line %q: want 8 fields", s)
-	}
-	l.kind, l.mode, l.typ = f[1], f[2], f[3]
-	var errs [4]error
-	l.pid, errs[0] = strconv.Atoi(f[4])
-	i := strings.LastIndexByte(f[5], ':')
-	if i < 0 {
-		return l, false, fmt.Errorf("lock line %q: device and inode %q", s, f[5])
-	}
-	l.dev = f[5][:i]
-	l.ino, errs[1] = strconv.ParseUint(f[5][i+1:], 10, 64)
-	l.start, errs[2] = strconv.ParseInt(f[6], 10, 64)
-	l.end = -1
-	if f[7] != "EOF" {
-		l.end, errs[3] = strconv.ParseInt(f[7], 10, 64)
-	}
-	if err := errors.Join(errs[:]...); err != nil {
-		return l, false, fmt.Errorf("lock line %q: %w", s, err)
-	}
-	return l, true, nil
-}
-
-func (l lockLine) String() string {
-	if l.kind != "POSIX" && l.kind != "OFDLCK" {
-		return l.kind + " " + l.typ
-	}
-	end := "EOF"
-	if l.end >= 0 {
-		end = strconv.FormatInt(l.end, 10)
-	}
-	return fmt.Sprintf("%s %s %d-%s", l.kind, l.typ, l.start, end)
-}
 
 // checkLocks refuses what this package cannot carry among the locks held
 // through fd num of pc.pid: leases and delegations, mandatory locks,
 // POSIX locks owned by another process (sharing the fd table), and any
 // lock on a kind of file that is not reopened or recreated in Prepare.
-func checkLocks(pc *procCache, num int, link, kind string, locks []lockLine) error {
+func checkLocks(pc *procCache, num int, link, kind string, locks []procfs.Lock) error {
 	for _, l := range locks {
 		unsupported := func(resource, why string) error {
 			return &UnsupportedError{PID: pc.pid, FD: num, Resource: resource, Detail: l.String() + " on " + link + why}
 		}
 		switch {
-		case l.kind == "LEASE" && l.mode == "ACTIVE" && (l.typ == "READ" || l.typ == "WRITE"):
+		case l.Kind == "LEASE" && l.Mode == "ACTIVE" && (l.Type == "READ" || l.Type == "WRITE"):
 			// Set again by the first holder (Restorer.Finish).
-		case l.kind == "LEASE" || l.kind == "DELEG":
-			return unsupported("file lease", " ("+strings.ToLower(l.mode)+")")
-		case l.kind != "FLOCK" && l.kind != "POSIX" && l.kind != "OFDLCK":
+		case l.Kind == "LEASE" || l.Kind == "DELEG":
+			return unsupported("file lease", " ("+strings.ToLower(l.Mode)+")")
+		case l.Kind != "FLOCK" && l.Kind != "POSIX" && l.Kind != "OFDLCK":
 			return unsupported("file lock", "")
-		case l.mode != "ADVISORY":
-			return unsupported(strings.ToLower(l.mode)+" file lock", "")
-		case l.typ != "READ" && l.typ != "WRITE":
+		case l.Mode != "ADVISORY":
+			return unsupported(strings.ToLower(l.Mode)+" file lock", "")
+		case l.Type != "READ" && l.Type != "WRITE":
 			return unsupported("file lock", "")
-		case l.kind == "POSIX" && l.pid != pc.pid:
-			return unsupported("file lock", fmt.Sprintf(", owned by pid %d, which shares the fd table", l.pid))
+		case l.Kind == "POSIX" && l.PID != pc.pid:
+			return unsupported("file lock", fmt.Sprintf(", owned by pid %d, which shares the fd table", l.PID))
 		case kind == image.FDUnix:
 			return unsupported("file lock", " (a socket)")
 		}
@@ -105,12 +44,12 @@ func checkLocks(pc *procCache, num int, link, kind string, locks []lockLine) err
 }
 
 // fileLock turns a checked lock line into its image record.
-func fileLock(l lockLine) image.FileLock {
-	fl := image.FileLock{Type: image.LockRead, PID: l.pid}
-	if l.typ == "WRITE" {
+func fileLock(l procfs.Lock) image.FileLock {
+	fl := image.FileLock{Type: image.LockRead, PID: l.PID}
+	if l.Type == "WRITE" {
 		fl.Type = image.LockWrite
 	}
-	switch l.kind {
+	switch l.Kind {
 	case "FLOCK":
 		fl.Kind = image.LockFlock
 		return fl
@@ -122,9 +61,9 @@ func fileLock(l lockLine) image.FileLock {
 	default:
 		fl.Kind = image.LockPOSIX
 	}
-	fl.Start = l.start
-	if l.end >= 0 {
-		fl.Length = l.end - l.start + 1
+	fl.Start = l.Start
+	if l.End >= 0 {
+		fl.Length = l.End - l.Start + 1
 	}
 	return fl
 }
@@ -214,7 +153,7 @@ func lockError(fd int, l image.FileLock, err error) error {
 // conflictingLocks lists, from /proc/locks, the locks on inode dev:ino
 // that conflict with l, as "pid N (POSIX WRITE 100-199)".
 func conflictingLocks(dev, ino uint64, l image.FileLock) []string {
-	data, err := os.ReadFile("/proc/locks")
+	locks, err := procfs.Locks()
 	if err != nil {
 		return nil
 	}
@@ -224,22 +163,21 @@ func conflictingLocks(dev, ino uint64, l image.FileLock) []string {
 		end = l.Start + l.Length - 1
 	}
 	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		h, ok, err := parseLockLine(line)
-		if err != nil || !ok || h.dev != wantDev || h.ino != ino {
+	for _, h := range locks {
+		if h.Dev != wantDev || h.Ino != ino {
 			continue
 		}
-		if (h.kind == "FLOCK") != (l.Kind == image.LockFlock) {
+		if (h.Kind == "FLOCK") != (l.Kind == image.LockFlock) {
 			continue // flock and record locks do not conflict with each other
 		}
-		if h.typ != "WRITE" && l.Type != image.LockWrite {
+		if h.Type != "WRITE" && l.Type != image.LockWrite {
 			continue
 		}
-		if l.Kind != image.LockFlock && (end >= 0 && h.start > end || h.end >= 0 && h.end < start) {
+		if l.Kind != image.LockFlock && (end >= 0 && h.Start > end || h.End >= 0 && h.End < start) {
 			continue
 		}
-		who := "pid " + strconv.Itoa(h.pid)
-		if h.kind == "OFDLCK" {
+		who := "pid " + strconv.Itoa(h.PID)
+		if h.Kind == "OFDLCK" {
 			who = "an open file description"
 		}
 		out = append(out, fmt.Sprintf("%s (%s)", who, h))
@@ -272,7 +210,7 @@ func (d *Dumper) checkFlockHoldersLocked(used []*desc, tree map[int]bool) error 
 // holdsLocked reports whether pid has ds's open file description open,
 // and at which fd number.
 func (d *Dumper) holdsLocked(pid int, ds *desc) (int, bool) {
-	nums, err := listFDs(pid)
+	nums, err := procfs.FDs(pid)
 	if err != nil {
 		return 0, false
 	}

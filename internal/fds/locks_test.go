@@ -14,33 +14,6 @@ import (
 	"ferry/internal/image"
 )
 
-func TestParseLockLine(t *testing.T) {
-	tests := []struct {
-		line    string
-		want    lockLine
-		ok      bool
-		wantErr bool
-	}{
-		{line: "1: FLOCK  ADVISORY  READ 7379 fe:00:9977873 0 EOF", ok: true,
-			want: lockLine{kind: "FLOCK", mode: "ADVISORY", typ: "READ", pid: 7379, dev: "fe:00", ino: 9977873, start: 0, end: -1}},
-		{line: "2: POSIX  ADVISORY  WRITE 7379 fe:00:9977875 100 199", ok: true,
-			want: lockLine{kind: "POSIX", mode: "ADVISORY", typ: "WRITE", pid: 7379, dev: "fe:00", ino: 9977875, start: 100, end: 199}},
-		{line: "1: OFDLCK ADVISORY  WRITE -1 08:01:12 0 9", ok: true,
-			want: lockLine{kind: "OFDLCK", mode: "ADVISORY", typ: "WRITE", pid: -1, dev: "08:01", ino: 12, start: 0, end: 9}},
-		{line: "1: LEASE  ACTIVE    READ 7412 fe:00:9977893 0 EOF", ok: true,
-			want: lockLine{kind: "LEASE", mode: "ACTIVE", typ: "READ", pid: 7412, dev: "fe:00", ino: 9977893, start: 0, end: -1}},
-		{line: "1: -> POSIX  ADVISORY  WRITE 7380 fe:00:9977875 100 199", ok: false},
-		{line: "1: POSIX  ADVISORY  WRITE", wantErr: true},
-		{line: "1: POSIX  ADVISORY  WRITE x fe:00:1 0 EOF", wantErr: true},
-	}
-	for _, tt := range tests {
-		got, ok, err := parseLockLine(tt.line)
-		if (err != nil) != tt.wantErr || ok != tt.ok || (ok && got != tt.want) {
-			t.Errorf("parseLockLine(%q) = %+v, %v, %v; want %+v, %v, error %v", tt.line, got, ok, err, tt.want, tt.ok, tt.wantErr)
-		}
-	}
-}
-
 // waitExit waits until pid (a child of the test, not reaped) has exited,
 // so that its locks are released.
 func waitExit(t *testing.T, pid int) {

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // fdLink reads the /proc link of fd num of pid. For a path longer than the
@@ -48,7 +49,7 @@ func longFDPath(pid, num int) (string, error) {
 		return "", fmt.Errorf("a removed %s whose former path is longer than PATH_MAX: ferry cannot tell its directory", fileType(st.Mode))
 	}
 	dirs := []string{fmt.Sprintf("/proc/%d/cwd", pid), fmt.Sprintf("/proc/%d/root", pid)}
-	if nums, err := listFDs(pid); err == nil {
+	if nums, err := procfs.FDs(pid); err == nil {
 		for _, n := range nums {
 			if n != num {
 				dirs = append(dirs, fdPath(pid, n))

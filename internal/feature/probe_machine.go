@@ -1,7 +1,6 @@
 package feature
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 func kernelRelease() string {
@@ -50,7 +50,7 @@ func probeMachine(ctx context.Context) []Probe {
 	ps := os.Getpagesize()
 	out := []Probe{{Name: ProbePageSize, Status: Available, Detail: fmt.Sprintf("%d bytes", ps)}}
 	vdso := Probe{Name: ProbeVDSO}
-	areas, err := specialMappings("/proc/self/maps")
+	areas, err := specialMappings(os.Getpid())
 	switch {
 	case err != nil:
 		vdso.Status, vdso.Err = Error, err
@@ -88,37 +88,20 @@ func hasArea(areas []mapping, name string) bool {
 	return false
 }
 
-// specialMappings returns the [vvar*] and [vdso] mappings of a maps file, in
+// specialMappings returns the [vvar*] and [vdso] mappings of pid, in
 // address order ([vsyscall] is fixed and not reported).
-func specialMappings(path string) ([]mapping, error) {
-	f, err := os.Open(path)
+func specialMappings(pid int) ([]mapping, error) {
+	maps, err := procfs.Maps(pid)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []mapping
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
-			continue
+	for _, m := range maps {
+		if strings.HasPrefix(m.Name, "[vvar") || m.Name == "[vdso]" {
+			out = append(out, mapping{start: m.Start, end: m.End, name: m.Name})
 		}
-		name := fields[5]
-		if !strings.HasPrefix(name, "[vvar") && name != "[vdso]" {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		s, err1 := strconv.ParseUint(lo, 16, 64)
-		e, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("parse %s: bad range %q", path, fields[0])
-		}
-		out = append(out, mapping{start: s, end: e, name: name})
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // Capability numbers (include/uapi/linux/capability.h) and what lacking

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // holdChild is a running "hold" helper: blocked reading its stdin, with a
@@ -311,25 +312,28 @@ func probeProcMem(res *results, h *holdChild, stopped bool) {
 // firstMapping returns the start and permissions of pid's lowest mapping,
 // the ELF header of its executable.
 func firstMapping(pid int) (uint64, string, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procfs.Maps(pid)
 	if err != nil {
 		return 0, "", err
 	}
-	defer f.Close()
-	line, err := bufio.NewReader(f).ReadString('\n')
-	if err != nil {
-		return 0, "", fmt.Errorf("read maps: %w", err)
+	if len(maps) == 0 {
+		return 0, "", fmt.Errorf("process %d has no mappings", pid)
 	}
-	fields := strings.Fields(line)
-	if len(fields) < 2 {
-		return 0, "", fmt.Errorf("bad maps line %q", line)
+	m := maps[0]
+	perms := []byte("---p")
+	if m.Read {
+		perms[0] = 'r'
 	}
-	lo, _, _ := strings.Cut(fields[0], "-")
-	start, err := strconv.ParseUint(lo, 16, 64)
-	if err != nil {
-		return 0, "", fmt.Errorf("bad maps line %q", line)
+	if m.Write {
+		perms[1] = 'w'
 	}
-	return start, fields[1], nil
+	if m.Exec {
+		perms[2] = 'x'
+	}
+	if m.Shared {
+		perms[3] = 's'
+	}
+	return m.Start, string(perms), nil
 }
 
 // probeRlimit lowers the helper's RLIMIT_CORE to 0 and then tries to raise

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"ferry/internal/procfs"
 )
 
 // LivePaths lists the files a running process maps or has open, by path,
@@ -13,11 +15,10 @@ import (
 // checkpoint's own list is not there yet.
 func LivePaths(pid int) []string {
 	var out []string
-	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 6 && strings.HasPrefix(f[5], "/") && !strings.HasSuffix(line, "(deleted)") {
-				out = append(out, f[5])
+	if maps, err := procfs.Maps(pid); err == nil {
+		for _, m := range maps {
+			if strings.HasPrefix(m.Path, "/") && !m.Deleted {
+				out = append(out, m.Path)
 			}
 		}
 	}

@@ -9,11 +9,12 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/internal/procfs"
 )
 
 // InitSpec says how to start a job's init.
@@ -235,17 +236,12 @@ func HostPID(nsPath string, vpid int) (int, error) {
 		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || l != want {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		st, err := procfs.Status(pid)
 		if err != nil {
 			continue
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f, ok := strings.CutPrefix(line, "NSpid:"); ok {
-				fs := strings.Fields(f)
-				if len(fs) > 0 && fs[len(fs)-1] == strconv.Itoa(vpid) {
-					return pid, nil
-				}
-			}
+		if ns := st.NSpid; len(ns) > 0 && ns[len(ns)-1] == vpid {
+			return pid, nil
 		}
 	}
 	return 0, fmt.Errorf("no process %d in namespace %s: %w", vpid, want, os.ErrNotExist)

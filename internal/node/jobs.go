@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"ferry/internal/fds"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
+	"ferry/internal/procfs"
 )
 
 // JobInfo is a job as `ferry ps` shows it.
@@ -151,20 +151,11 @@ func (j *localJob) hostPIDLocked() int {
 }
 
 func rssKiB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := procfs.Status(pid)
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
+	return int64(st.VmRSS)
 }
 
 // newPipes creates the job's three standard streams and its logs.

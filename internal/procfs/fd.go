@@ -58,6 +58,10 @@ type ProcFDInfo struct {
 	Inotify []InotifyWatch
 	// Fanotify is the group and its marks of a fanotify fd.
 	Fanotify *FanotifyInfo
+	// Locks are the "lock:" lines: the file locks held through this fd
+	// (for a POSIX lock: by its owner, through any fd of the same inode).
+	// Waiters are left out.
+	Locks []Lock
 }
 
 // EventfdInfo is the eventfd part of fdinfo (fs/eventfd.c).
@@ -246,6 +250,13 @@ func parseFDInfo(b []byte, path string) (*ProcFDInfo, error) {
 			fi.Lines = append(fi.Lines, string(line))
 			continue
 		case bytes.HasPrefix(line, []byte("lock:")):
+			l, ok, err := parseLockLine(line[len("lock:"):])
+			if err != nil {
+				return nil, lineErr(path, n, "%v in %q", err, line)
+			}
+			if ok {
+				fi.Locks = append(fi.Locks, l)
+			}
 			fi.Lines = append(fi.Lines, string(line))
 			continue
 		}

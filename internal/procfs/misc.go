@@ -106,22 +106,33 @@ func Children(pid int) ([]int, error) {
 	}
 	var out []int
 	for _, tid := range tids {
-		path := taskPath(pid, tid, "children")
-		b, err := readSmall(path, false)
+		ids, err := TaskChildren(pid, tid)
 		if err != nil {
 			if tid != pid && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)) {
 				continue
 			}
 			return nil, err
 		}
-		ids, err := parseIntList(b)
-		if err != nil {
-			return nil, fileErr(path, "bad pid list %q", b)
-		}
 		out = append(out, ids...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// TaskChildren reads /proc/PID/task/TID/children: the children thread tid
+// forked, in the kernel's order. The file is missing without
+// CONFIG_PROC_CHILDREN.
+func TaskChildren(pid, tid int) ([]int, error) {
+	path := taskPath(pid, tid, "children")
+	b, err := readSmall(path, false)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := parseIntList(b)
+	if err != nil {
+		return nil, fileErr(path, "bad pid list %q", b)
+	}
+	return ids, nil
 }
 
 // Rlimit is one resource limit of a process; unix.RLIM_INFINITY means

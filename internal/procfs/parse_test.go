@@ -255,6 +255,7 @@ NSpgid:	9912	1
 NSsid:	2979	1
 Kthread:	0
 VmPeak:	   18908 kB
+VmRSS:	    3912 kB
 Threads:	3
 SigQ:	3/96364
 SigPnd:	0000000000000100
@@ -283,7 +284,7 @@ func TestParseStatus(t *testing.T) {
 		Name: "a\\b\nc\tx ", Umask: 0o27, State: 'T', Tgid: 9925, PID: 9928, PPID: 1, TracerPID: 77,
 		UID: [4]int{0, 1, 2, 3}, GID: [4]int{4, 5, 6, 7}, FDSize: 64, Groups: []int{10, 20},
 		NStgid: []int{9925, 5}, NSpid: []int{9928, 8}, NSpgid: []int{9912, 1}, NSsid: []int{2979, 1},
-		Threads: 3, SigQueued: 3, SigQueueLimit: 96364,
+		VmRSS: 3912, Threads: 3, SigQueued: 3, SigQueueLimit: 96364,
 		SigPnd: 0x100, ShdPnd: 1 << 63, SigBlk: 0x800000200, SigIgn: 0x1006, SigCgt: 0x100000800,
 		CapPrm: 0x1fffeffffff, CapEff: 0x1fffeffffff, CapBnd: 0x1fffeffffff, CapAmb: 1,
 		NoNewPrivs: true, Seccomp: 2, SeccompFilters: 3,
@@ -298,6 +299,7 @@ func TestParseStatus(t *testing.T) {
 		strings.Replace(statusSample, "CapEff:\t000001fffeffffff", "CapEff:\tzz", 1),
 		strings.Replace(statusSample, "Umask:\t0027", "Umask:\t0029", 1),
 		"VmPeak: 1 kB\n",
+		strings.Replace(statusSample, "VmRSS:\t    3912 kB", "VmRSS:\t    3912", 1),
 	} {
 		var s ProcStatus
 		if err := parseStatus([]byte(bad), "status", &s); !errors.Is(err, ErrMalformed) {
@@ -399,6 +401,15 @@ func TestParseFDInfo(t *testing.T) {
 			if len(fi.Lines) != 1 || !strings.HasPrefix(fi.Lines[0], "lock:\t1: POSIX") {
 				t.Errorf("Lines = %q", fi.Lines)
 			}
+			want := []Lock{{Kind: "POSIX", Mode: "ADVISORY", Type: "WRITE", PID: 77, Dev: "fe:00", Ino: 5, End: -1}}
+			if !reflect.DeepEqual(fi.Locks, want) {
+				t.Errorf("Locks = %+v, want %+v", fi.Locks, want)
+			}
+		}},
+		{"lock waiter", "pos:\t0\nflags:\t02\nmnt_id:\t27\nino:\t5\nlock:\t1: FLOCK  ADVISORY  WRITE 77 fe:00:5 0 EOF\nlock:\t1: -> FLOCK  ADVISORY  WRITE 78 fe:00:5 0 EOF\n", func(t *testing.T, fi *ProcFDInfo) {
+			if len(fi.Locks) != 1 || fi.Locks[0].PID != 77 || len(fi.Lines) != 2 {
+				t.Errorf("Locks = %+v, Lines = %q; want the holder only, both lines", fi.Locks, fi.Lines)
+			}
 		}},
 	}
 	for _, tt := range tests {
@@ -412,15 +423,16 @@ func TestParseFDInfo(t *testing.T) {
 	}
 
 	for _, bad := range []string{
-		"pos:\t0\nflags:\t08\n",                            // flags are octal
-		"pos:\t0\n",                                        // no flags
-		"pos:\t0\nflags:\t02\nit_value: 99, 1\n",           // no parentheses
-		"pos:\t0\nflags:\t02\ntfd: 4 events: 1c\n",         // no data
-		"pos:\t0\nflags:\t02\ntfd: 4 events: zz data: 1\n", // bad hex
-		"pos:\t0\nflags:\t02\ninotify ino:3\n",             // no wd
-		"pos:\t0\nflags:\t02\nfanotify mflags:0 mask:8\n",  // no kind of mark
-		"pos:\t0\nflags:\t02\nfanotify mnt_id:zz mask:8\n", // bad hex
-		"pos:\t0\nflags:\t02\nwhat\n",                      // no key
+		"pos:\t0\nflags:\t08\n",                                 // flags are octal
+		"pos:\t0\n",                                             // no flags
+		"pos:\t0\nflags:\t02\nit_value: 99, 1\n",                // no parentheses
+		"pos:\t0\nflags:\t02\ntfd: 4 events: 1c\n",              // no data
+		"pos:\t0\nflags:\t02\ntfd: 4 events: zz data: 1\n",      // bad hex
+		"pos:\t0\nflags:\t02\ninotify ino:3\n",                  // no wd
+		"pos:\t0\nflags:\t02\nfanotify mflags:0 mask:8\n",       // no kind of mark
+		"pos:\t0\nflags:\t02\nfanotify mnt_id:zz mask:8\n",      // bad hex
+		"pos:\t0\nflags:\t02\nwhat\n",                           // no key
+		"pos:\t0\nflags:\t02\nlock:\t1: POSIX ADVISORY WRITE\n", // short lock line
 	} {
 		if _, err := parseFDInfo([]byte(bad), "fdinfo"); !errors.Is(err, ErrMalformed) {
 			t.Errorf("parseFDInfo(%q) error = %v, want ErrMalformed", bad, err)
@@ -552,6 +564,77 @@ func TestParseSchedstat(t *testing.T) {
 		got, err := parseSchedstat("schedstat", []byte(c.in))
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("parseSchedstat(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+func TestParseLockLine(t *testing.T) {
+	tests := []struct {
+		line    string
+		want    Lock
+		ok      bool
+		wantErr bool
+	}{
+		{line: "1: FLOCK  ADVISORY  READ 7379 fe:00:9977873 0 EOF", ok: true,
+			want: Lock{Kind: "FLOCK", Mode: "ADVISORY", Type: "READ", PID: 7379, Dev: "fe:00", Ino: 9977873, Start: 0, End: -1}},
+		{line: "2: POSIX  ADVISORY  WRITE 7379 fe:00:9977875 100 199", ok: true,
+			want: Lock{Kind: "POSIX", Mode: "ADVISORY", Type: "WRITE", PID: 7379, Dev: "fe:00", Ino: 9977875, Start: 100, End: 199}},
+		{line: "1: OFDLCK ADVISORY  WRITE -1 08:01:12 0 9", ok: true,
+			want: Lock{Kind: "OFDLCK", Mode: "ADVISORY", Type: "WRITE", PID: -1, Dev: "08:01", Ino: 12, Start: 0, End: 9}},
+		{line: "1: LEASE  ACTIVE    READ 7412 fe:00:9977893 0 EOF", ok: true,
+			want: Lock{Kind: "LEASE", Mode: "ACTIVE", Type: "READ", PID: 7412, Dev: "fe:00", Ino: 9977893, Start: 0, End: -1}},
+		{line: "\t1: POSIX  ADVISORY  WRITE 77 fe:00:5 0 EOF", ok: true, // after fdinfo's "lock:"
+			want: Lock{Kind: "POSIX", Mode: "ADVISORY", Type: "WRITE", PID: 77, Dev: "fe:00", Ino: 5, Start: 0, End: -1}},
+		{line: "1: -> POSIX  ADVISORY  WRITE 7380 fe:00:9977875 100 199", ok: false},
+		{line: "1: POSIX  ADVISORY  WRITE", wantErr: true},
+		{line: "1: POSIX  ADVISORY  WRITE x fe:00:1 0 EOF", wantErr: true},
+		{line: "1: POSIX  ADVISORY  WRITE 1 fe00 0 EOF", wantErr: true},
+		{line: "1: POSIX  ADVISORY  WRITE 1 fe:00:1 0 9 extra", wantErr: true},
+		{line: "1 POSIX  ADVISORY  WRITE 1 fe:00:1 0 9", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, ok, err := parseLockLine([]byte(tt.line))
+		if (err != nil) != tt.wantErr || ok != tt.ok || (ok && got != tt.want) {
+			t.Errorf("parseLockLine(%q) = %+v, %v, %v; want %+v, %v, error %v", tt.line, got, ok, err, tt.want, tt.ok, tt.wantErr)
+		}
+	}
+}
+
+func TestLockString(t *testing.T) {
+	tests := []struct {
+		l    Lock
+		want string
+	}{
+		{Lock{Kind: "FLOCK", Type: "WRITE", End: -1}, "FLOCK WRITE"},
+		{Lock{Kind: "POSIX", Type: "READ", Start: 100, End: 199}, "POSIX READ 100-199"},
+		{Lock{Kind: "OFDLCK", Type: "WRITE", End: -1}, "OFDLCK WRITE 0-EOF"},
+	}
+	for _, tt := range tests {
+		if got := tt.l.String(); got != tt.want {
+			t.Errorf("%+v.String() = %q, want %q", tt.l, got, tt.want)
+		}
+	}
+}
+
+// TestParseEpollLine holds the lines fds's own parser was tested with
+// before it went: the same bytes give the same items, with the kernel's
+// sdev turned into the unix.Mkdev form.
+func TestParseEpollLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want EpollTarget
+	}{
+		{"tfd:        3 events: 80000019 data:             1234  pos:0 ino:40e sdev:10",
+			EpollTarget{FD: 3, Events: 0x80000019, Data: 0x1234, Ino: 0x40e, Dev: unix.Mkdev(0, 0x10)}},
+		{"tfd:      105 events:       19 data:              abc  pos:0 ino:2a sdev:e",
+			EpollTarget{FD: 105, Events: 0x19, Data: 0xabc, Ino: 0x2a, Dev: unix.Mkdev(0, 0xe)}},
+		{"tfd:        7 events:       19 data:                0  pos:0 ino:2a sdev:10300002",
+			EpollTarget{FD: 7, Events: 0x19, Ino: 0x2a, Dev: unix.Mkdev(0x103, 2)}},
+	}
+	for _, tt := range tests {
+		got, err := parseEpollLine([]byte(tt.line))
+		if err != nil || got != tt.want {
+			t.Errorf("parseEpollLine(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
 		}
 	}
 }

@@ -275,6 +275,9 @@ func TestStatusSelf(t *testing.T) {
 	if s.Threads < 2 {
 		t.Errorf("Threads = %d", s.Threads)
 	}
+	if s.VmRSS == 0 {
+		t.Errorf("VmRSS = 0 for a running test binary")
+	}
 	old := unix.Umask(0o037)
 	defer unix.Umask(old)
 	ts, err := TaskStatus(pid, unix.Gettid())
@@ -546,6 +549,58 @@ func TestChildren(t *testing.T) {
 	for _, p := range pids {
 		if !slices.Contains(kids, p) {
 			t.Errorf("Children = %v, lacks %d", kids, p)
+		}
+	}
+}
+
+// TestLocksSelf takes a flock and an OFD lock and finds them in fdinfo
+// and in /proc/locks with the file's device and inode.
+func TestLocksSelf(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g, err := os.Open(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	ofd := unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart, Start: 10, Len: 5}
+	if err := unix.FcntlFlock(g.Fd(), unix.F_OFD_SETLK, &ofd); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	dev := fmt.Sprintf("%02x:%02x", unix.Major(st.Dev), unix.Minor(st.Dev))
+	pid := os.Getpid()
+	wantFlock := Lock{Kind: "FLOCK", Mode: "ADVISORY", Type: "WRITE", PID: pid, Dev: dev, Ino: st.Ino, End: -1}
+	wantOFD := Lock{Kind: "OFDLCK", Mode: "ADVISORY", Type: "READ", PID: -1, Dev: dev, Ino: st.Ino, Start: 10, End: 14}
+
+	for _, tt := range []struct {
+		fd   uintptr
+		want Lock
+	}{{f.Fd(), wantFlock}, {g.Fd(), wantOFD}} {
+		fi, err := FDInfo(pid, int(tt.fd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fi.Locks) != 1 || fi.Locks[0] != tt.want {
+			t.Errorf("FDInfo(%d).Locks = %+v, want [%+v]", tt.fd, fi.Locks, tt.want)
+		}
+	}
+	all, err := Locks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []Lock{wantFlock, wantOFD} {
+		if !slices.Contains(all, want) {
+			t.Errorf("Locks() = %+v, lacks %+v", all, want)
 		}
 	}
 }

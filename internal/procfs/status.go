@@ -23,6 +23,10 @@ type ProcStatus struct {
 	// each unless the task lives in a nested PID namespace.
 	NStgid, NSpid, NSpgid, NSsid []int
 
+	// VmRSS is the resident set size in KiB ("VmRSS: %8lu kB"); 0 for
+	// a process without memory (a kernel thread, a zombie).
+	VmRSS uint64
+
 	Threads       int
 	SigQueued     uint64 // SigQ: queued signals / RLIMIT_SIGPENDING
 	SigQueueLimit uint64
@@ -112,6 +116,8 @@ func parseStatus(b []byte, path string, s *ProcStatus) error {
 			s.NSpgid, err = parseIntList(val)
 		case "NSsid":
 			s.NSsid, err = parseIntList(val)
+		case "VmRSS":
+			s.VmRSS, err = parseKB(val)
 		case "Threads":
 			s.Threads, err = atoi(val)
 		case "SigQ":
@@ -186,6 +192,15 @@ func unescapeName(b []byte) string {
 		out = append(out, b[i])
 	}
 	return string(out)
+}
+
+// parseKB parses the "%8lu kB" of the Vm* lines.
+func parseKB(b []byte) (uint64, error) {
+	v, unit := nextField(b)
+	if string(trimSpace(unit)) != "kB" {
+		return 0, errSyntax
+	}
+	return parseUint(v)
 }
 
 func atoi(b []byte) (int, error) {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -426,22 +424,14 @@ func FindSyscall(pid int) (addr, vdso uint64, err error) {
 }
 
 func specialMapping(pid int, name string) (uint64, uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procfs.Maps(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if !strings.HasSuffix(line, " "+name) {
-			continue
+	for _, m := range maps {
+		if m.Name == name {
+			return m.Start, m.End, nil
 		}
-		rng, _, _ := strings.Cut(line, " ")
-		lo, hi, _ := strings.Cut(rng, "-")
-		s, err1 := strconv.ParseUint(lo, 16, 64)
-		e, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil {
-			return 0, 0, fmt.Errorf("bad maps line %q", line)
-		}
-		return s, e, nil
 	}
 	return 0, 0, fmt.Errorf("process %d has no %s mapping", pid, name)
 }
