@@ -14,6 +14,11 @@
 // All integers are little-endian. CRC32C is CRC-32 with the Castagnoli
 // polynomial (hash/crc32, hardware-accelerated on amd64 and arm64).
 //
+// The stream header and the record headers are package frame's stream
+// header and frame header (frame does the encoding and checksums, and
+// refuses a length over MaxPayload before anything is allocated); the
+// layout is repeated here because it is this format's.
+//
 // The stream opens with a 20-byte header:
 //
 //	offset size  field

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math"
 	"math/bits"
@@ -15,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/internal/frame"
 )
 
 // The byte layout below is documented in doc.go; keep the two in step.
@@ -28,11 +29,12 @@ const (
 	Version uint32 = 1
 
 	// HeaderSize is the size of the stream header: magic, version, flags,
-	// CRC32C.
-	HeaderSize = 20
+	// CRC32C (package frame's stream header).
+	HeaderSize = frame.StreamHeaderSize
 	// RecordHeaderSize is the size of a record header: type, flags,
-	// payload length, payload CRC32C, header CRC32C.
-	RecordHeaderSize = 16
+	// payload length, payload CRC32C, header CRC32C (package frame's
+	// frame header).
+	RecordHeaderSize = frame.HeaderSize
 	// MaxPayload caps one record's payload. A reader rejects a larger
 	// length before allocating anything for it.
 	MaxPayload = 64 << 20
@@ -64,9 +66,6 @@ const bufSize = 512 << 10
 // small next to bufSize, so the read buffer rarely has to move a partial
 // record when it refills; the record header costs 28 bytes per 64 KiB.
 const writeChunk = 64 << 10
-
-// castagnoli selects the hardware-accelerated CRC32C in hash/crc32.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // RecordType identifies a record's payload layout.
 type RecordType uint16
@@ -202,20 +201,7 @@ func checkState(c *Checkpoint) (stateInfo, error) {
 // putRecordHeader fills h for a record of type t whose payload is the
 // concatenation of parts, and returns the payload length.
 func putRecordHeader(h *[RecordHeaderSize]byte, t RecordType, parts ...[]byte) int {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	binary.LittleEndian.PutUint16(h[0:], uint16(t))
-	binary.LittleEndian.PutUint16(h[2:], 0) // flags: none defined
-	binary.LittleEndian.PutUint32(h[4:], uint32(n))
-	crc := crc32.Update(0, castagnoli, h[:8])
-	for _, p := range parts {
-		crc = crc32.Update(crc, castagnoli, p)
-	}
-	binary.LittleEndian.PutUint32(h[8:], crc)
-	binary.LittleEndian.PutUint32(h[12:], crc32.Checksum(h[:12], castagnoli))
-	return n
+	return frame.Encode(h, uint16(t), 0, parts...) // flags: none defined
 }
 
 // The trailer's running checksum covers the stream header and each record
@@ -225,18 +211,10 @@ func putRecordHeader(h *[RecordHeaderSize]byte, t RecordType, parts ...[]byte) i
 // checksum blind to what the headers say and to their order.
 
 // runningStart starts the running checksum from the stream header.
-func runningStart(h []byte) uint32 { return crc32.Checksum(h[:16], castagnoli) }
+func runningStart(h []byte) uint32 { return frame.StreamHeaderCRC(h) }
 
 // runningAdd adds a record header (type, flags, length, payload CRC).
-func runningAdd(running uint32, h []byte) uint32 { return crc32.Update(running, castagnoli, h[:12]) }
-
-// putHeader fills the stream header.
-func putHeader(h *[HeaderSize]byte, version, flags uint32) {
-	copy(h[0:8], Magic)
-	binary.LittleEndian.PutUint32(h[8:], version)
-	binary.LittleEndian.PutUint32(h[12:], flags)
-	binary.LittleEndian.PutUint32(h[16:], crc32.Checksum(h[:16], castagnoli))
-}
+func runningAdd(running uint32, h []byte) uint32 { return frame.Update(running, h[:12]) }
 
 var errWriterClosed = errors.New("image: writer is closed")
 
@@ -286,7 +264,7 @@ func NewWriter(w io.Writer) (*Writer, error) {
 		iw.fd = int(f.Fd())
 	}
 	var h [HeaderSize]byte
-	putHeader(&h, Version, 0)
+	frame.PutStreamHeader(&h, Magic, Version, 0)
 	if _, err := iw.bw.Write(h[:]); err != nil {
 		return nil, fmt.Errorf("image: writing header: %w", err)
 	}
@@ -681,47 +659,35 @@ func headerErr(kind error, format string, args ...any) error {
 }
 
 func (r *Reader) readHeader() error {
-	var h [HeaderSize]byte
-	// Magic and version first: the rest of the header's layout depends
-	// on the version, so a newer version is reported before the CRC.
-	n, err := r.readFull(h[:12])
+	version, flags, n, err := frame.ReadStreamHeader(readerFunc(r.readFull), Magic, Version)
 	r.off += int64(n)
-	if m := min(n, len(Magic)); string(h[:m]) != Magic[:m] {
-		return headerErr(ErrBadMagic, "bad magic %q, want %q: not a ferry image", h[:m], Magic)
-	}
-	if err != nil {
-		return r.headerReadErr(err, n)
-	}
-	version := binary.LittleEndian.Uint32(h[8:])
-	if version > Version {
-		return headerErr(ErrVersion, "format version %d is newer than this reader's %d", version, Version)
-	}
-	n, err = r.readFull(h[12:])
-	r.off += int64(n)
-	if err != nil {
-		return r.headerReadErr(err, 12+n)
-	}
-	if got, want := binary.LittleEndian.Uint32(h[16:]), crc32.Checksum(h[:16], castagnoli); got != want {
-		return headerErr(ErrChecksum, "header checksum mismatch (stored 0x%08x, computed 0x%08x)", got, want)
-	}
-	if version == 0 {
-		return headerErr(ErrVersion, "format version 0 is not valid")
-	}
-	if flags := binary.LittleEndian.Uint32(h[12:]); flags != 0 {
+	var ce *frame.ChecksumError
+	switch {
+	case errors.Is(err, frame.ErrBadMagic):
+		return headerErr(ErrBadMagic, "%v: not a ferry image", err)
+	case errors.Is(err, frame.ErrVersion):
+		return headerErr(ErrVersion, "%s", strings.TrimPrefix(err.Error(), frame.ErrVersion.Error()+": "))
+	case errors.Is(err, frame.ErrTruncated):
+		return headerErr(ErrTruncated, "%v", err)
+	case errors.As(err, &ce):
+		return headerErr(ErrChecksum, "%v", err)
+	case err != nil:
+		return headerErr(err, "reading header: %v", err)
+	case flags != 0:
 		return headerErr(ErrVersion, "unknown header flags %#x", flags)
 	}
 	r.version = version
+	var h [HeaderSize]byte
+	frame.PutStreamHeader(&h, Magic, version, flags)
 	r.running = runningStart(h[:])
 	r.stats.TotalBytes = HeaderSize
 	return nil
 }
 
-func (r *Reader) headerReadErr(err error, got int) error {
-	if isEOF(err) {
-		return headerErr(ErrTruncated, "truncated: header has %d of %d bytes", got, HeaderSize)
-	}
-	return headerErr(err, "reading header: %v", err)
-}
+// readerFunc makes a read function an io.Reader.
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 func isEOF(err error) bool { return err == io.EOF || err == io.ErrUnexpectedEOF }
 
@@ -773,25 +739,30 @@ func (r *Reader) next() (*Record, error) {
 	if err != nil {
 		return nil, r.readFail(err, "record header", n, RecordHeaderSize)
 	}
-	if got, want := binary.LittleEndian.Uint32(h[12:]), crc32.Checksum(h[:12], castagnoli); got != want {
-		return nil, r.fail(ErrChecksum, "record header checksum mismatch (stored 0x%08x, computed 0x%08x)", got, want)
+	fh, err := frame.Decode(h[:], MaxPayload)
+	if err != nil && errors.Is(err, frame.ErrChecksum) {
+		return nil, r.fail(ErrChecksum, "record %v", err)
 	}
-	t := RecordType(binary.LittleEndian.Uint16(h[0:]))
-	flags := binary.LittleEndian.Uint16(h[2:])
-	size64 := binary.LittleEndian.Uint32(h[4:])
+	t := RecordType(fh.Kind)
 	r.recType = t
-	if err := r.checkRecordHeader(t, flags, size64); err != nil {
+	if err := r.checkKind(t, fh.Flags); err != nil {
 		return nil, err
 	}
-	size := int(size64)
+	if err != nil { // a *frame.SizeError
+		return nil, r.fail(ErrMalformed, "%v", err)
+	}
+	if err := r.checkRecordHeader(t, fh.Len); err != nil {
+		return nil, err
+	}
+	size := int(fh.Len)
 
-	p, crc, n, err := r.readPayload(size, crc32.Update(0, castagnoli, h[:8]))
+	p, crc, n, err := r.readPayload(size, fh.Seed)
 	r.off += int64(n)
 	if err != nil {
 		return nil, r.readFail(err, "payload", n, size)
 	}
-	if want := binary.LittleEndian.Uint32(h[8:]); crc != want {
-		return nil, r.fail(ErrChecksum, "checksum mismatch (stored 0x%08x, computed 0x%08x)", want, crc)
+	if fh.CheckPayload(crc) != nil {
+		return nil, r.fail(ErrChecksum, "checksum mismatch (stored 0x%08x, computed 0x%08x)", fh.PayloadCRC, crc)
 	}
 
 	if t == RecordTrailer {
@@ -881,18 +852,21 @@ func (r *Reader) next() (*Record, error) {
 	return rec, nil
 }
 
-// checkRecordHeader rejects, before any payload is read or allocated, a
-// record whose type, flags or length cannot be right at this point.
-func (r *Reader) checkRecordHeader(t RecordType, flags uint16, size uint32) error {
+// checkKind rejects a record of an unknown type or with flags set.
+func (r *Reader) checkKind(t RecordType, flags uint16) error {
 	if t < RecordState || t > RecordLazy {
 		return r.fail(ErrMalformed, "unknown record type %d", uint16(t))
 	}
 	if flags != 0 {
 		return r.fail(ErrMalformed, "reserved record flags %#x are set", flags)
 	}
-	if size > MaxPayload {
-		return r.fail(ErrMalformed, "payload length %d exceeds the %d-byte limit", size, MaxPayload)
-	}
+	return nil
+}
+
+// checkRecordHeader rejects, before any payload is read or allocated, a
+// record whose length (at most MaxPayload, checked by frame.Decode)
+// cannot be right for its type at this point.
+func (r *Reader) checkRecordHeader(t RecordType, size uint32) error {
 	if r.state == nil && t != RecordState {
 		return r.fail(ErrMalformed, "%s record before the state record", t)
 	}
@@ -948,14 +922,14 @@ func (r *Reader) readPayload(n int, crc uint32) ([]byte, uint32, int, error) {
 				err = io.EOF
 			}
 		}
-		return p, crc32.Update(crc, castagnoli, p), len(p), err
+		return p, frame.Update(crc, p), len(p), err
 	}
 	if n <= r.br.Size() {
 		p, err := r.br.Peek(n)
 		if _, derr := r.br.Discard(len(p)); err == nil {
 			err = derr
 		}
-		return p, crc32.Update(crc, castagnoli, p), len(p), err
+		return p, frame.Update(crc, p), len(p), err
 	}
 	b := r.buf[:0]
 	for len(b) < n {
@@ -969,7 +943,7 @@ func (r *Reader) readPayload(n int, crc uint32) ([]byte, uint32, int, error) {
 		}
 		piece := b[len(b):min(n, cap(b), len(b)+crcPiece)]
 		m, err := io.ReadFull(r.br, piece)
-		crc = crc32.Update(crc, castagnoli, piece[:m])
+		crc = frame.Update(crc, piece[:m])
 		b = b[:len(b)+m]
 		if err != nil {
 			r.buf = b[:0]

@@ -329,14 +329,7 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 	case "corrupt-image":
 		if !cw.broken {
 			cw.broken = true
-			var h [frameHeader]byte
-			putFrameHeader(h[:], fImage, p)
-			h[12] ^= 0xff
-			cw.s.c.wmu.Lock()
-			cw.s.c.bw.Write(h[:])
-			cw.s.c.bw.Write(p)
-			cw.s.c.bw.Flush()
-			cw.s.c.wmu.Unlock()
+			cw.s.c.sendCorrupt(fImage, p)
 		}
 	}
 	n, err := cw.w.Write(p)

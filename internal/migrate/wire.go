@@ -6,25 +6,33 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"sync"
+
+	"ferry/internal/frame"
 )
 
-// Wire format, version 1. A migration connection carries frames:
+// Wire format, version 2. Each direction of a migration connection opens
+// with the 20-byte stream header of package frame (magic "FERRYMIG",
+// version, flags 0, CRC32C) and then carries frames in frame's layout:
 //
 //	offset size
-//	0      4    magic "FMIG"
-//	4      1    frame type
-//	5      1    flags: 1 = the CRC covers the header only
-//	6      2    zero
-//	8      4    payload length, little endian (≤ MaxFrame)
-//	12     4    CRC32C (Castagnoli) of bytes 4..12 and the payload
+//	0      2    frame type (u16)
+//	2      2    flags (u16): frame.FlagHeaderOnly on image frames, else 0
+//	4      4    payload length (u32), at most MaxFrame
+//	8      4    payload CRC32C: over bytes 0..7 and the payload
+//	             (image frames: bytes 0..7 only)
+//	12     4    header CRC32C: over bytes 0..11
 //	16     n    payload
 //
-// Image frames set flag 1: the image they carry checksums every record
-// itself, and checking the bytes twice costs a tenth of a migration's
-// CPU time.
+// Version 1 had a magic "FMIG" in every frame and one CRC over the
+// header's type..length and the payload; version 2 moved to the framing
+// the image and postcopy formats share (a version 1 peer is refused at
+// the stream header, naming the magic it sent).
+//
+// Image frames set frame.FlagHeaderOnly: the image they carry checksums
+// every record itself, and checking the bytes twice costs a tenth of a
+// migration's CPU time.
 //
 // Control frames (Hello, Welcome, Ready, Commit, Committed, Abort, Done)
 // carry one JSON object. Pages frames carry a precopy round's pages:
@@ -33,9 +41,9 @@ import (
 // ImageEnd closes it. A frame that fails any check ends the migration
 // with ErrCorrupt; nothing of a corrupt frame is used.
 const (
-	wireMagic   = "FMIG"
-	wireVersion = 1
-	frameHeader = 16
+	wireMagic   = "FERRYMIG"
+	wireVersion = 2
+	frameHeader = frame.HeaderSize
 	// MaxFrame caps a frame's payload.
 	MaxFrame = 8 << 20
 )
@@ -71,75 +79,91 @@ const pagesHeader = 12
 // ErrCorrupt is wrapped by errors about a frame that fails its checks.
 var ErrCorrupt = errors.New("corrupt migration frame")
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // conn frames a byte stream. Writes are serialized; reads come from one
 // goroutine at a time.
 type conn struct {
-	rw  io.ReadWriteCloser
-	br  *bufio.Reader
-	wmu sync.Mutex
+	rw io.ReadWriteCloser
+	br *bufio.Reader
+	fr *frame.Reader
+	// gotHeader: the peer's stream header was read (by the first recv).
+	gotHeader bool
+
+	wmu sync.Mutex // guards the fields below
 	bw  *bufio.Writer
-	hdr [frameHeader]byte
-	// bytes counts payload bytes written.
+	fw  *frame.Writer
+	// sentHeader: the stream header was written (by the first send).
+	sentHeader bool
+
+	// sent and received count payload bytes.
 	sent, received uint64
 }
 
 func newConn(rw io.ReadWriteCloser) *conn {
-	return &conn{rw: rw, br: bufio.NewReaderSize(rw, 1<<20), bw: bufio.NewWriterSize(rw, 1<<20)}
+	c := &conn{rw: rw, br: bufio.NewReaderSize(rw, 1<<20), bw: bufio.NewWriterSize(rw, 1<<20)}
+	c.fr = frame.NewReader(c.br, MaxFrame)
+	c.fw = frame.NewWriter(c.bw, MaxFrame)
+	return c
 }
 
-// headerOnlyCRC lists frame types whose payload the CRC does not cover.
-func headerOnlyCRC(t byte) bool { return t == fImage }
+// frameFlags are the flags a frame of type t carries.
+func frameFlags(t byte) uint16 {
+	if t == fImage {
+		return frame.FlagHeaderOnly
+	}
+	return 0
+}
 
-func putFrameHeader(h []byte, t byte, parts ...[]byte) {
-	copy(h[0:4], wireMagic)
-	h[4], h[5], h[6], h[7] = t, 0, 0, 0
-	if headerOnlyCRC(t) {
-		h[5] = 1
+// startLocked writes the stream header before the first frame.
+func (c *conn) startLocked() error {
+	if c.sentHeader {
+		return nil
 	}
-	n := 0
-	for _, p := range parts {
-		n += len(p)
+	var h [frame.StreamHeaderSize]byte
+	frame.PutStreamHeader(&h, wireMagic, wireVersion, 0)
+	if _, err := c.bw.Write(h[:]); err != nil {
+		return err
 	}
-	binary.LittleEndian.PutUint32(h[8:12], uint32(n))
-	crc := crc32.Update(0, castagnoli, h[4:12])
-	if h[5] == 0 {
-		for _, p := range parts {
-			crc = crc32.Update(crc, castagnoli, p)
-		}
-	}
-	binary.LittleEndian.PutUint32(h[12:16], crc)
+	c.sentHeader = true
+	return nil
 }
 
 // send writes one frame made of parts and flushes unless more follow.
 func (c *conn) send(t byte, flush bool, parts ...[]byte) error {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	if n > MaxFrame {
-		return fmt.Errorf("send %s frame: %d bytes exceed the %d limit", frameName(t), n, MaxFrame)
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	var h [frameHeader]byte
-	putFrameHeader(h[:], t, parts...)
-	if _, err := c.bw.Write(h[:]); err != nil {
+	if err := c.startLocked(); err != nil {
 		return fmt.Errorf("send %s frame: %w", frameName(t), err)
 	}
-	for _, p := range parts {
-		if _, err := c.bw.Write(p); err != nil {
-			return fmt.Errorf("send %s frame: %w", frameName(t), err)
+	before := c.fw.Bytes
+	if err := c.fw.Write(uint16(t), frameFlags(t), parts...); err != nil {
+		if se := (*frame.SizeError)(nil); errors.As(err, &se) {
+			return fmt.Errorf("send %s frame: %d bytes exceed the %d limit", frameName(t), se.Len, se.Max)
 		}
+		return fmt.Errorf("send %s frame: %w", frameName(t), err)
 	}
-	c.sent += uint64(n)
+	c.sent += uint64(c.fw.Bytes - before - frame.HeaderSize)
 	if flush {
 		if err := c.bw.Flush(); err != nil {
 			return fmt.Errorf("send %s frame: %w", frameName(t), err)
 		}
 	}
 	return nil
+}
+
+// sendCorrupt sends a frame of type t whose header checksum is wrong
+// (the corrupt-image fault): the peer must refuse it.
+func (c *conn) sendCorrupt(t byte, p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.startLocked(); err != nil {
+		return err
+	}
+	var h [frame.HeaderSize]byte
+	frame.Encode(&h, uint16(t), frameFlags(t), p)
+	h[12] ^= 0xff
+	c.bw.Write(h[:])
+	c.bw.Write(p)
+	return c.bw.Flush()
 }
 
 func (c *conn) flush() error {
@@ -157,42 +181,61 @@ func (c *conn) sendJSON(t byte, v any) error {
 	return c.send(t, true, b)
 }
 
+// readStreamHeader reads the peer's stream header before its first frame.
+func (c *conn) readStreamHeader() error {
+	_, flags, n, err := frame.ReadStreamHeader(c.br, wireMagic, wireVersion)
+	switch {
+	case err == io.EOF || n == 0 && errors.Is(err, frame.ErrTruncated):
+		return io.EOF // closed before it said anything
+	case errors.Is(err, frame.ErrBadMagic):
+		return fmt.Errorf("stream header: %v (a version 1 peer sends \"FMIG\"): %w", err, ErrCorrupt)
+	case errors.Is(err, frame.ErrVersion):
+		return fmt.Errorf("stream header: peer's migration protocol %v: %w", err, ErrCorrupt)
+	case errors.Is(err, frame.ErrTruncated), errors.Is(err, frame.ErrChecksum):
+		return fmt.Errorf("stream header: %v: %w", err, ErrCorrupt)
+	case err != nil:
+		return err
+	case flags != 0:
+		return fmt.Errorf("stream header: unknown flags %#x: %w", flags, ErrCorrupt)
+	}
+	c.gotHeader = true
+	return nil
+}
+
 // recv reads the next frame. The payload is valid until the next recv.
 func (c *conn) recv(buf []byte) (byte, []byte, error) {
-	h := c.hdr[:]
-	if _, err := io.ReadFull(c.br, h); err != nil {
-		if err == io.ErrUnexpectedEOF {
+	if !c.gotHeader {
+		if err := c.readStreamHeader(); err != nil {
+			return 0, nil, err
+		}
+	}
+	var t byte
+	_, p, err := c.fr.Next(buf, func(h frame.Header) error {
+		t = byte(h.Kind)
+		if h.Kind > 0xff || h.Flags != frameFlags(t) {
+			return fmt.Errorf("%s frame: bad type %d or flags %#x: %w", frameName(t), h.Kind, h.Flags, ErrCorrupt)
+		}
+		return nil
+	})
+	if err != nil {
+		var se *frame.SizeError
+		var te *frame.TruncatedError
+		switch {
+		case err == io.EOF:
+			return 0, nil, err
+		case errors.As(err, &se):
+			return 0, nil, fmt.Errorf("%s frame of %d bytes exceeds the %d limit: %w", frameName(byte(se.Kind)), se.Len, se.Max, ErrCorrupt)
+		case errors.As(err, &te) && te.What == "header":
 			return 0, nil, fmt.Errorf("frame header cut short: %w", ErrCorrupt)
+		case errors.As(err, &te):
+			return 0, nil, fmt.Errorf("%s frame cut short after %d bytes: %w", frameName(t), te.Got, ErrCorrupt)
+		case errors.Is(err, frame.ErrChecksum):
+			return 0, nil, fmt.Errorf("%s frame: %v: %w", frameName(t), err, ErrCorrupt)
 		}
 		return 0, nil, err
 	}
-	if string(h[0:4]) != wireMagic {
-		return 0, nil, fmt.Errorf("bad frame magic %q: %w", h[0:4], ErrCorrupt)
-	}
-	t := h[4]
-	if h[6] != 0 || h[7] != 0 || (h[5] != 0 && !(h[5] == 1 && headerOnlyCRC(t))) {
-		return 0, nil, fmt.Errorf("%s frame: reserved bytes set: %w", frameName(t), ErrCorrupt)
-	}
-	n := binary.LittleEndian.Uint32(h[8:12])
-	if n > MaxFrame {
-		return 0, nil, fmt.Errorf("%s frame of %d bytes exceeds the %d limit: %w", frameName(t), n, MaxFrame, ErrCorrupt)
-	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(c.br, buf); err != nil {
-		return 0, nil, fmt.Errorf("%s frame cut short after %d bytes: %w", frameName(t), len(buf), ErrCorrupt)
-	}
-	crc := crc32.Update(0, castagnoli, h[4:12])
-	if h[5] == 0 {
-		crc = crc32.Update(crc, castagnoli, buf)
-	}
-	if crc != binary.LittleEndian.Uint32(h[12:16]) {
-		return 0, nil, fmt.Errorf("%s frame checksum mismatch: %w", frameName(t), ErrCorrupt)
-	}
-	c.received += uint64(n)
-	return t, buf, nil
+	c.received += uint64(len(p))
+	return t, p, nil
 }
 
 // recvJSON reads a control frame of type want into v. An Abort frame from

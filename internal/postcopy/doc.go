@@ -45,8 +45,10 @@
 //	12     4     header CRC32C: over header bytes 0..11
 //	16     n     payload
 //
-// A reader checks the header CRC before it trusts the length, and the
-// length against the type before it reads the payload. Frame types:
+// This is package frame's frame layout (frame encodes and checks it) with
+// a kind below 256 and no flags. A reader checks the header CRC before it
+// trusts the length, and the length against MaxPayload and the type
+// before it reads the payload. Frame types:
 //
 //	1 hello      magic "FERRYPCP" | version (u32) | page size (u32) |
 //	             prefetch (u32) | reserved (u32, 0). First frame both

@@ -264,7 +264,7 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, procs []SourceProcess, 
 	}
 	conn.Close()
 	wg.Wait()
-	s.stats.BytesSent = s.fw.bytes
+	s.stats.BytesSent = s.fw.bytes()
 	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("postcopy: serve: %w", ctx.Err())

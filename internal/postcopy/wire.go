@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math/bits"
+
+	framing "ferry/internal/frame"
 )
 
 // The byte layout below is documented in doc.go; keep the two in step.
@@ -20,7 +21,7 @@ const (
 	// it accepts.
 	Version uint32 = 1
 	// FrameHeaderSize is the size of a frame header.
-	FrameHeaderSize = 16
+	FrameHeaderSize = framing.HeaderSize
 	// MaxPayload caps one frame's payload; a longer one is refused before
 	// anything is allocated for it.
 	MaxPayload = 4 << 20
@@ -82,58 +83,43 @@ var (
 	ErrVersion = errors.New("postcopy: unsupported protocol version")
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // frameWriter encodes frames onto a buffered stream. Not safe for
 // concurrent use.
 type frameWriter struct {
-	bw    *bufio.Writer
-	hdr   [FrameHeaderSize]byte
-	bytes int64 // frame bytes written
+	bw *bufio.Writer
+	fw *framing.Writer
 }
 
 func newFrameWriter(w io.Writer) *frameWriter {
-	return &frameWriter{bw: bufio.NewWriterSize(w, 256<<10)}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	return &frameWriter{bw: bw, fw: framing.NewWriter(bw, MaxPayload)}
 }
 
 // write writes one frame whose payload is prefix followed by data; data
 // goes to the stream from the caller's slice.
 func (fw *frameWriter) write(t frameType, prefix, data []byte) error {
-	n := len(prefix) + len(data)
-	if n > MaxPayload {
-		return fmt.Errorf("postcopy: %s frame of %d bytes exceeds %d", t, n, MaxPayload)
+	err := fw.fw.Write(uint16(t), 0, prefix, data)
+	if se := (*framing.SizeError)(nil); errors.As(err, &se) {
+		return fmt.Errorf("postcopy: %s frame of %d bytes exceeds %d", t, se.Len, se.Max)
 	}
-	h := &fw.hdr
-	*h = [FrameHeaderSize]byte{}
-	h[0] = byte(t)
-	binary.LittleEndian.PutUint32(h[4:], uint32(n))
-	crc := crc32.Update(0, castagnoli, h[:8])
-	crc = crc32.Update(crc, castagnoli, prefix)
-	crc = crc32.Update(crc, castagnoli, data)
-	binary.LittleEndian.PutUint32(h[8:], crc)
-	binary.LittleEndian.PutUint32(h[12:], crc32.Checksum(h[:12], castagnoli))
-	for _, p := range [...][]byte{h[:], prefix, data} {
-		if _, err := fw.bw.Write(p); err != nil {
-			return err
-		}
-	}
-	fw.bytes += int64(FrameHeaderSize + n)
-	return nil
+	return err
 }
+
+// bytes is how many frame bytes were written.
+func (fw *frameWriter) bytes() int64 { return fw.fw.Bytes }
 
 func (fw *frameWriter) flush() error { return fw.bw.Flush() }
 
 // frameReader decodes frames. Not safe for concurrent use.
 type frameReader struct {
-	br       *bufio.Reader
+	fr       *framing.Reader
 	off      int64 // stream offset of the next frame
 	index    int   // index of the next frame
 	pageSize int   // 0 until the peer's hello was read
-	hdr      [FrameHeaderSize]byte
 }
 
 func newFrameReader(r io.Reader) *frameReader {
-	return &frameReader{br: bufio.NewReaderSize(r, 512<<10)}
+	return &frameReader{fr: framing.NewReader(bufio.NewReaderSize(r, 512<<10), MaxPayload)}
 }
 
 // frame is one decoded frame; payload is the caller's buffer (see next).
@@ -155,46 +141,43 @@ func (fr *frameReader) frameErr(kind error, t frameType, format string, args ...
 // next reads one frame, its payload into buf (grown when too small). It
 // returns io.EOF only at a frame boundary.
 func (fr *frameReader) next(buf []byte) (frame, error) {
-	h := &fr.hdr
-	n, err := io.ReadFull(fr.br, h[:])
+	var t frameType
+	h, p, err := fr.fr.Next(buf, func(h framing.Header) error {
+		// Version 1's header is type (u8), flags (u8), reserved (u16):
+		// the shared layout's kind and flags.
+		t = frameType(h.Kind)
+		return fr.checkHeader(t, uint8(h.Kind>>8), h.Flags, h.Len)
+	})
 	if err != nil {
-		if err == io.EOF {
-			return frame{}, io.EOF
-		}
-		if err == io.ErrUnexpectedEOF {
-			return frame{}, fr.frameErr(ErrTruncated, 0, "header has %d of %d bytes", n, FrameHeaderSize)
-		}
-		return frame{}, err
-	}
-	if got, want := binary.LittleEndian.Uint32(h[12:]), crc32.Checksum(h[:12], castagnoli); got != want {
-		return frame{}, fr.frameErr(ErrChecksum, 0, "header checksum mismatch (stored 0x%08x, computed 0x%08x)", got, want)
-	}
-	t := frameType(h[0])
-	size := binary.LittleEndian.Uint32(h[4:])
-	if err := fr.checkHeader(t, h[1], binary.LittleEndian.Uint16(h[2:]), size); err != nil {
-		return frame{}, err
-	}
-	if cap(buf) < int(size) {
-		buf = make([]byte, size)
-	}
-	p := buf[:size]
-	if m, err := io.ReadFull(fr.br, p); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return frame{}, fr.frameErr(ErrTruncated, t, "payload has %d of %d bytes", m, size)
-		}
-		return frame{}, err
-	}
-	crc := crc32.Update(crc32.Update(0, castagnoli, h[:8]), castagnoli, p)
-	if want := binary.LittleEndian.Uint32(h[8:]); crc != want {
-		return frame{}, fr.frameErr(ErrChecksum, t, "payload checksum mismatch (stored 0x%08x, computed 0x%08x)", want, crc)
+		return frame{}, fr.readErr(err, frameType(h.Kind))
 	}
 	if err := fr.checkPayload(t, p); err != nil {
 		return frame{}, err
 	}
-	f := frame{typ: t, payload: p, size: FrameHeaderSize + int(size)}
+	f := frame{typ: t, payload: p, size: framing.HeaderSize + len(p)}
 	fr.off += int64(f.size)
 	fr.index++
 	return f, nil
+}
+
+// readErr turns the shared codec's errors into this format's.
+func (fr *frameReader) readErr(err error, t frameType) error {
+	var ce *framing.ChecksumError
+	var te *framing.TruncatedError
+	var se *framing.SizeError
+	switch {
+	case errors.As(err, &ce) && ce.What == "header":
+		return fr.frameErr(ErrChecksum, 0, "%v", err)
+	case errors.As(err, &ce):
+		return fr.frameErr(ErrChecksum, t, "%v", err)
+	case errors.As(err, &te) && te.What == "header":
+		return fr.frameErr(ErrTruncated, 0, "header has %d of %d bytes", te.Got, te.Want)
+	case errors.As(err, &te):
+		return fr.frameErr(ErrTruncated, t, "payload has %d of %d bytes", te.Got, te.Want)
+	case errors.As(err, &se):
+		return fr.frameErr(ErrMalformed, t, "payload length %d exceeds %d", se.Len, se.Max)
+	}
+	return err
 }
 
 // checkHeader refuses, before the payload is read, a frame whose type,
@@ -205,9 +188,6 @@ func (fr *frameReader) checkHeader(t frameType, flags uint8, reserved uint16, si
 	}
 	if flags != 0 || reserved != 0 {
 		return fr.frameErr(ErrMalformed, t, "reserved header bits are set (%#x, %#x)", flags, reserved)
-	}
-	if size > MaxPayload {
-		return fr.frameErr(ErrMalformed, t, "payload length %d exceeds %d", size, MaxPayload)
 	}
 	if (fr.index == 0) != (t == frameHello) {
 		return fr.frameErr(ErrMalformed, t, "the hello frame must come first, and once")
