@@ -16,6 +16,7 @@ import (
 
 	"ferry/internal/dump"
 	"ferry/internal/ptrace"
+	"ferry/internal/testutil"
 	"ferry/internal/workload"
 )
 
@@ -62,10 +63,7 @@ func workloadCmd(mib int, interval time.Duration) *exec.Cmd {
 }
 
 func needRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: a restore takes back the original PID (clone3 with set_tid)")
-	}
+	testutil.NeedRoot(tb, "a restore takes back the original PID (clone3 with set_tid)")
 }
 
 func startWorkload(tb testing.TB, mib int, interval time.Duration) *Workload {

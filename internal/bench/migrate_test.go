@@ -2,9 +2,6 @@ package bench
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -12,19 +9,16 @@ import (
 
 	"ferry/internal/migrate"
 	"ferry/internal/pki"
+	"ferry/internal/testutil"
 )
 
 // buildFerry builds ferry's binary: the nodes run job inits and migration
 // agents from it, and the workload as `ferry workload`.
 func buildFerry(tb testing.TB) string {
 	tb.Helper()
-	gotool, err := exec.LookPath("go")
+	exe, err := testutil.BuildFerry(tb.TempDir())
 	if err != nil {
-		gotool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	exe := filepath.Join(tb.TempDir(), "ferry")
-	if out, err := exec.Command(gotool, "build", "-o", exe, "ferry/cmd/ferry").CombinedOutput(); err != nil {
-		tb.Fatalf("build ferry: %v\n%s", err, out)
+		tb.Fatal(err)
 	}
 	return exe
 }

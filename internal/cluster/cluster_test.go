@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ferry/internal/pki"
+	"ferry/internal/testutil"
 )
 
 // waitTimeout bounds every wait for the cluster to converge; the tuned
@@ -22,30 +23,7 @@ const waitTimeout = 15 * time.Second
 
 // testLogger logs to the test's output until the test ends, then drops
 // records: memberlist goroutines may still log while they wind down.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct {
-	t    *testing.T
-	mu   sync.Mutex // guards done and serialises writes
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Logf("%s", p)
-	}
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t, slog.LevelInfo) }
 
 func clusterDir(t *testing.T, ids ...string) string {
 	t.Helper()
@@ -87,18 +65,7 @@ func join(t *testing.T, c *Cluster, seeds ...string) {
 // waitFor polls cond until it holds or waitTimeout passes.
 func waitFor(t *testing.T, what string, cond func() (ok bool, state string)) time.Duration {
 	t.Helper()
-	start := time.Now()
-	deadline := start.Add(waitTimeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v; last state: %s", what, waitTimeout, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testutil.Poll(t, waitTimeout, 20*time.Millisecond, what, cond)
 }
 
 // alive returns the ids c sees alive, sorted.

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,67 +22,27 @@ import (
 	"ferry/internal/image"
 	"ferry/internal/kernel"
 	"ferry/internal/procfs"
+	"ferry/internal/testutil"
 )
 
-var (
-	childOnce sync.Once
-	childBin  string
-	childErr  error
-	childDir  string
-)
+// childProg is testdata/child.c, built once per test binary.
+var childProg = &testutil.CProgram{Src: "testdata/child.c", Flags: []string{"-O1", "-Wall"}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if childDir != "" {
-		os.RemoveAll(childDir)
-	}
+	childProg.Remove()
 	os.Exit(code)
 }
 
-// buildChild compiles testdata/child.c once per test binary.
+// buildChild returns the test child; the tests that run it need root
+// (pidfd_getfd, kcmp on other processes).
 func buildChild(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (pidfd_getfd, kcmp on other processes)")
-	}
-	childOnce.Do(func() {
-		gcc, err := exec.LookPath("gcc")
-		if err != nil {
-			childErr = errSkip
-			return
-		}
-		childDir, childErr = os.MkdirTemp("", "fds-child-")
-		if childErr != nil {
-			return
-		}
-		childBin = filepath.Join(childDir, "child")
-		out, err := exec.Command(gcc, "-O1", "-Wall", "-o", childBin, "testdata/child.c").CombinedOutput()
-		if err != nil {
-			childErr = fmt.Errorf("gcc: %v\n%s", err, out)
-		}
-	})
-	if childErr == errSkip {
-		t.Skip("gcc not available to build the test child")
-	}
-	if childErr != nil {
-		t.Fatal(childErr)
-	}
-	return childBin
+	testutil.NeedRoot(t, "pidfd_getfd, kcmp on other processes")
+	return childProg.Path(t)
 }
 
-var errSkip = errors.New("skip")
-
-type testLogWriter struct{ t *testing.T }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t, slog.LevelDebug) }
 
 // startChild runs the test child with kind in dir, passing extra (if not
 // nil) as its fd 4, and waits for the readiness lines of the child (and of
@@ -92,11 +51,6 @@ func testLogger(t *testing.T) *slog.Logger {
 func startChild(t *testing.T, kind, dir string, extra *os.File) []int {
 	t.Helper()
 	bin := buildChild(t)
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer readyR.Close()
 	stderr, err := os.Create(filepath.Join(dir, "child.stderr"))
 	if err != nil {
 		t.Fatal(err)
@@ -104,15 +58,11 @@ func startChild(t *testing.T, kind, dir string, extra *os.File) []int {
 	defer stderr.Close()
 	cmd := exec.Command(bin, kind, dir)
 	cmd.Stderr = stderr
-	cmd.ExtraFiles = []*os.File{readyW}
+	var extras []*os.File
 	if extra != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, extra)
+		extras = append(extras, extra)
 	}
-	if err := cmd.Start(); err != nil {
-		readyW.Close()
-		t.Fatal(err)
-	}
-	readyW.Close()
+	readyR := testutil.StartReady(t, cmd, extras...)
 	pids := []int{cmd.Process.Pid}
 	t.Cleanup(func() {
 		for _, pid := range pids[1:] {

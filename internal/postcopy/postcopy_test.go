@@ -26,6 +26,7 @@ import (
 	"ferry/internal/image"
 	"ferry/internal/ptrace"
 	"ferry/internal/restore"
+	"ferry/internal/testutil"
 	"ferry/internal/workload"
 )
 
@@ -38,9 +39,7 @@ func TestMain(m *testing.M) {
 		os.Exit(workloadMain(spec))
 	}
 	code := m.Run()
-	if churnBin != "" {
-		os.RemoveAll(filepath.Dir(churnBin))
-	}
+	churnProg.Remove()
 	os.Exit(code)
 }
 
@@ -73,12 +72,7 @@ func testLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func needRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: ptrace, userfaultfd events, clone3")
-	}
-}
+func needRoot(tb testing.TB) { testutil.NeedRoot(tb, "ptrace, userfaultfd events, clone3") }
 
 // startWorkload runs this test binary as the workload.
 func startWorkload(tb testing.TB, mib int, dirty float64, threads int, interval time.Duration) *workload.Proc {
@@ -289,19 +283,12 @@ func (c *throttled) Write(p []byte) (int, error) {
 // checkNoPagerGoroutines fails if a goroutine of this package is left.
 func checkNoPagerGoroutines(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Poll(t, 5*time.Second, 10*time.Millisecond, "postcopy goroutines gone", func() (bool, string) {
 		var buf bytes.Buffer
 		pprof.Lookup("goroutine").WriteTo(&buf, 1)
 		s := buf.String()
-		if !strings.Contains(s, "postcopy.(*Pager)") && !strings.Contains(s, "postcopy.(*source)") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("postcopy goroutines left behind:\n%s", s)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return !strings.Contains(s, "postcopy.(*Pager)") && !strings.Contains(s, "postcopy.(*source)"), "\n" + s
+	})
 }
 
 // TestWorkloadPostcopy moves the Go workload: it runs on while its memory
@@ -388,39 +375,8 @@ func TestWorkloadPostcopy(t *testing.T) {
 	}
 }
 
-var (
-	churnOnce sync.Once
-	churnBin  string
-	churnErr  error
-)
-
-// buildChurn compiles testdata/churn.c once, statically.
-func buildChurn(t *testing.T) string {
-	t.Helper()
-	churnOnce.Do(func() {
-		if _, err := exec.LookPath("gcc"); err != nil {
-			churnErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "ferry-postcopy-test-")
-		if err != nil {
-			churnErr = err
-			return
-		}
-		churnBin = filepath.Join(dir, "churn")
-		out, err := exec.Command("gcc", "-static", "-O2", "-Wall", "-o", churnBin, "testdata/churn.c").CombinedOutput()
-		if err != nil {
-			churnErr = fmt.Errorf("gcc: %v: %s", err, out)
-		}
-	})
-	if churnErr != nil {
-		if errors.Is(churnErr, exec.ErrNotFound) {
-			t.Skip("needs gcc:", churnErr)
-		}
-		t.Fatal(churnErr)
-	}
-	return churnBin
-}
+// churnProg is testdata/churn.c, built once per test binary, statically.
+var churnProg = &testutil.CProgram{Src: "testdata/churn.c", Flags: []string{"-static", "-O2", "-Wall"}}
 
 // churnProc is a running churn program and its output lines.
 type churnProc struct {
@@ -430,7 +386,7 @@ type churnProc struct {
 }
 
 func startChurn(t *testing.T, tree bool) *churnProc {
-	bin := buildChurn(t)
+	bin := churnProg.Path(t)
 	dir := t.TempDir()
 	pr, pw, err := os.Pipe()
 	if err != nil {

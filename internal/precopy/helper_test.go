@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,60 +19,21 @@ import (
 	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
 	"ferry/internal/restore"
+	"ferry/internal/testutil"
 )
 
-var (
-	churnOnce sync.Once
-	churnDir  string // removed by TestMain
-	churnBin  string
-	churnErr  error
-)
+// churnProg is testdata/churn.c, built once per test binary.
+var churnProg = &testutil.CProgram{Src: "testdata/churn.c", Flags: []string{"-O1", "-g", "-pthread", "-Wall", "-Werror", "-static"}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if churnDir != "" {
-		os.RemoveAll(churnDir)
-	}
+	churnProg.Remove()
 	os.Exit(code)
 }
 
 // needRoot skips a test that needs ptrace and userfaultfd over other
 // processes.
-func needRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root for ptrace")
-	}
-}
-
-// buildChurn compiles testdata/churn.c once per test run.
-func buildChurn(tb testing.TB) string {
-	tb.Helper()
-	churnOnce.Do(func() {
-		gcc, err := exec.LookPath("gcc")
-		if err != nil {
-			churnErr = err
-			return
-		}
-		if churnDir, err = os.MkdirTemp("", "precopy-churn"); err != nil {
-			churnErr = err
-			return
-		}
-		churnBin = filepath.Join(churnDir, "churn")
-		out, err := exec.Command(gcc, "-O1", "-g", "-pthread", "-Wall", "-Werror", "-static",
-			"-o", churnBin, "testdata/churn.c").CombinedOutput()
-		if err != nil {
-			churnErr = fmt.Errorf("gcc: %v\n%s", err, out)
-		}
-	})
-	if churnErr != nil {
-		if _, ok := churnErr.(*exec.Error); ok {
-			tb.Skip("no C compiler:", churnErr)
-		}
-		tb.Fatal(churnErr)
-	}
-	return churnBin
-}
+func needRoot(tb testing.TB) { testutil.NeedRoot(tb, "ptrace") }
 
 // churn is a running testdata/churn.c.
 type churn struct {
@@ -100,7 +59,7 @@ func startChurn(tb testing.TB, args ...string) *churn {
 // startChurnEnv is startChurn with extra environment variables.
 func startChurnEnv(tb testing.TB, env []string, args ...string) *churn {
 	tb.Helper()
-	bin := buildChurn(tb)
+	bin := churnProg.Path(tb)
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		tb.Fatal(err)

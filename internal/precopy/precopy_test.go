@@ -2,6 +2,7 @@ package precopy
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
+	"ferry/internal/testutil"
 )
 
 func newTracer(tb testing.TB) *ptrace.Tracer {
@@ -268,8 +270,7 @@ func noTracking(t *testing.T, pid int) {
 // to wait for, so this is a bounded poll.
 func waitStopped(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Poll(t, 5*time.Second, time.Millisecond, "restored copy stopped like the source", func() (bool, string) {
 		tids, err := procfs.Tasks(pid)
 		if err != nil {
 			t.Fatal(err)
@@ -285,12 +286,6 @@ func waitStopped(t *testing.T, pid int) {
 				stopped++
 			}
 		}
-		if stopped == len(tids) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restored copy not stopped (a thread is in state %c); want it stopped like the source", state)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return stopped == len(tids), fmt.Sprintf("a thread is in state %c", state)
+	})
 }

@@ -1,7 +1,6 @@
 package procfs
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -9,48 +8,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/internal/testutil"
 )
 
-var (
-	helperOnce sync.Once
-	helperDir  string // removed by TestMain
-	helperBin  string
-	helperErr  error
-)
-
-// buildHelper compiles testdata/helper.c once per test run.
-func buildHelper(t *testing.T) string {
-	t.Helper()
-	helperOnce.Do(func() {
-		gcc, err := exec.LookPath("gcc")
-		if err != nil {
-			helperErr = err
-			return
-		}
-		helperDir, err = os.MkdirTemp("", "procfs-helper")
-		if err != nil {
-			helperErr = err
-			return
-		}
-		helperBin = filepath.Join(helperDir, "helper")
-		out, err := exec.Command(gcc, "-O1", "-Wall", "-Werror", "-o", helperBin, "testdata/helper.c", "-lpthread").CombinedOutput()
-		if err != nil {
-			helperErr = fmt.Errorf("gcc: %v\n%s", err, out)
-		}
-	})
-	if helperErr != nil {
-		if _, ok := helperErr.(*exec.Error); ok {
-			t.Skip("no C compiler:", helperErr)
-		}
-		t.Fatal(helperErr)
-	}
-	return helperBin
-}
+// helperProg is testdata/helper.c, built once per test binary.
+var helperProg = &testutil.CProgram{Src: "testdata/helper.c", Flags: []string{"-O1", "-Wall", "-Werror"}, After: []string{"-lpthread"}}
 
 // helper is a running testdata/helper.c and what it reported.
 type helper struct {
@@ -64,21 +31,10 @@ type helper struct {
 // the line describing what it set up.
 func startHelper(t *testing.T) *helper {
 	t.Helper()
-	bin := buildHelper(t)
 	dir := t.TempDir()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	cmd := exec.Command(bin, dir)
-	cmd.ExtraFiles = []*os.File{w}
+	cmd := exec.Command(helperProg.Path(t), dir)
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		t.Fatal(err)
-	}
-	w.Close()
+	r := testutil.StartReady(t, cmd)
 	h := &helper{cmd: cmd, pid: cmd.Process.Pid, dir: dir, vals: map[string]uint64{}}
 	t.Cleanup(func() {
 		// The helper's children die with it (PR_SET_PDEATHSIG), but kill

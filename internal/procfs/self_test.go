@@ -30,9 +30,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if helperDir != "" {
-		os.RemoveAll(helperDir)
-	}
+	helperProg.Remove()
 	os.Exit(code)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"ferry/internal/kernel"
 	"ferry/internal/procfs"
+	"ferry/internal/testutil"
 )
 
 // TestBatch runs a table of system calls in a frozen process with one
@@ -125,20 +126,13 @@ func testInjectLeavesSIGTRAP(t *testing.T, pending bool) {
 	cmd := startBusyEnv(t, "FERRY_PTRACE_HELPER_TRAP=1")
 	pid := cmd.Process.Pid
 	const trap = 1 << (unix.SIGTRAP - 1)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Poll(t, 5*time.Second, 5*time.Millisecond, "helper installed its SIGTRAP handler", func() (bool, string) {
 		st, err := procfs.Status(pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.SigCgt&trap != 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("helper did not install its SIGTRAP handler")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return st.SigCgt&trap != 0, ""
+	})
 	err := onFrozen(pid, func() error {
 		if pending {
 			if err := unix.Tgkill(pid, pid, unix.SIGTRAP); err != nil {

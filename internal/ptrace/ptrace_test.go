@@ -2,6 +2,7 @@ package ptrace
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 
 	"ferry/internal/kernel"
 	"ferry/internal/procfs"
+	"ferry/internal/testutil"
 )
 
 // startBusy starts a process that keeps running and has several threads
@@ -28,16 +30,11 @@ func startBusyEnv(t *testing.T, env ...string) *exec.Cmd {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Wait until the Go runtime has started its threads.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if tids, _ := Tasks(cmd.Process.Pid); len(tids) >= 3 {
-			return cmd
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("helper did not start its threads")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Poll(t, 5*time.Second, 5*time.Millisecond, "helper started its threads", func() (bool, string) {
+		tids, _ := Tasks(cmd.Process.Pid)
+		return len(tids) >= 3, fmt.Sprintf("%d threads", len(tids))
+	})
+	return cmd
 }
 
 // TestHelperBusy is the child process of the tests above, not a test.

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ferry/internal/testutil"
 )
 
 var (
@@ -50,14 +52,13 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ferryBin = filepath.Join(dir, "ferry")
-	if out, err := exec.Command("go", "build", "-o", ferryBin, "ferry/cmd/ferry").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build ferry: %v\n%s", err, out)
+	if ferryBin, err = testutil.BuildFerry(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	counterBin = filepath.Join(dir, "counter")
-	if out, err := exec.Command("gcc", "-O2", "-o", counterBin, "testdata/counter.c").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build counter: %v\n%s", err, out)
+	if err := testutil.CompileC(counterBin, "testdata/counter.c", []string{"-O2"}); err != nil {
+		fmt.Fprintln(os.Stderr, "build counter:", err)
 		return 1
 	}
 	return m.Run()

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/internal/testutil"
 )
 
 // testCase is one program of the corpus.
@@ -337,27 +338,11 @@ func testMain(m *testing.M) int {
 
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); ferryBin, ferryErr = buildFerry(root) }()
+	go func() { defer wg.Done(); ferryBin, ferryErr = testutil.BuildFerry(root) }()
 	go func() { defer wg.Done(); buildErr = buildPrograms() }()
 	wg.Wait()
 	python = findPython()
 	return m.Run()
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
-
-func buildFerry(root string) (string, error) {
-	bin := filepath.Join(root, "ferry")
-	out, err := exec.Command(goTool(), "build", "-o", bin, "ferry/cmd/ferry").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ferry/cmd/ferry: %v\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // buildPrograms compiles every C case, two at a time.
@@ -376,14 +361,13 @@ func buildPrograms() error {
 		lim <- struct{}{}
 		go func() {
 			defer func() { <-lim; wg.Done() }()
-			args := []string{"-O1", "-g", "-pthread", "-Wall", "-Werror"}
+			flags := []string{"-O1", "-g", "-pthread", "-Wall", "-Werror"}
 			if !tc.dynamic {
-				args = append(args, "-static")
+				flags = append(flags, "-static")
 			}
-			args = append(args, "-o", filepath.Join(binDir, tc.name), filepath.Join("testdata", tc.src))
-			if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			if err := testutil.CompileC(filepath.Join(binDir, tc.name), filepath.Join("testdata", tc.src), flags); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, out))
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()
