@@ -131,7 +131,6 @@ func helper() error {
 }
 
 type child struct {
-	t     *testing.T
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	outF  *os.File

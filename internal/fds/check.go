@@ -117,9 +117,6 @@ type unixEntry struct {
 	path  string
 }
 
-// __SO_ACCEPTCON in the Flags column of /proc/net/unix (include/linux/net.h).
-const soAcceptCon = 1 << 16
-
 // classify decides from fd num's /proc link text, its fdinfo and a stat
 // through the link which image kind it is, or returns an *UnsupportedError
 // (also for a lock held through it that cannot be carried).

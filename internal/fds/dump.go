@@ -1209,15 +1209,6 @@ func (d *Dumper) epollTargetLocked(ep *desc, it procfs.EpollTarget, toff uint64,
 	return nil, nil
 }
 
-func holdsDesc(p *image.Process, id string) bool {
-	for _, fd := range p.FDs {
-		if fd.Desc == id {
-			return true
-		}
-	}
-	return false
-}
-
 // Objects returns the content of unlinked files and memfds seen so far, to
 // be stored as FileData: FileID → a file open for reading, each its own
 // description (read it with ReadAt or from offset 0). The Dumper owns the

@@ -29,13 +29,10 @@ const (
 	KcmpMemory     = kcmpVM    // the address space (CLONE_VM, vfork)
 )
 
-// KcmpFiles wraps kcmp(pid1, pid2, KCMP_FILES): it orders the fd tables of
-// two processes, 0 when they share one, -1 or 1 otherwise (the kernel's
-// order of the tables' obfuscated addresses: a total order to sort by).
-func KcmpFiles(pid1, pid2 int) (int, error) { return KcmpOrder(pid1, pid2, kcmpFiles) }
-
-// KcmpOrder is KcmpFiles for another kind of per-process object (kind:
-// KcmpFilesTable, KcmpFSStruct).
+// KcmpOrder wraps kcmp(pid1, pid2, kind) for a per-process object (kind:
+// KcmpFilesTable, KcmpFSStruct): 0 when the two processes share it, -1 or
+// 1 otherwise (the kernel's order of the objects' obfuscated addresses: a
+// total order to sort by).
 func KcmpOrder(pid1, pid2, kind int) (int, error) {
 	for {
 		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), uintptr(kind), 0, 0, 0)

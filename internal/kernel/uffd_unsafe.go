@@ -120,28 +120,6 @@ func UffdioWriteprotect(fd int, arg *UffdioWriteprotectArg) error {
 	return err
 }
 
-// UffdioContinue wraps ioctl(UFFDIO_CONTINUE) (minor faults); progress in
-// arg.Mapped.
-func UffdioContinue(fd int, arg *UffdioContinueArg) error {
-	err := uffdIoctl(fd, UFFDIO_CONTINUE, unsafe.Pointer(arg), "UFFDIO_CONTINUE", false)
-	runtime.KeepAlive(arg)
-	return err
-}
-
-// UffdioPoison wraps ioctl(UFFDIO_POISON); progress in arg.Updated.
-func UffdioPoison(fd int, arg *UffdioPoisonArg) error {
-	err := uffdIoctl(fd, UFFDIO_POISON, unsafe.Pointer(arg), "UFFDIO_POISON", false)
-	runtime.KeepAlive(arg)
-	return err
-}
-
-// UffdioMove wraps ioctl(UFFDIO_MOVE); progress in arg.Move.
-func UffdioMove(fd int, arg *UffdioMoveArg) error {
-	err := uffdIoctl(fd, UFFDIO_MOVE, unsafe.Pointer(arg), "UFFDIO_MOVE", false)
-	runtime.KeepAlive(arg)
-	return err
-}
-
 // ReadUffdMsgs wraps read(2) on a userfaultfd: it fills msgs with whole
 // messages and returns how many. A non-blocking fd with nothing pending
 // returns EAGAIN.

@@ -166,12 +166,6 @@ func (c *conn) sendCorrupt(t byte, p []byte) error {
 	return c.bw.Flush()
 }
 
-func (c *conn) flush() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.bw.Flush()
-}
-
 // sendJSON sends a control frame.
 func (c *conn) sendJSON(t byte, v any) error {
 	b, err := json.Marshal(v)

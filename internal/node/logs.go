@@ -70,12 +70,6 @@ func (l *logFile) close() {
 	}
 }
 
-func (l *logFile) Size() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.size
-}
-
 // readAt returns bytes from off (up to max), the wake channel to wait on
 // for more, and whether the stream is closed.
 func (l *logFile) readAt(off int64, max int) ([]byte, <-chan struct{}, bool, error) {

@@ -53,9 +53,6 @@ func AnyCowShared(ents []uint64) bool {
 	return false
 }
 
-// SoftDirty reports the soft-dirty bit.
-func SoftDirty(e uint64) bool { return e&PagemapSoftDirty != 0 }
-
 // PFN returns the page frame number of a present page (0 unless the reader
 // has CAP_SYS_ADMIN).
 func PFN(e uint64) uint64 { return e & PagemapPFNMask }
