@@ -51,8 +51,6 @@ import (
 	"os"
 	"os/exec"
 	"sort"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -212,7 +210,7 @@ func semMeasure(ft *frozenTree, c *image.Checkpoint, leave Leave, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	boot, err := bootTime()
+	boot, err := procfs.BootTime()
 	if err != nil {
 		return err
 	}
@@ -572,18 +570,4 @@ func hasSemList(pid, ref int) (bool, error) {
 		return false, fmt.Errorf("pid %d: semaphore adjustments: %w", pid, err)
 	}
 	return same != 0, nil
-}
-
-// bootTime is btime of /proc/stat: the boot, in seconds since the epoch.
-func bootTime() (int64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "btime "); ok {
-			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		}
-	}
-	return 0, errors.New("/proc/stat: no btime")
 }

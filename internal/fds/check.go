@@ -99,8 +99,7 @@ func checkQueued(pc *procCache, num int, kind string) error {
 
 // procCache holds per-process tables that classify reads lazily.
 type procCache struct {
-	pid  int
-	unix map[uint64]unixEntry // /proc/PID/net/unix by inode; nil until read
+	pid int
 	// posix holds the POSIX locks DumpProcess has recorded for pid, by
 	// inode: fdinfo shows them on every fd of the description they were
 	// taken through.
@@ -110,11 +109,6 @@ type procCache struct {
 type posixKey struct {
 	dev, ino uint64
 	lock     image.FileLock
-}
-
-type unixEntry struct {
-	flags uint64
-	path  string
 }
 
 // classify decides from fd num's /proc link text, its fdinfo and a stat
@@ -287,9 +281,6 @@ func classifySocket(pc *procCache, num int, link string, info *procfs.ProcFDInfo
 	proto := sockProtoName(pc.pid, num)
 	switch {
 	case strings.HasPrefix(proto, "UNIX"):
-		if pc.unix == nil {
-			pc.unix = readProcNetUnix(pc.pid)
-		}
 		// Bound and listening sockets: refused or carried by the dump
 		// (fillUnixLocked), which has sock_diag's full view.
 		return image.FDUnix, nil
@@ -327,90 +318,26 @@ func sockProtoName(pid, num int) string {
 	return strings.TrimRight(string(buf[:n]), "\x00")
 }
 
-// readProcNetUnix parses /proc/PID/net/unix (the target's network
-// namespace): inode → flags and bound path ("@name" for abstract).
-func readProcNetUnix(pid int) map[uint64]unixEntry {
-	m := make(map[uint64]unixEntry)
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", pid))
-	if err != nil {
-		return m
-	}
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			continue
-		}
-		ino, err := strconv.ParseUint(f[6], 10, 64)
-		if err != nil {
-			continue
-		}
-		flags, _ := strconv.ParseUint(f[3], 16, 64)
-		e := unixEntry{flags: flags}
-		if len(f) > 7 {
-			e.path = strings.Join(f[7:], " ")
-		}
-		m[ino] = e
-	}
-	return m
-}
-
 // inetDetail finds socket inode ino in the target's /proc/PID/net tables
 // and describes it as "ADDR:PORT", adding "listening" or "-> REMOTE".
 func inetDetail(pid int, ino uint64, tables ...string) string {
-	want := strconv.FormatUint(ino, 10)
 	for _, t := range tables {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, t))
+		socks, err := procfs.NetInet(pid, t)
 		if err != nil {
 			continue
 		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || f[9] != want {
+		for _, s := range socks {
+			if s.Inode != ino {
 				continue
 			}
-			local := hexAddr(f[1])
 			switch {
-			case f[3] == "0A" && strings.HasPrefix(t, "tcp"):
-				return local + " listening"
-			case f[2] != "" && !allZeroAddr(f[2]):
-				return local + " -> " + hexAddr(f[2])
+			case s.State == procfs.TCPListen && strings.HasPrefix(t, "tcp"):
+				return s.Local.String() + " listening"
+			case !s.Remote.Addr().IsUnspecified() || s.Remote.Port() != 0:
+				return s.Local.String() + " -> " + s.Remote.String()
 			}
-			return local
+			return s.Local.String()
 		}
 	}
 	return ""
-}
-
-func allZeroAddr(s string) bool { return strings.Trim(s, "0:") == "" }
-
-// hexAddr turns /proc/net/tcp's "0100007F:0FA0" (IPv4, or 32 hex digits
-// for IPv6, each 32-bit word in host order) into "127.0.0.1:4000".
-func hexAddr(s string) string {
-	host, port, ok := strings.Cut(s, ":")
-	if !ok {
-		return s
-	}
-	p, _ := strconv.ParseUint(port, 16, 16)
-	var ip []byte
-	for i := 0; i+8 <= len(host); i += 8 {
-		w, err := strconv.ParseUint(host[i:i+8], 16, 32)
-		if err != nil {
-			return s
-		}
-		ip = append(ip, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
-	}
-	switch len(ip) {
-	case 4:
-		return fmt.Sprintf("%d.%d.%d.%d:%d", ip[0], ip[1], ip[2], ip[3], p)
-	case 16:
-		var b strings.Builder
-		for i := 0; i < 16; i += 2 {
-			if i > 0 {
-				b.WriteByte(':')
-			}
-			fmt.Fprintf(&b, "%x", uint16(ip[i])<<8|uint16(ip[i+1]))
-		}
-		return fmt.Sprintf("[%s]:%d", b.String(), p)
-	}
-	return s
 }

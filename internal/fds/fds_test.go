@@ -807,15 +807,3 @@ func TestPrepareRecords(t *testing.T) {
 		})
 	}
 }
-
-func TestHexAddr(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"0100007F:0FA0", "127.0.0.1:4000"},
-		{"00000000000000000000000001000000:0050", "[0:0:0:0:0:0:0:1]:80"},
-	}
-	for _, tt := range tests {
-		if got := hexAddr(tt.in); got != tt.want {
-			t.Errorf("hexAddr(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}

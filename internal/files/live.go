@@ -1,10 +1,7 @@
 package files
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"ferry/internal/procfs"
@@ -22,12 +19,12 @@ func LivePaths(pid int) []string {
 			}
 		}
 	}
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-	if ents, err := os.ReadDir(dir); err == nil {
-		for _, e := range ents {
-			if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "/") &&
-				!strings.HasSuffix(l, " (deleted)") {
-				out = append(out, l)
+	if fds, err := procfs.FDs(pid); err == nil {
+		for _, fd := range fds {
+			if l, err := procfs.FDLink(pid, fd); err == nil && strings.HasPrefix(l, "/") {
+				if p, deleted := procfs.TrimDeleted(l); !deleted {
+					out = append(out, p)
+				}
 			}
 		}
 	}

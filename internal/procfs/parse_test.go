@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"errors"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -635,6 +636,64 @@ func TestParseEpollLine(t *testing.T) {
 		got, err := parseEpollLine([]byte(tt.line))
 		if err != nil || got != tt.want {
 			t.Errorf("parseEpollLine(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseUnixLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want UnixSocket
+	}{
+		{"0000000000000000: 00000002 00000000 00010000 0001 01 23456 /run/a b.sock",
+			UnixSocket{Flags: UnixAcceptCon, Type: unix.SOCK_STREAM, State: 1, Inode: 23456, Path: "/run/a b.sock"}},
+		{"0000000000000000: 00000002 00000000 00000000 0002 01 77 @abs@name",
+			UnixSocket{Type: unix.SOCK_DGRAM, State: 1, Inode: 77, Path: "@abs@name"}},
+		{"0000000000000000: 00000003 00000000 00000000 0001 03 12", UnixSocket{Type: unix.SOCK_STREAM, State: 3, Inode: 12}},
+	}
+	for _, tt := range tests {
+		got, err := parseUnixLine([]byte(tt.line))
+		if err != nil || got != tt.want {
+			t.Errorf("parseUnixLine(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{
+		"0000000000000000: 00000002 00000000 00010000 0001 01",
+		"0000000000000000: 00000002 00000000 zz 0001 01 5",
+		"0000000000000000: 00000002 00000000 00000000 10001 01 5",
+	} {
+		if _, err := parseUnixLine([]byte(bad)); err == nil {
+			t.Errorf("parseUnixLine(%q) = nil error, want one", bad)
+		}
+	}
+}
+
+func TestParseInetLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want InetSocket
+	}{
+		{"   0: 0100007F:0FA0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 40001 1 0000000000000000 100 0 0 10 0",
+			InetSocket{Local: netip.MustParseAddrPort("127.0.0.1:4000"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), State: TCPListen, Inode: 40001}},
+		{"   1: 0100007F:0FA0 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 40002 1",
+			InetSocket{Local: netip.MustParseAddrPort("127.0.0.1:4000"), Remote: netip.MustParseAddrPort("127.0.0.1:54321"), State: 1, Inode: 40002}},
+		{"   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 40003 1",
+			InetSocket{Local: netip.MustParseAddrPort("[::1]:80"), Remote: netip.MustParseAddrPort("[::]:0"), State: TCPListen, Inode: 40003}},
+	}
+	for _, tt := range tests {
+		got, err := parseInetLine([]byte(tt.line))
+		if err != nil || got != tt.want {
+			t.Errorf("parseInetLine(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{
+		"   0: 0100007F:0FA0 00000000:0000 0A",
+		"   0: 0100007F0FA0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1",
+		"   0: 0100007F:0FA0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 x 1",
+		"   0: 01007F:0FA0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1",
+	} {
+		if _, err := parseInetLine([]byte(bad)); err == nil {
+			t.Errorf("parseInetLine(%q) = nil error, want one", bad)
 		}
 	}
 }

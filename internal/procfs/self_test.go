@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -600,6 +602,55 @@ func TestLocksSelf(t *testing.T) {
 		if !slices.Contains(all, want) {
 			t.Errorf("Locks() = %+v, lacks %+v", all, want)
 		}
+	}
+}
+
+// TestNetSelf listens on a TCP port and a unix socket and finds both by
+// inode in this process's /proc/PID/net tables; it reads btime too.
+func TestNetSelf(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := filepath.Join(t.TempDir(), "s p.sock")
+	ul, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	inode := func(l net.Listener) uint64 {
+		f, err := l.(interface{ File() (*os.File, error) }).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	pid := os.Getpid()
+	tcp, err := NetInet(pid, "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := InetSocket{Local: ln.Addr().(*net.TCPAddr).AddrPort(), Remote: netip.MustParseAddrPort("0.0.0.0:0"), State: TCPListen, Inode: inode(ln)}
+	if !slices.Contains(tcp, want) {
+		t.Errorf("NetInet(tcp) = %+v, lacks %+v", tcp, want)
+	}
+	us, err := NetUnix(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantU := UnixSocket{Flags: UnixAcceptCon, Type: unix.SOCK_STREAM, State: 1, Inode: inode(ul), Path: path}
+	if !slices.Contains(us, wantU) {
+		t.Errorf("NetUnix lacks %+v", wantU)
+	}
+	bt, err := BootTime()
+	if err != nil || bt <= 0 || bt > time.Now().Unix() {
+		t.Errorf("BootTime() = %d, %v; want a time in the past", bt, err)
 	}
 }
 
