@@ -43,24 +43,13 @@ func (l Lock) String() string {
 // Locks reads /proc/locks: every lock held in the reader's view of the
 // system. Waiters ("->" lines) are left out.
 func Locks() ([]Lock, error) {
-	const path = "/proc/locks"
 	var locks []Lock
-	err := withFile(path, false, func(b []byte) error {
-		for n := 1; len(b) > 0; n++ {
-			var line []byte
-			line, b = nextLine(b)
-			if len(line) == 0 {
-				continue
-			}
-			l, ok, err := parseLockLine(line)
-			if err != nil {
-				return lineErr(path, n, "%v in %q", err, line)
-			}
-			if ok {
-				locks = append(locks, l)
-			}
+	err := eachLine("/proc/locks", 0, func(line []byte) error {
+		l, ok, err := parseLockLine(line)
+		if ok {
+			locks = append(locks, l)
 		}
-		return nil
+		return err
 	})
 	return locks, err
 }

@@ -27,23 +27,13 @@ const UnixAcceptCon = 1 << 16
 
 // NetUnix reads /proc/PID/net/unix.
 func NetUnix(pid int) ([]UnixSocket, error) {
-	path := pidPath(pid, "net/unix")
 	var out []UnixSocket
-	err := withFile(path, false, func(b []byte) error {
-		_, b = nextLine(b) // the column titles
-		for n := 2; len(b) > 0; n++ {
-			var line []byte
-			line, b = nextLine(b)
-			if len(line) == 0 {
-				continue
-			}
-			s, err := parseUnixLine(line)
-			if err != nil {
-				return lineErr(path, n, "%v in %q", err, line)
-			}
+	err := eachLine(pidPath(pid, "net/unix"), 1, func(line []byte) error {
+		s, err := parseUnixLine(line)
+		if err == nil {
 			out = append(out, s)
 		}
-		return nil
+		return err
 	})
 	return out, err
 }
@@ -90,23 +80,13 @@ const TCPListen = 0x0A
 // NetInet reads /proc/PID/net/TABLE, table one of "tcp", "tcp6", "udp",
 // "udp6".
 func NetInet(pid int, table string) ([]InetSocket, error) {
-	path := pidPath(pid, "net/"+table)
 	var out []InetSocket
-	err := withFile(path, false, func(b []byte) error {
-		_, b = nextLine(b) // the column titles
-		for n := 2; len(b) > 0; n++ {
-			var line []byte
-			line, b = nextLine(b)
-			if len(trimSpace(line)) == 0 {
-				continue
-			}
-			s, err := parseInetLine(line)
-			if err != nil {
-				return lineErr(path, n, "%v in %q", err, line)
-			}
+	err := eachLine(pidPath(pid, "net/"+table), 1, func(line []byte) error {
+		s, err := parseInetLine(line)
+		if err == nil {
 			out = append(out, s)
 		}
-		return nil
+		return err
 	})
 	return out, err
 }

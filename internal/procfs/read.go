@@ -87,6 +87,25 @@ func withFile(path string, single bool, parse func(b []byte) error) error {
 	return parse(b)
 }
 
+// eachLine reads the whole of path (a multi-record file) and calls f on
+// each non-blank line after the first skip (column titles). An error from
+// f is reported with the file and line number.
+func eachLine(path string, skip int, f func(line []byte) error) error {
+	return withFile(path, false, func(b []byte) error {
+		for n := 1; len(b) > 0; n++ {
+			var line []byte
+			line, b = nextLine(b)
+			if n <= skip || len(trimSpace(line)) == 0 {
+				continue
+			}
+			if err := f(line); err != nil {
+				return lineErr(path, n, "%v in %q", err, line)
+			}
+		}
+		return nil
+	})
+}
+
 // readInto reads path to EOF into buf (grown as needed) and returns the
 // filled slice. Every read asks for all the room left in buf.
 //
