@@ -214,6 +214,7 @@ func (c *conn) recv(buf []byte) (byte, []byte, error) {
 	if err != nil {
 		var se *frame.SizeError
 		var te *frame.TruncatedError
+		var ce *frame.ChecksumError
 		switch {
 		case err == io.EOF:
 			return 0, nil, err
@@ -223,7 +224,9 @@ func (c *conn) recv(buf []byte) (byte, []byte, error) {
 			return 0, nil, fmt.Errorf("frame header cut short: %w", ErrCorrupt)
 		case errors.As(err, &te):
 			return 0, nil, fmt.Errorf("%s frame cut short after %d bytes: %w", frameName(t), te.Got, ErrCorrupt)
-		case errors.Is(err, frame.ErrChecksum):
+		case errors.As(err, &ce) && ce.What == "header": // no type to trust
+			return 0, nil, fmt.Errorf("frame %v: %w", err, ErrCorrupt)
+		case errors.As(err, &ce):
 			return 0, nil, fmt.Errorf("%s frame: %v: %w", frameName(t), err, ErrCorrupt)
 		}
 		return 0, nil, err

@@ -77,7 +77,7 @@ func TestWireDamaged(t *testing.T) {
 		}, "unknown flags 0x1"},
 		{"flipped stream header byte", func(b []byte) []byte { b[13] ^= 1; return b }, "header checksum mismatch"},
 		{"flipped payload byte", func(b []byte) []byte { b[f0+frameHeader+2] ^= 1; return b }, "hello frame: payload checksum mismatch"},
-		{"flipped type", func(b []byte) []byte { b[f0] = fImage; return b }, "header checksum mismatch"},
+		{"flipped type", func(b []byte) []byte { b[f0] = fImage; return b }, "frame header checksum mismatch"},
 		{"flipped length", func(b []byte) []byte { b[f0+5] ^= 0x10; return b }, "header checksum mismatch"},
 		{"oversized length", func(b []byte) []byte { return setLen(b, MaxFrame+1) }, "hello frame of 8388609 bytes exceeds the 8388608 limit"},
 		{"4 GiB length", func(b []byte) []byte { return setLen(b, 0xffffffff) }, "exceeds the 8388608 limit"},
