@@ -231,6 +231,10 @@ type DaemonFigures struct {
 	RSSBytes   uint64 `json:"rss_bytes"`
 	Goroutines int    `json:"goroutines"`
 	HeapBytes  uint64 `json:"heap_bytes"`
+	// FDKinds counts the descriptors by what they are: "socket", "pipe",
+	// "anon_inode:[pidfd]", or a path, with the cluster's directory
+	// written <dir> and numbers masked as #.
+	FDKinds map[string]int `json:"fd_kinds"`
 }
 
 // figures reads every daemon's figures.
@@ -261,12 +265,32 @@ func (dc *daemonCluster) figures(ctx context.Context) ([]DaemonFigures, error) {
 			return nil, fmt.Errorf("node %s: %w", id, err)
 		}
 		f.FDs, f.Threads = len(fds), len(tasks)
+		f.FDKinds = map[string]int{}
+		for _, fd := range fds {
+			if target, err := procfs.FDLink(f.PID, fd); err == nil { // closed meanwhile otherwise
+				f.FDKinds[fdKind(target, dc.dir)]++
+			}
+		}
 		if f.RSSBytes, err = rssBytes(f.PID); err != nil {
 			return nil, fmt.Errorf("node %s: %w", id, err)
 		}
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// fdKind names what a descriptor's /proc link target is, for counting.
+func fdKind(target, dir string) string {
+	if kind, _, ok := strings.Cut(target, ":["); ok && !strings.HasPrefix(target, "/") {
+		if kind == "anon_inode" {
+			return target
+		}
+		return kind
+	}
+	if rest, ok := strings.CutPrefix(target, dir); ok {
+		target = "<dir>" + rest
+	}
+	return causeOf(target)
 }
 
 // rssBytes reads the resident set of pid from /proc/PID/statm (its second

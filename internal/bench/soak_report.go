@@ -149,12 +149,14 @@ func causeOf(err string) string { return digits.ReplaceAllString(err, "#") }
 // SoakGrowth compares one daemon's figures (or all daemons' together,
 // Node "all") between two snapshots.
 //
-// What counts as noise: descriptors and goroutines of idle connections —
-// the bench's to each daemon (up to 2) and the peers' (up to 4 each way
-// between each pair; they close after 30 s idle) — and, for threads and
+// What counts as noise: at the idle end, taken once the peers' idle
+// connections closed (they do after 30 s), the bench's own idle
+// connections to the daemon: soakIdleFDNoise descriptors and
+// soakIdleGoroutineNoise goroutines. Between loaded snapshots, the idle
+// connections between the peers as well (idleConnNoise). For threads and
 // memory, which a Go program takes as it warms up and keeps, 25% or
 // soakThreadNoise threads and soakRSSNoise bytes, whichever is more,
-// between the warm sample (a third into the run) and the end.
+// between the warm sample (a third into the run) and the loaded end.
 type SoakGrowth struct {
 	Node     string `json:"node"`
 	From     string `json:"from"`
@@ -168,9 +170,11 @@ type SoakGrowth struct {
 }
 
 const (
-	soakThreadNoise = 8
-	soakRSSNoise    = 32 << 20
-	soakNoiseShare  = 0.25
+	soakIdleFDNoise        = 4
+	soakIdleGoroutineNoise = 8
+	soakThreadNoise        = 8
+	soakRSSNoise           = 32 << 20
+	soakNoiseShare         = 0.25
 )
 
 // idleConnNoise is how many descriptors and goroutines idle connections
@@ -266,7 +270,7 @@ func (r *SoakReport) finish() {
 			if okA && okB {
 				g := growth(id, a, b, SnapIdleStart, SnapIdleEnd)
 				r.Growth = append(r.Growth, g)
-				judgeCounts(g, fdNoise, grNoise)
+				judgeCounts(g, soakIdleFDNoise, soakIdleGoroutineNoise)
 			}
 		}
 	}
@@ -300,6 +304,31 @@ func (r *SoakReport) finish() {
 	if r.LeftoverProcs > 0 {
 		r.Grew = append(r.Grew, fmt.Sprintf("%d processes of the cluster outlived its jobs and daemons", r.LeftoverProcs))
 	}
+}
+
+// fdKindGrowth lists, per daemon, the kinds of descriptors it holds more
+// of at the idle end than at the idle start: what the growth is made of.
+func (r *SoakReport) fdKindGrowth() []string {
+	is, ok1 := r.snap(SnapIdleStart)
+	ie, ok2 := r.snap(SnapIdleEnd)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	var out []string
+	for _, id := range r.Nodes {
+		a, _ := is.daemon(id)
+		b, _ := ie.daemon(id)
+		var more []string
+		for _, k := range slices.Sorted(maps.Keys(b.FDKinds)) {
+			if n := b.FDKinds[k] - a.FDKinds[k]; n > 0 {
+				more = append(more, fmt.Sprintf("%+d %s", n, k))
+			}
+		}
+		if len(more) > 0 {
+			out = append(out, id+": "+strings.Join(more, ", "))
+		}
+	}
+	return out
 }
 
 // JobsFailed counts the jobs that failed their checks.
@@ -379,6 +408,12 @@ func (r *SoakReport) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%+d\t%+d\t%s\t%+d\t%s\t\n", g.Node, g.From, g.To, g.FDs, g.Threads, signedMiB(g.RSSBytes), g.Goroutines, signedMiB(g.HeapBytes))
 	}
 	tw.Flush()
+	if d := r.fdKindGrowth(); len(d) > 0 {
+		fmt.Fprintf(&b, "\ndescriptors at the idle end beyond the idle start, by kind:\n")
+		for _, l := range d {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
 	if len(r.Grew) == 0 {
 		fmt.Fprintf(&b, "\nnothing grew beyond noise; %d leftover processes\n", r.LeftoverProcs)
 	} else {
