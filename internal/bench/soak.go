@@ -126,7 +126,8 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 		return nil, errors.New("bench: needs root: jobs run in PID namespaces of their own and migrate with ptrace")
 	}
 	rep := &SoakReport{CPUs: runtime.NumCPU(), Jobs: cfg.Jobs, SizeMiB: cfg.SizeMiB, RateMiBps: cfg.RateMiBps,
-		Modes: cfg.Modes, DurationS: cfg.Duration.Seconds(), Seed: cfg.Seed}
+		Modes: cfg.Modes, DurationS: cfg.Duration.Seconds(), Seed: cfg.Seed,
+		Moves: []SoakMove{}, Failed: []SoakFailure{}} // [] rather than null in JSON
 	rep.Kernel, _ = procfs.KernelRelease()
 
 	fmt.Fprintf(cfg.Progress, "starting %d ferry node daemons\n", cfg.Nodes)
