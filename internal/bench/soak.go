@@ -43,6 +43,9 @@ type SoakConfig struct {
 	// Sample is how often the daemons' figures are read during the run;
 	// default a tenth of Duration, between 5 s and 1 minute.
 	Sample time.Duration
+	// Faults are `ferry node --fault` values by node id: migrations to or
+	// from that node fail there (tests).
+	Faults map[string][]string
 	// Dir is where the cluster's directory goes; default the system's
 	// temporary directory.
 	Dir string
@@ -131,7 +134,7 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (*SoakReport, error) {
 	rep.Kernel, _ = procfs.KernelRelease()
 
 	fmt.Fprintf(cfg.Progress, "starting %d ferry node daemons\n", cfg.Nodes)
-	dc, err := startDaemons(ctx, cfg.Exe, cfg.Dir, cfg.Nodes)
+	dc, err := startDaemons(ctx, cfg.Exe, cfg.Dir, cfg.Nodes, cfg.Faults)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +169,9 @@ type soak struct {
 	env   *jobEnv
 	rep   *SoakReport
 	start time.Time // of the moves
+	// runCtx is the run's context: the jobs' output is followed under it,
+	// also that of jobs started by a worker, whose context ends first.
+	runCtx context.Context
 
 	mu   sync.Mutex // guards the fields below, and rep's Moves, Failed and JobResults
 	jobs []*soakJob // running, by slot
@@ -187,6 +193,7 @@ const (
 )
 
 func (s *soak) run(ctx context.Context) error {
+	s.runCtx = ctx
 	if err := s.snapshot(ctx, SnapIdleStart, true); err != nil {
 		return err
 	}
@@ -239,10 +246,7 @@ sampling:
 	}
 	tick.Stop()
 	if err == nil {
-		err = context.Cause(wctx)
-		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-			err = nil // cancel(nil) was not called yet; nothing failed
-		}
+		err = context.Cause(wctx) // nil unless a worker failed or ctx ended
 	}
 	if err != nil {
 		return err
@@ -365,7 +369,7 @@ func (s *soak) moveFailed(j *soakJob, mode migrate.Mode, from, to string, err er
 	fmt.Fprintf(s.cfg.Progress, "job %s: %s move %s → %s failed: %v\n", j.id, mode, from, to, err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rep.Failed = append(s.rep.Failed, SoakFailure{Mode: mode, Job: j.id, Error: err.Error()})
+	s.rep.Failed = append(s.rep.Failed, SoakFailure{Mode: mode, Job: j.id, From: from, To: to, Error: err.Error()})
 	j.res.FailedMoves++
 }
 
@@ -389,7 +393,9 @@ func (s *soak) replace(ctx context.Context, i int, why error) error {
 	s.jobFailed(j, why)
 	j.stop(ctx) // how it ends no longer counts: it failed already
 	j.close()
-	nj, err := s.startJob(ctx, j.at)
+	// Not ctx: the new job's output is followed until the jobs stop,
+	// after the workers' context ended.
+	nj, err := s.startJob(s.runCtx, j.at)
 	if err != nil {
 		return err
 	}

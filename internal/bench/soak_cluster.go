@@ -39,9 +39,9 @@ type daemon struct {
 }
 
 // startDaemons starts n daemons (n1…nN) from exe with certificates from
-// pki.Init (what `ferry init` writes), joins them and waits until each
-// sees every one alive.
-func startDaemons(ctx context.Context, exe, parent string, n int) (*daemonCluster, error) {
+// pki.Init (what `ferry init` writes) and faults[id] as their --fault
+// flags, joins them and waits until each sees every one alive.
+func startDaemons(ctx context.Context, exe, parent string, n int, faults map[string][]string) (*daemonCluster, error) {
 	dir, err := os.MkdirTemp(parent, "ferry-soak-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -68,6 +68,9 @@ func startDaemons(ctx context.Context, exe, parent string, n int) (*daemonCluste
 			args = append(args, "--join", first)
 		} else {
 			first = addr
+		}
+		for _, f := range faults[id] {
+			args = append(args, "--fault", f)
 		}
 		d, err := startDaemon(exe, id, filepath.Join(dir, id+".log"), args)
 		if err != nil {

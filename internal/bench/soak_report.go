@@ -56,6 +56,8 @@ type SoakMove struct {
 type SoakFailure struct {
 	Mode  migrate.Mode `json:"mode"`
 	Job   string       `json:"job"`
+	From  string       `json:"from"`
+	To    string       `json:"to"`
 	Error string       `json:"error"`
 }
 

@@ -74,9 +74,12 @@ func TestSoakFinish(t *testing.T) {
 	}
 }
 
-// TestSoak runs a short soak on three real node daemons: every job must
-// move and verify itself after each move, no move may fail, and the
-// report must carry the daemons' figures at the start and the end.
+// TestSoak runs a short soak on three real node daemons, n3 failing every
+// migration it receives (its agent dies before ready): every move to n1
+// or n2 must commit and every one to n3 fail and roll back, the failures
+// grouped as one cause; every job must move and verify itself after each
+// move and each failure; and the report must carry the daemons' figures
+// at the start and the end.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds ferry and runs a 20 s soak on three node daemons: skipped in -short mode")
@@ -89,7 +92,8 @@ func TestSoak(t *testing.T) {
 	defer cancel()
 	var progress strings.Builder
 	rep, err := RunSoak(ctx, SoakConfig{Exe: exe, Jobs: 3, Duration: 20 * time.Second, SizeMiB: 8, RateMiBps: 4,
-		Sample: 5 * time.Second, Dir: t.TempDir(), Progress: &progress})
+		Sample: 5 * time.Second, Dir: t.TempDir(), Progress: &progress,
+		Faults: map[string][]string{"n3": {"recv=die-ready"}}})
 	if err != nil {
 		t.Fatalf("RunSoak: %v\nprogress:\n%s", err, progress.String())
 	}
@@ -102,8 +106,21 @@ func TestSoak(t *testing.T) {
 	if len(rep.Moves) < 3 {
 		t.Errorf("%d migrations done, want at least one per job", len(rep.Moves))
 	}
+	for _, m := range rep.Moves {
+		if m.To == "n3" {
+			t.Errorf("a %s move %s → n3 committed, want it to fail at n3's fault", m.Mode, m.From)
+		}
+	}
 	for _, f := range rep.Failed {
-		t.Errorf("job %s: %s move failed: %s", f.Job, f.Mode, f.Error)
+		if f.To != "n3" {
+			t.Errorf("job %s: %s move %s → %s failed: %s", f.Job, f.Mode, f.From, f.To, f.Error)
+		}
+	}
+	if len(rep.Failed) == 0 {
+		t.Error("no move to n3 failed, want every one to")
+	}
+	if len(rep.Causes) != 1 || rep.Causes[0].Count != len(rep.Failed) {
+		t.Errorf("causes = %+v, want one, of all %d failures", rep.Causes, len(rep.Failed))
 	}
 	if len(rep.JobResults) != 3 {
 		t.Errorf("%d jobs run, want 3 (none replaced)", len(rep.JobResults))
