@@ -107,7 +107,7 @@ func (rg *rig) runCase(ctx context.Context, c MigrateCase) MigrateResult {
 	return res
 }
 
-// benchJob is the workload running as a job of the rig, its output
+// benchJob is the workload running as a job of a cluster, its output
 // followed and checked line by line.
 type benchJob struct {
 	env  *jobEnv
