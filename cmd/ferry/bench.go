@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +16,8 @@ import (
 func benchCmd() *cobra.Command {
 	var cfg bench.Config
 	var mcfg bench.MigrateConfig
-	var asJSON, migration bool
+	var scfg bench.SoakConfig
+	var asJSON, migration, soak bool
 	var modes, rates []string
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -28,12 +30,23 @@ func benchCmd() *cobra.Command {
 			"rate and mode, run the workload as a job and move it back and forth between them,\n" +
 			"checking after each move that it carries on; beside the figures, loopback TCP and TLS\n" +
 			"throughput, the fill rate of fresh memory and the time to push each size through\n" +
-			"loopback TCP into fresh memory, measured in the same run.",
+			"loopback TCP into fresh memory, measured in the same run.\n\n" +
+			"With --soak: start --nodes real `ferry node` daemons here and keep --jobs workloads\n" +
+			"moving between random nodes in random modes (--modes) for --duration, checking each\n" +
+			"after every move; report the migrations, failures by cause, migration times, and each\n" +
+			"daemon's fds, threads, RSS and goroutines before and after, with what grew beyond noise.\n" +
+			"--sizes and --rates give the jobs' size and dirty rate (one value each).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find ferry's executable for the workload: %w", err)
+			}
+			if soak {
+				if migration {
+					return fmt.Errorf("--soak and --migrate: choose one")
+				}
+				return runSoak(cmd, scfg, exe, modes, rates, asJSON)
 			}
 			if migration {
 				mcfg.Exe = exe
@@ -85,14 +98,62 @@ func benchCmd() *cobra.Command {
 			return rep.WriteText(os.Stdout)
 		},
 	}
-	cmd.Flags().IntSliceVar(&cfg.SizesMiB, "sizes", []int{64, 1024}, "process sizes in MiB")
+	cmd.Flags().IntSliceVar(&cfg.SizesMiB, "sizes", []int{64, 1024}, "process sizes in MiB (--soak: one, the jobs', default 32)")
 	cmd.Flags().IntVar(&cfg.Repeat, "repeat", 5, "counted runs per figure, after one warm-up (--migrate: moves per case, default 3)")
 	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "directory for images (default /dev/shm)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	cmd.Flags().BoolVar(&migration, "migrate", false, "time migrations between two local nodes instead")
-	cmd.Flags().StringSliceVar(&rates, "rates", []string{"0", "16", "128"}, "--migrate: dirty rates in MiB/s")
-	cmd.Flags().StringSliceVar(&modes, "modes", []string{"freeze", "precopy", "postcopy"}, "--migrate: transfer modes")
+	cmd.Flags().StringSliceVar(&rates, "rates", []string{"0", "16", "128"}, "--migrate: dirty rates in MiB/s (--soak: one, the jobs', default 4)")
+	cmd.Flags().StringSliceVar(&modes, "modes", []string{"freeze", "precopy", "postcopy"}, "--migrate, --soak: transfer modes")
+	cmd.Flags().BoolVar(&soak, "soak", false, "keep jobs moving between real local node daemons for --duration")
+	cmd.Flags().DurationVar(&scfg.Duration, "duration", 10*time.Minute, "--soak: how long to keep the jobs moving")
+	cmd.Flags().IntVar(&scfg.Jobs, "jobs", 10, "--soak: jobs moving at once")
+	cmd.Flags().IntVar(&scfg.Nodes, "nodes", 3, "--soak: node daemons")
+	cmd.Flags().Int64Var(&scfg.Seed, "seed", 0, "--soak: seed of the random moves (default from the clock; reported)")
 	cmd.Flags().Float64Var(&mcfg.RandomRate, "random-rate", 64,
 		"--migrate: dirty rate, MiB/s, of one more postcopy case per size with random writes (0: none)")
 	return cmd
+}
+
+// runSoak runs `ferry bench --soak`: --sizes and --rates, if given, hold
+// one value each, the jobs' size and dirty rate (default 32 MiB, 4 MiB/s).
+func runSoak(cmd *cobra.Command, cfg bench.SoakConfig, exe string, modes, rates []string, asJSON bool) error {
+	cfg.Exe = exe
+	if f := cmd.Flags(); f.Changed("sizes") {
+		sizes, _ := f.GetIntSlice("sizes")
+		if len(sizes) != 1 {
+			return fmt.Errorf("--soak: --sizes takes one size, the jobs'")
+		}
+		cfg.SizeMiB = sizes[0]
+	}
+	if cmd.Flags().Changed("rates") {
+		if len(rates) != 1 {
+			return fmt.Errorf("--soak: --rates takes one rate, the jobs'")
+		}
+		v, err := strconv.ParseFloat(rates[0], 64)
+		if err != nil {
+			return fmt.Errorf("--rates: %w", err)
+		}
+		if v == 0 {
+			v = -1 // idle jobs; the zero value means the default
+		}
+		cfg.RateMiBps = v
+	}
+	for _, m := range modes {
+		mode, err := migrate.ParseMode(m)
+		if err != nil {
+			return err
+		}
+		cfg.Modes = append(cfg.Modes, mode)
+	}
+	cfg.Log = logger()
+	cfg.Progress = os.Stderr
+	rep, err := bench.RunSoak(cmd.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(rep)
+	}
+	return rep.WriteText(os.Stdout)
 }

@@ -21,6 +21,16 @@ type rig struct {
 	cfg MigrateConfig
 	dir string
 	lc  *node.Local
+	env *jobEnv
+}
+
+// jobEnv is what a benchJob needs of the cluster it runs on.
+type jobEnv struct {
+	exe     string                  // ferry's binary: the workload is `exe workload ...`
+	clients map[string]*node.Client // by node id
+	// readyTimeout bounds the wait for a workload to fill its memory;
+	// moveTimeout one migration, and the checks after it.
+	readyTimeout, moveTimeout time.Duration
 }
 
 // nodeIDs are the two nodes, the workload starting on the first.
@@ -36,7 +46,8 @@ func startRig(ctx context.Context, cfg MigrateConfig) (*rig, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("bench: start nodes: %w", err)
 	}
-	return &rig{cfg: cfg, dir: dir, lc: lc}, nil
+	env := &jobEnv{exe: cfg.Exe, clients: lc.Clients, readyTimeout: cfg.ReadyTimeout, moveTimeout: cfg.MoveTimeout}
+	return &rig{cfg: cfg, dir: dir, lc: lc, env: env}, nil
 }
 
 func (rg *rig) close() {
@@ -50,7 +61,7 @@ func (rg *rig) runCase(ctx context.Context, c MigrateCase) MigrateResult {
 	res := MigrateResult{MigrateCase: c}
 	log := rg.cfg.Log.With("case", c.String())
 	fmt.Fprintf(rg.cfg.Progress, "%s: starting the workload\n", c)
-	j, err := rg.startJob(ctx, c)
+	j, err := startJob(ctx, rg.env, nodeIDs[0], c)
 	if err != nil {
 		res.Error = err.Error()
 		log.Warn("case failed", "err", err)
@@ -59,13 +70,13 @@ func (rg *rig) runCase(ctx context.Context, c MigrateCase) MigrateResult {
 	defer j.close()
 	err = func() error {
 		for i := -1; i < rg.cfg.Repeat; i++ { // -1: warm-up, not counted
-			from, to := j.at, j.other()
+			from, to := j.at, otherNode(j.at)
 			if i < 0 {
 				fmt.Fprintf(rg.cfg.Progress, "%s: warm-up move %s → %s\n", c, from, to)
 			} else {
 				fmt.Fprintf(rg.cfg.Progress, "%s: move %d of %d, %s → %s\n", c, i+1, rg.cfg.Repeat, from, to)
 			}
-			rep, took, err := j.move(ctx, to)
+			rep, took, err := j.move(ctx, to, c.Mode)
 			if err != nil {
 				return err
 			}
@@ -96,10 +107,10 @@ func (rg *rig) runCase(ctx context.Context, c MigrateCase) MigrateResult {
 	return res
 }
 
-// benchJob is the workload running as a job of the rig, its output
+// benchJob is the workload running as a job of a cluster, its output
 // followed and checked line by line.
 type benchJob struct {
-	rg   *rig
+	env  *jobEnv
 	c    MigrateCase
 	id   string
 	at   string // the node it runs on
@@ -124,25 +135,24 @@ func jobCmd(exe string, c MigrateCase) []string {
 	return cmd
 }
 
-// startJob runs the workload of c on the first node and waits until it
-// has filled its memory (its first progress line).
-func (rg *rig) startJob(ctx context.Context, c MigrateCase) (*benchJob, error) {
-	at := nodeIDs[0]
-	info, err := rg.lc.Clients[at].Run(ctx, node.RunRequest{Node: at, Cmd: jobCmd(rg.cfg.Exe, c)})
+// startJob runs the workload of c on node at and waits until it has
+// filled its memory (its first progress line).
+func startJob(ctx context.Context, env *jobEnv, at string, c MigrateCase) (*benchJob, error) {
+	info, err := env.clients[at].Run(ctx, node.RunRequest{Node: at, Cmd: jobCmd(env.exe, c)})
 	if err != nil {
 		return nil, fmt.Errorf("start the workload: %w", err)
 	}
 	lctx, cancel := context.WithCancel(ctx)
-	j := &benchJob{rg: rg, c: c, id: info.ID, at: at, w: newLineWatch(c.SizeMiB), errs: &firstBytes{max: 2048},
+	j := &benchJob{env: env, c: c, id: info.ID, at: at, w: newLineWatch(c.SizeMiB), errs: &firstBytes{max: 2048},
 		cancel: cancel, ended: make(chan struct{})}
 	pr, pw := io.Pipe()
 	j.wg.Go(func() {
-		j.end, j.endErr = rg.lc.Clients[at].Logs(lctx, info.ID, true, pw, j.errs)
+		j.end, j.endErr = env.clients[at].Logs(lctx, info.ID, true, pw, j.errs)
 		pw.Close()
 		close(j.ended)
 	})
 	j.wg.Go(func() { j.w.read(pr) })
-	if _, err := j.w.wait(ctx, rg.cfg.ReadyTimeout, "the first progress line",
+	if _, err := j.w.wait(ctx, env.readyTimeout, "the first progress line",
 		func(p workload.Progress) bool { return p.Tick >= 1 }); err != nil {
 		err = fmt.Errorf("workload %s not ready: %w%s", info.ID, err, j.errs.suffix())
 		j.stop(ctx)
@@ -152,21 +162,21 @@ func (rg *rig) startJob(ctx context.Context, c MigrateCase) (*benchJob, error) {
 	return j, nil
 }
 
-// other is the node the job does not run on.
-func (j *benchJob) other() string {
-	if j.at == nodeIDs[0] {
+// otherNode is the node of the two that is not at.
+func otherNode(at string) string {
+	if at == nodeIDs[0] {
 		return nodeIDs[1]
 	}
 	return nodeIDs[0]
 }
 
-// move migrates the job to node to, in the case's mode, and returns the
-// report and how long the call took.
-func (j *benchJob) move(ctx context.Context, to string) (*migrate.Report, time.Duration, error) {
-	mctx, cancel := context.WithTimeout(ctx, j.rg.cfg.MoveTimeout)
+// move migrates the job to node to, in mode, and returns the report and
+// how long the call took.
+func (j *benchJob) move(ctx context.Context, to string, mode migrate.Mode) (*migrate.Report, time.Duration, error) {
+	mctx, cancel := context.WithTimeout(ctx, j.env.moveTimeout)
 	defer cancel()
 	start := time.Now()
-	rep, err := j.rg.lc.Clients[j.at].Migrate(mctx, j.id, node.MigrateRequest{To: to, Mode: string(j.c.Mode)}, nil)
+	rep, err := j.env.clients[j.at].Migrate(mctx, j.id, node.MigrateRequest{To: to, Mode: string(mode)}, nil)
 	took := time.Since(start)
 	if err == nil && (rep == nil || !rep.Committed) {
 		err = errors.New("the migration ended without committing")
@@ -186,12 +196,12 @@ func (j *benchJob) move(ctx context.Context, to string) (*migrate.Report, time.D
 func (j *benchJob) settle(ctx context.Context, moved time.Time) error {
 	// Line times have millisecond precision, truncated.
 	moved = moved.Add(-time.Millisecond)
-	first, err := j.w.wait(ctx, j.rg.cfg.MoveTimeout, "progress line after the move",
+	first, err := j.w.wait(ctx, j.env.moveTimeout, "progress line after the move",
 		func(p workload.Progress) bool { return !p.Time.Before(moved) })
 	if err != nil {
 		return err
 	}
-	_, err = j.w.wait(ctx, j.rg.cfg.MoveTimeout, "verification pass after the move",
+	_, err = j.w.wait(ctx, j.env.moveTimeout, "verification pass after the move",
 		func(p workload.Progress) bool {
 			return p.Tick >= first.Tick+settleTicks-1 && p.Verified > first.Verified
 		})
@@ -201,7 +211,7 @@ func (j *benchJob) settle(ctx context.Context, moved time.Time) error {
 // verifiedAfter waits until a verification pass has started and ended
 // after the line from was printed: every page checked since.
 func (j *benchJob) verifiedAfter(ctx context.Context, from workload.Progress) error {
-	_, err := j.w.wait(ctx, j.rg.cfg.MoveTimeout, "a whole verification pass",
+	_, err := j.w.wait(ctx, j.env.moveTimeout, "a whole verification pass",
 		func(p workload.Progress) bool { return p.Verified >= from.Verified+2 })
 	return err
 }
@@ -210,7 +220,7 @@ func (j *benchJob) verifiedAfter(ctx context.Context, from workload.Progress) er
 // waits for its end (SIGKILL after a while).
 func (j *benchJob) stop(ctx context.Context) error {
 	for _, sig := range []int{15, 9} {
-		if err := j.rg.lc.Clients[j.at].Signal(ctx, j.id, sig); err != nil {
+		if err := j.env.clients[j.at].Signal(ctx, j.id, sig); err != nil {
 			select {
 			case <-j.ended: // it had ended already
 				return j.endState()

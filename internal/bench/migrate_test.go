@@ -326,7 +326,7 @@ func BenchmarkMigrate(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(rg.close)
-	j, err := rg.startJob(ctx, MigrateCase{SizeMiB: mib64, Mode: migrate.Freeze})
+	j, err := startJob(ctx, rg.env, nodeIDs[0], MigrateCase{SizeMiB: mib64, Mode: migrate.Freeze})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func BenchmarkMigrate(b *testing.B) {
 		j.close()
 	})
 	move := func() *migrate.Report {
-		rep, _, err := j.move(ctx, j.other())
+		rep, _, err := j.move(ctx, otherNode(j.at), migrate.Freeze)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -350,7 +350,7 @@ func BenchmarkMigrate(b *testing.B) {
 	b.SetBytes(int64(warm.BytesSent))
 	var freeze time.Duration
 	for b.Loop() {
-		rep, _, err := j.move(ctx, j.other())
+		rep, _, err := j.move(ctx, otherNode(j.at), migrate.Freeze)
 		if err != nil {
 			b.Fatal(err)
 		}

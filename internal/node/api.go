@@ -60,6 +60,7 @@ type MigrateRequest struct {
 func (n *Node) routes() *http.ServeMux {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /v1/members", n.handleMembers)
+	m.HandleFunc("GET /v1/node/stats", n.handleStats)
 	m.HandleFunc("POST /v1/run", n.handleRun)
 	m.HandleFunc("POST /v1/adopt", n.handleAdopt)
 	m.HandleFunc("GET /v1/jobs", n.handleJobs)

@@ -100,6 +100,13 @@ func (c *Client) Jobs(ctx context.Context) ([]JobInfo, error) {
 	return out, err
 }
 
+// Job describes one job.
+func (c *Client) Job(ctx context.Context, id string) (JobInfo, error) {
+	var info JobInfo
+	err := c.json(ctx, "GET", "/v1/jobs/"+url.PathEscape(id), nil, &info)
+	return info, err
+}
+
 // Members lists the cluster's members.
 func (c *Client) Members(ctx context.Context) ([]cluster.Member, error) {
 	var out []cluster.Member
