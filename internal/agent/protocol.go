@@ -125,7 +125,7 @@ func (e *Event) Check() error {
 		return fmt.Errorf("%w %q", ErrUnknownKind, e.Kind)
 	}
 	if err := check(e); err != nil {
-		return fmt.Errorf("%s event: %w", e.Kind, err)
+		return fmt.Errorf("%w: %s event: %w", ErrProtocol, e.Kind, err)
 	}
 	return nil
 }

@@ -181,6 +181,9 @@ func (o *outgoing) run(ctx context.Context) (*migrate.Report, error) {
 	if o.committed {
 		return o.finish(ctx)
 	}
+	if ctx.Err() != nil {
+		err = migrate.Mark(err, migrate.ErrCancelled)
+	}
 	return o.rollback(err)
 }
 
@@ -370,10 +373,12 @@ func (o *outgoing) collectCarry() (*carry, error) {
 	if o.stdio == nil {
 		return &carry{Final: true}, nil
 	}
+	// drain stops the copiers first, whatever comes after: a rollback
+	// must start them again even if draining failed.
+	o.drained = true
 	if err := o.stdio.drain(); err != nil {
 		return nil, err
 	}
-	o.drained = true
 	in, err := o.stdio.takeInput()
 	if err != nil {
 		return nil, err
