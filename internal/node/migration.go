@@ -286,18 +286,23 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	}
 	n.migrationJournal().record(phaseRecord{Job: id, Peer: req.Info.Node, Phase: inPrepared})
 	j.expectArrival()
-	n.goBg(func() { n.followIncoming(j, ag) })
+	n.goBg(func() { n.followIncoming(j, req.Info.Node, ag, n.migrationJournal()) })
 	return ev.Addr, nil
 }
 
+// receivingAgent is the receiving agent as the node sees it, once it
+// listens: a source of events.
+type receivingAgent interface {
+	// Next returns the next event (see sendingAgent).
+	Next() (agent.Event, error)
+	// Wait waits for the agent to exit and releases the pipes.
+	Wait() error
+}
+
 // followIncoming watches the receiving agent until the job runs here or
-// the migration failed.
-func (n *Node) followIncoming(j *localJob, ag *agentProc) {
+// the migration (from node from) failed; jr records the phases.
+func (n *Node) followIncoming(j *localJob, from string, ag receivingAgent, jr journal) {
 	id := j.info.ID
-	jr := n.migrationJournal()
-	j.mu.Lock()
-	from := j.info.Node
-	j.mu.Unlock()
 	phase := func(p migPhase) { jr.record(phaseRecord{Job: id, Peer: from, Phase: p}) }
 	sawCommit, released := false, false
 	var agentErr error
@@ -332,7 +337,9 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 			n.mu.Unlock()
 			close(j.resolved)
 			phase(inReleased)
-			n.goBg(j.watch)
+			if j.init != nil {
+				n.goBg(j.watch)
+			}
 		case agent.Failed:
 			agentErr = ev.Err.Err()
 		case agent.Warning:
@@ -366,15 +373,14 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 		j.info.State = stateLost
 		j.info.Error = msg
 		j.mu.Unlock()
-		j.init.Kill()
+		j.killInit(false)
 	case released:
 		phase(inArrived)
 		n.log.Info("job arrived", "job", id)
 	default:
 		phase(inFailed)
 		n.log.Warn("incoming migration failed; nothing kept here", "job", id, "err", agentErr, "agent", werr)
-		j.init.Kill()
-		<-j.init.Done()
+		j.killInit(true)
 		j.mu.Lock()
 		j.info.State = stateLost
 		j.mu.Unlock()
@@ -385,6 +391,18 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 		n.mu.Unlock()
 		j.closeFiles()
 		close(j.resolved)
+	}
+}
+
+// killInit kills the job's init (if any: tests have none), and with wait
+// waits until it is gone.
+func (j *localJob) killInit(wait bool) {
+	if j.init == nil {
+		return
+	}
+	j.init.Kill()
+	if wait {
+		<-j.init.Done()
 	}
 }
 
