@@ -22,6 +22,8 @@ const (
 	CodeNotCommitted  Code = "not-committed"  // migrate.ErrNotCommitted
 	CodeResumed       Code = "resumed"        // migrate.ErrResumed
 	CodeLost          Code = "lost"           // migrate.ErrLost
+	CodeCorrupt       Code = "corrupt"        // migrate.ErrCorrupt
+	CodeWire          Code = "wire-protocol"  // migrate.ErrProtocol
 	CodeProtocol      Code = "protocol"       // ErrProtocol
 )
 
@@ -40,6 +42,8 @@ var codes = []struct {
 	{CodeNotCommitted, []error{migrate.ErrNotCommitted}},
 	{CodeResumed, []error{migrate.ErrResumed}},
 	{CodeLost, []error{migrate.ErrLost}},
+	{CodeCorrupt, []error{migrate.ErrCorrupt}},
+	{CodeWire, []error{migrate.ErrProtocol}},
 	{CodeProtocol, []error{ErrProtocol}},
 }
 

@@ -199,9 +199,13 @@ func TestErrorRoundTrip(t *testing.T) {
 		{"aborted", fmt.Errorf("%w: bad checksum (EOF)", migrate.ErrAborted), []error{migrate.ErrAborted}},
 		{"lost", migrate.Mark(errors.New("push failed"), migrate.ErrLost), []error{migrate.ErrLost}},
 		{"protocol", fmt.Errorf("%w: x", ErrProtocol), []error{ErrProtocol}},
+		{"peer abort", fmt.Errorf("destination: %w", &migrate.AbortError{Reason: "restore: ENOSPC"}), []error{migrate.ErrAborted}},
+		{"corrupt", fmt.Errorf("destination aborted: %w", fmt.Errorf("image frame: %w", migrate.ErrCorrupt)), []error{migrate.ErrCorrupt}},
+		{"wire", fmt.Errorf("expected ready: %w", migrate.ErrProtocol), []error{migrate.ErrProtocol}},
 	}
 	all := []error{migrate.ErrRefused, migrate.ErrAborted, migrate.ErrCancelled, context.Canceled, migrate.ErrFault,
-		migrate.ErrCommitUnknown, migrate.ErrNotCommitted, migrate.ErrResumed, migrate.ErrLost, ErrProtocol}
+		migrate.ErrCommitUnknown, migrate.ErrNotCommitted, migrate.ErrResumed, migrate.ErrLost, ErrProtocol,
+		migrate.ErrCorrupt, migrate.ErrProtocol}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// Through a Failed event and back, then once more (node → API

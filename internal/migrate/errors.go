@@ -2,7 +2,8 @@ package migrate
 
 import "errors"
 
-// The outcomes of a failed migration that callers branch on. Errors of
+// The outcomes of a failed migration that callers branch on (besides
+// ErrNotCommitted, and ErrCorrupt and ErrProtocol of the wire protocol). Errors of
 // Send, Receive and the node's steps wrap them; package agent carries
 // them across the node ↔ agent pipes and the node's API as codes, so
 // errors.Is matches them at the node and at the CLI as well.
@@ -27,6 +28,9 @@ var (
 	// its memory (postcopy): the job is gone.
 	ErrLost = errors.New("the job was lost")
 )
+
+// Is makes the peer's Abort match ErrAborted.
+func (e *AbortError) Is(target error) bool { return target == ErrAborted }
 
 // Mark returns err, unchanged in its text, that also matches sentinel
 // under errors.Is (one of the outcomes above).
