@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"ferry/internal/agent"
 	"ferry/internal/job"
-	"ferry/internal/node"
 )
 
 // seedName is argv[0] of restore's seed process. The seed is stopped at
@@ -31,7 +31,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if len(os.Args) > 1 && os.Args[1] == "agent" {
-		code := node.AgentMain(ctx, os.Args[2:])
+		code := agent.Main(ctx, os.Args[2:])
 		stop()
 		os.Exit(code)
 	}

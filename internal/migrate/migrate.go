@@ -5,7 +5,8 @@
 //
 // What belongs here: the wire protocol between the two sides (wire.go),
 // the source's steps (send.go) and the destination's (receive.go), the
-// transaction rules, and the figures a migration reports. What does not:
+// transaction rules, the outcomes callers branch on (errors.go), and the
+// figures a migration reports. What does not:
 // which node, job bookkeeping, logs and stdio (package node), the PID
 // namespace of a job (package job), checkpoint and restore themselves
 // (packages dump and restore), dirty tracking and lazy paging (packages

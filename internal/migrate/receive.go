@@ -83,12 +83,12 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	if h.Version != wireVersion {
 		err := fmt.Errorf("source speaks migration protocol version %d, this node %d", h.Version, wireVersion)
 		c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
-		return nil, err
+		return nil, Mark(err, ErrRefused)
 	}
 	if opts.Accept != nil {
 		if err := opts.Accept(h); err != nil {
 			c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
-			return nil, fmt.Errorf("refused: %w", err)
+			return nil, fmt.Errorf("refused: %w", Mark(err, ErrRefused))
 		}
 	}
 	if err := c.sendJSON(fWelcome, welcome{OK: true}); err != nil {

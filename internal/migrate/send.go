@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -123,9 +122,9 @@ func (s *sender) run(ctx context.Context) (err error) {
 			return
 		}
 		if ctx.Err() != nil && !s.commitSent.Load() {
-			err = fmt.Errorf("migration cancelled: %w", ctx.Err())
+			err = fmt.Errorf("%w: %w", ErrCancelled, ctx.Err())
 		} else if reason := s.peerReason(); reason != "" {
-			err = fmt.Errorf("destination aborted: %s (%w)", reason, err)
+			err = fmt.Errorf("%w: %s (%w)", ErrAborted, reason, err)
 		}
 		s.c.sendJSON(fAbort, abortMsg{Reason: err.Error()})
 		if s.held != nil {
@@ -140,6 +139,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 			s.pre.Close()
 		}
 		s.rep.Resumed = true
+		err = Mark(err, ErrResumed)
 		s.log.Warn("migration failed; the process runs on here", "err", err)
 	}()
 
@@ -201,7 +201,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	s.rep.RestoreTime = time.Duration(rd.RestoreMS * float64(time.Millisecond))
 	s.phase("restore held")
 	if s.opts.Fault == "cancel-ready" {
-		return errors.New("injected fault: cancelled after ready")
+		return fmt.Errorf("%w: cancelled after ready", ErrFault)
 	}
 	if s.opts.BeforeCommit != nil {
 		if err := s.opts.BeforeCommit(ctx); err != nil {
@@ -245,7 +245,7 @@ func (s *sender) resolve(ctx context.Context, cause error) error {
 		// new copy): resume here.
 		s.commitSent.Store(false)
 		if err != nil {
-			return fmt.Errorf("%w; destination unreachable (%v)", cause, err)
+			return Mark(fmt.Errorf("%w; destination unreachable (%v)", cause, err), ErrCommitUnknown)
 		}
 		return fmt.Errorf("%w; destination did not commit", cause)
 	}
@@ -282,7 +282,7 @@ func (s *sender) finish() error {
 		if err != nil {
 			// The new copy ran there: resuming this one would run the job
 			// twice. Say plainly what happened.
-			perr = fmt.Errorf("the destination went away during the postcopy push (%w): the job ran there and could not get all its memory; it is lost", err)
+			perr = Mark(fmt.Errorf("the destination went away during the postcopy push (%w): the job ran there and could not get all its memory; it is lost", err), ErrLost)
 			s.rep.Error = perr.Error()
 		}
 	}

@@ -167,7 +167,9 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool, stdout, stder
 	}
 }
 
-// Migrate moves a job and reports progress as it goes.
+// Migrate moves a job and reports progress as it goes. A failed
+// migration's error matches, under errors.Is, the outcomes of package
+// migrate the node saw (ErrResumed, ErrRefused, ErrCancelled, …).
 func (c *Client) Migrate(ctx context.Context, id string, req MigrateRequest, progress func(migrate.Progress)) (*migrate.Report, error) {
 	b, _ := json.Marshal(req)
 	resp, err := c.do(ctx, "POST", "/v1/jobs/"+url.PathEscape(id)+"/migrate", bytes.NewReader(b))
@@ -177,10 +179,7 @@ func (c *Client) Migrate(ctx context.Context, id string, req MigrateRequest, pro
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var line struct {
-			Progress *migrate.Progress `json:"progress"`
-			Report   *migrate.Report   `json:"report"`
-		}
+		var line migrateLine
 		if err := dec.Decode(&line); err != nil {
 			return nil, fmt.Errorf("migration of %s: the node stopped answering: %w", id, err)
 		}
@@ -188,6 +187,11 @@ func (c *Client) Migrate(ctx context.Context, id string, req MigrateRequest, pro
 			progress(*line.Progress)
 		}
 		if line.Report != nil {
+			// The error keeps its outcomes (migrate.ErrResumed, …) for
+			// errors.Is.
+			if err := line.Error.Err(); err != nil {
+				return line.Report, fmt.Errorf("migration of %s failed: %w", id, err)
+			}
 			if line.Report.Error != "" {
 				return line.Report, fmt.Errorf("migration of %s failed: %s", id, line.Report.Error)
 			}

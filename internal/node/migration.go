@@ -1,21 +1,19 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
+	"ferry/internal/agent"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
 )
@@ -48,23 +46,34 @@ type carry struct {
 
 // agentProc is a running agent, seen from its node.
 type agentProc struct {
-	cmd    *exec.Cmd
-	evR    *os.File
-	events *bufio.Scanner
-	cmds   *os.File
-	waited <-chan error
+	cmd     *exec.Cmd
+	evR     *os.File
+	events  *agent.Decoder
+	cmds    *os.File
+	answers *agent.Encoder
+	waited  <-chan error
 }
 
-// answer sends the node's answer to the agent's last question.
-func (a *agentProc) answer(c agentCommand) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("answer the migration agent: %w", err)
-	}
-	if _, err := a.cmds.Write(append(b, '\n')); err != nil {
+// Next returns the agent's next event.
+func (a *agentProc) Next() (agent.Event, error) { return a.events.Event() }
+
+// Answer sends the node's answer to the agent's last question.
+func (a *agentProc) Answer(ans agent.Answer) error {
+	if err := a.answers.Answer(ans); err != nil {
 		return fmt.Errorf("answer the migration agent: %w", err)
 	}
 	return nil
+}
+
+// Interrupt makes the agent cancel its migration (SIGINT).
+func (a *agentProc) Interrupt() { a.cmd.Process.Signal(os.Interrupt) }
+
+// Wait waits for the agent's exit and closes the node's ends of its pipes.
+func (a *agentProc) Wait() error {
+	err := <-a.waited
+	a.cmds.Close()
+	a.evR.Close()
+	return err
 }
 
 // startAgent starts `ferry agent side args...`, inside the job's PID
@@ -111,9 +120,8 @@ func (n *Node) startAgent(nsPath, side string, args []string, files ...*os.File)
 		cmdW.Close()
 		return nil, fmt.Errorf("start migration agent: %w", err)
 	}
-	sc := bufio.NewScanner(evR)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	return &agentProc{cmd: cmd, evR: evR, events: sc, cmds: cmdW, waited: waited}, nil
+	return &agentProc{cmd: cmd, evR: evR, events: agent.NewDecoder(evR), cmds: cmdW,
+		answers: agent.NewEncoder(cmdW), waited: waited}, nil
 }
 
 // handleMigrate runs a migration of a job held here and streams progress
@@ -137,14 +145,23 @@ func (n *Node) handleMigrate(w http.ResponseWriter, r *http.Request, j *localJob
 			fl.Flush()
 		}
 	}
-	rep, err := n.migrateOut(r.Context(), j, req, func(p migrate.Progress) { emit(map[string]any{"progress": p}) })
+	rep, err := n.migrateOut(r.Context(), j, req, func(p migrate.Progress) { emit(migrateLine{Progress: &p}) })
 	if rep == nil {
 		rep = &migrate.Report{Job: j.info.ID, Mode: migrate.Mode(req.Mode), Resumed: true}
 	}
 	if err != nil {
 		rep.Error = err.Error()
 	}
-	emit(map[string]any{"report": rep})
+	// The error's codes, so that errors.Is works at the CLI (Client.Migrate).
+	emit(migrateLine{Report: rep, Error: agent.EncodeError(err)})
+}
+
+// migrateLine is one line of the migrate call's answer: progress, or at
+// the end the report and the error, if any.
+type migrateLine struct {
+	Progress *migrate.Progress `json:"progress,omitempty"`
+	Report   *migrate.Report   `json:"report,omitempty"`
+	Error    *agent.Error      `json:"error,omitempty"`
 }
 
 // migrateOut is the source node's part of a migration.
@@ -173,238 +190,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	// wherever it runs afterwards.
 	j.ioMu.Lock()
 	defer j.ioMu.Unlock()
-	j.mu.Lock()
-	if j.info.State != stateRunning {
-		st := j.info.State
-		j.mu.Unlock()
-		return nil, fmt.Errorf("job %s is %s, not running", j.info.ID, st)
-	}
-	j.info.State = stateMigrating
-	info := j.info
-	eof := j.stdinEOF
-	j.mu.Unlock()
-	log := n.log.With("job", info.ID, "to", req.To, "mode", mode)
-
-	var carried []byte
-	drained := false
-	committed := false
-	defer func() {
-		if committed {
-			return
-		}
-		// The old copy runs on here (the agent resumed it): give back
-		// the input it had not read, in order, and take output again.
-		if len(carried) > 0 {
-			if _, err := j.stdinW.Write(carried); err != nil {
-				log.Error("give back unread input", "err", err)
-			}
-		}
-		if drained {
-			j.startCopiers()
-		}
-		j.mu.Lock()
-		if j.info.State == stateMigrating {
-			j.info.State = stateRunning
-		}
-		j.mu.Unlock()
-		if j.init != nil {
-			select {
-			case <-j.init.Done():
-				// The job died meanwhile, here: it is lost.
-				j.mu.Lock()
-				j.info.State = stateLost
-				j.info.Error = "the job ended during a failed migration"
-				j.mu.Unlock()
-				for _, l := range j.logs {
-					l.close()
-				}
-				j.closeFiles()
-			default:
-			}
-		}
-	}()
-
-	var inc incomingReply
-	if err := n.call(ctx, req.To, "POST", "/v1/incoming", incomingRequest{Info: info, StdinEOF: eof}, &inc); err != nil {
-		return nil, fmt.Errorf("prepare %s: %w", req.To, err)
-	}
-	var stdio []string
-	for id, role := range j.pipes {
-		stdio = append(stdio, id+"="+role)
-	}
-	sort.Strings(stdio)
-	args := []string{"--to", inc.Addr, "--pid", strconv.Itoa(info.PID), "--mode", string(mode), "--job", info.ID,
-		"--stdio", strings.Join(stdio, ",")}
-	if req.MaxFreeze > 0 {
-		args = append(args, "--max-freeze", req.MaxFreeze.String())
-	}
-	ns := ""
-	var sentLog [2]int64
-	if j.init != nil {
-		ns = j.init.NSPath()
-		// The log so far goes ahead, while the job runs; the frozen
-		// window only carries what came after.
-		c := &carry{}
-		var err error
-		if c.Stdout, sentLog[0], err = j.logs[0].span(0); err == nil {
-			c.Stderr, sentLog[1], err = j.logs[1].span(0)
-		}
-		if err == nil {
-			err = n.call(ctx, req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("send the job's log to %s: %w", req.To, err)
-		}
-	}
-	ag, err := n.startAgent(ns, "send", args)
-	if err != nil {
-		return nil, err
-	}
-	defer ag.cmds.Close()
-	// Ctrl-C on `ferry migrate` (the request's context) cancels the
-	// migration: the agent gets SIGINT and rolls back, unless it has
-	// already sent the commit.
-	stop := context.AfterFunc(ctx, func() { ag.cmd.Process.Signal(os.Interrupt) })
-	defer stop()
-
-	var rep *migrate.Report
-	var agentErr string
-	for ag.events.Scan() {
-		var ev agentEvent
-		if json.Unmarshal(ag.events.Bytes(), &ev) != nil {
-			continue
-		}
-		switch ev.Event {
-		case "progress":
-			if ev.Progress != nil && progress != nil {
-				progress(*ev.Progress)
-			}
-		case "before-commit":
-			// Frozen: take the output so far and the unread input, and
-			// hand them to the destination before it may run the job.
-			ans := agentCommand{OK: true}
-			c, err := n.collectCarry(j, &drained, &carried, sentLog)
-			if err == nil && (len(c.Stdout) > 0 || len(c.Stderr) > 0 || len(c.Stdin) > 0 || c.StdinEOF) {
-				// (Nothing new to hand over: no round trip in the freeze.)
-				err = n.call(context.WithoutCancel(ctx), req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
-			}
-			if err != nil {
-				ans = agentCommand{Error: err.Error()}
-			}
-			if err := ag.answer(ans); err != nil {
-				// The agent waits in vain and its migration fails; its
-				// end (events, exit) tells the rest.
-				log.Error("before-commit", "err", err)
-			}
-		case "resolve":
-			var st struct {
-				Committed bool `json:"committed"`
-			}
-			ans := agentCommand{}
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 40*time.Second)
-			if err := n.call(rctx, req.To, "GET", "/v1/jobs/"+info.ID+"/committed", nil, &st); err != nil {
-				ans.Error = err.Error()
-			} else {
-				ans.Committed = st.Committed
-			}
-			cancel()
-			if err := ag.answer(ans); err != nil {
-				log.Error("resolve", "err", err)
-			}
-		case "committed":
-			// The job runs on the destination now (with postcopy, its
-			// memory still comes from here until the push ends).
-			rep = ev.Report
-			committed = true
-			j.mu.Lock()
-			j.info.State = stateMoved
-			j.info.MovedTo = req.To
-			j.mu.Unlock()
-			for _, l := range j.logs {
-				l.close()
-			}
-			n.mu.Lock()
-			n.moved[info.ID] = req.To
-			n.mu.Unlock()
-		case "report":
-			rep = ev.Report
-		case "error":
-			agentErr = ev.Error
-		}
-	}
-	werr := <-ag.waited
-	ag.evR.Close()
-	if committed {
-		if j.init != nil {
-			j.init.Kill() // nothing of the job is left in its namespace
-		}
-		n.goBg(func() {
-			if j.init != nil {
-				<-j.init.Done()
-			}
-			j.closeFiles()
-		})
-		if rep == nil {
-			rep = &migrate.Report{Job: info.ID, Mode: mode, Committed: true}
-		}
-		if mode == migrate.Postcopy {
-			// The destination's side of the push: faults, prefetch hits.
-			var arr migrate.Report
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			if err := n.call(actx, req.To, "GET", "/v1/jobs/"+info.ID+"/arrival", nil, &arr); err == nil {
-				rep.Faults, rep.PrefetchHits = arr.Faults, arr.PrefetchHits
-			}
-			cancel()
-		}
-		log.Info("job moved", "freeze", rep.FreezeTime, "total", rep.Total, "err", rep.Error)
-		if rep.Error != "" {
-			return rep, errors.New(rep.Error)
-		}
-		return rep, nil
-	}
-	switch {
-	case agentErr != "":
-		err = errors.New(agentErr)
-	case rep != nil && rep.Error != "":
-		err = errors.New(rep.Error)
-	case werr != nil:
-		err = fmt.Errorf("migration agent: %w", werr)
-	default:
-		err = errors.New("migration agent ended without a report")
-	}
-	if rep == nil {
-		rep = &migrate.Report{Job: info.ID, Mode: mode, Resumed: true}
-	}
-	log.Warn("migration failed; the job runs on here", "err", err)
-	return rep, err
-}
-
-// collectCarry drains the frozen job's output and takes its unread input;
-// the log travels from the offsets already sent.
-func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte, sent [2]int64) (*carry, error) {
-	if j.init == nil {
-		return &carry{Final: true}, nil // an adopted process: its stdio is its own
-	}
-	if err := j.drainOutput(); err != nil {
-		return nil, err
-	}
-	*drained = true
-	in, err := j.takeInput()
-	if err != nil {
-		return nil, err
-	}
-	*carried = in
-	c := &carry{Stdin: in, Final: true, OutFrom: sent[0], ErrFrom: sent[1]}
-	j.mu.Lock()
-	c.StdinEOF = j.stdinEOF
-	j.mu.Unlock()
-	if c.Stdout, _, err = j.logs[0].span(sent[0]); err != nil {
-		return nil, err
-	}
-	if c.Stderr, _, err = j.logs[1].span(sent[1]); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return n.newOutgoing(j, req, mode, progress).run(ctx)
 }
 
 // handleIncoming prepares this node to receive a job: a job init awaiting
@@ -484,40 +270,61 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		j.mu.Unlock()
 		j.stdinW.Close()
 	}
-	var ev agentEvent
-	if ag.events.Scan() {
-		json.Unmarshal(ag.events.Bytes(), &ev)
-	}
-	if ev.Event != "listening" {
-		in.Kill()
-		<-ag.waited
-		ag.evR.Close()
-		ag.cmds.Close()
-		if ev.Error == "" {
-			ev.Error = "the receiving agent did not start"
+	ev, err := ag.Next()
+	if err == nil && ev.Kind != agent.Listening {
+		err = fmt.Errorf("the receiving agent said %q before it listened", ev.Kind)
+		if ev.Kind == agent.Failed {
+			err = ev.Err.Err()
 		}
-		return fail(errors.New(ev.Error))
 	}
+	if err != nil {
+		in.Kill()
+		if werr := ag.Wait(); err == io.EOF {
+			err = fmt.Errorf("the receiving agent did not start: %v", werr)
+		}
+		return fail(err)
+	}
+	n.migrationJournal().record(phaseRecord{Job: id, Peer: req.Info.Node, Phase: inPrepared})
 	j.expectArrival()
-	n.goBg(func() { n.followIncoming(j, ag) })
+	n.goBg(func() { n.followIncoming(j, req.Info.Node, ag, n.migrationJournal()) })
 	return ev.Addr, nil
 }
 
+// receivingAgent is the receiving agent as the node sees it, once it
+// listens: a source of events.
+type receivingAgent interface {
+	// Next returns the next event (see sendingAgent).
+	Next() (agent.Event, error)
+	// Wait waits for the agent to exit and releases the pipes.
+	Wait() error
+}
+
 // followIncoming watches the receiving agent until the job runs here or
-// the migration failed.
-func (n *Node) followIncoming(j *localJob, ag *agentProc) {
+// the migration (from node from) failed; jr records the phases.
+func (n *Node) followIncoming(j *localJob, from string, ag receivingAgent, jr journal) {
 	id := j.info.ID
+	phase := func(p migPhase) { jr.record(phaseRecord{Job: id, Peer: from, Phase: p}) }
 	sawCommit, released := false, false
-	var agentErr string
-	for ag.events.Scan() {
-		var ev agentEvent
-		if json.Unmarshal(ag.events.Bytes(), &ev) != nil {
+	var agentErr error
+	for {
+		ev, err := ag.Next()
+		if errors.Is(err, agent.ErrProtocol) {
+			n.log.Warn("receiving agent: bad event", "job", id, "err", err)
 			continue
 		}
-		switch ev.Event {
-		case "committed":
+		if err != nil {
+			if err != io.EOF {
+				n.log.Error("receiving agent: events", "job", id, "err", err)
+			}
+			break
+		}
+		switch ev.Kind {
+		case agent.Restored:
+			n.log.Info("new copy held", "job", id, "pid", ev.PID)
+		case agent.Committed:
 			sawCommit = true
-		case "released":
+			phase(inCommitted)
+		case agent.Released:
 			// The job runs here from now on, whatever the agent's fate.
 			released = true
 			j.mu.Lock()
@@ -529,46 +336,51 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 			delete(n.moved, id)
 			n.mu.Unlock()
 			close(j.resolved)
-			n.goBg(j.watch)
-		case "error":
-			agentErr = ev.Error
-		case "report":
-			if ev.Report != nil {
-				j.mu.Lock()
-				j.arrival = ev.Report
-				j.mu.Unlock()
-				args := []any{"job", id, "restore", ev.Report.RestoreTime}
-				for _, p := range ev.Phases {
-					args = append(args, p.Name, p.Took)
-				}
-				n.log.Info("restored", args...)
+			phase(inReleased)
+			if j.init != nil {
+				n.goBg(j.watch)
 			}
+		case agent.Failed:
+			agentErr = ev.Err.Err()
+		case agent.Warning:
+			n.log.Warn("receiving agent", "job", id, "warning", ev.Message)
+		case agent.Report:
+			j.mu.Lock()
+			j.arrival = ev.Report
+			j.mu.Unlock()
+			args := []any{"job", id, "restore", ev.Report.RestoreTime}
+			for _, p := range ev.Phases {
+				args = append(args, p.Name, p.Took)
+			}
+			n.log.Info("restored", args...)
+		default:
+			n.log.Warn("receiving agent: unexpected event", "job", id, "event", ev.Kind)
 		}
 	}
-	werr := <-ag.waited
-	ag.cmds.Close()
-	ag.evR.Close()
+	werr := ag.Wait()
 	defer close(j.agentDone)
-	ok := sawCommit && werr == nil && agentErr == ""
+	ok := sawCommit && werr == nil && agentErr == nil
 	switch {
 	case released && !ok:
 		// Postcopy: the job ran here but could not get all its memory.
-		msg := agentErr
-		if msg == "" {
-			msg = fmt.Sprint("receiving agent: ", werr)
+		msg := fmt.Sprint("receiving agent: ", werr)
+		if agentErr != nil {
+			msg = agentErr.Error()
 		}
+		phase(inFailed)
 		n.log.Error("job lost after its migration committed", "job", id, "err", msg)
 		j.mu.Lock()
 		j.info.State = stateLost
 		j.info.Error = msg
 		j.mu.Unlock()
-		j.init.Kill()
+		j.killInit(false)
 	case released:
+		phase(inArrived)
 		n.log.Info("job arrived", "job", id)
 	default:
+		phase(inFailed)
 		n.log.Warn("incoming migration failed; nothing kept here", "job", id, "err", agentErr, "agent", werr)
-		j.init.Kill()
-		<-j.init.Done()
+		j.killInit(true)
 		j.mu.Lock()
 		j.info.State = stateLost
 		j.mu.Unlock()
@@ -579,6 +391,18 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 		n.mu.Unlock()
 		j.closeFiles()
 		close(j.resolved)
+	}
+}
+
+// killInit kills the job's init (if any: tests have none), and with wait
+// waits until it is gone.
+func (j *localJob) killInit(wait bool) {
+	if j.init == nil {
+		return
+	}
+	j.init.Kill()
+	if wait {
+		<-j.init.Done()
 	}
 }
 

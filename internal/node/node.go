@@ -2,15 +2,16 @@
 // that run here (each in its own PID namespace, package job), carries
 // their standard streams, answers the CLI on a unix socket, talks to the
 // other nodes over mutual TLS, and runs migrations by starting agents
-// (agent.go) on both sides.
+// (package agent) on both sides.
 //
 // What belongs here: the node's job table and its HTTP API (api.go), job
 // I/O and logs (jobs.go, logs.go), routing a request to the node where a
-// job is now, and the node's part of a migration (migration.go):
-// preparing the destination, draining and carrying stdio at the commit,
-// settling an in-doubt commit. What does not: membership (package
-// cluster), certificates (package pki), the migration protocol and
-// transaction (package migrate).
+// job is now, and the node's part of a migration (outgoing.go: the
+// source's steps; migration.go: the destination's): preparing the
+// destination, draining and carrying stdio at the commit, settling an
+// in-doubt commit. What does not: membership (package cluster),
+// certificates (package pki), the migration protocol and transaction
+// (package migrate), the agents and their protocol (package agent).
 //
 // One TLS port serves two protocols, told apart by ALPN: "http/1.1" for
 // the node API between nodes, "ferry-gossip" for membership.

@@ -1,10 +1,8 @@
-package node
+package agent
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -24,53 +22,25 @@ import (
 	"ferry/internal/restore"
 )
 
-// Migration agents. A node runs the two sides of a migration in helper
-// processes (`ferry agent send|recv`) started inside the job's PID
-// namespace, so that the checkpoint and the restore see the job's own
-// PIDs (and a /proc of that namespace). An agent talks to its node over
-// two pipes: fd 3 carries events (agent → node), fd 4 commands (node →
-// agent), one JSON object per line. The two agents talk to each other
-// directly over mutual TLS (ALPN "ferry-migrate").
-
-const alpnMigrate = "ferry-migrate"
-
-// agentEvent is one line from an agent.
-type agentEvent struct {
-	Event    string            `json:"event"` // listening, restored, committed, progress, before-commit, resolve, report, error
-	Addr     string            `json:"addr,omitempty"`
-	PID      int               `json:"pid,omitempty"`
-	Progress *migrate.Progress `json:"progress,omitempty"`
-	Report   *migrate.Report   `json:"report,omitempty"`
-	Error    string            `json:"error,omitempty"`
-	// Phases of the restore, for the destination node's log.
-	Phases []restore.Phase `json:"phases,omitempty"`
-}
-
-// agentCommand is one line to an agent.
-type agentCommand struct {
-	OK        bool   `json:"ok"`
-	Committed bool   `json:"committed,omitempty"`
-	Error     string `json:"error,omitempty"`
-}
-
+// agentIO is an agent's end of the pipes to its node.
 type agentIO struct {
-	mu  sync.Mutex
-	enc *json.Encoder
-	cmd *bufio.Scanner
-	err error // the first failed emit: the node no longer hears the agent
+	enc *Encoder
+	dec *Decoder
+	mu  sync.Mutex // guards err
+	err error      // the first failed emit: the node no longer hears the agent
 }
 
 // emit sends ev to the node. A failure is kept (the first one, see
 // failed): callbacks that cannot return it go on, and the agent's end
 // reports it.
-func (a *agentIO) emit(ev agentEvent) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err := a.enc.Encode(ev); err != nil {
-		err = fmt.Errorf("agent: send %s event to the node: %w", ev.Event, err)
+func (a *agentIO) emit(ev Event) error {
+	if err := a.enc.Event(ev); err != nil {
+		err = fmt.Errorf("agent: send %s event to the node: %w", ev.Kind, err)
+		a.mu.Lock()
 		if a.err == nil {
 			a.err = err
 		}
+		a.mu.Unlock()
 		return err
 	}
 	return nil
@@ -83,24 +53,18 @@ func (a *agentIO) failed() error {
 	return a.err
 }
 
-// ask emits ev and waits for the node's answer.
-func (a *agentIO) ask(ev agentEvent) (agentCommand, error) {
-	if err := a.emit(ev); err != nil {
-		return agentCommand{}, err
+// ask emits the question q and waits for the node's answer.
+func (a *agentIO) ask(q Kind) (Answer, error) {
+	if err := a.emit(Event{Kind: q}); err != nil {
+		return Answer{}, err
 	}
-	if !a.cmd.Scan() {
-		return agentCommand{}, fmt.Errorf("node gone while waiting for its answer to %s", ev.Event)
-	}
-	var c agentCommand
-	if err := json.Unmarshal(a.cmd.Bytes(), &c); err != nil {
-		return c, fmt.Errorf("node answer: %w", err)
-	}
-	return c, nil
+	return a.dec.Answer(q)
 }
 
-// AgentMain is the body of `ferry agent send|recv ...`. It returns the
-// process exit code.
-func AgentMain(ctx context.Context, args []string) int {
+// Main is the body of `ferry agent send|recv ...`: fd 3 carries its
+// events to the node, fd 4 the node's answers. It returns the process
+// exit code.
+func Main(ctx context.Context, args []string) int {
 	if p := os.Getenv("FERRY_AGENT_CPUPROFILE"); p != "" && len(args) > 0 {
 		// Profiling a migration (development): one file per side.
 		if f, err := os.Create(p + "." + args[0]); err == nil {
@@ -108,12 +72,12 @@ func AgentMain(ctx context.Context, args []string) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	aio := &agentIO{enc: json.NewEncoder(os.NewFile(3, "events")), cmd: bufio.NewScanner(os.NewFile(4, "commands"))}
+	aio := &agentIO{enc: NewEncoder(os.NewFile(3, "events")), dec: NewDecoder(os.NewFile(4, "answers"))}
 	// The agent's stderr is the node's: what cannot reach the node as an
 	// event is logged there.
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("agent", strings.Join(args[:min(len(args), 1)], ""))
 	if err := agentMain(ctx, aio, args); err != nil {
-		if eerr := aio.emit(agentEvent{Event: "error", Error: err.Error()}); eerr != nil {
+		if eerr := aio.emit(Event{Kind: Failed, Err: EncodeError(err)}); eerr != nil {
 			log.Error("migration agent failed", "err", err, "report", eerr)
 		}
 		return 1
@@ -195,11 +159,11 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 }
 
 func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
-	ln, err := tls.Listen("tcp", listen, id.ServerConfig(alpnMigrate))
+	ln, err := tls.Listen("tcp", listen, id.ServerConfig(ALPN))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if err := aio.emit(agentEvent{Event: "listening", Addr: ln.Addr().String()}); err != nil {
+	if err := aio.emit(Event{Kind: Listening, Addr: ln.Addr().String()}); err != nil {
 		ln.Close()
 		return err
 	}
@@ -253,12 +217,12 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 				}
 			}
 			if err := job.SetLastPID(top); err != nil {
-				aio.emit(agentEvent{Event: "warning", Error: err.Error()})
+				aio.emit(Event{Kind: Warning, Message: "set the namespace's last PID: " + err.Error()})
 			}
-			aio.emit(agentEvent{Event: "restored", PID: r.PID})
+			aio.emit(Event{Kind: Restored, PID: r.PID})
 		},
-		Committed: func() { aio.emit(agentEvent{Event: "committed"}) },
-		Released:  func() { aio.emit(agentEvent{Event: "released"}) },
+		Committed: func() { aio.emit(Event{Kind: Committed}) },
+		Released:  func() { aio.emit(Event{Kind: Released}) },
 		Fault:     fault,
 		Hasher:    hasher,
 		FileCache: fileCache,
@@ -276,7 +240,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		rep.PushedPages = uint64(st.PagesCopied)
 		rep.ResidualEnded = st.ResidualEnded.Sub(st.Started)
 	}
-	ev := agentEvent{Event: "report", PID: res.PID, Report: rep}
+	ev := Event{Kind: Report, PID: res.PID, Report: rep}
 	if res.Restore != nil {
 		ev.Phases = res.Restore.Phases
 	}
@@ -290,7 +254,7 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		hasher.Manifest(files.LivePaths(pid))
 		hasher.Save()
 	}
-	d := tls.Dialer{Config: id.ClientConfig(alpnMigrate), NetDialer: &net.Dialer{Timeout: 10 * time.Second}}
+	d := tls.Dialer{Config: id.ClientConfig(ALPN), NetDialer: &net.Dialer{Timeout: 10 * time.Second}}
 	c, err := d.DialContext(ctx, "tcp", to)
 	if err != nil {
 		return fmt.Errorf("connect to the destination agent %s: %w", to, err)
@@ -299,37 +263,37 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		Log:   log,
 		Hello: h,
 		BeforeCommit: func(ctx context.Context) error {
-			ans, err := aio.ask(agentEvent{Event: "before-commit"})
+			ans, err := aio.ask(BeforeCommit)
 			if err != nil {
 				return err
 			}
-			if !ans.OK {
-				return fmt.Errorf("node: %s", ans.Error)
+			if ans.Err != nil {
+				return fmt.Errorf("node: %w", ans.Err.Err())
 			}
 			return nil
 		},
 		Resolve: func(ctx context.Context) (bool, error) {
-			ans, err := aio.ask(agentEvent{Event: "resolve"})
+			ans, err := aio.ask(Resolve)
 			if err != nil {
 				return false, err
 			}
-			if ans.Error != "" {
-				return false, fmt.Errorf("%s", ans.Error)
+			if ans.Err != nil {
+				return false, ans.Err.Err()
 			}
 			return ans.Committed, nil
 		},
-		Progress:  func(p migrate.Progress) { aio.emit(agentEvent{Event: "progress", Progress: &p}) },
-		Committed: func(r *migrate.Report) { aio.emit(agentEvent{Event: "committed", Report: r}) },
+		Progress:  func(p migrate.Progress) { aio.emit(Event{Kind: Progress, Progress: &p}) },
+		Committed: func(r *migrate.Report) { aio.emit(Event{Kind: Committed, Report: r}) },
 		// Emitted before the old copy dies: its death ends the job's
 		// namespace, this agent included.
-		Finished: func(r *migrate.Report) { aio.emit(agentEvent{Event: "report", Report: r}) },
+		Finished: func(r *migrate.Report) { aio.emit(Event{Kind: Report, Report: r}) },
 		Fault:    fault,
 		Hasher:   hasher,
 	}
 	opts.MaxFreeze = maxFreeze
 	rep, err := migrate.Send(ctx, t, c, pid, opts)
 	if rep != nil && !rep.Committed {
-		aio.emit(agentEvent{Event: "report", Report: rep})
+		aio.emit(Event{Kind: Report, Report: rep})
 	}
 	return err
 }
