@@ -138,6 +138,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	fault := fs.String("fault", "", "inject a failure (tests)")
 	verbose := fs.Bool("verbose", false, "log what the agent does to stderr (the node's log)")
 	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
+	control := fs.String("control", "", "recv: the job init's control socket")
 	to := fs.String("to", "", "send: the receiving agent's address")
 	pid := fs.Int("pid", 0, "send: the job's main PID, in its namespace")
 	mode := fs.String("mode", "freeze", "send: freeze, precopy or postcopy")
@@ -177,7 +178,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	defer t.Close()
 	switch args[0] {
 	case "recv":
-		return agentRecv(ctx, aio, id, t, *listen, *fault, hasher, fileCache, log)
+		return agentRecv(ctx, aio, id, t, *listen, *control, *fault, hasher, fileCache, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -194,7 +195,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, control, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(alpnMigrate))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -257,7 +258,18 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 			}
 			aio.emit(agentEvent{Event: "restored", PID: r.PID})
 		},
-		Committed: func() { aio.emit(agentEvent{Event: "committed"}) },
+		Committed: func() {
+			// Before the new copy runs: its init keeps it from now on,
+			// whatever happens to the node.
+			if control != "" {
+				kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if err := job.KeepInit(kctx, control); err != nil {
+					aio.emit(agentEvent{Event: "warning", Error: err.Error()})
+				}
+				cancel()
+			}
+			aio.emit(agentEvent{Event: "committed"})
+		},
 		Released:  func() { aio.emit(agentEvent{Event: "released"}) },
 		Fault:     fault,
 		Hasher:    hasher,

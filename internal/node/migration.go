@@ -16,8 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ferry/internal/job"
 	"ferry/internal/migrate"
+	"ferry/internal/store"
 )
 
 // incomingRequest prepares a destination.
@@ -186,22 +189,24 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	log := n.log.With("job", info.ID, "to", req.To, "mode", mode)
 
 	var carried []byte
-	drained := false
+	var stopped []int // stopped at the commit point (SIGSTOP)
 	committed := false
+	phase := migrationRecord{Job: info.ID, Out: true, Peer: req.To, Mode: string(mode)}
 	defer func() {
 		if committed {
 			return
 		}
 		// The old copy runs on here (the agent resumed it): give back
-		// the input it had not read, in order, and take output again.
+		// the input it had not read, in order, and let it go on.
 		if len(carried) > 0 {
 			if _, err := j.stdinW.Write(carried); err != nil {
 				log.Error("give back unread input", "err", err)
 			}
 		}
-		if drained {
-			j.startCopiers()
+		for _, pid := range stopped {
+			unix.Kill(pid, unix.SIGCONT)
 		}
+		n.setPhase(migrationRecord{Job: info.ID})
 		j.mu.Lock()
 		if j.info.State == stateMigrating {
 			j.info.State = stateRunning
@@ -215,15 +220,14 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 				j.info.State = stateLost
 				j.info.Error = "the job ended during a failed migration"
 				j.mu.Unlock()
-				for _, l := range j.logs {
-					l.close()
-				}
-				j.closeFiles()
+				j.end()
 			default:
 			}
 		}
 	}()
 
+	phase.Phase = phasePreparing
+	n.setPhase(phase)
 	var inc incomingReply
 	if err := n.call(ctx, req.To, "POST", "/v1/incoming", incomingRequest{Info: info, StdinEOF: eof}, &inc); err != nil {
 		return nil, fmt.Errorf("prepare %s: %w", req.To, err)
@@ -256,6 +260,8 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			return nil, fmt.Errorf("send the job's log to %s: %w", req.To, err)
 		}
 	}
+	phase.Phase = phaseSending
+	n.setPhase(phase)
 	ag, err := n.startAgent(ns, "send", args)
 	if err != nil {
 		return nil, err
@@ -283,10 +289,20 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			// Frozen: take the output so far and the unread input, and
 			// hand them to the destination before it may run the job.
 			ans := agentCommand{OK: true}
-			c, err := n.collectCarry(j, &drained, &carried, sentLog)
+			c, err := n.collectCarry(ctx, j, &carried, sentLog)
 			if err == nil && (len(c.Stdout) > 0 || len(c.Stderr) > 0 || len(c.Stdin) > 0 || c.StdinEOF) {
 				// (Nothing new to hand over: no round trip in the freeze.)
 				err = n.call(context.WithoutCancel(ctx), req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
+			}
+			if err == nil && j.init != nil {
+				// The commit point. Should this node die from here on,
+				// its agent's death would thaw the old copy while the
+				// new one may run: a pending SIGSTOP keeps it stopped
+				// instead, and the phase on disk tells the next node
+				// to settle it.
+				stopped, err = n.stopForCommit(j, ag)
+				phase.Phase, phase.Stopped = phaseCommitting, stopped
+				n.setPhase(phase)
 			}
 			if err != nil {
 				ans = agentCommand{Error: err.Error()}
@@ -326,6 +342,8 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			n.mu.Lock()
 			n.moved[info.ID] = req.To
 			n.mu.Unlock()
+			n.saveMoved(info.ID, req.To)
+			n.saveJob(j)
 		case "report":
 			rep = ev.Report
 		case "error":
@@ -335,6 +353,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	werr := <-ag.waited
 	ag.evR.Close()
 	if committed {
+		n.setPhase(migrationRecord{Job: info.ID})
 		if j.init != nil {
 			j.init.Kill() // nothing of the job is left in its namespace
 		}
@@ -342,7 +361,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			if j.init != nil {
 				<-j.init.Done()
 			}
-			j.closeFiles()
+			j.end()
 		})
 		if rep == nil {
 			rep = &migrate.Report{Job: info.ID, Mode: mode, Committed: true}
@@ -381,14 +400,13 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 
 // collectCarry drains the frozen job's output and takes its unread input;
 // the log travels from the offsets already sent.
-func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte, sent [2]int64) (*carry, error) {
+func (n *Node) collectCarry(ctx context.Context, j *localJob, carried *[]byte, sent [2]int64) (*carry, error) {
 	if j.init == nil {
 		return &carry{Final: true}, nil // an adopted process: its stdio is its own
 	}
-	if err := j.drainOutput(); err != nil {
+	if err := j.drainOutput(ctx); err != nil {
 		return nil, err
 	}
-	*drained = true
 	in, err := j.takeInput()
 	if err != nil {
 		return nil, err
@@ -405,6 +423,25 @@ func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte, sent [2
 		return nil, err
 	}
 	return c, nil
+}
+
+// stopForCommit queues SIGSTOP for every process of the frozen job (not
+// for its agent): they stay frozen under the agent's ptrace, and stop
+// instead of running if the agent dies. It returns them, for SIGCONT.
+func (n *Node) stopForCommit(j *localJob, ag *agentProc) ([]int, error) {
+	pids, err := job.Members(j.init.NSPath(), ag.cmd.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("list the job's processes: %w", err)
+	}
+	for _, pid := range pids {
+		if err := unix.Kill(pid, unix.SIGSTOP); err != nil && !errors.Is(err, unix.ESRCH) {
+			for _, p := range pids {
+				unix.Kill(p, unix.SIGCONT)
+			}
+			return nil, fmt.Errorf("stop pid %d for the commit: %w", pid, err)
+		}
+	}
+	return pids, nil
 }
 
 // handleIncoming prepares this node to receive a job: a job init awaiting
@@ -449,40 +486,40 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		}
 		n.mu.Unlock()
 		j.closeFiles()
+		n.forgetLogs(j)
+		n.forgetJob(id)
+		n.setPhase(migrationRecord{Job: id})
 		return "", err
 	}
-	child, err := n.newPipes(j)
+	child, held, err := n.newPipes(j)
 	if err != nil {
 		return fail(err)
 	}
-	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID, Scratch: n.cfg.Scratch})
+	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID, Scratch: n.cfg.Scratch,
+		Control: n.controlPath(id), ExitFile: j.exitPath(), Held: held})
+	closeHeld([3]*os.File{}, held)
 	if err != nil {
-		for _, f := range child {
-			f.Close()
-		}
+		closeHeld(child, nil)
 		return fail(err)
 	}
-	j.mu.Lock()
-	j.init = in
-	j.mu.Unlock()
+	j.useInit(in)
+	n.setPhase(migrationRecord{Job: id, Peer: req.Info.Node, Phase: phaseIncoming})
+	n.saveJob(j)
 	host, _, _ := net.SplitHostPort(n.cfg.Listen)
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	ag, err := n.startAgent(in.NSPath(), "recv", []string{"--listen", net.JoinHostPort(host, "0")}, child[:]...)
-	for _, f := range child {
-		f.Close()
-	}
+	ag, err := n.startAgent(in.NSPath(), "recv", []string{"--listen", net.JoinHostPort(host, "0"),
+		"--control", n.controlPath(id)}, child[:]...)
+	closeHeld(child, nil)
 	if err != nil {
 		in.Kill()
 		return fail(err)
 	}
-	j.startCopiers()
 	if req.StdinEOF {
-		j.mu.Lock()
-		j.stdinEOF = true
-		j.mu.Unlock()
-		j.stdinW.Close()
+		if err := j.writeInput(nil, true); err != nil {
+			n.log.Warn("close the arriving job's input", "job", id, "err", err)
+		}
 	}
 	var ev agentEvent
 	if ag.events.Scan() {
@@ -528,6 +565,9 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 			n.committed[id] = true
 			delete(n.moved, id)
 			n.mu.Unlock()
+			n.db.Delete(store.Moved, id)
+			n.setPhase(migrationRecord{Job: id})
+			n.saveJob(j)
 			close(j.resolved)
 			n.goBg(j.watch)
 		case "error":
@@ -578,6 +618,9 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 		}
 		n.mu.Unlock()
 		j.closeFiles()
+		n.forgetLogs(j)
+		n.forgetJob(id)
+		n.setPhase(migrationRecord{Job: id})
 		close(j.resolved)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +37,7 @@ import (
 	"ferry/internal/cluster"
 	"ferry/internal/job"
 	"ferry/internal/pki"
+	"ferry/internal/store"
 )
 
 // Config configures a node.
@@ -57,7 +59,11 @@ type Config struct {
 	// Faults injects migration failures (tests): agent side "send" or
 	// "recv" → fault name.
 	Faults map[string]string
-	Log    *slog.Logger
+	// StopJobs: when the node stops, its jobs end too. By default they
+	// run on, and a node started on the same state directory takes them
+	// back (an upgrade, a restart).
+	StopJobs bool
+	Log      *slog.Logger
 }
 
 // Node is a running ferry daemon.
@@ -74,10 +80,14 @@ type Node struct {
 	// after the jobs are stopped. quit is closed when Run shuts down.
 	bg   sync.WaitGroup
 	quit chan struct{}
+	// leaving is set when the node stops and leaves its jobs running.
+	leaving atomic.Bool
 
-	mu     sync.Mutex // guards the fields below
-	jobs   map[string]*localJob
-	nextID int
+	db       *store.DB // the node's state on disk
+	logWatch *logWatch
+
+	mu   sync.Mutex // guards the fields below
+	jobs map[string]*localJob
 	// moved remembers where jobs that left went, for routing.
 	moved map[string]string
 	// committed: jobs whose incoming migration committed here, by id.
@@ -153,11 +163,42 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// openState opens the node's store and the watch on its logs, and takes
+// back what a previous daemon on this state directory left: its jobs,
+// the migrations it was in.
+func (n *Node) openState() error {
+	db, err := store.Open(filepath.Join(n.cfg.StateDir, "node.db"))
+	if err != nil {
+		return err
+	}
+	n.db = db
+	if n.logWatch, err = newLogWatch(); err != nil {
+		n.log.Warn("job logs are polled", "err", err)
+	} else {
+		go n.logWatch.run()
+	}
+	return n.recover()
+}
+
+// closeState closes what openState opened.
+func (n *Node) closeState() {
+	if n.logWatch != nil {
+		n.logWatch.Close()
+	}
+	if n.db != nil {
+		n.db.Close()
+	}
+}
+
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
 
 // Run serves until ctx ends.
 func (n *Node) Run(ctx context.Context) error {
+	if err := n.openState(); err != nil {
+		return err
+	}
+	defer n.closeState()
 	// Orphans in this node's process tree (agents' leftovers) are reaped
 	// here, at once, instead of by the machine's init.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -352,26 +393,42 @@ func (n *Node) checkCaller(h http.Handler) http.Handler {
 	})
 }
 
-// stopJobs ends every job here when the node stops: their inits die with
-// the node anyway (Pdeathsig).
+// stopJobs lets go of every job here when the node stops: they run on
+// (their inits hold their stdio and record their exit) unless the node
+// was told to stop them.
 func (n *Node) stopJobs() {
+	if !n.cfg.StopJobs {
+		n.leaving.Store(true)
+	}
 	n.mu.Lock()
 	jobs := make([]*localJob, 0, len(n.jobs))
 	for _, j := range n.jobs {
 		jobs = append(jobs, j)
 	}
 	n.mu.Unlock()
+	running := 0
 	for _, j := range jobs {
 		j.mu.Lock()
 		in := j.init
 		j.mu.Unlock()
-		if in != nil {
-			in.Kill()
+		if in == nil {
+			continue
 		}
+		if n.cfg.StopJobs {
+			in.Kill()
+			continue
+		}
+		select {
+		case <-in.Done():
+		default:
+			running++
+		}
+		in.Detach()
+	}
+	if running > 0 {
+		n.log.Info("jobs keep running; a node started on this state directory takes them back", "jobs", running)
 	}
 }
-
-func (n *Node) jobEnded(j *localJob) {}
 
 // closeOnExecAll marks every descriptor above stderr close-on-exec.
 func closeOnExecAll() {

@@ -142,11 +142,51 @@ func (c *testCluster) stop() {
 			<-done
 		}
 	}
+	c.nodes = map[string]*exec.Cmd{}
+	// Jobs outlive their nodes: end what this cluster left running.
+	killInits(c.dir)
 	if c.t.Failed() {
-		for id := range c.nodes {
+		for _, id := range []string{"n1", "n2", "n3"} {
 			b, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
 			c.t.Logf("log of %s:\n%s", id, tail(string(b), 40))
 		}
+	}
+}
+
+// killInits kills the job inits (and so their jobs) whose control sockets
+// are under dir.
+func killInits(dir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 3 && args[1] == "jobinit" && args[2] == "--control" && strings.HasPrefix(args[3], dir+"/") {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	// Wait for them to go (their namespaces end with them).
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		left := false
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(b), dir+"/") && strings.Contains(string(b), "jobinit") {
+				if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !strings.Contains(string(st), ") Z") {
+					left = true
+				}
+			}
+		}
+		if !left {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
