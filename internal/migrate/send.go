@@ -52,6 +52,12 @@ type SendOptions struct {
 	Log   *slog.Logger
 }
 
+// ErrCommitUnknown: the commit was sent, its answer lost, and the
+// destination cannot be asked. The process stays frozen (not resumed):
+// the caller must find out later whether the new copy runs, and end or
+// resume the old one accordingly.
+var ErrCommitUnknown = errors.New("the commit's outcome is unknown")
+
 // Send migrates the process tree rooted at pid over rw, which it closes.
 // On error the process runs on here (Report.Resumed), unless the error
 // says otherwise.
@@ -119,7 +125,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	})
 	defer stop()
 	defer func() {
-		if err == nil || s.rep.Committed {
+		if err == nil || s.rep.Committed || errors.Is(err, ErrCommitUnknown) {
 			return
 		}
 		if ctx.Err() != nil && !s.commitSent.Load() {
@@ -240,13 +246,15 @@ func (s *sender) resolve(ctx context.Context, cause error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	ok, err := s.opts.Resolve(rctx)
-	if err != nil || !ok {
-		// The destination does not run it (or is gone, and with it the
-		// new copy): resume here.
+	if err != nil {
+		// Nobody can say whether the new copy runs (its node may be
+		// down while its init keeps it): the old copy must not run
+		// either. It stays frozen; its node settles it later.
+		return fmt.Errorf("%w; destination unreachable (%v): %w", cause, err, ErrCommitUnknown)
+	}
+	if !ok {
+		// The destination does not run it: resume here.
 		s.commitSent.Store(false)
-		if err != nil {
-			return fmt.Errorf("%w; destination unreachable (%v)", cause, err)
-		}
 		return fmt.Errorf("%w; destination did not commit", cause)
 	}
 	return s.finish()

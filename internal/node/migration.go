@@ -159,6 +159,11 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	if req.To == n.cfg.ID {
 		return nil, fmt.Errorf("job %s already runs on %s", j.info.ID, req.To)
 	}
+	n.inFlight.Add(1)
+	defer n.inFlight.Done()
+	if n.stopping.Load() {
+		return nil, fmt.Errorf("migrate job %s: node %s: %w", j.info.ID, n.cfg.ID, errStopping)
+	}
 	if _, err := n.peerURL(req.To); err != nil {
 		return nil, err
 	}
@@ -191,9 +196,10 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	var carried []byte
 	var stopped []int // stopped at the commit point (SIGSTOP)
 	committed := false
+	unknown := false // the commit's outcome is unknown: settleOut decides
 	phase := migrationRecord{Job: info.ID, Out: true, Peer: req.To, Mode: string(mode)}
 	defer func() {
-		if committed {
+		if committed || unknown {
 			return
 		}
 		// The old copy runs on here (the agent resumed it): give back
@@ -266,6 +272,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	if err != nil {
 		return nil, err
 	}
+	n.crashPoint("die-sending")
 	defer ag.cmds.Close()
 	// Ctrl-C on `ferry migrate` (the request's context) cancels the
 	// migration: the agent gets SIGINT and rolls back, unless it has
@@ -301,8 +308,9 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 				// instead, and the phase on disk tells the next node
 				// to settle it.
 				stopped, err = n.stopForCommit(j, ag)
-				phase.Phase, phase.Stopped = phaseCommitting, stopped
+				phase.Phase, phase.Stopped, phase.Carried = phaseCommitting, stopped, carried
 				n.setPhase(phase)
+				n.crashPoint("die-committing")
 			}
 			if err != nil {
 				ans = agentCommand{Error: err.Error()}
@@ -344,6 +352,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			n.mu.Unlock()
 			n.saveMoved(info.ID, req.To)
 			n.saveJob(j)
+			n.crashPoint("die-committed")
 		case "report":
 			rep = ev.Report
 		case "error":
@@ -380,6 +389,17 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			return rep, errors.New(rep.Error)
 		}
 		return rep, nil
+	}
+	if strings.Contains(agentErr, migrate.ErrCommitUnknown.Error()) && len(stopped) > 0 {
+		// The old copy stays stopped until the destination can say
+		// whether the new one runs.
+		unknown = true
+		log.Warn("commit outcome unknown; the job stays stopped until the destination answers", "err", agentErr)
+		n.goBg(func() { n.settleOut(j, phase) })
+		if rep == nil {
+			rep = &migrate.Report{Job: info.ID, Mode: mode}
+		}
+		return rep, errors.New(agentErr)
 	}
 	switch {
 	case agentErr != "":
@@ -462,6 +482,9 @@ func (n *Node) handleIncoming(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	id := req.Info.ID
+	if n.stopping.Load() {
+		return "", fmt.Errorf("node %s: %w", n.cfg.ID, errStopping)
+	}
 	n.mu.Lock()
 	if old := n.jobs[id]; old != nil {
 		st := old.snapshot().State
@@ -479,6 +502,8 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	n.jobs[id] = j
 	delete(n.committed, id)
 	n.mu.Unlock()
+	// Until the arrival is decided (fail, or followIncoming).
+	n.inFlight.Add(1)
 	fail := func(err error) (string, error) {
 		n.mu.Lock()
 		if n.jobs[id] == j {
@@ -489,6 +514,7 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		n.forgetLogs(j)
 		n.forgetJob(id)
 		n.setPhase(migrationRecord{Job: id})
+		n.inFlight.Done()
 		return "", err
 	}
 	child, held, err := n.newPipes(j)
@@ -537,12 +563,14 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	}
 	j.expectArrival()
 	n.goBg(func() { n.followIncoming(j, ag) })
+	n.crashPoint("die-prepared")
 	return ev.Addr, nil
 }
 
 // followIncoming watches the receiving agent until the job runs here or
 // the migration failed.
 func (n *Node) followIncoming(j *localJob, ag *agentProc) {
+	defer n.inFlight.Done()
 	id := j.info.ID
 	sawCommit, released := false, false
 	var agentErr string
@@ -557,6 +585,7 @@ func (n *Node) followIncoming(j *localJob, ag *agentProc) {
 		case "released":
 			// The job runs here from now on, whatever the agent's fate.
 			released = true
+			n.crashPoint("die-released")
 			j.mu.Lock()
 			j.info.State = stateRunning
 			j.resolvedOK = true

@@ -82,9 +82,14 @@ type Node struct {
 	quit chan struct{}
 	// leaving is set when the node stops and leaves its jobs running.
 	leaving atomic.Bool
+	// stopping is set when the node starts to stop: no migration starts
+	// then; inFlight counts those under way, which it lets finish.
+	stopping atomic.Bool
+	inFlight sync.WaitGroup
 
 	db       *store.DB // the node's state on disk
 	logWatch *logWatch
+	peers    peerCache // other nodes' jobs, as last seen
 
 	mu   sync.Mutex // guards the fields below
 	jobs map[string]*localJob
@@ -259,18 +264,22 @@ func (n *Node) Run(ctx context.Context) error {
 			go func() { defer wg.Done(); n.dispatch(ctx, c.(*tls.Conn), httpConns, peerLn.done) }()
 		}
 	}()
-	if len(n.cfg.Join) > 0 {
+	wg.Add(1)
+	go func() { defer wg.Done(); n.refreshPeers(ctx) }()
+	// The seeds, and the members this node knew before it restarted.
+	join := append(append([]string{}, n.cfg.Join...), n.knownPeers()...)
+	if len(join) > 0 {
 		// The seeds may not be up yet: keep trying until one answers.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for attempt := 0; ; attempt++ {
-				_, err := n.cl.Join(n.cfg.Join)
+				_, err := n.cl.Join(join)
 				if err == nil {
 					return
 				}
 				if attempt%10 == 0 {
-					n.log.Warn("join", "seeds", n.cfg.Join, "err", err)
+					n.log.Warn("join", "seeds", join, "err", err)
 				}
 				select {
 				case <-time.After(300 * time.Millisecond):
@@ -282,6 +291,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("node running", "listen", addr, "socket", n.cfg.Socket)
 	<-ctx.Done()
+	n.stopping.Store(true)
+	n.finishMigrations(migrationGrace)
 	n.cl.Leave(time.Second)
 	ln.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -296,6 +307,30 @@ func (n *Node) Run(ctx context.Context) error {
 	n.waitBackground(bgWait)
 	return nil
 }
+
+// migrationGrace bounds how long a stopping node lets the migrations under
+// way finish (those still running after it settle when the node is back).
+const migrationGrace = 60 * time.Second
+
+// finishMigrations waits for the migrations under way, for d at most.
+func (n *Node) finishMigrations(d time.Duration) {
+	done := make(chan struct{})
+	go func() { n.inFlight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	n.log.Info("stopping: letting the migrations under way finish", "at most", d)
+	select {
+	case <-done:
+	case <-time.After(d):
+		n.log.Warn("stopping with migrations under way; the next node on this state directory settles them")
+	}
+}
+
+// errStopping refuses a migration while the node stops.
+var errStopping = errors.New("the node is stopping")
 
 // bgWait bounds how long Run waits for the node's goroutines once the
 // jobs are killed: they end when the jobs' inits and agents are gone.

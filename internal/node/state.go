@@ -40,7 +40,10 @@ type migrationRecord struct {
 	// Stopped lists the job's processes (node PIDs) that were sent
 	// SIGSTOP at the commit point: a node that restarts in that phase
 	// continues them if the migration did not commit.
-	Stopped []int     `json:"stopped,omitempty"`
+	Stopped []int `json:"stopped,omitempty"`
+	// Carried is the input the job had not read, taken at the commit
+	// point: given back if the migration did not commit.
+	Carried []byte    `json:"carried,omitempty"`
 	Since   time.Time `json:"since"`
 }
 
@@ -333,6 +336,11 @@ func (n *Node) settleOut(j *localJob, m migrationRecord) {
 		j.init.Kill() // its watch ends it here
 		log.Info("the migration had committed: the job runs on the destination; the old copy is gone")
 	} else {
+		if len(m.Carried) > 0 && j.stdinW != nil {
+			if _, err := j.stdinW.Write(m.Carried); err != nil {
+				log.Error("give back unread input", "err", err)
+			}
+		}
 		for _, pid := range m.Stopped {
 			unix.Kill(pid, unix.SIGCONT)
 		}

@@ -32,6 +32,7 @@ const (
 	Jobs       = "jobs"       // job id → the job's record
 	Migrations = "migrations" // job id → a migration in flight
 	Moved      = "moved"      // job id → the node it went to
+	Peers      = "peers"      // node id → its gossip address, to rejoin after a restart
 	meta       = "meta"
 )
 
@@ -65,7 +66,7 @@ func Open(path string) (*DB, error) {
 		} else if err := m.Put([]byte("schema"), []byte(strconv.Itoa(Schema))); err != nil {
 			return err
 		}
-		for _, b := range []string{Jobs, Migrations, Moved} {
+		for _, b := range []string{Jobs, Migrations, Moved, Peers} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return err
 			}

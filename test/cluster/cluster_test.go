@@ -68,6 +68,8 @@ type testCluster struct {
 	dir   string
 	nodes map[string]*exec.Cmd
 	port  map[string]int
+	// bin, if set, is the ferry binary nodes start from (an upgrade).
+	bin string
 }
 
 var nextPort = 17500 + os.Getpid()%1000*10
@@ -120,8 +122,12 @@ func (c *testCluster) startNode(id string, faults []string) {
 	for _, f := range faults {
 		args = append(args, "--fault", f)
 	}
-	cmd := exec.Command(ferryBin, args...)
-	logf, _ := os.Create(filepath.Join(c.dir, id+".log"))
+	bin := ferryBin
+	if c.bin != "" {
+		bin = c.bin
+	}
+	cmd := exec.Command(bin, args...)
+	logf, _ := os.OpenFile(filepath.Join(c.dir, id+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -235,6 +241,7 @@ type jobInfo struct {
 	State      string `json:"state"`
 	Migrations int    `json:"migrations"`
 	Signal     string `json:"signal"`
+	Exit       *int   `json:"exit"`
 	Error      string `json:"error"`
 }
 
