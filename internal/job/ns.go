@@ -484,6 +484,44 @@ func DieWithParent() error {
 	return unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 }
 
+// Tie makes the calling process die with the thread that started it,
+// until Cut. (The kernel keeps the parent-death signal per thread and
+// sends it to the threads that set it: it is set, and cleared, on one
+// thread of its own that lives until Cut.)
+type Tie struct {
+	cut  chan struct{}
+	done chan error
+}
+
+// TieToParent is DieWithParent for a Go program that may undo it.
+func TieToParent() (*Tie, error) {
+	t := &Tie{cut: make(chan struct{}), done: make(chan error, 1)}
+	set := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with it
+		set <- DieWithParent()
+		<-t.cut
+		t.done <- unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	}()
+	if err := <-set; err != nil {
+		return nil, fmt.Errorf("die with the node: %w", err)
+	}
+	return t, nil
+}
+
+// Cut undoes the tie: a migration agent whose work the job depends on
+// from now on (the new copy runs, its pages come from the agent) goes
+// on if its node dies. Safe to call more than once.
+func (t *Tie) Cut() error {
+	select {
+	case <-t.cut:
+		return nil
+	default:
+	}
+	close(t.cut)
+	return <-t.done
+}
+
 // ScratchMount is where a job sees its node's scratch directory: the
 // node's local disk for the job's files, the same path on every node, a
 // different directory behind it on each. Files a job keeps there are

@@ -148,8 +148,17 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if err := job.DieWithParent(); err != nil {
-		return err
+	// A receiving agent dies with its node until the new copy runs (its
+	// half-built copy dies with it). A sending agent never does: dying
+	// with the job frozen could leave a thread mid-step; it rolls back
+	// itself when its node is gone (the next question fails) or, past
+	// the commit, finishes the migration.
+	var tie *job.Tie
+	if args[0] == "recv" {
+		var err error
+		if tie, err = job.TieToParent(); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.DiscardHandler)
 	if *verbose {
@@ -178,7 +187,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	defer t.Close()
 	switch args[0] {
 	case "recv":
-		return agentRecv(ctx, aio, id, t, *listen, *control, *fault, hasher, fileCache, log)
+		return agentRecv(ctx, aio, id, t, tie, *listen, *control, *fault, hasher, fileCache, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -195,7 +204,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, control, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, listen, control, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(alpnMigrate))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -270,7 +279,15 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 			}
 			aio.emit(agentEvent{Event: "committed"})
 		},
-		Released:  func() { aio.emit(agentEvent{Event: "released"}) },
+		Released: func() {
+			// The new copy runs; its pages may still come from this
+			// agent (postcopy, staged precopy pages): it must not die
+			// with its node now.
+			if err := tie.Cut(); err != nil {
+				aio.emit(agentEvent{Event: "warning", Error: err.Error()})
+			}
+			aio.emit(agentEvent{Event: "released"})
+		},
 		Fault:     fault,
 		Hasher:    hasher,
 		FileCache: fileCache,

@@ -91,6 +91,10 @@ type Node struct {
 	logWatch *logWatch
 	peers    peerCache // other nodes' jobs, as last seen
 
+	// settle are the migrations recover found at their commit, for Run
+	// to decide once the node is in the cluster again.
+	settle []func()
+
 	mu   sync.Mutex // guards the fields below
 	jobs map[string]*localJob
 	// moved remembers where jobs that left went, for routing.
@@ -266,6 +270,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); n.refreshPeers(ctx) }()
+	for _, f := range n.settle {
+		n.goBg(f)
+	}
+	n.settle = nil
 	// The seeds, and the members this node knew before it restarted.
 	join := append(append([]string{}, n.cfg.Join...), n.knownPeers()...)
 	if len(join) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/job"
+	"ferry/internal/ptrace"
 	"ferry/internal/store"
 )
 
@@ -270,7 +272,8 @@ func (n *Node) recoverJob(rec jobRecord, m migrationRecord, inFlight bool) {
 	if inFlight && m.Out {
 		if m.Phase == phaseCommitting {
 			j.info.State = stateMigrating
-			n.goBg(func() { n.settleOut(j, m) })
+			// Once the node is a member again (Run).
+			n.settle = append(n.settle, func() { n.settleOut(j, m) })
 		} else {
 			log.Info("a migration was interrupted by the node's restart; the job runs on here", "to", m.Peer, "phase", m.Phase)
 			n.setPhase(migrationRecord{Job: info.ID})
@@ -341,9 +344,7 @@ func (n *Node) settleOut(j *localJob, m migrationRecord) {
 				log.Error("give back unread input", "err", err)
 			}
 		}
-		for _, pid := range m.Stopped {
-			unix.Kill(pid, unix.SIGCONT)
-		}
+		continueStopped(m.Stopped, log)
 		j.mu.Lock()
 		if j.info.State == stateMigrating {
 			j.info.State = stateRunning
@@ -366,4 +367,28 @@ func contextWithQuit(quit <-chan struct{}, d time.Duration) (context.Context, co
 		}
 	}()
 	return ctx, cancel
+}
+
+// continueStopped lets the job's processes stopped at a commit point run
+// again. An agent that died with them frozen may have left a thread
+// stopped just after a single step (the trap flag still set): seizing and
+// detaching each clears that first.
+func continueStopped(pids []int, log *slog.Logger) {
+	t := ptrace.NewTracer()
+	defer t.Close()
+	for _, pid := range pids {
+		err := t.Do(context.Background(), func() error {
+			f, err := ptrace.Freeze(pid, time.Second, log)
+			if err != nil {
+				return err
+			}
+			return f.Thaw(true)
+		})
+		if err != nil {
+			log.Warn("clean a stopped process before it continues", "pid", pid, "err", err)
+		}
+	}
+	for _, pid := range pids {
+		unix.Kill(pid, unix.SIGCONT)
+	}
 }
