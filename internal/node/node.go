@@ -224,7 +224,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	n.cl, err = cluster.New(cluster.Config{ID: n.cfg.ID, Addr: addr, RPC: addr, TLS: n.id, Log: n.log})
+	n.cl, err = cluster.New(cluster.Config{ID: n.cfg.ID, Addr: addr, RPC: addr, TLS: n.id, Log: n.log,
+		OnJoin: n.savePeer})
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"ferry/internal/cluster"
 	"ferry/internal/store"
 )
 
@@ -125,25 +126,22 @@ func (n *Node) refreshPeers(ctx context.Context) {
 			return
 		case <-t.C:
 			n.peerJobs(ctx)
-			n.savePeers()
 		}
 	}
 }
 
-// savePeers records the other members' addresses, for a restarted node
-// to rejoin the cluster even when it was the one the others joined.
-func (n *Node) savePeers() {
-	for _, m := range n.members() {
-		if m.ID == n.cfg.ID {
-			continue
-		}
-		var old string
-		if ok, _ := n.db.Get(store.Peers, m.ID, &old); ok && old == m.Addr {
-			continue
-		}
-		if err := n.db.Put(store.Peers, m.ID, m.Addr); err != nil {
-			n.log.Warn("record peer", "node", m.ID, "err", err)
-		}
+// savePeer records a member's address, for a restarted node to rejoin
+// the cluster even when it was the one the others joined.
+func (n *Node) savePeer(m cluster.Member) {
+	if m.ID == n.cfg.ID || n.db == nil {
+		return
+	}
+	var old string
+	if ok, _ := n.db.Get(store.Peers, m.ID, &old); ok && old == m.Addr {
+		return
+	}
+	if err := n.db.Put(store.Peers, m.ID, m.Addr); err != nil {
+		n.log.Warn("record peer", "node", m.ID, "err", err)
 	}
 }
 
