@@ -74,6 +74,7 @@ func nodeCmd() *cobra.Command {
 	f.StringVar(&cfg.PKIDir, "pki", "", "cluster certificates from `ferry init` (default <state>/pki)")
 	f.StringVar(&join, "join", "", "comma-separated addresses of nodes to join")
 	f.StringVar(&cfg.Group, "group", "", "group allowed to use the control socket besides root")
+	f.BoolVar(&cfg.StopJobs, "stop-jobs", false, "end the node's jobs when it stops (default: they run on, and the next node on this state directory takes them back)")
 	f.StringVar(&cfg.Socket, "control", "", "control socket path (default <state>/ferry.sock)")
 	f.StringSliceVar(&faults, "fault", nil, "inject a migration failure: send=NAME or recv=NAME (tests)")
 	f.MarkHidden("fault")

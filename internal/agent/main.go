@@ -102,6 +102,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	fault := fs.String("fault", "", "inject a failure (tests)")
 	verbose := fs.Bool("verbose", false, "log what the agent does to stderr (the node's log)")
 	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
+	control := fs.String("control", "", "recv: the job init's control socket")
 	to := fs.String("to", "", "send: the receiving agent's address")
 	pid := fs.Int("pid", 0, "send: the job's main PID, in its namespace")
 	mode := fs.String("mode", "freeze", "send: freeze, precopy or postcopy")
@@ -111,8 +112,17 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if err := job.DieWithParent(); err != nil {
-		return err
+	// A receiving agent dies with its node until the new copy runs (its
+	// half-built copy dies with it). A sending agent never does: dying
+	// with the job frozen could leave a thread mid-step; it rolls back
+	// itself when its node is gone (the next question fails) or, past
+	// the commit, finishes the migration.
+	var tie *job.Tie
+	if args[0] == "recv" {
+		var err error
+		if tie, err = job.TieToParent(); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.DiscardHandler)
 	if *verbose {
@@ -141,7 +151,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	defer t.Close()
 	switch args[0] {
 	case "recv":
-		return agentRecv(ctx, aio, id, t, *listen, *fault, hasher, fileCache, log)
+		return agentRecv(ctx, aio, id, t, tie, *listen, *control, *fault, hasher, fileCache, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -158,7 +168,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, listen, control, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(ALPN))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -221,8 +231,27 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 			}
 			aio.emit(Event{Kind: Restored, PID: r.PID})
 		},
-		Committed: func() { aio.emit(Event{Kind: Committed}) },
-		Released:  func() { aio.emit(Event{Kind: Released}) },
+		Committed: func() {
+			// Before the new copy runs: its init keeps it from now on,
+			// whatever happens to the node.
+			if control != "" {
+				kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if err := job.KeepInit(kctx, control); err != nil {
+					aio.emit(Event{Kind: Warning, Message: "keep the job's init: " + err.Error()})
+				}
+				cancel()
+			}
+			aio.emit(Event{Kind: Committed})
+		},
+		Released: func() {
+			// The new copy runs; its pages may still come from this
+			// agent (postcopy, staged precopy pages): it must not die
+			// with its node now.
+			if err := tie.Cut(); err != nil {
+				aio.emit(Event{Kind: Warning, Message: "outlive the node: " + err.Error()})
+			}
+			aio.emit(Event{Kind: Released})
+		},
 		Fault:     fault,
 		Hasher:    hasher,
 		FileCache: fileCache,

@@ -51,6 +51,9 @@ type Config struct {
 	// Listen runs a TLS listener of the cluster's own on Addr; otherwise
 	// gossip connections must be handed to Transport().HandleConn.
 	Listen bool
+	// OnJoin, if set, is called (on a goroutine of its own) when a
+	// member is seen alive.
+	OnJoin func(Member)
 }
 
 // Member is one node as this node knows it.
@@ -69,6 +72,8 @@ type Cluster struct {
 	log *slog.Logger
 	t   *Transport
 	ml  *memberlist.Memberlist
+	// onJoin is Config.OnJoin.
+	onJoin func(Member)
 
 	mu      sync.Mutex // guards members
 	members map[string]Member
@@ -120,7 +125,7 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("new cluster: %w", err)
 	}
 
-	c := &Cluster{id: cfg.ID, log: log, t: t, members: make(map[string]Member)}
+	c := &Cluster{id: cfg.ID, log: log, t: t, members: make(map[string]Member), onJoin: cfg.OnJoin}
 	mc := memberlist.DefaultLocalConfig()
 	mc.Name = cfg.ID
 	mc.Transport = t
@@ -249,6 +254,9 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	c := (*Cluster)(e)
 	m := c.set(n, true)
 	c.log.Info("member alive", "member", m.ID, "addr", m.Addr, "rpc", m.RPC)
+	if f := c.onJoin; f != nil {
+		go f(m)
+	}
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {

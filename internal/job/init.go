@@ -1,13 +1,17 @@
 package job
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,38 +20,77 @@ import (
 // gets JobPID or, if a thread of the init took it first, the next free).
 const JobPID = 100
 
-// Event is one line of the init's report.
-type Event struct {
-	Event  string `json:"event"`            // "started", "exited", "error"
-	PID    int    `json:"pid,omitempty"`    // the main process, in the namespace
-	Status int    `json:"status,omitempty"` // raw wait status, for "exited"
-	Error  string `json:"error,omitempty"`
+// The init's descriptors (set up by StartInit).
+const (
+	fdControl = 3  // the control socket, listening
+	fdExit    = 4  // the exit record
+	fdStdinW  = 5  // --stdio: the node's end of the job's input
+	fdStdinR  = 6  //   and a read end, to take back unread input
+	fdOut     = 7  //   read ends of the job's stdout
+	fdErr     = 8  //   and stderr
+	fdOutLog  = 9  //   the logs they go to (O_APPEND)
+	fdErrLog  = 10 //
+)
+
+// initState is the init's own record of its job, guarded by mu.
+type initState struct {
+	mu      sync.Mutex
+	hello   Hello
+	conns   map[*net.UnixConn]*sync.Mutex // open connections → write lock
+	served  bool                          // a connection was open once
+	stdinW  *os.File                      // nil once closed
+	stdinR  *os.File
+	copiers [2]*copier
+	exitF   *os.File
 }
 
 // InitMain is the body of `ferry jobinit`. With args, it starts them as the
 // job (in a session of their own) and waits for them; with mainPID > 0 and
 // no args it waits for a job that a migration agent restores with that
 // PID. It never returns.
-func InitMain(mainPID int, scratch string, args []string) {
-	// The report pipe must not leak into the job: it would be an fd the
-	// job holds that leads outside it.
-	unix.CloseOnExec(3)
-	report := os.NewFile(3, "report")
-	enc := json.NewEncoder(report)
-	fail := func(err error) {
-		enc.Encode(Event{Event: "error", Error: err.Error()})
-		os.Exit(1)
+//
+// The init outlives the node daemon that started it: it holds the job's
+// standard streams (input open, output copied into the job's logs) and
+// its exit status for whichever node attaches next (control.go).
+func InitMain(mainPID int, scratch string, stdio bool, args []string) {
+	for fd := fdControl; fd <= fdErrLog; fd++ {
+		// Nothing of the init's may leak into the job: it would be an
+		// fd the job holds that leads outside it.
+		unix.CloseOnExec(fd)
 	}
+	s := &initState{conns: map[*net.UnixConn]*sync.Mutex{}, exitF: os.NewFile(fdExit, "exit")}
+	s.hello = Hello{Version: ControlVersion, Restore: len(args) == 0, PID: mainPID}
 	if os.Getpid() != 1 {
-		fail(errors.New("jobinit must be PID 1 of a new PID namespace"))
+		s.fail(errors.New("jobinit must be PID 1 of a new PID namespace"))
+	}
+	// listen(2) again: the kernel gives a connecting node the
+	// credentials of the last process that called it, so that a node
+	// that attaches later finds this init's PID by SO_PEERCRED.
+	if err := unix.Listen(fdControl, 16); err != nil {
+		s.fail(fmt.Errorf("control socket: %w", os.NewSyscallError("listen", err)))
+	}
+	fl, err := net.FileListener(os.NewFile(fdControl, "control"))
+	if err != nil {
+		s.fail(fmt.Errorf("control socket: %w", err))
+	}
+	unix.Close(fdControl)
+	if stdio {
+		s.stdinW, s.stdinR = os.NewFile(fdStdinW, "stdin"), os.NewFile(fdStdinR, "stdin")
+		s.hello.StdinOpen, s.hello.StdinHeld = true, true
+		for i, fd := range []int{fdOut, fdErr} {
+			if err := unix.SetNonblock(fd, true); err != nil {
+				s.fail(fmt.Errorf("output pipe: %w", err))
+			}
+			s.copiers[i] = &copier{fd: fd, log: os.NewFile(uintptr(fdOutLog+i), roles[i+1]+" log")}
+		}
 	}
 	// A /proc of this namespace, visible only in this mount namespace, so
 	// that /proc/self and /proc/<getpid()> mean this namespace's PIDs.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		fail(fmt.Errorf("mount /proc: %w", err))
+		s.fail(fmt.Errorf("mount /proc: %w", err))
 	}
 	if err := MountScratch(scratch); err != nil {
-		fail(err)
+		s.fail(err)
 	}
 	if len(args) == 0 {
 		// A restore will create the job with its old PIDs. Whatever
@@ -55,38 +98,44 @@ func InitMain(mainPID int, scratch string, args []string) {
 		// seed and their threads) takes PIDs from the top of the range,
 		// out of the job's way.
 		if err := parkPIDs(); err != nil {
-			fail(err)
+			s.fail(err)
 		}
-		enc.Encode(Event{Event: "ready"})
-	}
-	if len(args) > 0 {
+	} else {
 		// The job starts at JobPID, above the PIDs of this init's own
 		// threads (Go starts a few, numbered 2, 3, …): a restore of the
 		// job elsewhere must find its PIDs free of the new init's threads.
 		if err := SetLastPID(JobPID - 1); err != nil {
-			fail(err)
+			s.fail(err)
 		}
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Start(); err != nil {
-			fail(fmt.Errorf("start %s: %w", args[0], err))
+			s.fail(fmt.Errorf("start %s: %w", args[0], err))
 		}
 		mainPID = cmd.Process.Pid
 		cmd.Process.Release()
-		enc.Encode(Event{Event: "started", PID: mainPID})
+		s.mu.Lock()
+		s.hello.PID = mainPID
+		s.mu.Unlock()
 	}
 	// Signals are for the job, not for its init. (Only now: an ignored
 	// signal would stay ignored in the job across exec.)
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
-	// The init keeps no end of the job's stdio: EOF must mean the job
-	// closed them.
+	// The init keeps no end of the job's own stdio: EOF on its output
+	// must mean the job closed it.
 	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
 		for fd := 0; fd < 3; fd++ {
 			unix.Dup3(int(null.Fd()), fd, 0)
 		}
 		null.Close()
 	}
+	for _, c := range s.copiers {
+		if c != nil {
+			go c.run()
+		}
+	}
+	go s.serve(fl.(*net.UnixListener))
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WALL, nil)
@@ -100,14 +149,264 @@ func InitMain(mainPID int, scratch string, args []string) {
 			continue
 		}
 		if err != nil {
-			fail(fmt.Errorf("wait4: %w", err))
+			s.fail(fmt.Errorf("wait4: %w", err))
 		}
 		if pid == mainPID && (ws.Exited() || ws.Signaled()) {
-			enc.Encode(Event{Event: "exited", PID: pid, Status: int(ws)})
-			os.Exit(0)
+			s.finish(int(ws))
 		}
 	}
 }
+
+// finish ends the job: whatever else runs in the namespace is killed, the
+// output that is left goes into the logs, the exit is recorded and told,
+// and the init exits (which ends the namespace).
+func (s *initState) finish(status int) {
+	unix.Kill(-1, unix.SIGKILL) // everything in this namespace but the init
+	s.mu.Lock()
+	s.hello.Exited, s.hello.Status = true, status
+	s.mu.Unlock()
+	// Every writer of the job's output is gone now, unless the job gave
+	// a pipe to a process outside: copy until EOF, for a while at most.
+	deadline := time.Now().Add(3 * time.Second)
+	for _, c := range s.copiers {
+		if c != nil {
+			c.waitEOF(deadline)
+		}
+	}
+	e := Exit{Status: status}
+	e.Out, e.Err = s.sync()
+	s.record(e)
+	s.broadcast(Event{Event: "exited", PID: s.hello.PID, Status: status, Out: e.Out, Err: e.Err})
+	os.Exit(0)
+}
+
+// fail reports an error of the init itself and exits, ending the
+// namespace.
+func (s *initState) fail(err error) {
+	s.record(Exit{Error: err.Error()})
+	s.broadcast(Event{Event: "error", Error: err.Error()})
+	os.Exit(1)
+}
+
+// record writes the exit record, durably: the node may be away.
+func (s *initState) record(e Exit) {
+	b, _ := json.Marshal(e)
+	s.exitF.Truncate(0)
+	s.exitF.WriteAt(b, 0)
+	s.exitF.Sync()
+}
+
+// sync copies what is left in the output pipes into the logs and returns
+// the logs' sizes.
+func (s *initState) sync() (out, errSize int64) {
+	var sizes [2]int64
+	for i, c := range s.copiers {
+		if c != nil {
+			sizes[i] = c.drain()
+		}
+	}
+	return sizes[0], sizes[1]
+}
+
+func (s *initState) broadcast(ev Event) {
+	s.mu.Lock()
+	conns := make(map[*net.UnixConn]*sync.Mutex, len(s.conns))
+	for c, m := range s.conns {
+		conns[c] = m
+	}
+	s.mu.Unlock()
+	for c, m := range conns {
+		s.send(c, m, ev)
+	}
+}
+
+func (s *initState) send(c *net.UnixConn, m *sync.Mutex, ev Event) {
+	b, _ := json.Marshal(ev)
+	m.Lock()
+	defer m.Unlock()
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Write(append(b, '\n'))
+}
+
+// serve accepts the nodes (and agents) that attach.
+func (s *initState) serve(ln *net.UnixListener) {
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if !rootPeer(c) {
+			c.Close()
+			continue
+		}
+		go s.handle(c)
+	}
+}
+
+// rootPeer: only root (the node, its agents) may attach.
+func rootPeer(c *net.UnixConn) bool {
+	sc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	sc.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	return err == nil && cred != nil && cred.Uid == 0
+}
+
+func (s *initState) handle(c *net.UnixConn) {
+	wmu := &sync.Mutex{}
+	s.mu.Lock()
+	h := s.hello
+	var files []int
+	if s.stdinW != nil {
+		files = append(files, int(s.stdinW.Fd()))
+	}
+	h.StdinOpen = s.stdinW != nil
+	if s.stdinR != nil {
+		files = append(files, int(s.stdinR.Fd()))
+	}
+	h.StdinHeld = s.stdinR != nil
+	// Registered under mu with the hello taken: every event after this
+	// hello reaches the connection.
+	s.conns[c] = wmu
+	s.served = true
+	b, _ := json.Marshal(h)
+	var oob []byte
+	if len(files) > 0 {
+		oob = unix.UnixRights(files...)
+	}
+	wmu.Lock()
+	_, _, err := c.WriteMsgUnix(append(b, '\n'), oob, nil)
+	wmu.Unlock()
+	s.mu.Unlock()
+	if err == nil {
+		sc := bufio.NewScanner(c)
+		sc.Buffer(make([]byte, 4096), maxControlLine)
+		for sc.Scan() {
+			var cmd command
+			if json.Unmarshal(sc.Bytes(), &cmd) != nil {
+				break
+			}
+			s.send(c, wmu, s.do(cmd))
+		}
+	}
+	c.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	orphaned := s.hello.Restore && !s.hello.Kept && len(s.conns) == 0
+	s.mu.Unlock()
+	if orphaned {
+		// The destination node is gone before the migration committed:
+		// nothing of it may run here.
+		s.fail(errors.New("the node left before the incoming migration committed"))
+	}
+}
+
+func (s *initState) do(cmd command) Event {
+	switch cmd.Cmd {
+	case "sync":
+		out, e := s.sync()
+		return Event{Event: "synced", ID: cmd.ID, Out: out, Err: e}
+	case "close-stdin":
+		s.mu.Lock()
+		if s.stdinW != nil {
+			s.stdinW.Close()
+			s.stdinW = nil
+		}
+		s.mu.Unlock()
+		return Event{Event: "stdin-closed", ID: cmd.ID}
+	case "keep":
+		s.mu.Lock()
+		s.hello.Kept = true
+		s.mu.Unlock()
+		return Event{Event: "kept", ID: cmd.ID}
+	}
+	return Event{Event: "error", ID: cmd.ID, Error: fmt.Sprintf("unknown command %q", cmd.Cmd)}
+}
+
+// copier moves one of the job's output streams into its log, whether a
+// node runs or not. Nothing is held in memory: when the log cannot be
+// written (a full disk), the copier waits and the job blocks on its full
+// pipe; nothing is dropped.
+type copier struct {
+	mu  sync.Mutex // held while bytes are between the pipe and the log
+	fd  int        // the pipe's read end, non-blocking
+	log *os.File
+	eof bool
+	buf [64 << 10]byte
+}
+
+func (c *copier) run() {
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			return
+		}
+		c.mu.Lock()
+		c.copyLocked()
+		eof := c.eof
+		c.mu.Unlock()
+		if eof {
+			return
+		}
+	}
+}
+
+// copyLocked copies until the pipe is empty (or at its end).
+func (c *copier) copyLocked() {
+	for !c.eof {
+		n, err := unix.Read(c.fd, c.buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return
+		}
+		if n == 0 || err != nil {
+			c.eof = true
+			return
+		}
+		for p := c.buf[:n]; len(p) > 0; {
+			k, err := c.log.Write(p)
+			p = p[k:]
+			if err != nil {
+				time.Sleep(time.Second) // ENOSPC and the like: try again
+			}
+		}
+	}
+}
+
+// drain copies what is in the pipe now and returns the log's size.
+func (c *copier) drain() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.copyLocked()
+	st, err := c.log.Stat()
+	if err != nil {
+		return -1
+	}
+	return st.Size()
+}
+
+func (c *copier) waitEOF(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		c.copyLocked()
+		eof := c.eof
+		c.mu.Unlock()
+		if eof {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var roles = [3]string{"stdin", "stdout", "stderr"}
 
 // waitChild blocks until a child may be waitable.
 func waitChild() {
@@ -123,18 +422,25 @@ func waitChild() {
 	<-c
 }
 
-// InitMainArgs parses `jobinit [--main PID] [--] CMD ARGS` and runs
-// InitMain.
+// InitMainArgs parses `jobinit [--main PID] [--scratch DIR] [--stdio]
+// [--control PATH] [--] CMD ARGS` and runs InitMain. (--control only
+// names the socket, for people reading ps; the socket is fd 3.)
 func InitMainArgs(args []string) {
-	mainPID, scratch := 0, ""
+	mainPID, scratch, stdio := 0, "", false
 	for len(args) > 0 {
 		switch args[0] {
-		case "--scratch":
+		case "--scratch", "--control":
 			if len(args) > 1 {
-				scratch = args[1]
+				if args[0] == "--scratch" {
+					scratch = args[1]
+				}
 				args = args[2:]
 				continue
 			}
+		case "--stdio":
+			stdio = true
+			args = args[1:]
+			continue
 		case "--main":
 			if len(args) > 1 {
 				fmt.Sscan(args[1], &mainPID)
@@ -146,7 +452,7 @@ func InitMainArgs(args []string) {
 		}
 		break
 	}
-	InitMain(mainPID, scratch, args)
+	InitMain(mainPID, scratch, stdio, args)
 }
 
 // parkPIDs moves this PID namespace's next PID near the top of the range.

@@ -45,7 +45,7 @@ func TestJobHasItsOwnPIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Kill()
-	started := waitEvent(t, in, "started")
+	started := in.Hello
 	ev := waitEvent(t, in, "exited")
 	if ws := unix.WaitStatus(ev.Status); !ws.Exited() || ws.ExitStatus() != 7 {
 		t.Errorf("exit status %v, want exit 7", ws)
@@ -73,7 +73,7 @@ func TestStartInAndHostPID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Kill()
-	vpid := waitEvent(t, in, "started").PID
+	vpid := in.Hello.PID
 	host, err := HostPID(in.NSPath(), vpid)
 	if err != nil {
 		t.Fatal(err)

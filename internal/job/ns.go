@@ -2,13 +2,21 @@ package job
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,105 +31,399 @@ type InitSpec struct {
 	Args []string // the job's command; empty to await a restore
 	// MainPID is the namespace PID of the job a restore will create
 	// (with no Args).
-	MainPID               int
+	MainPID int
+	// Stdin, Stdout, Stderr are the job's own standard streams (with
+	// Args).
 	Stdin, Stdout, Stderr *os.File
 	Dir                   string
 	Env                   []string
 	// Scratch is the node's scratch directory, bound at ScratchMount in
 	// the job's mount namespace.
 	Scratch string
+	// Control is the path of the job's control socket (default: in a
+	// new temporary directory), ExitFile the path of its exit record.
+	Control, ExitFile string
+	// Held, if set, are the streams the init keeps for the node: the
+	// node's write end of the job's input and a read end of it, the
+	// read ends of the job's output, and the logs (opened for
+	// appending) the init copies the output into.
+	Held *Held
 }
 
-// Init is a running job init, seen from the node.
+// Held are the ends of a job's standard streams its init holds.
+type Held struct {
+	StdinW, StdinR *os.File
+	Out            [2]*os.File
+	Logs           [2]*os.File
+}
+
+// Init is a job's init as a node sees it: started by this node
+// (StartInit) or found running by a node started later (Attach).
 type Init struct {
-	PID    int // on the node
-	cmd    *exec.Cmd
+	PID   int // on the node
+	Hello Hello
+	// StdinW and StdinR are the node's ends of the job's input (from the
+	// init's Hello); nil if the init holds none.
+	StdinW, StdinR *os.File
+
+	conn   *net.UnixConn
+	pidfd  int
+	waited <-chan error // nil when attached: not our child
 	events chan Event
 	done   chan struct{}
+
+	mu      sync.Mutex // guards the fields below
+	nextID  int
+	pending map[int]chan Event
+	closed  bool
+	// detached: the node let go; the init runs on.
+	detached bool
 }
 
 // StartInit starts `ferry jobinit` as PID 1 of new PID and mount
-// namespaces. It dies with the calling thread's process (Pdeathsig), and
-// the kernel then ends everything in its namespace.
+// namespaces, in a session of its own, and attaches to it. The init does
+// not die with the node: it lives until its job ends (or, awaiting a
+// restore, until the migration failed), and the kernel then ends
+// everything in its namespace.
 func StartInit(spec InitSpec) (*Init, error) {
 	exe := spec.Exe
 	if exe == "" {
 		exe = "/proc/self/exe"
 	}
-	args := []string{"ferry", "jobinit"}
+	if spec.Control == "" {
+		dir, err := os.MkdirTemp("", "ferry-init-")
+		if err != nil {
+			return nil, err
+		}
+		spec.Control = filepath.Join(dir, "control.sock")
+	}
+	ln, err := listenControl(spec.Control)
+	if err != nil {
+		return nil, err
+	}
+	lf, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	defer lf.Close()
+	exitF := "/dev/null"
+	if spec.ExitFile != "" {
+		exitF = spec.ExitFile
+	}
+	ef, err := os.OpenFile(exitF, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("exit record: %w", err)
+	}
+	defer ef.Close()
+	args := []string{"ferry", "jobinit", "--control", spec.Control}
 	if spec.Scratch != "" {
 		args = append(args, "--scratch", spec.Scratch)
 	}
 	if spec.MainPID > 0 {
 		args = append(args, "--main", strconv.Itoa(spec.MainPID))
 	}
+	extra := []*os.File{lf, ef}
+	if h := spec.Held; h != nil {
+		args = append(args, "--stdio")
+		extra = append(extra, h.StdinW, h.StdinR, h.Out[0], h.Out[1], h.Logs[0], h.Logs[1])
+	}
 	args = append(args, "--")
 	args = append(args, spec.Args...)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer pw.Close()
 	cmd := &exec.Cmd{Path: exe, Args: args, Dir: spec.Dir, Env: spec.Env,
-		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, ExtraFiles: []*os.File{pw}}
+		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, ExtraFiles: extra}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:   unix.CLONE_NEWPID,
 		Unshareflags: unix.CLONE_NEWNS, // os/exec also makes / private
-		Pdeathsig:    syscall.SIGKILL,
+		// Its own session: the node's terminal and its signals are not
+		// the init's.
+		Setsid: true,
 	}
-	// Pdeathsig fires when the creating thread exits: the thread that
-	// starts the init lives, locked, until the init is reaped.
-	in := &Init{events: make(chan Event, 4), done: make(chan struct{})}
-	waited, err := startLocked("", cmd)
-	if err != nil {
-		pr.Close()
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start job init: %w", err)
 	}
-	in.PID, in.cmd = cmd.Process.Pid, cmd
-	go in.read(pr, waited)
-	if len(spec.Args) == 0 {
-		// Awaiting a restore: the init must have moved the namespace's
-		// PIDs out of the job's way before anything else starts there.
-		select {
-		case ev, ok := <-in.events:
-			if !ok || ev.Event != "ready" {
-				in.Kill()
-				if ev.Error == "" {
-					ev.Error = "it ended"
-				}
-				return nil, fmt.Errorf("job init not ready: %s", ev.Error)
-			}
-		case <-time.After(30 * time.Second):
-			in.Kill()
-			return nil, fmt.Errorf("job init not ready after 30 s")
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	in, err := attach(spec.Control, cmd.Process.Pid, waited)
+	if err != nil {
+		cmd.Process.Kill()
+		<-waited
+		if e, rerr := ReadExit(exitF); rerr == nil && e.Error != "" {
+			return nil, fmt.Errorf("job init: %s", e.Error)
 		}
+		return nil, fmt.Errorf("job init: %w", err)
 	}
 	return in, nil
 }
 
-func (in *Init) read(r io.ReadCloser, waited <-chan error) {
-	defer close(in.done)
-	defer close(in.events)
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		var ev Event
-		if json.Unmarshal(sc.Bytes(), &ev) == nil {
-			in.events <- ev
-		}
+// listenControl makes the job's control socket, reachable by root only.
+func listenControl(path string) (*net.UnixListener, error) {
+	os.Remove(path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	<-waited
+	ln.SetUnlinkOnClose(false) // the init serves it on
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
 }
 
-// Events delivers the init's reports; it is closed when the init has
-// exited and was reaped.
+// Attach connects to the init serving the control socket at path: a node
+// taking back the jobs it ran before it restarted.
+func Attach(path string) (*Init, error) {
+	return attach(path, 0, nil)
+}
+
+func attach(path string, pid int, waited <-chan error) (*Init, error) {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("attach to the job's init: %w", err)
+	}
+	fail := func(err error) (*Init, error) {
+		c.Close()
+		return nil, err
+	}
+	if pid == 0 {
+		sc, err := c.SyscallConn()
+		if err != nil {
+			return fail(err)
+		}
+		var cred *unix.Ucred
+		sc.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+		if err != nil {
+			return fail(fmt.Errorf("the init's credentials: %w", err))
+		}
+		pid = int(cred.Pid)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fail(fmt.Errorf("pidfd of the job's init %d: %w", pid, err))
+	}
+	// The hello, with the input's descriptors.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, maxControlLine)
+	oob := make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	c.SetReadDeadline(time.Time{})
+	var files []*os.File
+	if err == nil && oobn > 0 {
+		files, err = rightsFiles(oob[:oobn])
+	}
+	closeAll := func() {
+		unix.Close(pidfd)
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	if err != nil || n == 0 {
+		closeAll()
+		if err == nil {
+			err = errors.New("it closed the connection (it ended)")
+		}
+		return fail(fmt.Errorf("the job's init did not answer: %w", err))
+	}
+	line, rest, _ := bytes.Cut(buf[:n], []byte{'\n'})
+	var h Hello
+	if err := json.Unmarshal(line, &h); err != nil {
+		closeAll()
+		return fail(fmt.Errorf("the job's init: bad hello: %w", err))
+	}
+	var ev Event
+	if json.Unmarshal(line, &ev) == nil && ev.Event == "error" {
+		closeAll()
+		return fail(fmt.Errorf("the job's init failed: %s", ev.Error))
+	}
+	if h.Version != ControlVersion {
+		closeAll()
+		return fail(fmt.Errorf("the job's init speaks control version %d, this node %d", h.Version, ControlVersion))
+	}
+	in := &Init{PID: pid, Hello: h, conn: c, pidfd: pidfd, waited: waited,
+		events: make(chan Event, 16), done: make(chan struct{}), pending: map[int]chan Event{}}
+	want := 0
+	if h.StdinOpen {
+		want++
+	}
+	if h.StdinHeld {
+		want++
+	}
+	if len(files) != want {
+		closeAll()
+		return fail(fmt.Errorf("the job's init sent %d descriptors, want %d", len(files), want))
+	}
+	if h.StdinOpen {
+		in.StdinW, files = files[0], files[1:]
+	}
+	if h.StdinHeld {
+		in.StdinR = files[0]
+		unix.SetNonblock(int(in.StdinR.Fd()), true)
+	}
+	if h.Exited {
+		// It ended before this connection: the hello says how.
+		in.events <- Event{Event: "exited", PID: h.PID, Status: h.Status}
+	}
+	go in.read(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), c), 4096))
+	return in, nil
+}
+
+func rightsFiles(oob []byte) ([]*os.File, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			files = append(files, os.NewFile(uintptr(fd), "stdin"))
+		}
+	}
+	return files, nil
+}
+
+// read delivers the init's events until it closes the connection, then
+// waits until the init has exited.
+func (in *Init) read(r *bufio.Reader) {
+	defer close(in.done)
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			break
+		}
+		var ev Event
+		if json.Unmarshal(line, &ev) != nil {
+			continue
+		}
+		in.mu.Lock()
+		reply := in.pending[ev.ID]
+		if ev.ID != 0 {
+			delete(in.pending, ev.ID)
+		}
+		in.mu.Unlock()
+		if ev.ID != 0 && reply != nil {
+			reply <- ev
+			continue
+		}
+		in.events <- ev
+	}
+	in.mu.Lock()
+	in.closed = true
+	for id, c := range in.pending {
+		close(c)
+		delete(in.pending, id)
+	}
+	detached := in.detached
+	in.mu.Unlock()
+	close(in.events)
+	in.conn.Close()
+	if detached {
+		// Not waited for: the init runs on (a child of ours is reaped
+		// by os/exec's goroutine when it ends).
+	} else if in.waited != nil {
+		<-in.waited
+	} else {
+		// Not our child: wait for the pidfd to say it exited.
+		fds := []unix.PollFd{{Fd: int32(in.pidfd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, -1)
+			if n > 0 || (err != nil && err != unix.EINTR) {
+				break
+			}
+		}
+	}
+	in.mu.Lock()
+	unix.Close(in.pidfd)
+	in.pidfd = -1
+	in.mu.Unlock()
+}
+
+// ErrInitGone: the init ended (or the node let go of it).
+var ErrInitGone = errors.New("the job's init is gone")
+
+// ask sends a command and waits for its answer.
+func (in *Init) ask(ctx context.Context, cmd string) (Event, error) {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return Event{}, ErrInitGone
+	}
+	in.nextID++
+	id := in.nextID
+	reply := make(chan Event, 1)
+	in.pending[id] = reply
+	in.mu.Unlock()
+	b, _ := json.Marshal(command{Cmd: cmd, ID: id})
+	if _, err := in.conn.Write(append(b, '\n')); err != nil {
+		in.mu.Lock()
+		delete(in.pending, id)
+		in.mu.Unlock()
+		return Event{}, fmt.Errorf("job init: %s: %w", cmd, err)
+	}
+	select {
+	case ev, ok := <-reply:
+		if !ok {
+			return Event{}, fmt.Errorf("job init: %s: %w", cmd, ErrInitGone)
+		}
+		if ev.Event == "error" {
+			return ev, fmt.Errorf("job init: %s: %s", cmd, ev.Error)
+		}
+		return ev, nil
+	case <-ctx.Done():
+		return Event{}, fmt.Errorf("job init: %s: %w", cmd, ctx.Err())
+	}
+}
+
+// Sync has the init copy all of the (frozen) job's output left in its
+// pipes into the logs, and returns the logs' sizes.
+func (in *Init) Sync(ctx context.Context) (out, errSize int64, err error) {
+	ev, err := in.ask(ctx, "sync")
+	return ev.Out, ev.Err, err
+}
+
+// CloseStdin has the init close its copy of the job's input.
+func (in *Init) CloseStdin(ctx context.Context) error {
+	_, err := in.ask(ctx, "close-stdin")
+	return err
+}
+
+// Keep tells an init awaiting a restore that the migration committed: the
+// job stays, whatever happens to the node.
+func (in *Init) Keep(ctx context.Context) error {
+	_, err := in.ask(ctx, "keep")
+	return err
+}
+
+// Events delivers the init's reports ("exited", "error"); it
+// is closed when the init closed its control connection.
 func (in *Init) Events() <-chan Event { return in.events }
 
-// Done is closed when the init has exited and was reaped.
+// Done is closed when the init has exited (and, if this node started it,
+// was reaped).
 func (in *Init) Done() <-chan struct{} { return in.done }
 
 // Kill ends the init and with it the whole namespace.
-func (in *Init) Kill() { in.cmd.Process.Kill() }
+func (in *Init) Kill() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.pidfd >= 0 {
+		unix.PidfdSendSignal(in.pidfd, unix.SIGKILL, nil, 0)
+	}
+}
+
+// Detach lets go of the init, which runs on: a node that stops while its
+// jobs go on. Events and Done end.
+func (in *Init) Detach() {
+	in.mu.Lock()
+	in.detached = true
+	in.mu.Unlock()
+	in.conn.Close()
+}
 
 // NSPath is the init's PID namespace file.
 func (in *Init) NSPath() string { return fmt.Sprintf("/proc/%d/ns/pid", in.PID) }
@@ -182,6 +484,44 @@ func StartIn(nsPath string, cmd *exec.Cmd) (<-chan error, error) {
 // thread that started it ends (for helpers started by StartIn).
 func DieWithParent() error {
 	return unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+}
+
+// Tie makes the calling process die with the thread that started it,
+// until Cut. (The kernel keeps the parent-death signal per thread and
+// sends it to the threads that set it: it is set, and cleared, on one
+// thread of its own that lives until Cut.)
+type Tie struct {
+	cut  chan struct{}
+	done chan error
+}
+
+// TieToParent is DieWithParent for a Go program that may undo it.
+func TieToParent() (*Tie, error) {
+	t := &Tie{cut: make(chan struct{}), done: make(chan error, 1)}
+	set := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with it
+		set <- DieWithParent()
+		<-t.cut
+		t.done <- unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)
+	}()
+	if err := <-set; err != nil {
+		return nil, fmt.Errorf("die with the node: %w", err)
+	}
+	return t, nil
+}
+
+// Cut undoes the tie: a migration agent whose work the job depends on
+// from now on (the new copy runs, its pages come from the agent) goes
+// on if its node dies. Safe to call more than once.
+func (t *Tie) Cut() error {
+	select {
+	case <-t.cut:
+		return nil
+	default:
+	}
+	close(t.cut)
+	return <-t.done
 }
 
 // ScratchMount is where a job sees its node's scratch directory: the
@@ -245,4 +585,67 @@ func HostPID(nsPath string, vpid int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no process %d in namespace %s: %w", vpid, want, os.ErrNotExist)
+}
+
+// Members lists the node PIDs of the processes in the PID namespace at
+// nsPath, but for the namespace's init (skip lists others to leave out).
+func Members(nsPath string, skip ...int) ([]int, error) {
+	want, err := os.Readlink(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || slices.Contains(skip, pid) {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || l != want {
+			continue
+		}
+		if nspid, err := nsPID(pid); err == nil && nspid != 1 {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// nsPID is pid's number in its own (innermost) PID namespace.
+func nsPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			fs := strings.Fields(f)
+			if len(fs) > 0 {
+				return strconv.Atoi(fs[len(fs)-1])
+			}
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no NSpid", pid)
+}
+
+// KeepInit tells the init serving the control socket at path that the
+// migration bringing its job committed (see Init.Keep): the receiving
+// agent does, before it lets the new copy run.
+func KeepInit(ctx context.Context, path string) error {
+	in, err := Attach(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range []*os.File{in.StdinW, in.StdinR} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		in.Detach()
+	}()
+	return in.Keep(ctx)
 }

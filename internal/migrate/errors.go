@@ -19,7 +19,9 @@ var (
 	// ErrFault: a fault injected for a test (SendFaults, ReceiveFaults).
 	ErrFault = errors.New("injected fault")
 	// ErrCommitUnknown: the commit's answer was lost and the destination
-	// could not be asked whether the new copy runs; the source resumed.
+	// could not be asked whether the new copy runs. The old copy stays
+	// frozen (the agent does not resume it): its node settles it once the
+	// destination answers.
 	ErrCommitUnknown = errors.New("commit outcome unknown")
 	// ErrResumed: the migration failed before the commit and the process
 	// runs on at the source, unharmed.

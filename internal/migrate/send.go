@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,7 +119,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	})
 	defer stop()
 	defer func() {
-		if err == nil || s.rep.Committed {
+		if err == nil || s.rep.Committed || errors.Is(err, ErrCommitUnknown) {
 			return
 		}
 		if ctx.Err() != nil && !s.commitSent.Load() {
@@ -240,13 +241,15 @@ func (s *sender) resolve(ctx context.Context, cause error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	ok, err := s.opts.Resolve(rctx)
-	if err != nil || !ok {
-		// The destination does not run it (or is gone, and with it the
-		// new copy): resume here.
+	if err != nil {
+		// Nobody can say whether the new copy runs (its node may be
+		// down while its init keeps it): the old copy must not run
+		// either. It stays frozen; its node settles it later.
+		return Mark(fmt.Errorf("%w; destination unreachable (%v)", cause, err), ErrCommitUnknown)
+	}
+	if !ok {
+		// The destination does not run it: resume here.
 		s.commitSent.Store(false)
-		if err != nil {
-			return Mark(fmt.Errorf("%w; destination unreachable (%v)", cause, err), ErrCommitUnknown)
-		}
 		return fmt.Errorf("%w; destination did not commit", cause)
 	}
 	return s.finish()

@@ -154,6 +154,9 @@ func (n *Node) where(ctx context.Context, id string) (string, error) {
 		// Moved away and nobody has it now: show what is known here.
 		return n.cfg.ID, nil
 	}
+	if down := n.downNodeOf(id); down != "" {
+		return "", fmt.Errorf("job %s is on node %s, which is down: %w", id, down, ErrNodeDown)
+	}
 	return "", fmt.Errorf("job %s: %w", id, ErrNoJob)
 }
 
@@ -387,15 +390,7 @@ func (n *Node) handleJobs(w http.ResponseWriter, r *http.Request) {
 	for _, info := range out {
 		add(info)
 	}
-	for _, m := range n.members() {
-		if m.ID == n.cfg.ID {
-			continue
-		}
-		var theirs []JobInfo
-		if err := n.call(r.Context(), m.ID, "GET", "/v1/jobs?local=1", nil, &theirs); err != nil {
-			n.log.Warn("list jobs", "node", m.ID, "err", err)
-			continue
-		}
+	for _, theirs := range n.peerJobs(r.Context()) {
 		for _, info := range theirs {
 			add(info)
 		}

@@ -21,8 +21,10 @@ func TestParseFaults(t *testing.T) {
 		{"unknown recv", []string{"recv=die"}, nil, []string{`"die"`, "die-image", "die-ready", "drop-ready", "die-commit"}},
 		{"recv name on send", []string{"send=die-ready"}, nil, []string{"send", `"die-ready"`, "drop-image"}},
 		{"empty name", []string{"recv="}, nil, []string{`""`, "die-image"}},
-		{"no side", []string{"die-ready"}, nil, []string{"want send=NAME or recv=NAME"}},
-		{"bad side", []string{"both=die-ready"}, nil, []string{"want send=NAME or recv=NAME"}},
+		{"no side", []string{"die-ready"}, nil, []string{"want send=NAME, recv=NAME or node=NAME"}},
+		{"bad side", []string{"both=die-ready"}, nil, []string{"want send=NAME, recv=NAME or node=NAME"}},
+		{"node", []string{"node=die-committing"}, map[string]string{"node": "die-committing"}, nil},
+		{"unknown node", []string{"node=die-ready"}, nil, []string{`"die-ready"`, "die-sending", "die-released"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

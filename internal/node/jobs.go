@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -58,23 +59,25 @@ var roles = [3]string{"stdin", "stdout", "stderr"}
 // follower) may look at it; info.ID alone never changes and is read
 // unlocked. init is set once, under mu, before the job
 // runs; a goroutine that found the job running (its state read under mu)
-// may use it unlocked. The pipes and logs (stdinR, stdinW, out, logs,
-// pipes) are set up before the job's init starts (or, for an incoming
-// job, before the source is told where to connect) and only read after;
-// the files are closed under mu (closeFiles). copiers and ioMu are
-// synchronisation of their own; done is closed under mu.
+// may use it unlocked. The pipes and logs (stdinR, stdinW, logs, pipes)
+// are set up before the job's init starts (or, for an incoming job,
+// before the source is told where to connect; for a job taken back after
+// a restart, before it is in the table) and only read after; the files
+// are closed under mu (closeFiles). ioMu is synchronisation of its own;
+// done is closed under mu.
+//
+// The job's output does not pass through the node: its init copies it
+// into the logs (package job), whether a node runs or not.
 type localJob struct {
 	n    *Node
 	mu   sync.Mutex
 	info JobInfo
 	init *job.Init // nil for an adopted process
 	// stdin: the node writes w; r is kept to take back unread input
-	// when the job moves.
+	// when the job moves. Both come from the init, which holds them too.
 	stdinR, stdinW *os.File
 	stdinEOF       bool
-	out            [2]*os.File // read ends of stdout, stderr
 	logs           [2]*logFile
-	copiers        sync.WaitGroup
 	pipes          map[string]string // "pipe:<ino>" → role, for the agent
 	// ioMu is held while input must not reach the job (a migration
 	// took the unread input).
@@ -158,108 +161,119 @@ func rssKiB(pid int) int64 {
 	return int64(st.VmRSS)
 }
 
-// newPipes creates the job's three standard streams and its logs.
-func (n *Node) newPipes(j *localJob) (child [3]*os.File, err error) {
-	dir := filepath.Join(n.cfg.StateDir, "jobs", j.info.ID)
+// newPipes creates the job's three standard streams and its logs: the
+// child's ends (for the job, or for the agent that restores it) and the
+// ends its init holds. The node's own ends of the input come back from
+// the init (useInit).
+func (n *Node) newPipes(j *localJob) (child [3]*os.File, held *job.Held, err error) {
+	dir := n.jobDir(j.info.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return child, err
+		return child, nil, err
 	}
 	j.pipes = map[string]string{}
+	held = &job.Held{}
 	var files []*os.File
 	defer func() {
 		if err != nil {
 			for _, f := range files {
 				f.Close()
 			}
+			held = nil
 		}
 	}()
 	for i := range 3 {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return child, err
+			return child, nil, err
 		}
 		files = append(files, r, w)
 		var st unix.Stat_t
 		if err := unix.Fstat(fds.RawFD(r), &st); err != nil {
-			return child, err
+			return child, nil, err
 		}
 		j.pipes["pipe:"+strconv.FormatUint(st.Ino, 10)] = roles[i]
 		if i == 0 {
-			// The child's read end is closed once the job holds it; the
-			// node keeps its own, to take back unread input.
+			// The init keeps a read end of the input besides the
+			// job's, to give unread input back when the job moves.
 			fd, err := unix.FcntlInt(uintptr(fds.RawFD(r)), unix.F_DUPFD_CLOEXEC, 0)
 			if err != nil {
-				return child, os.NewSyscallError("dup", err)
+				return child, nil, os.NewSyscallError("dup", err)
 			}
-			unix.SetNonblock(fd, true)
-			j.stdinR = os.NewFile(uintptr(fd), "stdin")
-			files = append(files, j.stdinR)
-			j.stdinW, child[0] = w, r
+			held.StdinR = os.NewFile(uintptr(fd), "stdin")
+			files = append(files, held.StdinR)
+			held.StdinW, child[0] = w, r
 		} else {
-			j.out[i-1], child[i] = r, w
+			// A job that writes much output while no node reads its
+			// log still has room before it blocks.
+			unix.FcntlInt(uintptr(fds.RawFD(r)), unix.F_SETPIPE_SZ, pipeSize)
+			held.Out[i-1], child[i] = r, w
 		}
 	}
 	for i, name := range []string{"stdout", "stderr"} {
-		if j.logs[i], err = openLog(filepath.Join(dir, name)); err != nil {
-			return child, err
+		path := filepath.Join(dir, name)
+		if j.logs[i], err = openLog(path, true); err != nil {
+			return child, nil, err
 		}
+		n.logWatch.add(j.logs[i], path)
+		if held.Logs[i], err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+			return child, nil, err
+		}
+		files = append(files, held.Logs[i])
 	}
-	return child, nil
+	return child, held, nil
 }
 
-// startCopiers moves the job's output into its logs.
-func (j *localJob) startCopiers() {
-	for i := range 2 {
-		j.copiers.Add(1)
-		go func() {
-			defer j.copiers.Done()
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := j.out[i].Read(buf)
-				if n > 0 {
-					if werr := j.logs[i].append(buf[:n]); werr != nil {
-						j.n.log.Error("job log", "job", j.info.ID, "err", werr)
-					}
-				}
-				if err != nil {
-					if err == io.EOF {
-						j.logs[i].close()
-					}
-					return
-				}
-			}
-		}()
+// pipeSize is the capacity of a job's output pipes (the kernel's default
+// limit for unprivileged pipes, /proc/sys/fs/pipe-max-size).
+const pipeSize = 1 << 20
+
+// closeHeld closes the node's copies of what it gave an init.
+func closeHeld(child [3]*os.File, h *job.Held) {
+	for _, f := range child {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if h == nil {
+		return
+	}
+	for _, f := range []*os.File{h.StdinW, h.StdinR, h.Out[0], h.Out[1], h.Logs[0], h.Logs[1]} {
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 
-// drainOutput stops the copiers and takes every byte left in the output
-// pipes into the logs. The job must be frozen: then nothing more comes.
-func (j *localJob) drainOutput() error {
-	for i := range 2 {
-		j.out[i].SetReadDeadline(time.Unix(1, 0))
+// useInit takes the job's input ends from its init.
+func (j *localJob) useInit(in *job.Init) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.init = in
+	j.stdinW, j.stdinR = in.StdinW, in.StdinR
+	if in.StdinW == nil {
+		j.stdinEOF = true
 	}
-	j.copiers.Wait()
-	for i := range 2 {
-		j.out[i].SetReadDeadline(time.Time{})
-		n, err := unix.IoctlGetInt(fds.RawFD(j.out[i]), unix.TIOCINQ)
-		if err != nil {
-			return fmt.Errorf("drain %s: %w", roles[i+1], err)
-		}
-		if n > 0 {
-			b := make([]byte, n)
-			if _, err := io.ReadFull(j.out[i], b); err != nil {
-				return fmt.Errorf("drain %s: %w", roles[i+1], err)
-			}
-			if err := j.logs[i].append(b); err != nil {
-				return err
-			}
-		}
+}
+
+func (n *Node) jobDir(id string) string { return filepath.Join(n.cfg.StateDir, "jobs", id) }
+
+// drainOutput has the init take every byte left in the output pipes
+// into the logs. The job must be frozen: then nothing more comes.
+func (j *localJob) drainOutput(ctx context.Context) error {
+	if _, _, err := j.init.Sync(ctx); err != nil {
+		return fmt.Errorf("drain the job's output: %w", err)
+	}
+	for _, l := range j.logs {
+		l.changed()
 	}
 	return nil
 }
 
 // takeInput takes the input the job has not read yet out of its stdin.
 func (j *localJob) takeInput() ([]byte, error) {
+	if j.stdinR == nil {
+		return nil, nil
+	}
 	n, err := unix.IoctlGetInt(fds.RawFD(j.stdinR), unix.TIOCINQ)
 	if err != nil || n == 0 {
 		return nil, err
@@ -291,28 +305,29 @@ func (j *localJob) writeInput(p []byte, eof bool) error {
 		j.mu.Lock()
 		j.stdinEOF = true
 		j.mu.Unlock()
-		return j.stdinW.Close()
+		err := j.stdinW.Close()
+		// The init holds the input open too (for a node that restarts):
+		// it lets go, and the job reads EOF.
+		if j.init != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if cerr := j.init.CloseStdin(ctx); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+		return err
 	}
 	return nil
 }
 
 // watch follows the job's init until the job ends here.
 func (j *localJob) watch() {
+	exited := false
 	for ev := range j.init.Events() {
 		switch ev.Event {
 		case "exited":
-			j.mu.Lock()
-			if j.info.State != stateMoved && j.info.State != stateMigrating && j.info.State != stateLost {
-				ws := unix.WaitStatus(ev.Status)
-				j.info.State = stateExited
-				if ws.Signaled() {
-					j.info.Signal = unix.SignalName(ws.Signal())
-				} else {
-					code := ws.ExitStatus()
-					j.info.Exit = &code
-				}
-			}
-			j.mu.Unlock()
+			exited = true
+			j.exited(ev.Status)
 		case "error":
 			j.mu.Lock()
 			j.info.Error = ev.Error
@@ -320,9 +335,24 @@ func (j *localJob) watch() {
 		}
 	}
 	<-j.init.Done()
-	// The output ends when every writer is gone; the init was the last
-	// one that could hold them.
-	j.copiers.Wait()
+	if j.n.leaving.Load() {
+		// The node stops and leaves the job running: the next node on
+		// this state directory takes it back.
+		return
+	}
+	if !exited {
+		// The exit may have come between two connections: the init's
+		// record has it.
+		if e, err := job.ReadExit(j.exitPath()); err == nil && e.Error == "" {
+			j.exited(e.Status)
+		} else if err == nil {
+			j.mu.Lock()
+			if j.info.Error == "" {
+				j.info.Error = e.Error
+			}
+			j.mu.Unlock()
+		}
+	}
 	j.mu.Lock()
 	if j.info.State == stateMigrating {
 		// The migration decides: moved (the old copy was killed after
@@ -338,17 +368,44 @@ func (j *localJob) watch() {
 		}
 	}
 	j.mu.Unlock()
-	for _, l := range j.logs {
-		l.close()
-	}
-	j.closeFiles()
-	j.n.jobEnded(j)
+	j.end()
 }
+
+// exited records the job's end.
+func (j *localJob) exited(status int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.info.State == stateMoved || j.info.State == stateMigrating || j.info.State == stateLost {
+		return
+	}
+	ws := unix.WaitStatus(status)
+	j.info.State = stateExited
+	if ws.Signaled() {
+		j.info.Signal = unix.SignalName(ws.Signal())
+	} else {
+		code := ws.ExitStatus()
+		j.info.Exit = &code
+	}
+}
+
+// end closes what the node holds of a job that ended here, and records it.
+func (j *localJob) end() {
+	for _, l := range j.logs {
+		if l != nil {
+			l.close()
+		}
+	}
+	j.n.forgetLogs(j)
+	j.closeFiles()
+	j.n.saveJob(j)
+}
+
+func (j *localJob) exitPath() string { return filepath.Join(j.n.jobDir(j.info.ID), "exit") }
 
 func (j *localJob) closeFiles() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for _, f := range []*os.File{j.stdinR, j.stdinW, j.out[0], j.out[1]} {
+	for _, f := range []*os.File{j.stdinR, j.stdinW} {
 		if f != nil {
 			f.Close()
 		}

@@ -52,7 +52,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 			return nil, err
 		}
 		nc := Config{ID: id, Listen: addr, StateDir: filepath.Join(cfg.Dir, id), PKIDir: filepath.Join(cfg.Dir, "pki"),
-			Exe: cfg.Exe, Log: cfg.Log}
+			Exe: cfg.Exe, Log: cfg.Log, StopJobs: true}
 		if first != "" {
 			nc.Join = []string{first}
 		} else {
@@ -116,7 +116,8 @@ func (l *Local) waitMembers(ctx context.Context) error {
 	}
 }
 
-// Stop ends every node (and with them their jobs) and waits for them.
+// Stop ends every node (and with them their jobs: a local cluster's
+// nodes are started with StopJobs) and waits for them.
 func (l *Local) Stop() {
 	l.cancel()
 	l.wg.Wait()

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ferry/internal/agent"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
@@ -173,6 +175,11 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	if req.To == n.cfg.ID {
 		return nil, fmt.Errorf("job %s already runs on %s", j.info.ID, req.To)
 	}
+	n.inFlight.Add(1)
+	defer n.inFlight.Done()
+	if n.stopping.Load() {
+		return nil, fmt.Errorf("migrate job %s: node %s: %w", j.info.ID, n.cfg.ID, errStopping)
+	}
 	if _, err := n.peerURL(req.To); err != nil {
 		return nil, err
 	}
@@ -193,6 +200,25 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	return n.newOutgoing(j, req, mode, progress).run(ctx)
 }
 
+// stopForCommit queues SIGSTOP for every process of the frozen job (not
+// for its agent): they stay frozen under the agent's ptrace, and stop
+// instead of running if the agent dies. It returns them, for SIGCONT.
+func (n *Node) stopForCommit(j *localJob, ag *agentProc) ([]int, error) {
+	pids, err := job.Members(j.init.NSPath(), ag.cmd.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("list the job's processes: %w", err)
+	}
+	for _, pid := range pids {
+		if err := unix.Kill(pid, unix.SIGSTOP); err != nil && !errors.Is(err, unix.ESRCH) {
+			for _, p := range pids {
+				unix.Kill(p, unix.SIGCONT)
+			}
+			return nil, fmt.Errorf("stop pid %d for the commit: %w", pid, err)
+		}
+	}
+	return pids, nil
+}
+
 // handleIncoming prepares this node to receive a job: a job init awaiting
 // the restore in fresh namespaces, new stdio, and a receiving agent.
 func (n *Node) handleIncoming(w http.ResponseWriter, r *http.Request) {
@@ -211,6 +237,9 @@ func (n *Node) handleIncoming(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	id := req.Info.ID
+	if n.stopping.Load() {
+		return "", fmt.Errorf("node %s: %w", n.cfg.ID, errStopping)
+	}
 	n.mu.Lock()
 	if old := n.jobs[id]; old != nil {
 		st := old.snapshot().State
@@ -228,6 +257,8 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	n.jobs[id] = j
 	delete(n.committed, id)
 	n.mu.Unlock()
+	// Until the arrival is decided (fail, or followIncoming).
+	n.inFlight.Add(1)
 	fail := func(err error) (string, error) {
 		n.mu.Lock()
 		if n.jobs[id] == j {
@@ -235,40 +266,40 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		}
 		n.mu.Unlock()
 		j.closeFiles()
+		n.forgetLogs(j)
+		n.forgetJob(id)
+		n.setPhase(migrationRecord{Job: id})
+		n.inFlight.Done()
 		return "", err
 	}
-	child, err := n.newPipes(j)
+	child, held, err := n.newPipes(j)
 	if err != nil {
 		return fail(err)
 	}
-	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID, Scratch: n.cfg.Scratch})
+	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID, Scratch: n.cfg.Scratch,
+		Control: n.controlPath(id), ExitFile: j.exitPath(), Held: held})
+	closeHeld([3]*os.File{}, held)
 	if err != nil {
-		for _, f := range child {
-			f.Close()
-		}
+		closeHeld(child, nil)
 		return fail(err)
 	}
-	j.mu.Lock()
-	j.init = in
-	j.mu.Unlock()
+	j.useInit(in)
+	n.saveJob(j)
 	host, _, _ := net.SplitHostPort(n.cfg.Listen)
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	ag, err := n.startAgent(in.NSPath(), "recv", []string{"--listen", net.JoinHostPort(host, "0")}, child[:]...)
-	for _, f := range child {
-		f.Close()
-	}
+	ag, err := n.startAgent(in.NSPath(), "recv", []string{"--listen", net.JoinHostPort(host, "0"),
+		"--control", n.controlPath(id)}, child[:]...)
+	closeHeld(child, nil)
 	if err != nil {
 		in.Kill()
 		return fail(err)
 	}
-	j.startCopiers()
 	if req.StdinEOF {
-		j.mu.Lock()
-		j.stdinEOF = true
-		j.mu.Unlock()
-		j.stdinW.Close()
+		if err := j.writeInput(nil, true); err != nil {
+			n.log.Warn("close the arriving job's input", "job", id, "err", err)
+		}
 	}
 	ev, err := ag.Next()
 	if err == nil && ev.Kind != agent.Listening {
@@ -286,7 +317,11 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	}
 	n.migrationJournal().record(phaseRecord{Job: id, Peer: req.Info.Node, Phase: inPrepared})
 	j.expectArrival()
-	n.goBg(func() { n.followIncoming(j, req.Info.Node, ag, n.migrationJournal()) })
+	n.goBg(func() {
+		defer n.inFlight.Done()
+		n.followIncoming(j, req.Info.Node, ag, n.migrationJournal())
+	})
+	n.crashPoint("die-prepared")
 	return ev.Addr, nil
 }
 
@@ -327,6 +362,7 @@ func (n *Node) followIncoming(j *localJob, from string, ag receivingAgent, jr jo
 		case agent.Released:
 			// The job runs here from now on, whatever the agent's fate.
 			released = true
+			n.crashPoint("die-released")
 			j.mu.Lock()
 			j.info.State = stateRunning
 			j.resolvedOK = true
@@ -335,6 +371,8 @@ func (n *Node) followIncoming(j *localJob, from string, ag receivingAgent, jr jo
 			n.committed[id] = true
 			delete(n.moved, id)
 			n.mu.Unlock()
+			n.forgetMoved(id)
+			n.saveJob(j)
 			close(j.resolved)
 			phase(inReleased)
 			if j.init != nil {
@@ -390,6 +428,9 @@ func (n *Node) followIncoming(j *localJob, from string, ag receivingAgent, jr jo
 		}
 		n.mu.Unlock()
 		j.closeFiles()
+		n.forgetLogs(j)
+		n.forgetJob(id)
+		n.setPhase(migrationRecord{Job: id})
 		close(j.resolved)
 	}
 }

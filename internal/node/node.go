@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +38,7 @@ import (
 	"ferry/internal/cluster"
 	"ferry/internal/job"
 	"ferry/internal/pki"
+	"ferry/internal/store"
 )
 
 // Config configures a node.
@@ -58,7 +60,11 @@ type Config struct {
 	// Faults injects migration failures (tests): agent side "send" or
 	// "recv" → fault name.
 	Faults map[string]string
-	Log    *slog.Logger
+	// StopJobs: when the node stops, its jobs end too. By default they
+	// run on, and a node started on the same state directory takes them
+	// back (an upgrade, a restart).
+	StopJobs bool
+	Log      *slog.Logger
 }
 
 // Node is a running ferry daemon.
@@ -75,10 +81,23 @@ type Node struct {
 	// after the jobs are stopped. quit is closed when Run shuts down.
 	bg   sync.WaitGroup
 	quit chan struct{}
+	// leaving is set when the node stops and leaves its jobs running.
+	leaving atomic.Bool
+	// stopping is set when the node starts to stop: no migration starts
+	// then; inFlight counts those under way, which it lets finish.
+	stopping atomic.Bool
+	inFlight sync.WaitGroup
 
-	mu     sync.Mutex // guards the fields below
-	jobs   map[string]*localJob
-	nextID int
+	db       *store.DB // the node's state on disk
+	logWatch *logWatch
+	peers    peerCache // other nodes' jobs, as last seen
+
+	// settle are the migrations recover found at their commit, for Run
+	// to decide once the node is in the cluster again.
+	settle []func()
+
+	mu   sync.Mutex // guards the fields below
+	jobs map[string]*localJob
 	// moved remembers where jobs that left went, for routing.
 	moved map[string]string
 	// committed: jobs whose incoming migration committed here, by id.
@@ -154,11 +173,42 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// openState opens the node's store and the watch on its logs, and takes
+// back what a previous daemon on this state directory left: its jobs,
+// the migrations it was in.
+func (n *Node) openState() error {
+	db, err := store.Open(filepath.Join(n.cfg.StateDir, "node.db"))
+	if err != nil {
+		return err
+	}
+	n.db = db
+	if n.logWatch, err = newLogWatch(); err != nil {
+		n.log.Warn("job logs are polled", "err", err)
+	} else {
+		go n.logWatch.run()
+	}
+	return n.recover()
+}
+
+// closeState closes what openState opened.
+func (n *Node) closeState() {
+	if n.logWatch != nil {
+		n.logWatch.Close()
+	}
+	if n.db != nil {
+		n.db.Close()
+	}
+}
+
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
 
 // Run serves until ctx ends.
 func (n *Node) Run(ctx context.Context) error {
+	if err := n.openState(); err != nil {
+		return err
+	}
+	defer n.closeState()
 	// Orphans in this node's process tree (agents' leftovers) are reaped
 	// here, at once, instead of by the machine's init.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -175,7 +225,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	n.cl, err = cluster.New(cluster.Config{ID: n.cfg.ID, Addr: addr, RPC: addr, TLS: n.id, Log: n.log})
+	n.cl, err = cluster.New(cluster.Config{ID: n.cfg.ID, Addr: addr, RPC: addr, TLS: n.id, Log: n.log,
+		OnJoin: n.savePeer})
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
@@ -219,18 +270,26 @@ func (n *Node) Run(ctx context.Context) error {
 			go func() { defer wg.Done(); n.dispatch(ctx, c.(*tls.Conn), httpConns, peerLn.done) }()
 		}
 	}()
-	if len(n.cfg.Join) > 0 {
+	wg.Add(1)
+	go func() { defer wg.Done(); n.refreshPeers(ctx) }()
+	for _, f := range n.settle {
+		n.goBg(f)
+	}
+	n.settle = nil
+	// The seeds, and the members this node knew before it restarted.
+	join := append(append([]string{}, n.cfg.Join...), n.knownPeers()...)
+	if len(join) > 0 {
 		// The seeds may not be up yet: keep trying until one answers.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for attempt := 0; ; attempt++ {
-				_, err := n.cl.Join(n.cfg.Join)
+				_, err := n.cl.Join(join)
 				if err == nil {
 					return
 				}
 				if attempt%10 == 0 {
-					n.log.Warn("join", "seeds", n.cfg.Join, "err", err)
+					n.log.Warn("join", "seeds", join, "err", err)
 				}
 				select {
 				case <-time.After(300 * time.Millisecond):
@@ -242,6 +301,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("node running", "listen", addr, "socket", n.cfg.Socket)
 	<-ctx.Done()
+	n.stopping.Store(true)
+	n.finishMigrations(migrationGrace)
 	n.cl.Leave(time.Second)
 	ln.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -256,6 +317,30 @@ func (n *Node) Run(ctx context.Context) error {
 	n.waitBackground(bgWait)
 	return nil
 }
+
+// migrationGrace bounds how long a stopping node lets the migrations under
+// way finish (those still running after it settle when the node is back).
+const migrationGrace = 60 * time.Second
+
+// finishMigrations waits for the migrations under way, for d at most.
+func (n *Node) finishMigrations(d time.Duration) {
+	done := make(chan struct{})
+	go func() { n.inFlight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	n.log.Info("stopping: letting the migrations under way finish", "at most", d)
+	select {
+	case <-done:
+	case <-time.After(d):
+		n.log.Warn("stopping with migrations under way; the next node on this state directory settles them")
+	}
+}
+
+// errStopping refuses a migration while the node stops.
+var errStopping = errors.New("the node is stopping")
 
 // bgWait bounds how long Run waits for the node's goroutines once the
 // jobs are killed: they end when the jobs' inits and agents are gone.
@@ -353,26 +438,42 @@ func (n *Node) checkCaller(h http.Handler) http.Handler {
 	})
 }
 
-// stopJobs ends every job here when the node stops: their inits die with
-// the node anyway (Pdeathsig).
+// stopJobs lets go of every job here when the node stops: they run on
+// (their inits hold their stdio and record their exit) unless the node
+// was told to stop them.
 func (n *Node) stopJobs() {
+	if !n.cfg.StopJobs {
+		n.leaving.Store(true)
+	}
 	n.mu.Lock()
 	jobs := make([]*localJob, 0, len(n.jobs))
 	for _, j := range n.jobs {
 		jobs = append(jobs, j)
 	}
 	n.mu.Unlock()
+	running := 0
 	for _, j := range jobs {
 		j.mu.Lock()
 		in := j.init
 		j.mu.Unlock()
-		if in != nil {
-			in.Kill()
+		if in == nil {
+			continue
 		}
+		if n.cfg.StopJobs {
+			in.Kill()
+			continue
+		}
+		select {
+		case <-in.Done():
+		default:
+			running++
+		}
+		in.Detach()
+	}
+	if running > 0 {
+		n.log.Info("jobs keep running; a node started on this state directory takes them back", "jobs", running)
 	}
 }
-
-func (n *Node) jobEnded(j *localJob) {}
 
 // closeOnExecAll marks every descriptor above stderr close-on-exec.
 func closeOnExecAll() {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ferry/internal/agent"
 	"ferry/internal/migrate"
 )
@@ -40,6 +42,7 @@ const (
 	outPrepared     migPhase = "out-prepared"      // the destination waits, its agent listens
 	outLogSent      migPhase = "out-log-sent"      // the log so far is at the destination
 	outAgentStarted migPhase = "out-agent-started" // the sending agent runs
+	outStopped      migPhase = "out-stopped"       // frozen and stopped (SIGSTOP queued): the commit point
 	outCarried      migPhase = "out-carried"       // frozen; the last output and the unread input are at the destination
 	outResolving    migPhase = "out-resolving"     // the commit's answer was lost: asking the destination
 	outCommitted    migPhase = "out-committed"     // the new copy runs at the destination
@@ -60,7 +63,12 @@ const (
 type phaseRecord struct {
 	Job   string
 	Peer  string // the other node
+	Mode  string
 	Phase migPhase
+	// Stopped and Carried (the source, from the commit point): the job's
+	// processes stopped for the commit, the input taken from the job.
+	Stopped []int
+	Carried []byte
 }
 
 // journal records the phases of the node's migrations, one call per step
@@ -75,7 +83,12 @@ type nopJournal struct{}
 func (nopJournal) record(phaseRecord) {}
 
 // migrationJournal is where the node records migration phases.
-func (n *Node) migrationJournal() journal { return nopJournal{} }
+func (n *Node) migrationJournal() journal {
+	if n.db == nil {
+		return nopJournal{}
+	}
+	return storeJournal{n}
+}
 
 // destination is the destination node, as the source's steps call it.
 type destination interface {
@@ -136,11 +149,18 @@ type outgoing struct {
 	start    func(args []string) (sendingAgent, error)
 	journal  journal
 	progress func(migrate.Progress)
+	// stop queues SIGSTOP for the frozen job's processes at the commit
+	// point (nil: nothing to stop, as in tests), so that they stay
+	// stopped, not running, should the agent die; it returns them.
+	stop func() ([]int, error)
+	// fault is the node's crash point hook (crashPoint).
+	fault func(point string)
 
 	info    JobInfo
 	sentLog [2]int64 // the log offsets the destination has
 	drained bool     // the output copiers are stopped
 	carried []byte   // the unread input, taken at before-commit
+	stopped []int    // the job's processes stopped at the commit point
 	// carriedOK: the final carry reached the destination and the agent
 	// was told to go on, so it may have sent the commit.
 	carriedOK bool
@@ -160,13 +180,29 @@ func (n *Node) newOutgoing(j *localJob, req MigrateRequest, mode migrate.Mode, p
 		ns = j.init.NSPath()
 		o.stdio = localStdio{j}
 	}
-	o.start = func(args []string) (sendingAgent, error) { return n.startAgent(ns, "send", args) }
+	var ag *agentProc
+	o.start = func(args []string) (sendingAgent, error) {
+		a, err := n.startAgent(ns, "send", args)
+		ag = a
+		return a, err
+	}
+	if j.init != nil {
+		o.stop = func() ([]int, error) { return n.stopForCommit(j, ag) }
+	}
+	o.fault = n.crashPoint
 	return o
 }
 
 func (o *outgoing) phase(p migPhase) {
 	o.log.Debug("migration phase", "phase", p)
-	o.journal.record(phaseRecord{Job: o.j.info.ID, Peer: o.req.To, Phase: p})
+	o.journal.record(phaseRecord{Job: o.j.info.ID, Peer: o.req.To, Mode: string(o.mode), Phase: p,
+		Stopped: o.stopped, Carried: o.carried})
+}
+
+func (o *outgoing) crashPoint(point string) {
+	if o.fault != nil {
+		o.fault(point)
+	}
 }
 
 // run is the migration, from the running job to moved or rolled back.
@@ -180,6 +216,9 @@ func (o *outgoing) run(ctx context.Context) (*migrate.Report, error) {
 	err = o.steps(ctx, eof)
 	if o.committed {
 		return o.finish(ctx)
+	}
+	if errors.Is(err, migrate.ErrCommitUnknown) && len(o.stopped) > 0 {
+		return o.undecided(err)
 	}
 	if ctx.Err() != nil {
 		err = migrate.Mark(err, migrate.ErrCancelled)
@@ -256,6 +295,7 @@ func (o *outgoing) startAgent(addr string) (sendingAgent, error) {
 		return nil, err
 	}
 	o.phase(outAgentStarted)
+	o.crashPoint("die-sending")
 	return ag, nil
 }
 
@@ -317,7 +357,19 @@ func (o *outgoing) handle(ctx context.Context, ag sendingAgent, ev agent.Event) 
 		}
 	case agent.BeforeCommit:
 		ans := agent.Answer{To: agent.BeforeCommit}
-		if err := o.beforeCommit(ctx); err != nil {
+		err := o.beforeCommit(ctx)
+		if err == nil && o.stop != nil {
+			// The commit point. Should this node die from here on, the
+			// new copy may run: a pending SIGSTOP keeps the old one
+			// stopped (not running) whatever its agent does, and the
+			// phase on disk tells the next node to settle it.
+			o.stopped, err = o.stop()
+			if err == nil {
+				o.phase(outStopped)
+				o.crashPoint("die-committing")
+			}
+		}
+		if err != nil {
 			ans.Err = agent.EncodeError(err)
 		}
 		if err := ag.Answer(ans); err != nil {
@@ -414,6 +466,7 @@ func (o *outgoing) commit(rep *migrate.Report) {
 	o.committed = true
 	o.j.movedTo(o.req.To)
 	o.phase(outCommitted)
+	o.crashPoint("die-committed")
 }
 
 // finish ends the old copy after the commit and completes the report.
@@ -455,6 +508,11 @@ func (o *outgoing) rollback(err error) (*migrate.Report, error) {
 		o.stdio.restartCopiers()
 		o.drained = false
 	}
+	// The agent resumed it; the pending SIGSTOP stopped it again.
+	for _, pid := range o.stopped {
+		unix.Kill(pid, unix.SIGCONT)
+	}
+	o.stopped = nil
 	running := o.j.resumeHere()
 	o.phase(outRolledBack)
 	rep := o.rep
@@ -465,6 +523,21 @@ func (o *outgoing) rollback(err error) (*migrate.Report, error) {
 		err = migrate.Mark(err, migrate.ErrResumed)
 	}
 	o.log.Warn("migration failed; the job runs on here", "err", err, "running", running)
+	return rep, err
+}
+
+// undecided: the commit was sent and nobody can say yet whether the new
+// copy runs. The old copy stays stopped, the job migrating, until the
+// destination answers (settleOut, in the background).
+func (o *outgoing) undecided(err error) (*migrate.Report, error) {
+	m := migrationRecord{Job: o.info.ID, Out: true, Peer: o.req.To, Mode: string(o.mode), Phase: outResolving,
+		Stopped: o.stopped, Carried: o.carried}
+	o.log.Warn("commit outcome unknown; the job stays stopped until the destination answers", "err", err)
+	o.n.goBg(func() { o.n.settleOut(o.j, m) })
+	rep := o.rep
+	if rep == nil {
+		rep = &migrate.Report{Job: o.info.ID, Mode: o.mode}
+	}
 	return rep, err
 }
 
@@ -493,6 +566,8 @@ func (j *localJob) movedTo(to string) {
 	j.n.mu.Lock()
 	j.n.moved[j.info.ID] = to
 	j.n.mu.Unlock()
+	j.n.saveMoved(j.info.ID, to)
+	j.n.saveJob(j)
 }
 
 // endMoved removes what is left of a job that moved away.
@@ -504,7 +579,7 @@ func (j *localJob) endMoved() {
 		if j.init != nil {
 			<-j.init.Done()
 		}
-		j.closeFiles()
+		j.end()
 	})
 }
 
@@ -529,10 +604,7 @@ func (j *localJob) resumeHere() bool {
 	j.info.State = stateLost
 	j.info.Error = "the job ended during a failed migration"
 	j.mu.Unlock()
-	for _, l := range j.logs {
-		l.close()
-	}
-	j.closeFiles()
+	j.end()
 	return false
 }
 
@@ -540,9 +612,16 @@ func (j *localJob) resumeHere() bool {
 type localStdio struct{ j *localJob }
 
 func (s localStdio) logSpan(i int, from int64) ([]byte, int64, error) { return s.j.logs[i].span(from) }
-func (s localStdio) drain() error                                     { return s.j.drainOutput() }
 func (s localStdio) takeInput() ([]byte, error)                       { return s.j.takeInput() }
-func (s localStdio) restartCopiers()                                  { s.j.startCopiers() }
+
+// restartCopiers: nothing to do; the job's init copies its output.
+func (s localStdio) restartCopiers() {}
+
+func (s localStdio) drain() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.j.drainOutput(ctx)
+}
 
 func (s localStdio) inputClosed() bool {
 	s.j.mu.Lock()

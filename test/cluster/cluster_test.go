@@ -69,6 +69,8 @@ type testCluster struct {
 	dir   string
 	nodes map[string]*exec.Cmd
 	port  map[string]int
+	// bin, if set, is the ferry binary nodes start from (an upgrade).
+	bin string
 }
 
 var nextPort = 17500 + os.Getpid()%1000*10
@@ -121,8 +123,12 @@ func (c *testCluster) startNode(id string, faults []string) {
 	for _, f := range faults {
 		args = append(args, "--fault", f)
 	}
-	cmd := exec.Command(ferryBin, args...)
-	logf, _ := os.Create(filepath.Join(c.dir, id+".log"))
+	bin := ferryBin
+	if c.bin != "" {
+		bin = c.bin
+	}
+	cmd := exec.Command(bin, args...)
+	logf, _ := os.OpenFile(filepath.Join(c.dir, id+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -143,11 +149,51 @@ func (c *testCluster) stop() {
 			<-done
 		}
 	}
+	c.nodes = map[string]*exec.Cmd{}
+	// Jobs outlive their nodes: end what this cluster left running.
+	killInits(c.dir)
 	if c.t.Failed() {
-		for id := range c.nodes {
+		for _, id := range []string{"n1", "n2", "n3"} {
 			b, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
 			c.t.Logf("log of %s:\n%s", id, tail(string(b), 40))
 		}
+	}
+}
+
+// killInits kills the job inits (and so their jobs) whose control sockets
+// are under dir.
+func killInits(dir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 3 && args[1] == "jobinit" && args[2] == "--control" && strings.HasPrefix(args[3], dir+"/") {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	// Wait for them to go (their namespaces end with them).
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		left := false
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(b), dir+"/") && strings.Contains(string(b), "jobinit") {
+				if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !strings.Contains(string(st), ") Z") {
+					left = true
+				}
+			}
+		}
+		if !left {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -196,6 +242,7 @@ type jobInfo struct {
 	State      string `json:"state"`
 	Migrations int    `json:"migrations"`
 	Signal     string `json:"signal"`
+	Exit       *int   `json:"exit"`
 	Error      string `json:"error"`
 }
 

@@ -49,6 +49,8 @@ func TestMigrationFaults(t *testing.T) {
 				before := checkOutput(t, c.logs("n1", job), false)
 				c.waitTicks("n1", job, before+5)
 				if n := copiesSettled(t, 1); n != 1 {
+					out, _ := exec.Command("ps", "-eo", "pid,ppid,stat,pidns,args").CombinedOutput()
+					t.Logf("processes:\n%s", out)
 					t.Fatalf("%d copies of the job run after %s", n, tc.fault)
 				}
 				j := c.ps("n2")[job]
