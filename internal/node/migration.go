@@ -257,8 +257,6 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	n.jobs[id] = j
 	delete(n.committed, id)
 	n.mu.Unlock()
-	// Until the arrival is decided (fail, or followIncoming).
-	n.inFlight.Add(1)
 	fail := func(err error) (string, error) {
 		n.mu.Lock()
 		if n.jobs[id] == j {
@@ -269,7 +267,6 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		n.forgetLogs(j)
 		n.forgetJob(id)
 		n.setPhase(migrationRecord{Job: id})
-		n.inFlight.Done()
 		return "", err
 	}
 	child, held, err := n.newPipes(j)
@@ -317,10 +314,7 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	}
 	n.migrationJournal().record(phaseRecord{Job: id, Peer: req.Info.Node, Phase: inPrepared})
 	j.expectArrival()
-	n.goBg(func() {
-		defer n.inFlight.Done()
-		n.followIncoming(j, req.Info.Node, ag, n.migrationJournal())
-	})
+	n.goBg(func() { n.followIncoming(j, req.Info.Node, ag, n.migrationJournal()) })
 	n.crashPoint("die-prepared")
 	return ev.Addr, nil
 }

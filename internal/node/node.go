@@ -84,7 +84,9 @@ type Node struct {
 	// leaving is set when the node stops and leaves its jobs running.
 	leaving atomic.Bool
 	// stopping is set when the node starts to stop: no migration starts
-	// then; inFlight counts those under way, which it lets finish.
+	// then; inFlight counts those under way from here, which it lets
+	// finish. (Arrivals are not waited for: the source decides them, and
+	// one not yet committed ends with the node's connection to its init.)
 	stopping atomic.Bool
 	inFlight sync.WaitGroup
 

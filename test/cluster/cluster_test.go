@@ -197,6 +197,24 @@ func killInits(dir string) {
 	}
 }
 
+// killMachine switches node id's machine off: its daemon, the jobs it
+// ran and its migration agents, which otherwise outlive the daemon.
+func (c *testCluster) killMachine(id string) {
+	c.kill(id)
+	killInits(filepath.Join(c.dir, id))
+	mark := filepath.Join(c.dir, id) + "\x00"
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(b), "\x00agent\x00") && strings.Contains(string(b), mark) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
 // kill ends a node at once, as a crash would.
 func (c *testCluster) kill(id string) {
 	cmd := c.nodes[id]

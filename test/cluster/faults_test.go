@@ -126,9 +126,10 @@ func testSourceNodeGone(t *testing.T, mode string) {
 	checkOutput(t, c.logs("n3", job), true)
 }
 
-// TestPostcopySourceGone switches the source node off while a postcopy
-// push is under way: the job cannot get the rest of its memory, and the
-// user is told so plainly (ferry ps: lost, with the reason).
+// TestPostcopySourceGone switches the source machine off (its daemon and
+// its migration agent, which outlives a daemon that merely dies) while a
+// postcopy push is under way: the job cannot get the rest of its memory,
+// and the user is told so plainly (ferry ps: lost, with the reason).
 func TestPostcopySourceGone(t *testing.T) {
 	for attempt, mib := range []int{256, 512, 768} {
 		c := startCluster(t, 2, nil)
@@ -153,7 +154,7 @@ func TestPostcopySourceGone(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		c.kill("n1")
+		c.killMachine("n1")
 		mig.Wait()
 		var j jobInfo
 		for {

@@ -66,7 +66,9 @@ func TestNodeCrashJobsRunOn(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // b ends, a goes on printing, no daemon on n1
 	c.startNode("n1", nil)
-	c.waitNode("n1", 3)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		c.waitNode(id, 3)
+	}
 	j := c.waitState("n1", a, "running")
 	if j.Node != "n1" {
 		t.Fatalf("after the restart: %+v", j)
@@ -156,7 +158,9 @@ func TestNodeUpgradeInPlace(t *testing.T) {
 // TestNodeCrashInMigration kills a node daemon (SIGKILL, the node's own
 // fault point) in each phase of a migration, on either side, restarts
 // it, and checks the transaction: exactly one copy runs, where the phase
-// says, its output continuous; ps agrees on every node.
+// says, its output continuous; ps agrees on every node. (With postcopy,
+// a source daemon that dies after the commit does not take the job's
+// memory with it: its agent outlives it and finishes the push.)
 func TestNodeCrashInMigration(t *testing.T) {
 	cases := []struct {
 		node, fault string
@@ -168,7 +172,7 @@ func TestNodeCrashInMigration(t *testing.T) {
 		{"n2", "die-prepared", false},   // destination, prepared
 		{"n2", "die-released", true},    // destination, the new copy just released
 	}
-	for _, mode := range []string{"freeze", "precopy"} {
+	for _, mode := range []string{"freeze", "precopy", "postcopy"} {
 		for _, tc := range cases {
 			t.Run(mode+"/"+tc.node+"-"+tc.fault, func(t *testing.T) {
 				c := startCluster(t, 2, map[string][]string{tc.node: {"node=" + tc.fault}})
