@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -27,8 +30,9 @@ type Event struct {
 // InitMain is the body of `ferry jobinit`. With args, it starts them as the
 // job (in a session of their own) and waits for them; with mainPID > 0 and
 // no args it waits for a job that a migration agent restores with that
-// PID. It never returns.
-func InitMain(mainPID int, scratch string, args []string) {
+// PID. With cred, the job's command runs as cred with no new privileges.
+// It never returns.
+func InitMain(mainPID int, scratch string, cred *Cred, args []string) {
 	// The report pipe must not leak into the job: it would be an fd the
 	// job holds that leads outside it.
 	unix.CloseOnExec(3)
@@ -69,6 +73,11 @@ func InitMain(mainPID int, scratch string, args []string) {
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if cred != nil {
+			if err := dropTo(cmd, cred); err != nil {
+				fail(err)
+			}
+		}
 		if err := cmd.Start(); err != nil {
 			fail(fmt.Errorf("start %s: %w", args[0], err))
 		}
@@ -123,12 +132,58 @@ func waitChild() {
 	<-c
 }
 
-// InitMainArgs parses `jobinit [--main PID] [--] CMD ARGS` and runs
-// InitMain.
+// dropTo makes cmd start as cred, with no new privileges. no_new_privs is
+// a thread's attribute, inherited at fork: the calling goroutine stays on
+// its thread (this init does nothing else afterwards) so that cmd is
+// forked from the thread that has it. The working directory is entered
+// again as cred, so that one it may not enter is refused.
+func dropTo(cmd *exec.Cmd, cred *Cred) error {
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: cred.Groups}
+	if wd, err := os.Getwd(); err == nil {
+		cmd.Dir = wd
+	}
+	return nil
+}
+
+// InitMainArgs parses `jobinit [--main PID] [--scratch DIR] [--uid U --gid G
+// --groups G,G] [--] CMD ARGS` and runs InitMain.
 func InitMainArgs(args []string) {
 	mainPID, scratch := 0, ""
+	var cred *Cred
+	id := func(s string) uint32 {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "jobinit: bad id %q\n", s)
+			os.Exit(2)
+		}
+		return uint32(v)
+	}
 	for len(args) > 0 {
 		switch args[0] {
+		case "--uid", "--gid", "--groups":
+			if len(args) > 1 {
+				if cred == nil {
+					cred = &Cred{}
+				}
+				switch args[0] {
+				case "--uid":
+					cred.UID = id(args[1])
+				case "--gid":
+					cred.GID = id(args[1])
+				default:
+					for _, g := range strings.Split(args[1], ",") {
+						if g != "" {
+							cred.Groups = append(cred.Groups, id(g))
+						}
+					}
+				}
+				args = args[2:]
+				continue
+			}
 		case "--scratch":
 			if len(args) > 1 {
 				scratch = args[1]
@@ -146,7 +201,7 @@ func InitMainArgs(args []string) {
 		}
 		break
 	}
-	InitMain(mainPID, scratch, args)
+	InitMain(mainPID, scratch, cred, args)
 }
 
 // parkPIDs moves this PID namespace's next PID near the top of the range.

@@ -29,6 +29,27 @@ type InitSpec struct {
 	// Scratch is the node's scratch directory, bound at ScratchMount in
 	// the job's mount namespace.
 	Scratch string
+	// Cred, if set, is who the job's command runs as, with no new
+	// privileges; the init itself stays root. Nil: as the init.
+	Cred *Cred
+}
+
+// Cred is a job command's identity: its uid, gid and supplementary
+// groups. The command also runs with PR_SET_NO_NEW_PRIVS: no setuid
+// binary or file capability gives it more than it has.
+type Cred struct {
+	UID, GID uint32
+	Groups   []uint32
+}
+
+// args are the jobinit flags that carry c.
+func (c *Cred) args() []string {
+	gs := make([]string, len(c.Groups))
+	for i, g := range c.Groups {
+		gs[i] = strconv.FormatUint(uint64(g), 10)
+	}
+	return []string{"--uid", strconv.FormatUint(uint64(c.UID), 10), "--gid", strconv.FormatUint(uint64(c.GID), 10),
+		"--groups", strings.Join(gs, ",")}
 }
 
 // Init is a running job init, seen from the node.
@@ -53,6 +74,9 @@ func StartInit(spec InitSpec) (*Init, error) {
 	}
 	if spec.MainPID > 0 {
 		args = append(args, "--main", strconv.Itoa(spec.MainPID))
+	}
+	if spec.Cred != nil {
+		args = append(args, spec.Cred.args()...)
 	}
 	args = append(args, "--")
 	args = append(args, spec.Args...)
