@@ -138,6 +138,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	fault := fs.String("fault", "", "inject a failure (tests)")
 	verbose := fs.Bool("verbose", false, "log what the agent does to stderr (the node's log)")
 	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
+	owner := fs.String("owner", "", "recv: uid:gid:group,... of the job's owner, when not root")
 	to := fs.String("to", "", "send: the receiving agent's address")
 	pid := fs.Int("pid", 0, "send: the job's main PID, in its namespace")
 	mode := fs.String("mode", "freeze", "send: freeze, precopy or postcopy")
@@ -177,7 +178,11 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	defer t.Close()
 	switch args[0] {
 	case "recv":
-		return agentRecv(ctx, aio, id, t, *listen, *fault, hasher, fileCache, log)
+		rules, err := parseFileRules(*owner, *stateDir)
+		if err != nil {
+			return err
+		}
+		return agentRecv(ctx, aio, id, t, *listen, *fault, hasher, fileCache, rules, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -194,7 +199,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, listen, fault string, hasher *files.Hasher, fileCache string, rules fileRules, log *slog.Logger) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(alpnMigrate))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -262,6 +267,8 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		Fault:     fault,
 		Hasher:    hasher,
 		FileCache: fileCache,
+		Owner:     rules.owner,
+		Forbidden: rules.forbidden,
 	}
 	res, err := migrate.Receive(ctx, t, c, opts)
 	if err != nil {

@@ -120,8 +120,7 @@ func (n *Node) startAgent(nsPath, side string, args []string, files ...*os.File)
 // lines, then the report, to the caller.
 func (n *Node) handleMigrate(w http.ResponseWriter, r *http.Request, j *localJob) {
 	var req MigrateRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -244,15 +243,8 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 		ns = j.init.NSPath()
 		// The log so far goes ahead, while the job runs; the frozen
 		// window only carries what came after.
-		c := &carry{}
 		var err error
-		if c.Stdout, sentLog[0], err = j.logs[0].span(0); err == nil {
-			c.Stderr, sentLog[1], err = j.logs[1].span(0)
-		}
-		if err == nil {
-			err = n.call(ctx, req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
-		}
-		if err != nil {
+		if sentLog, err = n.sendLogAhead(ctx, req.To, j); err != nil {
 			return nil, fmt.Errorf("send the job's log to %s: %w", req.To, err)
 		}
 	}
@@ -286,7 +278,7 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 			c, err := n.collectCarry(j, &drained, &carried, sentLog)
 			if err == nil && (len(c.Stdout) > 0 || len(c.Stderr) > 0 || len(c.Stdin) > 0 || c.StdinEOF) {
 				// (Nothing new to hand over: no round trip in the freeze.)
-				err = n.call(context.WithoutCancel(ctx), req.To, "POST", "/v1/jobs/"+info.ID+"/carry", c, nil)
+				err = n.sendCarry(context.WithoutCancel(ctx), req.To, info.ID, c)
 			}
 			if err != nil {
 				ans = agentCommand{Error: err.Error()}
@@ -411,8 +403,7 @@ func (n *Node) collectCarry(j *localJob, drained *bool, carried *[]byte, sent [2
 // the restore in fresh namespaces, new stdio, and a receiving agent.
 func (n *Node) handleIncoming(w http.ResponseWriter, r *http.Request) {
 	var req incomingRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	addr, err := n.prepareIncoming(req)
@@ -469,7 +460,11 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	ag, err := n.startAgent(in.NSPath(), "recv", []string{"--listen", net.JoinHostPort(host, "0")}, child[:]...)
+	recvArgs := []string{"--listen", net.JoinHostPort(host, "0")}
+	if o := ownerFlag(info); o != "" {
+		recvArgs = append(recvArgs, "--owner", o)
+	}
+	ag, err := n.startAgent(in.NSPath(), "recv", recvArgs, child[:]...)
 	for _, f := range child {
 		f.Close()
 	}
@@ -623,8 +618,7 @@ func (n *Node) handleCarry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var c carry
-	if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &c) {
 		return
 	}
 	if err := j.logs[0].writeAt(c.OutFrom, c.Stdout); err != nil {

@@ -31,6 +31,9 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	id := fmt.Sprintf("%s-%d", n.cfg.ID, n.nextID)
 	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
 		Cmd: req.Cmd, State: stateStarting, Started: time.Now(), Owner: owner, OwnerName: userName(owner)}}
+	if cred != nil {
+		j.info.OwnerGID, j.info.OwnerGroups = cred.GID, cred.Groups
+	}
 	n.jobs[id] = j
 	n.mu.Unlock()
 	fail := func(err error) (JobInfo, error) {
@@ -138,7 +141,7 @@ func (n *Node) adopt(pid int, c *Caller) (JobInfo, error) {
 	id := fmt.Sprintf("%s-%d", n.cfg.ID, n.nextID)
 	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
 		Cmd: cmd, PID: pid, NodePID: pid, State: stateRunning, Started: time.Now(), Adopted: true,
-		Owner: owner, OwnerName: userName(owner)}}
+		Owner: owner, OwnerName: userName(owner), OwnerGID: uint32(pi.GID[0]), OwnerGroups: ids32(pi.Groups)}}
 	n.jobs[id] = j
 	n.mu.Unlock()
 	dir := n.cfg.StateDir + "/jobs/" + id
@@ -254,3 +257,11 @@ func mayAdopt(c *Caller, pid int, p procIdentity) error {
 }
 
 var idKinds = [4]string{"real", "effective", "saved", "filesystem"}
+
+func ids32(ids []int) []uint32 {
+	out := make([]uint32, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, uint32(id))
+	}
+	return out
+}
