@@ -446,6 +446,12 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if err := giveStdio(child, info); err != nil {
+		for _, f := range child {
+			f.Close()
+		}
+		return fail(err)
+	}
 	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID, Scratch: n.cfg.Scratch})
 	if err != nil {
 		for _, f := range child {

@@ -54,16 +54,11 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 		env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"} // not the node's own environment
 	}
 	env = append(env, "FERRY_SCRATCH="+job.ScratchMount, "FERRY_JOB="+id)
-	if cred != nil {
-		// The job may reopen its own stdio (/dev/stdout, /proc/self/fd/1).
+	if err := giveStdio(child, j.info); err != nil {
 		for _, f := range child {
-			if err := f.Chown(int(cred.UID), int(cred.GID)); err != nil {
-				for _, f := range child {
-					f.Close()
-				}
-				return fail(fmt.Errorf("give the job's stdio to uid %d: %w", cred.UID, err))
-			}
+			f.Close()
 		}
+		return fail(err)
 	}
 	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, Args: req.Cmd, Stdin: child[0], Stdout: child[1],
 		Stderr: child[2], Dir: req.Dir, Env: env, Scratch: n.cfg.Scratch, Cred: cred})
@@ -264,4 +259,19 @@ func ids32(ids []int) []uint32 {
 		out = append(out, uint32(id))
 	}
 	return out
+}
+
+// giveStdio gives the job's ends of its standard streams to the job's
+// owner, so that it may reopen them (/dev/stdout, /proc/self/fd/1) as a
+// process of its own.
+func giveStdio(child [3]*os.File, info JobInfo) error {
+	if info.Owner == 0 {
+		return nil
+	}
+	for _, f := range child {
+		if err := f.Chown(int(info.Owner), int(info.OwnerGID)); err != nil {
+			return fmt.Errorf("give the job's stdio to uid %d: %w", info.Owner, err)
+		}
+	}
+	return nil
 }
