@@ -34,21 +34,32 @@ func (n *Node) sendLogAhead(ctx context.Context, to string, j *localJob) ([2]int
 	return off, nil
 }
 
-// sendCarry hands c to the destination: leading chunks of its streams in
-// requests that are not final, then the rest with c's input and flags.
+// sendCarry hands c to the destination in requests of at most
+// carryChunk bytes of each stream (splitCarry).
 func (n *Node) sendCarry(ctx context.Context, to, id string, c *carry) error {
-	rest := *c
-	for len(rest.Stdout) > carryChunk || len(rest.Stderr) > carryChunk {
-		part := &carry{OutFrom: rest.OutFrom, ErrFrom: rest.ErrFrom}
-		k := min(len(rest.Stdout), carryChunk)
-		part.Stdout, rest.Stdout, rest.OutFrom = rest.Stdout[:k], rest.Stdout[k:], rest.OutFrom+int64(k)
-		k = min(len(rest.Stderr), carryChunk)
-		part.Stderr, rest.Stderr, rest.ErrFrom = rest.Stderr[:k], rest.Stderr[k:], rest.ErrFrom+int64(k)
+	for _, part := range splitCarry(c, carryChunk) {
 		if err := n.call(ctx, to, "POST", "/v1/jobs/"+id+"/carry", part, nil); err != nil {
 			return err
 		}
 	}
-	return n.call(ctx, to, "POST", "/v1/jobs/"+id+"/carry", &rest, nil)
+	return nil
+}
+
+// splitCarry cuts c into carries of at most chunk bytes of each stream:
+// leading ones that are not final, then the rest with c's input and
+// flags.
+func splitCarry(c *carry, chunk int) []*carry {
+	var out []*carry
+	rest := *c
+	for len(rest.Stdout) > chunk || len(rest.Stderr) > chunk {
+		part := &carry{OutFrom: rest.OutFrom, ErrFrom: rest.ErrFrom}
+		k := min(len(rest.Stdout), chunk)
+		part.Stdout, rest.Stdout, rest.OutFrom = rest.Stdout[:k], rest.Stdout[k:], rest.OutFrom+int64(k)
+		k = min(len(rest.Stderr), chunk)
+		part.Stderr, rest.Stderr, rest.ErrFrom = rest.Stderr[:k], rest.Stderr[k:], rest.ErrFrom+int64(k)
+		out = append(out, part)
+	}
+	return append(out, &rest)
 }
 
 // fileRules say where the receiving agent may create the files that
