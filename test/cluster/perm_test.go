@@ -211,6 +211,21 @@ func TestUnprivilegedCaller(t *testing.T) {
 		t.Errorf("the migrated job's NoNewPrivs is %q, want 1", got)
 	}
 
+	// A job the user starts on another node (forwarded) runs as the user
+	// there too.
+	out, err = c.ferryAs(u, "n1", "run", "-d", "--node", "n2", "--", counterBin, "10000")
+	if err != nil {
+		t.Fatalf("ferry run --node n2 as the user: %v\n%s", err, out)
+	}
+	remote := strings.TrimSpace(out)
+	c.waitTicks("n2", remote, 2)
+	if j := psAs(t, c, u, "n2")[remote]; j.Node != "n2" || j.Owner != u.uid || procStatus(t, j.NodePID, "Uid") != strings.TrimSpace(ids) {
+		t.Errorf("the user's job started on n2 through n1: %+v, want it to run there as uid %d", j, u.uid)
+	}
+	if out, err := c.ferryAs(u, "n1", "kill", "-s", "KILL", remote); err != nil {
+		t.Errorf("the user killing its job on n2 through n1: %v\n%s", err, out)
+	}
+
 	// Adopt: not root's process, not a setuid one, but its own.
 	sleeper := func(cmd *exec.Cmd) *exec.Cmd {
 		t.Helper()
