@@ -33,8 +33,13 @@ func newUser(t *testing.T) *unprivileged {
 		t.Skipf("useradd %s: %v\n%s", name, err, out)
 	}
 	t.Cleanup(func() {
-		// Whatever of the user's still runs (a job the test did not end).
-		exec.Command("pkill", "-KILL", "-u", name).Run()
+		// The test's cleanups before this one ended the user's processes
+		// (the nodes killed its jobs): give them a moment to be gone, or
+		// userdel refuses.
+		deadline := time.Now().Add(5 * time.Second)
+		for runsAs(name) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
 			t.Errorf("userdel %s: %v\n%s", name, err, out)
 		}
@@ -46,6 +51,29 @@ func newUser(t *testing.T) *unprivileged {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &unprivileged{name: name, uid: uint32(uid), gid: uint32(gid)}
+}
+
+// runsAs reports whether a process of user name runs.
+func runsAs(name string) bool {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return false
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+				if f := strings.Fields(v); len(f) > 0 && f[0] == u.Uid {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // command is a command run as u, in dir.
