@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -36,13 +37,6 @@ func (c *Caller) Root() bool { return c == nil || c.Node || c.UID == 0 }
 // group.
 func (c *Caller) inGroup(gid uint32) bool {
 	return c.GID == gid || slices.Contains(c.Groups, gid)
-}
-
-func (c *Caller) String() string {
-	if c.Node {
-		return "a peer node"
-	}
-	return "uid " + strconv.FormatUint(uint64(c.UID), 10)
 }
 
 // callerHeader carries the original caller of a request one node forwards
@@ -194,7 +188,7 @@ const (
 )
 
 // ErrNotYours is wrapped when a caller asks for another user's job.
-var ErrNotYours = fmt.Errorf("permission denied")
+var ErrNotYours = errors.New("permission denied")
 
 // mayAccess decides whether c may do act on a job owned by owner: root
 // (and nodes) may do everything, anyone else only with its own jobs.
