@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -132,12 +133,32 @@ func waitChild() {
 	<-c
 }
 
-// dropTo makes cmd start as cred, with no new privileges. no_new_privs is
-// a thread's attribute, inherited at fork: the calling goroutine stays on
-// its thread (this init does nothing else afterwards) so that cmd is
-// forked from the thread that has it. The working directory is entered
-// again as cred, so that one it may not enter is refused.
+// dropTo makes cmd start as cred, with no new privileges, in the
+// environment StartInit kept from the init (jobEnvVar), its program found
+// in that environment's PATH. no_new_privs is a thread's attribute,
+// inherited at fork: the calling goroutine stays on its thread (this init
+// does nothing else afterwards) so that cmd is forked from the thread
+// that has it. The working directory is entered again as cred, so that
+// one it may not enter is refused.
 func dropTo(cmd *exec.Cmd, cred *Cred) error {
+	var env []string
+	if err := json.Unmarshal([]byte(os.Getenv(jobEnvVar)), &env); err != nil {
+		return fmt.Errorf("the job's environment: %w", err)
+	}
+	cmd.Env = env
+	if !strings.Contains(cmd.Args[0], "/") {
+		path := ""
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+				path = v
+			}
+		}
+		p, err := lookPath(cmd.Args[0], path)
+		if err != nil {
+			return err
+		}
+		cmd.Path, cmd.Err = p, nil
+	}
 	runtime.LockOSThread()
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
@@ -147,6 +168,21 @@ func dropTo(cmd *exec.Cmd, cred *Cred) error {
 		cmd.Dir = wd
 	}
 	return nil
+}
+
+// lookPath finds an executable file called name in the directories of
+// path (empty elements, the current directory, are skipped).
+func lookPath(name, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("start %s: %w", name, exec.ErrNotFound)
 }
 
 // InitMainArgs parses `jobinit [--main PID] [--scratch DIR] [--uid U --gid G

@@ -42,6 +42,10 @@ type Cred struct {
 	Groups   []uint32
 }
 
+// jobEnvVar carries the environment of a job with a Cred to its command,
+// past the init (JSON array of "K=V").
+const jobEnvVar = "FERRY_JOB_ENV"
+
 // args are the jobinit flags that carry c.
 func (c *Cred) args() []string {
 	gs := make([]string, len(c.Groups))
@@ -85,7 +89,19 @@ func StartInit(spec InitSpec) (*Init, error) {
 		return nil, err
 	}
 	defer pw.Close()
-	cmd := &exec.Cmd{Path: exe, Args: args, Dir: spec.Dir, Env: spec.Env,
+	env := spec.Env
+	if spec.Cred != nil {
+		// The init runs as root, started by the dynamic loader and the Go
+		// runtime: the caller's environment (LD_PRELOAD, GODEBUG, ...)
+		// must not reach them. It travels in one inert variable and
+		// becomes the command's.
+		b, err := json.Marshal(spec.Env)
+		if err != nil {
+			return nil, err
+		}
+		env = []string{jobEnvVar + "=" + string(b)}
+	}
+	cmd := &exec.Cmd{Path: exe, Args: args, Dir: spec.Dir, Env: env,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, ExtraFiles: []*os.File{pw}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:   unix.CLONE_NEWPID,

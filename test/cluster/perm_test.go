@@ -239,6 +239,29 @@ func TestUnprivilegedCaller(t *testing.T) {
 		t.Errorf("the migrated job's NoNewPrivs is %q, want 1", got)
 	}
 
+	// The caller's environment reaches its job, never the root init
+	// that starts it (a library to preload would run as root there).
+	preload := filepath.Join(c.dir, "rootcheck.so")
+	if out, err := exec.Command("gcc", "-shared", "-fPIC", "-o", preload, "testdata/rootcheck.c").CombinedOutput(); err != nil {
+		t.Fatalf("build rootcheck.so: %v\n%s", err, out)
+	}
+	os.Chmod(preload, 0o755)
+	envJob := func() string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := u.command(ctx, c.dir, ferryBin, "run", "--", "sh", "-c", "echo preload=$LD_PRELOAD")
+		cmd.Env = append(cmd.Env, "FERRY_SOCKET="+c.socket("n1"), "LD_PRELOAD="+preload)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ferry run with LD_PRELOAD as the user: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := envJob(); strings.Contains(out, "AS ROOT") || !strings.Contains(out, "preload="+preload) {
+		t.Errorf("a job run with LD_PRELOAD: %q; want the variable in the job and the library never loaded as root", out)
+	}
+
 	// A job the user starts on another node (forwarded) runs as the user
 	// there too.
 	out, err = c.ferryAs(u, "n1", "run", "-d", "--node", "n2", "--", counterBin, "10000")
