@@ -67,6 +67,8 @@ const (
 	// (base64 in JSON: 4/3 of it) and the input the job had not read.
 	maxCarryBody = 32 << 20
 	carryChunk   = 8 << 20
+	// maxPeerAnswer bounds a JSON answer from another node (a job list).
+	maxPeerAnswer = 64 << 20
 )
 
 // routes is the API of the control socket (peer false) or of the TLS
@@ -227,8 +229,16 @@ func (n *Node) call(ctx context.Context, nodeID, method, path string, in, out an
 		return err
 	}
 	defer resp.Body.Close()
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
+	if out == nil {
+		return nil
+	}
+	lr := &io.LimitedReader{R: resp.Body, N: maxPeerAnswer + 1}
+	err = json.NewDecoder(lr).Decode(out)
+	if lr.N <= 0 {
+		return fmt.Errorf("node %s: answer to %s %s larger than %d bytes", nodeID, method, path, maxPeerAnswer)
+	}
+	if err != nil {
+		return fmt.Errorf("node %s: answer to %s %s: %w", nodeID, method, path, err)
 	}
 	return nil
 }
