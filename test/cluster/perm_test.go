@@ -194,6 +194,10 @@ func TestUnprivilegedCaller(t *testing.T) {
 	if got := procStatus(t, j.NodePID, "NoNewPrivs"); got != "1" {
 		t.Errorf("the job's NoNewPrivs is %q, want 1", got)
 	}
+	// Its groups are the ones the CLI had (SO_PEERGROUPS), no more.
+	if got := procStatus(t, j.NodePID, "Groups"); got != strconv.Itoa(int(u.gid)) {
+		t.Errorf("the job's groups are %q, want %d", got, u.gid)
+	}
 
 	// The user sees only its own job; root sees both, with their owners.
 	if jobs := psAs(t, c, u, "n2"); len(jobs) != 1 || jobs[mine].ID == "" {
