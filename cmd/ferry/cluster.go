@@ -195,7 +195,7 @@ func psCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ps",
-		Short: "List every job of the cluster",
+		Short: "List every job of the cluster (yours only, unless you are root)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			jobs, err := client().Jobs(cmd.Context())
@@ -208,7 +208,7 @@ func psCmd() *cobra.Command {
 				return e.Encode(jobs)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "JOB\tPID\tNODE\tHOME\tSTATE\tMEMORY\tMIGRATIONS\tCOMMAND")
+			fmt.Fprintln(tw, "JOB\tOWNER\tPID\tNODE\tHOME\tSTATE\tMEMORY\tMIGRATIONS\tCOMMAND")
 			for _, j := range jobs {
 				st := j.State
 				if j.Exit != nil {
@@ -216,7 +216,11 @@ func psCmd() *cobra.Command {
 				} else if j.Signal != "" {
 					st += " (" + j.Signal + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", j.ID, j.PID, j.Node, j.Home, st,
+				owner := j.OwnerName
+				if owner == "" {
+					owner = strconv.FormatUint(uint64(j.Owner), 10)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", j.ID, owner, j.PID, j.Node, j.Home, st,
 					mib(j.MemoryKiB), j.Migrations, strings.Join(j.Cmd, " "))
 			}
 			return tw.Flush()

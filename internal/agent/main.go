@@ -103,6 +103,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	verbose := fs.Bool("verbose", false, "log what the agent does to stderr (the node's log)")
 	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
 	control := fs.String("control", "", "recv: the job init's control socket")
+	owner := fs.String("owner", "", "recv: uid:gid:group,... of the job's owner, when not root")
 	to := fs.String("to", "", "send: the receiving agent's address")
 	pid := fs.Int("pid", 0, "send: the job's main PID, in its namespace")
 	mode := fs.String("mode", "freeze", "send: freeze, precopy or postcopy")
@@ -151,7 +152,11 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	defer t.Close()
 	switch args[0] {
 	case "recv":
-		return agentRecv(ctx, aio, id, t, tie, *listen, *control, *fault, hasher, fileCache, log)
+		rules, err := parseFileRules(*owner, *stateDir)
+		if err != nil {
+			return err
+		}
+		return agentRecv(ctx, aio, id, t, tie, *listen, *control, *fault, hasher, fileCache, rules, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -168,7 +173,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, listen, control, fault string, hasher *files.Hasher, fileCache string, log *slog.Logger) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, listen, control, fault string, hasher *files.Hasher, fileCache string, rules fileRules, log *slog.Logger) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(ALPN))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -255,6 +260,8 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		Fault:     fault,
 		Hasher:    hasher,
 		FileCache: fileCache,
+		Owner:     rules.owner,
+		Forbidden: rules.forbidden,
 	}
 	res, err := migrate.Receive(ctx, t, c, opts)
 	if err != nil {

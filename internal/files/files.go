@@ -214,15 +214,42 @@ func (h *Hasher) Check(m []Entry) []Verdict {
 // while it is frozen).
 type Store struct {
 	CacheDir string // where files that differ here are kept
-	mu       sync.Mutex
-	open     map[int]*os.File
-	final    map[int]string
-	created  []string
+	// Owner, if set, is the job's owner (not root): a missing file is
+	// created only where it could have created it, and only if it could
+	// have owned it as the source has it.
+	Owner *Owner
+	// Forbidden lists directories no manifest path may point into: the
+	// node's own state.
+	Forbidden []string
+	mu        sync.Mutex
+	open      map[int]*part
+	created   []string
 	// ours: paths this migration created (missing here before): they may
 	// be overwritten when the job changed them since.
 	ours map[string]bool
 	// Rewrite maps a job's path to where its copy is here (Differs).
 	Rewrite map[string]string
+}
+
+// part is a file being received: a temporary name in its directory,
+// renamed over its name once complete.
+type part struct {
+	f         *os.File
+	dir       *os.File
+	tmp, name string
+	dst       string // the whole path, for the report and Undo
+	replace   bool   // may replace what is at name (ours, or the cache)
+}
+
+// Admit checks every path of a manifest (CheckPath) before anything of
+// it is looked at here.
+func (s *Store) Admit(m []Entry) error {
+	for _, e := range m {
+		if err := CheckPath(e.Path, s.Forbidden); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Settle adjusts a verdict for what this migration already did: a file it
@@ -254,77 +281,133 @@ func (s *Store) Settle(e Entry, v Verdict) Verdict {
 	return v
 }
 
-// Begin prepares to receive entry i with verdict v.
+// Begin prepares to receive entry i with verdict v: a missing file at its
+// path, a differing one in the cache.
 func (s *Store) Begin(i int, e Entry, v Verdict) error {
+	if err := CheckPath(e.Path, s.Forbidden); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.open == nil {
-		s.open, s.final = map[int]*os.File{}, map[int]string{}
+		s.open = map[int]*part{}
 	}
 	if s.Rewrite == nil {
 		s.Rewrite = map[string]string{}
 	}
-	dst := e.Path
+	var p *part
 	if v == Differs {
 		if err := os.MkdirAll(s.CacheDir, 0o700); err != nil {
 			return err
 		}
-		dst = filepath.Join(s.CacheDir, e.SHA256)
-		s.Rewrite[e.Path] = dst
-	} else if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("create the directory of %s: %w", dst, err)
+		dir, err := os.Open(s.CacheDir)
+		if err != nil {
+			return err
+		}
+		p = &part{dir: dir, name: e.SHA256, dst: filepath.Join(s.CacheDir, e.SHA256), replace: true}
+	} else {
+		if err := checkOwnership(e, s.Owner); err != nil {
+			return err
+		}
+		parent := filepath.Dir(e.Path)
+		dir, err := openDir(parent, s.Owner, true)
+		if err != nil {
+			return fmt.Errorf("receive %s: %w", e.Path, err)
+		}
+		if s.Owner != nil {
+			var st unix.Stat_t
+			if err := unix.Fstat(int(dir.Fd()), &st); err != nil {
+				dir.Close()
+				return fmt.Errorf("receive %s: %w", e.Path, os.NewSyscallError("fstat", err))
+			}
+			if !s.Owner.may(&st, permWrite|permSearch) {
+				dir.Close()
+				return fmt.Errorf("receive %s: uid %d may not write %s: %w", e.Path, s.Owner.UID, parent, ErrRefused)
+			}
+		}
+		p = &part{dir: dir, name: filepath.Base(e.Path), dst: e.Path, replace: s.ours[e.Path]}
 	}
-	tmp := dst + ".ferry-part"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, os.FileMode(e.Mode&0o777))
+	// A fresh temporary file, never one that was there: whoever may write
+	// the directory could have left a link to another file under its name.
+	p.tmp = p.name + ".ferry-part"
+	dfd := int(p.dir.Fd())
+	if err := unix.Unlinkat(dfd, p.tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		p.dir.Close()
+		return fmt.Errorf("receive %s: remove an old %s: %w", e.Path, p.tmp, err)
+	}
+	fd, err := unix.Openat(dfd, p.tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, e.Mode&0o777)
 	if err != nil {
-		return fmt.Errorf("receive %s: %w", e.Path, err)
+		p.dir.Close()
+		return fmt.Errorf("receive %s: %w", e.Path, os.NewSyscallError("openat", err))
 	}
-	s.open[i], s.final[i] = f, dst
+	p.f = os.NewFile(uintptr(fd), filepath.Join(filepath.Dir(p.dst), p.tmp))
+	if v == Differs {
+		s.Rewrite[e.Path] = p.dst
+	}
+	s.open[i] = p
 	return nil
 }
 
 // Write stores content of entry i at off.
 func (s *Store) Write(i int, off int64, p []byte) error {
 	s.mu.Lock()
-	f := s.open[i]
+	pt := s.open[i]
 	s.mu.Unlock()
-	if f == nil {
+	if pt == nil {
 		return fmt.Errorf("file %d was not announced", i)
 	}
-	_, err := f.WriteAt(p, off)
+	_, err := pt.f.WriteAt(p, off)
 	return err
 }
 
-// Finish verifies entry i against its hash and puts it in place.
+// Finish verifies entry i against its hash and puts it in place, with the
+// owner, mode and modification time it has on the source.
 func (s *Store) Finish(i int, e Entry) error {
 	s.mu.Lock()
-	f, dst := s.open[i], s.final[i]
+	p := s.open[i]
 	delete(s.open, i)
 	s.mu.Unlock()
-	if f == nil {
+	if p == nil {
 		return fmt.Errorf("file %d was not announced", i)
 	}
-	defer f.Close()
+	defer p.dir.Close()
+	defer p.f.Close()
+	dfd := int(p.dir.Fd())
 	d := sha256.New()
-	if _, err := io.Copy(d, io.NewSectionReader(f, 0, e.Size)); err != nil {
+	if _, err := io.Copy(d, io.NewSectionReader(p.f, 0, e.Size)); err != nil {
+		unix.Unlinkat(dfd, p.tmp, 0)
 		return err
 	}
 	if hex.EncodeToString(d.Sum(nil)) != e.SHA256 {
-		os.Remove(f.Name())
+		unix.Unlinkat(dfd, p.tmp, 0)
 		return fmt.Errorf("content of %s does not match its hash", e.Path)
 	}
-	f.Chown(int(e.UID), int(e.GID))
-	f.Chmod(os.FileMode(e.Mode))
-	mt := unix.NsecToTimespec(e.MtimeNs)
-	unix.UtimesNanoAt(unix.AT_FDCWD, f.Name(), []unix.Timespec{mt, mt}, 0)
-	if err := os.Rename(f.Name(), dst); err != nil {
-		return err
+	// Owner first: chown clears the setuid and setgid bits.
+	if err := p.f.Chown(int(e.UID), int(e.GID)); err != nil {
+		unix.Unlinkat(dfd, p.tmp, 0)
+		return fmt.Errorf("receive %s: %w", e.Path, err)
+	}
+	if err := p.f.Chmod(os.FileMode(e.Mode&0o777) | unixModeBits(e.Mode)); err != nil {
+		unix.Unlinkat(dfd, p.tmp, 0)
+		return fmt.Errorf("receive %s: %w", e.Path, err)
+	}
+	kernel.Futimens(int(p.f.Fd()), e.MtimeNs, e.MtimeNs)
+	flags := uint(unix.RENAME_NOREPLACE)
+	if p.replace {
+		flags = 0
+	}
+	if err := unix.Renameat2(dfd, p.tmp, dfd, p.name, flags); err != nil {
+		unix.Unlinkat(dfd, p.tmp, 0)
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("receive %s: something else appeared there meanwhile: %w", e.Path, err)
+		}
+		return fmt.Errorf("receive %s: %w", e.Path, os.NewSyscallError("renameat2", err))
 	}
 	s.mu.Lock()
-	if !slices.Contains(s.created, dst) {
-		s.created = append(s.created, dst)
+	if !slices.Contains(s.created, p.dst) {
+		s.created = append(s.created, p.dst)
 	}
-	if dst == e.Path {
+	if p.dst == e.Path {
 		if s.ours == nil {
 			s.ours = map[string]bool{}
 		}
@@ -334,16 +417,39 @@ func (s *Store) Finish(i int, e Entry) error {
 	return nil
 }
 
-// Undo removes what the store created (the migration did not commit).
+// unixModeBits turns the setuid, setgid and sticky bits of a stat mode
+// into os.FileMode's.
+func unixModeBits(m uint32) os.FileMode {
+	var out os.FileMode
+	if m&unix.S_ISUID != 0 {
+		out |= os.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		out |= os.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		out |= os.ModeSticky
+	}
+	return out
+}
+
+// Undo removes what the store created (the migration did not commit),
+// reaching each file's directory as it was created: without following a
+// symbolic link.
 func (s *Store) Undo() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, f := range s.open {
-		f.Close()
-		os.Remove(f.Name())
+	for _, p := range s.open {
+		p.f.Close()
+		unix.Unlinkat(int(p.dir.Fd()), p.tmp, 0)
+		p.dir.Close()
 	}
+	s.open = nil
 	for _, p := range s.created {
-		os.Remove(p)
+		if dir, err := openDir(filepath.Dir(p), nil, false); err == nil {
+			unix.Unlinkat(int(dir.Fd()), filepath.Base(p), 0)
+			dir.Close()
+		}
 	}
 	s.created = nil
 }

@@ -9,6 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -47,12 +51,13 @@ type initState struct {
 // InitMain is the body of `ferry jobinit`. With args, it starts them as the
 // job (in a session of their own) and waits for them; with mainPID > 0 and
 // no args it waits for a job that a migration agent restores with that
-// PID. It never returns.
+// PID. With cred, the job's command runs as cred with no new privileges.
+// It never returns.
 //
 // The init outlives the node daemon that started it: it holds the job's
 // standard streams (input open, output copied into the job's logs) and
 // its exit status for whichever node attaches next (control.go).
-func InitMain(mainPID int, scratch string, stdio bool, args []string) {
+func InitMain(mainPID int, scratch string, stdio bool, cred *Cred, args []string) {
 	for fd := fdControl; fd <= fdErrLog; fd++ {
 		// Nothing of the init's may leak into the job: it would be an
 		// fd the job holds that leads outside it.
@@ -110,6 +115,11 @@ func InitMain(mainPID int, scratch string, stdio bool, args []string) {
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if cred != nil {
+			if err := dropTo(cmd, cred); err != nil {
+				s.fail(err)
+			}
+		}
 		if err := cmd.Start(); err != nil {
 			s.fail(fmt.Errorf("start %s: %w", args[0], err))
 		}
@@ -422,17 +432,91 @@ func waitChild() {
 	<-c
 }
 
+// dropTo makes cmd start as cred, with no new privileges, in the
+// environment StartInit kept from the init (jobEnvVar), its program found
+// in that environment's PATH. no_new_privs is a thread's attribute,
+// inherited at fork: the calling goroutine stays on its thread (this init
+// does nothing else afterwards) so that cmd is forked from the thread
+// that has it. The working directory is entered again as cred, so that
+// one it may not enter is refused.
+func dropTo(cmd *exec.Cmd, cred *Cred) error {
+	var env []string
+	if err := json.Unmarshal([]byte(os.Getenv(jobEnvVar)), &env); err != nil {
+		return fmt.Errorf("the job's environment: %w", err)
+	}
+	cmd.Env = env
+	if !strings.Contains(cmd.Args[0], "/") {
+		path := ""
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+				path = v
+			}
+		}
+		p, err := lookPath(cmd.Args[0], path)
+		if err != nil {
+			return err
+		}
+		cmd.Path, cmd.Err = p, nil
+	}
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: cred.Groups}
+	if wd, err := os.Getwd(); err == nil {
+		cmd.Dir = wd
+	}
+	return nil
+}
+
+// lookPath finds an executable file called name in the directories of
+// path (empty elements, the current directory, are skipped).
+func lookPath(name, path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("start %s: %w", name, exec.ErrNotFound)
+}
+
 // InitMainArgs parses `jobinit [--main PID] [--scratch DIR] [--stdio]
-// [--control PATH] [--] CMD ARGS` and runs InitMain. (--control only
-// names the socket, for people reading ps; the socket is fd 3.)
+// [--control PATH] [--uid U --gid G --groups G,G] [--] CMD ARGS` and runs
+// InitMain. (--control only names the socket, for people reading ps; the
+// socket is fd 3.)
 func InitMainArgs(args []string) {
 	mainPID, scratch, stdio := 0, "", false
+	var cred *Cred
+	id := func(s string) uint32 {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "jobinit: bad id %q\n", s)
+			os.Exit(2)
+		}
+		return uint32(v)
+	}
 	for len(args) > 0 {
 		switch args[0] {
-		case "--scratch", "--control":
+		case "--uid", "--gid", "--groups":
 			if len(args) > 1 {
-				if args[0] == "--scratch" {
-					scratch = args[1]
+				if cred == nil {
+					cred = &Cred{}
+				}
+				switch args[0] {
+				case "--uid":
+					cred.UID = id(args[1])
+				case "--gid":
+					cred.GID = id(args[1])
+				default:
+					for _, g := range strings.Split(args[1], ",") {
+						if g != "" {
+							cred.Groups = append(cred.Groups, id(g))
+						}
+					}
 				}
 				args = args[2:]
 				continue
@@ -441,6 +525,14 @@ func InitMainArgs(args []string) {
 			stdio = true
 			args = args[1:]
 			continue
+		case "--scratch", "--control":
+			if len(args) > 1 {
+				if args[0] == "--scratch" {
+					scratch = args[1]
+				}
+				args = args[2:]
+				continue
+			}
 		case "--main":
 			if len(args) > 1 {
 				fmt.Sscan(args[1], &mainPID)
@@ -452,7 +544,7 @@ func InitMainArgs(args []string) {
 		}
 		break
 	}
-	InitMain(mainPID, scratch, stdio, args)
+	InitMain(mainPID, scratch, stdio, cred, args)
 }
 
 // parkPIDs moves this PID namespace's next PID near the top of the range.

@@ -48,6 +48,31 @@ type InitSpec struct {
 	// read ends of the job's output, and the logs (opened for
 	// appending) the init copies the output into.
 	Held *Held
+	// Cred, if set, is who the job's command runs as, with no new
+	// privileges; the init itself stays root. Nil: as the init.
+	Cred *Cred
+}
+
+// Cred is a job command's identity: its uid, gid and supplementary
+// groups. The command also runs with PR_SET_NO_NEW_PRIVS: no setuid
+// binary or file capability gives it more than it has.
+type Cred struct {
+	UID, GID uint32
+	Groups   []uint32
+}
+
+// jobEnvVar carries the environment of a job with a Cred to its command,
+// past the init (JSON array of "K=V").
+const jobEnvVar = "FERRY_JOB_ENV"
+
+// args are the jobinit flags that carry c.
+func (c *Cred) args() []string {
+	gs := make([]string, len(c.Groups))
+	for i, g := range c.Groups {
+		gs[i] = strconv.FormatUint(uint64(g), 10)
+	}
+	return []string{"--uid", strconv.FormatUint(uint64(c.UID), 10), "--gid", strconv.FormatUint(uint64(c.GID), 10),
+		"--groups", strings.Join(gs, ",")}
 }
 
 // Held are the ends of a job's standard streams its init holds.
@@ -123,6 +148,9 @@ func StartInit(spec InitSpec) (*Init, error) {
 	if spec.MainPID > 0 {
 		args = append(args, "--main", strconv.Itoa(spec.MainPID))
 	}
+	if spec.Cred != nil {
+		args = append(args, spec.Cred.args()...)
+	}
 	extra := []*os.File{lf, ef}
 	if h := spec.Held; h != nil {
 		args = append(args, "--stdio")
@@ -130,7 +158,19 @@ func StartInit(spec InitSpec) (*Init, error) {
 	}
 	args = append(args, "--")
 	args = append(args, spec.Args...)
-	cmd := &exec.Cmd{Path: exe, Args: args, Dir: spec.Dir, Env: spec.Env,
+	env := spec.Env
+	if spec.Cred != nil {
+		// The init runs as root, started by the dynamic loader and the Go
+		// runtime: the caller's environment (LD_PRELOAD, GODEBUG, ...)
+		// must not reach them. It travels in one inert variable and
+		// becomes the command's.
+		b, err := json.Marshal(spec.Env)
+		if err != nil {
+			return nil, err
+		}
+		env = []string{jobEnvVar + "=" + string(b)}
+	}
+	cmd := &exec.Cmd{Path: exe, Args: args, Dir: spec.Dir, Env: env,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, ExtraFiles: extra}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:   unix.CLONE_NEWPID,
@@ -149,7 +189,7 @@ func StartInit(spec InitSpec) (*Init, error) {
 		cmd.Process.Kill()
 		<-waited
 		if e, rerr := ReadExit(exitF); rerr == nil && e.Error != "" {
-			return nil, fmt.Errorf("job init: %s", e.Error)
+			return nil, errors.New(e.Error) // "start CMD: ...", from the init
 		}
 		return nil, fmt.Errorf("job init: %w", err)
 	}

@@ -152,6 +152,9 @@ func receiveFiles(c *conn, payload []byte, h *files.Hasher, store *files.Store) 
 	if err := json.Unmarshal(payload, &m); err != nil {
 		return fmt.Errorf("file manifest: %v: %w", err, ErrCorrupt)
 	}
+	if err := store.Admit(m); err != nil {
+		return err
+	}
 	verdicts := h.Check(m)
 	h.Save()
 	for i := range verdicts {

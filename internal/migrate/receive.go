@@ -38,6 +38,11 @@ type ReceiveOptions struct {
 	// where files that differ here are kept.
 	Hasher    *files.Hasher
 	FileCache string
+	// Owner, if set, is the job's owner (not root): files that arrive are
+	// created only where it could have created them. Forbidden lists
+	// directories no file of a manifest may be in (the node's state).
+	Owner     *files.Owner
+	Forbidden []string
 	// EagerStaged writes a precopy's staged pages before the new copy
 	// runs, as before restore.Options.StagedLazy existed: freezing time
 	// then grows with the process's size.
@@ -103,7 +108,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 			inherit[id] = f
 		}
 	}
-	store := &files.Store{CacheDir: opts.FileCache, Rewrite: map[string]string{}}
+	store := &files.Store{CacheDir: opts.FileCache, Owner: opts.Owner, Forbidden: opts.Forbidden, Rewrite: map[string]string{}}
 	hasher := opts.Hasher
 	if hasher == nil {
 		hasher = &files.Hasher{}

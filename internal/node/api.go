@@ -57,23 +57,74 @@ type MigrateRequest struct {
 	MaxFreeze time.Duration `json:"max_freeze,omitempty"`
 }
 
-func (n *Node) routes() *http.ServeMux {
+// Size limits of a request: a larger header gets 431 (net/http), a
+// larger body 413, and nothing of the request is done.
+const (
+	maxHeaderBytes = 64 << 10
+	maxJSONBody    = 1 << 20 // run, adopt, migrate, incoming, and bodiless requests
+	maxStdinBody   = 4 << 20 // one write to a job's input
+	// maxCarryBody bounds one /carry: up to carryChunk of each stream
+	// (base64 in JSON: 4/3 of it) and the input the job had not read.
+	maxCarryBody = 32 << 20
+	carryChunk   = 8 << 20
+	// maxPeerAnswer bounds a JSON answer from another node (a job list).
+	maxPeerAnswer = 64 << 20
+)
+
+// routes is the API of the control socket (peer false) or of the TLS
+// port for other nodes (peer true). Adopting a process is asked of its
+// own node, on the control socket; the steps of a migration between two
+// nodes are only for nodes.
+func (n *Node) routes(peer bool) *http.ServeMux {
 	m := http.NewServeMux()
-	m.HandleFunc("GET /v1/members", n.handleMembers)
-	m.HandleFunc("GET /v1/node/stats", n.handleStats)
-	m.HandleFunc("POST /v1/run", n.handleRun)
-	m.HandleFunc("POST /v1/adopt", n.handleAdopt)
-	m.HandleFunc("GET /v1/jobs", n.handleJobs)
-	m.HandleFunc("GET /v1/jobs/{id}", n.routed(n.handleJob))
-	m.HandleFunc("GET /v1/jobs/{id}/logs", n.handleLogs)
-	m.HandleFunc("POST /v1/jobs/{id}/stdin", n.routed(n.handleStdin))
-	m.HandleFunc("POST /v1/jobs/{id}/signal", n.routed(n.handleSignal))
-	m.HandleFunc("POST /v1/jobs/{id}/migrate", n.routed(n.handleMigrate))
-	m.HandleFunc("POST /v1/incoming", n.handleIncoming)
-	m.HandleFunc("POST /v1/jobs/{id}/carry", n.handleCarry)
-	m.HandleFunc("GET /v1/jobs/{id}/committed", n.handleCommitted)
-	m.HandleFunc("GET /v1/jobs/{id}/arrival", n.handleArrival)
+	h := func(pattern string, limit int64, f http.HandlerFunc) { m.Handle(pattern, limitBody(limit, f)) }
+	h("GET /v1/members", maxJSONBody, n.handleMembers)
+	h("GET /v1/node/stats", maxJSONBody, n.handleStats)
+	h("POST /v1/run", maxJSONBody, n.handleRun)
+	h("GET /v1/jobs", maxJSONBody, n.handleJobs)
+	h("GET /v1/jobs/{id}", maxJSONBody, n.routed(actSee, n.handleJob))
+	h("GET /v1/jobs/{id}/logs", maxJSONBody, n.handleLogs)
+	h("POST /v1/jobs/{id}/stdin", maxStdinBody, n.routed(actInput, n.handleStdin))
+	h("POST /v1/jobs/{id}/signal", maxJSONBody, n.routed(actSignal, n.handleSignal))
+	h("POST /v1/jobs/{id}/migrate", maxJSONBody, n.routed(actMigrate, n.handleMigrate))
+	if !peer {
+		h("POST /v1/adopt", maxJSONBody, n.handleAdopt)
+		return m
+	}
+	h("POST /v1/incoming", maxJSONBody, n.handleIncoming)
+	h("POST /v1/jobs/{id}/carry", maxCarryBody, n.handleCarry)
+	h("GET /v1/jobs/{id}/committed", maxJSONBody, n.handleCommitted)
+	h("GET /v1/jobs/{id}/arrival", maxJSONBody, n.handleArrival)
 	return m
+}
+
+// limitBody caps r's body at limit bytes (bodyError tells the caller).
+func limitBody(limit int64, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		h(w, r)
+	})
+}
+
+// bodyError answers a request whose body could not be read: 413 if it
+// was over its limit, 400 otherwise.
+func bodyError(w http.ResponseWriter, err error) {
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than its limit of %d bytes", mb.Limit))
+		return
+	}
+	httpError(w, http.StatusBadRequest, err)
+}
+
+// decodeBody reads r's body as JSON into v, answering the error if it
+// cannot.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		bodyError(w, err)
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -182,8 +233,16 @@ func (n *Node) call(ctx context.Context, nodeID, method, path string, in, out an
 		return err
 	}
 	defer resp.Body.Close()
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
+	if out == nil {
+		return nil
+	}
+	lr := &io.LimitedReader{R: resp.Body, N: maxPeerAnswer + 1}
+	err = json.NewDecoder(lr).Decode(out)
+	if lr.N <= 0 {
+		return fmt.Errorf("node %s: answer to %s %s larger than %d bytes", nodeID, method, path, maxPeerAnswer)
+	}
+	if err != nil {
+		return fmt.Errorf("node %s: answer to %s %s: %w", nodeID, method, path, err)
 	}
 	return nil
 }
@@ -210,6 +269,9 @@ func (n *Node) do(ctx context.Context, nodeID, method, path string, in any) (*ht
 		return nil, err
 	}
 	req.Header.Set(hopHeader, n.cfg.ID)
+	if c, ok := ctx.Value(forwardKey{}).(*Caller); ok && c != nil && !c.Node {
+		req.Header.Set(callerHeader, c.header())
+	}
 	resp, err := n.peer.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", nodeID, err)
@@ -238,13 +300,24 @@ func trimNL(b []byte) []byte {
 	return b
 }
 
-// routed runs h here if the job is here, and forwards the request to the
-// job's node otherwise.
-func (n *Node) routed(h func(http.ResponseWriter, *http.Request, *localJob)) http.HandlerFunc {
+// routed runs h here if the job is here and the caller may do act on
+// it, and forwards the request to the job's node otherwise (which
+// decides).
+func (n *Node) routed(act string, h func(http.ResponseWriter, *http.Request, *localJob)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
+		c := callerOf(r.Context())
+		allowed := func(j *localJob) bool {
+			if err := mayAccess(c, act, id, j.snapshot().Owner); err != nil {
+				httpError(w, http.StatusForbidden, err)
+				return false
+			}
+			return true
+		}
 		if j := n.local(id); j != nil {
-			h(w, r, j)
+			if allowed(j) {
+				h(w, r, j)
+			}
 			return
 		}
 		if r.Header.Get(hopHeader) != "" || r.URL.Query().Get("local") != "" {
@@ -252,7 +325,9 @@ func (n *Node) routed(h func(http.ResponseWriter, *http.Request, *localJob)) htt
 			j := n.jobs[id]
 			n.mu.Unlock()
 			if j != nil && r.Method == "GET" {
-				writeJSON(w, j.snapshot()) // a tombstone: where it went
+				if allowed(j) {
+					writeJSON(w, j.snapshot()) // a tombstone: where it went
+				}
 				return
 			}
 			httpError(w, http.StatusNotFound, fmt.Errorf("job %s is not on node %s", id, n.cfg.ID))
@@ -267,6 +342,9 @@ func (n *Node) routed(h func(http.ResponseWriter, *http.Request, *localJob)) htt
 			n.mu.Lock()
 			j := n.jobs[id]
 			n.mu.Unlock()
+			if j != nil && !allowed(j) {
+				return
+			}
 			if r.Method == "GET" && j != nil {
 				writeJSON(w, j.snapshot())
 				return
@@ -278,9 +356,10 @@ func (n *Node) routed(h func(http.ResponseWriter, *http.Request, *localJob)) htt
 	}
 }
 
-// forward proxies r to node to and streams the answer back.
+// forward proxies r to node to, for r's caller, and streams the answer
+// back.
 func (n *Node) forward(w http.ResponseWriter, r *http.Request, to string) {
-	resp, err := n.do(r.Context(), to, r.Method, r.URL.RequestURI(), r.Body)
+	resp, err := n.do(forwarding(r.Context()), to, r.Method, r.URL.RequestURI(), r.Body)
 	if err != nil {
 		var re *RemoteError
 		if errors.As(err, &re) {
@@ -317,8 +396,7 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 	var req RunRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.Node != "" && req.Node != n.cfg.ID {
@@ -327,14 +405,19 @@ func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var info JobInfo
-		if err := n.call(r.Context(), req.Node, "POST", "/v1/run", req, &info); err != nil {
+		if err := n.call(forwarding(r.Context()), req.Node, "POST", "/v1/run", req, &info); err != nil {
+			var re *RemoteError
+			if errors.As(err, &re) {
+				http.Error(w, re.Msg, re.Code)
+				return
+			}
 			httpError(w, http.StatusBadGateway, err)
 			return
 		}
 		writeJSON(w, info)
 		return
 	}
-	info, err := n.startJob(req)
+	info, err := n.startJob(req, callerOf(r.Context()))
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err)
 		return
@@ -346,11 +429,14 @@ func (n *Node) handleAdopt(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		PID int `json:"pid"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &req) {
 		return
 	}
-	info, err := n.adopt(req.PID)
+	info, err := n.adopt(req.PID, callerOf(r.Context()))
+	if errors.Is(err, ErrNotYours) {
+		httpError(w, http.StatusForbidden, err)
+		return
+	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err)
 		return
@@ -359,10 +445,13 @@ func (n *Node) handleAdopt(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleJobs(w http.ResponseWriter, r *http.Request) {
+	c := callerOf(r.Context())
 	var out []JobInfo
 	n.mu.Lock()
 	for _, j := range n.jobs {
-		out = append(out, j.snapshot())
+		if info := j.snapshot(); mayAccess(c, actSee, info.ID, info.Owner) == nil {
+			out = append(out, info)
+		}
 	}
 	n.mu.Unlock()
 	if r.Header.Get(hopHeader) != "" || r.URL.Query().Get("local") != "" {
@@ -392,7 +481,9 @@ func (n *Node) handleJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, theirs := range n.peerJobs(r.Context()) {
 		for _, info := range theirs {
-			add(info)
+			if mayAccess(c, actSee, info.ID, info.Owner) == nil {
+				add(info)
+			}
 		}
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a].ID < all[b].ID })
@@ -404,9 +495,9 @@ func (n *Node) handleJob(w http.ResponseWriter, r *http.Request, j *localJob) {
 }
 
 func (n *Node) handleStdin(w http.ResponseWriter, r *http.Request, j *localJob) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	b, err := io.ReadAll(r.Body)
 	if err != nil {
-		httpError(w, http.StatusBadRequest, err)
+		bodyError(w, err)
 		return
 	}
 	j.ioMu.Lock()
@@ -529,6 +620,10 @@ func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
 		// Here unless it moved away or has not arrived yet (incoming: it
 		// still runs on its source, which streams it).
 		if st := stateOf(j); j != nil && (hop || (st != stateMoved && st != stateIncoming)) {
+			if err := mayAccess(callerOf(r.Context()), actSee, id, j.snapshot().Owner); err != nil {
+				fail(http.StatusForbidden, err)
+				return
+			}
 			started = true
 			end := n.streamLocal(r.Context(), w, fl, j, &off, follow)
 			if end == nil {
@@ -569,10 +664,13 @@ func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		lookFor = time.Time{}
-		started = true
-		end, err := n.proxyLogs(r.Context(), w, fl, to, id, &off, follow)
+		end, err := n.proxyLogs(forwarding(r.Context()), w, fl, to, id, &off, follow, &started)
 		if err != nil {
 			if r.Context().Err() != nil {
+				return
+			}
+			if re := (*RemoteError)(nil); errors.As(err, &re) && re.Code == http.StatusForbidden {
+				fail(re.Code, errors.New(re.Msg))
 				return
 			}
 			// The node may have died or the job moved on: look again.
@@ -596,8 +694,8 @@ func (n *Node) handleLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 // proxyLogs copies another node's log stream, advancing off, and returns
-// its end frame.
-func (n *Node) proxyLogs(ctx context.Context, w io.Writer, fl http.Flusher, to, id string, off *[2]int64, follow bool) (*JobInfo, error) {
+// its end frame. It sets started once that node answered.
+func (n *Node) proxyLogs(ctx context.Context, w io.Writer, fl http.Flusher, to, id string, off *[2]int64, follow bool, started *bool) (*JobInfo, error) {
 	path := fmt.Sprintf("/v1/jobs/%s/logs?out=%d&err=%d", id, off[0], off[1])
 	if follow {
 		path += "&follow=1"
@@ -606,6 +704,7 @@ func (n *Node) proxyLogs(ctx context.Context, w io.Writer, fl http.Flusher, to, 
 	if err != nil {
 		return nil, err
 	}
+	*started = true
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
 	for {

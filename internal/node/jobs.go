@@ -28,6 +28,14 @@ type JobInfo struct {
 	PID     int      `json:"pid"`      // in the job's own PID namespace: what getpid() returns
 	NodePID int      `json:"node_pid"` // the same process, as this node numbers it
 	State   string   `json:"state"`    // starting, running, migrating, exited, moved, lost
+	// Owner is the uid of the user whose job it is (who ran it, or whose
+	// process was adopted); OwnerName its name where the job started;
+	// OwnerGID and OwnerGroups its groups then, which decide where the
+	// files that arrive with the job may be created.
+	Owner       uint32   `json:"owner"`
+	OwnerName   string   `json:"owner_name,omitempty"`
+	OwnerGID    uint32   `json:"owner_gid"`
+	OwnerGroups []uint32 `json:"owner_groups,omitempty"`
 	// Exit is the exit code, Signal the signal that ended it.
 	Exit       *int      `json:"exit,omitempty"`
 	Signal     string    `json:"signal,omitempty"`

@@ -130,8 +130,7 @@ func (n *Node) startAgent(nsPath, side string, args []string, files ...*os.File)
 // lines, then the report, to the caller.
 func (n *Node) handleMigrate(w http.ResponseWriter, r *http.Request, j *localJob) {
 	var req MigrateRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -223,8 +222,7 @@ func (n *Node) stopForCommit(j *localJob, ag *agentProc) ([]int, error) {
 // the restore in fresh namespaces, new stdio, and a receiving agent.
 func (n *Node) handleIncoming(w http.ResponseWriter, r *http.Request) {
 	var req incomingRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	addr, err := n.prepareIncoming(req)
@@ -273,6 +271,10 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if err := giveStdio(child, info); err != nil {
+		closeHeld(child, held)
+		return fail(err)
+	}
 	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: info.PID, Scratch: n.cfg.Scratch,
 		Control: n.controlPath(id), ExitFile: j.exitPath(), Held: held})
 	closeHeld([3]*os.File{}, held)
@@ -286,8 +288,11 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	ag, err := n.startAgent(in.NSPath(), "recv", []string{"--listen", net.JoinHostPort(host, "0"),
-		"--control", n.controlPath(id)}, child[:]...)
+	recvArgs := []string{"--listen", net.JoinHostPort(host, "0"), "--control", n.controlPath(id)}
+	if o := ownerFlag(info); o != "" {
+		recvArgs = append(recvArgs, "--owner", o)
+	}
+	ag, err := n.startAgent(in.NSPath(), "recv", recvArgs, child[:]...)
 	closeHeld(child, nil)
 	if err != nil {
 		in.Kill()
@@ -482,8 +487,7 @@ func (n *Node) handleCarry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var c carry
-	if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
-		httpError(w, http.StatusBadRequest, err)
+	if !decodeBody(w, r, &c) {
 		return
 	}
 	if err := j.logs[0].writeAt(c.OutFrom, c.Stdout); err != nil {

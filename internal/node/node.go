@@ -253,9 +253,8 @@ func (n *Node) Run(ctx context.Context) error {
 
 	httpConns := make(chan net.Conn)
 	peerLn := &chanListener{c: httpConns, addr: ln.Addr(), done: make(chan struct{})}
-	mux := n.routes()
-	peerSrv := &http.Server{Handler: mux, ErrorLog: nil}
-	ctlSrv := &http.Server{Handler: n.checkCaller(mux), ConnContext: saveConn}
+	peerSrv := &http.Server{Handler: peerCaller(n.routes(true)), MaxHeaderBytes: maxHeaderBytes}
+	ctlSrv := &http.Server{Handler: n.checkCaller(n.routes(false)), ConnContext: saveConn, MaxHeaderBytes: maxHeaderBytes}
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); peerSrv.Serve(peerLn) }()
@@ -416,28 +415,6 @@ type connKey struct{}
 
 func saveConn(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
-}
-
-// checkCaller lets only root (or the configured group) use the control
-// socket, by the caller's credentials.
-func (n *Node) checkCaller(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		uc, ok := r.Context().Value(connKey{}).(*net.UnixConn)
-		if !ok {
-			http.Error(w, "no caller credentials", http.StatusForbidden)
-			return
-		}
-		var cred *unix.Ucred
-		sc, err := uc.SyscallConn()
-		if err == nil {
-			sc.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-		}
-		if err != nil || cred == nil || (cred.Uid != 0 && (n.gid < 0 || int(cred.Gid) != n.gid)) {
-			http.Error(w, "only root may use this node's control socket", http.StatusForbidden)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // stopJobs lets go of every job here when the node stops: they run on

@@ -647,7 +647,7 @@ func (d *peerDestination) prepare(ctx context.Context, req incomingRequest) (inc
 }
 
 func (d *peerDestination) carry(ctx context.Context, c *carry) error {
-	return d.n.call(ctx, d.to, "POST", "/v1/jobs/"+d.job+"/carry", c, nil)
+	return d.n.sendCarry(ctx, d.to, d.job, c)
 }
 
 func (d *peerDestination) committed(ctx context.Context) (bool, error) {

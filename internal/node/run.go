@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/job"
+	"ferry/internal/procfs"
 )
 
 // newJobID takes the next job id, durably: ids are never reused, also
@@ -23,17 +25,27 @@ func (n *Node) newJobID() (string, error) {
 	return fmt.Sprintf("%s-%d", n.cfg.ID, seq), nil
 }
 
-// startJob starts a job here, in its own PID namespace.
-func (n *Node) startJob(req RunRequest) (JobInfo, error) {
+// startJob starts a job here, in its own PID namespace, for caller c: a
+// caller other than root gets a job that runs as itself.
+func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	if len(req.Cmd) == 0 {
 		return JobInfo{}, errors.New("no command to run")
+	}
+	var cred *job.Cred
+	owner := uint32(0)
+	if !c.Root() {
+		owner = c.UID
+		cred = &job.Cred{UID: c.UID, GID: c.GID, Groups: c.Groups}
 	}
 	id, err := n.newJobID()
 	if err != nil {
 		return JobInfo{}, err
 	}
 	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
-		Cmd: req.Cmd, State: stateStarting, Started: time.Now()}}
+		Cmd: req.Cmd, State: stateStarting, Started: time.Now(), Owner: owner, OwnerName: userName(owner)}}
+	if cred != nil {
+		j.info.OwnerGID, j.info.OwnerGroups = cred.GID, cred.Groups
+	}
 	n.mu.Lock()
 	n.jobs[id] = j
 	n.mu.Unlock()
@@ -50,16 +62,22 @@ func (n *Node) startJob(req RunRequest) (JobInfo, error) {
 		return fail(err)
 	}
 	env := req.Env
-	if env == nil {
+	if env == nil && cred == nil {
 		env = os.Environ()
+	} else if env == nil {
+		env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"} // not the node's own environment
 	}
 	env = append(env, "FERRY_SCRATCH="+job.ScratchMount, "FERRY_JOB="+id)
+	if err := giveStdio(child, j.info); err != nil {
+		closeHeld(child, held)
+		return fail(err)
+	}
 	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, Args: req.Cmd, Stdin: child[0], Stdout: child[1],
-		Stderr: child[2], Dir: req.Dir, Env: env, Scratch: n.cfg.Scratch,
+		Stderr: child[2], Dir: req.Dir, Env: env, Scratch: n.cfg.Scratch, Cred: cred,
 		Control: n.controlPath(id), ExitFile: j.exitPath(), Held: held})
 	closeHeld(child, held)
 	if err != nil {
-		return fail(fmt.Errorf("start %s: %w", req.Cmd[0], err))
+		return fail(err) // the init's own error names the command
 	}
 	j.useInit(in)
 	j.mu.Lock()
@@ -76,8 +94,10 @@ func (n *Node) startJob(req RunRequest) (JobInfo, error) {
 func (n *Node) controlPath(id string) string { return filepath.Join(n.jobDir(id), "control.sock") }
 
 // adopt makes a process that ferry did not start a job of this node, so
-// that it can be migrated. Its standard streams stay its own.
-func (n *Node) adopt(pid int) (JobInfo, error) {
+// that it can be migrated. Its standard streams stay its own. A caller
+// other than root may adopt only a process that is wholly its own
+// (mayAdopt); the job's owner is the process's real uid.
+func (n *Node) adopt(pid int, c *Caller) (JobInfo, error) {
 	if pid <= 1 || pid == os.Getpid() {
 		return JobInfo{}, fmt.Errorf("cannot adopt pid %d", pid)
 	}
@@ -85,6 +105,21 @@ func (n *Node) adopt(pid int) (JobInfo, error) {
 	if err != nil {
 		return JobInfo{}, fmt.Errorf("adopt pid %d: %w", pid, err)
 	}
+	pi, err := readProcIdentity(pid)
+	if err == nil {
+		err = mayAdopt(c, pid, pi)
+	}
+	if err == nil {
+		// Still the process the pidfd names: what was read is its.
+		if err = unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+			err = fmt.Errorf("adopt pid %d: it ended: %w", pid, err)
+		}
+	}
+	if err != nil {
+		unix.Close(pidfd)
+		return JobInfo{}, err
+	}
+	owner := uint32(pi.UID[0])
 	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	cmd := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 	n.mu.Lock()
@@ -103,7 +138,8 @@ func (n *Node) adopt(pid int) (JobInfo, error) {
 	}
 	n.mu.Lock()
 	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
-		Cmd: cmd, PID: pid, NodePID: pid, State: stateRunning, Started: time.Now(), Adopted: true}}
+		Cmd: cmd, PID: pid, NodePID: pid, State: stateRunning, Started: time.Now(), Adopted: true,
+		Owner: owner, OwnerName: userName(owner), OwnerGID: uint32(pi.GID[0]), OwnerGroups: ids32(pi.Groups)}}
 	n.jobs[id] = j
 	n.mu.Unlock()
 	dir := n.cfg.StateDir + "/jobs/" + id
@@ -157,4 +193,101 @@ func (n *Node) watchAdopted(j *localJob) {
 		j.closeFiles()
 		n.saveJob(j)
 	})
+}
+
+// procIdentity is what decides whether a caller may adopt a process.
+type procIdentity struct {
+	UID, GID [4]int // real, effective, saved, filesystem
+	Groups   []int
+	// CapPrm, CapEff, CapAmb: capabilities it holds.
+	CapPrm, CapEff, CapAmb uint64
+	// Dumpable: /proc/PID belongs to its effective uid and gid (the
+	// kernel gives a non-dumpable process's /proc files to root).
+	Dumpable bool
+	// ExeSetID: its executable has the setuid or setgid bit.
+	ExeSetID bool
+}
+
+func readProcIdentity(pid int) (procIdentity, error) {
+	st, err := procfs.Status(pid)
+	if err != nil {
+		return procIdentity{}, fmt.Errorf("adopt pid %d: %w", pid, err)
+	}
+	p := procIdentity{UID: st.UID, GID: st.GID, Groups: st.Groups, CapPrm: st.CapPrm, CapEff: st.CapEff, CapAmb: st.CapAmb}
+	var dir unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid), &dir); err != nil {
+		return procIdentity{}, fmt.Errorf("adopt pid %d: %w", pid, err)
+	}
+	p.Dumpable = int(dir.Uid) == st.UID[1] && int(dir.Gid) == st.GID[1]
+	var exe unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &exe); err == nil {
+		p.ExeSetID = exe.Mode&(unix.S_ISUID|unix.S_ISGID) != 0
+	} else if !errors.Is(err, unix.ENOENT) {
+		return procIdentity{}, fmt.Errorf("adopt pid %d: its executable: %w", pid, err)
+	}
+	return p, nil
+}
+
+// mayAdopt decides whether c may adopt process pid: root may adopt any;
+// anyone else only a process whose every uid is its own and every gid
+// and group one of its groups, that holds no capability, is dumpable and
+// does not run a setuid or setgid executable — never one that could do
+// more than the caller.
+func mayAdopt(c *Caller, pid int, p procIdentity) error {
+	if c.Root() {
+		return nil
+	}
+	refuse := func(why string, args ...any) error {
+		return fmt.Errorf("%w: cannot adopt pid %d: %s; you are uid %d", ErrNotYours, pid, fmt.Sprintf(why, args...), c.UID)
+	}
+	for i, u := range p.UID {
+		if u != int(c.UID) {
+			return refuse("its %s uid is %d", idKinds[i], u)
+		}
+	}
+	for i, g := range p.GID {
+		if g < 0 || !c.inGroup(uint32(g)) {
+			return refuse("its %s gid %d is not one of your groups", idKinds[i], g)
+		}
+	}
+	for _, g := range p.Groups {
+		if g < 0 || !c.inGroup(uint32(g)) {
+			return refuse("it is in group %d and you are not", g)
+		}
+	}
+	if p.CapPrm|p.CapEff|p.CapAmb != 0 {
+		return refuse("it holds capabilities")
+	}
+	if p.ExeSetID {
+		return refuse("its executable is setuid or setgid")
+	}
+	if !p.Dumpable {
+		return refuse("it is not dumpable")
+	}
+	return nil
+}
+
+var idKinds = [4]string{"real", "effective", "saved", "filesystem"}
+
+func ids32(ids []int) []uint32 {
+	out := make([]uint32, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, uint32(id))
+	}
+	return out
+}
+
+// giveStdio gives the job's ends of its standard streams to the job's
+// owner, so that it may reopen them (/dev/stdout, /proc/self/fd/1) as a
+// process of its own.
+func giveStdio(child [3]*os.File, info JobInfo) error {
+	if info.Owner == 0 {
+		return nil
+	}
+	for _, f := range child {
+		if err := f.Chown(int(info.Owner), int(info.OwnerGID)); err != nil {
+			return fmt.Errorf("give the job's stdio to uid %d: %w", info.Owner, err)
+		}
+	}
+	return nil
 }

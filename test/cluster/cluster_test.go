@@ -70,7 +70,8 @@ type testCluster struct {
 	nodes map[string]*exec.Cmd
 	port  map[string]int
 	// bin, if set, is the ferry binary nodes start from (an upgrade).
-	bin string
+	bin  string
+	args []string // more arguments of every `ferry node`
 }
 
 var nextPort = 17500 + os.Getpid()%1000*10
@@ -78,7 +79,13 @@ var nextPort = 17500 + os.Getpid()%1000*10
 // startCluster starts n nodes (n1..nN); faults["n2"] = {"recv=die-ready"}.
 func startCluster(t *testing.T, n int, faults map[string][]string) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, dir: t.TempDir(), nodes: map[string]*exec.Cmd{}, port: map[string]int{}}
+	return startClusterArgs(t, n, faults)
+}
+
+// startClusterArgs is startCluster with more arguments for every node.
+func startClusterArgs(t *testing.T, n int, faults map[string][]string, args ...string) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, dir: t.TempDir(), nodes: map[string]*exec.Cmd{}, port: map[string]int{}, args: args}
 	var ids []string
 	for i := 1; i <= n; i++ {
 		ids = append(ids, fmt.Sprintf("n%d", i))
@@ -123,6 +130,7 @@ func (c *testCluster) startNode(id string, faults []string) {
 	for _, f := range faults {
 		args = append(args, "--fault", f)
 	}
+	args = append(args, c.args...)
 	bin := ferryBin
 	if c.bin != "" {
 		bin = c.bin
