@@ -161,4 +161,12 @@ func TestSoak(t *testing.T) {
 	if rep.LeftoverProcs != 0 {
 		t.Errorf("%d processes of the cluster were left after its jobs and daemons stopped", rep.LeftoverProcs)
 	}
+	// A daemon holds nothing per job that left or ended: its descriptors
+	// and goroutines are back at their idle figures. (Threads and RSS are
+	// judged over a longer run: too noisy in 20 s.)
+	for _, g := range rep.Grew {
+		if strings.Contains(g, " fds ") || strings.Contains(g, " goroutines ") {
+			t.Errorf("grew beyond noise: %s", g)
+		}
+	}
 }
