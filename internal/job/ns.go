@@ -304,7 +304,7 @@ func attach(path string, pid int, waited <-chan error) (*Init, error) {
 		// It ended before this connection: the hello says how.
 		in.events <- Event{Event: "exited", PID: h.PID, Status: h.Status}
 	}
-	go in.read(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), c), 4096))
+	go in.read(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), c), maxControlLine))
 	return in, nil
 }
 
