@@ -30,7 +30,11 @@ func defaultSocket() string {
 	return "/var/lib/ferry/ferry.sock"
 }
 
-func client() *node.Client { return node.NewClient(socketPath) }
+func client() *node.Client {
+	c := node.NewClient(socketPath)
+	c.Notice = os.Stderr // a follower is told when its node goes away and comes back
+	return c
+}
 
 func addSocketFlag(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&socketPath, "socket", defaultSocket(), "the local node's control socket (env FERRY_SOCKET)")
@@ -137,13 +141,13 @@ func attach(ctx context.Context, c *node.Client, id string) error {
 		for {
 			n, err := os.Stdin.Read(buf)
 			if n > 0 {
-				if c.Stdin(ctx, id, buf[:n], false) != nil {
+				if c.Stdin(ctx, id, buf[:n], false, true) != nil {
 					return
 				}
 			}
 			if err != nil {
 				if err == io.EOF {
-					c.Stdin(ctx, id, nil, true)
+					c.Stdin(ctx, id, nil, true, true)
 				}
 				return
 			}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"syscall"
+	"time"
 
 	"ferry/internal/cluster"
 	"ferry/internal/migrate"
@@ -21,7 +22,17 @@ import (
 // Client talks to the local node over its control socket.
 type Client struct {
 	hc *http.Client
+	// Notice, if set, is told when the node stops answering while the
+	// client follows a job, and when it answers again.
+	Notice io.Writer
 }
+
+// ErrNodeUnreachable: the client could not connect to its node (it is
+// not running, or restarting). Nothing of the request reached it.
+var ErrNodeUnreachable = errors.New("node unreachable")
+
+// waitNode is how often a client retries a node that does not answer.
+const waitNode = 300 * time.Millisecond
 
 // NewClient returns a client of the node whose control socket is socket.
 func NewClient(socket string) *Client {
@@ -32,7 +43,7 @@ func NewClient(socket string) *Client {
 			return nil, fmt.Errorf("%s: only root (or the node's --group) may use the node's control socket: %w", socket, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("no ferry node answers on %s (start one with `ferry node`, or set --socket / FERRY_SOCKET): %w", socket, err)
+			return nil, fmt.Errorf("no ferry node answers on %s (start one with `ferry node`, or set --socket / FERRY_SOCKET): %w: %w", socket, ErrNodeUnreachable, err)
 		}
 		return c, nil
 	}}
@@ -119,27 +130,89 @@ func (c *Client) Signal(ctx context.Context, id string, sig int) error {
 	return c.json(ctx, "POST", "/v1/jobs/"+url.PathEscape(id)+"/signal?sig="+strconv.Itoa(sig), nil, nil)
 }
 
-// Stdin writes p to the job's input; eof closes it.
-func (c *Client) Stdin(ctx context.Context, id string, p []byte, eof bool) error {
+// Stdin writes p to the job's input; eof closes it. With wait, a node
+// that cannot be reached (restarting) is waited for: the input is not
+// lost, and not sent twice (only a request that never reached the node
+// is sent again).
+func (c *Client) Stdin(ctx context.Context, id string, p []byte, eof, wait bool) error {
 	path := "/v1/jobs/" + url.PathEscape(id) + "/stdin"
 	if eof {
 		path += "?eof=1"
 	}
-	resp, err := c.do(ctx, "POST", path, bytes.NewReader(p))
-	if err != nil {
-		return err
+	told := false
+	for {
+		resp, err := c.do(ctx, "POST", path, bytes.NewReader(p))
+		if err == nil {
+			resp.Body.Close()
+			if told {
+				c.notice("ferry: node answers again")
+			}
+			return nil
+		}
+		if !wait || !errors.Is(err, ErrNodeUnreachable) {
+			return err
+		}
+		if !told {
+			c.notice("ferry: the node does not answer; input waits for it (%v)", err)
+			told = true
+		}
+		select {
+		case <-time.After(waitNode):
+		case <-ctx.Done():
+			return err
+		}
 	}
-	resp.Body.Close()
-	return nil
+}
+
+func (c *Client) notice(format string, args ...any) {
+	if c.Notice != nil {
+		fmt.Fprintf(c.Notice, format+"\n", args...)
+	}
 }
 
 // Logs copies the job's output to stdout and stderr from the start, and
 // with follow until the job ends, wherever it runs meanwhile. It returns
-// the job as it ended (or as it is, without follow).
+// the job as it ended (or as it is, without follow). Following, it rides
+// out a restart of the node: the stream goes on from the offsets it had.
 func (c *Client) Logs(ctx context.Context, id string, follow bool, stdout, stderr io.Writer) (*JobInfo, error) {
-	path := "/v1/jobs/" + url.PathEscape(id) + "/logs"
+	var off [2]int64
+	down := false
+	for {
+		info, err := c.logsFrom(ctx, id, follow, &off, stdout, stderr)
+		if err == nil {
+			return info, nil
+		}
+		var se *streamError
+		if !follow || ctx.Err() != nil || !(errors.Is(err, ErrNodeUnreachable) || errors.As(err, &se)) {
+			return nil, err
+		}
+		if !down {
+			c.notice("ferry: the node does not answer; waiting for it (%v)", err)
+			down = true
+		}
+		select {
+		case <-time.After(waitNode):
+		case <-ctx.Done():
+			return nil, err
+		}
+		if _, err := c.Members(ctx); err == nil && down {
+			c.notice("ferry: node answers again; the output goes on")
+			down = false
+		}
+	}
+}
+
+// streamError: the log stream broke after it started (the node went away).
+type streamError struct{ err error }
+
+func (e *streamError) Error() string { return e.err.Error() }
+func (e *streamError) Unwrap() error { return e.err }
+
+// logsFrom streams the job's output from off, advancing it.
+func (c *Client) logsFrom(ctx context.Context, id string, follow bool, off *[2]int64, stdout, stderr io.Writer) (*JobInfo, error) {
+	path := fmt.Sprintf("/v1/jobs/%s/logs?out=%d&err=%d", url.PathEscape(id), off[0], off[1])
 	if follow {
-		path += "?follow=1"
+		path += "&follow=1"
 	}
 	resp, err := c.do(ctx, "GET", path, nil)
 	if err != nil {
@@ -150,13 +223,15 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool, stdout, stder
 	for {
 		kind, p, err := ReadFrame(br)
 		if err != nil {
-			return nil, fmt.Errorf("log stream of %s: %w", id, err)
+			return nil, &streamError{fmt.Errorf("log stream of %s: %w", id, err)}
 		}
 		switch kind {
 		case frameStdout:
 			stdout.Write(p)
+			off[0] += int64(len(p))
 		case frameStderr:
 			stderr.Write(p)
+			off[1] += int64(len(p))
 		case frameEnd:
 			var info JobInfo
 			if err := json.Unmarshal(p, &info); err != nil {

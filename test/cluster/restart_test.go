@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -228,5 +229,79 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAttachedAcrossNodeRestart: an attached `ferry run` whose node is
+// killed (SIGKILL) and started again rides it out: its output goes on
+// from where it was (every tick once), input typed while the node was
+// away reaches the job once it is back, in order, and EOF and Ctrl-C
+// still work.
+func TestAttachedAcrossNodeRestart(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	run := exec.Command(ferryBin, "run", "--", counterBin, "10000")
+	run.Env = append(os.Environ(), "FERRY_SOCKET="+c.socket("n1"))
+	stdin, _ := run.StdinPipe()
+	var out lockedBuffer
+	run.Stdout, run.Stderr = &out, &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer run.Process.Kill()
+	var job string
+	deadline := time.Now().Add(20 * time.Second)
+	for job == "" {
+		if _, err := fmt.Sscanf(out.String(), "ferry: job %s runs", &job); err != nil && time.Now().After(deadline) {
+			t.Fatalf("ferry run printed: %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitOut := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				var other []string
+				for _, l := range strings.Split(out.String(), "\n") {
+					if !strings.HasPrefix(l, "tick ") {
+						other = append(other, l)
+					}
+				}
+				t.Fatalf("ferry run never printed %q; besides ticks it printed:\n%s", what, strings.Join(other, "\n"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	fmt.Fprintln(stdin, "a")
+	waitOut("in: a")
+	c.kill("n1")
+	fmt.Fprintln(stdin, "b") // while no daemon runs
+	waitOut("does not answer")
+	time.Sleep(time.Second)
+	c.startNode("n1", nil)
+	waitOut("in: b") // (one line at a time: the job echoes what one read gets)
+	fmt.Fprintln(stdin, "c")
+	waitOut("in: c")
+	stdin.Close()
+	waitOut("eof")
+	run.Process.Signal(os.Interrupt)
+	err := run.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 128+int(syscall.SIGINT) {
+		t.Errorf("ferry run ended with %v, want exit %d (job killed by SIGINT)", err, 128+int(syscall.SIGINT))
+	}
+	got := out.String()
+	checkOutput(t, got, true)
+	var ins []string
+	for _, l := range strings.Split(got, "\n") {
+		if v, ok := strings.CutPrefix(l, "in: "); ok {
+			ins = append(ins, v)
+		}
+	}
+	if strings.Join(ins, "|") != "a|b|c" {
+		t.Errorf("the job read %q, want a, b, c once each, in order", ins)
+	}
+	if n := copiesSettled(t, 0); n != 0 {
+		t.Errorf("%d copies still run after the job ended", n)
 	}
 }
