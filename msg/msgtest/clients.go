@@ -2,7 +2,6 @@ package msgtest
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -37,10 +36,10 @@ func ClientRule(s *Server, snd Send) Result {
 var PollFrom = msg.ID{Job: "n2-1", PID: 7}
 
 // RunClient runs a client test program with FERRY_MSG_SOCKET set to s:
-// each line POLL it prints (when it is about to poll its endpoint) makes
-// the server inject "woke" from PollFrom to the client's connection;
+// each line "POLL <id>" it prints (when it is about to poll its
+// endpoint) makes the server inject "woke" from PollFrom to id;
 // the program must exit 0 after printing PASS.
-func RunClient(t *testing.T, ctx context.Context, s *Server, cmd *exec.Cmd) {
+func RunClient(t *testing.T, s *Server, cmd *exec.Cmd) {
 	t.Helper()
 	cmd.Env = append(os.Environ(), "FERRY_MSG_SOCKET="+s.Path())
 	var stderr strings.Builder
@@ -57,12 +56,13 @@ func RunClient(t *testing.T, ctx context.Context, s *Server, cmd *exec.Cmd) {
 	for sc.Scan() {
 		line := sc.Text()
 		lines = append(lines, line)
-		if line == "POLL" {
-			id := msg.ID{Job: "t1-1", PID: cmd.Process.Pid}
-			if err := s.WaitConn(ctx, id); err != nil {
-				t.Errorf("no connection %v: %v", id, err)
-			} else if err := s.Inject(id, PollFrom, []byte("woke")); err != nil {
-				t.Error(err)
+		if rest, ok := strings.CutPrefix(line, "POLL "); ok {
+			id, err := msg.ParseID(rest)
+			if err == nil {
+				err = s.Inject(id, PollFrom, []byte("woke"))
+			}
+			if err != nil {
+				t.Errorf("%s: %v", line, err)
 			}
 		}
 	}

@@ -28,5 +28,5 @@ func TestC(t *testing.T) {
 		t.Fatalf("%v: %v\n%s", build.Args, err, out)
 	}
 	s := msgtest.New(t, msgtest.Config{Rule: msgtest.ClientRule})
-	msgtest.RunClient(t, ctx, s, exec.CommandContext(ctx, bin))
+	msgtest.RunClient(t, s, exec.CommandContext(ctx, bin))
 }

@@ -1,6 +1,6 @@
 /* fm_test: ferrymsg against msgtest's fake endpoint, driven by
  * clients/c/c_test.go (which sets FERRY_MSG_SOCKET and the rules for
- * the ids used here). Prints POLL before it polls, so that the driver
+ * the ids used here). Prints "POLL <id>" before it polls, so that the driver
  * injects a message only then; prints PASS at the end. */
 #define _GNU_SOURCE
 #include "ferrymsg.h"
@@ -84,7 +84,7 @@ int main(void)
 	/* Poll wakes when a message arrives. */
 	struct pollfd pfd = { fm_fd(c), POLLIN, 0 };
 	CHECK(poll(&pfd, 1, 0) == 0, "fd polls readable with nothing sent");
-	printf("POLL\n");
+	printf("POLL %s\n", fm_id(c));
 	fflush(stdout);
 	pfd.revents = 0;
 	CHECK(poll(&pfd, 1, 10000) == 1 && (pfd.revents & POLLIN), "poll did not wake");
