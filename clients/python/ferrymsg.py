@@ -19,6 +19,7 @@ import re
 import select
 import socket
 import struct
+import time
 
 DEFAULT_PATH = "/run/ferry/msg.sock"
 PATH_ENV = "FERRY_MSG_SOCKET"
@@ -92,6 +93,14 @@ class PayloadRefused(Undeliverable, TooBig):
 _BY_CODE = {1: UnknownID, 2: ReceiverEnded, 3: Unreachable, 4: PayloadRefused, 5: Malformed, 6: Denied}
 
 
+def _deadline(timeout):
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _left(deadline):
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def parse_id(s):
     """Check that s is an id ("<job>.<pid>") and return it."""
     if not isinstance(s, str) or len(s.encode()) > MAX_ID or not _ID_RE.match(s) \
@@ -146,7 +155,9 @@ class Conn:
 
     def send(self, to, payload, timeout=None):
         """Send payload (bytes) to id to and wait for the node's outcome:
-        returns once delivered, raises Undeliverable (UnknownID, ...)."""
+        returns once delivered, raises Undeliverable (UnknownID, ...).
+        If timeout (seconds) passes first: WouldBlock, and the message may
+        still be delivered."""
         seq = self._send(to, payload, block=True)
         return self.result(seq, timeout)
 
@@ -179,11 +190,12 @@ class Conn:
         0: do not wait, WouldBlock if not yet known)."""
         if seq not in self._outcomes:
             raise Error("no outcome pending for message %d" % seq)
+        deadline = _deadline(timeout)
         while self._outcomes[seq] is None:
             if self._broken:
                 del self._outcomes[seq], self._to[seq]
                 raise self._broken
-            self._read_one(timeout)
+            self._read_one(_left(deadline))
         to, code, text = self._outcomes.pop(seq)
         del self._to[seq]
         if code:
@@ -193,10 +205,11 @@ class Conn:
 
     def recv(self, timeout=None):
         """Wait for a message; returns (sender id, payload bytes)."""
+        deadline = _deadline(timeout)
         while not self._queue:
             if self._broken:
                 raise self._broken
-            self._read_one(timeout)
+            self._read_one(_left(deadline))
         return self._queue.pop(0)
 
     def recv_nb(self):
