@@ -458,3 +458,44 @@ func TestClose(t *testing.T) {
 		t.Fatalf("Send after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestQueuedBySend: a MSG that arrives while Send waits for its RESULT
+// is queued in the Conn (Pending), and Fd does not show it.
+func TestQueuedBySend(t *testing.T) {
+	s := msgtest.New(t, msgtest.Config{ID: byOrder})
+	a := dial(t, s)
+	// Route injects the MSG before it answers, so Send reads it first.
+	if err := a.Send(testCtx(t), a.ID(), []byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	if a.Pending() != 1 || poll(t, a.Fd(), 0) {
+		t.Fatalf("Pending() = %d, Fd readable %v; want 1, false", a.Pending(), poll(t, a.Fd(), 0))
+	}
+	if _, p, err := a.TryRecv(); err != nil || string(p) != "q" {
+		t.Fatalf("TryRecv = %q, %v", p, err)
+	}
+}
+
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, size := range []int{64, 4 << 10, msg.MaxPayload} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			s := msgtest.New(b, msgtest.Config{ID: byOrder})
+			c, err := msg.DialPath(context.Background(), s.Path())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			p := make([]byte, size)
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if err := c.Send(ctx, c.ID(), p); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := c.Recv(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
