@@ -332,8 +332,12 @@ type Durable struct {
 	Orphans    []*pending
 	Links      map[string]link
 	Table      map[string]Loc
-	Tombstones map[string]bool
-	Controls   []*control
+	Tombstones map[string]string // ended job → the node where it ended
+	// EndedIn: on the node where a job ended, per (sender, receiver) the
+	// last seq delivered, so that a retransmission of a delivered message
+	// is acknowledged, not reported as undeliverable.
+	EndedIn  map[string]map[pair]uint64
+	Controls []*control
 }
 
 // Router is one node's routing of messages: a state machine without I/O.
@@ -368,7 +372,10 @@ func (r *Router) reset(d *Durable) {
 		d.Table = map[string]Loc{}
 	}
 	if d.Tombstones == nil {
-		d.Tombstones = map[string]bool{}
+		d.Tombstones = map[string]string{}
+	}
+	if d.EndedIn == nil {
+		d.EndedIn = map[string]map[pair]uint64{}
 	}
 	r.d = d
 	r.cache = map[string]Loc{}
@@ -389,7 +396,7 @@ func (r *Router) Stats() Stats {
 
 // Durable is a deep copy of what survives a restart of this node.
 func (r *Router) Durable() *Durable {
-	d := &Durable{Jobs: map[string]*JobState{}, Links: map[string]link{}, Table: map[string]Loc{}, Tombstones: map[string]bool{}}
+	d := &Durable{Jobs: map[string]*JobState{}, Links: map[string]link{}, Table: map[string]Loc{}, Tombstones: map[string]string{}, EndedIn: map[string]map[pair]uint64{}}
 	for j, js := range r.d.Jobs {
 		d.Jobs[j] = js.clone(false)
 	}
@@ -402,6 +409,13 @@ func (r *Router) Durable() *Durable {
 	}
 	for k, v := range r.d.Tombstones {
 		d.Tombstones[k] = v
+	}
+	for k, v := range r.d.EndedIn {
+		m := map[pair]uint64{}
+		for p, n := range v {
+			m[p] = n
+		}
+		d.EndedIn[k] = m
 	}
 	for _, c := range r.d.Controls {
 		cc := *c
@@ -568,7 +582,7 @@ func (r *Router) attempt(js *JobState, p *pending) {
 		e.Floor = floorOf(r.d.Orphans, e.Seq, pair{e.From, e.To})
 	}
 	job := e.To.Job
-	if r.d.Jobs[job] != nil || r.d.Tombstones[job] {
+	if _, ended := r.d.Tombstones[job]; ended || r.d.Jobs[job] != nil {
 		r.receive(e)
 		return
 	}
@@ -663,12 +677,23 @@ func (r *Router) receive(e Envelope) {
 			}
 		})
 	case KEnded:
-		r.forPending(e.To, func(p *pending) { p.LastError = ErrEnded; p.Deadline = r.now })
+		// From→To delivered up to UpTo; what came later never will be
+		k := pair{e.From, e.To}
+		if js := r.d.Jobs[e.From.Job]; js != nil {
+			js.Outbox = dropAcked(js.Outbox, k, e.UpTo)
+		}
+		r.d.Orphans = dropAcked(r.d.Orphans, k, e.UpTo)
+		r.forPending(e.To, func(p *pending) {
+			if p.Env.From == e.From && p.Env.Seq > e.UpTo {
+				p.LastError, p.Deadline = ErrEnded, r.now
+			}
+		})
 	case KLocate:
 		if js := r.d.Jobs[e.Job]; js != nil {
 			r.reply(e.FromNode, Envelope{Kind: KLocateReply, Job: e.Job, Loc: Loc{r.cfg.Node, js.Epoch}})
-		} else if r.d.Tombstones[e.Job] {
-			r.reply(e.FromNode, Envelope{Kind: KEnded, To: ID{Job: e.Job}, Job: e.Job})
+		} else if at, ok := r.d.Tombstones[e.Job]; ok {
+			// the node where it ended knows what was delivered
+			r.reply(e.FromNode, Envelope{Kind: KLocateReply, Job: e.Job, Loc: Loc{at, ^uint64(0)}})
 		}
 	case KLocateReply:
 		r.learn(e.Job, e.Loc)
@@ -692,7 +717,7 @@ func (r *Router) receive(e Envelope) {
 	case KOriginUpdateAck:
 		r.dropControl(e.FromNode, KOriginUpdate, e.Job)
 	case KEndNotice:
-		r.d.Tombstones[e.Job] = true
+		r.d.Tombstones[e.Job] = e.Loc.Node
 		if _, ok := r.d.Links[e.Job]; ok {
 			delete(r.d.Links, e.Job)
 			r.c.LinksDropped++
@@ -701,7 +726,8 @@ func (r *Router) receive(e Envelope) {
 	}
 }
 
-// forEnded: an Ended answer names the job; every process of it is gone.
+// forPending calls f for every message this node holds for to (for
+// every process of to.Job if to.PID is 0).
 func (r *Router) forPending(to ID, f func(*pending)) {
 	match := func(p *pending) bool {
 		if to.PID == 0 {
@@ -771,8 +797,18 @@ func (r *Router) data(e Envelope) {
 		r.accept(js, e)
 		return
 	}
-	if r.d.Tombstones[job] {
-		r.reply(e.SrcNode, Envelope{Kind: KEnded, To: ID{Job: job}, Job: job})
+	if at, ok := r.d.Tombstones[job]; ok {
+		if at != r.cfg.Node && e.Hops < r.cfg.MaxHops {
+			r.transmit(at, e) // only the node where it ended can tell
+			return
+		}
+		upTo := r.d.EndedIn[job][pair{e.From, e.To}]
+		if e.Seq <= upTo {
+			r.c.Duplicates++
+			r.reply(e.SrcNode, Envelope{Kind: KAck, From: e.From, To: e.To, UpTo: upTo, Loc: Loc{r.cfg.Node, ^uint64(0)}})
+			return
+		}
+		r.reply(e.SrcNode, Envelope{Kind: KEnded, From: e.From, To: e.To, UpTo: upTo, Job: job})
 		return
 	}
 	if e.Hops >= r.cfg.MaxHops {
@@ -1037,13 +1073,20 @@ func (r *Router) jobEnd(job string) {
 		return
 	}
 	delete(r.d.Jobs, job)
-	r.d.Tombstones[job] = true
+	r.d.Tombstones[job] = r.cfg.Node
+	last := map[pair]uint64{}
+	for to, in := range js.In {
+		for from, p := range in.Peers {
+			last[pair{from, to}] = p.Next - 1
+		}
+	}
+	r.d.EndedIn[job] = last
 	// what it sent and was not acknowledged is still delivered (or reported)
 	r.d.Orphans = append(r.d.Orphans, js.Outbox...)
 	notify := appendOnce(append([]string(nil), js.Trail...), CreatorOf(job))
 	for _, n := range notify {
 		if n != r.cfg.Node {
-			r.addControl(n, Envelope{Kind: KEndNotice, Job: job})
+			r.addControl(n, Envelope{Kind: KEndNotice, Job: job, Loc: Loc{r.cfg.Node, ^uint64(0)}})
 		}
 	}
 	// messages buffered or early for it: their senders hear "ended" on

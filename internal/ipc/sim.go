@@ -31,6 +31,7 @@ type SimConfig struct {
 // SimResult is what a run measured.
 type SimResult struct {
 	Sent, Delivered, Reported int
+	ReportedEnded             int // of Reported: the receiver ended
 	FalseReports              int // reported undeliverable, yet delivered (the ack was lost)
 	Migrations, Rollbacks     int
 	Crashes                   int
@@ -179,6 +180,9 @@ func (s *Sim) apply(n string, acts []Action) {
 			}
 			s.reported[k] = a.Reason
 			s.res.Reported++
+			if errors.Is(a.Reason, ErrEnded) {
+				s.res.ReportedEnded++
+			}
 			s.checkReport(k, a.Reason)
 		case Handoff:
 			s.handoff(n, a)

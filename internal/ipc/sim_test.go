@@ -36,6 +36,7 @@ func TestSimRandom(t *testing.T) {
 				sum.Sent += res.Sent
 				sum.Delivered += res.Delivered
 				sum.Reported += res.Reported
+				sum.ReportedEnded += res.ReportedEnded
 				sum.FalseReports += res.FalseReports
 				sum.Migrations += res.Migrations
 				sum.Rollbacks += res.Rollbacks
@@ -43,9 +44,9 @@ func TestSimRandom(t *testing.T) {
 				sum.Stats.add(res.Stats)
 			}
 			st := sum.Stats
-			t.Logf("%s: %d seeds, sent %d delivered %d reported %d (false %d), migrations %d rollbacks %d crashes %d; "+
+			t.Logf("%s: %d seeds, sent %d delivered %d reported %d (receiver ended %d, false %d), migrations %d rollbacks %d crashes %d; "+
 				"hops/msg %.2f, transmissions/msg %.2f, relayed origin %d link %d, buffered %d, try-later %d, unknown %d, locates %d, loc-updates %d (timeouts %d), links left %d dropped %d held at end %d, origin entries %d",
-				m, seeds, sum.Sent, sum.Delivered, sum.Reported, sum.FalseReports, sum.Migrations, sum.Rollbacks, sum.Crashes,
+				m, seeds, sum.Sent, sum.Delivered, sum.Reported, sum.ReportedEnded, sum.FalseReports, sum.Migrations, sum.Rollbacks, sum.Crashes,
 				float64(st.HopsDelivered)/float64(st.Delivered), float64(st.Transmissions)/float64(sum.Sent),
 				st.RelayedOrigin, st.RelayedLink, st.Buffered, st.TryLater, st.UnknownSent, st.Locates, st.LocUpdates, st.UpdateTimeout,
 				st.LinksLeft, st.LinksDropped, st.Links, st.OriginTable)
@@ -62,7 +63,7 @@ func TestSimLong(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v", err)
 		}
-		t.Logf("%s: sent %d delivered %d reported %d, %d migrations, %d rollbacks, hops %.2f", m, res.Sent, res.Delivered, res.Reported, res.Migrations, res.Rollbacks, res.Hops)
+		t.Logf("%s: sent %d delivered %d reported %d (receiver ended %d), %d migrations, %d rollbacks, hops %.2f", m, res.Sent, res.Delivered, res.Reported, res.ReportedEnded, res.Migrations, res.Rollbacks, res.Hops)
 	}
 }
 
@@ -111,10 +112,10 @@ func TestDrawbacks(t *testing.T) {
 	sender := ID{"n4-1", 100}
 	type want struct{ originDown, linkDown bool } // delivered?
 	wants := map[Mechanism]want{
-		Resend: {true, true},  // broadcast finds it; nothing depends on n1 or n2
-		Origin: {false, true}, // everything goes through n1
+		Resend: {true, true},   // broadcast finds it; nothing depends on n1 or n2
+		Origin: {false, true},  // everything goes through n1
 		Link:   {false, false}, // the chain starts at n1 and passes n2
-		Update: {true, true},  // partners were told; strangers locate by broadcast
+		Update: {true, true},   // partners were told; strangers locate by broadcast
 		Auto:   {true, true},
 	}
 	for _, m := range Mechanisms {
