@@ -56,8 +56,8 @@
 //   - auto (ferry): update the partners, leave a link (dropped after
 //     Config.LinkTTL unused), keep the creating node informed, and on each
 //     miss (no ack within Config.Retransmit, or unknown) try the next of:
-//     cached location, creating node, broadcast. No single node down makes
-//     a living job unreachable.
+//     cached location, creating node, broadcast. No single node down, other
+//     than the job's own, makes a living job unreachable.
 //
 // # Exactly once, in order
 //
