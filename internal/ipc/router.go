@@ -195,7 +195,7 @@ func (Handoff) action()       {}
 // Config of a Router. Durations are of the clock passed to Handle.
 type Config struct {
 	Node      string
-	Nodes     []string // every node of the cluster, for broadcasts
+	Nodes     []string // every node of the cluster (the node expands Broadcast to them)
 	Mechanism Mechanism
 	// MechanismOf, if set, gives a job's own mechanism (ferry run --forwarding).
 	MechanismOf func(job string) Mechanism
@@ -816,25 +816,36 @@ func (r *Router) data(e Envelope) {
 		return
 	}
 	m := r.mech(job)
+	// forward along a link, or as the creating node by its table:
+	// whichever knows the newer location
+	var fwd Loc
+	viaLink, viaTable := false, false
 	if l, ok := r.d.Links[job]; ok && m != Resend && m != Origin {
 		if m == Update && !r.graceUntil[job].After(r.now) {
 			// past the grace period (or lost in a restart): drop it
 			delete(r.d.Links, job)
 			r.c.LinksDropped++
 		} else {
-			l.LastUsed = r.now
-			r.d.Links[job] = l
-			r.c.RelayedLink++
-			r.transmit(l.Loc.Node, e)
-			return
+			fwd, viaLink = l.Loc, true
 		}
 	}
 	if (m == Origin || m == Auto) && CreatorOf(job) == r.cfg.Node {
-		if l, ok := r.d.Table[job]; ok && l.Node != r.cfg.Node && l.Node != e.FromNode {
-			r.c.RelayedOrigin++
-			r.transmit(l.Node, e)
-			return
+		if l, ok := r.d.Table[job]; ok && l.Node != r.cfg.Node && l.Node != e.FromNode && (!viaLink || l.Epoch > fwd.Epoch) {
+			fwd, viaTable, viaLink = l, true, false
 		}
+	}
+	switch {
+	case viaLink:
+		l := r.d.Links[job]
+		l.LastUsed = r.now
+		r.d.Links[job] = l
+		r.c.RelayedLink++
+		r.transmit(fwd.Node, e)
+		return
+	case viaTable:
+		r.c.RelayedOrigin++
+		r.transmit(fwd.Node, e)
+		return
 	}
 	r.unknown(e)
 }
