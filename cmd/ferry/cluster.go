@@ -212,7 +212,7 @@ func psCmd() *cobra.Command {
 				return e.Encode(jobs)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "JOB\tOWNER\tPID\tNODE\tHOME\tSTATE\tMEMORY\tMIGRATIONS\tCOMMAND")
+			fmt.Fprintln(tw, "JOB\tOWNER\tPID\tMSG ID\tNODE\tHOME\tSTATE\tMEMORY\tMIGRATIONS\tCOMMAND")
 			for _, j := range jobs {
 				st := j.State
 				if j.Exit != nil {
@@ -224,7 +224,14 @@ func psCmd() *cobra.Command {
 				if owner == "" {
 					owner = strconv.FormatUint(uint64(j.Owner), 10)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", j.ID, owner, j.PID, j.Node, j.Home, st,
+				// The main process's location-independent id (package
+				// msg): the job and its pid in the job's own namespace.
+				// An adopted process has no namespace of its own.
+				msgID := "-"
+				if !j.Adopted && j.PID > 0 {
+					msgID = fmt.Sprintf("%s.%d", j.ID, j.PID)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", j.ID, owner, j.PID, msgID, j.Node, j.Home, st,
 					mib(j.MemoryKiB), j.Migrations, strings.Join(j.Cmd, " "))
 			}
 			return tw.Flush()

@@ -74,6 +74,10 @@ func TestNodeCrashJobsRunOn(t *testing.T) {
 	if j.Node != "n1" {
 		t.Fatalf("after the restart: %+v", j)
 	}
+	// ps names the job's main process by its location-independent id.
+	if out := c.mustFerry("n2", "ps"); !strings.Contains(out, fmt.Sprintf("%s.%d", a, j.PID)) {
+		t.Errorf("ferry ps does not show %s.%d:\n%s", a, j.PID, out)
+	}
 	jb := c.ps("n1")[b]
 	if jb.State != "exited" || jb.Exit == nil || *jb.Exit != 7 {
 		t.Errorf("the job that ended while the node was down: %+v, want exited 7", jb)
