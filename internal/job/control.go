@@ -50,6 +50,10 @@ type Hello struct {
 	// StdinHeld: the message carries the read end of the job's input
 	// (StdinOpen or not: unread input can be taken back after EOF).
 	StdinHeld bool `json:"stdin_held,omitempty"`
+	// Endpoint: the message carries (last) the listening socket of the
+	// job's message endpoint, which the init holds so that processes
+	// can connect while no node runs (their connections wait).
+	Endpoint bool `json:"endpoint,omitempty"`
 	// Exited: the job's main process ended (Status is its wait status);
 	// the init is finishing its logs and exits next.
 	Exited bool `json:"exited,omitempty"`

@@ -34,7 +34,12 @@ const (
 	fdErr     = 8  //   and stderr
 	fdOutLog  = 9  //   the logs they go to (O_APPEND)
 	fdErrLog  = 10 //
+	fdMsg     = 11 // --endpoint: the job's message endpoint, listening
 )
+
+// MsgMount is where every job finds its node's message endpoint (package
+// msg): the same path on every node.
+const MsgMount = "/run/ferry/msg.sock"
 
 // initState is the init's own record of its job, guarded by mu.
 type initState struct {
@@ -44,6 +49,7 @@ type initState struct {
 	served  bool                          // a connection was open once
 	stdinW  *os.File                      // nil once closed
 	stdinR  *os.File
+	msgLn   *os.File // the message endpoint's listener, or nil
 	copiers [2]*copier
 	exitF   *os.File
 }
@@ -57,8 +63,8 @@ type initState struct {
 // The init outlives the node daemon that started it: it holds the job's
 // standard streams (input open, output copied into the job's logs) and
 // its exit status for whichever node attaches next (control.go).
-func InitMain(mainPID int, scratch string, stdio bool, cred *Cred, args []string) {
-	for fd := fdControl; fd <= fdErrLog; fd++ {
+func InitMain(mainPID int, scratch, endpoint string, stdio bool, cred *Cred, args []string) {
+	for fd := fdControl; fd <= fdMsg; fd++ {
 		// Nothing of the init's may leak into the job: it would be an
 		// fd the job holds that leads outside it.
 		unix.CloseOnExec(fd)
@@ -96,6 +102,14 @@ func InitMain(mainPID int, scratch string, stdio bool, cred *Cred, args []string
 	}
 	if err := MountScratch(scratch); err != nil {
 		s.fail(err)
+	}
+	if endpoint != "" {
+		// The node's socket for this job, at the path every job knows.
+		if err := unix.Mount(endpoint, MsgMount, "", unix.MS_BIND, ""); err != nil {
+			s.fail(fmt.Errorf("bind the message endpoint %s on %s: %w", endpoint, MsgMount, err))
+		}
+		s.msgLn = os.NewFile(fdMsg, "message endpoint")
+		s.hello.Endpoint = true
 	}
 	if len(args) == 0 {
 		// A restore will create the job with its old PIDs. Whatever
@@ -281,6 +295,9 @@ func (s *initState) handle(c *net.UnixConn) {
 		files = append(files, int(s.stdinR.Fd()))
 	}
 	h.StdinHeld = s.stdinR != nil
+	if s.msgLn != nil {
+		files = append(files, int(s.msgLn.Fd()))
+	}
 	// Registered under mu with the hello taken: every event after this
 	// hello reaches the connection.
 	s.conns[c] = wmu
@@ -489,7 +506,7 @@ func lookPath(name, path string) (string, error) {
 // InitMain. (--control only names the socket, for people reading ps; the
 // socket is fd 3.)
 func InitMainArgs(args []string) {
-	mainPID, scratch, stdio := 0, "", false
+	mainPID, scratch, endpoint, stdio := 0, "", "", false
 	var cred *Cred
 	id := func(s string) uint32 {
 		v, err := strconv.ParseUint(s, 10, 32)
@@ -525,10 +542,13 @@ func InitMainArgs(args []string) {
 			stdio = true
 			args = args[1:]
 			continue
-		case "--scratch", "--control":
+		case "--scratch", "--control", "--endpoint":
 			if len(args) > 1 {
-				if args[0] == "--scratch" {
+				switch args[0] {
+				case "--scratch":
 					scratch = args[1]
+				case "--endpoint":
+					endpoint = args[1]
 				}
 				args = args[2:]
 				continue
@@ -544,7 +564,7 @@ func InitMainArgs(args []string) {
 		}
 		break
 	}
-	InitMain(mainPID, scratch, stdio, cred, args)
+	InitMain(mainPID, scratch, endpoint, stdio, cred, args)
 }
 
 // parkPIDs moves this PID namespace's next PID near the top of the range.

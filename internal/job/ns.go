@@ -80,6 +80,11 @@ type Held struct {
 	StdinW, StdinR *os.File
 	Out            [2]*os.File
 	Logs           [2]*os.File
+	// Msg, if set, is the job's message endpoint (a listening
+	// SOCK_SEQPACKET socket) at the path MsgPath, which the init binds at
+	// MsgMount in the job.
+	Msg     *os.File
+	MsgPath string
 }
 
 // Init is a job's init as a node sees it: started by this node
@@ -90,6 +95,9 @@ type Init struct {
 	// StdinW and StdinR are the node's ends of the job's input (from the
 	// init's Hello); nil if the init holds none.
 	StdinW, StdinR *os.File
+	// Msg is the job's message endpoint, listening (from the Hello); nil
+	// if it has none.
+	Msg *os.File
 
 	conn   *net.UnixConn
 	pidfd  int
@@ -155,6 +163,10 @@ func StartInit(spec InitSpec) (*Init, error) {
 	if h := spec.Held; h != nil {
 		args = append(args, "--stdio")
 		extra = append(extra, h.StdinW, h.StdinR, h.Out[0], h.Out[1], h.Logs[0], h.Logs[1])
+		if h.Msg != nil {
+			args = append(args, "--endpoint", h.MsgPath)
+			extra = append(extra, h.Msg)
+		}
 	}
 	args = append(args, "--")
 	args = append(args, spec.Args...)
@@ -245,7 +257,7 @@ func attach(path string, pid int, waited <-chan error) (*Init, error) {
 	// The hello, with the input's descriptors.
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	buf := make([]byte, maxControlLine)
-	oob := make([]byte, unix.CmsgSpace(2*4))
+	oob := make([]byte, unix.CmsgSpace(3*4))
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	c.SetReadDeadline(time.Time{})
 	var files []*os.File
@@ -289,6 +301,9 @@ func attach(path string, pid int, waited <-chan error) (*Init, error) {
 	if h.StdinHeld {
 		want++
 	}
+	if h.Endpoint {
+		want++
+	}
 	if len(files) != want {
 		closeAll()
 		return fail(fmt.Errorf("the job's init sent %d descriptors, want %d", len(files), want))
@@ -297,8 +312,11 @@ func attach(path string, pid int, waited <-chan error) (*Init, error) {
 		in.StdinW, files = files[0], files[1:]
 	}
 	if h.StdinHeld {
-		in.StdinR = files[0]
+		in.StdinR, files = files[0], files[1:]
 		unix.SetNonblock(int(in.StdinR.Fd()), true)
+	}
+	if h.Endpoint {
+		in.Msg = files[0]
 	}
 	if h.Exited {
 		// It ended before this connection: the hello says how.
@@ -572,8 +590,16 @@ func (t *Tie) Cut() error {
 const ScratchMount = "/run/ferry/scratch"
 
 // PrepareScratchMount creates the (empty) mount point on the node.
+// It also makes the (empty) file the message endpoint is bound on.
 func PrepareScratchMount() error {
-	return os.MkdirAll(ScratchMount, 0o755)
+	if err := os.MkdirAll(ScratchMount, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(MsgMount, os.O_RDONLY|os.O_CREATE, 0o666)
+	if err != nil {
+		return fmt.Errorf("message endpoint mount point: %w", err)
+	}
+	return f.Close()
 }
 
 // MountScratch binds dir over ScratchMount in the caller's mount
@@ -680,7 +706,7 @@ func KeepInit(ctx context.Context, path string) error {
 		return err
 	}
 	defer func() {
-		for _, f := range []*os.File{in.StdinW, in.StdinR} {
+		for _, f := range []*os.File{in.StdinW, in.StdinR, in.Msg} {
 			if f != nil {
 				f.Close()
 			}
@@ -688,4 +714,17 @@ func KeepInit(ctx context.Context, path string) error {
 		in.Detach()
 	}()
 	return in.Keep(ctx)
+}
+
+// PIDIn is the pid, in the PID namespace at nsPath, of the node's process
+// hostPID; an error if the process is not in that namespace.
+func PIDIn(nsPath string, hostPID int) (int, error) {
+	want, err := os.Readlink(nsPath)
+	if err != nil {
+		return 0, err
+	}
+	if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", hostPID)); err != nil || l != want {
+		return 0, fmt.Errorf("process %d is not in namespace %s", hostPID, want)
+	}
+	return nsPID(hostPID)
 }

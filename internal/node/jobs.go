@@ -228,6 +228,10 @@ func (n *Node) newPipes(j *localJob) (child [3]*os.File, held *job.Held, err err
 		}
 		files = append(files, held.Logs[i])
 	}
+	if held.Msg, held.MsgPath, err = n.newEndpoint(j.info.ID); err != nil {
+		return child, nil, err
+	}
+	files = append(files, held.Msg)
 	return child, held, nil
 }
 
@@ -245,7 +249,7 @@ func closeHeld(child [3]*os.File, h *job.Held) {
 	if h == nil {
 		return
 	}
-	for _, f := range []*os.File{h.StdinW, h.StdinR, h.Out[0], h.Out[1], h.Logs[0], h.Logs[1]} {
+	for _, f := range []*os.File{h.StdinW, h.StdinR, h.Out[0], h.Out[1], h.Logs[0], h.Logs[1], h.Msg} {
 		if f != nil {
 			f.Close()
 		}
@@ -260,6 +264,9 @@ func (j *localJob) useInit(in *job.Init) {
 	j.stdinW, j.stdinR = in.StdinW, in.StdinR
 	if in.StdinW == nil {
 		j.stdinEOF = true
+	}
+	if in.Msg != nil {
+		j.n.serveEndpoint(j, in.Msg)
 	}
 }
 

@@ -93,6 +93,7 @@ type Node struct {
 	db       *store.DB // the node's state on disk
 	logWatch *logWatch
 	peers    peerCache // other nodes' jobs, as last seen
+	eps      endpoints // the jobs' message endpoints' connections
 
 	// settle are the migrations recover found at their commit, for Run
 	// to decide once the node is in the cluster again.
