@@ -183,32 +183,12 @@ func (n *Node) handlePacket(e *epConn, b []byte, truncated bool) bool {
 		pkt, _ := wire.Append(nil, &wire.Packet{Type: t, Seq: seq, Code: code, Text: text})
 		e.out <- pkt
 	}
-	t, seq, ok := wire.Header(b)
-	sendable := ok && b[2] == wire.Version && t == wire.TypeSend && seq != 0
-	if truncated {
-		text := fmt.Sprintf("payload over %d bytes", wire.MaxPayload)
-		if sendable {
-			reply(wire.TypeResult, seq, wire.CodeTooBig, text)
-			return true
-		}
-		reply(wire.TypeError, seq, wire.CodeTooBig, text)
-		return false
+	a := wire.Check(b, truncated)
+	if a.Reply != nil {
+		reply(a.Reply.Type, a.Reply.Seq, a.Reply.Code, a.Reply.Text)
+		return !a.Close
 	}
-	p, err := wire.Parse(b)
-	switch {
-	case err != nil && p != nil && p.Version != wire.Version:
-		reply(wire.TypeError, p.Seq, wire.CodeVersion, fmt.Sprintf("protocol version %d, this node speaks %d", p.Version, wire.Version))
-		return false
-	case err != nil && sendable:
-		reply(wire.TypeResult, seq, wire.CodeMalformed, err.Error())
-		return true
-	case err != nil:
-		reply(wire.TypeError, seq, wire.CodeMalformed, err.Error())
-		return false
-	case p.Type != wire.TypeSend:
-		reply(wire.TypeError, p.Seq, wire.CodeMalformed, fmt.Sprintf("%v from a process", p.Type))
-		return false
-	}
+	p := a.Send
 	code, text := n.deliverLocal(e.id, p.ID, p.Payload)
 	reply(wire.TypeResult, p.Seq, code, text)
 	return true

@@ -227,3 +227,46 @@ func Parse(b []byte) (*Packet, error) {
 	}
 	return p, nil
 }
+
+// Answer is what an endpoint server does with one packet a process sent:
+// Send is the SEND to act on (then the server answers it with one RESULT
+// of its own), or Reply is the answer already decided (a RESULT for a
+// SEND it cannot take, or an ERROR), and Close says the connection ends
+// after it.
+type Answer struct {
+	Send  *Packet
+	Reply *Packet
+	Close bool
+}
+
+// Check classifies a packet read by an endpoint server (truncated: the
+// read reported MSG_TRUNC), following the rules of the protocol (see
+// package msg): a SEND whose header is readable is always answered by a
+// RESULT for its seq; anything else that is wrong gets an ERROR and the
+// connection is closed.
+func Check(b []byte, truncated bool) Answer {
+	reply := func(t Type, seq uint32, code Code, text string, closeConn bool) Answer {
+		return Answer{Reply: &Packet{Type: t, Seq: seq, Code: code, Text: text}, Close: closeConn}
+	}
+	t, seq, ok := Header(b)
+	sendable := ok && b[2] == Version && t == TypeSend && seq != 0
+	if truncated {
+		text := fmt.Sprintf("packet over %d bytes: payload over %d bytes", MaxPacket, MaxPayload)
+		if sendable {
+			return reply(TypeResult, seq, CodeTooBig, text, false)
+		}
+		return reply(TypeError, seq, CodeTooBig, text, true)
+	}
+	p, err := Parse(b)
+	switch {
+	case err != nil && p != nil && p.Version != Version:
+		return reply(TypeError, p.Seq, CodeVersion, fmt.Sprintf("protocol version %d, this node speaks %d", p.Version, Version), true)
+	case err != nil && sendable:
+		return reply(TypeResult, seq, CodeMalformed, err.Error(), false)
+	case err != nil:
+		return reply(TypeError, seq, CodeMalformed, err.Error(), true)
+	case p.Type != TypeSend:
+		return reply(TypeError, p.Seq, CodeMalformed, fmt.Sprintf("%v from a process", p.Type), true)
+	}
+	return Answer{Send: p}
+}
