@@ -626,75 +626,74 @@ func MountProc() error {
 // HostPID finds the node PID of the process whose PID is vpid inside the
 // PID namespace at nsPath.
 func HostPID(nsPath string, vpid int) (int, error) {
-	want, err := os.Readlink(nsPath)
+	found := 0
+	want, err := eachInNS(nsPath, func(host, ns int) bool {
+		if ns == vpid {
+			found = host
+			return false
+		}
+		return true
+	})
 	if err != nil {
 		return 0, err
 	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
+	if found == 0 {
+		return 0, fmt.Errorf("no process %d in namespace %s: %w", vpid, want, os.ErrNotExist)
 	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || l != want {
-			continue
-		}
-		st, err := procfs.Status(pid)
-		if err != nil {
-			continue
-		}
-		if ns := st.NSpid; len(ns) > 0 && ns[len(ns)-1] == vpid {
-			return pid, nil
-		}
-	}
-	return 0, fmt.Errorf("no process %d in namespace %s: %w", vpid, want, os.ErrNotExist)
+	return found, nil
 }
 
 // Members lists the node PIDs of the processes in the PID namespace at
 // nsPath, but for the namespace's init (skip lists others to leave out).
 func Members(nsPath string, skip ...int) ([]int, error) {
+	var out []int
+	_, err := eachInNS(nsPath, func(host, ns int) bool {
+		if ns != 1 && !slices.Contains(skip, host) {
+			out = append(out, host)
+		}
+		return true
+	})
+	return out, err
+}
+
+// eachInNS calls f with the node PID and the namespace PID of each process
+// in the PID namespace at nsPath, until f returns false. It returns the
+// namespace's name.
+func eachInNS(nsPath string, f func(host, ns int) bool) (string, error) {
 	want, err := os.Readlink(nsPath)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil, err
+		return want, err
 	}
-	var out []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || slices.Contains(skip, pid) {
+		if err != nil {
 			continue
 		}
-		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || l != want {
-			continue
-		}
-		if nspid, err := nsPID(pid); err == nil && nspid != 1 {
-			out = append(out, pid)
+		if ns, err := pidIn(want, pid); err == nil && !f(pid, ns) {
+			break
 		}
 	}
-	return out, nil
+	return want, nil
 }
 
-// nsPID is pid's number in its own (innermost) PID namespace.
-func nsPID(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// pidIn is hostPID's number in the PID namespace named ns, an error if
+// the process is not in it.
+func pidIn(ns string, hostPID int) (int, error) {
+	if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", hostPID)); err != nil || l != ns {
+		return 0, fmt.Errorf("process %d is not in namespace %s", hostPID, ns)
+	}
+	st, err := procfs.Status(hostPID)
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f, ok := strings.CutPrefix(line, "NSpid:"); ok {
-			fs := strings.Fields(f)
-			if len(fs) > 0 {
-				return strconv.Atoi(fs[len(fs)-1])
-			}
-		}
+	if len(st.NSpid) == 0 {
+		return 0, fmt.Errorf("process %d: no NSpid in its status", hostPID)
 	}
-	return 0, fmt.Errorf("pid %d: no NSpid", pid)
+	return st.NSpid[len(st.NSpid)-1], nil
 }
 
 // KeepInit tells the init serving the control socket at path that the
@@ -723,8 +722,5 @@ func PIDIn(nsPath string, hostPID int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", hostPID)); err != nil || l != want {
-		return 0, fmt.Errorf("process %d is not in namespace %s", hostPID, want)
-	}
-	return nsPID(hostPID)
+	return pidIn(want, hostPID)
 }

@@ -207,29 +207,14 @@ func (n *Node) recoverJob(rec jobRecord, m migrationRecord, inFlight bool) {
 	info := rec.Info
 	log := n.log.With("job", info.ID)
 	j := &localJob{n: n, info: info, pipes: rec.Pipes, done: make(chan struct{})}
-	ended := func() {
-		for i, name := range []string{"stdout", "stderr"} {
-			if l, err := openLog(filepath.Join(n.jobDir(info.ID), name), false); err == nil {
-				l.close()
-				j.logs[i] = l
-			} else {
-				l, _ := openLog(os.DevNull, false)
-				l.close()
-				j.logs[i] = l
-			}
-		}
-		close(j.done)
-		n.mu.Lock()
-		n.jobs[info.ID] = j
-		n.mu.Unlock()
-	}
+	ended := func() { n.takeBackClosed(j, true) }
 	switch info.State {
 	case stateExited, stateLost, stateMoved:
 		ended()
 		return
 	}
 	if info.Adopted {
-		n.recoverAdopted(j, ended)
+		n.recoverAdopted(j)
 		return
 	}
 	in, err := job.Attach(n.controlPath(info.ID))
@@ -313,21 +298,37 @@ func (n *Node) recoverJob(rec jobRecord, m migrationRecord, inFlight bool) {
 }
 
 // recoverAdopted watches an adopted process again if it still runs.
-func (n *Node) recoverAdopted(j *localJob, ended func()) {
+func (n *Node) recoverAdopted(j *localJob) {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", j.info.PID))
 	cmd := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 	if err != nil || !slices.Equal(cmd, j.info.Cmd) {
 		j.info.State = stateLost
 		j.info.Error = "the adopted process was gone when the node restarted"
-		ended()
+		n.takeBackClosed(j, true)
 		n.saveJob(j)
 		return
 	}
-	ended()
-	j.mu.Lock()
-	j.done = make(chan struct{})
-	j.mu.Unlock()
+	n.takeBackClosed(j, false) // ferry does not carry its output
 	n.watchAdopted(j)
+}
+
+// takeBackClosed puts a job whose logs take nothing more here in the
+// table: one that ended (its done closed) or an adopted process.
+func (n *Node) takeBackClosed(j *localJob, ended bool) {
+	for i, name := range []string{"stdout", "stderr"} {
+		l, err := openLog(filepath.Join(n.jobDir(j.info.ID), name), false)
+		if err != nil {
+			l, _ = openLog(os.DevNull, false)
+		}
+		l.close()
+		j.logs[i] = l
+	}
+	if ended {
+		close(j.done)
+	}
+	n.mu.Lock()
+	n.jobs[j.info.ID] = j
+	n.mu.Unlock()
 }
 
 // settleOut decides a migration this node was the source of and that was

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -407,23 +408,7 @@ func (l *lockedBuffer) String() string {
 // freeze, precopy and postcopy.
 func TestMigrateAroundTheCluster(t *testing.T) {
 	c := startCluster(t, 3, nil)
-	run := exec.Command(ferryBin, "run", "--", counterBin, "10000")
-	run.Env = append(os.Environ(), "FERRY_SOCKET="+c.socket("n1"))
-	stdin, _ := run.StdinPipe()
-	var out lockedBuffer
-	run.Stdout, run.Stderr = &out, &out
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer run.Process.Kill()
-	var job string
-	deadline := time.Now().Add(20 * time.Second)
-	for job == "" {
-		if _, err := fmt.Sscanf(out.String(), "ferry: job %s runs", &job); err != nil && time.Now().After(deadline) {
-			t.Fatalf("ferry run printed: %q", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	run, stdin, out, job := c.attachedCounter("n1")
 	var sent []string
 	modes := []string{"freeze", "precopy", "postcopy"}
 	for round, to := range []string{"n2", "n3", "n1"} {
@@ -447,7 +432,7 @@ func TestMigrateAroundTheCluster(t *testing.T) {
 		}
 	}
 	stdin.Close()
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(c.logs("n1", job), "eof") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the job never saw the end of its input; ferry run printed:\n%s", tail(out.String(), 30))
@@ -455,12 +440,7 @@ func TestMigrateAroundTheCluster(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Ctrl-C on the attached ferry run reaches the job.
-	run.Process.Signal(os.Interrupt)
-	err := run.Wait()
-	ee, ok := err.(*exec.ExitError)
-	if !ok || ee.ExitCode() != 128+int(syscall.SIGINT) {
-		t.Errorf("ferry run ended with %v, want exit %d (job killed by SIGINT)", err, 128+int(syscall.SIGINT))
-	}
+	interruptAttached(t, run)
 	if sig := c.ps("n3")[job].Signal; sig != "SIGINT" {
 		t.Errorf("job ended by %q, want SIGINT", sig)
 	}
@@ -474,15 +454,57 @@ func TestMigrateAroundTheCluster(t *testing.T) {
 	if checkOutput(t, got, true) != checkOutput(t, c.logs("n2", job), true) {
 		t.Errorf("ferry run and ferry logs disagree on the last tick")
 	}
-	var ins []string
-	for _, l := range strings.Split(got, "\n") {
-		if v, ok := strings.CutPrefix(l, "in: "); ok {
-			ins = append(ins, v)
-		}
-	}
-	if strings.Join(ins, "|") != strings.Join(sent, "|") {
-		t.Errorf("the job read %q, want %q", ins, sent)
+	if ins := inputLines(got); strings.Join(ins, "|") != strings.Join(sent, "|") {
+		t.Errorf("the job read %q, want %q", inputLines(got), sent)
 	}
 }
 
 func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
+
+// attachedCounter starts an attached `ferry run` of the counter on node
+// (its input a pipe, its output collected) and waits until it names the
+// job.
+func (c *testCluster) attachedCounter(node string) (*exec.Cmd, io.WriteCloser, *lockedBuffer, string) {
+	c.t.Helper()
+	run := exec.Command(ferryBin, "run", "--", counterBin, "10000")
+	run.Env = append(os.Environ(), "FERRY_SOCKET="+c.socket(node))
+	stdin, _ := run.StdinPipe()
+	out := &lockedBuffer{}
+	run.Stdout, run.Stderr = out, out
+	if err := run.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { run.Process.Kill() })
+	var job string
+	deadline := time.Now().Add(20 * time.Second)
+	for job == "" {
+		if _, err := fmt.Sscanf(out.String(), "ferry: job %s runs", &job); err != nil && time.Now().After(deadline) {
+			c.t.Fatalf("ferry run printed: %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return run, stdin, out, job
+}
+
+// interruptAttached presses Ctrl-C on an attached `ferry run`: it must
+// end as its job did, killed by SIGINT.
+func interruptAttached(t *testing.T, run *exec.Cmd) {
+	t.Helper()
+	run.Process.Signal(os.Interrupt)
+	err := run.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 128+int(syscall.SIGINT) {
+		t.Errorf("ferry run ended with %v, want exit %d (job killed by SIGINT)", err, 128+int(syscall.SIGINT))
+	}
+}
+
+// inputLines are the counter's echoes of its input ("in: ...").
+func inputLines(out string) []string {
+	var ins []string
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "in: "); ok {
+			ins = append(ins, v)
+		}
+	}
+	return ins
+}

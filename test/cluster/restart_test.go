@@ -243,23 +243,7 @@ func copyFile(t *testing.T, from, to string) {
 // still work.
 func TestAttachedAcrossNodeRestart(t *testing.T) {
 	c := startCluster(t, 2, nil)
-	run := exec.Command(ferryBin, "run", "--", counterBin, "10000")
-	run.Env = append(os.Environ(), "FERRY_SOCKET="+c.socket("n1"))
-	stdin, _ := run.StdinPipe()
-	var out lockedBuffer
-	run.Stdout, run.Stderr = &out, &out
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer run.Process.Kill()
-	var job string
-	deadline := time.Now().Add(20 * time.Second)
-	for job == "" {
-		if _, err := fmt.Sscanf(out.String(), "ferry: job %s runs", &job); err != nil && time.Now().After(deadline) {
-			t.Fatalf("ferry run printed: %q", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	run, stdin, out, _ := c.attachedCounter("n1")
 	waitOut := func(what string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -288,21 +272,10 @@ func TestAttachedAcrossNodeRestart(t *testing.T) {
 	waitOut("in: c")
 	stdin.Close()
 	waitOut("eof")
-	run.Process.Signal(os.Interrupt)
-	err := run.Wait()
-	ee, ok := err.(*exec.ExitError)
-	if !ok || ee.ExitCode() != 128+int(syscall.SIGINT) {
-		t.Errorf("ferry run ended with %v, want exit %d (job killed by SIGINT)", err, 128+int(syscall.SIGINT))
-	}
+	interruptAttached(t, run)
 	got := out.String()
 	checkOutput(t, got, true)
-	var ins []string
-	for _, l := range strings.Split(got, "\n") {
-		if v, ok := strings.CutPrefix(l, "in: "); ok {
-			ins = append(ins, v)
-		}
-	}
-	if strings.Join(ins, "|") != "a|b|c" {
+	if ins := inputLines(got); strings.Join(ins, "|") != "a|b|c" {
 		t.Errorf("the job read %q, want a, b, c once each, in order", ins)
 	}
 	if n := copiesSettled(t, 0); n != 0 {
