@@ -80,6 +80,7 @@ func nodeCmd() *cobra.Command {
 	f.StringVar(&cfg.Group, "group", "", "group allowed to use the control socket besides root")
 	f.BoolVar(&cfg.StopJobs, "stop-jobs", false, "end the node's jobs when it stops (default: they run on, and the next node on this state directory takes them back)")
 	f.StringVar(&cfg.Socket, "control", "", "control socket path (default <state>/ferry.sock)")
+	f.StringVar(&cfg.Forwarding, "forwarding", "auto", "message forwarding of jobs that choose none: resend, origin, link, update or auto")
 	f.StringSliceVar(&faults, "fault", nil, "inject a migration failure: send=NAME or recv=NAME (tests)")
 	f.MarkHidden("fault")
 	return cmd
@@ -113,6 +114,7 @@ func runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&req.Node, "node", "", "node to run on (default: the local one)")
+	cmd.Flags().StringVar(&req.Forwarding, "forwarding", "", "the job's message forwarding: resend, origin, link, update or auto (default: its node's)")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "print the job id and return")
 	addSocketFlag(cmd)
 	return cmd
@@ -212,7 +214,7 @@ func psCmd() *cobra.Command {
 				return e.Encode(jobs)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "JOB\tOWNER\tPID\tMSG ID\tNODE\tHOME\tSTATE\tMEMORY\tMIGRATIONS\tCOMMAND")
+			fmt.Fprintln(tw, "JOB\tOWNER\tPID\tMSG ID\tNODE\tHOME\tSTATE\tMEMORY\tMIGRATIONS\tFORWARDING\tQUEUED\tFORWARDED\tCOMMAND")
 			for _, j := range jobs {
 				st := j.State
 				if j.Exit != nil {
@@ -231,8 +233,21 @@ func psCmd() *cobra.Command {
 				if !j.Adopted && j.PID > 0 {
 					msgID = fmt.Sprintf("%s.%d", j.ID, j.PID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", j.ID, owner, j.PID, msgID, j.Node, j.Home, st,
-					mib(j.MemoryKiB), j.Migrations, strings.Join(j.Cmd, " "))
+				// Messages on its node now: waiting for its processes
+				// (in the node, or held while it was frozen) / sent by it
+				// and not yet delivered; and what its node relayed for
+				// jobs elsewhere.
+				queued, fwd := "-", "-"
+				if m := j.Msgs; m != nil {
+					queued = fmt.Sprintf("%d/%d", m.Queued+m.Held, m.Outbox)
+					fwd = strconv.Itoa(m.Forwarded)
+				}
+				forwarding := j.Forwarding
+				if forwarding == "" {
+					forwarding = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", j.ID, owner, j.PID, msgID, j.Node, j.Home, st,
+					mib(j.MemoryKiB), j.Migrations, forwarding, queued, fwd, strings.Join(j.Cmd, " "))
 			}
 			return tw.Flush()
 		},

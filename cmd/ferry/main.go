@@ -66,6 +66,7 @@ func root() *cobra.Command {
 	}
 	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log what ferry does")
 	cmd.AddCommand(checkCmd(), dumpCmd(), restoreCmd(), inspectCmd(), demoCmd(), workloadCmd(), benchCmd(), initCmd(),
-		nodeCmd(), runCmd(), logsCmd(), psCmd(), killCmd(), adoptCmd(), membersCmd(), migrateCmd())
+		nodeCmd(), runCmd(), logsCmd(), psCmd(), killCmd(), adoptCmd(), membersCmd(), migrateCmd(),
+		sendCmd(), recvCmd(), whereCmd())
 	return cmd
 }

@@ -62,6 +62,11 @@ const (
 	// BeforeCommit (send, a question): the old copy is frozen and the new
 	// one held; the node drains and carries the job's stdio and answers.
 	BeforeCommit Kind = "before-commit"
+	// Frozen (send, a question): every process of the job is frozen and
+	// nothing of it inspected yet; the node stops writing into the job's
+	// message-endpoint connections, takes what they hold for it, and
+	// answers with its side of each (Answer.Endpoints).
+	Frozen Kind = "frozen"
 	// Resolve (send, a question): the commit's answer was lost; the node
 	// asks the destination whether the new copy runs and answers.
 	Resolve Kind = "resolve"
@@ -86,6 +91,7 @@ var kinds = map[Kind]func(*Event) error{
 	Restored:     func(e *Event) error { return need(e.PID > 0, "pid") },
 	Progress:     func(e *Event) error { return need(e.Progress != nil, "progress") },
 	BeforeCommit: func(e *Event) error { return nil },
+	Frozen:       func(e *Event) error { return nil },
 	Resolve:      func(e *Event) error { return nil },
 	Committed:    func(e *Event) error { return nil },
 	Released:     func(e *Event) error { return nil },
@@ -116,7 +122,9 @@ type Event struct {
 }
 
 // Question reports whether the agent waits for an Answer to e.
-func (e Event) Question() bool { return e.Kind == BeforeCommit || e.Kind == Resolve }
+func (e Event) Question() bool {
+	return e.Kind == BeforeCommit || e.Kind == Resolve || e.Kind == Frozen
+}
 
 // Check verifies that e is a known kind with the fields it needs.
 func (e *Event) Check() error {
@@ -139,6 +147,10 @@ type Answer struct {
 	Err *Error `json:"error,omitempty"`
 	// Committed (Resolve): the new copy runs on the destination.
 	Committed bool `json:"committed,omitempty"`
+	// Endpoints (Frozen): the node's side of each of the job's
+	// message-endpoint connections, by socket inode (decimal) → the
+	// process id the node knows it as.
+	Endpoints map[string]string `json:"endpoints,omitempty"`
 }
 
 // Check verifies that a answers the question q.
@@ -148,6 +160,9 @@ func (a *Answer) Check(q Kind) error {
 	}
 	if a.Committed && a.To != Resolve {
 		return fmt.Errorf("%w: %q answer with committed set", ErrProtocol, a.To)
+	}
+	if len(a.Endpoints) > 0 && a.To != Frozen {
+		return fmt.Errorf("%w: %q answer with endpoints", ErrProtocol, a.To)
 	}
 	return nil
 }

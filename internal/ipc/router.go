@@ -169,6 +169,12 @@ type (
 		From, To ID
 		Seq      uint64
 	}
+	// Acked: the messages From sent to To up to UpTo are delivered (the
+	// receiver's node has handed them to its endpoint).
+	Acked struct {
+		From, To ID
+		UpTo     uint64
+	}
 	// Undeliverable: tell local (or ended) sender From that its message
 	// Seq to To was not delivered, and why.
 	Undeliverable struct {
@@ -189,6 +195,7 @@ func (Transmit) action()      {}
 func (Broadcast) action()     {}
 func (Deliver) action()       {}
 func (Accepted) action()      {}
+func (Acked) action()         {}
 func (Undeliverable) action() {}
 func (Handoff) action()       {}
 
@@ -656,6 +663,7 @@ func (r *Router) receive(e Envelope) {
 			js.Outbox = dropAcked(js.Outbox, k, e.UpTo)
 		}
 		r.d.Orphans = dropAcked(r.d.Orphans, k, e.UpTo)
+		r.emit(Acked{From: e.From, To: e.To, UpTo: e.UpTo})
 	case KTryLater:
 		r.forPending(e.To, func(p *pending) { p.NextTry = r.now.Add(r.cfg.TryLaterAfter); p.Tried = false })
 	case KUnknown:
@@ -683,6 +691,7 @@ func (r *Router) receive(e Envelope) {
 			js.Outbox = dropAcked(js.Outbox, k, e.UpTo)
 		}
 		r.d.Orphans = dropAcked(r.d.Orphans, k, e.UpTo)
+		r.emit(Acked{From: e.From, To: e.To, UpTo: e.UpTo})
 		r.forPending(e.To, func(p *pending) {
 			if p.Env.From == e.From && p.Env.Seq > e.UpTo {
 				p.LastError, p.Deadline = ErrEnded, r.now
@@ -1197,4 +1206,44 @@ func contains(ps []*pending, p *pending) bool {
 		}
 	}
 	return false
+}
+
+// View is what this node believes of a job: `ferry where` shows every
+// node's, `ferry ps` the counts.
+type View struct {
+	Node    string `json:"node"`
+	Local   bool   `json:"local,omitempty"`  // the job runs here (or is frozen here)
+	Frozen  bool   `json:"frozen,omitempty"` // a migration froze it; messages are held
+	Epoch   uint64 `json:"epoch,omitempty"`
+	Link    *Loc   `json:"link,omitempty"`     // a forwarding link left here
+	Table   *Loc   `json:"table,omitempty"`    // as its creating node
+	Cache   *Loc   `json:"cache,omitempty"`    // where this node last learnt it is
+	EndedAt string `json:"ended_at,omitempty"` // tombstone: the node where it ended
+	Outbox  int    `json:"outbox,omitempty"`   // messages it sent, not yet acknowledged
+	Held    int    `json:"held,omitempty"`     // messages to it buffered while frozen
+	ToIt    int    `json:"to_it,omitempty"`    // messages of this node's senders to it, not yet acknowledged
+}
+
+// View reports this node's knowledge of job.
+func (r *Router) View(job string) View {
+	v := View{Node: r.cfg.Node}
+	if js := r.d.Jobs[job]; js != nil {
+		v.Local, v.Frozen, v.Epoch = true, js.frozen || js.commit != nil, js.Epoch
+		v.Outbox, v.Held = len(js.Outbox), len(js.Frozen)
+	}
+	if l, ok := r.d.Links[job]; ok {
+		loc := l.Loc
+		v.Link = &loc
+	}
+	if l, ok := r.d.Table[job]; ok && CreatorOf(job) == r.cfg.Node {
+		loc := l
+		v.Table = &loc
+	}
+	if l, ok := r.cache[job]; ok {
+		loc := l
+		v.Cache = &loc
+	}
+	v.EndedAt = r.d.Tombstones[job]
+	r.forPending(ID{Job: job}, func(*pending) { v.ToIt++ })
+	return v
 }

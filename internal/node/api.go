@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/cluster"
+	"ferry/msg/wire"
 )
 
 // The node API, the same on the control socket and between nodes:
@@ -48,6 +49,9 @@ type RunRequest struct {
 	Node string   `json:"node,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
 	Env  []string `json:"env,omitempty"`
+	// Forwarding is the job's message-forwarding mechanism (resend,
+	// origin, link, update, auto); "" is the node's.
+	Forwarding string `json:"forwarding,omitempty"`
 }
 
 // MigrateRequest moves a job.
@@ -87,11 +91,15 @@ func (n *Node) routes(peer bool) *http.ServeMux {
 	h("POST /v1/jobs/{id}/stdin", maxStdinBody, n.routed(actInput, n.handleStdin))
 	h("POST /v1/jobs/{id}/signal", maxJSONBody, n.routed(actSignal, n.handleSignal))
 	h("POST /v1/jobs/{id}/migrate", maxJSONBody, n.routed(actMigrate, n.handleMigrate))
+	h("POST /v1/send", maxJSONBody+2*wire.MaxPayload, n.handleSend)
+	h("GET /v1/where/{id}", maxJSONBody, n.handleWhere)
 	if !peer {
 		h("POST /v1/adopt", maxJSONBody, n.handleAdopt)
 		return m
 	}
 	h("POST /v1/incoming", maxJSONBody, n.handleIncoming)
+	h("POST /v1/peer/msgs", maxMsgBatch, n.handlePeerMsgs)
+	h("GET /v1/peer/msgs/mechanism", maxJSONBody, n.handlePeerMechanism)
 	h("POST /v1/jobs/{id}/carry", maxCarryBody, n.handleCarry)
 	h("GET /v1/jobs/{id}/committed", maxJSONBody, n.handleCommitted)
 	h("GET /v1/jobs/{id}/arrival", maxJSONBody, n.handleArrival)
@@ -454,6 +462,11 @@ func (n *Node) handleJobs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	n.mu.Unlock()
+	for i := range out {
+		if out[i].State == stateRunning || out[i].State == stateMigrating {
+			out[i].Msgs = n.msgCounts(out[i].ID)
+		}
+	}
 	if r.Header.Get(hopHeader) != "" || r.URL.Query().Get("local") != "" {
 		writeJSON(w, out)
 		return

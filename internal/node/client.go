@@ -118,6 +118,21 @@ func (c *Client) Job(ctx context.Context, id string) (JobInfo, error) {
 	return info, err
 }
 
+// Send sends a message to process to as the CLI and returns once it is
+// delivered, with the id it was sent as.
+func (c *Client) Send(ctx context.Context, to string, payload []byte) (string, error) {
+	var ans SendAnswer
+	err := c.json(ctx, "POST", "/v1/send", SendRequest{To: to, Payload: payload}, &ans)
+	return ans.From, err
+}
+
+// Where is every node's view of where a job (or process) is.
+func (c *Client) Where(ctx context.Context, id string) ([]Where, error) {
+	var out []Where
+	err := c.json(ctx, "GET", "/v1/where/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
 // Members lists the cluster's members.
 func (c *Client) Members(ctx context.Context) ([]cluster.Member, error) {
 	var out []cluster.Member

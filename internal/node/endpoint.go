@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"ferry/internal/ipc"
 	"ferry/internal/job"
-	"ferry/msg"
 	"ferry/msg/wire"
 )
 
@@ -22,30 +22,97 @@ import (
 // bound by the init at job.MsgMount inside the job and held by it, so
 // that processes may connect while no node runs (they wait in the
 // backlog). The node accepts, names each process by its pid in the job,
-// and delivers SENDs between processes of the jobs on this node.
+// hands its SENDs to the router (msgroute.go) and writes what the router
+// delivers, and each SEND's RESULT once the receiver's node acknowledged
+// it (or the router gave up), as MSG and RESULT packets.
 //
-// Today's limits, said in every refusal: messages to a job on another
-// node are not carried yet (RESULT unreachable), and a job holding an
-// endpoint connection cannot migrate (the dump refuses the connection).
+// A process's packets wait in its queue (epProc.queue) until its writer
+// puts them in the socket, so that a process that does not read never
+// blocks another's send. A migration pauses the writers of the frozen job
+// (nothing more enters its sockets, whose unread packets the dump then
+// takes), drains its SENDs, and carries each process's queue and the
+// SENDs still waiting for their outcome to the destination (epCarry).
+// There the receiving agent reconnects each process's socket and
+// announces it (RESUME, REQUEUE: what was unread in the old socket); the
+// node writes that first, then the carried queue, then what comes.
 
-// maxQueued bounds the messages waiting for one process (not connected
-// yet, or not reading).
-const maxQueued = 1024
-
-// endpoints is the node's table of connected processes and messages
-// waiting for one.
+// endpoints is the node's table of the jobs' processes that have (or
+// had, or will have) an endpoint connection.
 type endpoints struct {
-	mu    sync.Mutex // guards the fields below
-	conns map[string]*epConn
-	queue map[string][][]byte // MSG packets for a process not connected
+	mu    sync.Mutex // guards the fields below and every epProc, epConn
+	cond  *sync.Cond // signalled when a queue, a pause or a connection changes
+	procs map[string]*epProc
+	// agents are the pids of the receiving agents of incoming
+	// migrations, by job: only they may RESUME a connection.
+	agents map[int]string
 }
 
-// epConn is one connected process; out feeds its writer, so that a
-// process not reading never blocks another's send.
+// epProc is one process of a job, by its id.
+type epProc struct {
+	id, job string
+	// gen counts the process's connections: RESULTs of SENDs made on an
+	// older one are dropped (its sequence numbers are not the new one's).
+	// A connection carried by a migration keeps its gen.
+	gen    uint64
+	conn   *epConn // nil while not connected
+	queue  [][]byte
+	paused bool // the job is frozen for a migration: write nothing
+}
+
+// epConn is one connection, served by a reader (serveProcess) and a
+// writer goroutine.
 type epConn struct {
-	id  string
-	c   *net.UnixConn
-	out chan []byte
+	c       *net.UnixConn
+	p       *epProc
+	closed  bool
+	writing bool
+	// drain asks the reader to read what is in the socket without
+	// blocking and report on the channel (a migration froze the job).
+	drain chan chan struct{}
+}
+
+func (e *endpoints) init() {
+	if e.procs == nil {
+		e.procs, e.agents = map[string]*epProc{}, map[int]string{}
+		e.cond = sync.NewCond(&e.mu)
+	}
+}
+
+// proc returns the record of id, made if needed. e.mu held.
+func (e *endpoints) proc(id, jobID string) *epProc {
+	e.init()
+	p := e.procs[id]
+	if p == nil {
+		p = &epProc{id: id, job: jobID}
+		e.procs[id] = p
+	}
+	return p
+}
+
+// push queues a packet for process id (delivered by the router, or a
+// RESULT).
+func (e *endpoints) push(id, jobID string, pkt []byte) {
+	e.mu.Lock()
+	p := e.proc(id, jobID)
+	p.queue = append(p.queue, pkt)
+	e.cond.Broadcast()
+	e.mu.Unlock()
+}
+
+// result queues the RESULT of a SEND made on connection generation gen.
+func (e *endpoints) result(id string, gen uint64, seq uint32, code wire.Code, text string) {
+	pkt, err := wire.Append(nil, &wire.Packet{Type: wire.TypeResult, Seq: seq, Code: code, Text: text})
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.procs[id]
+	if p == nil || p.gen != gen {
+		return // that connection is gone: nobody waits for the answer
+	}
+	p.queue = append(p.queue, pkt)
+	e.cond.Broadcast()
 }
 
 // newEndpoint makes the job's endpoint socket in its directory.
@@ -97,166 +164,380 @@ func (n *Node) serveEndpoint(j *localJob, f *os.File) {
 	})
 }
 
-// serveProcess speaks the endpoint protocol with one process.
+// serveProcess speaks the endpoint protocol with one process (or with
+// the receiving agent that carries its connection).
 func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 	defer c.Close()
-	id, err := n.processID(j, c)
+	cred, err := peerCred(c)
 	if err != nil {
-		pkt, _ := wire.Append(nil, &wire.Packet{Type: wire.TypeError, Code: wire.CodeDenied, Text: err.Error()})
-		c.Write(pkt)
+		n.log.Warn("message endpoint", "job", j.info.ID, "err", err)
 		return
 	}
-	e := &epConn{id: id, c: c, out: make(chan []byte, maxQueued+16)} // room for the queue, the hello and answers
-	hello, _ := wire.Append(nil, &wire.Packet{Type: wire.TypeHello, MaxPayload: wire.MaxPayload, ID: id})
-	e.out <- hello
+	buf := make([]byte, wire.MaxRequeue)
 	n.eps.mu.Lock()
-	if n.eps.conns == nil {
-		n.eps.conns, n.eps.queue = map[string]*epConn{}, map[string][][]byte{}
-	}
-	// A process that connects again takes its id over.
-	n.eps.conns[id] = e
-	for _, m := range n.eps.queue[id] {
-		e.out <- m
-	}
-	delete(n.eps.queue, id)
+	n.eps.init()
+	agentJob := n.eps.agents[int(cred.Pid)]
 	n.eps.mu.Unlock()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			select {
-			case p := <-e.out:
-				if _, err := c.Write(p); err != nil {
-					return
-				}
-			case <-done:
-				return
-			}
+	var p *epProc
+	var requeue [][]byte
+	if agentJob != "" {
+		if agentJob != j.info.ID {
+			n.log.Warn("message endpoint: an agent of another job connected", "job", j.info.ID, "agent_job", agentJob)
+			return
 		}
-	}()
+		var id string
+		if id, requeue, err = readResume(c, buf, j.info.ID); err != nil {
+			n.log.Warn("message endpoint: carried connection", "job", j.info.ID, "err", err)
+			return
+		}
+		n.eps.mu.Lock()
+		p = n.eps.proc(id, j.info.ID)
+		n.eps.mu.Unlock()
+	} else {
+		id, err := n.processID(j, int(cred.Pid))
+		if err != nil {
+			pkt, _ := wire.Append(nil, &wire.Packet{Type: wire.TypeError, Code: wire.CodeDenied, Text: err.Error()})
+			c.Write(pkt)
+			return
+		}
+		hello, _ := wire.Append(nil, &wire.Packet{Type: wire.TypeHello, MaxPayload: wire.MaxPayload, ID: id})
+		n.eps.mu.Lock()
+		p = n.eps.proc(id, j.info.ID)
+		p.gen++ // a process that connects again takes its id over
+		requeue = [][]byte{hello}
+		n.eps.mu.Unlock()
+	}
+	e := &epConn{c: c, p: p, drain: make(chan chan struct{}, 1)}
+	n.eps.mu.Lock()
+	if old := p.conn; old != nil {
+		old.closed = true
+		old.c.SetDeadline(time.Now())
+	}
+	p.conn = e
+	p.queue = append(requeue, p.queue...)
+	n.eps.cond.Broadcast()
+	gen := p.gen
+	n.eps.mu.Unlock()
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); n.eps.write(e) }()
 	defer func() {
 		n.eps.mu.Lock()
-		if n.eps.conns[id] == e {
-			delete(n.eps.conns, id)
+		e.closed = true
+		if p.conn == e {
+			p.conn = nil
 		}
+		n.eps.cond.Broadcast()
 		n.eps.mu.Unlock()
+		c.SetWriteDeadline(time.Now())
+		<-writerDone
 	}()
-	buf := make([]byte, wire.MaxPacket)
 	for {
-		nr, _, flags, _, err := c.ReadMsgUnix(buf, nil)
+		nr, _, flags, _, err := c.ReadMsgUnix(buf[:wire.MaxPacket], nil)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			n.eps.mu.Lock()
+			closed := e.closed
+			n.eps.mu.Unlock()
+			if closed {
+				return
+			}
+			select {
+			case done := <-e.drain:
+				if !n.drainConn(e, gen, buf) {
+					close(done)
+					return
+				}
+				c.SetReadDeadline(time.Time{})
+				close(done)
+			default:
+				c.SetReadDeadline(time.Time{})
+			}
+			continue
+		}
 		if err != nil || nr == 0 {
 			return
 		}
-		if !n.handlePacket(e, buf[:nr], flags&unix.MSG_TRUNC != 0) {
+		if !n.handlePacket(e, gen, buf[:nr], flags&unix.MSG_TRUNC != 0) {
 			return
 		}
 	}
 }
 
-// processID names the connected process: its job and its pid in the job.
-func (n *Node) processID(j *localJob, c *net.UnixConn) (string, error) {
+// drainConn reads, without blocking, every packet the process wrote
+// before it froze. False: the connection ended.
+func (n *Node) drainConn(e *epConn, gen uint64, buf []byte) bool {
+	rc, err := e.c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	for {
+		var nr, flags int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			nr, _, flags, _, rerr = unix.Recvmsg(int(fd), buf[:wire.MaxPacket], nil, unix.MSG_DONTWAIT)
+			return true
+		}); err != nil {
+			return false
+		}
+		if errors.Is(rerr, unix.EAGAIN) {
+			return true
+		}
+		if rerr != nil || nr == 0 {
+			return false
+		}
+		if !n.handlePacket(e, gen, buf[:nr], flags&unix.MSG_TRUNC != 0) {
+			return false
+		}
+	}
+}
+
+// write is a connection's writer: it puts the process's queue in the
+// socket, one packet at a time, unless the job is paused.
+func (eps *endpoints) write(e *epConn) {
+	eps.mu.Lock()
+	defer eps.mu.Unlock()
+	for {
+		p := e.p
+		for !e.closed && (p.paused || len(p.queue) == 0 || p.conn != e) {
+			eps.cond.Wait()
+		}
+		if e.closed {
+			return
+		}
+		pkt := p.queue[0]
+		p.queue = p.queue[1:]
+		e.writing = true
+		eps.mu.Unlock()
+		_, err := e.c.Write(pkt)
+		eps.mu.Lock()
+		e.writing = false
+		eps.cond.Broadcast()
+		if err != nil {
+			// Not written (a packet goes whole or not at all): it waits
+			// for the next connection, or for the migration's carry.
+			p.queue = append([][]byte{pkt}, p.queue...)
+			if errors.Is(err, os.ErrDeadlineExceeded) && !e.closed {
+				e.c.SetWriteDeadline(time.Time{})
+				continue
+			}
+			return
+		}
+	}
+}
+
+// readResume reads the agent's RESUME and its REQUEUE packets.
+func readResume(c *net.UnixConn, buf []byte, jobID string) (string, [][]byte, error) {
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	nr, _, _, _, err := c.ReadMsgUnix(buf, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := wire.Parse(buf[:nr])
+	if err != nil {
+		return "", nil, err
+	}
+	if p.Type != wire.TypeResume {
+		return "", nil, fmt.Errorf("%v from the receiving agent, want RESUME", p.Type)
+	}
+	id, err := ipc.ParseID(p.ID)
+	if err != nil || id.Job != jobID {
+		return "", nil, fmt.Errorf("RESUME of %q: not a process of job %s", p.ID, jobID)
+	}
+	var out [][]byte
+	for i := uint32(0); i < p.Seq; i++ {
+		nr, _, flags, _, err := c.ReadMsgUnix(buf, nil)
+		if err != nil {
+			return "", nil, fmt.Errorf("REQUEUE %d of %d: %w", i+1, p.Seq, err)
+		}
+		if flags&unix.MSG_TRUNC != 0 {
+			return "", nil, fmt.Errorf("REQUEUE %d of %d: truncated", i+1, p.Seq)
+		}
+		q, err := wire.Parse(buf[:nr])
+		if err != nil || q.Type != wire.TypeRequeue {
+			return "", nil, fmt.Errorf("REQUEUE %d of %d: %v", i+1, p.Seq, err)
+		}
+		out = append(out, append([]byte(nil), q.Payload...))
+	}
+	return p.ID, out, nil
+}
+
+func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var cerr error
 	rc.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
 	if cerr != nil {
-		return "", fmt.Errorf("the caller's credentials: %w", cerr)
+		return nil, fmt.Errorf("the caller's credentials: %w", cerr)
 	}
+	return cred, nil
+}
+
+// processID names the connected process: its job and its pid in the job.
+func (n *Node) processID(j *localJob, pid int) (string, error) {
 	in := j.init
 	if in == nil {
 		return "", errors.New("the job has no namespace of its own")
 	}
-	pid, err := job.PIDIn(in.NSPath(), int(cred.Pid))
+	nspid, err := job.PIDIn(in.NSPath(), pid)
 	if err != nil {
-		return "", fmt.Errorf("pid %d is not a process of job %s: %w", cred.Pid, j.info.ID, err)
+		return "", fmt.Errorf("pid %d is not a process of job %s: %w", pid, j.info.ID, err)
 	}
-	return j.info.ID + "." + strconv.Itoa(pid), nil
+	return j.info.ID + "." + strconv.Itoa(nspid), nil
 }
 
 // handlePacket answers one packet of a process; false closes the
 // connection (after an ERROR).
-func (n *Node) handlePacket(e *epConn, b []byte, truncated bool) bool {
-	reply := func(t wire.Type, seq uint32, code wire.Code, text string) {
-		pkt, _ := wire.Append(nil, &wire.Packet{Type: t, Seq: seq, Code: code, Text: text})
-		e.out <- pkt
-	}
+func (n *Node) handlePacket(e *epConn, gen uint64, b []byte, truncated bool) bool {
+	id := e.p.id
 	a := wire.Check(b, truncated)
 	if a.Reply != nil {
-		reply(a.Reply.Type, a.Reply.Seq, a.Reply.Code, a.Reply.Text)
+		pkt, _ := wire.Append(nil, a.Reply)
+		n.eps.push(id, e.p.job, pkt)
 		return !a.Close
 	}
 	p := a.Send
-	code, text := n.deliverLocal(e.id, p.ID, p.Payload)
-	reply(wire.TypeResult, p.Seq, code, text)
+	from, _ := ipc.ParseID(id)
+	to, err := ipc.ParseID(p.ID)
+	if err != nil {
+		n.eps.result(id, gen, p.Seq, wire.CodeMalformed, fmt.Sprintf("destination: %v", err))
+		return true
+	}
+	if code, text := n.msgs.precheck(to); code != wire.CodeOK {
+		n.eps.result(id, gen, p.Seq, code, text)
+		return true
+	}
+	n.msgs.send(from, to, append([]byte(nil), p.Payload...), sendWait{proc: id, gen: gen, connSeq: p.Seq})
 	return true
 }
 
-// deliverLocal hands a message to a process of a job on this node: to
-// its connection, or to the queue it reads when it connects.
-func (n *Node) deliverLocal(from, to string, payload []byte) (wire.Code, string) {
-	dest, err := msg.ParseID(to)
-	if err != nil {
-		return wire.CodeMalformed, fmt.Sprintf("destination: %v", err)
-	}
-	n.mu.Lock()
-	j := n.jobs[dest.Job]
-	n.mu.Unlock()
-	if j == nil {
-		if node := n.moved[dest.Job]; node != "" {
-			return wire.CodeUnreachable, fmt.Sprintf("%s: its job moved to node %s; messages between nodes are not carried yet", to, node)
+// pause stops writing into the sockets of job's processes and drains
+// what they sent (the job is frozen). It returns each connection's
+// socket inode (the node's side) → process id, for the dump to name the
+// job's sides.
+func (eps *endpoints) pause(jobID string) map[uint64]string {
+	eps.mu.Lock()
+	eps.init()
+	var conns []*epConn
+	for _, p := range eps.procs {
+		if p.job != jobID {
+			continue
 		}
-		if jobNode(dest.Job) != n.cfg.ID {
-			return wire.CodeUnreachable, fmt.Sprintf("%s: its job is not on node %s; messages between nodes are not carried yet", to, n.cfg.ID)
+		p.paused = true
+		if p.conn != nil {
+			conns = append(conns, p.conn)
+			p.conn.c.SetWriteDeadline(time.Now())
 		}
-		return wire.CodeUnknownID, fmt.Sprintf("%s: no such job", to)
 	}
-	info := j.snapshot()
-	switch info.State {
-	case stateExited, stateLost:
-		return wire.CodeEnded, fmt.Sprintf("%s: job %s has ended", to, dest.Job)
-	case stateMoved:
-		return wire.CodeUnreachable, fmt.Sprintf("%s: its job moved to node %s; messages between nodes are not carried yet", to, info.MovedTo)
-	case stateRunning:
-	default:
-		return wire.CodeUnreachable, fmt.Sprintf("%s: job %s is %s", to, dest.Job, info.State)
+	for _, c := range conns {
+		for c.writing {
+			eps.cond.Wait()
+		}
 	}
-	if j.init == nil {
-		return wire.CodeUnknownID, fmt.Sprintf("%s: job %s is an adopted process, without a message endpoint", to, dest.Job)
-	}
-	if _, err := job.HostPID(j.init.NSPath(), dest.PID); err != nil {
-		return wire.CodeUnknownID, fmt.Sprintf("%s: job %s has no process %d", to, dest.Job, dest.PID)
-	}
-	pkt, err := wire.Append(nil, &wire.Packet{Type: wire.TypeMsg, ID: from, Payload: payload})
-	if err != nil {
-		return wire.CodeMalformed, err.Error()
-	}
-	n.eps.mu.Lock()
-	defer n.eps.mu.Unlock()
-	if n.eps.conns == nil {
-		n.eps.conns, n.eps.queue = map[string]*epConn{}, map[string][][]byte{}
-	}
-	if c := n.eps.conns[to]; c != nil {
+	eps.mu.Unlock()
+	ids := map[uint64]string{}
+	for _, c := range conns {
+		done := make(chan struct{})
+		c.drain <- done
+		c.c.SetReadDeadline(time.Now())
 		select {
-		case c.out <- pkt:
-			return wire.CodeOK, ""
-		default:
-			return wire.CodeUnreachable, fmt.Sprintf("%s: %d messages already wait for it to read", to, maxQueued)
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		if ino, err := sockInode(c.c); err == nil {
+			ids[ino] = c.p.id
 		}
 	}
-	if len(n.eps.queue[to]) >= maxQueued {
-		return wire.CodeUnreachable, fmt.Sprintf("%s: %d messages already wait for it to connect", to, maxQueued)
-	}
-	n.eps.queue[to] = append(n.eps.queue[to], pkt)
-	return wire.CodeOK, ""
+	return ids
 }
 
-// jobNode is the node that created a job (its id's part before the last '-').
-func jobNode(jobID string) string {
-	if i := strings.LastIndexByte(jobID, '-'); i > 0 {
-		return jobID[:i]
+// resume writes again into the job's sockets (a migration rolled back).
+func (eps *endpoints) resume(jobID string) {
+	eps.mu.Lock()
+	defer eps.mu.Unlock()
+	for _, p := range eps.procs {
+		if p.job == jobID {
+			p.paused = false
+		}
 	}
-	return ""
+	if eps.cond != nil {
+		eps.cond.Broadcast()
+	}
+}
+
+// forget drops the job's processes (it ended here, or moved away).
+func (eps *endpoints) forget(jobID string) {
+	eps.mu.Lock()
+	defer eps.mu.Unlock()
+	for id, p := range eps.procs {
+		if p.job == jobID {
+			if p.conn != nil {
+				p.conn.closed = true
+				p.conn.c.SetDeadline(time.Now())
+			}
+			delete(eps.procs, id)
+		}
+	}
+	if eps.cond != nil {
+		eps.cond.Broadcast()
+	}
+}
+
+// queued counts the packets waiting in the node for the job's processes.
+func (eps *endpoints) queued(jobID string) int {
+	eps.mu.Lock()
+	defer eps.mu.Unlock()
+	k := 0
+	for _, p := range eps.procs {
+		if p.job == jobID {
+			k += len(p.queue)
+		}
+	}
+	return k
+}
+
+// epCarryProc is a process's endpoint state carried by a migration.
+type epCarryProc struct {
+	ID    string   `json:"id"`
+	Gen   uint64   `json:"gen"`
+	Queue [][]byte `json:"queue,omitempty"`
+}
+
+// export is the paused job's endpoint state to carry.
+func (eps *endpoints) export(jobID string) []epCarryProc {
+	eps.mu.Lock()
+	defer eps.mu.Unlock()
+	var out []epCarryProc
+	for _, p := range eps.procs {
+		if p.job == jobID {
+			out = append(out, epCarryProc{ID: p.id, Gen: p.gen, Queue: append([][]byte(nil), p.queue...)})
+		}
+	}
+	return out
+}
+
+// adopt takes a carried job's endpoint state: after what the agent
+// re-queued from the old socket, before what comes.
+func (eps *endpoints) adopt(jobID string, procs []epCarryProc) {
+	eps.mu.Lock()
+	defer eps.mu.Unlock()
+	for _, c := range procs {
+		p := eps.proc(c.ID, jobID)
+		p.gen = c.Gen
+		p.queue = append(p.queue, c.Queue...)
+	}
+	eps.cond.Broadcast()
+}
+
+func sockInode(c *net.UnixConn) (uint64, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var st unix.Stat_t
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) })
+	return st.Ino, serr
 }

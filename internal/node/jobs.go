@@ -44,7 +44,11 @@ type JobInfo struct {
 	Started    time.Time `json:"started"`
 	Adopted    bool      `json:"adopted,omitempty"`
 	MovedTo    string    `json:"moved_to,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	// Forwarding is the job's message-forwarding mechanism.
+	Forwarding string `json:"forwarding,omitempty"`
+	// Msgs counts the job's messages on its node now (ferry ps).
+	Msgs  *MsgCounts `json:"msgs,omitempty"`
+	Error string     `json:"error,omitempty"`
 }
 
 const (
@@ -100,6 +104,9 @@ type localJob struct {
 	// report.
 	agentDone chan struct{}
 	arrival   *migrate.Report
+	// msgCarry is the message state an incoming migration carried, taken
+	// by the router when the new copy runs.
+	msgCarry *MsgCarry
 }
 
 func (j *localJob) resolvedDone() <-chan struct{} {
@@ -413,6 +420,9 @@ func (j *localJob) end() {
 	j.n.forgetLogs(j)
 	j.closeFiles()
 	j.n.saveJob(j)
+	if st := j.snapshot().State; st == stateExited || st == stateLost {
+		j.n.msgs.jobEnded(j.info.ID)
+	}
 }
 
 func (j *localJob) exitPath() string { return filepath.Join(j.n.jobDir(j.info.ID), "exit") }

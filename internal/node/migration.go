@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"time"
 
@@ -44,6 +45,8 @@ type carry struct {
 	Stdin    []byte `json:"stdin"`
 	StdinEOF bool   `json:"stdin_eof"`
 	Final    bool   `json:"final"`
+	// Messages: the job's message state (Final only).
+	Messages *MsgCarry `json:"messages,omitempty"`
 }
 
 // agentProc is a running agent, seen from its node.
@@ -288,7 +291,8 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	recvArgs := []string{"--listen", net.JoinHostPort(host, "0"), "--control", n.controlPath(id)}
+	recvArgs := []string{"--listen", net.JoinHostPort(host, "0"), "--control", n.controlPath(id),
+		"--msg-socket", filepath.Join(n.jobDir(id), "msg.sock")}
 	if o := ownerFlag(info); o != "" {
 		recvArgs = append(recvArgs, "--owner", o)
 	}
@@ -298,6 +302,19 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		in.Kill()
 		return fail(err)
 	}
+	// Only this agent may carry the job's endpoint connections over.
+	agentPID := ag.cmd.Process.Pid
+	n.eps.mu.Lock()
+	n.eps.init()
+	n.eps.agents[agentPID] = id
+	n.eps.mu.Unlock()
+	defer func() {
+		if err != nil {
+			n.eps.mu.Lock()
+			delete(n.eps.agents, agentPID)
+			n.eps.mu.Unlock()
+		}
+	}()
 	if req.StdinEOF {
 		if err := j.writeInput(nil, true); err != nil {
 			n.log.Warn("close the arriving job's input", "job", id, "err", err)
@@ -319,7 +336,12 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 	}
 	n.migrationJournal().record(phaseRecord{Job: id, Peer: req.Info.Node, Phase: inPrepared})
 	j.expectArrival()
-	n.goBg(func() { n.followIncoming(j, req.Info.Node, ag, n.migrationJournal()) })
+	n.goBg(func() {
+		n.followIncoming(j, req.Info.Node, ag, n.migrationJournal())
+		n.eps.mu.Lock()
+		delete(n.eps.agents, agentPID)
+		n.eps.mu.Unlock()
+	})
 	n.crashPoint("die-prepared")
 	return ev.Addr, nil
 }
@@ -372,6 +394,16 @@ func (n *Node) followIncoming(j *localJob, from string, ag receivingAgent, jr jo
 			n.mu.Unlock()
 			n.forgetMoved(id)
 			n.saveJob(j)
+			j.mu.Lock()
+			mc := j.msgCarry
+			j.msgCarry = nil
+			j.mu.Unlock()
+			if mc == nil {
+				mc = &MsgCarry{Forwarding: j.info.Forwarding, State: []byte(`{"job":"` + id + `"}`)}
+			}
+			if err := n.msgs.arrive(id, mc); err != nil {
+				n.log.Error("the arriving job's messages", "job", id, "err", err)
+			}
 			close(j.resolved)
 			phase(inReleased)
 			if j.init != nil {
@@ -497,6 +529,11 @@ func (n *Node) handleCarry(w http.ResponseWriter, r *http.Request) {
 	if err := j.logs[1].writeAt(c.ErrFrom, c.Stderr); err != nil {
 		httpError(w, http.StatusInternalServerError, err)
 		return
+	}
+	if c.Messages != nil {
+		j.mu.Lock()
+		j.msgCarry = c.Messages
+		j.mu.Unlock()
 	}
 	if c.Final {
 		if err := j.writeInput(c.Stdin, c.StdinEOF); err != nil {

@@ -36,6 +36,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/cluster"
+	"ferry/internal/ipc"
 	"ferry/internal/job"
 	"ferry/internal/pki"
 	"ferry/internal/store"
@@ -64,7 +65,10 @@ type Config struct {
 	// run on, and a node started on the same state directory takes them
 	// back (an upgrade, a restart).
 	StopJobs bool
-	Log      *slog.Logger
+	// Forwarding is the message-forwarding mechanism of the jobs that do
+	// not choose one (resend, origin, link, update, auto; default auto).
+	Forwarding string
+	Log        *slog.Logger
 }
 
 // Node is a running ferry daemon.
@@ -92,8 +96,9 @@ type Node struct {
 
 	db       *store.DB // the node's state on disk
 	logWatch *logWatch
-	peers    peerCache // other nodes' jobs, as last seen
-	eps      endpoints // the jobs' message endpoints' connections
+	peers    peerCache  // other nodes' jobs, as last seen
+	eps      endpoints  // the jobs' message endpoints' connections
+	msgs     *msgRouter // the routing of messages between nodes
 
 	// settle are the migrations recover found at their commit, for Run
 	// to decide once the node is in the cluster again.
@@ -168,6 +173,13 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.gid, _ = strconv.Atoi(g.Gid)
 	}
+	mech := ipc.Auto
+	if cfg.Forwarding != "" {
+		if mech, err = ipc.ParseMechanism(cfg.Forwarding); err != nil {
+			return nil, err
+		}
+	}
+	n.msgs = newMsgRouter(n, mech)
 	n.peer = &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     id.ClientConfig(alpnHTTP),
 		MaxIdleConnsPerHost: 4,
@@ -274,6 +286,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); n.refreshPeers(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); n.msgs.run(ctx) }()
 	for _, f := range n.settle {
 		n.goBg(f)
 	}

@@ -155,6 +155,8 @@ type outgoing struct {
 	stop func() ([]int, error)
 	// fault is the node's crash point hook (crashPoint).
 	fault func(point string)
+	// msgs is the job's messages (nil: none, as in tests).
+	msgs jobMessages
 
 	info    JobInfo
 	sentLog [2]int64 // the log offsets the destination has
@@ -188,6 +190,7 @@ func (n *Node) newOutgoing(j *localJob, req MigrateRequest, mode migrate.Mode, p
 	}
 	if j.init != nil {
 		o.stop = func() ([]int, error) { return n.stopForCommit(j, ag) }
+		o.msgs = jobMsgs{m: n.msgs, job: j.info.ID}
 	}
 	o.fault = n.crashPoint
 	return o
@@ -212,6 +215,9 @@ func (o *outgoing) run(ctx context.Context) (*migrate.Report, error) {
 		return nil, err
 	}
 	o.info = info
+	if o.msgs != nil {
+		o.msgs.start(o.req.To)
+	}
 	o.phase(outStarted)
 	err = o.steps(ctx, eof)
 	if o.committed {
@@ -382,6 +388,16 @@ func (o *outgoing) handle(ctx context.Context, ag sendingAgent, ev agent.Event) 
 			o.carriedOK = true
 			o.phase(outCarried)
 		}
+	case agent.Frozen:
+		ans := agent.Answer{To: agent.Frozen, Endpoints: map[string]string{}}
+		if o.msgs != nil {
+			for ino, id := range o.msgs.freeze() {
+				ans.Endpoints[strconv.FormatUint(ino, 10)] = id
+			}
+		}
+		if err := ag.Answer(ans); err != nil {
+			o.log.Error("frozen", "err", err)
+		}
 	case agent.Resolve:
 		ans := agent.Answer{To: agent.Resolve}
 		ok, err := o.resolve(ctx)
@@ -409,7 +425,12 @@ func (o *outgoing) beforeCommit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(c.Stdout) == 0 && len(c.Stderr) == 0 && len(c.Stdin) == 0 && !c.StdinEOF {
+	if o.msgs != nil {
+		if c.Messages, err = o.msgs.handoff(ctx); err != nil {
+			return err
+		}
+	}
+	if len(c.Stdout) == 0 && len(c.Stderr) == 0 && len(c.Stdin) == 0 && !c.StdinEOF && c.Messages == nil {
 		return nil // nothing new to hand over: no round trip in the freeze
 	}
 	// The agent decides about cancelling from here on.
@@ -464,6 +485,9 @@ func (o *outgoing) commit(rep *migrate.Report) {
 		return
 	}
 	o.committed = true
+	if o.msgs != nil {
+		o.msgs.committed()
+	}
 	o.j.movedTo(o.req.To)
 	o.phase(outCommitted)
 	o.crashPoint("die-committed")
@@ -513,6 +537,9 @@ func (o *outgoing) rollback(err error) (*migrate.Report, error) {
 		unix.Kill(pid, unix.SIGCONT)
 	}
 	o.stopped = nil
+	if o.msgs != nil {
+		o.msgs.rolledBack()
+	}
 	running := o.j.resumeHere()
 	o.phase(outRolledBack)
 	rep := o.rep

@@ -145,6 +145,13 @@ func (n *Node) savePeer(m cluster.Member) {
 	}
 }
 
+// knownPeer says whether node id was ever a member.
+func (n *Node) knownPeer(id string) bool {
+	var addr string
+	ok, _ := n.db.Get(store.Peers, id, &addr)
+	return ok
+}
+
 // knownPeers are the addresses recorded by savePeers.
 func (n *Node) knownPeers() []string {
 	var out []string

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"ferry/internal/ipc"
 	"ferry/internal/job"
 	"ferry/internal/procfs"
 )
@@ -31,6 +32,14 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	if len(req.Cmd) == 0 {
 		return JobInfo{}, errors.New("no command to run")
 	}
+	forwarding := n.msgs.def.String()
+	if req.Forwarding != "" {
+		k, err := ipc.ParseMechanism(req.Forwarding)
+		if err != nil {
+			return JobInfo{}, err
+		}
+		forwarding = k.String()
+	}
 	var cred *job.Cred
 	owner := uint32(0)
 	if !c.Root() {
@@ -42,7 +51,8 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 		return JobInfo{}, err
 	}
 	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
-		Cmd: req.Cmd, State: stateStarting, Started: time.Now(), Owner: owner, OwnerName: userName(owner)}}
+		Cmd: req.Cmd, State: stateStarting, Started: time.Now(), Owner: owner, OwnerName: userName(owner),
+		Forwarding: forwarding}}
 	if cred != nil {
 		j.info.OwnerGID, j.info.OwnerGroups = cred.GID, cred.Groups
 	}
@@ -85,6 +95,7 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	j.info.State = stateRunning
 	j.mu.Unlock()
 	n.saveJob(j)
+	n.msgs.jobStarted(id, forwarding)
 	n.goBg(j.watch)
 	n.log.Info("job started", "job", id, "cmd", req.Cmd, "pid", in.Hello.PID)
 	return j.snapshot(), nil

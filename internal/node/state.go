@@ -271,6 +271,7 @@ func (n *Node) recoverJob(rec jobRecord, m migrationRecord, inFlight bool) {
 	}
 	j.info.State = stateRunning
 	j.info.Node = n.cfg.ID
+	n.msgs.jobStarted(info.ID, info.Forwarding)
 	n.mu.Lock()
 	n.jobs[info.ID] = j
 	if in.Hello.Restore {

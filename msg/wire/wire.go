@@ -29,6 +29,9 @@ const (
 	// longest id and payload). A receiver reads into a buffer this big
 	// and treats MSG_TRUNC as a packet that is too big.
 	MaxPacket = HeaderLen + 1 + MaxID + MaxPayload
+
+	// MaxRequeue is the largest REQUEUE packet (one whole packet inside).
+	MaxRequeue = HeaderLen + MaxPacket
 )
 
 // Type is a packet's type (header byte 3).
@@ -40,6 +43,16 @@ const (
 	TypeMsg    Type = 3 // node → process
 	TypeResult Type = 4 // node → process, one per SEND
 	TypeError  Type = 5 // node → process, then the node closes
+
+	// Reserved for ferry's own migration agent, never sent by a process
+	// (a node refuses them from anyone but the agent it started): a
+	// connection carried by a migration announces itself with RESUME
+	// (seq: the number of REQUEUE packets that follow; body: the
+	// process's id, as in HELLO), then REQUEUE packets (body: one packet
+	// that was queued unread in the process's socket on the old node,
+	// whole), which the node writes back first, in order.
+	TypeResume  Type = 6
+	TypeRequeue Type = 7
 )
 
 func (t Type) String() string {
@@ -54,6 +67,10 @@ func (t Type) String() string {
 		return "RESULT"
 	case TypeError:
 		return "ERROR"
+	case TypeResume:
+		return "RESUME"
+	case TypeRequeue:
+		return "REQUEUE"
 	}
 	return fmt.Sprintf("type %d", uint8(t))
 }
@@ -125,6 +142,17 @@ func Append(b []byte, p *Packet) ([]byte, error) {
 		b = binary.LittleEndian.AppendUint32(b, p.MaxPayload)
 		b = append(b, byte(len(p.ID)))
 		b = append(b, p.ID...)
+	case TypeResume:
+		if len(p.ID) == 0 || len(p.ID) > MaxID {
+			return nil, fmt.Errorf("resume: id of %d bytes", len(p.ID))
+		}
+		b = append(b, byte(len(p.ID)))
+		b = append(b, p.ID...)
+	case TypeRequeue:
+		if len(p.Payload) > MaxPacket {
+			return nil, fmt.Errorf("requeue: packet of %d bytes, limit %d", len(p.Payload), MaxPacket)
+		}
+		b = append(b, p.Payload...)
 	case TypeSend, TypeMsg:
 		if len(p.ID) == 0 || len(p.ID) > MaxID {
 			return nil, fmt.Errorf("%v: id of %d bytes", p.Type, len(p.ID))
@@ -198,6 +226,17 @@ func Parse(b []byte) (*Packet, error) {
 		if p.ID, rest, ok = id(body[4:]); !ok || len(rest) != 0 {
 			return bad("HELLO: id length does not match the packet")
 		}
+	case TypeResume:
+		var ok bool
+		var rest []byte
+		if p.ID, rest, ok = id(body); !ok || len(rest) != 0 {
+			return bad("RESUME: id length does not match the packet")
+		}
+	case TypeRequeue:
+		if len(body) > MaxPacket {
+			return bad("REQUEUE of a %d-byte packet, limit %d", len(body), MaxPacket)
+		}
+		p.Payload = body
 	case TypeSend, TypeMsg:
 		if p.Type == TypeSend && p.Seq == 0 {
 			return bad("SEND with sequence number 0")
