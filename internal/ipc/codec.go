@@ -59,7 +59,7 @@ func DecodeBatch(b []byte) ([]Envelope, error) {
 
 // check refuses an envelope the router could not make sense of.
 func (e *Envelope) check() error {
-	if e.Kind < KData || e.Kind > KEndNotice {
+	if e.Kind < KData || e.Kind > KNoProcess {
 		return fmt.Errorf("unknown kind %d", e.Kind)
 	}
 	if e.FromNode == "" {
@@ -76,7 +76,7 @@ func (e *Envelope) check() error {
 		if e.Hops < 0 {
 			return fmt.Errorf("negative hops %d", e.Hops)
 		}
-	case KAck, KEnded:
+	case KAck, KEnded, KNoProcess:
 		if e.From.Job == "" || e.To.Job == "" {
 			return errors.New("ack without sender or receiver")
 		}

@@ -51,6 +51,7 @@ func ParseMechanism(s string) (Mechanism, error) {
 var (
 	ErrEnded       = errors.New("receiver ended")
 	ErrUnreachable = errors.New("receiver unreachable before the deadline")
+	ErrNoProcess   = errors.New("the receiver's job has no such process")
 )
 
 // Kind is the kind of an envelope between nodes.
@@ -69,6 +70,7 @@ const (
 	KOriginUpdate                    // to the creating node: Job is at Loc; acknowledge
 	KOriginUpdateAck                 //
 	KEndNotice                       // Job ended: keep a tombstone, drop its link
+	KNoProcess                       // To's job is here but has no process To.PID: From→To up to UpTo refused
 )
 
 // Loc is a job's location as a node believes it: the node and the epoch,
@@ -206,6 +208,9 @@ type Config struct {
 	Mechanism Mechanism
 	// MechanismOf, if set, gives a job's own mechanism (ferry run --forwarding).
 	MechanismOf func(job string) Mechanism
+	// Exists, if set, says whether a local job has process id; a message
+	// to one it has not is refused (ErrNoProcess), not delivered.
+	Exists func(id ID) bool
 
 	Retransmit    time.Duration // an unacknowledged message is sent again after this
 	TryLaterAfter time.Duration // a "try later" answer is retried after this
@@ -697,6 +702,24 @@ func (r *Router) receive(e Envelope) {
 				p.LastError, p.Deadline = ErrEnded, r.now
 			}
 		})
+	case KNoProcess:
+		r.learn(e.To.Job, e.Loc)
+		refuse := func(ps []*pending) []*pending {
+			out := ps[:0]
+			for _, p := range ps {
+				if p.Env.From == e.From && p.Env.To == e.To && p.Env.Seq <= e.UpTo {
+					r.c.Undeliverable++
+					r.emit(Undeliverable{From: p.Env.From, To: p.Env.To, Seq: p.Env.Seq, Reason: fmt.Errorf("message %d to %v: %w", p.Env.Seq, p.Env.To, ErrNoProcess)})
+					continue
+				}
+				out = append(out, p)
+			}
+			return out
+		}
+		if js := r.d.Jobs[e.From.Job]; js != nil {
+			js.Outbox = refuse(js.Outbox)
+		}
+		r.d.Orphans = refuse(r.d.Orphans)
 	case KLocate:
 		if js := r.d.Jobs[e.Job]; js != nil {
 			r.reply(e.FromNode, Envelope{Kind: KLocateReply, Job: e.Job, Loc: Loc{r.cfg.Node, js.Epoch}})
@@ -887,6 +910,17 @@ func (r *Router) accept(js *JobState, e Envelope) {
 			}
 		}
 		p.Next = e.Floor
+	}
+	if r.cfg.Exists != nil && e.Seq >= p.Next && !r.cfg.Exists(e.To) {
+		// nobody to deliver to: consume what came and refuse it
+		upTo := max(e.Seq, p.Next)
+		for q := range p.Early {
+			upTo = max(upTo, q)
+		}
+		p.Early = map[uint64]Envelope{}
+		p.Next = upTo + 1
+		r.reply(e.SrcNode, Envelope{Kind: KNoProcess, From: e.From, To: e.To, UpTo: upTo, Loc: Loc{r.cfg.Node, js.Epoch}})
+		return
 	}
 	switch {
 	case e.Seq < p.Next:

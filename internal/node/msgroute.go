@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"ferry/internal/ipc"
+	"ferry/internal/job"
 	"ferry/msg/wire"
 )
 
@@ -77,7 +79,7 @@ type peerQueue struct {
 func newMsgRouter(n *Node, def ipc.Mechanism) *msgRouter {
 	m := &msgRouter{n: n, log: n.log, def: def, mechs: map[string]ipc.Mechanism{}, waits: map[pairKey][]sendWait{},
 		handoff: map[string]chan *ipc.JobState{}, peers: map[string]*peerQueue{}}
-	m.r = ipc.NewRouter(ipc.Config{Node: n.cfg.ID, Mechanism: def, MechanismOf: m.mechOf})
+	m.r = ipc.NewRouter(ipc.Config{Node: n.cfg.ID, Mechanism: def, MechanismOf: m.mechOf, Exists: m.exists})
 	// The CLI's sends (ferry send) come from a job of the node's own.
 	m.r.Handle(time.Now(), ipc.JobStart{Job: m.cliJob()})
 	return m
@@ -92,6 +94,29 @@ func (m *msgRouter) mechOf(job string) ipc.Mechanism {
 		return k
 	}
 	return m.def
+}
+
+// exists says whether a local job has process id (inside Handle): a
+// process that connected does; else its job's namespace is asked.
+func (m *msgRouter) exists(id ipc.ID) bool {
+	if id.Job == m.cliJob() {
+		return true
+	}
+	m.n.eps.mu.Lock()
+	p := m.n.eps.procs[id.String()]
+	known := p != nil && (p.conn != nil || p.gen > 0)
+	m.n.eps.mu.Unlock()
+	if known {
+		return true
+	}
+	m.n.mu.Lock()
+	j := m.n.jobs[id.Job]
+	m.n.mu.Unlock()
+	if j == nil || j.init == nil {
+		return true // not ours to say (arriving, or an adopted process: refused before)
+	}
+	_, err := job.HostPID(j.init.NSPath(), id.PID)
+	return err == nil
 }
 
 // run drives the timers until the node stops.
@@ -168,6 +193,8 @@ func (m *msgRouter) do(acts []ipc.Action) {
 					code := wire.CodeUnreachable
 					if errors.Is(a.Reason, ipc.ErrEnded) {
 						code = wire.CodeEnded
+					} else if errors.Is(a.Reason, ipc.ErrNoProcess) {
+						code = wire.CodeUnknownID
 					}
 					m.answer(w, code, fmt.Sprintf("%v: %v", a.To, a.Reason))
 					m.waits[k] = append(ws[:i:i], ws[i+1:]...)
@@ -212,8 +239,30 @@ func (e *SendError) Error() string { return fmt.Sprintf("%v: %s", e.Code, e.Text
 // precheck refuses at once what no node could deliver: an id whose
 // creating node is not in the cluster.
 func (m *msgRouter) precheck(to ipc.ID) (wire.Code, string) {
+	if strings.HasSuffix(to.Job, "-0") {
+		return wire.CodeUnknownID, fmt.Sprintf("%v is a `ferry send` of node %s: it does not receive", to, to.Creator())
+	}
+	n := m.n
+	n.mu.Lock()
+	j := n.jobs[to.Job]
+	moved := n.moved[to.Job]
+	n.mu.Unlock()
+	if j != nil {
+		info := j.snapshot()
+		if j.init == nil && (info.State == stateRunning || info.State == stateMigrating) {
+			return wire.CodeUnknownID, fmt.Sprintf("%v: job %s is an adopted process, without a message endpoint", to, to.Job)
+		}
+		if j.init != nil && info.State == stateRunning {
+			if _, err := job.HostPID(j.init.NSPath(), to.PID); err != nil {
+				return wire.CodeUnknownID, fmt.Sprintf("%v: job %s has no process %d", to, to.Job, to.PID)
+			}
+		}
+	}
 	c := to.Creator()
 	if c == m.n.cfg.ID {
+		if j == nil && moved == "" {
+			return wire.CodeUnknownID, fmt.Sprintf("%v: no such job", to)
+		}
 		return wire.CodeOK, ""
 	}
 	for _, mb := range m.n.members() {
