@@ -68,6 +68,21 @@ type Options struct {
 	// still frozen, before anything is written; an error fails the dump
 	// (and the tree runs on).
 	BeforeState func(*image.Checkpoint) error
+	// AfterFreeze, if set, is called once every process of the tree is
+	// frozen and before any of their fds is inspected (whatever the
+	// transfer: precopy and lazy dumps freeze here too); an error fails
+	// the dump (and the tree runs on). A node stops writing into the
+	// job's message-endpoint connections there, so that their queues are
+	// peeked whole. It runs on the tracer goroutine: it must not use the
+	// Tracer.
+	AfterFreeze func(ctx context.Context) error
+	// MsgEndpoint, if set, tells which connected unix sockets whose peer
+	// is outside the tree are connections to the job's message endpoint,
+	// and their ids: those are carried as image.FDMsg records, with the
+	// packets unread in their queues, for restore.Options.MsgConnect to
+	// make again (fds.Dumper.MsgEndpoint). Without it, or for a socket it
+	// does not accept, such a socket is refused as before.
+	MsgEndpoint func(s fds.PeerSocket) (id string, ok bool)
 	Log         *slog.Logger
 }
 
@@ -398,7 +413,14 @@ func dumpOnTracer(ctx context.Context, pid int, w Sink, opts Options, log *slog.
 	c.Kernel, _ = kernelRelease()
 	c.Hostname, _ = os.Hostname()
 
+	if opts.AfterFreeze != nil {
+		if err := opts.AfterFreeze(ctx); err != nil {
+			return nil, fmt.Errorf("after freeze: %w", err)
+		}
+	}
+
 	dumper := fds.NewDumper(log)
+	dumper.MsgEndpoint = opts.MsgEndpoint
 	defer dumper.Close()
 	var cols []*collector
 	defer func() {

@@ -41,7 +41,8 @@ func (e *UnsupportedError) Is(target error) bool { return target == ErrUnsupport
 //
 // What Check cannot see from /proc — a socketpair whose peer is outside
 // the tree, a unix socket connected to a bound peer elsewhere — is
-// reported by Dumper.Finish.
+// reported by Dumper.Finish (which carries a message-endpoint connection
+// its MsgEndpoint hook accepts, and refuses other such sockets).
 func Check(pid int) error {
 	nums, err := procfs.FDs(pid)
 	if err != nil {

@@ -46,6 +46,14 @@
 //     SO_PASSCRED are set, and a pair created by a process of the tree is
 //     made again inside it for SO_PEERCRED (unixconn.go).
 //   - memfd: name, seals and content (object FileID).
+//   - msg: the job's message-endpoint connection, a unix SOCK_SEQPACKET
+//     socket connected to a listener outside the tree (the node accepted
+//     it), when Dumper.MsgEndpoint recognises it (by the peer's inode):
+//     the node's id for it and the packets unread in its queue, each
+//     whole; the restore asks Restorer.MsgConnect for a new connected
+//     socket, whose node re-sends those packets, and gives it the
+//     recorded flags and options (msg.go). It is the one fd leading out
+//     of the tree that travels, and only through those hooks.
 //
 // Paths longer than PATH_MAX, which readlink of /proc/PID/fd/N cannot
 // report (ENAMETOOLONG), are found instead (longpath.go): a directory's by

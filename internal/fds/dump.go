@@ -40,6 +40,14 @@ type Dumper struct {
 	// (SHA-256, computed in DumpProcess while the tree is frozen); a
 	// negative value disables hashing. NewDumper sets DefaultHashLimit.
 	HashLimit int64
+	// MsgEndpoint, if set, is asked by Finish about each connected unix
+	// socket of the tree whose peer is outside it, once per description,
+	// with d's lock held (it must not call d): ok means it is a
+	// connection to the job's message endpoint, recorded as an
+	// image.FDMsg with MsgID id and MsgUnread the packets queued for the
+	// process (see msg.go); !ok, or no hook, leaves the socket to the
+	// usual rules (a named peer outside the tree is refused).
+	MsgEndpoint func(s PeerSocket) (id string, ok bool)
 
 	mu      sync.Mutex // guards the fields below
 	descs   map[string]*desc
@@ -716,8 +724,10 @@ func memfdSeals(r *image.FD) int           { return int(r.Rdev) }
 //   - pipes and FIFOs also held by a process outside the tree get
 //     External=true and lose Buffered (those bytes stay in the live pipe);
 //   - unix sockets get SockPeer (the peer's Desc); a peer outside the tree
-//     makes the socket External when the peer is unnamed (a socketpair),
-//     and is an *UnsupportedError when it is bound (a server's socket);
+//     makes the socket an image.FDMsg when MsgEndpoint says it is a
+//     message-endpoint connection, else External when the peer is unnamed
+//     (a socketpair), and is an *UnsupportedError when it is bound (a
+//     server's socket);
 //   - every epoll item must be open at its number, with the same inode,
 //     in some process holding the epoll, else *UnsupportedError;
 //   - a flock taken by a live process outside the tree that still holds
@@ -1061,6 +1071,17 @@ func (d *Dumper) resolveUnixLocked(all []*desc) error {
 			continue
 		}
 		pd, err := kernel.UnixDiagLookup(ds.diag.Peer)
+		peerName := ""
+		if err == nil {
+			peerName = pd.Name
+		}
+		msg, merr := d.msgEndpointLocked(ds, ds.diag.Peer, peerName)
+		if merr != nil {
+			return merr
+		}
+		if msg {
+			continue
+		}
 		if err == nil && pd.Name != "" {
 			if r.SockType == unix.SOCK_DGRAM && len(r.SockQueue) == 0 && (strings.HasPrefix(pd.Name, "/") || strings.HasPrefix(pd.Name, "@")) {
 				r.SockPeerName = pd.Name // connect to it again (/dev/log)

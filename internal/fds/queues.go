@@ -129,8 +129,14 @@ func growPipe(fd, size int) error {
 // stream read does not join bytes of different credentials, so neither
 // does an element.
 //
-// A SOCK_SEQPACKET socket whose peer is gone reports end-of-file as a
-// zero-length read; trailing zero-length records are therefore dropped.
+// A SOCK_SEQPACKET socket whose receive side is shut down (its peer gone,
+// or shut down for writing) reports end-of-file as a zero-length read;
+// trailing zero-length records are therefore dropped there. Otherwise a
+// zero-length read is a zero-length packet: the kernel returns 0 only for
+// one, and marks it peeked, so that the next peek at the same offset
+// passes it. (A zero-length packet peeked before, by the process or an
+// earlier dump, is passed the same way, and not seen: nothing tells it
+// is there.)
 func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, creds []image.SockCred, err error) {
 	defer func() {
 		if err != nil {
@@ -201,7 +207,7 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, creds [
 		if n == 0 && typ == unix.SOCK_STREAM && len(fds) == 0 {
 			break // end of stream
 		}
-		if n == 0 && typ == unix.SOCK_SEQPACKET && total >= inq && len(fds) == 0 {
+		if n == 0 && typ == unix.SOCK_SEQPACKET && total >= inq && len(fds) == 0 && readShut(fd) {
 			break // end of file, see above
 		}
 		if typ != unix.SOCK_STREAM && (n > len(buf) || rflags&unix.MSG_TRUNC != 0) {
@@ -246,6 +252,19 @@ func peekSocket(fd, typ int) (q [][]byte, rights [][]int, from []string, creds [
 		creds = nil
 	}
 	return q, rights, from, creds, nil
+}
+
+// readShut tells whether socket fd's receive side is shut down (POLLRDHUP),
+// so that a read may end with end-of-file; true when poll fails.
+func readShut(fd int) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	for {
+		_, err := unix.Poll(p, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err != nil || p[0].Revents&unix.POLLRDHUP != 0
+	}
 }
 
 // scmMaxFD is the most files one message can carry (SCM_MAX_FD).

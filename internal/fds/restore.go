@@ -55,6 +55,18 @@ type Restorer struct {
 	// sockets in /proc. Set it when the image was taken on another machine:
 	// inode numbers are only meaningful where they were read.
 	NoLiveScan bool
+	// MsgConnect makes a message-endpoint connection (image.FDMsg) again:
+	// called by Prepare once per such description, before any process
+	// exists, with its MsgID and MsgUnread, it returns a new unix
+	// SOCK_SEQPACKET socket connected to the node's endpoint, whose
+	// receive queue holds (or will hold, before any newer packet) the
+	// unread packets in order — the node re-sends them first. More than
+	// the socket buffer holds can only be sent once the process runs and
+	// reads, so a hook must not wait for all of its writes. The Restorer
+	// owns the file (closed by Close; installed copies stay in the
+	// targets) and gives it the recorded flags and options. Nil: an image
+	// holding such a connection is refused with a *NoMsgConnectError.
+	MsgConnect func(id string, unread [][]byte) (*os.File, error)
 
 	procs   []*image.Process
 	byPID   map[int]*image.Process
@@ -199,6 +211,9 @@ func (r *Restorer) Prepare() error {
 	if r.setupErr != nil {
 		return r.setupErr
 	}
+	if err := r.checkMsgLocked(); err != nil {
+		return err
+	}
 	// Connections whose listener is gone first: each is made through a
 	// listener of ferry's own at its name, before one of the tree may
 	// take that name.
@@ -292,6 +307,12 @@ func (r *Restorer) prepareDescLocked(id string) error {
 		err = r.prepareUnixLocked(rec)
 	case image.FDPidfd:
 		return nil // once its process exists (Files)
+	case image.FDMsg:
+		err = r.prepareMsgLocked(rec)
+		var nm *NoMsgConnectError
+		if errors.As(err, &nm) {
+			return err // names the fd already
+		}
 	case image.FDInotify:
 		err = r.prepareInotifyLocked(rec)
 	case image.FDFanotify:
@@ -407,6 +428,8 @@ func describe(rec *image.FD) string {
 	switch {
 	case rec.Kind == image.FDPipe:
 		return "pipe:[" + rec.PipeID + "]"
+	case rec.Kind == image.FDMsg:
+		return "message endpoint " + rec.MsgID
 	case rec.Path != "":
 		return rec.Kind + " " + rec.Path
 	}

@@ -132,7 +132,10 @@
 // version, as does a new record type or flag (a reader rejects unknown
 // types and non-zero flags). Fields may be added to the state JSON
 // without a new version as long as their zero value means "absent / old
-// behaviour": readers ignore JSON fields they do not know.
+// behaviour": readers ignore JSON fields they do not know. A new FD kind
+// is such an addition (FDMsg, the message-endpoint connection, was one): a
+// reader that predates it refuses the fd as of unknown kind rather than
+// restore something else.
 //
 // # Directories
 //

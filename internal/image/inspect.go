@@ -434,6 +434,18 @@ func fdDetail(fd *FD) string {
 			items[i] = fmt.Sprintf("%d:%#x", it.FD, it.Events)
 		}
 		add("watching [%s]", strings.Join(items, " "))
+	case FDMsg:
+		add("message endpoint %s", fd.MsgID)
+		if fd.SockPeerName != "" {
+			add("connected to %s", fd.SockPeerName)
+		}
+		if n := len(fd.MsgUnread); n > 0 {
+			total := 0
+			for _, m := range fd.MsgUnread {
+				total += len(m)
+			}
+			add("%d unread (%d bytes)", n, total)
+		}
 	case FDUnix:
 		add("%s", sockTypeName(fd.SockType))
 		if fd.SockName != "" {

@@ -355,6 +355,12 @@ const (
 	FDPidfd    = "pidfd"    // pidfd of a process of the tree
 	FDInotify  = "inotify"  // inotify instance
 	FDFanotify = "fanotify" // fanotify group
+	// FDMsg is the job's message-endpoint connection, reconnected by the
+	// node: a unix SOCK_SEQPACKET socket connected to a listener outside
+	// the tree (the node daemon accepted it). It travels as MsgID and
+	// MsgUnread; the restore asks its caller for a new connected socket
+	// (restore.Options.MsgConnect) and installs that.
+	FDMsg = "msg"
 )
 
 // FD is one open file descriptor. Fds that share an open file description
@@ -524,6 +530,20 @@ type FD struct {
 	SockInts       map[string]int `json:"sock_ints,omitempty"`
 	SockRcvTimeoNs int64          `json:"sock_rcvtimeo_ns,omitempty"`
 	SockSndTimeoNs int64          `json:"sock_sndtimeo_ns,omitempty"`
+
+	// Message-endpoint connection (FDMsg). MsgID is the location-independent
+	// id the node gave the connection ("n1-4.101"), never empty; MsgUnread
+	// the packets queued in its receive queue that the process had not
+	// read, oldest first, each packet whole (zero-length ones included).
+	// Of the unix socket fields an FDMsg keeps SockType (always
+	// SOCK_SEQPACKET), the options set again on the new socket
+	// (SockSndBuf, SockRcvBuf, SockPassCred, SockInts, the timeouts) and,
+	// for information, SockPeerName (the endpoint's name); Flags and
+	// CloExec are those of any fd. It has no SockQueue, SockPeer or other
+	// field that ties it to a socket of the tree, and nothing in flight
+	// (SCM_RIGHTS) or credentials in its queue: the dump refuses those.
+	MsgID     string   `json:"msg_id,omitempty"`
+	MsgUnread [][]byte `json:"msg_unread,omitempty"`
 
 	// Locks held through this fd. flock and OFD locks belong to the open
 	// file description and are stored with its full record; POSIX record

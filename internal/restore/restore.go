@@ -66,7 +66,17 @@ type Options struct {
 	// Result.Lazy for a pager (see lazy.go). Without it such an image is
 	// refused.
 	Lazy bool
-	Log  *slog.Logger
+	// MsgConnect makes each message-endpoint connection of the image
+	// (image.FDMsg: id, the packets the process had not read) again: it
+	// returns a new unix SOCK_SEQPACKET socket connected to the node's
+	// endpoint, whose queue holds the unread packets again before any
+	// newer one (the node re-sends them first). Called once per
+	// description, before any process exists; the restore installs the
+	// socket at the recorded fd numbers with the recorded flags, and
+	// owns the file (fds.Restorer.MsgConnect). Nil: such an image is
+	// refused (fds.ErrNoMsgConnect), as on a restore without a node.
+	MsgConnect func(id string, unread [][]byte) (*os.File, error)
+	Log        *slog.Logger
 }
 
 // Result reports a restore.
@@ -200,6 +210,7 @@ func Restore(ctx context.Context, t *ptrace.Tracer, r *image.Reader, opts Option
 	}
 	fr := fds.NewRestorer(log, c.Processes, c.InFlight, opts.Inherit, objects)
 	fr.BootID = c.BootID
+	fr.MsgConnect = opts.MsgConnect
 	defer fr.Close()
 	if err := fr.Prepare(); err != nil {
 		return nil, fmt.Errorf("file descriptors: %w", err)
