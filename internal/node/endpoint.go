@@ -218,6 +218,21 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 	n.eps.cond.Broadcast()
 	gen := p.gen
 	n.eps.mu.Unlock()
+	// The node stopping ends the connection (the process waits in the
+	// backlog for the next node, or is carried by a migration).
+	stopClose := make(chan struct{})
+	defer close(stopClose)
+	go func() {
+		select {
+		case <-n.quit:
+			c.SetDeadline(time.Now())
+			n.eps.mu.Lock()
+			e.closed = true
+			n.eps.cond.Broadcast()
+			n.eps.mu.Unlock()
+		case <-stopClose:
+		}
+	}()
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); n.eps.write(e) }()
 	defer func() {

@@ -329,8 +329,18 @@ func (m *msgRouter) learnMech(job string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := m.n.call(ctx, c, "GET", "/v1/peer/msgs/mechanism?job="+job, nil, &ans); err != nil {
-		m.log.Debug("learn a job's forwarding", "job", job, "err", err)
-		return
+		// The creating node is down: the job's record where it runs
+		// says too.
+		m.log.Debug("learn a job's forwarding from its creator", "job", job, "err", err)
+		at, werr := m.n.where(ctx, job)
+		if werr != nil || at == m.n.cfg.ID {
+			return
+		}
+		info, ierr := m.n.remoteJob(ctx, at, job)
+		if ierr != nil {
+			return
+		}
+		ans.Forwarding = info.Forwarding
 	}
 	if k, err := ipc.ParseMechanism(ans.Forwarding); err == nil {
 		m.setMech(job, k)

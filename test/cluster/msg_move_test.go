@@ -177,6 +177,7 @@ func TestMessagesNodeDown(t *testing.T) {
 	check("n2", oj, oid, "n3", "origin", false)
 	check("n2", aj, aid, "n3", "auto", true)
 	c.startNode("n1", nil)
+	c.waitNode("n1", 4)
 
 	// A node of the chain of links down (n1 → n2 → n3, n2 down).
 	lj, lid := recv("link")

@@ -88,7 +88,7 @@ func TestMessagesBetweenNodes(t *testing.T) {
 		t.Errorf("sender printed:\n%s", out)
 	}
 	// The receiver has ended: a message to it says so.
-	waitState(t, c, "n2", rj, "exited")
+	c.waitState("n2", rj, "exited")
 	out, err := c.ferry("n1", "send", rid, "late")
 	if err == nil || !strings.Contains(out, "ended") {
 		t.Errorf("send to an ended process: %v\n%s", err, out)
@@ -104,18 +104,6 @@ func waitLog(t *testing.T, c *testCluster, node, job, s string) {
 			t.Fatalf("job %s on %s never printed %q:\n%s", job, node, s, c.logs(node, job))
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitState waits until ps on node shows the job in state st.
-func waitState(t *testing.T, c *testCluster, node, job, st string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for c.ps(node)[job].State != st {
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s: %+v, want state %s", job, c.ps(node)[job], st)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
