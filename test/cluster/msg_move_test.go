@@ -205,3 +205,42 @@ func waitLogFor(c *testCluster, node, job, s string, d time.Duration) bool {
 	}
 	return true
 }
+
+// TestMessagesRollback: migrations of a receiver that fail — the
+// destination's agent dying when the new copy is ready (before the
+// commit), or at the commit, after the job's messages were handed over —
+// roll back and lose or repeat nothing, before a move that succeeds.
+func TestMessagesRollback(t *testing.T) {
+	sender, goRecv := buildMsgPrograms(t)
+	c := startCluster(t, 4, map[string][]string{"n2": {"recv=die-ready"}, "n3": {"recv=die-commit"}})
+	for _, mech := range []string{"link", "auto"} {
+		t.Run(mech, func(t *testing.T) {
+			rj := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--forwarding", mech, "--", goRecv, "1"))
+			waitLog(t, c, "n1", rj, "ready")
+			rid := strings.Fields(c.logs("n1", rj))[1]
+			sj := strings.TrimSpace(c.mustFerry("n4", "run", "-d", "--", sender, "1000", rid))
+			waitLog(t, c, "n4", sj, "ready")
+			sid := strings.Fields(c.logs("n4", sj))[1]
+			for _, to := range []string{"n2", "n3", "n2"} {
+				out, err := c.ferry("n1", "migrate", rj, "--to", to)
+				if err == nil {
+					t.Fatalf("migration to %s (with a fault) succeeded:\n%s", to, out)
+				}
+				t.Logf("to %s: %s", to, lastLine(out))
+				c.waitState("n1", rj, "running")
+			}
+			c.mustFerry("n1", "migrate", rj, "--to", "n4")
+			c.mustFerry("n2", "send", sid, "stop")
+			waitLog(t, c, "n4", sj, "sent ")
+			out := c.logs("n4", sj)
+			if strings.Contains(out, "error") {
+				t.Fatalf("sender:\n%s", out)
+			}
+			n := strings.TrimSpace(out[strings.LastIndex(out, "sent ")+len("sent "):])
+			waitLog(t, c, "n4", rj, "ok ")
+			if got, want := c.logs("n4", rj), "ok "+sid+" "+n; !strings.Contains(got, want) || strings.Contains(got, "error") {
+				t.Errorf("receiver printed:\n%s\nwant %q", got, want)
+			}
+		})
+	}
+}
