@@ -22,6 +22,7 @@ func events() []Event {
 		{Kind: Restored, PID: 7},
 		{Kind: Progress, Progress: &migrate.Progress{Phase: "image", Bytes: 10, TotalBytes: 20}},
 		{Kind: BeforeCommit},
+		{Kind: Frozen},
 		{Kind: Resolve},
 		{Kind: Committed, Report: &migrate.Report{Job: "n1-1", Committed: true}},
 		{Kind: Released},

@@ -57,6 +57,9 @@ type epProc struct {
 	conn   *epConn // nil while not connected
 	queue  [][]byte
 	paused bool // the job is frozen for a migration: write nothing
+	// counts, for ferry where
+	sends, written int
+	lastSend       uint32
 }
 
 // epConn is one connection, served by a reader (serveProcess) and a
@@ -216,7 +219,6 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 	p.conn = e
 	p.queue = append(requeue, p.queue...)
 	n.eps.cond.Broadcast()
-	gen := p.gen
 	n.eps.mu.Unlock()
 	// The node stopping ends the connection (the process waits in the
 	// backlog for the next node, or is carried by a migration).
@@ -259,7 +261,7 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 			c.SetReadDeadline(time.Time{})
 			select {
 			case done := <-e.drain:
-				ok := n.drainConn(e, gen, buf)
+				ok := n.drainConn(e, buf)
 				close(done)
 				if !ok {
 					return
@@ -271,7 +273,7 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 		if err != nil || nr == 0 {
 			return
 		}
-		if !n.handlePacket(e, gen, buf[:nr], flags&unix.MSG_TRUNC != 0) {
+		if !n.handlePacket(e, buf[:nr], flags&unix.MSG_TRUNC != 0) {
 			return
 		}
 	}
@@ -279,7 +281,7 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 
 // drainConn reads, without blocking, every packet the process wrote
 // before it froze. False: the connection ended.
-func (n *Node) drainConn(e *epConn, gen uint64, buf []byte) bool {
+func (n *Node) drainConn(e *epConn, buf []byte) bool {
 	rc, err := e.c.SyscallConn()
 	if err != nil {
 		return false
@@ -299,7 +301,7 @@ func (n *Node) drainConn(e *epConn, gen uint64, buf []byte) bool {
 		if rerr != nil || nr == 0 {
 			return false
 		}
-		if !n.handlePacket(e, gen, buf[:nr], flags&unix.MSG_TRUNC != 0) {
+		if !n.handlePacket(e, buf[:nr], flags&unix.MSG_TRUNC != 0) {
 			return false
 		}
 	}
@@ -324,6 +326,9 @@ func (eps *endpoints) write(e *epConn) {
 		eps.mu.Unlock()
 		_, err := e.c.Write(pkt)
 		eps.mu.Lock()
+		if err == nil {
+			p.written++
+		}
 		e.writing = false
 		eps.cond.Broadcast()
 		if err != nil {
@@ -405,7 +410,7 @@ func (n *Node) processID(j *localJob, pid int) (string, error) {
 
 // handlePacket answers one packet of a process; false closes the
 // connection (after an ERROR).
-func (n *Node) handlePacket(e *epConn, gen uint64, b []byte, truncated bool) bool {
+func (n *Node) handlePacket(e *epConn, b []byte, truncated bool) bool {
 	id := e.p.id
 	a := wire.Check(b, truncated)
 	if a.Reply != nil {
@@ -414,6 +419,13 @@ func (n *Node) handlePacket(e *epConn, gen uint64, b []byte, truncated bool) boo
 		return !a.Close
 	}
 	p := a.Send
+	// The connection's generation now: a carried one takes its gen
+	// when the job's state arrives, after the agent connected it.
+	n.eps.mu.Lock()
+	e.p.sends++
+	e.p.lastSend = p.Seq
+	gen := e.p.gen
+	n.eps.mu.Unlock()
 	from, _ := ipc.ParseID(id)
 	to, err := ipc.ParseID(p.ID)
 	if err != nil {

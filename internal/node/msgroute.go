@@ -52,6 +52,12 @@ type sendWait struct {
 
 type pairKey struct{ from, to ipc.ID }
 
+type earlySend struct {
+	from, to ipc.ID
+	payload  []byte
+	w        sendWait
+}
+
 // msgRouter is the node's router and what waits on it.
 type msgRouter struct {
 	n   *Node
@@ -65,6 +71,10 @@ type msgRouter struct {
 	next    *sendWait                     // the wait of the Send being handled
 	handoff map[string]chan *ipc.JobState // migrating jobs' handed-off state
 	peers   map[string]*peerQueue
+	// early are SENDs of processes of a job that runs here already but
+	// whose routing state has not been taken yet (an arriving job is
+	// released a moment before its node hears so): replayed at arrival.
+	early   map[string][]earlySend
 	cliN    int
 	started bool
 }
@@ -78,7 +88,7 @@ type peerQueue struct {
 
 func newMsgRouter(n *Node, def ipc.Mechanism) *msgRouter {
 	m := &msgRouter{n: n, log: n.log, def: def, mechs: map[string]ipc.Mechanism{}, waits: map[pairKey][]sendWait{},
-		handoff: map[string]chan *ipc.JobState{}, peers: map[string]*peerQueue{}}
+		handoff: map[string]chan *ipc.JobState{}, peers: map[string]*peerQueue{}, early: map[string][]earlySend{}}
 	m.r = ipc.NewRouter(ipc.Config{Node: n.cfg.ID, Mechanism: def, MechanismOf: m.mechOf, Exists: m.exists})
 	// The CLI's sends (ferry send) come from a job of the node's own.
 	m.r.Handle(time.Now(), ipc.JobStart{Job: m.cliJob()})
@@ -284,9 +294,14 @@ func (m *msgRouter) send(from, to ipc.ID, payload []byte, w sendWait) {
 	m.next = &w
 	m.do(m.r.Handle(time.Now(), ipc.Send{From: from, To: to, Payload: payload}))
 	if m.next != nil {
-		// the router does not know the sender's job (not, or no
-		// longer, here): never leave the SEND unanswered
+		// the router does not know the sender's job: arriving (held
+		// until its state is taken), or not here (answered at once:
+		// never leave a SEND unanswered)
 		m.next = nil
+		if m.n.arriving(from.Job) {
+			m.early[from.Job] = append(m.early[from.Job], earlySend{from, to, payload, w})
+			return
+		}
 		m.answer(w, wire.CodeUnreachable, fmt.Sprintf("%v: the sender's job %s is not on node %s", to, from.Job, m.n.cfg.ID))
 	}
 }
@@ -490,8 +505,8 @@ type Where struct {
 	ipc.View
 	// Waiting counts the SENDs of the job's processes here that wait for
 	// their outcome; Queued the packets waiting for its processes.
-	Waiting int    `json:"waiting,omitempty"`
-	Queued  int    `json:"queued,omitempty"`
+	Waiting int `json:"waiting,omitempty"`
+	Queued  int `json:"queued,omitempty"`
 	// Procs: the endpoint state of the job's processes here.
 	Procs []string `json:"procs,omitempty"`
 	Error string   `json:"error,omitempty"`
@@ -512,12 +527,14 @@ func (n *Node) handleWhere(w http.ResponseWriter, r *http.Request) {
 			mine.Waiting += len(ws)
 		}
 	}
+	mine.Waiting += len(n.msgs.early[id])
 	n.msgs.mu.Unlock()
 	mine.Queued = n.eps.queued(id)
 	n.eps.mu.Lock()
 	for _, p := range n.eps.procs {
 		if p.job == id {
-			mine.Procs = append(mine.Procs, fmt.Sprintf("%s gen %d connected %v paused %v queue %d", p.id, p.gen, p.conn != nil, p.paused, len(p.queue)))
+			mine.Procs = append(mine.Procs, fmt.Sprintf("%s gen %d connected %v paused %v queue %d sends %d (last %d) written %d",
+				p.id, p.gen, p.conn != nil, p.paused, len(p.queue), p.sends, p.lastSend, p.written))
 		}
 	}
 	n.eps.mu.Unlock()
@@ -635,6 +652,11 @@ func (j jobMsgs) handoff(ctx context.Context) (*MsgCarry, error) {
 		}
 	}
 	j.m.mu.Unlock()
+	q := 0
+	for _, p := range c.Procs {
+		q += len(p.Queue)
+	}
+	j.m.log.Debug("messages handed over", "job", j.job, "outbox", len(st.Outbox), "held", len(st.Frozen), "queued", q, "waiting", len(c.Waits))
 	return c, nil
 }
 
@@ -689,11 +711,36 @@ func (m *msgRouter) arrive(jobID string, c *MsgCarry) error {
 		sort.Slice(ws, func(a, b int) bool { return ws[a].seq < ws[b].seq })
 	}
 	m.do(m.r.Handle(time.Now(), ipc.Arrive{State: &st}))
+	early := m.early[jobID]
+	delete(m.early, jobID)
+	m.log.Debug("messages arrived", "job", jobID, "outbox", len(st.Outbox), "early", len(early), "waiting", len(c.Waits))
+	for _, e := range early {
+		w := e.w
+		m.next = &w
+		m.do(m.r.Handle(time.Now(), ipc.Send{From: e.from, To: e.to, Payload: e.payload}))
+		m.next = nil
+	}
 	return nil
+}
+
+// arriving says whether job is a job of this node whose routing state
+// has not been taken yet (an incoming migration).
+func (n *Node) arriving(jobID string) bool {
+	n.mu.Lock()
+	j := n.jobs[jobID]
+	n.mu.Unlock()
+	if j == nil {
+		return false
+	}
+	st := j.snapshot().State
+	return st == stateIncoming || st == stateRunning
 }
 
 // jobStarted / jobEnded tell the router of a job of this node.
 func (m *msgRouter) jobStarted(jobID, forwarding string) {
+	if m == nil {
+		return // a node of tests, without messages
+	}
 	if k, err := ipc.ParseMechanism(forwarding); err == nil {
 		m.setMech(jobID, k)
 	}
@@ -701,6 +748,12 @@ func (m *msgRouter) jobStarted(jobID, forwarding string) {
 }
 
 func (m *msgRouter) jobEnded(jobID string) {
+	if m == nil {
+		return // a node of tests, without messages
+	}
+	m.mu.Lock()
+	delete(m.early, jobID)
+	m.mu.Unlock()
 	m.handle(ipc.JobEnd{Job: jobID})
 	m.n.eps.forget(jobID)
 }
@@ -731,6 +784,9 @@ type MsgCounts struct {
 }
 
 func (n *Node) msgCounts(jobID string) *MsgCounts {
+	if n.msgs == nil {
+		return nil
+	}
 	v := n.msgs.view(jobID)
 	st := n.msgs.stats()
 	return &MsgCounts{Queued: n.eps.queued(jobID), Held: v.Held, Outbox: v.Outbox, Forwarded: st.RelayedLink + st.RelayedOrigin}

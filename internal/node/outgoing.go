@@ -190,7 +190,9 @@ func (n *Node) newOutgoing(j *localJob, req MigrateRequest, mode migrate.Mode, p
 	}
 	if j.init != nil {
 		o.stop = func() ([]int, error) { return n.stopForCommit(j, ag) }
-		o.msgs = jobMsgs{m: n.msgs, job: j.info.ID}
+		if n.msgs != nil {
+			o.msgs = jobMsgs{m: n.msgs, job: j.info.ID}
+		}
 	}
 	o.fault = n.crashPoint
 	return o

@@ -32,7 +32,10 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	if len(req.Cmd) == 0 {
 		return JobInfo{}, errors.New("no command to run")
 	}
-	forwarding := n.msgs.def.String()
+	forwarding := ipc.Auto.String()
+	if n.msgs != nil {
+		forwarding = n.msgs.def.String()
+	}
 	if req.Forwarding != "" {
 		k, err := ipc.ParseMechanism(req.Forwarding)
 		if err != nil {

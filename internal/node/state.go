@@ -367,7 +367,9 @@ func (n *Node) settleOut(j *localJob, m migrationRecord) {
 		n.moved[j.info.ID] = m.Peer
 		n.mu.Unlock()
 		n.saveMoved(j.info.ID, m.Peer)
-		jobMsgs{m: n.msgs, job: j.info.ID}.committed()
+		if n.msgs != nil {
+			jobMsgs{m: n.msgs, job: j.info.ID}.committed()
+		}
 		j.init.Kill() // its watch ends it here
 		log.Info("the migration had committed: the job runs on the destination; the old copy is gone")
 	} else {
@@ -376,7 +378,9 @@ func (n *Node) settleOut(j *localJob, m migrationRecord) {
 				log.Error("give back unread input", "err", err)
 			}
 		}
-		jobMsgs{m: n.msgs, job: j.info.ID}.rolledBack()
+		if n.msgs != nil {
+			jobMsgs{m: n.msgs, job: j.info.ID}.rolledBack()
+		}
 		continueStopped(m.Stopped, log)
 		j.mu.Lock()
 		if j.info.State == stateMigrating {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,7 +67,7 @@ func TestMessagesFollowMoves(t *testing.T) {
 	modes := []string{"freeze", "precopy", "postcopy", "freeze"}
 	for _, mech := range []string{"resend", "origin", "link", "update", "auto"} {
 		t.Run(mech, func(t *testing.T) {
-			gj := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--forwarding", mech, "--", goRecv, "1"))
+			gj := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--forwarding", mech, "--", "env", "MSGRECV_TRACE="+os.Getenv("FERRY_TEST_DEBUG"), goRecv, "1"))
 			pj := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--forwarding", mech, "--", py, checkPy, lib, "1"))
 			waitLog(t, c, "n1", gj, "ready")
 			waitLog(t, c, "n1", pj, "ready")
@@ -96,22 +95,32 @@ func TestMessagesFollowMoves(t *testing.T) {
 					w, _ := c.ferry("n2", "where", j)
 					t.Logf("where %s:\n%s", j, w)
 					w, _ = c.ferry("n2", "where", "--json", j)
-					t.Logf("where %s:\n%s", j, w)
-				}
-				if os.Getenv("FERRY_TEST_DEBUG") != "" {
-					pid := c.ps("n3")[sj].NodePID
-					st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
-					t.Logf("sender stack:\n%s", st)
-					ss, _ := exec.Command("ss", "-xp").CombinedOutput()
-					for _, l := range strings.Split(string(ss), "\n") {
-						if strings.Contains(l, fmt.Sprintf("pid=%d,", pid)) {
-							t.Logf("ss: %s", l)
+					for _, l := range strings.Split(w, "\n") {
+						if strings.Contains(l, " gen ") {
+							t.Logf("%s", l)
 						}
 					}
-					c.nodes["n3"].Process.Signal(syscall.SIGQUIT)
-					time.Sleep(time.Second)
-					b, _ := os.ReadFile(filepath.Join(c.dir, "n3.log"))
-					os.WriteFile("/tmp/n3-dump.log", b, 0o644)
+				}
+				for _, j := range []string{gj, pj} {
+					t.Logf("receiver %s:\n%s", j, c.logs(at[j], j))
+				}
+				if os.Getenv("FERRY_TEST_DEBUG") != "" {
+					ss, _ := exec.Command("ss", "-xp").CombinedOutput()
+					for _, jn := range [][2]string{{sj, "n3"}, {gj, at[gj]}, {pj, at[pj]}} {
+						pid := c.ps(jn[1])[jn[0]].NodePID
+						st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
+						sc, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+						t.Logf("%s stack:\n%s\nsyscall %s", jn[0], st, sc)
+						for _, l := range strings.Split(string(ss), "\n") {
+							if strings.Contains(l, fmt.Sprintf("pid=%d,", pid)) {
+								t.Logf("ss: %s", l)
+							}
+						}
+					}
+					for _, nd := range []string{"n1", "n2", "n3"} {
+						b, _ := os.ReadFile(filepath.Join(c.dir, nd+".log"))
+						os.WriteFile("/tmp/"+nd+"-debug.log", b, 0o644)
+					}
 				}
 				t.Fatalf("sender never ended:\n%s", c.logs("n3", sj))
 			}
@@ -120,6 +129,11 @@ func TestMessagesFollowMoves(t *testing.T) {
 				t.Fatalf("sender:\n%s", out)
 			}
 			n := strings.TrimSpace(out[strings.LastIndex(out, "sent ")+len("sent "):])
+			for _, id := range []string{gid, pid} {
+				if !strings.Contains(out, "acks "+id+" ") {
+					t.Errorf("sender did not check the acks of %s:\n%s", id, out)
+				}
+			}
 			for _, j := range []string{gj, pj} {
 				waitLog(t, c, at[j], j, "ok ")
 				got := c.logs(at[j], j)

@@ -3,7 +3,10 @@
 // them: from each sender 1, 2, 3, … with nothing missing, repeated or out
 // of order, then "end N" with N the last number. It prints "ready <id>",
 // then "ok <sender> <N>" per sender that ended, or "error ..." and exits 1.
-// It exits once the number of senders given as its argument have ended.
+// Every 25 messages of a sender it tells the sender "ack K" (K: how many
+// so far), and "final K" once the sender ended: the messages it sends
+// while it is being moved are checked by the sender. It exits once the
+// number of senders given as its argument have ended.
 package main
 
 import (
@@ -40,6 +43,10 @@ func main() {
 				fmt.Printf("error %v ended at %s, last received %d\n", from, n, last[from])
 				os.Exit(1)
 			}
+			if err := c.Send(context.Background(), from, []byte(fmt.Sprintf("final %d", last[from]/25*25))); err != nil {
+				fmt.Println("error final:", err)
+				os.Exit(1)
+			}
 			fmt.Printf("ok %v %s\n", from, n)
 			ended++
 			continue
@@ -50,5 +57,17 @@ func main() {
 			os.Exit(1)
 		}
 		last[from] = i
+		if i%25 == 0 {
+			if os.Getenv("MSGRECV_TRACE") != "" {
+				fmt.Fprintln(os.Stderr, "ack", i, "pending", c.Pending())
+			}
+			if err := c.Send(context.Background(), from, []byte(fmt.Sprintf("ack %d", i))); err != nil {
+				fmt.Println("error ack:", err)
+				os.Exit(1)
+			}
+			if os.Getenv("MSGRECV_TRACE") != "" {
+				fmt.Fprintln(os.Stderr, "acked", i)
+			}
+		}
 	}
 }
