@@ -119,7 +119,7 @@ func whereCmd() *cobra.Command {
 			}
 			loc := func(n string, e uint64) string { return fmt.Sprintf("%s@%d", n, e) }
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tHERE\tLINK\tCREATOR'S TABLE\tLAST LEARNT\tOUTBOX\tHELD\tTO IT")
+			fmt.Fprintln(tw, "NODE\tHERE\tLINK\tCREATOR'S TABLE\tLAST LEARNT\tOUTBOX\tWAITING\tQUEUED\tHELD\tTO IT")
 			for _, w := range ws {
 				here, link, table, cache := "-", "-", "-", "-"
 				if w.Local {
@@ -143,7 +143,7 @@ func whereCmd() *cobra.Command {
 				if w.Error != "" {
 					here = "? " + w.Error
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.Node, here, link, table, cache, w.Outbox, w.Held, w.ToIt)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", w.Node, here, link, table, cache, w.Outbox, w.Waiting, w.Queued, w.Held, w.ToIt)
 			}
 			return tw.Flush()
 		},

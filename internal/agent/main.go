@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"ferry/internal/fds"
 	"ferry/internal/files"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
@@ -103,6 +104,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	verbose := fs.Bool("verbose", false, "log what the agent does to stderr (the node's log)")
 	listen := fs.String("listen", "127.0.0.1:0", "recv: address to listen on")
 	control := fs.String("control", "", "recv: the job init's control socket")
+	msgSocket := fs.String("msg-socket", "", "recv: the job's message endpoint on this node")
 	owner := fs.String("owner", "", "recv: uid:gid:group,... of the job's owner, when not root")
 	to := fs.String("to", "", "send: the receiving agent's address")
 	pid := fs.Int("pid", 0, "send: the job's main PID, in its namespace")
@@ -156,7 +158,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 		if err != nil {
 			return err
 		}
-		return agentRecv(ctx, aio, id, t, tie, *listen, *control, *fault, hasher, fileCache, rules, log)
+		return agentRecv(ctx, aio, id, t, tie, *listen, *control, *msgSocket, *fault, hasher, fileCache, rules, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -173,7 +175,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, listen, control, fault string, hasher *files.Hasher, fileCache string, rules fileRules, log *slog.Logger) error {
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, listen, control, msgSocket, fault string, hasher *files.Hasher, fileCache string, rules fileRules, log *slog.Logger) error {
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(ALPN))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -221,6 +223,9 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	opts := migrate.ReceiveOptions{
 		Log:   log,
 		Stdio: stdio,
+		MsgConnect: func(id string, unread [][]byte) (*os.File, error) {
+			return reconnect(msgSocket, id, unread)
+		},
 		Restored: func(r *restore.Result) {
 			// New children of the job continue the PID sequence as they
 			// would have on the source.
@@ -295,9 +300,21 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	if err != nil {
 		return fmt.Errorf("connect to the destination agent %s: %w", to, err)
 	}
+	// The job's message-endpoint connections: the node names its side of
+	// each once the job is frozen (endpoint.go).
+	var eps map[uint64]string
 	opts := migrate.SendOptions{
 		Log:   log,
 		Hello: h,
+		AfterFreeze: func(ctx context.Context) error {
+			var err error
+			eps, err = askFrozen(aio)
+			return err
+		},
+		MsgEndpoint: func(s fds.PeerSocket) (string, bool) {
+			id, ok := eps[s.PeerIno]
+			return id, ok
+		},
 		BeforeCommit: func(ctx context.Context) error {
 			ans, err := aio.ask(BeforeCommit)
 			if err != nil {

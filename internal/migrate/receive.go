@@ -26,6 +26,9 @@ type ReceiveOptions struct {
 	// Stdio gives the files that stand for the job's standard streams
 	// here, by role ("stdin", "stdout", "stderr").
 	Stdio map[string]*os.File
+	// MsgConnect makes the job's message-endpoint connections again
+	// here (restore.Options.MsgConnect).
+	MsgConnect func(id string, unread [][]byte) (*os.File, error)
 	// Restored is called once the new copy is built and held.
 	Restored func(*restore.Result)
 	// Committed is called when Commit has arrived, just before the new
@@ -137,7 +140,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	}
 	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log,
 		RewritePaths: store.Rewrite, Lazy: h.Mode == Postcopy, Staged: stagedOrNil(staging),
-		StagedLazy: staging != nil && !opts.EagerStaged})
+		StagedLazy: staging != nil && !opts.EagerStaged, MsgConnect: opts.MsgConnect})
 	if err != nil {
 		c.sendJSON(fAbort, abortMsg{Reason: "restore: " + err.Error()})
 		return nil, fmt.Errorf("restore: %w", err)

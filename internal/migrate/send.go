@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ferry/internal/dump"
+	"ferry/internal/fds"
 	"ferry/internal/files"
 	"ferry/internal/image"
 	"ferry/internal/postcopy"
@@ -45,6 +46,11 @@ type SendOptions struct {
 	// Hasher hashes the job's files for the destination's content check
 	// (with a cache, ideally kept by the node).
 	Hasher *files.Hasher
+	// AfterFreeze and MsgEndpoint are the dump's hooks for the job's
+	// message-endpoint connections (dump.Options): the node quiesces
+	// them once the job is frozen and names its side of each.
+	AfterFreeze func(ctx context.Context) error
+	MsgEndpoint func(s fds.PeerSocket) (id string, ok bool)
 	// Fault injects a failure at a named point (tests only), one of
 	// SendFaults: "drop-image", "corrupt-image", "drop-commit",
 	// "cancel-ready".
@@ -178,7 +184,7 @@ func (s *sender) run(ctx context.Context) (err error) {
 	}
 	s.progress(Progress{Phase: "image", TotalBytes: est})
 	dopts := dump.Options{Leave: dump.Frozen, Log: s.opts.Log, BeforeState: s.sendFiles,
-		Lazy: s.opts.Hello.Mode == Postcopy}
+		Lazy: s.opts.Hello.Mode == Postcopy, AfterFreeze: s.opts.AfterFreeze, MsgEndpoint: s.opts.MsgEndpoint}
 	if pre != nil {
 		dopts.Precopy = pre
 	}

@@ -240,16 +240,16 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 			if closed {
 				return
 			}
+			// (a deadline passed fails raw reads too: clear it first)
+			c.SetReadDeadline(time.Time{})
 			select {
 			case done := <-e.drain:
-				if !n.drainConn(e, gen, buf) {
-					close(done)
+				ok := n.drainConn(e, gen, buf)
+				close(done)
+				if !ok {
 					return
 				}
-				c.SetReadDeadline(time.Time{})
-				close(done)
 			default:
-				c.SetReadDeadline(time.Time{})
 			}
 			continue
 		}

@@ -283,7 +283,12 @@ func (m *msgRouter) send(from, to ipc.ID, payload []byte, w sendWait) {
 	defer m.mu.Unlock()
 	m.next = &w
 	m.do(m.r.Handle(time.Now(), ipc.Send{From: from, To: to, Payload: payload}))
-	m.next = nil
+	if m.next != nil {
+		// the router does not know the sender's job (not, or no
+		// longer, here): never leave the SEND unanswered
+		m.next = nil
+		m.answer(w, wire.CodeUnreachable, fmt.Sprintf("%v: the sender's job %s is not on node %s", to, from.Job, m.n.cfg.ID))
+	}
 }
 
 // sendCLI sends as the CLI (ferry send) and waits for the outcome.
@@ -473,7 +478,13 @@ func (n *Node) handleSend(w http.ResponseWriter, r *http.Request) {
 // Where is one node's view of a job's location (ferry where).
 type Where struct {
 	ipc.View
-	Error string `json:"error,omitempty"`
+	// Waiting counts the SENDs of the job's processes here that wait for
+	// their outcome; Queued the packets waiting for its processes.
+	Waiting int    `json:"waiting,omitempty"`
+	Queued  int    `json:"queued,omitempty"`
+	// Procs: the endpoint state of the job's processes here.
+	Procs []string `json:"procs,omitempty"`
+	Error string   `json:"error,omitempty"`
 }
 
 // handleWhere answers this node's view (local=1) or every node's.
@@ -486,7 +497,20 @@ func (n *Node) handleWhere(w http.ResponseWriter, r *http.Request) {
 	}
 	n.msgs.mu.Lock()
 	mine := Where{View: n.msgs.r.View(id)}
+	for k, ws := range n.msgs.waits {
+		if k.from.Job == id {
+			mine.Waiting += len(ws)
+		}
+	}
 	n.msgs.mu.Unlock()
+	mine.Queued = n.eps.queued(id)
+	n.eps.mu.Lock()
+	for _, p := range n.eps.procs {
+		if p.job == id {
+			mine.Procs = append(mine.Procs, fmt.Sprintf("%s gen %d connected %v paused %v queue %d", p.id, p.gen, p.conn != nil, p.paused, len(p.queue)))
+		}
+	}
+	n.eps.mu.Unlock()
 	if r.URL.Query().Get("local") == "1" {
 		writeJSON(w, mine)
 		return

@@ -82,11 +82,14 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 		closeHeld(child, held)
 		return fail(err)
 	}
+	// Its messages are routed from before its first process runs.
+	n.msgs.jobStarted(id, forwarding)
 	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, Args: req.Cmd, Stdin: child[0], Stdout: child[1],
 		Stderr: child[2], Dir: req.Dir, Env: env, Scratch: n.cfg.Scratch, Cred: cred,
 		Control: n.controlPath(id), ExitFile: j.exitPath(), Held: held})
 	closeHeld(child, held)
 	if err != nil {
+		n.msgs.jobEnded(id)
 		return fail(err) // the init's own error names the command
 	}
 	j.useInit(in)
@@ -95,7 +98,6 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	j.info.State = stateRunning
 	j.mu.Unlock()
 	n.saveJob(j)
-	n.msgs.jobStarted(id, forwarding)
 	n.goBg(j.watch)
 	n.log.Info("job started", "job", id, "cmd", req.Cmd, "pid", in.Hello.PID)
 	return j.snapshot(), nil

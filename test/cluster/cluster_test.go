@@ -266,6 +266,7 @@ type jobInfo struct {
 	Node       string `json:"node"`
 	Home       string `json:"home"`
 	PID        int    `json:"pid"`
+	NodePID    int    `json:"node_pid"`
 	State      string `json:"state"`
 	Migrations int    `json:"migrations"`
 	Signal     string `json:"signal"`
