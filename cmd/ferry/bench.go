@@ -44,8 +44,9 @@ func benchCmd() *cobra.Command {
 			"round robin while they send (--modes, default freeze); report latency p50/p99 of messages\n" +
 			"of type 1, 2 and 3 (by the moves' timeline), hops, messages relayed, forwarding state left,\n" +
 			"messages per second, lost and duplicated, beside the round trip of a small request between\n" +
-			"two nodes measured in the same run; then --messages across --big-moves moves under auto,\n" +
-			"and (--drawbacks) what still gets through with the origin or a link node stopped.",
+			"two nodes measured in the same run; then --messages across --big-moves moves under auto\n" +
+			"at --big-rate, and (--drawbacks) what still gets through with the origin or a link node\n" +
+			"stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -164,6 +165,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().Float64Var(&fcfg.Rate, "msg-rate", 200, "--forwarding: messages per second of each sender")
 	cmd.Flags().IntVar(&fcfg.BigMessages, "messages", 20000, "--forwarding: messages of the large run under auto (0: none)")
 	cmd.Flags().IntVar(&fcfg.BigMoves, "big-moves", 30, "--forwarding: moves of the large run")
+	cmd.Flags().Float64Var(&fcfg.BigRate, "big-rate", 600, "--forwarding: messages per second of the large run, all senders together")
 	cmd.Flags().BoolVar(&drawbacks, "drawbacks", true, "--forwarding: the rows with the origin or a link node stopped")
 	return cmd
 }

@@ -65,9 +65,13 @@ type ForwardingConfig struct {
 	Lead, Dwell, Tail time.Duration
 	// BigMessages is the size of the large run under auto (messages in
 	// all across BigMoves moves, default 30); 0 means the default
-	// (20,000), negative none.
+	// (20,000), negative none. BigRate is its messages per second, all
+	// senders together (default 600); the moves are spread over the
+	// sending (MovesInFlow says how many froze the receiver while
+	// messages flowed).
 	BigMessages int
 	BigMoves    int
+	BigRate     float64
 	// Drawbacks: run the rows with a node stopped (default true unless
 	// NoDrawbacks).
 	NoDrawbacks bool
@@ -124,6 +128,9 @@ func (cfg *ForwardingConfig) setDefaults() error {
 	}
 	if cfg.BigMoves <= 0 {
 		cfg.BigMoves = 30
+	}
+	if cfg.BigRate <= 0 {
+		cfg.BigRate = 600
 	}
 	if cfg.RTTSamples <= 0 {
 		cfg.RTTSamples = 2000
@@ -235,6 +242,8 @@ type FwdResult struct {
 	Duplicated int `json:"duplicated"`
 	OutOfOrder int `json:"out_of_order"`
 	Refused    int `json:"refused"`
+	// RefusedBy: the refusals by kind (msgload.ErrKind).
+	RefusedBy map[string]int `json:"refused_by,omitempty"`
 	// Types: latency by class (never moved, type 1, 2, 3, preparing),
 	// messages between nodes only; Local counts those left out (the sender on the
 	// receiver's node then).
@@ -268,7 +277,8 @@ type FwdResult struct {
 	// acknowledgement of the new location (update, auto).
 	UpdateTimeouts int `json:"update_timeouts"`
 	// Links and OriginTable: the forwarding state held for the receiver
-	// at the end of the tail (before it ends), summed over the nodes.
+	// at the end of the tail (before it ends) by the nodes it does not
+	// run on, by their views: links left, the creating node's table.
 	Links       int `json:"links"`
 	OriginTable int `json:"origin_table"`
 	// MsgsPerSec: messages received over the span from the first send to
@@ -382,15 +392,9 @@ func RunForwarding(ctx context.Context, cfg ForwardingConfig) (*ForwardingReport
 	}
 	if cfg.BigMessages > 0 {
 		c := FwdCase{Mechanism: ipc.Auto.String(), Moves: cfg.BigMoves, Mode: cfg.Modes[0]}
-		perSender := float64(cfg.BigMessages) / float64(rep.Senders)
-		// Spread the messages over the moves: each takes about the
-		// median call the cases above saw (and half again, to be sure
-		// messages flow until the last), then the dwell.
-		span := cfg.Lead + time.Duration(cfg.BigMoves)*(fc.typicalMove()*3/2+cfg.Dwell) + cfg.Tail
-		rate := perSender / span.Seconds()
-		fmt.Fprintf(cfg.Progress, "large run: %d messages at %.0f/s per sender across %d moves under auto\n",
-			cfg.BigMessages, rate, cfg.BigMoves)
-		res := fc.runCase(ctx, c, caseShape{rate: rate, total: cfg.BigMessages})
+		fmt.Fprintf(cfg.Progress, "large run: %d messages at %.0f/s across %d moves under auto\n",
+			cfg.BigMessages, cfg.BigRate, cfg.BigMoves)
+		res := fc.runCase(ctx, c, caseShape{rate: cfg.BigRate / float64(rep.Senders), total: cfg.BigMessages})
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -342,6 +342,10 @@ type caseShape struct {
 	total int
 }
 
+// minDwell is the least time between moves of a run whose moves are
+// spread over its sending.
+const minDwell = 100 * time.Millisecond
+
 // count is sender i's (from 0) share of total among n.
 func (s caseShape) count(i, n int) int {
 	if s.total == 0 {
@@ -395,6 +399,7 @@ func (fc *fwdCluster) runCase(ctx context.Context, c FwdCase, shape caseShape) F
 		nodeOf[uint32(i+1)] = n
 	}
 	warm := time.Now()
+	sendEnd := warm.Add(time.Duration(float64(shape.count(0, len(senderNodes))) / shape.rate * float64(time.Second)))
 	var moves []moveTimes
 	pause := func(d time.Duration) bool {
 		select {
@@ -417,12 +422,19 @@ func (fc *fwdCluster) runCase(ctx context.Context, c FwdCase, shape caseShape) F
 			break
 		}
 		moves = append(moves, mt)
-		if i < c.Moves-1 && !pause(fc.cfg.Dwell) {
+		dwell := fc.cfg.Dwell
+		if shape.total > 0 {
+			// Spread the moves left over the sending left: each takes
+			// about as long as the moves so far.
+			left := sendEnd.Sub(time.Now()) / time.Duration(c.Moves-i)
+			dwell = max(minDwell, left-fc.typicalMove())
+		}
+		if i < c.Moves-1 && !pause(dwell) {
 			break
 		}
 	}
 	pause(fc.cfg.Tail)
-	held := fc.stats(ctx, fwdNodes)
+	res.Links, res.OriginTable = fc.heldFor(ctx, recv.id)
 	if shape.total == 0 {
 		for _, s := range senders {
 			if err := fc.signal(ctx, s, 10); err != nil && res.Error == "" { // SIGUSR1: stop and end
@@ -461,7 +473,7 @@ func (fc *fwdCluster) runCase(ctx context.Context, c FwdCase, shape caseShape) F
 		res.Error = fmt.Sprintf("receiver %s: %v", recv.id, errors.Join(err, perr))
 	}
 	after := fc.stats(ctx, fwdNodes)
-	res.counters(before, held, after)
+	res.counters(before, after)
 	res.analyze(rs, sends, nodeOf, fwdNodes[0], warm, moves)
 	if res.Error == "" && res.Failed() {
 		res.Error = fmt.Sprintf("sent %d, delivered %d, received %d: lost %d, duplicated %d, out of order %d, refused %d",
@@ -479,9 +491,26 @@ func nextNode(at string) string {
 	return fwdNodes[(i+1)%len(fwdNodes)]
 }
 
-// counters sets the router figures: deltas over the case (before →
-// after), and the forwarding state held at the end of the tail.
-func (r *FwdResult) counters(before, held, after map[string]ipc.Stats) {
+// heldFor counts the forwarding state the nodes hold for a job that runs
+// elsewhere: links left, and the creating node's table entry.
+func (fc *fwdCluster) heldFor(ctx context.Context, job string) (links, table int) {
+	for _, n := range fwdNodes {
+		v, err := fc.lc.Clients[n].WhereHere(ctx, job)
+		if err != nil || v.Local {
+			continue
+		}
+		if v.Link != nil {
+			links++
+		}
+		if v.Table != nil {
+			table++
+		}
+	}
+	return links, table
+}
+
+// counters sets the router figures: deltas over the case.
+func (r *FwdResult) counters(before, after map[string]ipc.Stats) {
 	var hops int
 	for n, a := range after {
 		b := before[n]
@@ -493,11 +522,6 @@ func (r *FwdResult) counters(before, held, after map[string]ipc.Stats) {
 		r.Locates += a.Locates - b.Locates
 		r.LocUpdates += a.LocUpdates - b.LocUpdates
 		r.UpdateTimeouts += a.UpdateTimeout - b.UpdateTimeout
-	}
-	for n, h := range held {
-		b := before[n]
-		r.Links += h.Links - b.Links
-		r.OriginTable += h.OriginTable - b.OriginTable
 	}
 	if r.RouterDelivered > 0 {
 		r.HopsPerMsg = float64(hops) / float64(r.RouterDelivered)
@@ -520,8 +544,12 @@ func (r *FwdResult) analyze(rs *msgload.RecvSummary, sends []*msgload.SendSummar
 	for _, s := range sends {
 		r.Sent += s.Sent
 		r.Delivered += s.Delivered
-		for _, n := range s.Errors {
+		for k, n := range s.Errors {
 			r.Refused += n
+			if r.RefusedBy == nil {
+				r.RefusedBy = map[string]int{}
+			}
+			r.RefusedBy[k] += n
 		}
 		if s.FirstNs != 0 && (first == 0 || s.FirstNs < first) {
 			first = s.FirstNs

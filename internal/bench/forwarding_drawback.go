@@ -71,21 +71,30 @@ func runDrawback(ctx context.Context, cfg *ForwardingConfig, d drawbackSpec) Dra
 		}
 		time.Sleep(cfg.Dwell)
 	}
-	sum := func(j *fwdJob) (*msgload.SendSummary, error) {
-		if err := fc.signal(ctx, j, 10); err != nil {
-			return nil, err
+	// sum stops the senders js, all at once, and collects their
+	// summaries (each waits for its messages' outcomes).
+	sum := func(js ...*fwdJob) ([]*msgload.SendSummary, error) {
+		for _, j := range js {
+			if err := fc.signal(ctx, j, 10); err != nil {
+				return nil, err
+			}
 		}
-		out, err := fc.output(ctx, j, 2*time.Minute)
-		ss, perr := msgload.ParseSend(strings.NewReader(out))
-		if perr != nil {
-			return nil, errors.Join(err, perr)
+		var out []*msgload.SendSummary
+		for _, j := range js {
+			o, err := fc.output(ctx, j, 2*time.Minute)
+			ss, perr := msgload.ParseSend(strings.NewReader(o))
+			if perr != nil {
+				return nil, fmt.Errorf("sender %s: %w", j.id, errors.Join(err, perr))
+			}
+			out = append(out, ss)
 		}
-		return ss, nil
+		return out, nil
 	}
-	s0, err := sum(w0)
+	first, err := sum(w0)
 	if err != nil {
 		return fail(fmt.Errorf("first sender: %w", err))
 	}
+	s0 := first[0]
 	if s0.Delivered != s0.Sent {
 		return fail(fmt.Errorf("before the stop: %d of %d delivered", s0.Delivered, s0.Sent))
 	}
@@ -101,19 +110,14 @@ func runDrawback(ctx context.Context, cfg *ForwardingConfig, d drawbackSpec) Dra
 		return fail(err)
 	}
 	time.Sleep(drawbackFor)
-	sums := []*msgload.SendSummary{s0}
-	for i, j := range []*fwdJob{w, c} {
-		ss, err := sum(j)
-		if err != nil {
-			return fail(fmt.Errorf("sender %d: %w", i+2, err))
-		}
-		side := &row.Warm
-		if j == c {
-			side = &row.Cold
-		}
-		side.Sent, side.Delivered, side.Errors = ss.Sent, ss.Delivered, ss.Errors
-		sums = append(sums, ss)
+	after, err := sum(w, c)
+	if err != nil {
+		return fail(err)
 	}
+	for i, side := range []*DrawbackSide{&row.Warm, &row.Cold} {
+		side.Sent, side.Delivered, side.Errors = after[i].Sent, after[i].Delivered, after[i].Errors
+	}
+	sums := append(first, after...)
 	out, err := fc.output(ctx, recv, 10*time.Second)
 	if err != nil {
 		// Ends that were refused never came: ask for what did.

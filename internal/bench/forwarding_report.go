@@ -80,7 +80,7 @@ func (r *ForwardingReport) WriteText(out io.Writer) error {
 	fmt.Fprintf(out, "limit: round trip %s → %s, %s over the nodes' kept-alive TLS link: p50 %.3f ms, p99 %.3f ms (%d samples)\n",
 		r.RTT.From, r.RTT.To, r.RTT.Route, r.RTT.P50Us/1e3, r.RTT.P99Us/1e3, r.RTT.Samples)
 	fmt.Fprintf(out, "\none-way latency, ms, p50/p99 (messages), by when a message was sent: before the first migration (never moved);\n"+
-		"while the next migration prepared (preparing: destination and agents starting); while the receiver was frozen (type 1);\n"+
+		"while the next migration prepared (preparing: destination, agents, precopy rounds); while the receiver was frozen (type 1);\n"+
 		"after the commit while the sender's node still sent to the old location (type 2); after that (type 3). Messages from\n"+
 		"a sender on the receiver's node then, and those sent before every sender was ready, are left out. Ratios of medians:\n"+
 		"type 3 (all of the case, and those after the last move) over the RTT limit and over the same mechanism never moved\n")
