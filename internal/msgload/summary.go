@@ -61,7 +61,7 @@ type SendSummary struct {
 	// Sent is the number of data messages sent (seq 1..Sent); Delivered
 	// those the node reported delivered; Errors the others by kind
 	// (unknown_id, ended, unreachable, too_big, denied, malformed,
-	// protocol, closed, other).
+	// protocol, closed, other; no_outcome: none came within the drain).
 	Sent      int            `json:"sent"`
 	Delivered int            `json:"delivered"`
 	Errors    map[string]int `json:"errors,omitempty"`
