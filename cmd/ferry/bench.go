@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"ferry/internal/bench"
+	"ferry/internal/ipc"
 	"ferry/internal/migrate"
 )
 
@@ -17,8 +18,9 @@ func benchCmd() *cobra.Command {
 	var cfg bench.Config
 	var mcfg bench.MigrateConfig
 	var scfg bench.SoakConfig
-	var asJSON, migration, soak bool
-	var modes, rates []string
+	var fcfg bench.ForwardingConfig
+	var asJSON, migration, soak, forwarding, drawbacks bool
+	var modes, rates, mechanisms []string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Time checkpoint and restore, or migration, against this machine's limits",
@@ -35,12 +37,57 @@ func benchCmd() *cobra.Command {
 			"moving between random nodes in random modes (--modes) for --duration, checking each\n" +
 			"after every move; report the migrations, failures by cause, migration times, and each\n" +
 			"daemon's fds, threads, RSS and goroutines before and after, with what grew beyond noise.\n" +
-			"--sizes and --rates give the jobs' size and dirty rate (one value each).",
+			"--sizes and --rates give the jobs' size and dirty rate (one value each).\n\n" +
+			"With --forwarding: start four nodes here and, for each message-forwarding mechanism\n" +
+			"(--mechanisms) and number of moves (--moves), run a receiver (`ferry msgload recv`, with\n" +
+			"that mechanism) on n1 and a sender on each other node at --msg-rate, and move the receiver\n" +
+			"round robin while they send (--modes, default freeze); report latency p50/p99 of messages\n" +
+			"of type 1, 2 and 3 (by the moves' timeline), hops, messages relayed, forwarding state left,\n" +
+			"messages per second, lost and duplicated, beside the round trip of a small request between\n" +
+			"two nodes measured in the same run; then --messages across --big-moves moves under auto\n" +
+			"at --big-rate, and (--drawbacks) what still gets through with the origin or a link node\n" +
+			"stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
 			if err != nil {
 				return fmt.Errorf("find ferry's executable for the workload: %w", err)
+			}
+			if forwarding {
+				if soak || migration {
+					return fmt.Errorf("--forwarding, --soak and --migrate: choose one")
+				}
+				fcfg.Exe = exe
+				fcfg.NoDrawbacks = !drawbacks
+				if fcfg.BigMessages == 0 {
+					fcfg.BigMessages = -1 // none; the zero value means the default
+				}
+				for _, m := range mechanisms {
+					k, err := ipc.ParseMechanism(m)
+					if err != nil {
+						return err
+					}
+					fcfg.Mechanisms = append(fcfg.Mechanisms, k)
+				}
+				if cmd.Flags().Changed("modes") {
+					for _, m := range modes {
+						mode, err := migrate.ParseMode(m)
+						if err != nil {
+							return err
+						}
+						fcfg.Modes = append(fcfg.Modes, mode)
+					}
+				}
+				fcfg.Log = logger()
+				fcfg.Progress = os.Stderr
+				rep, err := bench.RunForwarding(cmd.Context(), fcfg)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(rep)
+				}
+				return rep.WriteText(os.Stdout)
 			}
 			if soak {
 				if migration {
@@ -104,7 +151,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	cmd.Flags().BoolVar(&migration, "migrate", false, "time migrations between two local nodes instead")
 	cmd.Flags().StringSliceVar(&rates, "rates", []string{"0", "16", "128"}, "--migrate: dirty rates in MiB/s (--soak: one, the jobs', default 4)")
-	cmd.Flags().StringSliceVar(&modes, "modes", []string{"freeze", "precopy", "postcopy"}, "--migrate, --soak: transfer modes")
+	cmd.Flags().StringSliceVar(&modes, "modes", []string{"freeze", "precopy", "postcopy"}, "--migrate, --soak: transfer modes (--forwarding: default freeze)")
 	cmd.Flags().BoolVar(&soak, "soak", false, "keep jobs moving between real local node daemons for --duration")
 	cmd.Flags().DurationVar(&scfg.Duration, "duration", 10*time.Minute, "--soak: how long to keep the jobs moving")
 	cmd.Flags().IntVar(&scfg.Jobs, "jobs", 10, "--soak: jobs moving at once")
@@ -112,6 +159,14 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().Int64Var(&scfg.Seed, "seed", 0, "--soak: seed of the random moves (default from the clock; reported)")
 	cmd.Flags().Float64Var(&mcfg.RandomRate, "random-rate", 64,
 		"--migrate: dirty rate, MiB/s, of one more postcopy case per size with random writes (0: none)")
+	cmd.Flags().BoolVar(&forwarding, "forwarding", false, "measure message forwarding across moves between four local nodes instead")
+	cmd.Flags().StringSliceVar(&mechanisms, "mechanisms", []string{"resend", "origin", "link", "update", "auto"}, "--forwarding: mechanisms")
+	cmd.Flags().IntSliceVar(&fcfg.Moves, "moves", []int{0, 1, 3, 10}, "--forwarding: moves of the receiver per case")
+	cmd.Flags().Float64Var(&fcfg.Rate, "msg-rate", 200, "--forwarding: messages per second of each sender")
+	cmd.Flags().IntVar(&fcfg.BigMessages, "messages", 20000, "--forwarding: messages of the large run under auto (0: none)")
+	cmd.Flags().IntVar(&fcfg.BigMoves, "big-moves", 30, "--forwarding: moves of the large run")
+	cmd.Flags().Float64Var(&fcfg.BigRate, "big-rate", 600, "--forwarding: messages per second of the large run, all senders together")
+	cmd.Flags().BoolVar(&drawbacks, "drawbacks", true, "--forwarding: the rows with the origin or a link node stopped")
 	return cmd
 }
 

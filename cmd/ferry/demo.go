@@ -36,14 +36,17 @@ func demoCmd() *cobra.Command {
 	var cfg demo.Config
 	var ccfg demo.ClusterConfig
 	var modes string
-	var checkpoint bool
+	var checkpoint, messages bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Start a 3-node cluster here and migrate the built-in workload with each mechanism",
 		Long: "Start three ferry nodes on this machine (loopback, mutual TLS), run the built-in\n" +
 			"workload (it holds memory, dirties it at a steady rate and verifies it) as a job on n1,\n" +
 			"migrate it n1 → n2 → n3 → n1 with freeze, precopy and postcopy, check that it never\n" +
-			"noticed (same PID, no tick lost or repeated, memory intact) and compare the mechanisms.\n" +
+			"noticed (same PID, no tick lost or repeated, memory intact) and compare the mechanisms;\n" +
+			"then a message consumer (checking every sequence number) and a producer sending steadily,\n" +
+			"the consumer moved while messages flow once per forwarding mechanism (resend, origin,\n" +
+			"link, update, auto), and a table of hops, latency and lost/duplicated per mechanism.\n" +
 			"With --checkpoint: the single-machine demo instead (checkpoint, kill, restore).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -52,7 +55,7 @@ func demoCmd() *cobra.Command {
 				return demo.Run(cmd.Context(), cfg, os.Stdout)
 			}
 			ccfg.Log = logger()
-			ccfg.MemMiB, ccfg.Rate = cfg.MemMiB, cfg.Rate
+			ccfg.MemMiB, ccfg.Rate, ccfg.NoMessages = cfg.MemMiB, cfg.Rate, !messages
 			for _, m := range strings.Split(modes, ",") {
 				mode, err := migrate.ParseMode(m)
 				if err != nil {
@@ -67,6 +70,7 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().Float64Var(&cfg.Rate, "rate", 16, "MiB/s the workload dirties")
 	cmd.Flags().StringVar(&modes, "modes", "freeze,precopy,postcopy", "mechanisms, one per hop")
 	cmd.Flags().DurationVar(&ccfg.Dwell, "dwell", 1500*time.Millisecond, "how long the workload runs between hops")
+	cmd.Flags().BoolVar(&messages, "messages", true, "the message part: a consumer moved under each forwarding mechanism")
 	cmd.Flags().BoolVar(&checkpoint, "checkpoint", false, "run the single-machine checkpoint/restore demo")
 	cmd.Flags().IntVar(&cfg.Rounds, "rounds", 2, "--checkpoint: checkpoint/restore rounds")
 	return cmd

@@ -65,7 +65,7 @@ func root() *cobra.Command {
 		SilenceErrors: true,
 	}
 	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log what ferry does")
-	cmd.AddCommand(checkCmd(), dumpCmd(), restoreCmd(), inspectCmd(), demoCmd(), workloadCmd(), benchCmd(), initCmd(),
+	cmd.AddCommand(checkCmd(), dumpCmd(), restoreCmd(), inspectCmd(), demoCmd(), workloadCmd(), msgloadCmd(), benchCmd(), initCmd(),
 		nodeCmd(), runCmd(), logsCmd(), psCmd(), killCmd(), adoptCmd(), membersCmd(), migrateCmd(),
 		sendCmd(), recvCmd(), whereCmd())
 	return cmd

@@ -29,6 +29,9 @@ type ClusterConfig struct {
 	Log   *slog.Logger
 	// Exe is ferry's binary (default: this one).
 	Exe string
+	// NoMessages skips the second part: a producer and a consumer of
+	// messages, the consumer moved once under each forwarding mechanism.
+	NoMessages bool
 }
 
 // hop is one migration of the demo.
@@ -40,9 +43,12 @@ type hop struct {
 
 // RunCluster starts three nodes on this machine (loopback, mutual TLS),
 // runs the built-in workload as a job on n1 and migrates it around the
-// cluster once with each mechanism, then prints a table comparing them.
-// It fails if the workload lost or repeated a tick, changed PID, found
-// its memory corrupted, or a migration failed.
+// cluster once with each mechanism, then prints a table comparing them;
+// then (unless NoMessages) a producer and a consumer of messages, the
+// consumer moved once under each forwarding mechanism, and a table of
+// their figures. It fails if the workload lost or repeated a tick,
+// changed PID, found its memory corrupted, a migration failed, or a
+// message was lost, duplicated or out of order.
 func RunCluster(ctx context.Context, cfg ClusterConfig, out io.Writer) error {
 	if cfg.MemMiB <= 0 {
 		cfg.MemMiB = 256
@@ -169,6 +175,9 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "\nthe workload ran %d ticks with pid %d throughout, none lost or repeated, its memory verified %d times: ok\n",
 		w.last().Tick, w.pid, w.last().Verified)
+	if !cfg.NoMessages {
+		failed = errors.Join(failed, runMessages(ctx, lc, exe, out))
+	}
 	return failed
 }
 

@@ -2,7 +2,11 @@
 // checkpoints it, kills it, restores it from the image and shows that it
 // carries on — its progress counter continues without a gap, its PID is
 // the same and its own memory verification still passes — printing the
-// freeze time, the image size and the restore time of every round.
+// freeze time, the image size and the restore time of every round
+// (Run, `ferry demo --checkpoint`). RunCluster is `ferry demo`: the
+// workload migrated around three local nodes with each transfer mode,
+// then a message producer and consumer, the consumer moved under each
+// forwarding mechanism (messages.go).
 package demo
 
 import (

@@ -62,4 +62,14 @@ func TestClusterDemo(t *testing.T) {
 			t.Errorf("the demo's table has no %s row", mode)
 		}
 	}
+	// The message part: RunCluster fails if a message was lost,
+	// duplicated or out of order; each mechanism has its row.
+	for _, mech := range []string{"resend", "origin", "link", "update", "auto"} {
+		if !strings.Contains(out.String(), "\n"+mech+" ") && !strings.Contains(out.String(), " "+mech+"  ") {
+			t.Errorf("the demo's message table has no %s row", mech)
+		}
+	}
+	if !strings.Contains(out.String(), "every message arrived once and in order under every mechanism: ok") {
+		t.Errorf("the demo did not report its messages ok")
+	}
 }

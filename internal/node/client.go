@@ -133,6 +133,14 @@ func (c *Client) Where(ctx context.Context, id string) ([]Where, error) {
 	return out, err
 }
 
+// WhereHere is this node's own view of where a job (or process) is,
+// without asking the others.
+func (c *Client) WhereHere(ctx context.Context, id string) (Where, error) {
+	var out Where
+	err := c.json(ctx, "GET", "/v1/where/"+url.PathEscape(id)+"?local=1", nil, &out)
+	return out, err
+}
+
 // Members lists the cluster's members.
 func (c *Client) Members(ctx context.Context) ([]cluster.Member, error) {
 	var out []cluster.Member

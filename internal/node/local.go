@@ -19,9 +19,20 @@ type Local struct {
 	Dir     string
 	IDs     []string
 	Clients map[string]*Client
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	errs    chan error
+	// Addrs are the nodes' TLS addresses (API between nodes, membership).
+	Addrs  map[string]string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errs   chan error
+
+	mu    sync.Mutex            // guards nodes
+	nodes map[string]*localNode // running, by id
+}
+
+// localNode is one node of a Local cluster.
+type localNode struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when its Run returned
 }
 
 // LocalConfig describes a local cluster.
@@ -29,7 +40,10 @@ type LocalConfig struct {
 	Dir string   // created if missing; the caller removes it
 	IDs []string // default n1, n2, n3
 	Exe string   // ferry's binary, for job inits and agents
-	Log *slog.Logger
+	// Forwarding is the nodes' message forwarding for jobs that choose
+	// none (node.Config.Forwarding; default auto).
+	Forwarding string
+	Log        *slog.Logger
 }
 
 // StartLocal starts the nodes, joins them and waits until every node is
@@ -42,8 +56,8 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	l := &Local{Dir: cfg.Dir, IDs: cfg.IDs, Clients: map[string]*Client{}, cancel: cancel,
-		errs: make(chan error, len(cfg.IDs))}
+	l := &Local{Dir: cfg.Dir, IDs: cfg.IDs, Clients: map[string]*Client{}, Addrs: map[string]string{}, cancel: cancel,
+		errs: make(chan error, len(cfg.IDs)), nodes: map[string]*localNode{}}
 	var first string
 	for _, id := range cfg.IDs {
 		addr, err := freeAddr()
@@ -52,7 +66,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 			return nil, err
 		}
 		nc := Config{ID: id, Listen: addr, StateDir: filepath.Join(cfg.Dir, id), PKIDir: filepath.Join(cfg.Dir, "pki"),
-			Exe: cfg.Exe, Log: cfg.Log, StopJobs: true}
+			Exe: cfg.Exe, Log: cfg.Log, StopJobs: true, Forwarding: cfg.Forwarding}
 		if first != "" {
 			nc.Join = []string{first}
 		} else {
@@ -63,14 +77,19 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 			l.Stop()
 			return nil, err
 		}
+		nctx, ncancel := context.WithCancel(ctx)
+		ln := &localNode{cancel: ncancel, done: make(chan struct{})}
+		l.nodes[id] = ln
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			if err := n.Run(ctx); err != nil {
+			defer close(ln.done)
+			if err := n.Run(nctx); err != nil {
 				l.errs <- fmt.Errorf("node %s: %w", id, err)
 			}
 		}()
 		l.Clients[id] = NewClient(nc.SocketPath())
+		l.Addrs[id] = addr
 	}
 	if err := l.waitMembers(ctx); err != nil {
 		l.Stop()
@@ -114,6 +133,22 @@ func (l *Local) waitMembers(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// StopNode ends one node (and its jobs) and waits for it, as if its
+// machine went down: the others are not told and keep it as a member
+// until membership finds it dead. Its client fails from then on.
+func (l *Local) StopNode(id string) error {
+	l.mu.Lock()
+	ln := l.nodes[id]
+	delete(l.nodes, id)
+	l.mu.Unlock()
+	if ln == nil {
+		return fmt.Errorf("no running node %s in the local cluster", id)
+	}
+	ln.cancel()
+	<-ln.done
+	return nil
 }
 
 // Stop ends every node (and with them their jobs: a local cluster's

@@ -6,17 +6,24 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+
+	"ferry/internal/ipc"
 )
 
 // Stats is what the node daemon's process knows of itself that cannot be
-// read from outside: its goroutines and the Go heap. Descriptors, threads
-// and resident memory are in /proc/PID of the daemon; a soak benchmark
-// reads them there.
+// read from outside: its goroutines and the Go heap, and its message
+// router's counters. Descriptors, threads and resident memory are in
+// /proc/PID of the daemon; a soak benchmark reads them there.
 type Stats struct {
 	PID        int    `json:"pid"`
 	Goroutines int    `json:"goroutines"`
 	HeapBytes  uint64 `json:"heap_bytes"` // live and not yet swept heap objects
 	GCs        uint64 `json:"gcs"`        // completed GC cycles, to tell a heap that grows from one not yet collected
+	// Msgs is the router's counters since the node started (messages
+	// sent, delivered, their hops, relayed as creator or along a link,
+	// …) and the forwarding state it holds now (links, the creator's
+	// table of jobs elsewhere); the field names are ipc.Stats'.
+	Msgs ipc.Stats `json:"msgs"`
 }
 
 // heapMetrics are read by handleStats, in this order.
@@ -35,6 +42,9 @@ func (n *Node) handleStats(w http.ResponseWriter, _ *http.Request) {
 	}
 	if s := samples[1].Value; s.Kind() == metrics.KindUint64 {
 		st.GCs = s.Uint64()
+	}
+	if n.msgs != nil {
+		st.Msgs = n.msgs.stats()
 	}
 	writeJSON(w, st)
 }
