@@ -131,6 +131,13 @@ type (
 	Rollback struct{ Job string }
 	// Arrive: a job handed off by another node starts here.
 	Arrive struct{ State *JobState }
+	// Expect: a job is being migrated here; messages that reach this node
+	// for it before it arrives are held (not answered "unknown"), and
+	// delivered at its arrival.
+	Expect struct{ Job string }
+	// Unexpect: that migration failed; what was held is answered
+	// "unknown" (its senders try again, and find the job where it stayed).
+	Unexpect struct{ Job string }
 	// Tick: timers; drive it regularly (every few ms).
 	Tick struct{}
 	// Restart: the node restarted; volatile state is gone, D is what it kept.
@@ -147,6 +154,8 @@ func (Commit) event()       {}
 func (Committed) event()    {}
 func (Rollback) event()     {}
 func (Arrive) event()       {}
+func (Expect) event()       {}
+func (Unexpect) event()     {}
 func (Tick) event()         {}
 func (Restart) event()      {}
 
@@ -360,6 +369,7 @@ type Router struct {
 	cache      map[string]Loc       // volatile: where jobs are, as last learnt
 	locating   map[string]time.Time // volatile: broadcast locate sent at
 	graceUntil map[string]time.Time // update: links kept only for the grace period
+	expecting  map[string][]Envelope // volatile: jobs migrating here, what came for them
 	c          Counters
 	now        time.Time
 	out        []Action
@@ -393,6 +403,7 @@ func (r *Router) reset(d *Durable) {
 	r.cache = map[string]Loc{}
 	r.locating = map[string]time.Time{}
 	r.graceUntil = map[string]time.Time{}
+	r.expecting = map[string][]Envelope{}
 }
 
 // Stats reports the counters and the forwarding state held.
@@ -530,6 +541,20 @@ func (r *Router) Handle(now time.Time, ev Event) []Action {
 		r.rollback(ev.Job)
 	case Arrive:
 		r.arrive(ev.State)
+	case Expect:
+		if r.d.Jobs[ev.Job] == nil {
+			if _, ok := r.expecting[ev.Job]; !ok {
+				r.expecting[ev.Job] = nil
+			}
+		}
+	case Unexpect:
+		held, ok := r.expecting[ev.Job]
+		delete(r.expecting, ev.Job)
+		if ok {
+			for _, e := range held {
+				r.data(e)
+			}
+		}
 	case Tick:
 		r.tick()
 	case Restart:
@@ -843,6 +868,11 @@ func (r *Router) data(e Envelope) {
 		r.reply(e.SrcNode, Envelope{Kind: KEnded, From: e.From, To: e.To, UpTo: upTo, Job: job})
 		return
 	}
+	if held, ok := r.expecting[job]; ok {
+		r.c.Buffered++
+		r.expecting[job] = append(held, e)
+		return
+	}
 	if e.Hops >= r.cfg.MaxHops {
 		r.unknown(e)
 		return
@@ -1072,6 +1102,9 @@ func (r *Router) arrive(st *JobState) {
 		return // already here (a duplicate handoff)
 	}
 	r.d.Jobs[st.Job] = js
+	held := r.expecting[st.Job]
+	delete(r.expecting, st.Job)
+	js.Frozen = append(js.Frozen, held...)
 	if _, ok := r.d.Links[st.Job]; ok {
 		delete(r.d.Links, st.Job)
 		r.c.LinksDropped++
@@ -1205,6 +1238,12 @@ func (r *Router) sortedLinks() []string {
 // Attempts may acknowledge (and so remove) entries of *ps at once: it is
 // read again after each.
 func (r *Router) tickOutbox(js *JobState, ps *[]*pending) {
+	if js != nil && (js.frozen || js.commit != nil) {
+		// A frozen sender's outbox waits for the handoff, deadlines
+		// too: the node it moves to reports them (its copy of the
+		// outbox is the one that counts), or this one after a rollback.
+		return
+	}
 	var keep, due []*pending
 	for _, p := range *ps {
 		if !p.Deadline.After(r.now) {
@@ -1222,9 +1261,6 @@ func (r *Router) tickOutbox(js *JobState, ps *[]*pending) {
 		}
 	}
 	*ps = keep
-	if js != nil && (js.frozen || js.commit != nil) {
-		return // a frozen sender's outbox waits for the handoff
-	}
 	for _, p := range due {
 		if !contains(*ps, p) {
 			continue

@@ -42,6 +42,7 @@ type SimResult struct {
 
 // Sim is a cluster of routers in one process with a seeded network.
 type Sim struct {
+	trace   func(n string, ev Event, acts []Action) // tests: every event handled
 	cfg     SimConfig
 	rng     *rand.Rand
 	t0, now time.Time
@@ -154,7 +155,11 @@ func (s *Sim) handle(n string, ev Event) {
 	if !s.up[n] {
 		return
 	}
-	s.apply(n, s.r[n].Handle(s.now, ev))
+	acts := s.r[n].Handle(s.now, ev)
+	if s.trace != nil {
+		s.trace(n, ev, acts)
+	}
+	s.apply(n, acts)
 }
 
 func (s *Sim) apply(n string, acts []Action) {
@@ -458,6 +463,7 @@ func (s *Sim) random(kind int) {
 		m.rollback = s.rng.Float64() < s.cfg.RollbackP
 		j.mig = m
 		s.handle(j.node, MigrateStart{Job: j.id, To: m.to})
+		s.handle(m.to, Expect{Job: j.id})
 	case 2:
 		var cand []string
 		for _, n := range s.nodes {
@@ -502,6 +508,10 @@ func (s *Sim) Crash(n string, d time.Duration) {
 			continue
 		}
 		if j.node == n {
+			// the destination sees the source gone: the migration failed
+			if to := j.mig.to; s.up[to] {
+				s.handle(to, Unexpect{Job: j.id})
+			}
 			j.mig = nil
 			s.res.Rollbacks++
 		} else if j.mig.to == n {
@@ -534,6 +544,9 @@ func (s *Sim) progress() {
 				j.mig = nil
 				s.res.Rollbacks++
 				s.handle(j.node, Rollback{Job: j.id})
+				if s.up[m.to] {
+					s.handle(m.to, Unexpect{Job: j.id})
+				}
 				continue
 			}
 			m.committing = true

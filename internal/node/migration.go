@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/agent"
+	"ferry/internal/ipc"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
 )
@@ -335,6 +336,11 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		return fail(err)
 	}
 	n.migrationJournal().record(phaseRecord{Job: id, Peer: req.Info.Node, Phase: inPrepared})
+	if n.msgs != nil {
+		// Messages that reach this node for it before it arrives wait.
+		n.msgs.setMech(id, mechOrAuto(req.Info.Forwarding))
+		n.msgs.handle(ipc.Expect{Job: id})
+	}
 	j.expectArrival()
 	n.goBg(func() {
 		n.followIncoming(j, req.Info.Node, ag, n.migrationJournal())
@@ -450,6 +456,9 @@ func (n *Node) followIncoming(j *localJob, from string, ag receivingAgent, jr jo
 		n.log.Info("job arrived", "job", id)
 	default:
 		phase(inFailed)
+		if n.msgs != nil {
+			n.msgs.handle(ipc.Unexpect{Job: id})
+		}
 		n.log.Warn("incoming migration failed; nothing kept here", "job", id, "err", agentErr, "agent", werr)
 		j.killInit(true)
 		j.mu.Lock()

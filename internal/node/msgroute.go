@@ -736,6 +736,14 @@ func (n *Node) arriving(jobID string) bool {
 	return st == stateIncoming || st == stateRunning
 }
 
+// mechOrAuto parses a job's recorded mechanism ("" or unknown: auto).
+func mechOrAuto(s string) ipc.Mechanism {
+	if k, err := ipc.ParseMechanism(s); err == nil {
+		return k
+	}
+	return ipc.Auto
+}
+
 // jobStarted / jobEnded tell the router of a job of this node.
 func (m *msgRouter) jobStarted(jobID, forwarding string) {
 	if m == nil {
