@@ -87,6 +87,18 @@
 // ERROR reports the error (ErrProtocol) and the connection is unusable
 // afterwards, though messages already read are still returned.
 //
+// # When the process moves
+//
+// The connection moves with it: the node stops writing into it while the
+// process is frozen, and on the destination the same descriptor is a new
+// connection to the new node, with the packets that were unread queued in
+// it first (the node then sends what was held for the process). A SEND
+// whose RESULT had not come yet gets it from the new node. Nothing is
+// sent again by the process, and a library needs nothing to handle it:
+// it never sees a HELLO again for a carried connection. A process polling
+// Fd with epoll keeps its registration (it is restored with the
+// descriptor).
+//
 // # Using it
 //
 // Send blocks until the node's RESULT; TrySend never blocks and gives a
