@@ -256,6 +256,11 @@ func (n *Node) call(ctx context.Context, nodeID, method, path string, in, out an
 }
 
 func (n *Node) do(ctx context.Context, nodeID, method, path string, in any) (*http.Response, error) {
+	return n.doWith(n.peer, ctx, nodeID, method, path, in)
+}
+
+// doWith is do with a client of its own (the message path's).
+func (n *Node) doWith(client *http.Client, ctx context.Context, nodeID, method, path string, in any) (*http.Response, error) {
 	base, err := n.peerURL(nodeID)
 	if err != nil {
 		return nil, err
@@ -280,7 +285,7 @@ func (n *Node) do(ctx context.Context, nodeID, method, path string, in any) (*ht
 	if c, ok := ctx.Value(forwardKey{}).(*Caller); ok && c != nil && !c.Node {
 		req.Header.Set(callerHeader, c.header())
 	}
-	resp, err := n.peer.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", nodeID, err)
 	}

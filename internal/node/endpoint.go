@@ -118,6 +118,16 @@ func (e *endpoints) result(id string, gen uint64, seq uint32, code wire.Code, te
 	e.cond.Broadcast()
 }
 
+// genOf is process id's connection generation now.
+func (e *endpoints) genOf(id string) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.procs[id]; p != nil {
+		return p.gen
+	}
+	return 0
+}
+
 // newEndpoint makes the job's endpoint socket in its directory.
 func (n *Node) newEndpoint(id string) (*os.File, string, error) {
 	path := filepath.Join(n.jobDir(id), "msg.sock")

@@ -385,16 +385,35 @@ func (m *msgRouter) queue(to string, e ipc.Envelope) {
 	}
 }
 
+// senderIdle is how long a peer's sender waits for work before it ends
+// (queue starts another): an idle node keeps no goroutine or connection
+// for messages.
+const senderIdle = 2 * time.Second
+
 // sender posts what is queued for one node, a batch at a time. A batch
 // that fails is dropped: the router sends again what was not
 // acknowledged.
 func (m *msgRouter) sender(to string, q *peerQueue) {
+	idle := time.NewTimer(senderIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-q.wake:
+		case <-idle.C:
+			m.mu.Lock()
+			q.mu.Lock()
+			empty := len(q.envs) == 0
+			q.mu.Unlock()
+			if empty {
+				delete(m.peers, to)
+				m.mu.Unlock()
+				return
+			}
+			m.mu.Unlock()
 		case <-m.n.quit:
 			return
 		}
+		idle.Reset(senderIdle)
 		for {
 			q.mu.Lock()
 			envs := q.envs
@@ -412,7 +431,7 @@ func (m *msgRouter) sender(to string, q *peerQueue) {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			resp, err := m.n.do(ctx, to, "POST", "/v1/peer/msgs", bytes.NewReader(b))
+			resp, err := m.n.doWith(m.n.msgPeer, ctx, to, "POST", "/v1/peer/msgs", bytes.NewReader(b))
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
@@ -716,6 +735,11 @@ func (m *msgRouter) arrive(jobID string, c *MsgCarry) error {
 	m.log.Debug("messages arrived", "job", jobID, "outbox", len(st.Outbox), "early", len(early), "waiting", len(c.Waits))
 	for _, e := range early {
 		w := e.w
+		if w.proc != "" {
+			// read before the carried state gave the connection its
+			// generation: it has it now
+			w.gen = m.n.eps.genOf(w.proc)
+		}
 		m.next = &w
 		m.do(m.r.Handle(time.Now(), ipc.Send{From: e.from, To: e.to, Payload: e.payload}))
 		m.next = nil

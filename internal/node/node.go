@@ -78,7 +78,10 @@ type Node struct {
 	id   *pki.Identity
 	cl   *cluster.Cluster
 	peer *http.Client
-	gid  int // -1: root only
+	// msgPeer carries the messages' envelopes: one kept-alive connection
+	// per peer while messages flow, closed soon after they stop.
+	msgPeer *http.Client
+	gid     int // -1: root only
 
 	// bg counts the goroutines the node starts besides Run's own (job
 	// watchers, migration followers, agent waits); Run waits for them
@@ -180,6 +183,11 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.msgs = newMsgRouter(n, mech)
+	n.msgPeer = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     id.ClientConfig(alpnHTTP),
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     senderIdle + time.Second,
+	}}
 	n.peer = &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     id.ClientConfig(alpnHTTP),
 		MaxIdleConnsPerHost: 4,
