@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -209,9 +208,7 @@ func psCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				e := json.NewEncoder(os.Stdout)
-				e.SetIndent("", "  ")
-				return e.Encode(jobs)
+				return printJSON(jobs)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "JOB\tOWNER\tPID\tMSG ID\tNODE\tHOME\tSTATE\tMEMORY\tMIGRATIONS\tFORWARDING\tQUEUED\tFORWARDED\tCOMMAND")
@@ -379,9 +376,7 @@ func migrateCmd() *cobra.Command {
 			rep, err := c.Migrate(ctx, id, req, bar.update)
 			bar.done()
 			if asJSON && rep != nil {
-				e := json.NewEncoder(os.Stdout)
-				e.SetIndent("", "  ")
-				if eerr := e.Encode(rep); eerr != nil {
+				if eerr := printJSON(rep); eerr != nil {
 					return errors.Join(err, fmt.Errorf("write the report: %w", eerr))
 				}
 			} else if rep != nil {

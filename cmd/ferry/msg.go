@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -113,9 +112,7 @@ func whereCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				e := json.NewEncoder(os.Stdout)
-				e.SetIndent("", "  ")
-				return e.Encode(ws)
+				return printJSON(ws)
 			}
 			loc := func(n string, e uint64) string { return fmt.Sprintf("%s@%d", n, e) }
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
