@@ -45,8 +45,10 @@ func benchCmd() *cobra.Command {
 			"of type 1, 2 and 3 (by the moves' timeline), hops, messages relayed, forwarding state left,\n" +
 			"messages per second, lost and duplicated, beside the round trip of a small request between\n" +
 			"two nodes measured in the same run; then --messages across --big-moves moves under auto\n" +
-			"at --big-rate, and (--drawbacks) what still gets through with the origin or a link node\n" +
-			"stopped.",
+			"at --big-rate, (--drawbacks) what still gets through with the origin or a link node\n" +
+			"stopped, and (--partners N) what update's location updates add to the freeze: a receiver\n" +
+			"moved between two nodes of an N+2-node cluster while senders on 0, 1, 3 and N others send\n" +
+			"(its partners), under link and under update.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -61,6 +63,9 @@ func benchCmd() *cobra.Command {
 				fcfg.NoDrawbacks = !drawbacks
 				if fcfg.BigMessages == 0 {
 					fcfg.BigMessages = -1 // none; the zero value means the default
+				}
+				if fcfg.Partners == 0 {
+					fcfg.Partners = -1 // none, likewise
 				}
 				for _, m := range mechanisms {
 					k, err := ipc.ParseMechanism(m)
@@ -167,6 +172,8 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().IntVar(&fcfg.BigMoves, "big-moves", 30, "--forwarding: moves of the large run")
 	cmd.Flags().Float64Var(&fcfg.BigRate, "big-rate", 600, "--forwarding: messages per second of the large run, all senders together")
 	cmd.Flags().BoolVar(&drawbacks, "drawbacks", true, "--forwarding: the rows with the origin or a link node stopped")
+	cmd.Flags().IntVar(&fcfg.Partners, "partners", 10, "--forwarding: the freeze cost of update's location updates with up to this many partner nodes (a cluster of N+2; 0: none)")
+	cmd.Flags().IntVar(&fcfg.PartnerMoves, "partner-moves", 10, "--forwarding: moves per partner row")
 	return cmd
 }
 

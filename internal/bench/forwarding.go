@@ -49,6 +49,10 @@ import (
 // to a peer route (POST /v1/peer/msgs with an empty batch) between two of
 // the nodes over their TLS link, kept alive, as the nodes' own batches
 // go: the limit a message between nodes cannot beat.
+//
+// Then, on a cluster of their own, the partner rows
+// (forwarding_partners.go): what update's location updates add to the
+// freeze.
 
 // ForwardingConfig describes a forwarding benchmark run.
 type ForwardingConfig struct {
@@ -75,6 +79,14 @@ type ForwardingConfig struct {
 	// Drawbacks: run the rows with a node stopped (default true unless
 	// NoDrawbacks).
 	NoDrawbacks bool
+	// Partners: the partner rows (forwarding_partners.go), the freeze
+	// cost of update's location updates, with up to this many partner
+	// nodes (a cluster of Partners+2 nodes); 0 means the default (10),
+	// negative none. PartnerMoves is the moves per row (default 10),
+	// PartnerRate each sender's messages per second (default 50).
+	Partners     int
+	PartnerMoves int
+	PartnerRate  float64
 	// RTTSamples is the number of round trips timed for the limit;
 	// default 2000.
 	RTTSamples int
@@ -132,6 +144,15 @@ func (cfg *ForwardingConfig) setDefaults() error {
 	if cfg.BigRate <= 0 {
 		cfg.BigRate = 600
 	}
+	if cfg.Partners == 0 {
+		cfg.Partners = defaultPartners
+	}
+	if cfg.PartnerMoves <= 0 {
+		cfg.PartnerMoves = 10
+	}
+	if cfg.PartnerRate <= 0 {
+		cfg.PartnerRate = 50
+	}
 	if cfg.RTTSamples <= 0 {
 		cfg.RTTSamples = 2000
 	}
@@ -179,6 +200,7 @@ type ForwardingReport struct {
 	Cases     []FwdResult     `json:"cases"`
 	Big       *FwdResult      `json:"big,omitempty"`
 	Drawbacks []Drawback      `json:"drawbacks,omitempty"`
+	Partners  *PartnerReport  `json:"partners,omitempty"`
 	Targets   []MigrateTarget `json:"targets,omitempty"`
 }
 
@@ -361,7 +383,7 @@ func RunForwarding(ctx context.Context, cfg ForwardingConfig) (*ForwardingReport
 	rep.Kernel, _ = procfs.KernelRelease()
 
 	fmt.Fprintf(cfg.Progress, "starting nodes %v\n", fwdNodes)
-	fc, err := startFwdCluster(ctx, &cfg, "")
+	fc, err := startFwdCluster(ctx, &cfg, "", fwdNodes)
 	if err != nil {
 		return nil, err
 	}
@@ -402,6 +424,18 @@ func RunForwarding(ctx context.Context, cfg ForwardingConfig) (*ForwardingReport
 		rep.Big = &res
 	}
 	fc.close()
+	if cfg.Partners > 0 {
+		p, err := runPartners(ctx, &cfg)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err != nil {
+			// The rows are missing; the rest of the run stands.
+			p = &PartnerReport{Nodes: cfg.Partners + 2, Error: err.Error()}
+			cfg.Log.Warn("partner rows failed", "err", err)
+		}
+		rep.Partners = p
+	}
 	if !cfg.NoDrawbacks {
 		for _, d := range drawbackRows {
 			fmt.Fprintf(cfg.Progress, "drawback: %s with its %s node stopped\n", d.mech, d.role)

@@ -21,27 +21,29 @@ import (
 	"ferry/internal/pki"
 )
 
-// fwdCluster is a local cluster of fwdNodes for the forwarding cases.
+// fwdCluster is a local cluster for the forwarding cases (fwdNodes) or
+// the partner rows.
 type fwdCluster struct {
-	cfg *ForwardingConfig
-	dir string
-	lc  *node.Local
+	cfg   *ForwardingConfig
+	dir   string
+	lc    *node.Local
+	nodes []string
 
 	calls []time.Duration // every move's call, for typicalMove
 	once  sync.Once
 }
 
-func startFwdCluster(ctx context.Context, cfg *ForwardingConfig, forwarding string) (*fwdCluster, error) {
+func startFwdCluster(ctx context.Context, cfg *ForwardingConfig, forwarding string, nodes []string) (*fwdCluster, error) {
 	dir, err := os.MkdirTemp(cfg.Dir, "ferry-bench-forwarding-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	lc, err := node.StartLocal(ctx, node.LocalConfig{Dir: dir, IDs: fwdNodes, Exe: cfg.Exe, Log: cfg.Log, Forwarding: forwarding})
+	lc, err := node.StartLocal(ctx, node.LocalConfig{Dir: dir, IDs: nodes, Exe: cfg.Exe, Log: cfg.Log, Forwarding: forwarding})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("bench: start nodes: %w", err)
 	}
-	return &fwdCluster{cfg: cfg, dir: dir, lc: lc}, nil
+	return &fwdCluster{cfg: cfg, dir: dir, lc: lc, nodes: nodes}, nil
 }
 
 func (fc *fwdCluster) close() {

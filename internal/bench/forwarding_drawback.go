@@ -48,7 +48,7 @@ func runDrawback(ctx context.Context, cfg *ForwardingConfig, d drawbackSpec) Dra
 		cfg.Log.Warn("drawback row failed", "mechanism", row.Mechanism, "stopped", d.stop, "err", err)
 		return row
 	}
-	fc, err := startFwdCluster(ctx, cfg, d.mech.String())
+	fc, err := startFwdCluster(ctx, cfg, d.mech.String(), fwdNodes)
 	if err != nil {
 		return fail(err)
 	}

@@ -59,7 +59,7 @@ func forwardingTargets(r *ForwardingReport) []MigrateTarget {
 		t.Got += "; failed: " + strings.Join(bad, "; ")
 	}
 	ts = append(ts, t)
-	return ts
+	return append(ts, partnerTargets(r.Partners)...)
 }
 
 // ratioBase is the denominator of a ratio: v / ratio.
@@ -147,6 +147,11 @@ func (r *ForwardingReport) WriteText(out io.Writer) error {
 			if d.Error != "" {
 				fmt.Fprintf(out, "  %s failed: %s\n", d, d.Error)
 			}
+		}
+	}
+	if r.Partners != nil {
+		if err := r.Partners.writeText(out); err != nil {
+			return err
 		}
 	}
 	if len(r.Targets) > 0 {

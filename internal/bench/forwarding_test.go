@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -157,7 +158,7 @@ func TestRunForwarding(t *testing.T) {
 	defer cancel()
 	rep, err := RunForwarding(ctx, ForwardingConfig{Exe: exe, Moves: forwardingTestMoves, Rate: 100,
 		Lead: 300 * time.Millisecond, Dwell: 200 * time.Millisecond, Tail: 300 * time.Millisecond,
-		BigMessages: -1, NoDrawbacks: true, RTTSamples: 200, Dir: t.TempDir()})
+		BigMessages: -1, NoDrawbacks: true, Partners: -1, RTTSamples: 200, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,3 +184,93 @@ func TestRunForwarding(t *testing.T) {
 
 // forwardingTestMoves are TestRunForwarding's moves per case.
 var forwardingTestMoves = []int{0, 2}
+
+// TestPartnerCosts: update less link per partner count, the target on
+// the most partners, and the rows in the text.
+func TestPartnerCosts(t *testing.T) {
+	row := func(m string, p int, freeze, msgs float64) PartnerRow {
+		return PartnerRow{Mechanism: m, Partners: p, Moves: 3, MovesDone: 3, FreezeMs: freeze, MessagesP50Ms: msgs,
+			FreezesMs: []float64{freeze - 10, freeze, freeze + 20}, MessagesMs: []float64{msgs, msgs, msgs}, MessagesMaxMs: msgs, LocUpdates: 3 * p, Sent: 10 * p, Received: 10 * p}
+	}
+	p := &PartnerReport{Nodes: 5, Rate: 50, Moves: 3, UpdateWaitMs: 50, Rows: []PartnerRow{
+		row("link", 0, 100, 0.2), row("update", 0, 101, 0.3), row("link", 3, 110, 0.25), row("update", 3, 111.5, 1.05),
+	}}
+	p.Rows[2].LocUpdates = 0
+	p.Added = partnerCosts(p.Rows)
+	if len(p.Added) != 2 {
+		t.Fatalf("costs %+v, want 2", p.Added)
+	}
+	c := p.Added[1]
+	near := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	if c.Partners != 3 || !near(c.MessagesMs, 0.8) || !near(c.FreezeMs, 1.5) || !near(c.MessagesVsNoneMs, 0.75) {
+		t.Errorf("cost with 3 partners %+v, want messages 0.8, freeze 1.5, vs none 0.75", c)
+	}
+	ts := partnerTargets(p)
+	if len(ts) != 2 || !ts[0].Met || !strings.Contains(ts[0].What, "3 partner nodes") || !ts[1].Met {
+		t.Errorf("targets %+v", ts)
+	}
+	var b strings.Builder
+	if err := p.writeText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][]string{
+		{"update", "3", "3", "111.5", "102–132", "1.05", "1.05", "3.0", "0", "30", "30", "0", "0"},
+		{"link", "3", "3", "110.0", "100–130", "0.25", "0.25", "0.0", "0", "30", "30", "0", "0"},
+		{"3", "+0.80", "+1.5", "+0.75", "yes"},
+		{"0", "+0.10", "+1.0", "-", "yes"},
+	} {
+		if !hasRow(b.String(), r) {
+			t.Errorf("text lacks a row %q:\n%s", r, b.String())
+		}
+	}
+}
+
+// TestRunPartners runs small partner rows (two partner nodes, two moves
+// per row) and checks that every row ran its moves, every report had its
+// messages step, update told the partners and every message arrived
+// once. No times are checked.
+func TestRunPartners(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ferry and starts four nodes")
+	}
+	needRoot(t)
+	exe := buildFerry(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := ForwardingConfig{Exe: exe, Partners: 2, PartnerMoves: 2, PartnerRate: 50,
+		Lead: 300 * time.Millisecond, Dwell: 200 * time.Millisecond, Dir: t.TempDir()}
+	if err := cfg.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := runPartners(ctx, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	p.writeText(&b)
+	t.Logf("\n%s", b.String())
+	if want := len(partnerCounts(2)) * 2; len(p.Rows) != want {
+		t.Fatalf("%d rows, want %d", len(p.Rows), want)
+	}
+	for _, r := range p.Rows {
+		name := fmt.Sprintf("%s with %d partners", r.Mechanism, r.Partners)
+		if r.Error != "" || r.MovesDone != r.Moves || len(r.MessagesMs) != r.Moves {
+			t.Errorf("%s: %d of %d moves, %d messages steps, error %q", name, r.MovesDone, r.Moves, len(r.MessagesMs), r.Error)
+		}
+		if r.Delivered != r.Sent || r.Received != r.Sent || r.Lost+r.Duplicated+r.OutOfOrder+r.Refused != 0 || (r.Partners > 0 && r.Sent == 0) {
+			t.Errorf("%s: sent %d, delivered %d, received %d, lost %d, duplicated %d, out of order %d, refused %d",
+				name, r.Sent, r.Delivered, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Refused)
+		}
+		// update tells each partner node at each move; link none.
+		want := 0
+		if r.Mechanism == "update" {
+			want = r.Partners * r.MovesDone
+		}
+		if r.LocUpdates != want {
+			t.Errorf("%s: %d location updates, want %d", name, r.LocUpdates, want)
+		}
+	}
+	if len(p.Added) != len(partnerCounts(2)) {
+		t.Errorf("costs %+v, want one per partner count", p.Added)
+	}
+}

@@ -169,6 +169,10 @@ type outgoing struct {
 	committed bool
 	rep       *migrate.Report
 	agentErr  error // the agent's own error (a Failed event)
+	// msgsTook: how long the router took to hand the job's messages
+	// over at before-commit (Commit → Handoff: under update and auto,
+	// the partners' acknowledgements); 0 if it did not.
+	msgsTook time.Duration
 }
 
 // newOutgoing sets up the migration of j as requested, with the node's
@@ -428,7 +432,10 @@ func (o *outgoing) beforeCommit(ctx context.Context) error {
 		return err
 	}
 	if o.msgs != nil {
-		if c.Messages, err = o.msgs.handoff(ctx); err != nil {
+		start := time.Now()
+		c.Messages, err = o.msgs.handoff(ctx)
+		o.msgsTook = time.Since(start)
+		if err != nil {
 			return err
 		}
 	}
@@ -502,6 +509,7 @@ func (o *outgoing) finish(ctx context.Context) (*migrate.Report, error) {
 	if rep == nil {
 		rep = &migrate.Report{Job: o.info.ID, Mode: o.mode, Committed: true}
 	}
+	rep.Phases = splitMessages(rep.Phases, o.msgsTook)
 	if o.mode == migrate.Postcopy {
 		// The destination's side of the push: faults, prefetch hits.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -519,6 +527,27 @@ func (o *outgoing) finish(ctx context.Context) (*migrate.Report, error) {
 		return rep, errors.New(rep.Error)
 	}
 	return rep, nil
+}
+
+// splitMessages splits the agent's "carry stdio" step, the node's
+// before-commit, into "messages" (the router's handoff, took) and the
+// rest ("carry stdio": the output drained, the carry sent), so that the
+// steps still add up. Without a handoff, or without that step, the steps
+// stay as they are.
+func splitMessages(phases []migrate.Phase, took time.Duration) []migrate.Phase {
+	if took <= 0 {
+		return phases
+	}
+	for i, p := range phases {
+		if p.Name != "carry stdio" {
+			continue
+		}
+		out := make([]migrate.Phase, 0, len(phases)+1)
+		out = append(out, phases[:i]...)
+		out = append(out, migrate.Phase{Name: "messages", Took: took}, migrate.Phase{Name: p.Name, Took: max(p.Took-took, 0)})
+		return append(out, phases[i+1:]...)
+	}
+	return phases
 }
 
 // rollback: the old copy runs on here (the agent resumed it). Give back

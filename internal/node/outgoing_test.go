@@ -529,3 +529,24 @@ func checkGoroutines(t *testing.T, before int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSplitMessages: the router's handoff becomes a "messages" step
+// before what is left of "carry stdio"; the steps still add up.
+func TestSplitMessages(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	in := []migrate.Phase{{Name: "connect", Took: ms(1)}, {Name: "image", Took: ms(50)}, {Name: "restore held", Took: ms(20)},
+		{Name: "carry stdio", Took: ms(5)}, {Name: "commit", Took: ms(2)}}
+	got := splitMessages(slices.Clone(in), ms(3))
+	want := []migrate.Phase{{Name: "connect", Took: ms(1)}, {Name: "image", Took: ms(50)}, {Name: "restore held", Took: ms(20)},
+		{Name: "messages", Took: ms(3)}, {Name: "carry stdio", Took: ms(2)}, {Name: "commit", Took: ms(2)}}
+	if !slices.Equal(got, want) {
+		t.Errorf("split:\n got %v\nwant %v", got, want)
+	}
+	if got := splitMessages(slices.Clone(in), 0); !slices.Equal(got, in) {
+		t.Errorf("no handoff: %v, want %v", got, in)
+	}
+	noCarry := []migrate.Phase{{Name: "image", Took: ms(50)}}
+	if got := splitMessages(noCarry, ms(3)); !slices.Equal(got, noCarry) {
+		t.Errorf("no carry stdio step: %v, want %v", got, noCarry)
+	}
+}
