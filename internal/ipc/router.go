@@ -366,9 +366,9 @@ type Durable struct {
 type Router struct {
 	cfg        Config
 	d          *Durable
-	cache      map[string]Loc       // volatile: where jobs are, as last learnt
-	locating   map[string]time.Time // volatile: broadcast locate sent at
-	graceUntil map[string]time.Time // update: links kept only for the grace period
+	cache      map[string]Loc        // volatile: where jobs are, as last learnt
+	locating   map[string]time.Time  // volatile: broadcast locate sent at
+	graceUntil map[string]time.Time  // update: links kept only for the grace period
 	expecting  map[string][]Envelope // volatile: jobs migrating here, what came for them
 	c          Counters
 	now        time.Time
