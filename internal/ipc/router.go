@@ -298,6 +298,10 @@ type JobState struct {
 	migrating string
 	frozen    bool
 	commit    *commitWait
+	// told: update/auto, the partners' nodes told the new location when
+	// the job froze (true once they acknowledged), so that the commit
+	// waits only for what is left.
+	told map[string]bool
 }
 
 type pair struct{ From, To ID }
@@ -532,6 +536,7 @@ func (r *Router) Handle(now time.Time, ev Event) []Action {
 	case Freeze:
 		if js := r.d.Jobs[ev.Job]; js != nil {
 			js.frozen = true
+			r.tellPartners(js)
 		}
 	case Commit:
 		r.commit(ev.Job)
@@ -562,7 +567,7 @@ func (r *Router) Handle(now time.Time, ev Event) []Action {
 		r.reset(ev.D)
 		r.c = c
 		for _, js := range r.d.Jobs {
-			js.migrating, js.frozen, js.commit = "", false, nil
+			js.migrating, js.frozen, js.commit, js.told = "", false, nil, nil
 			for _, p := range js.Outbox {
 				p.NextTry = now
 			}
@@ -760,6 +765,11 @@ func (r *Router) receive(e Envelope) {
 		r.learn(e.Job, e.Loc)
 		r.reply(e.FromNode, Envelope{Kind: KLocUpdateAck, Job: e.Job, Loc: e.Loc})
 	case KLocUpdateAck:
+		if js := r.d.Jobs[e.Job]; js != nil && js.told != nil {
+			if _, ok := js.told[e.FromNode]; ok {
+				js.told[e.FromNode] = true
+			}
+		}
 		if js := r.d.Jobs[e.Job]; js != nil && js.commit != nil {
 			delete(js.commit.waiting, e.FromNode)
 			if len(js.commit.waiting) == 0 {
@@ -988,24 +998,39 @@ func (r *Router) commit(job string) {
 		r.handoff(js)
 		return
 	}
-	// Charlotte: tell every partner's node the new location and wait for
-	// the acknowledgements (bounded by UpdateWait).
-	loc := Loc{js.migrating, js.Epoch + 1}
+	// Charlotte: every partner's node is told the new location (most of
+	// them when the job froze) and the commit waits for the
+	// acknowledgements not in yet (bounded by UpdateWait).
+	r.tellPartners(js)
 	cw := &commitWait{to: js.migrating, waiting: map[string]bool{}, until: r.now.Add(r.cfg.UpdateWait)}
-	for _, n := range partners(js) {
-		if n == r.cfg.Node || n == js.migrating {
-			continue
+	for n, acked := range js.told {
+		if !acked {
+			cw.waiting[n] = true
 		}
-		cw.waiting[n] = true
 	}
 	js.commit = cw
 	if len(cw.waiting) == 0 {
 		r.handoff(js)
+	}
+}
+
+// tellPartners sends the migrating job's new location to the partners'
+// nodes not told yet (update, auto).
+func (r *Router) tellPartners(js *JobState) {
+	if m := r.mech(js.Job); js.migrating == "" || (m != Update && m != Auto) {
 		return
 	}
-	for _, n := range sortedKeys(cw.waiting) {
+	if js.told == nil {
+		js.told = map[string]bool{}
+	}
+	loc := Loc{js.migrating, js.Epoch + 1}
+	for _, n := range partners(js) {
+		if _, done := js.told[n]; done || n == r.cfg.Node || n == js.migrating {
+			continue
+		}
+		js.told[n] = false
 		r.c.LocUpdates++
-		r.emit(Transmit{To: n, Env: Envelope{Kind: KLocUpdate, FromNode: r.cfg.Node, Job: job, Loc: loc}})
+		r.emit(Transmit{To: n, Env: Envelope{Kind: KLocUpdate, FromNode: r.cfg.Node, Job: js.Job, Loc: loc}})
 	}
 }
 
@@ -1040,7 +1065,7 @@ func (r *Router) handoff(js *JobState) {
 	if m := r.mech(js.Job); m == Link || m == Auto || m == Update {
 		st.Trail = appendOnce(st.Trail, r.cfg.Node)
 	}
-	js.commit = nil
+	js.commit, js.told = nil, nil
 	r.emit(Handoff{Job: js.Job, To: to, State: st})
 }
 
@@ -1073,8 +1098,8 @@ func (r *Router) rollback(job string) {
 	if js == nil {
 		return
 	}
-	told := js.commit != nil
-	js.migrating, js.frozen, js.commit = "", false, nil
+	told := js.commit != nil || len(js.told) > 0
+	js.migrating, js.frozen, js.commit, js.told = "", false, nil, nil
 	if told {
 		// partners may have heard of the destination: tell them it stays
 		js.Epoch += 2
