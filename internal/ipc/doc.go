@@ -47,10 +47,10 @@
 //     the location, so the sender's next message goes straight there (path
 //     shortening). Links stay until the job ends (its end notice drops
 //     them); Stats.Links counts what is left.
-//   - update (Charlotte): at commit the source tells the nodes of every
-//     partner (every node a message to the job came from) the new
-//     location, waits for their acks (at most Config.UpdateWait), then
-//     hands off; type 1 is buffered and travels with the job; type 2 is
+//   - update (Charlotte): when the job freezes the source tells the nodes
+//     of every partner (every node a message to the job came from) the
+//     new location; at the commit it waits for the acks not in yet (at
+//     most Config.UpdateWait), then hands off; type 1 is buffered and travels with the job; type 2 is
 //     forwarded by the source for Config.UpdateGrace, then the link is
 //     dropped; a stranger locates by broadcast.
 //   - auto (ferry): update the partners, leave a link (dropped after
