@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,78 @@ func TestJobStateJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"job":"n1-1","outbox":[{"Env":{"Kind":2}}]}`), &back); err == nil {
 		t.Error("a job state whose outbox holds an ack decoded")
+	}
+}
+
+func TestDurableRoundTrip(t *testing.T) {
+	a, _ := ParseID("n1-4.101")
+	b, _ := ParseID("n2-1.7")
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	msg := Envelope{Kind: KData, FromNode: "n1", From: a, To: b, Seq: 4, SrcNode: "n1", Payload: []byte("x")}
+	d := &Durable{
+		Jobs: map[string]*JobState{"n1-4": {Job: "n1-4", Epoch: 3, NextSeq: map[pair]uint64{{a, b}: 5},
+			In:     map[ID]*inbox{a: {Peers: map[ID]*peerIn{b: {Next: 9, Node: "n2"}}}},
+			Outbox: []*pending{{Env: msg, Deadline: now, NextTry: now, Misses: 2, LastError: fmt.Errorf("wrapped: %w", ErrEnded)}},
+			Trail:  []string{"n3"}}},
+		Orphans:    []*pending{{Env: msg, Deadline: now, LastError: errors.New("link refused")}},
+		Links:      map[string]link{"n2-1": {Loc: Loc{"n3", 2}, LastUsed: now}},
+		Table:      map[string]Loc{"n1-4": {"n2", 3}},
+		Tombstones: map[string]string{"n1-2": "n1"},
+		EndedIn:    map[string]map[pair]uint64{"n1-2": {{b, a}: 7}},
+		Controls:   []*control{{To: "n2", Env: Envelope{Kind: KLocUpdate, FromNode: "n1", Job: "n1-4", Loc: Loc{"n2", 3}}, Until: now}},
+	}
+	enc, err := EncodeDurable(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeDurable(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := EncodeDurable(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(enc, again) {
+		t.Errorf("decoded and encoded again differs:\n%s\n%s", enc, again)
+	}
+	js := got.Jobs["n1-4"]
+	if js == nil || js.NextSeq[pair{a, b}] != 5 || js.In[a].Peers[b].Next != 9 || len(js.Outbox) != 1 || js.Epoch != 3 {
+		t.Fatalf("job state %+v", js)
+	}
+	if !errors.Is(js.Outbox[0].LastError, ErrEnded) {
+		t.Errorf("outbox error %v, want one that is ErrEnded", js.Outbox[0].LastError)
+	}
+	if got.Orphans[0].LastError == nil || got.Orphans[0].LastError.Error() != "link refused" {
+		t.Errorf("orphan error %v", got.Orphans[0].LastError)
+	}
+	if got.EndedIn["n1-2"][pair{b, a}] != 7 || got.Links["n2-1"].Loc != (Loc{"n3", 2}) || got.Table["n1-4"] != (Loc{"n2", 3}) || got.Tombstones["n1-2"] != "n1" || len(got.Controls) != 1 {
+		t.Errorf("decoded %+v", got)
+	}
+}
+
+func TestDurableCorrupt(t *testing.T) {
+	good, _ := EncodeDurable(&Durable{Jobs: map[string]*JobState{"n1-4": {Job: "n1-4"}}})
+	cases := []struct {
+		name, in, want string
+	}{
+		{"not json", "[", "unexpected end"},
+		{"truncated", string(good[:len(good)-2]), "unexpected end"},
+		{"version", `{"v":9}`, "version 9"},
+		{"bad job", `{"v":1,"jobs":[{"job":"nope"}]}`, "job state"},
+		{"job twice", `{"v":1,"jobs":[{"job":"n1-4"},{"job":"n1-4"}]}`, "twice"},
+		{"empty job", `{"v":1,"jobs":[null]}`, "is empty"},
+		{"orphan", `{"v":1,"orphans":[{"env":{"Kind":2}}]}`, "not a message"},
+		{"error name", `{"v":1,"orphans":[{"env":{"Kind":1,"Seq":1},"last_error":"boom"}]}`, "unknown error name"},
+		{"link", `{"v":1,"links":[{"job":"n1-4","loc":{"Node":""}}]}`, "link of"},
+		{"table", `{"v":1,"table":{"zz":{"Node":"n1"}}}`, "creator's table"},
+		{"ended", `{"v":1,"ended_in":[{"job":"n1-4"}]}`, "ended-job record"},
+		{"control", `{"v":1,"controls":[{"to":"n2","env":{"Kind":99,"FromNode":"n1"}}]}`, "unknown kind"},
+	}
+	for _, c := range cases {
+		_, err := DecodeDurable([]byte(c.in))
+		if err == nil || !errors.Is(err, ErrBadDurable) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrBadDurable containing %q", c.name, err, c.want)
+		}
 	}
 }

@@ -519,7 +519,10 @@ func (r *Router) Handle(now time.Time, ev Event) []Action {
 	r.out = nil
 	switch ev := ev.(type) {
 	case JobStart:
-		r.d.Jobs[ev.Job] = &JobState{Job: ev.Job, NextSeq: map[pair]uint64{}, In: map[ID]*inbox{}}
+		// A job the node knew before it restarted keeps its state.
+		if r.d.Jobs[ev.Job] == nil {
+			r.d.Jobs[ev.Job] = &JobState{Job: ev.Job, NextSeq: map[pair]uint64{}, In: map[ID]*inbox{}}
+		}
 		if CreatorOf(ev.Job) == r.cfg.Node {
 			r.d.Table[ev.Job] = Loc{Node: r.cfg.Node}
 		}

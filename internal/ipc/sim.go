@@ -498,7 +498,14 @@ func (s *Sim) Crash(n string, d time.Duration) {
 		return
 	}
 	s.res.Crashes++
-	s.saved[n] = s.r[n].Durable()
+	// Through the journal's encoding, as a node keeps it.
+	b, err := EncodeDurable(s.r[n].Durable())
+	if err == nil {
+		s.saved[n], err = DecodeDurable(b)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("sim: journal of node %s: %v", n, err))
+	}
 	s.up[n] = false
 	s.downAt[n] = s.now
 	s.upAt[n] = s.now.Add(d)
