@@ -139,6 +139,14 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 		if err := job.MountScratch(*scratch); err != nil {
 			return err
 		}
+		// The copy it restores lives in this mount namespace: its
+		// processes find the job's endpoint on this node where every
+		// job does (also those that connect only after the move).
+		if args[0] == "recv" && *msgSocket != "" {
+			if err := job.MountMsg(*msgSocket); err != nil {
+				return err
+			}
+		}
 	}
 	var hasher *files.Hasher
 	fileCache := ""

@@ -614,6 +614,16 @@ func MountScratch(dir string) error {
 	return nil
 }
 
+// MountMsg binds the node's message endpoint socket for a job (path)
+// over MsgMount in the caller's mount namespace (an agent's own, where
+// the copy it restores will live).
+func MountMsg(path string) error {
+	if err := unix.Mount(path, MsgMount, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the message endpoint %s on %s: %w", path, MsgMount, err)
+	}
+	return nil
+}
+
 // MountProc mounts a /proc of the caller's PID namespace over /proc; call
 // it first thing in a process started by StartIn.
 func MountProc() error {

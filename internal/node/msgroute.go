@@ -29,10 +29,7 @@ import (
 // endpoints, RESULTs to senders, and the job's routing state handed over
 // with a migration (in the carry at the commit).
 //
-// Not kept across a restart of the node yet: the router's state is in
-// memory (a restarted node starts its jobs' routing afresh; messages in
-// its outboxes then are lost, and senders waiting for them get no
-// RESULT).
+// What must outlive the daemon is journalled (msgjournal.go).
 
 // msgTick is how often the router's timers run.
 const msgTick = 5 * time.Millisecond
@@ -77,6 +74,9 @@ type msgRouter struct {
 	early   map[string][]earlySend
 	cliN    int
 	started bool
+
+	jmu     sync.Mutex // serializes journal writes
+	written []byte     // the journal as last written
 }
 
 // peerQueue is what waits to go to one node.
@@ -133,10 +133,17 @@ func (m *msgRouter) exists(id ipc.ID) bool {
 func (m *msgRouter) run(ctx context.Context) {
 	t := time.NewTicker(msgTick)
 	defer t.Stop()
+	lastJournal := time.Now()
 	for {
 		select {
-		case <-t.C:
+		case now := <-t.C:
 			m.handle(ipc.Tick{})
+			if now.Sub(lastJournal) >= journalEvery {
+				lastJournal = now
+				if err := m.writeJournal(false); err != nil {
+					m.log.Error("message journal", "err", err)
+				}
+			}
 		case <-ctx.Done():
 			return
 		case <-m.n.quit:

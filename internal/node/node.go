@@ -336,6 +336,9 @@ func (n *Node) Run(ctx context.Context) error {
 	peerSrv.Close()
 	ctlSrv.Close()
 	wg.Wait()
+	if n.msgs != nil {
+		n.msgs.stopJournal()
+	}
 	close(n.quit)
 	n.stopJobs()
 	n.waitBackground(bgWait)

@@ -157,6 +157,10 @@ func (n *Node) forgetMoved(id string) {
 
 // recover takes back what the store says this node held.
 func (n *Node) recover() error {
+	if n.msgs != nil {
+		n.msgs.loadJournal()
+		defer n.msgs.sweepJournal()
+	}
 	migs := map[string]migrationRecord{}
 	err := n.db.Each(store.Migrations, func(k string, raw []byte) error {
 		var m migrationRecord
