@@ -20,12 +20,18 @@ import (
 //	{"cmd":"sync","id":N}        → {"event":"synced","id":N,"out":BYTES,"err":BYTES}
 //	{"cmd":"close-stdin","id":N} → {"event":"stdin-closed","id":N}
 //	{"cmd":"keep","id":N}        → {"event":"kept","id":N}
+//	{"cmd":"hold-conn","id":N,"key":K} + one descriptor → {"event":"held","id":N}
+//	{"cmd":"drop-conn","id":N,"key":K} → {"event":"dropped","id":N}
 //
 // sync: the job is frozen; copy every byte left in its output pipes into
 // the logs, then give the logs' sizes. close-stdin: the node closed the
 // job's input; the init closes its copy so that the job reads EOF. keep
 // (an init awaiting a restore): the migration committed, the job stays
-// whatever happens to the node from now on. Until then, an init awaiting
+// whatever happens to the node from now on. hold-conn (with the
+// descriptor, SCM_RIGHTS): keep the node's end of a process's message
+// endpoint connection under key K, so that the connection outlives the
+// node daemon; the Hello gives each connection's held ends back (Conns);
+// drop-conn: the node closed that connection, let it go. Until then, an init awaiting
 // a restore ends its namespace (and the half-restored job in it) when its
 // last connection closes: a destination node that died mid-migration
 // leaves nothing behind.
@@ -54,6 +60,10 @@ type Hello struct {
 	// job's message endpoint, which the init holds so that processes
 	// can connect while no node runs (their connections wait).
 	Endpoint bool `json:"endpoint,omitempty"`
+	// Conns are the keys of the endpoint connections the init holds for
+	// the node (hold-conn), whose descriptors the message carries after
+	// the endpoint's, in this order.
+	Conns []string `json:"conns,omitempty"`
 	// Exited: the job's main process ended (Status is its wait status);
 	// the init is finishing its logs and exits next.
 	Exited bool `json:"exited,omitempty"`
@@ -75,6 +85,7 @@ type Event struct {
 type command struct {
 	Cmd string `json:"cmd"`
 	ID  int    `json:"id"`
+	Key string `json:"key,omitempty"` // hold-conn, drop-conn
 }
 
 // Exit is how a job ended, as its init records it in the job's exit file

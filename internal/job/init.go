@@ -1,7 +1,7 @@
 package job
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,15 +44,20 @@ const MsgMount = "/run/ferry/msg.sock"
 
 // initState is the init's own record of its job, guarded by mu.
 type initState struct {
-	mu      sync.Mutex
-	hello   Hello
-	conns   map[*net.UnixConn]*sync.Mutex // open connections → write lock
-	served  bool                          // a connection was open once
-	stdinW  *os.File                      // nil once closed
-	stdinR  *os.File
-	msgLn   *os.File // the message endpoint's listener, or nil
-	copiers [2]*copier
-	exitF   *os.File
+	mu     sync.Mutex
+	hello  Hello
+	conns  map[*net.UnixConn]*sync.Mutex // open connections → write lock
+	served bool                          // a connection was open once
+	stdinW *os.File                      // nil once closed
+	stdinR *os.File
+	msgLn  *os.File // the message endpoint's listener, or nil
+	// held: the node's ends of the processes' endpoint connections, by
+	// the node's key, kept so that they outlive the node daemon (their
+	// unread packets with them) for the next one to take.
+	held     map[string]int // raw fds: os.File.Fd would make them blocking, the node's copy too
+	heldKeys []string       // in the order they came
+	copiers  [2]*copier
+	exitF    *os.File
 }
 
 // InitMain is the body of `ferry jobinit`. With args, it starts them as the
@@ -298,6 +304,11 @@ func (s *initState) handle(c *net.UnixConn) {
 	if s.msgLn != nil {
 		files = append(files, int(s.msgLn.Fd()))
 	}
+	h.Conns = nil
+	for _, k := range s.heldKeys {
+		h.Conns = append(h.Conns, k)
+		files = append(files, s.held[k])
+	}
 	// Registered under mu with the hello taken: every event after this
 	// hello reaches the connection.
 	s.conns[c] = wmu
@@ -312,15 +323,7 @@ func (s *initState) handle(c *net.UnixConn) {
 	wmu.Unlock()
 	s.mu.Unlock()
 	if err == nil {
-		sc := bufio.NewScanner(c)
-		sc.Buffer(make([]byte, 4096), maxControlLine)
-		for sc.Scan() {
-			var cmd command
-			if json.Unmarshal(sc.Bytes(), &cmd) != nil {
-				break
-			}
-			s.send(c, wmu, s.do(cmd))
-		}
+		s.commands(c, wmu)
 	}
 	c.Close()
 	s.mu.Lock()
@@ -334,8 +337,106 @@ func (s *initState) handle(c *net.UnixConn) {
 	}
 }
 
+// commands reads a connection's commands, one JSON line each, and the
+// descriptors that come with them (hold-conn), and answers each.
+func (s *initState) commands(c *net.UnixConn, wmu *sync.Mutex) {
+	buf := make([]byte, 0, 4096)
+	chunk := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var fds []int // came, not yet taken by a command
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for {
+		for {
+			line, rest, ok := bytes.Cut(buf, []byte{'\n'})
+			if !ok {
+				break
+			}
+			var cmd command
+			if json.Unmarshal(line, &cmd) != nil {
+				return
+			}
+			buf = append(buf[:0], rest...)
+			if cmd.Cmd == "hold-conn" {
+				f := -1
+				if len(fds) > 0 {
+					f, fds = fds[0], fds[1:]
+				}
+				s.send(c, wmu, s.hold(cmd, f))
+				continue
+			}
+			s.send(c, wmu, s.do(cmd))
+		}
+		if len(buf) > maxControlLine {
+			return
+		}
+		n, oobn, _, _, err := c.ReadMsgUnix(chunk, oob)
+		if oobn > 0 {
+			if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
+				for i := range msgs {
+					if got, rerr := unix.ParseUnixRights(&msgs[i]); rerr == nil {
+						for _, fd := range got {
+							unix.CloseOnExec(fd)
+						}
+						fds = append(fds, got...)
+					}
+				}
+			}
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		buf = append(buf, chunk[:n]...)
+	}
+}
+
+// maxHeldConns bounds the endpoint connections an init keeps for its
+// node (a hello carries them all, and one message at most SCM_MAX_FD
+// descriptors): the connections of further processes end with the
+// node daemon, and those processes connect again.
+const maxHeldConns = 240
+
+// hold keeps fd, the node's end of one endpoint connection, under the
+// command's key (hold-conn without a descriptor is refused).
+func (s *initState) hold(cmd command, f int) Event {
+	if f < 0 || cmd.Key == "" {
+		if f >= 0 {
+			unix.Close(f)
+		}
+		return Event{Event: "error", ID: cmd.ID, Error: "hold-conn without a key and one descriptor"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		s.held = map[string]int{}
+	}
+	if old, ok := s.held[cmd.Key]; ok {
+		unix.Close(old)
+	} else {
+		if len(s.held) >= maxHeldConns {
+			unix.Close(f)
+			return Event{Event: "error", ID: cmd.ID, Error: fmt.Sprintf("already %d connections held", maxHeldConns)}
+		}
+		s.heldKeys = append(s.heldKeys, cmd.Key)
+	}
+	s.held[cmd.Key] = f
+	return Event{Event: "held", ID: cmd.ID}
+}
+
 func (s *initState) do(cmd command) Event {
 	switch cmd.Cmd {
+	case "drop-conn":
+		s.mu.Lock()
+		if f, ok := s.held[cmd.Key]; ok {
+			unix.Close(f)
+			delete(s.held, cmd.Key)
+			s.heldKeys = slices.DeleteFunc(s.heldKeys, func(k string) bool { return k == cmd.Key })
+		}
+		s.mu.Unlock()
+		return Event{Event: "dropped", ID: cmd.ID}
 	case "sync":
 		out, e := s.sync()
 		return Event{Event: "synced", ID: cmd.ID, Out: out, Err: e}

@@ -98,6 +98,9 @@ type Init struct {
 	// Msg is the job's message endpoint, listening (from the Hello); nil
 	// if it has none.
 	Msg *os.File
+	// Conns are the endpoint connections the init held for the node
+	// (HoldConn), by key, given back to the node that attaches.
+	Conns map[string]*os.File
 
 	conn   *net.UnixConn
 	pidfd  int
@@ -257,7 +260,7 @@ func attach(path string, pid int, waited <-chan error) (*Init, error) {
 	// The hello, with the input's descriptors.
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	buf := make([]byte, maxControlLine)
-	oob := make([]byte, unix.CmsgSpace(3*4))
+	oob := make([]byte, unix.CmsgSpace((3+maxHeldConns)*4))
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	c.SetReadDeadline(time.Time{})
 	var files []*os.File
@@ -304,6 +307,7 @@ func attach(path string, pid int, waited <-chan error) (*Init, error) {
 	if h.Endpoint {
 		want++
 	}
+	want += len(h.Conns)
 	if len(files) != want {
 		closeAll()
 		return fail(fmt.Errorf("the job's init sent %d descriptors, want %d", len(files), want))
@@ -316,7 +320,13 @@ func attach(path string, pid int, waited <-chan error) (*Init, error) {
 		unix.SetNonblock(int(in.StdinR.Fd()), true)
 	}
 	if h.Endpoint {
-		in.Msg = files[0]
+		in.Msg, files = files[0], files[1:]
+	}
+	if len(h.Conns) > 0 {
+		in.Conns = map[string]*os.File{}
+		for i, k := range h.Conns {
+			in.Conns[k] = files[i]
+		}
 	}
 	if h.Exited {
 		// It ended before this connection: the hello says how.
@@ -406,6 +416,13 @@ var ErrInitGone = errors.New("the job's init is gone")
 
 // ask sends a command and waits for its answer.
 func (in *Init) ask(ctx context.Context, cmd string) (Event, error) {
+	return in.askWith(ctx, command{Cmd: cmd}, nil)
+}
+
+// askWith sends a command, with descriptors (oob) if any, and waits for
+// its answer.
+func (in *Init) askWith(ctx context.Context, c command, oob []byte) (Event, error) {
+	cmd := c.Cmd
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
@@ -416,8 +433,9 @@ func (in *Init) ask(ctx context.Context, cmd string) (Event, error) {
 	reply := make(chan Event, 1)
 	in.pending[id] = reply
 	in.mu.Unlock()
-	b, _ := json.Marshal(command{Cmd: cmd, ID: id})
-	if _, err := in.conn.Write(append(b, '\n')); err != nil {
+	c.ID = id
+	b, _ := json.Marshal(c)
+	if _, _, err := in.conn.WriteMsgUnix(append(b, '\n'), oob, nil); err != nil {
 		in.mu.Lock()
 		delete(in.pending, id)
 		in.mu.Unlock()
@@ -435,6 +453,36 @@ func (in *Init) ask(ctx context.Context, cmd string) (Event, error) {
 	case <-ctx.Done():
 		return Event{}, fmt.Errorf("job init: %s: %w", cmd, ctx.Err())
 	}
+}
+
+// HoldConn has the init keep a copy of c (the node's end of a process's
+// endpoint connection) under key, so that the connection outlives the
+// node daemon. (Not through os.File.Fd, which would make the socket
+// blocking, for the node's copy too: its deadlines would stop working.)
+func (in *Init) HoldConn(ctx context.Context, key string, c syscall.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// A copy for the message: the node may close c meanwhile.
+	fd := -1
+	var derr error
+	if cerr := rc.Control(func(u uintptr) { fd, derr = unix.FcntlInt(u, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return cerr
+	}
+	if derr != nil {
+		return os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", derr)
+	}
+	defer unix.Close(fd)
+	_, err = in.askWith(ctx, command{Cmd: "hold-conn", Key: key}, unix.UnixRights(fd))
+	return err
+}
+
+// DropConn has the init let go of the connection held under key (the
+// node closed it).
+func (in *Init) DropConn(ctx context.Context, key string) error {
+	_, err := in.askWith(ctx, command{Cmd: "drop-conn", Key: key}, nil)
+	return err
 }
 
 // Sync has the init copy all of the (frozen) job's output left in its

@@ -1,12 +1,15 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,9 +183,9 @@ func (n *Node) serveEndpoint(j *localJob, f *os.File) {
 // serveProcess speaks the endpoint protocol with one process (or with
 // the receiving agent that carries its connection).
 func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
-	defer c.Close()
 	cred, err := peerCred(c)
 	if err != nil {
+		c.Close()
 		n.log.Warn("message endpoint", "job", j.info.ID, "err", err)
 		return
 	}
@@ -195,11 +198,13 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 	var requeue [][]byte
 	if agentJob != "" {
 		if agentJob != j.info.ID {
+			c.Close()
 			n.log.Warn("message endpoint: an agent of another job connected", "job", j.info.ID, "agent_job", agentJob)
 			return
 		}
 		var id string
 		if id, requeue, err = readResume(c, buf, j.info.ID); err != nil {
+			c.Close()
 			n.log.Warn("message endpoint: carried connection", "job", j.info.ID, "err", err)
 			return
 		}
@@ -211,15 +216,115 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 		if err != nil {
 			pkt, _ := wire.Append(nil, &wire.Packet{Type: wire.TypeError, Code: wire.CodeDenied, Text: err.Error()})
 			c.Write(pkt)
+			c.Close()
 			return
 		}
 		hello, _ := wire.Append(nil, &wire.Packet{Type: wire.TypeHello, MaxPayload: wire.MaxPayload, ID: id})
 		n.eps.mu.Lock()
 		p = n.eps.proc(id, j.info.ID)
 		p.gen++ // a process that connects again takes its id over
+		// RESULTs queued for its last connection answer SENDs this one
+		// did not make.
+		p.queue = slices.DeleteFunc(p.queue, func(pkt []byte) bool {
+			return len(pkt) >= wire.HeaderLen && wire.Type(pkt[3]) == wire.TypeResult
+		})
 		requeue = [][]byte{hello}
 		n.eps.mu.Unlock()
 	}
+	n.eps.mu.Lock()
+	key := fmt.Sprintf("%s#%d", p.id, p.gen)
+	n.eps.mu.Unlock()
+	n.holdConn(j, c, key)
+	n.serveConn(j, c, p, key, requeue, buf)
+}
+
+// holdConn gives the job's init a copy of the node's end of a
+// connection, so that the connection outlives this daemon (the next one
+// takes it back, takeHeldConn). A connection the init cannot hold ends
+// with the daemon (its process connects again).
+func (n *Node) holdConn(j *localJob, c *net.UnixConn, key string) {
+	j.mu.Lock()
+	in := j.init
+	j.mu.Unlock()
+	if in == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := in.HoldConn(ctx, key, c); err != nil {
+		n.log.Debug("message endpoint: the init does not hold the connection", "job", j.info.ID, "key", key, "err", err)
+	}
+}
+
+// dropConn has the init let go of a connection the node ended.
+func (n *Node) dropConn(j *localJob, key string) {
+	j.mu.Lock()
+	in := j.init
+	j.mu.Unlock()
+	if in == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	in.DropConn(ctx, key)
+}
+
+// takeHeldConn serves a connection the job's init held while no daemon
+// ran. After a clean stop (the journal has the state the last daemon
+// left) the process notices nothing: what it wrote meanwhile is read
+// now, its SENDs waiting for their outcome get it. After a crash the
+// outcome of SENDs the last daemon took may be lost with it: the
+// connection ends with an ERROR saying so, and the process connects
+// again.
+func (n *Node) takeHeldConn(j *localJob, key string, f *os.File) {
+	defer f.Close()
+	fc, err := net.FileConn(f)
+	if err != nil {
+		n.log.Warn("message endpoint: a held connection", "job", j.info.ID, "key", key, "err", err)
+		n.dropConn(j, key)
+		return
+	}
+	c, ok := fc.(*net.UnixConn)
+	id, genText, _ := strings.Cut(key, "#")
+	gen, gerr := strconv.ParseUint(genText, 10, 64)
+	pid, perr := ipc.ParseID(id)
+	if !ok || gerr != nil || perr != nil || pid.Job != j.info.ID {
+		fc.Close()
+		n.log.Warn("message endpoint: a held connection with a bad key", "job", j.info.ID, "key", key)
+		n.dropConn(j, key)
+		return
+	}
+	n.eps.mu.Lock()
+	p := n.eps.proc(id, j.info.ID)
+	current := p.gen == gen
+	n.eps.mu.Unlock()
+	if !current || n.msgs == nil || !n.msgs.cleanStart {
+		why := "the node restarted after a crash: the outcome of messages sent and not yet answered is unknown; connect again"
+		if !current {
+			why = "the node restarted and lost this connection's state; connect again"
+		}
+		pkt, _ := wire.Append(nil, &wire.Packet{Type: wire.TypeError, Code: wire.CodeUnreachable, Text: why})
+		c.Write(pkt)
+		c.Close()
+		n.dropConn(j, key)
+		n.log.Info("message endpoint: a held connection ended", "job", j.info.ID, "process", id, "why", why)
+		return
+	}
+	n.serveConn(j, c, p, key, nil, make([]byte, wire.MaxRequeue))
+}
+
+// serveConn serves process p's connection c: what the process writes
+// goes to the router, what is queued for it is written.
+func (n *Node) serveConn(j *localJob, c *net.UnixConn, p *epProc, key string, requeue [][]byte, buf []byte) {
+	defer func() {
+		c.Close()
+		select {
+		case <-n.quit:
+			// The init keeps the connection for the next daemon.
+		default:
+			n.dropConn(j, key)
+		}
+	}()
 	e := &epConn{c: c, p: p, drain: make(chan chan struct{}, 1)}
 	n.eps.mu.Lock()
 	if old := p.conn; old != nil {

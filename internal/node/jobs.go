@@ -275,6 +275,9 @@ func (j *localJob) useInit(in *job.Init) {
 	if in.Msg != nil {
 		j.n.serveEndpoint(j, in.Msg)
 	}
+	for key, f := range in.Conns {
+		j.n.goBg(func() { j.n.takeHeldConn(j, key, f) }) // (it takes j.mu)
+	}
 }
 
 func (n *Node) jobDir(id string) string { return filepath.Join(n.cfg.StateDir, "jobs", id) }

@@ -50,7 +50,10 @@ type msgJournal struct {
 	Router json.RawMessage   `json:"router"`
 	Procs  []journalProc     `json:"procs,omitempty"`
 	Mechs  map[string]string `json:"mechs,omitempty"`
-	CLIN   int               `json:"cli_n,omitempty"`
+	// Waits are the processes' SENDs waiting for their outcome (the
+	// connections the jobs' inits hold get it from the next daemon).
+	Waits []carriedWait `json:"waits,omitempty"`
+	CLIN  int           `json:"cli_n,omitempty"`
 }
 
 // journalProc is a process's endpoint record: its connection generation
@@ -74,19 +77,31 @@ func (m *msgRouter) journalState(clean bool) ([]byte, error) {
 		mechs[j] = k.String()
 	}
 	cliN := m.cliN
+	var waits []carriedWait
+	for k, ws := range m.waits {
+		for _, w := range ws {
+			if w.ch == nil {
+				waits = append(waits, carriedWait{From: k.from.String(), To: k.to.String(), Seq: w.seq, Proc: w.proc, Gen: w.gen, ConnSeq: w.connSeq})
+			}
+		}
+	}
+	sort.Slice(waits, func(i, j int) bool {
+		a, b := waits[i], waits[j]
+		if a.From != b.From {
+			return a.From < b.From
+		}
+		if a.To != b.To {
+			return a.To < b.To
+		}
+		return a.Seq < b.Seq
+	})
 	// Lock order: m.mu, then eps.mu (as inside Handle).
 	m.n.eps.mu.Lock()
 	var procs []journalProc
 	for _, p := range m.n.eps.procs {
-		var q [][]byte
-		for _, pkt := range p.queue {
-			// RESULTs answer SENDs of a connection the next daemon
-			// will not have: only messages are kept.
-			if len(pkt) >= wire.HeaderLen && wire.Type(pkt[3]) == wire.TypeMsg {
-				q = append(q, pkt)
-			}
-		}
-		procs = append(procs, journalProc{ID: p.id, Job: p.job, Gen: p.gen, Queue: q})
+		// (RESULTs too: a connection the job's init holds goes on
+		// with the next daemon; one that connects again drops them.)
+		procs = append(procs, journalProc{ID: p.id, Job: p.job, Gen: p.gen, Queue: append([][]byte(nil), p.queue...)})
 	}
 	m.n.eps.mu.Unlock()
 	m.mu.Unlock()
@@ -95,7 +110,7 @@ func (m *msgRouter) journalState(clean bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(msgJournal{V: journalVersion, Clean: clean, Router: rb, Procs: procs, Mechs: mechs, CLIN: cliN})
+	return json.Marshal(msgJournal{V: journalVersion, Clean: clean, Router: rb, Procs: procs, Mechs: mechs, CLIN: cliN, Waits: waits})
 }
 
 // writeJournal writes the journal if it changed since the last write.
@@ -152,6 +167,13 @@ func decodeJournal(b []byte) (*msgJournal, *ipc.Durable, error) {
 			return nil, nil, fmt.Errorf("%w: job %s: %v", errBadJournal, job, err)
 		}
 	}
+	for i, w := range j.Waits {
+		_, ferr := ipc.ParseID(w.From)
+		_, terr := ipc.ParseID(w.To)
+		if ferr != nil || terr != nil || w.Proc == "" || w.Seq == 0 {
+			return nil, nil, fmt.Errorf("%w: waiting SEND %d (%q to %q)", errBadJournal, i, w.From, w.To)
+		}
+	}
 	return &j, d, nil
 }
 
@@ -183,6 +205,13 @@ func (m *msgRouter) loadJournal() {
 		m.mechs[job] = k
 	}
 	m.cliN = max(m.cliN, j.CLIN)
+	for _, w := range j.Waits {
+		from, _ := ipc.ParseID(w.From)
+		to, _ := ipc.ParseID(w.To)
+		k := pairKey{from, to}
+		m.waits[k] = append(m.waits[k], sendWait{seq: w.Seq, proc: w.Proc, gen: w.Gen, connSeq: w.ConnSeq})
+	}
+	m.cleanStart = j.Clean
 	m.written = b
 	m.mu.Unlock()
 	// The CLI's job is the node's own, always.

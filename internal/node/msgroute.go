@@ -77,6 +77,9 @@ type msgRouter struct {
 
 	jmu     sync.Mutex // serializes journal writes
 	written []byte     // the journal as last written
+	// cleanStart: the journal taken back was written by a stopping
+	// daemon (connections its jobs' inits held go on seamlessly).
+	cleanStart bool
 }
 
 // peerQueue is what waits to go to one node.

@@ -26,6 +26,7 @@ func TestMessagesNodeRestart(t *testing.T) {
 	}
 	lib, _ := filepath.Abs("../../clients/python")
 	phases, _ := filepath.Abs("testdata/msg_phases.py")
+	recvPy, _ := filepath.Abs("testdata/msg_recv.py")
 	for _, crash := range []bool{false, true} {
 		name := "stop"
 		if crash {
@@ -34,13 +35,23 @@ func TestMessagesNodeRestart(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := startCluster(t, 3, nil)
 			trigger := filepath.Join(c.dir, "go-recv")
-			script := "while [ ! -e " + trigger + " ]; do sleep 0.05; done; exec " + ferryBin + " recv -n 7 --timeout 30s"
-			rj := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--forwarding", "origin", "--", "sh", "-c", script))
+			// One process, waiting without children (a dump taken while a
+			// shell's short-lived child exits can fail), then ferry recv.
+			script := "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)\nos.execv(sys.argv[2], [sys.argv[2], 'recv', '-n', '7', '--timeout', '30s'])"
+			rj := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--forwarding", "origin", "--", py, "-c", script, trigger, ferryBin))
 			rid := rj + "." + itoa(c.ps("n1")[rj].PID)
 			t1, t2 := filepath.Join(c.dir, "phase1"), filepath.Join(c.dir, "phase2")
 			sj := strings.TrimSpace(c.mustFerry("n3", "run", "-d", "--", py, phases, lib, rid, "3", t1, t2))
 			waitLog(t, c, "n3", sj, "ready")
 			sid := strings.Fields(c.logs("n3", sj))[1]
+			// A pair on n1 connected throughout: their connections are
+			// held by their jobs' inits while no daemon runs.
+			r2 := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", py, recvPy, lib, "6"))
+			waitLog(t, c, "n1", r2, "ready")
+			r2id := strings.Fields(c.logs("n1", r2))[1]
+			s2 := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", py, phases, lib, r2id, "3", t1, t2))
+			waitLog(t, c, "n1", s2, "ready")
+			s2id := strings.Fields(c.logs("n1", s2))[1]
 			restart := func() {
 				t.Helper()
 				cmd := c.nodes["n1"]
@@ -64,7 +75,14 @@ func TestMessagesNodeRestart(t *testing.T) {
 			}
 			touch(t1)
 			waitLog(t, c, "n3", sj, "phase 1 sent 3")
+			waitLog(t, c, "n1", s2, "phase 1 sent 3")
+			waitLog(t, c, "n1", r2, "got "+s2id+" m3")
 			restart()
+			if crash {
+				// The outcome of what the daemon took in its last moments
+				// is unknown: the processes are told, and connect again.
+				waitLog(t, c, "n1", r2, "restarted after a crash")
+			}
 			if j := c.ps("n1")[rj]; j.State != "running" || j.Node != "n1" {
 				t.Fatalf("receiver after the restart: %+v", j)
 			}
@@ -72,7 +90,31 @@ func TestMessagesNodeRestart(t *testing.T) {
 			restart()
 			touch(t2)
 			waitLog(t, c, "n3", sj, "done")
+			if crash {
+				// (A sender sees the end at its next send: the ERROR, or
+				// the closed connection if it wrote first.)
+				waitLog(t, c, "n1", s2, "error m4")
+				if out := c.logs("n1", s2); !strings.Contains(out, "restarted after a crash") && !strings.Contains(out, "closed the connection") {
+					t.Errorf("the sender on n1 after the crash:\n%s", out)
+				}
+			}
 			c.mustFerry("n3", "send", rid, "cli")
+			if !crash {
+				waitLog(t, c, "n1", s2, "done")
+				waitLog(t, c, "n1", r2, "done")
+				var w strings.Builder
+				w.WriteString("ready " + r2id + "\n")
+				for i := 1; i <= 6; i++ {
+					w.WriteString("got " + s2id + " m" + itoa(i) + "\n")
+				}
+				w.WriteString("done\n")
+				if got := c.logs("n1", r2); got != w.String() {
+					t.Errorf("the receiver connected across the restarts printed:\n%s\nwant:\n%s", got, w.String())
+				}
+				if got := c.logs("n1", s2); strings.Count(got, "ready") != 1 || strings.Contains(got, "error") {
+					t.Errorf("the sender connected across the restarts printed:\n%s", got)
+				}
+			}
 			touch(trigger)
 			c.waitState("n2", rj, "exited")
 			var want strings.Builder
