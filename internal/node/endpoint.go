@@ -243,30 +243,28 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 // takes it back, takeHeldConn). A connection the init cannot hold ends
 // with the daemon (its process connects again).
 func (n *Node) holdConn(j *localJob, c *net.UnixConn, key string) {
-	j.mu.Lock()
-	in := j.init
-	j.mu.Unlock()
-	if in == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := in.HoldConn(ctx, key, c); err != nil {
+	err := j.askInit(func(ctx context.Context, in *job.Init) error { return in.HoldConn(ctx, key, c) })
+	if err != nil {
 		n.log.Debug("message endpoint: the init does not hold the connection", "job", j.info.ID, "key", key, "err", err)
 	}
 }
 
 // dropConn has the init let go of a connection the node ended.
 func (n *Node) dropConn(j *localJob, key string) {
+	j.askInit(func(ctx context.Context, in *job.Init) error { return in.DropConn(ctx, key) })
+}
+
+// askInit runs one command of the job's init (none: nil), 5 s at most.
+func (j *localJob) askInit(f func(context.Context, *job.Init) error) error {
 	j.mu.Lock()
 	in := j.init
 	j.mu.Unlock()
 	if in == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	in.DropConn(ctx, key)
+	return f(ctx, in)
 }
 
 // takeHeldConn serves a connection the job's init held while no daemon
