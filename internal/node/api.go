@@ -262,6 +262,14 @@ func (n *Node) do(ctx context.Context, nodeID, method, path string, in any) (*ht
 // doWith is do with a client of its own (the message path's).
 func (n *Node) doWith(client *http.Client, ctx context.Context, nodeID, method, path string, in any) (*http.Response, error) {
 	base, err := n.peerURL(nodeID)
+	if err != nil && client == n.msgPeer {
+		// The message layer has its own retries and deadlines: it tries
+		// a member the gossip holds dead too (under load the gossip's
+		// verdict flaps; a node truly down just does not answer).
+		if m, ok := n.cl.Lookup(nodeID); ok {
+			base, err = "https://"+m.RPC, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -169,7 +169,9 @@ func (m *msgRouter) do(acts []ipc.Action) {
 		case ipc.Transmit:
 			m.queue(a.To, a.Env)
 		case ipc.Broadcast:
-			for _, mb := range m.n.members() {
+			// Every member known, also those the gossip holds dead
+			// now: the one that has the job may be among them.
+			for _, mb := range m.n.cl.Members() {
 				if mb.ID != m.n.cfg.ID {
 					m.queue(mb.ID, a.Env)
 				}
