@@ -142,9 +142,11 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 		// The copy it restores lives in this mount namespace: its
 		// processes find the job's endpoint on this node where every
 		// job does (also those that connect only after the move).
+		// Not fatal: the carried connections do not need it; only a
+		// process that connects after the move would be refused.
 		if args[0] == "recv" && *msgSocket != "" {
 			if err := job.MountMsg(*msgSocket); err != nil {
-				return err
+				fmt.Fprintf(os.Stderr, "ferry agent: %v (processes that connect after the move will be refused)\n", err)
 			}
 		}
 	}
