@@ -226,7 +226,8 @@ func (n *Node) serveProcess(j *localJob, c *net.UnixConn) {
 		// RESULTs queued for its last connection answer SENDs this one
 		// did not make.
 		p.queue = slices.DeleteFunc(p.queue, func(pkt []byte) bool {
-			return len(pkt) >= wire.HeaderLen && wire.Type(pkt[3]) == wire.TypeResult
+			t, _, ok := wire.Header(pkt)
+			return ok && t == wire.TypeResult
 		})
 		requeue = [][]byte{hello}
 		n.eps.mu.Unlock()
