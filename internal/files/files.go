@@ -27,6 +27,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -147,18 +148,33 @@ func (h *Hasher) Describe(path string) (Entry, error) {
 	sum, ok := h.seen[k]
 	h.mu.Unlock()
 	if !ok {
+		// The entry's hash covers exactly its Size bytes, even if a
+		// writer appends meanwhile: the sender checks them again as it
+		// sends them (changed content is told, not mistaken for damage).
 		d := sha256.New()
-		if _, err := io.Copy(d, f); err != nil {
+		if _, err := io.CopyN(d, f, st.Size); err != nil {
 			return Entry{}, fmt.Errorf("hash %s: %w", path, err)
 		}
 		sum = hex.EncodeToString(d.Sum(nil))
-		h.mu.Lock()
-		h.seen[k] = sum
-		h.dirty = true
-		h.mu.Unlock()
+		var after unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &after); err == nil && key(&after) == k && !racy(&st) {
+			h.mu.Lock()
+			h.seen[k] = sum
+			h.dirty = true
+			h.mu.Unlock()
+		}
 	}
 	e.SHA256 = sum
 	return e, nil
+}
+
+// racyWindow: a file modified this recently may be modified again
+// without its modification time changing (timestamps advance by clock
+// ticks): its hash is not cached.
+const racyWindow = 2 * time.Second
+
+func racy(st *unix.Stat_t) bool {
+	return time.Since(time.Unix(st.Mtim.Sec, st.Mtim.Nsec)) < racyWindow
 }
 
 // ErrNotRegular is wrapped for paths that are not regular files.
@@ -358,6 +374,23 @@ func (s *Store) Write(i int, off int64, p []byte) error {
 	}
 	_, err := pt.f.WriteAt(p, off)
 	return err
+}
+
+// Drop forgets entry i, received in part: the sender found it changed
+// while it sent it (the job still ran and wrote it), and a later phase
+// sends it again.
+func (s *Store) Drop(i int) error {
+	s.mu.Lock()
+	p := s.open[i]
+	delete(s.open, i)
+	s.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("file %d was not announced", i)
+	}
+	p.f.Close()
+	unix.Unlinkat(int(p.dir.Fd()), p.tmp, 0)
+	p.dir.Close()
+	return nil
 }
 
 // Finish verifies entry i against its hash and puts it in place, with the

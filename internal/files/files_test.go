@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestCheckAndStore(t *testing.T) {
@@ -116,5 +117,27 @@ func TestSettleForgetsEarlierPhase(t *testing.T) {
 	}
 	if to, ok := st.Rewrite[path]; ok {
 		t.Errorf("the job would reopen its file from %s", to)
+	}
+}
+
+// TestRacyNotCached: the hash of a file modified a moment ago is not
+// remembered (it may change again within the same timestamp); one left
+// alone for longer is.
+func TestRacyNotCached(t *testing.T) {
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh")
+	old := filepath.Join(dir, "old")
+	os.WriteFile(fresh, []byte("just written"), 0o600)
+	os.WriteFile(old, []byte("written long ago"), 0o600)
+	then := time.Now().Add(-time.Hour)
+	os.Chtimes(old, then, then)
+	h := &Hasher{}
+	for _, p := range []string{fresh, old} {
+		if _, err := h.Describe(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(h.seen) != 1 {
+		t.Fatalf("%d hashes remembered, want 1 (the old file's): %v", len(h.seen), h.seen)
 	}
 }

@@ -1,7 +1,9 @@
 package migrate
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +17,12 @@ import (
 // the source sends a Manifest (the job's files by path, size and SHA-256),
 // the destination answers Need (a verdict per file), the source sends the
 // content of every file not already there as FileData frames (index u32,
-// offset u64, bytes) and one FileDone (index u32) per file, then FilesEnd.
+// offset u64, bytes) and one FileDone (index u32, then an optional flag
+// byte) per file, then FilesEnd. The source hashes what it sends: a file
+// the running job changed after it was described (the phase before the
+// freeze) gets FileDone with fileChanged, and the destination drops it —
+// the frozen phase sends it again; in the frozen phase a change (a writer
+// outside the job) fails the migration.
 
 const (
 	fManifest  byte = 20
@@ -24,6 +31,8 @@ const (
 	fFileDone  byte = 23
 	fFilesEnd  byte = 24
 	fileHeader      = 12
+
+	fileChanged byte = 1 // FileDone's flag: dropped, sent again later
 )
 
 func init() {
@@ -53,7 +62,7 @@ type FileStats struct {
 func (s *sender) sendFiles(c *image.Checkpoint) error {
 	s.phase("freeze and collect")
 	defer s.phase("files")
-	return s.filePhase(files.Paths(c))
+	return s.filePhase(files.Paths(c), false)
 }
 
 // sendFilesAhead runs a file phase for the files the running job maps
@@ -61,11 +70,12 @@ func (s *sender) sendFiles(c *image.Checkpoint) error {
 // them while the job still runs.
 func (s *sender) sendFilesAhead() error {
 	defer s.phase("files ahead")
-	return s.filePhase(files.LivePaths(s.pid))
+	return s.filePhase(files.LivePaths(s.pid), true)
 }
 
-// filePhase runs one file phase; the report counts what it sent.
-func (s *sender) filePhase(paths []string) error {
+// filePhase runs one file phase (running: the job runs meanwhile and may
+// change its files); the report counts what it sent.
+func (s *sender) filePhase(paths []string, running bool) error {
 	h := s.opts.Hasher
 	if h == nil {
 		h = &files.Hasher{}
@@ -100,8 +110,17 @@ func (s *sender) filePhase(paths []string) error {
 			}
 			continue
 		}
-		if err := s.sendFile(i, m[i], buf); err != nil {
+		changed, err := s.sendFile(i, m[i], buf)
+		if err != nil {
 			return err
+		}
+		if changed && !running {
+			return fmt.Errorf("%s changed while the job was frozen (a writer outside the job?): its content would not match its manifest", p)
+		}
+		if changed {
+			// The frozen phase checks and sends it again (and counts it).
+			s.filesSeen[p] = files.Have
+			continue
 		}
 		st.Bytes += uint64(m[i].Size)
 		if !seen || prev == files.Have {
@@ -118,31 +137,42 @@ func (s *sender) filePhase(paths []string) error {
 	return nil
 }
 
-func (s *sender) sendFile(i int, e files.Entry, buf []byte) error {
+// sendFile sends the content of entry i; changed tells that what it read
+// is not what the entry describes (the file changed since): the
+// destination was told to drop it.
+func (s *sender) sendFile(i int, e files.Entry, buf []byte) (changed bool, err error) {
 	f, err := os.Open(e.Path)
 	if err != nil {
-		return fmt.Errorf("send %s: %w", e.Path, err)
+		return false, fmt.Errorf("send %s: %w", e.Path, err)
 	}
 	defer f.Close()
-	var hdr [fileHeader]byte
+	var hdr [fileHeader + 1]byte
 	binary.LittleEndian.PutUint32(hdr[0:4], uint32(i))
+	d := sha256.New()
 	for off := int64(0); off < e.Size; {
 		n, err := f.ReadAt(buf[:min(int64(len(buf)), e.Size-off)], off)
 		if n > 0 {
+			d.Write(buf[:n])
 			binary.LittleEndian.PutUint64(hdr[4:12], uint64(off))
-			if err := s.c.send(fFileData, false, hdr[:], buf[:n]); err != nil {
-				return err
+			if err := s.c.send(fFileData, false, hdr[:fileHeader], buf[:n]); err != nil {
+				return false, err
 			}
 			off += int64(n)
 		}
 		if err != nil && err != io.EOF {
-			return fmt.Errorf("read %s: %w", e.Path, err)
+			return false, fmt.Errorf("read %s: %w", e.Path, err)
 		}
 		if err == io.EOF && off < e.Size {
-			return fmt.Errorf("%s shrank while it was sent", e.Path)
+			changed = true // it shrank
+			break
 		}
 	}
-	return s.c.send(fFileDone, false, hdr[0:4])
+	done := hdr[0:4]
+	if changed || hex.EncodeToString(d.Sum(nil)) != e.SHA256 {
+		changed = true
+		done = append(hdr[0:4:4], fileChanged)
+	}
+	return changed, s.c.send(fFileDone, false, done)
 }
 
 // receiveFiles is the destination's file phase; payload is the
@@ -196,6 +226,12 @@ func receiveFiles(c *conn, payload []byte, h *files.Hasher, store *files.Store) 
 			i := int(binary.LittleEndian.Uint32(p[0:4]))
 			if i >= len(m) {
 				return fmt.Errorf("file-done for file %d of %d: %w", i, len(m), ErrCorrupt)
+			}
+			if len(p) > 4 && p[4] == fileChanged {
+				if err := store.Drop(i); err != nil {
+					return err
+				}
+				continue
 			}
 			if err := store.Finish(i, m[i]); err != nil {
 				return err
