@@ -70,6 +70,7 @@ func TestProbesAvailable(t *testing.T) {
 		{ProbeNewPID, 3, 8},
 		{ProbeNewNS, 3, 8},
 		{ProbeNewNet, 3, 8},
+		{ProbeNewIPC, 3, 8},
 		{ProbeUserfaultfd, 4, 3},
 		{ProbeDevUserfaultfd, 5, 11},
 		{ProbeUffdMissingFaults, 4, 3},

@@ -224,7 +224,8 @@ func helperClone3(out io.Writer) int {
 func helperNS(out io.Writer) int {
 	net, _ := os.Readlink("/proc/self/ns/net")
 	mnt, _ := os.Readlink("/proc/self/ns/mnt")
-	fmt.Fprintf(out, "pid=%d net=%s mnt=%s\n", os.Getpid(), net, mnt)
+	ipc, _ := os.Readlink("/proc/self/ns/ipc")
+	fmt.Fprintf(out, "pid=%d net=%s mnt=%s ipc=%s\n", os.Getpid(), net, mnt, ipc)
 	return 0
 }
 

@@ -22,6 +22,7 @@ const (
 	ProbeNewPID       = "CLONE_NEWPID"
 	ProbeNewNS        = "CLONE_NEWNS"
 	ProbeNewNet       = "CLONE_NEWNET"
+	ProbeNewIPC       = "CLONE_NEWIPC"
 
 	ProbeUserfaultfd    = "userfaultfd"
 	ProbeDevUserfaultfd = "/dev/userfaultfd"
@@ -82,7 +83,8 @@ var capabilityNeeds = []struct {
 	{CapPostcopy, []string{ProbeUserfaultfd, ProbeUffdMissingFaults, ProbePidfdGetfd,
 		ProbeUffdEventFork, ProbeUffdEventRemap, ProbeUffdEventRemove, ProbeUffdEventUnmap}},
 	{CapSoftDirty, []string{ProbeSoftDirty}},
-	{CapPIDNamespace, []string{ProbeNewPID, ProbeNewNS, ProbeClone3SetTID}},
+	// A job's init gets a PID, mount and IPC namespace of its own.
+	{CapPIDNamespace, []string{ProbeNewPID, ProbeNewNS, ProbeNewIPC, ProbeClone3SetTID}},
 	{CapNetNamespace, []string{ProbeNewNet}},
 	{CapLargePipes, []string{ProbeLargePipes}},
 	{CapRaiseRlimits, []string{ProbeRaiseHardRlimit}},

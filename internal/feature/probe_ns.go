@@ -14,7 +14,7 @@ import (
 // and one that, as PID 1 of a new PID namespace, forks with clone3 set_tid.
 // The namespaces die with the helpers.
 func probeNamespaces(ctx context.Context) []Probe {
-	res := newResults(ProbeClone3SetTID, ProbeNewPID, ProbeNewNS, ProbeNewNet)
+	res := newResults(ProbeClone3SetTID, ProbeNewPID, ProbeNewNS, ProbeNewNet, ProbeNewIPC)
 
 	caps, capErr := effectiveCaps()
 	capNote := "caller's capabilities unknown"
@@ -25,6 +25,7 @@ func probeNamespaces(ctx context.Context) []Probe {
 
 	selfNet, _ := os.Readlink("/proc/self/ns/net")
 	selfMnt, _ := os.Readlink("/proc/self/ns/mnt")
+	selfIPC, _ := os.Readlink("/proc/self/ns/ipc")
 	for _, ns := range []struct {
 		name  string
 		flag  uintptr
@@ -45,6 +46,12 @@ func probeNamespaces(ctx context.Context) []Probe {
 		{ProbeNewNet, unix.CLONE_NEWNET, func(f map[string]string) error {
 			if f["net"] == "" || f["net"] == selfNet {
 				return fmt.Errorf("helper's network namespace %q is not new", f["net"])
+			}
+			return nil
+		}},
+		{ProbeNewIPC, unix.CLONE_NEWIPC, func(f map[string]string) error {
+			if f["ipc"] == "" || f["ipc"] == selfIPC {
+				return fmt.Errorf("helper's IPC namespace %q is not new", f["ipc"])
 			}
 			return nil
 		}},

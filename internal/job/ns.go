@@ -188,7 +188,10 @@ func StartInit(spec InitSpec) (*Init, error) {
 	cmd := &exec.Cmd{Path: exe, Args: args, Dir: spec.Dir, Env: env,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, ExtraFiles: extra}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:   unix.CLONE_NEWPID,
+		// An IPC namespace of its own: the job's System V objects are
+		// its alone (a migration measures and moves only them, and what
+		// other programs of the node do with theirs cannot refuse it).
+		Cloneflags:   unix.CLONE_NEWPID | unix.CLONE_NEWIPC,
 		Unshareflags: unix.CLONE_NEWNS, // os/exec also makes / private
 		// Its own session: the node's terminal and its signals are not
 		// the init's.
@@ -545,16 +548,23 @@ func startLocked(nsPath string, cmd *exec.Cmd) (<-chan error, error) {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread is discarded
 		if nsPath != "" {
-			fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				started <- fmt.Errorf("open %s: %w", nsPath, err)
-				return
-			}
-			err = unix.Setns(fd, unix.CLONE_NEWPID)
-			unix.Close(fd)
-			if err != nil {
-				started <- fmt.Errorf("enter %s: %w", nsPath, os.NewSyscallError("setns", err))
-				return
+			// The init's PID namespace for the thread's children, and
+			// its IPC namespace (at the same place: /proc/PID/ns/ipc).
+			for _, ns := range []struct {
+				path string
+				kind int
+			}{{nsPath, unix.CLONE_NEWPID}, {filepath.Join(filepath.Dir(nsPath), "ipc"), unix.CLONE_NEWIPC}} {
+				fd, err := unix.Open(ns.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					started <- fmt.Errorf("open %s: %w", ns.path, err)
+					return
+				}
+				err = unix.Setns(fd, ns.kind)
+				unix.Close(fd)
+				if err != nil {
+					started <- fmt.Errorf("enter %s: %w", ns.path, os.NewSyscallError("setns", err))
+					return
+				}
 			}
 		}
 		if err := cmd.Start(); err != nil {
