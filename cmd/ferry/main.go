@@ -15,6 +15,7 @@ import (
 
 	"ferry/internal/agent"
 	"ferry/internal/job"
+	"ferry/internal/standin"
 )
 
 // seedName is argv[0] of restore's seed process. The seed is stopped at
@@ -28,6 +29,11 @@ func main() {
 	// Helpers of the node daemon, not for users.
 	if len(os.Args) > 1 && os.Args[1] == "jobinit" {
 		job.InitMainArgs(os.Args[2:]) // never returns
+	}
+	if len(os.Args) > 1 && os.Args[1] == "standin" {
+		// Before anything asks for signals: the stand-in reads them all
+		// from a signalfd.
+		os.Exit(standin.Main(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if len(os.Args) > 1 && os.Args[1] == "agent" {
