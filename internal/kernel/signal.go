@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"os"
 	"unsafe"
 
@@ -17,33 +18,38 @@ type kSigaction struct {
 
 // SigDefault sets sig's disposition to SIG_DFL for the whole process,
 // under the Go runtime's feet (os/signal cannot: Reset gives a signal
-// back to the runtime's own handler). For a process about to die or stop
-// by sig.
-func SigDefault(sig unix.Signal) error {
-	act := kSigaction{} // SIG_DFL is 0
-	_, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+// back to the runtime's own handler), and returns what puts the old one
+// back. For a process about to die or stop by sig.
+func SigDefault(sig unix.Signal) (restore func() error, err error) {
+	act, old := kSigaction{}, kSigaction{} // SIG_DFL is 0
+	_, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), uintptr(unsafe.Pointer(&old)), 8, 0, 0)
 	if e != 0 {
-		return os.NewSyscallError("rt_sigaction", e)
+		return nil, os.NewSyscallError("rt_sigaction", e)
 	}
-	return nil
+	return func() error {
+		_, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
+		if e != 0 {
+			return os.NewSyscallError("rt_sigaction", e)
+		}
+		return nil
+	}, nil
 }
 
-// SigQueueMark is the value ferry's own queued signals carry (SI_QUEUE),
-// so that a stand-in can tell them from the others.
-const SigQueueMark = 0x66657279 // "fery"
+// si_code values of SIGCHLD (include/uapi/asm-generic/siginfo.h).
+const (
+	CLD_EXITED = iota + 1
+	CLD_KILLED
+	CLD_DUMPED
+	CLD_TRAPPED
+	CLD_STOPPED
+	CLD_CONTINUED
+)
 
-// SigQueue sends sig to pid with si_code SI_QUEUE and SigQueueMark as its
-// value (rt_sigqueueinfo).
-func SigQueue(pid int, sig unix.Signal) error {
-	var info [128]byte
-	*(*int32)(unsafe.Pointer(&info[0])) = int32(sig)
-	*(*int32)(unsafe.Pointer(&info[8])) = -1 // SI_QUEUE
-	*(*int32)(unsafe.Pointer(&info[16])) = int32(os.Getpid())
-	*(*uint32)(unsafe.Pointer(&info[20])) = uint32(os.Getuid())
-	*(*int32)(unsafe.Pointer(&info[24])) = SigQueueMark // si_value.sival_int
-	_, _, e := unix.RawSyscall(unix.SYS_RT_SIGQUEUEINFO, uintptr(pid), uintptr(sig), uintptr(unsafe.Pointer(&info[0])))
-	if e != 0 {
-		return os.NewSyscallError("rt_sigqueueinfo", e)
-	}
-	return nil
+// WaitidInfo reads si_code, si_status and si_pid of a waitid result.
+func WaitidInfo(si *unix.Siginfo) (code, status, pid int) {
+	b := (*[128]byte)(unsafe.Pointer(si))
+	code = int(int32(binary.LittleEndian.Uint32(b[8:])))
+	pid = int(int32(binary.LittleEndian.Uint32(b[16:])))
+	status = int(int32(binary.LittleEndian.Uint32(b[24:])))
+	return
 }

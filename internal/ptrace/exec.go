@@ -81,20 +81,36 @@ func (f *Frozen) ExecInPlace(path string, argv, envp []string, keep []int) error
 			return fmt.Errorf("exec in %d: close fd %d: %w", f.PID, fd, err)
 		}
 	}
+	if err := in.Exec(path, argv, envp); err != nil {
+		return fmt.Errorf("exec in %d: %w", f.PID, err)
+	}
+	f.TIDs = []int{f.PID}
+	if err := detach(f.PID, 0); err != nil {
+		return fmt.Errorf("exec in %d: detach: %w", f.PID, err)
+	}
+	f.detached = true
+	return nil
+}
+
+// Exec makes the thread (the leader of a process with no other thread)
+// run execve(path, argv, envp), from the call's entry stop to its exit
+// stop: on success it sits at the new program's first instruction, still
+// traced; the registers the Injector saved are of no use any more.
+func (in *Injector) Exec(path string, argv, envp []string) error {
 	// path, argv and envp in memory of the process's own.
 	blob, offs := execBlob(path, argv, envp)
 	size := uint64(len(blob)+4095) &^ 4095
 	mem, err := in.Syscall(unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
-		return fmt.Errorf("exec in %d: mmap: %w", f.PID, err)
+		return fmt.Errorf("mmap: %w", err)
 	}
 	for _, o := range offs {
 		// Pointers are offsets until the blob's address is known.
 		binary.LittleEndian.PutUint64(blob[o:], binary.LittleEndian.Uint64(blob[o:])+mem)
 	}
-	if err := WriteMem(f.PID, mem, blob); err != nil {
-		return fmt.Errorf("exec in %d: %w", f.PID, err)
+	if err := WriteMem(in.TID, mem, blob); err != nil {
+		return err
 	}
 	argvAt := mem + uint64(len(path)+1)
 	envpAt := argvAt + uint64(8*(len(argv)+1))
@@ -106,33 +122,29 @@ func (f *Frozen) ExecInPlace(path string, argv, envp []string, keep []int) error
 	regs.Orig_rax = ^uint64(0)
 	regs.Rdi, regs.Rsi, regs.Rdx = mem, argvAt, envpAt
 	regs.Eflags &^= 0x100
-	if err := kernel.PtraceSetRegs(f.PID, &regs); err != nil {
-		return fmt.Errorf("exec in %d: set registers: %w", f.PID, err)
+	if err := kernel.PtraceSetRegs(in.TID, &regs); err != nil {
+		return fmt.Errorf("set registers: %w", err)
 	}
 	entered := false
 	for {
-		if err := unix.PtraceSyscall(f.PID, 0); err != nil {
-			return fmt.Errorf("exec in %d: resume to the call: %w", f.PID, err)
+		if err := unix.PtraceSyscall(in.TID, 0); err != nil {
+			return fmt.Errorf("resume to the call: %w", err)
 		}
 		exit, err := in.waitSyscallStop(&entered, func(uint64) bool { return true })
 		if err != nil {
-			return fmt.Errorf("exec in %d: %w", f.PID, err)
+			return err
 		}
 		if exit {
 			break
 		}
 	}
-	if err := kernel.PtraceGetRegs(f.PID, &regs); err != nil {
-		return fmt.Errorf("exec in %d: get registers: %w", f.PID, err)
+	if err := kernel.PtraceGetRegs(in.TID, &regs); err != nil {
+		return fmt.Errorf("get registers: %w", err)
 	}
 	if r := int64(regs.Rax); r < 0 && r > -4096 {
-		return fmt.Errorf("exec in %d: execve %s: %w", f.PID, path, unix.Errno(-r))
+		return fmt.Errorf("execve %s: %w", path, unix.Errno(-r))
 	}
-	f.TIDs = []int{f.PID}
-	if err := detach(f.PID, 0); err != nil {
-		return fmt.Errorf("exec in %d: detach: %w", f.PID, err)
-	}
-	f.detached = true
+	in.restored = true
 	return nil
 }
 

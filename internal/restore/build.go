@@ -54,6 +54,10 @@ type tree struct {
 	// semMade are the System V semaphore sets made again (sem.go),
 	// removed if the restore fails.
 	semMade []int
+	// parent is the root's stand-in parent (Options.Parent), 0 if none,
+	// and its injector.
+	parent    int
+	parentInj *ptrace.Injector
 }
 
 // builder reinstates one process of the tree.
@@ -110,6 +114,88 @@ func (t *tree) abort() {
 			}
 		}
 	}
+	t.killParent()
+}
+
+// killParent kills the root's stand-in parent, if there is one still
+// traced.
+func (t *tree) killParent() {
+	if t.parent <= 0 {
+		return
+	}
+	unix.Kill(t.parent, unix.SIGKILL)
+	for {
+		ws, err := ptrace.Wait(t.parent)
+		if err != nil || ws.Exited() || ws.Signaled() {
+			break
+		}
+	}
+	t.parent = 0
+}
+
+// makeParent clones the root's stand-in parent out of the seed (in):
+// its PID, a session of its own if asked. It returns its injector, whose
+// scratch is the seed's page (the clone's copy).
+func (b *builder) makeParent(in *ptrace.Injector, sc uint64, addr uint64) (*ptrace.Injector, error) {
+	want := b.opts.Parent
+	ca := kernel.CloneArgs{Flags: unix.CLONE_PARENT, SetTID: sc + 256, SetTIDSize: 1}
+	if _, err := in.ScratchAt(256, le64(uint64(want.PID))); err != nil {
+		return nil, err
+	}
+	argAddr, err := in.Scratch(kernel.Bytes(&ca))
+	if err != nil {
+		return nil, err
+	}
+	pid, err := cloneWithPID(want.PID, func() (uint64, error) {
+		return in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the root's stand-in parent: %w", err)
+	}
+	b.tree.parent = int(pid)
+	ws, err := ptrace.Wait(b.tree.parent)
+	if err != nil {
+		return nil, err
+	}
+	if !ws.Stopped() {
+		return nil, fmt.Errorf("the root's stand-in parent %d: %s", pid, ptrace.Describe(ws))
+	}
+	// Its exec must not raise a SIGTRAP (it was not seized).
+	if err := unix.PtraceSetOptions(b.tree.parent, traceOptions|unix.PTRACE_O_TRACEEXEC); err != nil {
+		return nil, fmt.Errorf("the root's stand-in parent: options: %w", err)
+	}
+	pin, err := ptrace.NewInjector(b.tree.parent, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := pin.AvoidTraps(); err != nil {
+		return nil, err
+	}
+	pin.SetScratch(sc, 4096)
+	if want.Session {
+		if _, err := pin.Syscall(unix.SYS_SETSID); err != nil {
+			return nil, fmt.Errorf("the root's stand-in parent: setsid: %w", err)
+		}
+	}
+	b.tree.parentInj = pin
+	return pin, nil
+}
+
+// startParent turns the root's stand-in parent into its program and lets
+// it run (Options.Parent).
+func (t *tree) startParent() error {
+	if t.parent <= 0 {
+		return nil
+	}
+	p := t.opts.Parent
+	if err := t.parentInj.Exec(p.Path, p.Argv, p.Envp); err != nil {
+		return fmt.Errorf("the root's stand-in parent %d: %w", t.parent, err)
+	}
+	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(t.parent), 0, 0, 0, 0); e != 0 {
+		return fmt.Errorf("the root's stand-in parent %d: detach: %w", t.parent, e)
+	}
+	t.parent = 0
+	return nil
 }
 
 func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record) error {
@@ -312,6 +398,9 @@ func (t *tree) build(ctx context.Context, r *image.Reader, pending *image.Record
 // release detaches every live process; from then on they are not ours to
 // kill.
 func (t *tree) release(live []*builder) error {
+	if err := t.startParent(); err != nil {
+		return err
+	}
 	// Children first: a parent that had taken a stopped child's report
 	// takes the new one away again before it is let go (stopReports).
 	for i := len(live) - 1; i >= 0; i-- {
@@ -385,8 +474,25 @@ func (b *builder) create() error {
 	if err != nil {
 		return err
 	}
+	from := in
+	if b.opts.Parent != nil {
+		// The root is the stand-in parent's child: cloned out of it,
+		// without CLONE_PARENT, telling it its end by SIGCHLD.
+		if from, err = b.makeParent(in, sc, addr); err != nil {
+			return err
+		}
+		ca.Flags, ca.ExitSignal = 0, uint64(unix.SIGCHLD)
+		if !b.opts.NewPIDs {
+			if _, err := from.ScratchAt(256, le64(uint64(b.p.PID))); err != nil {
+				return err
+			}
+		}
+		if argAddr, err = from.Scratch(kernel.Bytes(&ca)); err != nil {
+			return err
+		}
+	}
 	child, err := cloneWithPID(b.p.PID, func() (uint64, error) {
-		return in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+		return from.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
 	})
 	if err != nil {
 		if errors.Is(err, ErrPIDTaken) {

@@ -24,6 +24,7 @@ import (
 	"ferry/internal/image"
 	"ferry/internal/procfs"
 	"ferry/internal/ptrace"
+	"ferry/internal/standin"
 	"ferry/internal/testutil"
 )
 
@@ -31,6 +32,10 @@ import (
 var msgProg = &testutil.CProgram{Src: "testdata/msgconn.c", Flags: []string{"-O1", "-Wall"}}
 
 func TestMain(m *testing.M) {
+	// The test binary is also the stand-in parent of TestParentStandIn.
+	if os.Getenv("FERRY_STANDIN_TEST") == "1" {
+		os.Exit(standin.Main(os.Args[1:]))
+	}
 	code := m.Run()
 	msgProg.Remove()
 	os.Exit(code)

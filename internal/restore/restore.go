@@ -76,7 +76,25 @@ type Options struct {
 	// owns the file (fds.Restorer.MsgConnect). Nil: such an image is
 	// refused (fds.ErrNoMsgConnect), as on a restore without a node.
 	MsgConnect func(id string, unread [][]byte) (*os.File, error)
-	Log        *slog.Logger
+	// Parent, when set, gives the tree's root a stand-in parent: a
+	// process moved away from its job alone keeps its parent's PID
+	// (package standin).
+	Parent *Parent
+	Log    *slog.Logger
+}
+
+// Parent is the stand-in parent of a restored root (Options.Parent). It
+// is made first, out of the seed, with PID (ErrPIDTaken if that is held),
+// leading a session of its own when Session (the root's session and
+// group are then PID's); the root is cloned out of it, its child. Once
+// the tree is built it becomes Path with Argv and Envp in place, every
+// signal blocked (its program reads them with a signalfd), and runs: on
+// release, before the tree; on abort it is killed with the tree.
+type Parent struct {
+	PID        int
+	Session    bool
+	Path       string
+	Argv, Envp []string
 }
 
 // Result reports a restore.

@@ -20,12 +20,14 @@
 //
 //	'H' version(1) pid(u32)       stand-in → driver, first
 //	'S' sig(u32) sender(i32)      stand-in → driver: a signal it caught
-//	                              (sender: its PID in the job, 0 outside)
+//	                              (sender: 0, not known yet)
 //	'M' kind(1) code(u32) core(1) driver → stand-in: take this status
+//	'T' kind(1) code(u32) core(1) away stand-in → driver: its child's
+//	                              status changed (waitid)
 //
-// A continue it takes from the driver comes as SIGCONT queued with
-// kernel.SigQueueMark (the stand-in is stopped and cannot read): that
-// one is not reported back.
+// A continue it takes from the driver comes as a SIGCONT (the stand-in is
+// stopped and cannot read), which it reports like any other: the driver
+// knows its own.
 package standin
 
 import (
@@ -33,6 +35,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -68,8 +72,8 @@ func (m Msg) Encode() []byte {
 		binary.LittleEndian.PutUint32(b[1:], uint32(m.Sig))
 		binary.LittleEndian.PutUint32(b[5:], uint32(int32(m.Sender)))
 		return b
-	case 'M':
-		b := []byte{'M', byte(m.Status.Kind), 0, 0, 0, 0, 0}
+	case 'M', 'T':
+		b := []byte{m.Type, byte(m.Status.Kind), 0, 0, 0, 0, 0}
 		binary.LittleEndian.PutUint32(b[2:], uint32(m.Status.Code))
 		if m.Status.Core {
 			b[6] = 1
@@ -97,7 +101,7 @@ func Decode(b []byte) (Msg, error) {
 		if m.Sig < 1 || m.Sig > 64 {
 			return Msg{}, fmt.Errorf("signal %d: %w", m.Sig, ErrMessage)
 		}
-	case b[0] == 'M' && len(b) == 7:
+	case (b[0] == 'M' || b[0] == 'T') && len(b) == 7:
 		m.Status = deputy.Status{Kind: deputy.StatusKind(b[1]), Code: int(binary.LittleEndian.Uint32(b[2:])), Core: b[6] == 1}
 		if m.Status.Kind < deputy.Exited || m.Status.Kind > deputy.Continued || b[6] > 1 ||
 			(m.Status.Kind != deputy.Exited && (m.Status.Code < 1 || m.Status.Code > 64)) ||
@@ -110,14 +114,28 @@ func Decode(b []byte) (Msg, error) {
 	return m, nil
 }
 
-// Main is `ferry standin --connect PATH`: it never returns while the
-// process has a status to take on.
+// Main is `ferry standin [--away] --connect PATH`: it never returns while
+// the process has a status to take on.
+//
+// With --away it is the other end's stand-in, for the moved process's
+// parent (restore.Parent): it reports the signals sent to it (by the
+// moved process, to its parent) like the home one, and every change of
+// its child's status that waitid tells; it exits once it has no child
+// left.
 func Main(args []string) int {
+	away := len(args) > 0 && args[0] == "--away"
+	if away {
+		args = args[1:]
+	}
 	if len(args) != 2 || args[0] != "--connect" {
-		fmt.Fprintln(os.Stderr, "usage: ferry standin --connect PATH")
+		fmt.Fprintln(os.Stderr, "usage: ferry standin [--away] --connect PATH")
 		return 2
 	}
-	if err := run(args[1]); err != nil {
+	err := run(args[1], away)
+	if err == errNoChild {
+		return 0
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "ferry standin (pid %d): %v\n", os.Getpid(), err)
 	}
 	// The driver is gone for good, or the connection is broken: nothing
@@ -126,20 +144,18 @@ func Main(args []string) int {
 	return 1
 }
 
-func run(path string) error {
-	// Every signal stays blocked (as the exec left them): they queue for
-	// the signalfd. SIGKILL and SIGSTOP cannot be caught.
-	var all unix.Sigset_t
-	for i := range all.Val {
-		all.Val[i] = ^uint64(0)
-	}
-	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &all, nil); err != nil {
-		return fmt.Errorf("block signals: %w", err)
-	}
-	sfd, err := unix.Signalfd(-1, &all, unix.SFD_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("signalfd: %w", err)
-	}
+// errNoChild ends an away stand-in: its child is gone, and told.
+var errNoChild = errors.New("no child left")
+
+func run(path string, away bool) error {
+	// Every signal but SIGKILL and SIGSTOP (which cannot be caught) comes
+	// to the channel: os/signal, not a signalfd, since the Go runtime
+	// takes some signals on threads of its own (SIGCHLD, SIGTERM...).
+	// Those sent while the process was switched stayed pending (the exec
+	// left them blocked) and come now. SIGURG is the runtime's own
+	// (preemption): not told.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
 	var conn int
 	dial := func() error {
 		c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -171,59 +187,103 @@ func run(path string) error {
 	if err := redial(); err != nil {
 		return fmt.Errorf("connect to %s: %w", path, err)
 	}
-	buf := make([]byte, 64)
-	infos := make([]byte, 16*sizeofSiginfo)
-	for {
-		fds := []unix.PollFd{{Fd: int32(sfd), Events: unix.POLLIN}, {Fd: int32(conn), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, -1); err != nil {
+	type packet struct {
+		b   []byte
+		err error
+	}
+	packets := make(chan packet)
+	readConn := func(c int) {
+		for {
+			buf := make([]byte, 64)
+			n, err := unix.Read(c, buf)
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			return fmt.Errorf("poll: %w", err)
-		}
-		if fds[0].Revents&unix.POLLIN != 0 {
-			n, err := unix.Read(sfd, infos)
-			if err != nil && !errors.Is(err, unix.EAGAIN) {
-				return fmt.Errorf("read signalfd: %w", err)
+			if err == nil && n == 0 {
+				err = errors.New("closed")
 			}
-			for off := 0; off+sizeofSiginfo <= n; off += sizeofSiginfo {
-				sig, code, sender, val := siginfo(infos[off:])
-				if sig == unix.SIGCONT && code == -1 && val == kernel.SigQueueMark {
-					continue // the driver's continue (see the package comment)
-				}
-				if _, err := unix.Write(conn, Msg{Type: 'S', Sig: int(sig), Sender: sender}.Encode()); err != nil {
-					return fmt.Errorf("report signal %d: %w", sig, err)
-				}
+			packets <- packet{buf[:max(n, 0)], err}
+			if err != nil {
+				return
 			}
 		}
-		if fds[1].Revents != 0 {
-			n, rerr := unix.Read(conn, buf)
-			if rerr != nil || n == 0 {
+	}
+	go readConn(conn)
+	if away {
+		if err := reapChildren(conn); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case sig := <-sigs:
+			n := sig.(syscall.Signal)
+			switch {
+			case n == unix.SIGURG:
+			case away && n == unix.SIGCHLD:
+				// Its child's news: told as a status (the home
+				// parent has its SIGCHLD from its own child).
+				if err := reapChildren(conn); err != nil {
+					return err
+				}
+			default:
+				if _, err := unix.Write(conn, Msg{Type: 'S', Sig: int(n)}.Encode()); err != nil {
+					return fmt.Errorf("report signal %d: %w", n, err)
+				}
+			}
+		case p := <-packets:
+			if p.err != nil {
 				unix.Close(conn)
 				if err := redial(); err != nil {
-					return fmt.Errorf("the driver went away (read: %v), and did not come back: %w", rerr, err)
+					return fmt.Errorf("the driver went away (read: %v), and did not come back: %w", p.err, err)
 				}
+				go readConn(conn)
 				continue
 			}
-			m, err := Decode(buf[:n])
-			if err != nil || m.Type != 'M' {
-				return fmt.Errorf("from the driver: %v", err)
+			m, err := Decode(p.b)
+			if err != nil || m.Type != 'M' || away {
+				return fmt.Errorf("from the driver: %+v %v", m, err)
 			}
 			take(m.Status)
 		}
 	}
 }
 
-// sizeofSiginfo is the size of struct signalfd_siginfo.
-const sizeofSiginfo = 128
-
-// siginfo reads a struct signalfd_siginfo.
-func siginfo(b []byte) (sig unix.Signal, code int32, sender int, val int32) {
-	sig = unix.Signal(binary.LittleEndian.Uint32(b[0:]))
-	code = int32(binary.LittleEndian.Uint32(b[8:]))
-	sender = int(binary.LittleEndian.Uint32(b[12:]))
-	val = int32(binary.LittleEndian.Uint64(b[56:])) // ssi_int
-	return
+// reapChildren reports every change of the stand-in's children waitid
+// has, and errNoChild once none is left.
+func reapChildren(conn int) error {
+	for {
+		var si unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &si, unix.WEXITED|unix.WSTOPPED|unix.WCONTINUED|unix.WNOHANG, nil)
+		if errors.Is(err, unix.ECHILD) {
+			return errNoChild
+		}
+		if err != nil {
+			return fmt.Errorf("waitid: %w", err)
+		}
+		code, status, pid := kernel.WaitidInfo(&si)
+		if pid == 0 {
+			return nil // nothing new
+		}
+		var st deputy.Status
+		switch code {
+		case kernel.CLD_EXITED:
+			st = deputy.Status{Kind: deputy.Exited, Code: status}
+		case kernel.CLD_KILLED:
+			st = deputy.Status{Kind: deputy.Killed, Code: status}
+		case kernel.CLD_DUMPED:
+			st = deputy.Status{Kind: deputy.Killed, Code: status, Core: true}
+		case kernel.CLD_STOPPED, kernel.CLD_TRAPPED:
+			st = deputy.Status{Kind: deputy.Stopped, Code: status}
+		case kernel.CLD_CONTINUED:
+			st = deputy.Status{Kind: deputy.Continued, Code: int(unix.SIGCONT)}
+		default:
+			continue
+		}
+		if _, err := unix.Write(conn, Msg{Type: 'T', Status: st}.Encode()); err != nil {
+			return fmt.Errorf("report the child's status: %w", err)
+		}
+	}
 }
 
 // take gives the process the moved one's status.
@@ -236,7 +296,7 @@ func take(s deputy.Status) {
 	case deputy.Stopped:
 		stopBy(unix.Signal(s.Code))
 	case deputy.Continued:
-		// It runs again already: the driver's queued SIGCONT did it.
+		// It runs again already: the driver's SIGCONT did it.
 	}
 }
 
@@ -254,12 +314,17 @@ func dieBy(sig unix.Signal, core bool) {
 }
 
 // stopBy stops the process by sig (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)
-// and returns when it is continued.
+// and returns when it is continued, sig caught again.
 func stopBy(sig unix.Signal) {
-	if sig != unix.SIGSTOP {
-		kernel.SigDefault(sig)
+	if sig == unix.SIGSTOP {
+		raise(sig)
+		return
 	}
+	restore, err := kernel.SigDefault(sig)
 	raise(sig)
+	if err == nil {
+		restore() // the runtime's handler, for the next one
+	}
 }
 
 // raise delivers sig to this thread with it unblocked here, then blocks

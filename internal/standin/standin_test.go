@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/deputy"
-	"ferry/internal/kernel"
 	"ferry/internal/ptrace"
 	"ferry/internal/testutil"
 )
@@ -157,6 +156,7 @@ func TestStandIn(t *testing.T) {
 			defer unix.Close(conn)
 			unix.SetsockoptTimeval(conn, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 20})
 			recv := func() Msg {
+				t.Helper()
 				buf := make([]byte, 64)
 				n, err := unix.Read(conn, buf)
 				if err != nil {
@@ -201,17 +201,20 @@ func TestStandIn(t *testing.T) {
 				t.Fatalf("parent: %q, want stopped 20", l)
 			}
 			// The driver continues it (the moved process was continued
-			// over there): not reported back.
-			if err := kernel.SigQueue(child, unix.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
+			// over there): the stand-in runs again and reports the
+			// SIGCONT (the driver knows its own).
+			unix.Kill(child, unix.SIGCONT)
 			if l := next(); l != "continued" {
 				t.Fatalf("parent: %q, want continued", l)
 			}
-			// Someone at home continues it: that one is reported.
-			unix.Kill(child, unix.SIGCONT)
 			if m := recv(); m.Type != 'S' || m.Sig != int(unix.SIGCONT) {
-				t.Fatalf("got %+v, want SIGCONT (and not the driver's own)", m)
+				t.Fatalf("got %+v, want SIGCONT", m)
+			}
+			// Stopped again by the same signal, after the first stop
+			// (it must be caught again, not stop the stand-in itself).
+			unix.Kill(child, unix.SIGTSTP)
+			if m := recv(); m.Type != 'S' || m.Sig != int(unix.SIGTSTP) {
+				t.Fatalf("got %+v, want SIGTSTP reported, not taken", m)
 			}
 			send(tt.end)
 			if l := next(); l != tt.want {
