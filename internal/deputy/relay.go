@@ -143,9 +143,19 @@ type (
 		S StreamID
 		N int
 	} // a Write of N bytes was written whole
-	WriteGone struct{ S StreamID }      // a Write failed: EPIPE
-	Caught    struct{ Target, Sig int } // a stand-in caught a signal for Target
-	ProcState struct{ Status Status }   // away: the process's status changed
+	WriteGone struct{ S StreamID } // a Write failed: EPIPE
+	// Caught: a stand-in caught a signal for Target. Queued is how many
+	// bytes were waiting in each fd this end reads at that moment
+	// (FIONREAD): written before the signal, they are relayed before it.
+	Caught struct {
+		Target, Sig int
+		Queued      map[StreamID]int
+	}
+	// ProcState: away, the process's status changed; Queued as Caught's.
+	ProcState struct {
+		Status Status
+		Queued map[StreamID]int
+	}
 )
 
 // Actions, returned by Handle.
@@ -196,6 +206,13 @@ type control struct {
 	mark map[StreamID]uint64 // bytes of each stream received before it
 }
 
+// outControl is a Signal or Status frame to send once each stream of
+// need has been read that far.
+type outControl struct {
+	f    Frame
+	need map[StreamID]uint64
+}
+
 // Relay is one end of the relay.
 type Relay struct {
 	cfg  Config
@@ -212,9 +229,12 @@ type Relay struct {
 	recvSeq    uint64 // every frame up to it received
 	ackedSent  uint64 // the Ack last put on the link
 	pending    []control
-	final      bool // a final status mirrored (home) or known (away)
-	done       bool
-	err        error
+	// outCtl are signals and statuses waiting for the bytes written
+	// before them to be read (Caught.Queued): sent in order.
+	outCtl []outControl
+	final  bool // a final status mirrored (home) or known (away)
+	done   bool
+	err    error
 }
 
 // Action is one of the action types above.
@@ -332,6 +352,7 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 		if len(ev.Data) > 0 {
 			r.send(Frame{Kind: KData, Stream: ev.S, Data: ev.Data})
 		}
+		r.flushCtl()
 		r.allow(ev.S, o)
 	case ReadEOF:
 		o := r.out[ev.S]
@@ -342,6 +363,7 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 		o.reading = false
 		if !o.gone && !o.eof {
 			o.eof = true
+			r.flushCtl()
 			r.send(Frame{Kind: KEof, Stream: ev.S})
 		}
 	case Wrote:
@@ -370,7 +392,7 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 		r.readerGone(ev.S, s)
 		r.runControls()
 	case Caught:
-		r.send(Frame{Kind: KSignal, Target: ev.Target, Sig: ev.Sig})
+		r.sendCtl(Frame{Kind: KSignal, Target: ev.Target, Sig: ev.Sig}, ev.Queued)
 	case ProcState:
 		if r.cfg.Side != Away {
 			r.fail(errors.New("a process status reported at home"))
@@ -380,7 +402,7 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 			break
 		}
 		r.final = ev.Status.Final()
-		r.send(Frame{Kind: KStatus, Status: ev.Status})
+		r.sendCtl(Frame{Kind: KStatus, Status: ev.Status}, ev.Queued)
 	default:
 		r.fail(fmt.Errorf("unknown event %T", ev))
 	}
@@ -435,6 +457,32 @@ func (r *Relay) send(f Frame) {
 		f.Ack = r.recvSeq
 		r.ackedSent = r.recvSeq
 		r.emit(Send{f})
+	}
+}
+
+// sendCtl sends a signal or status once the bytes queued before it in
+// the fds this end reads are read (and sent before it).
+func (r *Relay) sendCtl(f Frame, queued map[StreamID]int) {
+	c := outControl{f: f, need: map[StreamID]uint64{}}
+	for id, q := range queued {
+		if o := r.out[id]; o != nil && q > 0 {
+			c.need[id] = o.sent + uint64(q)
+		}
+	}
+	r.outCtl = append(r.outCtl, c)
+	r.flushCtl()
+}
+
+func (r *Relay) flushCtl() {
+	for len(r.outCtl) > 0 {
+		c := r.outCtl[0]
+		for id, n := range c.need {
+			if o := r.out[id]; o.sent < n && !o.eof && !o.gone {
+				return
+			}
+		}
+		r.outCtl = r.outCtl[1:]
+		r.send(c.f)
 	}
 }
 
@@ -557,6 +605,7 @@ func (r *Relay) recv(f Frame) {
 		if !o.gone {
 			o.gone = true
 			r.emit(CloseRead{f.Stream})
+			r.flushCtl()
 		}
 	case KSignal, KStatus:
 		if f.Kind == KStatus && r.cfg.Side != Home {
@@ -634,7 +683,7 @@ func (r *Relay) peerDead(why string) {
 // sent acknowledged but credits (which matter to no one then). It
 // acknowledges what it received, last.
 func (r *Relay) checkDone() {
-	if r.done || !r.final || len(r.pending) > 0 {
+	if r.done || !r.final || len(r.pending) > 0 || len(r.outCtl) > 0 {
 		return
 	}
 	for _, f := range r.unacked {

@@ -80,6 +80,12 @@ type sim struct {
 	awayDead bool
 	// signals: caught at one end (in order), killed at the other
 	caught [2][]int
+	// late: signal i of home was caught once the moved process had
+	// ended (its status reported away): it may find nothing to signal.
+	late []bool
+	// sentLate: home's signal (by number) was first sent once the
+	// process had ended away (it waited for the bytes before it).
+	sentLate map[int]bool
 	killed [2][]int
 	// statuses reported away, mirrored home
 	states   []Status
@@ -161,9 +167,9 @@ func (s *sim) run() {
 		if i%2 == 1 {
 			k = Continued
 		}
-		s.at(end*time.Duration(i+1)/6, Away, ProcState{Status{Kind: k, Code: 19}})
+		s.at(end*time.Duration(i+1)/6, Away, ProcState{Status: Status{Kind: k, Code: 19}})
 	}
-	s.at(end, Away, ProcState{Status{Kind: Exited, Code: int(s.seed % 256)}})
+	s.at(end, Away, ProcState{Status: Status{Kind: Exited, Code: int(s.seed % 256)}})
 	// The link: breaks now and then; the away node may die.
 	for d := s.jitter(500 * time.Millisecond); d < 8*time.Second; d += s.jitter(time.Second) {
 		s.at(d, Home, linkFault{outage: s.jitter(300 * time.Millisecond)})
@@ -229,8 +235,13 @@ func (s *sim) step(e simEv) {
 		}
 		n := sigBase + len(s.caught[side]) + 1
 		s.caught[side] = append(s.caught[side], n)
+		if side == Home {
+			s.late = append(s.late, s.r[Away].final)
+		}
 		ev.Sig = n
-		s.sigMarks[side] = append(s.sigMarks[side], s.mark(side))
+		var m map[StreamID]int
+		ev.Queued, m = s.queued(side)
+		s.sigMarks[side] = append(s.sigMarks[side], m)
 		s.handle(side, ev)
 		return
 	case ProcState:
@@ -238,7 +249,11 @@ func (s *sim) step(e simEv) {
 			return
 		}
 		s.states = append(s.states, ev.Status)
-		s.stateMarks = append(s.stateMarks, s.mark(Away))
+		var m map[StreamID]int
+		ev.Queued, m = s.queued(Away)
+		s.stateMarks = append(s.stateMarks, m)
+		s.handle(Away, ev)
+		return
 	case readDone, writeDone:
 		if e.side == Away && s.awayDead {
 			return
@@ -264,6 +279,30 @@ func (s *sim) mark(side Side) map[StreamID]int {
 	return m
 }
 
+// queued makes up how many bytes wait in each fd side reads (written
+// before the signal or status now sent), and returns them with the mark:
+// what must be written at the other end before it is performed.
+func (s *sim) queued(side Side) (map[StreamID]int, map[StreamID]int) {
+	q, m := map[StreamID]int{}, map[StreamID]int{}
+	for _, st := range s.cfg.Streams {
+		id := st.ID
+		src := s.src[side][id]
+		if src == nil {
+			continue
+		}
+		n := s.rnd.Intn(20000)
+		if src.eof {
+			n = min(n, len(src.data)-src.off)
+		}
+		if src.closedRead {
+			n = 0
+		}
+		q[id] = n
+		m[id] = src.off + n
+	}
+	return q, m
+}
+
 // sigBase keeps the simulation's signal numbers apart from SIGKILL.
 const sigBase = 100
 
@@ -286,6 +325,21 @@ func (s *sim) apply(side Side, acts []Action) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case Send:
+			if side == Home && a.F.Kind == KSignal && s.r[Away].final {
+				if s.sentLate == nil {
+					s.sentLate = map[int]bool{}
+				}
+				if _, seen := s.sentLate[a.F.Sig]; !seen {
+					s.sentLate[a.F.Sig] = true
+				}
+			} else if side == Home && a.F.Kind == KSignal {
+				if s.sentLate == nil {
+					s.sentLate = map[int]bool{}
+				}
+				if _, seen := s.sentLate[a.F.Sig]; !seen {
+					s.sentLate[a.F.Sig] = false
+				}
+			}
 			if !s.up {
 				continue
 			}
@@ -452,8 +506,14 @@ func (s *sim) check() {
 				s.fatalf("signals from %s arrived as %v", side, got)
 			}
 		}
-		if !s.awayDead && len(got) != len(s.caught[side]) {
-			s.fatalf("%d of %d signals from %s arrived", len(got), len(s.caught[side]), side)
+		missing := len(s.caught[side]) - len(got)
+		for i := len(got); side == Home && i < len(s.caught[side]); i++ {
+			if s.late[i] || s.sentLate[s.caught[side][i]] {
+				missing-- // the process had ended: a signal to a zombie
+			}
+		}
+		if !s.awayDead && missing > 0 {
+			s.fatalf("%d of %d signals from %s arrived (late %v, done at %v)\n%s%s", len(got), len(s.caught[side]), side, s.late, s.doneAt, s.r[Home].debugState(), s.r[Away].debugState())
 		}
 	}
 	// Statuses: the reported ones, in order, once; the end last.

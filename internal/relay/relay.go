@@ -1,0 +1,311 @@
+// Package relay runs one end of the coprocess relay (the state machine of
+// package deputy) over real descriptors: the stream fds it reads and
+// writes, a connection to the other end that may break and be made again,
+// and what the stand-in it serves tells (signals, statuses).
+//
+// What belongs here: End, its goroutines (one owns the deputy.Relay; one
+// per stream fd waits on it; one per connection reads frames), and the
+// mapping from actions to system calls. What does not: the protocol's
+// rules (package deputy), the stand-in processes (package standin), who
+// connects the ends (the node).
+package relay
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/deputy"
+)
+
+// End is one end of the relay.
+type End struct {
+	Config deputy.Config
+	// FDs are the stream fds: for a stream this end reads, the fd it
+	// reads (a pipe's read end, a socket); for one it writes, the fd it
+	// writes. End closes them as the relay says.
+	FDs map[deputy.StreamID]*os.File
+	// Kill performs a signal the other end caught (target 0: the moved
+	// process, else a process of the job by PID).
+	Kill func(target, sig int) error
+	// Mirror gives the stand-in the moved process's status (home).
+	Mirror func(deputy.Status) error
+	Log    *slog.Logger
+
+	events chan deputy.Event
+	r      *deputy.Relay
+	conn   net.Conn
+	w      *bufio.Writer
+	allow  map[deputy.StreamID]chan int
+	writes map[deputy.StreamID]chan []byte
+	closed map[deputy.StreamID]bool
+}
+
+// Caught tells the other end of a signal a stand-in caught: after the
+// bytes waiting in the fds this end reads now (written before it).
+func (e *End) Caught(target, sig int) {
+	e.post(deputy.Caught{Target: target, Sig: sig, Queued: e.queued()})
+}
+
+// ProcState tells home of the moved process's status (away), after the
+// bytes it wrote before.
+func (e *End) ProcState(s deputy.Status) { e.post(deputy.ProcState{Status: s, Queued: e.queued()}) }
+
+// queued is how many bytes wait in each fd this end reads (FIONREAD).
+func (e *End) queued() map[deputy.StreamID]int {
+	q := map[deputy.StreamID]int{}
+	for _, s := range e.Config.Streams {
+		if (e.Config.Side == deputy.Home) != (s.Dir == deputy.ToAway) {
+			continue
+		}
+		rc, err := e.FDs[s.ID].SyscallConn()
+		if err != nil {
+			continue
+		}
+		rc.Control(func(fd uintptr) {
+			if n, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil { // FIONREAD
+				q[s.ID] = n
+			}
+		})
+	}
+	return q
+}
+
+// PeerDead tells the end the other node is gone for good.
+func (e *End) PeerDead() { e.post(deputy.PeerDead{}) }
+
+func (e *End) post(ev deputy.Event) { e.events <- ev }
+
+// Init prepares the End; call it before Caught, ProcState or Run.
+func (e *End) Init() {
+	e.events = make(chan deputy.Event, 256)
+	if e.Log == nil {
+		e.Log = slog.Default()
+	}
+}
+
+// Run relays until the relay is done (nil), a protocol violation (an
+// error wrapping deputy.ErrProtocol) or ctx ends. conns brings each new
+// connection to the other end; a broken one is closed and the next one
+// awaited.
+func (e *End) Run(ctx context.Context, conns <-chan net.Conn) error {
+	if e.events == nil {
+		e.Init()
+	}
+	e.r = deputy.New(e.Config, time.Now())
+	e.allow = map[deputy.StreamID]chan int{}
+	e.writes = map[deputy.StreamID]chan []byte{}
+	e.closed = map[deputy.StreamID]bool{}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer func() {
+		if e.conn != nil {
+			e.conn.Close()
+		}
+		for id := range e.FDs {
+			e.closeFD(id)
+		}
+	}()
+	for _, s := range e.Config.Streams {
+		f := e.FDs[s.ID]
+		if f == nil {
+			return fmt.Errorf("stream %d has no fd", s.ID)
+		}
+		if (e.Config.Side == deputy.Home) == (s.Dir == deputy.ToAway) {
+			ch := make(chan int, 1)
+			e.allow[s.ID] = ch
+			go e.reader(ctx, s.ID, f, ch)
+		} else {
+			ch := make(chan []byte, 1)
+			e.writes[s.ID] = ch
+			go e.writer(ctx, s.ID, f, ch)
+		}
+	}
+	if err := e.apply(e.r.Start()); err != nil {
+		return err
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	// Once done, the end lingers a moment: the other end may still wait
+	// for the acknowledgement of its last frames.
+	var linger <-chan time.Time
+	for {
+		var ev deputy.Event
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case c := <-conns:
+			if e.conn != nil {
+				e.conn.Close()
+			}
+			e.conn, e.w = c, bufio.NewWriterSize(c, 64<<10)
+			go e.readFrames(ctx, c)
+			ev = deputy.LinkUp{}
+		case ev = <-e.events:
+			if d, ok := ev.(linkLost); ok {
+				if d.c != e.conn {
+					continue // an older connection's end
+				}
+				e.conn.Close()
+				e.conn, e.w = nil, nil
+				ev = deputy.LinkDown{}
+			}
+		case <-tick.C:
+			ev = deputy.Tick{}
+		case <-linger:
+			return nil
+		}
+		acts := e.r.Handle(time.Now(), ev)
+		if err := e.r.Err(); err != nil {
+			return err
+		}
+		if err := e.apply(acts); err != nil {
+			return err
+		}
+		if e.r.Finished() && linger == nil {
+			linger = time.After(500 * time.Millisecond)
+		}
+	}
+}
+
+// linkLost: the connection c broke.
+type linkLost struct{ c net.Conn }
+
+func (e *End) readFrames(ctx context.Context, c net.Conn) {
+	r := bufio.NewReaderSize(c, 64<<10)
+	for {
+		f, err := deputy.ReadFrame(r)
+		if err != nil {
+			if errors.Is(err, deputy.ErrCorrupt) {
+				e.Log.Warn("relay: a corrupt frame: the link is given up", "err", err)
+			}
+			select {
+			case e.events <- linkLost{c}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		select {
+		case e.events <- deputy.Recv{F: f}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (e *End) reader(ctx context.Context, id deputy.StreamID, f *os.File, allow <-chan int) {
+	buf := make([]byte, e.Config.Window)
+	if len(buf) == 0 {
+		buf = make([]byte, 256<<10)
+	}
+	for {
+		var max int
+		select {
+		case max = <-allow:
+		case <-ctx.Done():
+			return
+		}
+		n, err := f.Read(buf[:min(max, len(buf))])
+		var ev deputy.Event
+		switch {
+		case n > 0:
+			ev = deputy.Read{S: id, Data: append([]byte(nil), buf[:n]...)}
+		case errors.Is(err, os.ErrClosed):
+			return // closed by the relay
+		default:
+			// EOF, or an error that ends the stream the same way.
+			ev = deputy.ReadEOF{S: id}
+		}
+		select {
+		case e.events <- ev:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (e *End) writer(ctx context.Context, id deputy.StreamID, f *os.File, writes <-chan []byte) {
+	for {
+		var b []byte
+		select {
+		case b = <-writes:
+		case <-ctx.Done():
+			return
+		}
+		_, err := f.Write(b)
+		var ev deputy.Event = deputy.Wrote{S: id, N: len(b)}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if !errors.Is(err, syscall.EPIPE) {
+				e.Log.Warn("relay: write failed: taken as its reader gone", "stream", id, "err", err)
+			}
+			ev = deputy.WriteGone{S: id}
+		}
+		select {
+		case e.events <- ev:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (e *End) closeFD(id deputy.StreamID) {
+	if !e.closed[id] {
+		e.closed[id] = true
+		e.FDs[id].Close()
+	}
+}
+
+func (e *End) apply(acts []deputy.Action) error {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case deputy.Send:
+			if e.w == nil {
+				continue
+			}
+			if _, err := e.w.Write(deputy.AppendFrame(nil, a.F)); err != nil {
+				go func(c net.Conn) { e.events <- linkLost{c} }(e.conn)
+				e.w = nil
+			}
+		case deputy.AllowRead:
+			e.allow[a.S] <- a.Max
+		case deputy.Write:
+			e.writes[a.S] <- a.Data
+		case deputy.CloseWrite:
+			e.closeFD(a.S)
+		case deputy.CloseRead:
+			e.closeFD(a.S)
+		case deputy.Kill:
+			if e.Kill != nil {
+				if err := e.Kill(a.Target, a.Sig); err != nil {
+					e.Log.Warn("relay: a signal could not be delivered", "target", a.Target, "sig", a.Sig, "err", err)
+				}
+			}
+		case deputy.Mirror:
+			if e.Mirror != nil {
+				if err := e.Mirror(a.Status); err != nil {
+					e.Log.Warn("relay: the stand-in could not take the status", "status", a.Status, "err", err)
+				}
+			}
+		case deputy.Done:
+			e.Log.Debug("relay done", "side", e.Config.Side, "why", a.Why)
+		}
+	}
+	if e.w != nil {
+		if err := e.w.Flush(); err != nil {
+			go func(c net.Conn) { e.events <- linkLost{c} }(e.conn)
+			e.w = nil
+		}
+	}
+	return nil
+}
