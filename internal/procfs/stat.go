@@ -1,6 +1,10 @@
 package procfs
 
-import "bytes"
+import (
+	"bytes"
+	"os"
+	"strings"
+)
 
 // ProcStat is /proc/PID/stat or /proc/PID/task/TID/stat (proc(5)). The mm
 // fields (StartCode…EnvEnd, StartStack) read as 0 without ptrace access to
@@ -198,4 +202,12 @@ func itoa(i int) string {
 			return string(b[n:])
 		}
 	}
+}
+
+// Syscall returns /proc/PID/syscall: the number of the system call the
+// process's main thread is blocked in and its arguments, "running", or
+// "-1 ..." (not in a call).
+func Syscall(pid int) (string, error) {
+	b, err := os.ReadFile(pidPath(pid, "syscall"))
+	return strings.TrimSpace(string(b)), err
 }

@@ -1,0 +1,283 @@
+// Package coproc plans the move of one process of a job, with its own
+// children unless alone, to another node while the rest of the job stays
+// (the chapter's coprocesses on different nodes): which of its
+// descriptors lead to processes that stay and become relayed streams
+// (package deputy), and what refuses the move, by name, before anything
+// is touched.
+//
+// What belongs here: Plan and its rules, read from /proc. What does not:
+// the move itself (dump, restore with a stand-in parent, the home
+// stand-in: packages dump, restore, standin), the relay (deputy, relay).
+package coproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/deputy"
+	"ferry/internal/procfs"
+)
+
+// ErrRefused is wrapped by every reason a process cannot move alone.
+var ErrRefused = errors.New("the process cannot move apart from its job")
+
+// Policy is a job's rules about separating its processes.
+type Policy struct {
+	// KeepTogether refuses to separate the job's processes at all.
+	KeepTogether bool
+	// NoSeparateWaiting refuses to move a process that waits for its
+	// children (the UNIX systems' rule of the chapter).
+	NoSeparateWaiting bool
+}
+
+// Stream is one descriptor end that leads to a process staying home.
+type Stream struct {
+	ID    deputy.StreamID
+	Dir   deputy.Dir
+	Kind  string // "pipe" or "fifo"
+	Inode uint64
+	// Holders are the moved processes' fds on this end (pid → fds).
+	Holders map[int][]int
+}
+
+// Plan is a move of PID, and Moved, away from the job's other processes.
+type Plan struct {
+	PID   int
+	Moved []int // PID and the descendants that go with it, parents first
+	// Parent is PID's parent, which stays: its stand-in on the other
+	// node has its PID. SID and PGID are PID's session and group.
+	Parent, SID, PGID int
+	Streams           []Stream
+}
+
+// Make plans the move of pid out of the job whose processes are job
+// (every PID of the job as ferry sees them, its init among them). With
+// alone, pid must have no children.
+func Make(job []int, pid int, alone bool, pol Policy) (*Plan, error) {
+	if pol.KeepTogether {
+		return nil, fmt.Errorf("the job was started with --keep-together: its processes are not separated: %w", ErrRefused)
+	}
+	if !slices.Contains(job, pid) {
+		return nil, fmt.Errorf("pid %d is not a process of the job: %w", pid, ErrRefused)
+	}
+	st, err := procfs.Stat(pid)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	p := &Plan{PID: pid, Parent: st.PPID, SID: st.Session, PGID: st.PGRP}
+	if !slices.Contains(job, p.Parent) {
+		return nil, fmt.Errorf("pid %d has no parent in the job (its parent %d is not one of its processes): %w", pid, p.Parent, ErrRefused)
+	}
+	kids, err := descendants(pid)
+	if err != nil {
+		return nil, err
+	}
+	if alone && len(kids) > 0 {
+		return nil, fmt.Errorf("pid %d has children (%s): --alone moves a process without any: %w", pid, pidList(kids), ErrRefused)
+	}
+	if pol.NoSeparateWaiting && waiting(pid) {
+		return nil, fmt.Errorf("pid %d waits for its children, and the job was started with --no-separate-waiting: %w", pid, ErrRefused)
+	}
+	p.Moved = append([]int{pid}, kids...)
+	// Its session and group must be made again there: led by itself or
+	// by its parent (whose stand-in there can lead them).
+	for _, id := range []struct {
+		what string
+		v    int
+	}{{"session", p.SID}, {"process group", p.PGID}} {
+		if id.v != pid && id.v != p.Parent && !slices.Contains(p.Moved, id.v) {
+			return nil, fmt.Errorf("pid %d is in %s %d, led by neither itself nor its parent %d: %w", pid, id.what, id.v, p.Parent, ErrRefused)
+		}
+	}
+	if p.SID == p.Parent && p.PGID != p.Parent && p.PGID != pid {
+		return nil, fmt.Errorf("pid %d is in process group %d of its parent's session: %w", pid, p.PGID, ErrRefused)
+	}
+	home := slices.DeleteFunc(slices.Clone(job), func(q int) bool { return slices.Contains(p.Moved, q) })
+	if err := p.checkMemory(home); err != nil {
+		return nil, err
+	}
+	if err := p.planFDs(home); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// descendants lists pid's descendants, parents first.
+func descendants(pid int) ([]int, error) {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		q := queue[0]
+		queue = queue[1:]
+		tids, err := procfs.Tasks(q)
+		if err != nil {
+			return nil, fmt.Errorf("pid %d: %w", q, err)
+		}
+		for _, tid := range tids {
+			kids, err := procfs.TaskChildren(q, tid)
+			if err != nil {
+				return nil, fmt.Errorf("pid %d: %w", q, err)
+			}
+			out = append(out, kids...)
+			queue = append(queue, kids...)
+		}
+	}
+	return out, nil
+}
+
+// waiting reports whether pid sits in wait4 or waitid.
+func waiting(pid int) bool {
+	b, err := procfs.Syscall(pid)
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(b)
+	if len(f) == 0 {
+		return false
+	}
+	nr, err := strconv.Atoi(f[0])
+	return err == nil && (nr == unix.SYS_WAIT4 || nr == unix.SYS_WAITID)
+}
+
+func pidList(pids []int) string {
+	s := make([]string, len(pids))
+	for i, p := range pids {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+// checkMemory refuses memory a moved process shares with one that stays:
+// no relay can make two nodes' stores one.
+func (p *Plan) checkMemory(home []int) error {
+	type key struct{ dev, ino uint64 }
+	at := map[key]int{} // shared object → a home pid mapping it
+	for _, h := range home {
+		maps, err := procfs.Maps(h)
+		if err != nil {
+			continue // gone meanwhile, or a kernel thread
+		}
+		for _, m := range maps {
+			if m.Shared && m.Inode != 0 {
+				at[key{m.Dev, m.Inode}] = h
+			}
+		}
+	}
+	for _, q := range p.Moved {
+		maps, err := procfs.Maps(q)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", q, err)
+		}
+		for _, m := range maps {
+			if !m.Shared || m.Inode == 0 {
+				continue
+			}
+			if h, ok := at[key{m.Dev, m.Inode}]; ok {
+				what := m.Path
+				if what == "" {
+					what = "shared anonymous memory"
+				}
+				return fmt.Errorf("pid %d shares memory with pid %d, which stays (%s at %#x-%#x): shared memory cannot be relayed: %w",
+					q, h, what, m.Start, m.End, ErrRefused)
+			}
+		}
+	}
+	return nil
+}
+
+// planFDs makes a stream of every pipe or FIFO end a moved process holds
+// whose other end (or the same end) a process that stays holds, and
+// refuses other descriptors shared with processes that stay.
+func (p *Plan) planFDs(home []int) error {
+	held := map[string]int{} // fd link → a home pid holding it
+	for _, h := range home {
+		fds, err := procfs.FDs(h)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := procfs.FDLink(h, fd); err == nil {
+				held[l] = h
+			}
+		}
+	}
+	type end struct {
+		ino   uint64
+		write bool
+	}
+	streams := map[end]*Stream{}
+	for _, q := range p.Moved {
+		fds, err := procfs.FDs(q)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", q, err)
+		}
+		for _, fd := range fds {
+			l, err := procfs.FDLink(q, fd)
+			if errors.Is(err, os.ErrNotExist) {
+				continue // closed meanwhile (the plan is made again frozen)
+			}
+			if err != nil {
+				return fmt.Errorf("pid %d fd %d: %w", q, fd, err)
+			}
+			h, shared := held[l]
+			if !shared {
+				continue // the moved processes' own: it travels
+			}
+			info, err := procfs.FDInfo(q, fd)
+			if err != nil {
+				return fmt.Errorf("pid %d fd %d: %w", q, fd, err)
+			}
+			kind := ""
+			switch {
+			case strings.HasPrefix(l, "pipe:["):
+				kind = "pipe"
+			case strings.HasPrefix(l, "/"):
+				var st unix.Stat_t
+				if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", q, fd), &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFIFO {
+					kind = "fifo"
+				} else {
+					continue // a file: carried by content, opened again there
+				}
+			default:
+				return fmt.Errorf("pid %d fd %d (%s) is shared with pid %d, which stays: only pipes and FIFOs are relayed so far: %w",
+					q, fd, l, h, ErrRefused)
+			}
+			acc := info.Flags & unix.O_ACCMODE
+			if acc == unix.O_RDWR {
+				return fmt.Errorf("pid %d fd %d (%s) is open for reading and writing: a relayed end flows one way: %w", q, fd, l, ErrRefused)
+			}
+			e := end{info.Ino, acc == unix.O_WRONLY}
+			s := streams[e]
+			if s == nil {
+				dir := deputy.ToAway
+				if e.write {
+					dir = deputy.ToHome
+				}
+				s = &Stream{Dir: dir, Kind: kind, Inode: info.Ino, Holders: map[int][]int{}}
+				streams[e] = s
+			}
+			s.Holders[q] = append(s.Holders[q], fd)
+		}
+	}
+	for _, s := range streams {
+		p.Streams = append(p.Streams, *s)
+	}
+	sort.Slice(p.Streams, func(i, j int) bool {
+		a, b := p.Streams[i], p.Streams[j]
+		if a.Inode != b.Inode {
+			return a.Inode < b.Inode
+		}
+		return a.Dir < b.Dir
+	})
+	for i := range p.Streams {
+		p.Streams[i].ID = deputy.StreamID(i + 1)
+	}
+	return nil
+}
