@@ -86,7 +86,7 @@ type sim struct {
 	// sentLate: home's signal (by number) was first sent once the
 	// process had ended away (it waited for the bytes before it).
 	sentLate map[int]bool
-	killed [2][]int
+	killed   [2][]int
 	// statuses reported away, mirrored home
 	states   []Status
 	mirrored []Status
