@@ -314,9 +314,7 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 	}
 	switch ev := ev.(type) {
 	case LinkUp:
-		r.up, r.synced = true, false
-		r.emit(Send{Frame{Kind: KHello, Ack: r.recvSeq}})
-		r.ackedSent = r.recvSeq
+		r.hello()
 	case LinkDown:
 		if r.up {
 			r.up, r.synced = false, false
@@ -327,9 +325,8 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 	case Tick:
 		if !r.up && now.Sub(r.downSince) >= r.cfg.PeerTimeout {
 			r.peerDead(fmt.Sprintf("no link to the other node for %v", r.cfg.PeerTimeout))
-		} else if r.synced && r.ackedSent < r.recvSeq {
-			r.emit(Send{Frame{Kind: KAck, Ack: r.recvSeq}})
-			r.ackedSent = r.recvSeq
+		} else {
+			r.ackOwed()
 		}
 	case Recv:
 		r.recv(ev.F)
@@ -416,9 +413,7 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 func (r *Relay) afterDone(ev Event) {
 	switch ev := ev.(type) {
 	case LinkUp:
-		r.up, r.synced = true, false
-		r.emit(Send{Frame{Kind: KHello, Ack: r.recvSeq}})
-		r.ackedSent = r.recvSeq
+		r.hello()
 	case LinkDown:
 		r.up, r.synced = false, false
 	case Recv:
@@ -432,10 +427,22 @@ func (r *Relay) afterDone(ev Event) {
 			r.recvSeq++
 		}
 	case Tick:
-		if r.synced && r.ackedSent < r.recvSeq {
-			r.emit(Send{Frame{Kind: KAck, Ack: r.recvSeq}})
-			r.ackedSent = r.recvSeq
-		}
+		r.ackOwed()
+	}
+}
+
+// hello starts a connection: this end says what it has.
+func (r *Relay) hello() {
+	r.up, r.synced = true, false
+	r.emit(Send{Frame{Kind: KHello, Ack: r.recvSeq}})
+	r.ackedSent = r.recvSeq
+}
+
+// ackOwed acknowledges what arrived since the last acknowledgement.
+func (r *Relay) ackOwed() {
+	if r.synced && r.ackedSent < r.recvSeq {
+		r.emit(Send{Frame{Kind: KAck, Ack: r.recvSeq}})
+		r.ackedSent = r.recvSeq
 	}
 }
 
@@ -699,10 +706,7 @@ func (r *Relay) checkDone() {
 			return
 		}
 	}
-	if r.synced && r.ackedSent < r.recvSeq {
-		r.emit(Send{Frame{Kind: KAck, Ack: r.recvSeq}})
-		r.ackedSent = r.recvSeq
-	}
+	r.ackOwed()
 	r.done = true
 	r.emit(Done{"the process ended and every stream is closed"})
 }

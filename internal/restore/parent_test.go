@@ -74,15 +74,11 @@ func TestParentStandIn(t *testing.T) {
 	os.Remove(ids)
 
 	sock := filepath.Join(dir, "driver.sock")
-	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	ln, err := standin.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(ln)
-	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: sock}); err != nil {
-		t.Fatal(err)
-	}
-	unix.Listen(ln, 1)
 	self, _ := os.Executable()
 	r, err := image.NewReader(bytes.NewReader(img.Bytes()))
 	if err != nil {

@@ -114,6 +114,24 @@ func Decode(b []byte) (Msg, error) {
 	return m, nil
 }
 
+// Listen is the driver's side: a SOCK_SEQPACKET listener at path for
+// stand-ins to connect to, and a receive timeout for its connections.
+func Listen(path string) (int, error) {
+	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(ln)
+		return -1, fmt.Errorf("bind %s: %w", path, err)
+	}
+	if err := unix.Listen(ln, 16); err != nil {
+		unix.Close(ln)
+		return -1, os.NewSyscallError("listen", err)
+	}
+	return ln, nil
+}
+
 // Main is `ferry standin [--away] --connect PATH`: it never returns while
 // the process has a status to take on.
 //

@@ -83,15 +83,11 @@ func TestStandIn(t *testing.T) {
 		t.Run(fmt.Sprintf("%s threads=%v", tt.want, tt.threads), func(t *testing.T) {
 			sock := filepath.Join(dir, "driver.sock")
 			os.Remove(sock)
-			ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			ln, err := Listen(sock)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer unix.Close(ln)
-			if err := unix.Bind(ln, &unix.SockaddrUnix{Name: sock}); err != nil {
-				t.Fatal(err)
-			}
-			unix.Listen(ln, 1)
 
 			cmd := exec.Command(parent)
 			if tt.threads {
