@@ -137,6 +137,11 @@ func (c *testCluster) startNode(id string, faults []string) {
 		bin = c.bin
 	}
 	cmd := exec.Command(bin, args...)
+	// Each node in an IPC namespace of its own, as on a machine of its
+	// own: what its tests do with System V objects stays out of the
+	// other test packages' way (a dump with --leave-running refuses a
+	// multithreaded process while a semaphore of its namespace is busy).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWIPC}
 	logf, _ := os.OpenFile(filepath.Join(c.dir, id+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

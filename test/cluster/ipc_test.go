@@ -1,7 +1,9 @@
 package cluster_test
 
 import (
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,38 +16,60 @@ import (
 )
 
 // TestJobIPCNamespace: a job's System V objects are its own. The node's
-// IPC namespace has a set that a program outside the cluster operates on
-// all along; a multi-threaded job (whose threads share a list of
+// IPC namespace has a set that a program beside the node operates on all
+// along; a multi-threaded job (whose threads share a list of
 // semaphore adjustments) still migrates — before jobs had a namespace of
 // their own, the set's activity made the dump refuse it — and neither job
 // sees the set. A job's own set, on which its child holds an adjustment
 // (SEM_UNDO), moves with it: the value stays, and the child's exit on
 // the new node takes the adjustment back.
 func TestJobIPCNamespace(t *testing.T) {
+	const hostKey = 0x66657279
 	bin := filepath.Join(filepath.Dir(ferryBin), "ipcjob")
 	if err := testutil.CompileC(bin, "testdata/ipcjob.c", []string{"-O2", "-pthread"}); err != nil {
 		t.Fatal(err)
 	}
-	host, err := kernel.SemGet(unix.IPC_PRIVATE, 1, 0o600|unix.IPC_CREAT)
-	if err != nil {
-		t.Fatalf("semget: %v", err)
-	}
-	defer kernel.SemRemove(host)
+	c := startCluster(t, 2, nil)
+	// A set in n1's IPC namespace (the node's, as a program beside it
+	// would use), operated on all along from a thread that entered it.
+	hostc := make(chan int, 1)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
+		runtime.LockOSThread() // never unlocked: the thread is discarded
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/ipc", c.nodes["n1"].Process.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Setns(fd, unix.CLONE_NEWIPC)
+			unix.Close(fd)
+		}
+		if err != nil {
+			t.Errorf("enter n1's IPC namespace: %v", err)
+			hostc <- -1
+			return
+		}
+		id, err := kernel.SemGet(hostKey, 1, 0o600|unix.IPC_CREAT)
+		if err != nil {
+			t.Errorf("semget: %v", err)
+			hostc <- -1
+			return
+		}
+		defer kernel.SemRemove(id)
+		hostc <- id
 		for {
 			select {
 			case <-stop:
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
-			kernel.Semop(host, []kernel.Sembuf{{Num: 0, Op: 1}, {Num: 0, Op: -1}})
+			kernel.Semop(id, []kernel.Sembuf{{Num: 0, Op: 1}, {Num: 0, Op: -1}})
 		}
 	}()
-	c := startCluster(t, 2, nil)
-	threads := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, strconv.Itoa(host), "threads"))
-	undo := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, strconv.Itoa(host), "undo"))
+	host := <-hostc
+	if host < 0 {
+		t.FailNow()
+	}
+	threads := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, strconv.Itoa(hostKey), "threads"))
+	undo := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, strconv.Itoa(hostKey), "undo"))
 	for _, j := range []string{threads, undo} {
 		c.waitTicks("n1", j, 3)
 	}

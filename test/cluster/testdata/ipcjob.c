@@ -1,7 +1,7 @@
-/* ipcjob HOSTSET MODE: a job's System V view. Every few milliseconds it
- * prints "tick N pid P" and checks that the semaphore set HOSTSET, which
- * the test made in the node's IPC namespace, is not visible here (the job
- * has an IPC namespace of its own). MODE:
+/* ipcjob KEY MODE: a job's System V view. Every few milliseconds it
+ * prints "tick N pid P" and checks that the semaphore set of key KEY,
+ * which the test made in the node's IPC namespace, is not visible here
+ * (the job has an IPC namespace of its own). MODE:
  *   threads: a second thread sleeps all along (its threads share a list
  *            of semaphore adjustments, made with the thread);
  *   undo:    a set of its own at 5; a child adds 2 with SEM_UNDO and
@@ -27,10 +27,10 @@ static void *sleeper(void *a) { (void)a; for (;;) pause(); return NULL; }
 
 int main(int argc, char **argv) {
 	if (argc < 3) {
-		fprintf(stderr, "usage: ipcjob HOSTSET threads|undo\n");
+		fprintf(stderr, "usage: ipcjob KEY threads|undo\n");
 		return 2;
 	}
-	int host = atoi(argv[1]);
+	key_t host = (key_t)strtol(argv[1], NULL, 0);
 	int undo = strcmp(argv[2], "undo") == 0;
 	pid_t pid = getpid(), child = -1;
 	int set = -1, rel[2];
@@ -65,9 +65,9 @@ int main(int argc, char **argv) {
 	}
 	int done = 0;
 	for (long tick = 1;; tick++) {
-		struct semid_ds ds;
-		if (semctl(host, 0, IPC_STAT, &ds) == 0 || errno != EINVAL)
-			printf("BROKEN the node's set %d is visible in the job (%s)\n", host, strerror(errno));
+		int seen = semget(host, 0, 0);
+		if (seen >= 0 || errno != ENOENT)
+			printf("BROKEN the node's set of key %#x is visible in the job (%d, %s)\n", host, seen, strerror(errno));
 		if (getpid() != pid)
 			printf("BROKEN pid %d is now %d\n", pid, getpid());
 		if (undo && !done) {
