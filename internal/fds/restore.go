@@ -1761,6 +1761,12 @@ func (r *Restorer) prepareTimerfdLocked(rec *image.FD) error {
 		return fmt.Errorf("timerfd_create(clock %d): %w", rec.TimerClock, err)
 	}
 	f := r.keepLocked(fd, "anon_inode:[timerfd]")
+	if rec.TimerValueNsec <= 0 && rec.TimerIntervalNsec > 0 {
+		// A periodic timer read at its expiry: timerfd_gettime said 0
+		// left (the kernel clamps a negative remainder), which would
+		// disarm it. It expires at once, and goes on.
+		rec.TimerValueNsec = 1
+	}
 	if rec.TimerValueNsec > 0 {
 		its := unix.ItimerSpec{
 			Value:    unix.NsecToTimespec(rec.TimerValueNsec),
