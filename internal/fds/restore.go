@@ -1761,15 +1761,16 @@ func (r *Restorer) prepareTimerfdLocked(rec *image.FD) error {
 		return fmt.Errorf("timerfd_create(clock %d): %w", rec.TimerClock, err)
 	}
 	f := r.keepLocked(fd, "anon_inode:[timerfd]")
-	if rec.TimerValueNsec <= 0 && rec.TimerIntervalNsec > 0 {
+	value := rec.TimerValueNsec
+	if value <= 0 && rec.TimerIntervalNsec > 0 {
 		// A periodic timer read at its expiry: timerfd_gettime said 0
 		// left (the kernel clamps a negative remainder), which would
 		// disarm it. It expires at once, and goes on.
-		rec.TimerValueNsec = 1
+		value = 1
 	}
-	if rec.TimerValueNsec > 0 {
+	if value > 0 {
 		its := unix.ItimerSpec{
-			Value:    unix.NsecToTimespec(rec.TimerValueNsec),
+			Value:    unix.NsecToTimespec(value),
 			Interval: unix.NsecToTimespec(rec.TimerIntervalNsec),
 		}
 		flags := 0
@@ -1779,7 +1780,7 @@ func (r *Restorer) prepareTimerfdLocked(rec *image.FD) error {
 			if err := unix.ClockGettime(unix.CLOCK_REALTIME, &now); err != nil {
 				return os.NewSyscallError("clock_gettime", err)
 			}
-			its.Value = unix.NsecToTimespec(now.Nano() + rec.TimerValueNsec)
+			its.Value = unix.NsecToTimespec(now.Nano() + value)
 			flags = rec.TimerSettimeFlags
 		}
 		if err := unix.TimerfdSettime(fd, flags, &its, nil); err != nil {
