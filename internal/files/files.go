@@ -376,16 +376,25 @@ func (s *Store) Write(i int, off int64, p []byte) error {
 	return err
 }
 
+// take removes entry i's part from those being received.
+func (s *Store) take(i int) (*part, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.open[i]
+	if p == nil {
+		return nil, fmt.Errorf("file %d was not announced", i)
+	}
+	delete(s.open, i)
+	return p, nil
+}
+
 // Drop forgets entry i, received in part: the sender found it changed
 // while it sent it (the job still ran and wrote it), and a later phase
 // sends it again.
 func (s *Store) Drop(i int) error {
-	s.mu.Lock()
-	p := s.open[i]
-	delete(s.open, i)
-	s.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("file %d was not announced", i)
+	p, err := s.take(i)
+	if err != nil {
+		return err
 	}
 	p.f.Close()
 	unix.Unlinkat(int(p.dir.Fd()), p.tmp, 0)
@@ -396,12 +405,9 @@ func (s *Store) Drop(i int) error {
 // Finish verifies entry i against its hash and puts it in place, with the
 // owner, mode and modification time it has on the source.
 func (s *Store) Finish(i int, e Entry) error {
-	s.mu.Lock()
-	p := s.open[i]
-	delete(s.open, i)
-	s.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("file %d was not announced", i)
+	p, err := s.take(i)
+	if err != nil {
+		return err
 	}
 	defer p.dir.Close()
 	defer p.f.Close()

@@ -146,7 +146,7 @@ func (s *sender) sendFile(i int, e files.Entry, buf []byte) (changed bool, err e
 		return false, fmt.Errorf("send %s: %w", e.Path, err)
 	}
 	defer f.Close()
-	var hdr [fileHeader + 1]byte
+	var hdr [fileHeader]byte
 	binary.LittleEndian.PutUint32(hdr[0:4], uint32(i))
 	d := sha256.New()
 	for off := int64(0); off < e.Size; {
@@ -154,7 +154,7 @@ func (s *sender) sendFile(i int, e files.Entry, buf []byte) (changed bool, err e
 		if n > 0 {
 			d.Write(buf[:n])
 			binary.LittleEndian.PutUint64(hdr[4:12], uint64(off))
-			if err := s.c.send(fFileData, false, hdr[:fileHeader], buf[:n]); err != nil {
+			if err := s.c.send(fFileData, false, hdr[:], buf[:n]); err != nil {
 				return false, err
 			}
 			off += int64(n)

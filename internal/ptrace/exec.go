@@ -5,13 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/kernel"
+	"ferry/internal/procfs"
 )
 
 // ExecInPlace turns the frozen process into another program, path with
@@ -22,8 +21,8 @@ import (
 // (package deputy): its parent still has the child it forked.
 //
 // The signal mask stays all-blocked across the exec, so a signal sent to
-// the process meanwhile stays pending for the new program (which reads
-// it with a signalfd) instead of meeting a default disposition. Threads
+// the process meanwhile stays pending for the new program (which takes
+// it once it unblocks it) instead of meeting a default disposition. Threads
 // other than the leader are ended first (an injected exit each). On
 // success the process runs the new program, detached; on error it may be
 // left damaged (its memory and fds are the old program's no longer):
@@ -50,7 +49,7 @@ func (f *Frozen) ExecInPlace(path string, argv, envp []string, keep []int) error
 		if err := in.AvoidTraps(); err != nil {
 			return err
 		}
-		if _, err := in.RawSyscall(unix.SYS_EXIT, 0); err != nil && !isExited(err) {
+		if _, err := in.RawSyscall(unix.SYS_EXIT, 0); err != nil && !errors.Is(err, ErrExited) {
 			return fmt.Errorf("exec in %d: end thread %d: %w", f.PID, tid, err)
 		}
 		f.drop(tid)
@@ -62,15 +61,11 @@ func (f *Frozen) ExecInPlace(path string, argv, envp []string, keep []int) error
 	if err := in.AvoidTraps(); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", f.PID))
+	fds, err := procfs.FDs(f.PID)
 	if err != nil {
 		return fmt.Errorf("exec in %d: %w", f.PID, err)
 	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, fd := range fds {
 		if slices.Contains(keep, fd) {
 			if _, err := in.Syscall(unix.SYS_FCNTL, uint64(fd), unix.F_SETFD, 0); err != nil {
 				return fmt.Errorf("exec in %d: keep fd %d: %w", f.PID, fd, err)
@@ -174,5 +169,3 @@ func execBlob(path string, argv, envp []string) (blob []byte, offs []int) {
 	}
 	return append(blob, strs...), offs
 }
-
-func isExited(err error) bool { return errors.Is(err, ErrExited) }

@@ -106,15 +106,21 @@ func (t *tree) abort() {
 		if b.pid <= 0 {
 			continue
 		}
-		unix.Kill(b.pid, unix.SIGKILL)
-		for {
-			ws, err := ptrace.Wait(b.pid)
-			if err != nil || ws.Exited() || ws.Signaled() {
-				break
-			}
-		}
+		killReap(b.pid)
 	}
 	t.killParent()
+}
+
+// killReap kills a traced process of the restore and waits until it is
+// gone.
+func killReap(pid int) {
+	unix.Kill(pid, unix.SIGKILL)
+	for {
+		ws, err := ptrace.Wait(pid)
+		if err != nil || ws.Exited() || ws.Signaled() {
+			return
+		}
+	}
 }
 
 // killParent kills the root's stand-in parent, if there is one still
@@ -123,13 +129,7 @@ func (t *tree) killParent() {
 	if t.parent <= 0 {
 		return
 	}
-	unix.Kill(t.parent, unix.SIGKILL)
-	for {
-		ws, err := ptrace.Wait(t.parent)
-		if err != nil || ws.Exited() || ws.Signaled() {
-			break
-		}
-	}
+	killReap(t.parent)
 	t.parent = 0
 }
 
@@ -430,16 +430,7 @@ func (b *builder) create() error {
 	}
 	spid := seed.Process.Pid
 	seed.Process.Release()
-	killSeed := func() {
-		unix.Kill(spid, unix.SIGKILL)
-		for {
-			ws, err := ptrace.Wait(spid)
-			if err != nil || ws.Exited() || ws.Signaled() {
-				return
-			}
-		}
-	}
-	defer killSeed()
+	defer killReap(spid)
 	ws, err := ptrace.Wait(spid)
 	if err != nil {
 		return err
