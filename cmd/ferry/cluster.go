@@ -114,6 +114,8 @@ func runCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&req.Node, "node", "", "node to run on (default: the local one)")
 	cmd.Flags().StringVar(&req.Forwarding, "forwarding", "", "the job's message forwarding: resend, origin, link, update or auto (default: its node's)")
+	cmd.Flags().BoolVar(&req.KeepTogether, "keep-together", false, "refuse to move the job's processes apart (ferry migrate JOB --pid)")
+	cmd.Flags().BoolVar(&req.NoSeparateWaiting, "no-separate-waiting", false, "refuse to move apart a process that waits for its children")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "print the job id and return")
 	addSocketFlag(cmd)
 	return cmd
@@ -245,6 +247,11 @@ func psCmd() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", j.ID, owner, j.PID, msgID, j.Node, j.Home, st,
 					mib(j.MemoryKiB), j.Migrations, forwarding, queued, fwd, strings.Join(j.Cmd, " "))
+				// Its processes that run apart, on other nodes.
+				for _, p := range j.Parts {
+					fmt.Fprintf(tw, "  %s.%d	%s	%d	%s.%d	%s	%s	%s	-	-	-	-	-	(moved apart)\n", j.ID, p.PID, owner, p.PID, j.ID, p.PID,
+						p.Node, j.Home, "running")
+				}
 			}
 			return tw.Flush()
 		},
@@ -347,8 +354,12 @@ func migrateCmd() *cobra.Command {
 	var asJSON bool
 	var pid int
 	cmd := &cobra.Command{
-		Use:   "migrate JOB --to NODE [--mode freeze|precopy|postcopy]",
-		Short: "Move a running job to another node",
+		Use:   "migrate JOB[.PID] --to NODE [--mode freeze|precopy|postcopy] [--pid PID [--alone]]",
+		Short: "Move a running job, or one process of it, to another node",
+		Long: "Move a running job to another node. With a job and --pid PID (or JOB.PID), only that\n" +
+			"process moves (with --alone, one that has no children); the rest of the job stays, and\n" +
+			"its parent, signals and pipes keep working across the nodes. --pid PID alone adopts a\n" +
+			"process ferry did not start and moves it as a job.",
 		Args:  cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := client()
@@ -360,7 +371,17 @@ func migrateCmd() *cobra.Command {
 				return err
 			}
 			var id string
+			if len(args) == 1 && pid == 0 {
+				// JOB.PID: one process of the job (its message id).
+				if i := strings.LastIndexByte(args[0], '.'); i > 0 {
+					if p, err := strconv.Atoi(args[0][i+1:]); err == nil && p > 0 {
+						args[0], pid = args[0][:i], p
+					}
+				}
+			}
 			switch {
+			case len(args) == 1 && pid > 0:
+				id, req.PID = args[0], pid
 			case len(args) == 1 && pid == 0:
 				id = args[0]
 			case len(args) == 0 && pid > 0:
@@ -389,7 +410,8 @@ func migrateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&req.Mode, "mode", "freeze", "freeze, precopy or postcopy")
 	cmd.Flags().DurationVar(&req.MaxFreeze, "max-freeze", 0, "precopy: stop iterating once the predicted freeze is this short")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
-	cmd.Flags().IntVar(&pid, "pid", 0, "migrate a process ferry did not start (adopts it first)")
+	cmd.Flags().IntVar(&pid, "pid", 0, "with JOB: move only this process of the job (its PID in the job); alone: adopt a process ferry did not start and move it")
+	cmd.Flags().BoolVar(&req.Alone, "alone", false, "with --pid: move the process without children (refused if it has any)")
 	addSocketFlag(cmd)
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"ferry/internal/dump"
 	"ferry/internal/fds"
 	"ferry/internal/files"
 	"ferry/internal/job"
@@ -111,6 +112,12 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	mode := fs.String("mode", "freeze", "send: freeze, precopy or postcopy")
 	jobID := fs.String("job", "", "send: job id")
 	stdio := fs.String("stdio", "", "send: pipe:ID=role,... for the job's standard streams")
+	standin := fs.String("standin", "", "a process moved apart from its job: its stand-in's connection, as seen in the job")
+	standinExe := fs.String("standin-exe", "", "the ferry executable its stand-in runs, as seen in the job")
+	parent := fs.Int("parent", 0, "recv, a process moved apart: its parent's PID, made first as a stand-in")
+	parentSession := fs.Bool("parent-session", false, "recv, a process moved apart: its parent's stand-in leads its session")
+	relayed := fs.String("relayed", "", "recv, a process moved apart: role,... of its relayed streams' ends, fds 5, 6, ... (in the image's --stdio roles)")
+	lastPID := fs.Int("last-pid", 0, "recv: the PID the processes forked after the restore continue from (0: after the restored ones)")
 	maxFreeze := fs.Duration("max-freeze", 0, "send: precopy stops iterating when the predicted freeze is this short")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -168,7 +175,16 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 		if err != nil {
 			return err
 		}
-		return agentRecv(ctx, aio, id, t, tie, *listen, *control, *msgSocket, *fault, hasher, fileCache, rules, log)
+		rs := recvSetup{listen: *listen, control: *control, msgSocket: *msgSocket, fault: *fault,
+			fileCache: fileCache, rules: rules, lastPID: *lastPID}
+		if *parent > 0 {
+			rs.parent = &restore.Parent{PID: *parent, Session: *parentSession, Path: *standinExe,
+				Argv: []string{"ferry", "standin", "--away", "--connect", *standin}, Envp: []string{}}
+		}
+		if *relayed != "" {
+			rs.relayed = strings.Split(*relayed, ",")
+		}
+		return agentRecv(ctx, aio, id, t, tie, rs, hasher, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
 		if err != nil {
@@ -180,12 +196,31 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 				h.Stdio[k] = v
 			}
 		}
-		return agentSend(ctx, aio, id, t, *to, *pid, h, *maxFreeze, *fault, hasher, log)
+		var replace func(context.Context, *dump.Held) error
+		if *standin != "" {
+			exe, sock := *standinExe, *standin
+			replace = func(ctx context.Context, held *dump.Held) error {
+				return held.Replace(ctx, exe, []string{"ferry", "standin", "--connect", sock}, []string{})
+			}
+		}
+		return agentSend(ctx, aio, id, t, *to, *pid, h, *maxFreeze, *fault, hasher, replace, log)
 	}
 	return fmt.Errorf("agent: unknown side %q", args[0])
 }
 
-func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, listen, control, msgSocket, fault string, hasher *files.Hasher, fileCache string, rules fileRules, log *slog.Logger) error {
+// recvSetup is what the receiving agent's flags say.
+type recvSetup struct {
+	listen, control, msgSocket, fault, fileCache string
+	rules                                        fileRules
+	// parent, relayed: a process moved apart from its job (its stand-in
+	// parent; the roles of its relayed ends, fds 5, 6, ...).
+	parent  *restore.Parent
+	relayed []string
+	lastPID int
+}
+
+func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, rs recvSetup, hasher *files.Hasher, log *slog.Logger) error {
+	listen, control, msgSocket, fault, fileCache, rules := rs.listen, rs.control, rs.msgSocket, rs.fault, rs.fileCache, rs.rules
 	ln, err := tls.Listen("tcp", listen, id.ServerConfig(ALPN))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -229,10 +264,23 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	if err := c.(*tls.Conn).HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	stdio := map[string]*os.File{"stdin": os.NewFile(5, "stdin"), "stdout": os.NewFile(6, "stdout"), "stderr": os.NewFile(7, "stderr")}
+	var stdio map[string]*os.File
+	if rs.relayed == nil {
+		stdio = map[string]*os.File{"stdin": os.NewFile(5, "stdin"), "stdout": os.NewFile(6, "stdout"), "stderr": os.NewFile(7, "stderr")}
+	} else {
+		// A process moved apart has no stdio of the job's here: its
+		// ends of the relayed streams stand for what it shared at home.
+		// (Only files made for fds that are there: a dropped *os.File
+		// closes its fd.)
+		stdio = map[string]*os.File{}
+		for i, role := range rs.relayed {
+			stdio[role] = os.NewFile(uintptr(5+i), role)
+		}
+	}
 	opts := migrate.ReceiveOptions{
-		Log:   log,
-		Stdio: stdio,
+		Log:    log,
+		Stdio:  stdio,
+		Parent: rs.parent,
 		MsgConnect: func(id string, unread [][]byte) (*os.File, error) {
 			return reconnect(msgSocket, id, unread)
 		},
@@ -245,6 +293,11 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 				for _, th := range p.Threads {
 					top = max(top, th.TID)
 				}
+			}
+			if rs.lastPID > 0 {
+				// A part of a job away from home: its home assigned the
+				// PIDs its forks take (they must not meet home's).
+				top = rs.lastPID
 			}
 			if err := job.SetLastPID(top); err != nil {
 				aio.emit(Event{Kind: Warning, Message: "set the namespace's last PID: " + err.Error()})
@@ -298,7 +351,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 	return aio.emit(ev)
 }
 
-func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string, hasher *files.Hasher, log *slog.Logger) error {
+func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, to string, pid int, h migrate.Hello, maxFreeze time.Duration, fault string, hasher *files.Hasher, replace func(context.Context, *dump.Held) error, log *slog.Logger) error {
 	// Hash the job's files now, while it runs, so that the frozen
 	// window only finds them in the cache.
 	if hasher != nil {
@@ -352,6 +405,7 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		Finished: func(r *migrate.Report) { aio.emit(Event{Kind: Report, Report: r}) },
 		Fault:    fault,
 		Hasher:   hasher,
+		Replace:  replace,
 	}
 	opts.MaxFreeze = maxFreeze
 	rep, err := migrate.Send(ctx, t, c, pid, opts)

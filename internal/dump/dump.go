@@ -152,6 +152,28 @@ func (h *Held) Kill(ctx context.Context) error {
 	})
 }
 
+// Replace turns the tree's root into path (argv, envp) in place, its PID,
+// parent, group and session kept (ptrace.Frozen.ExecInPlace, no fd
+// kept), and kills the rest of the tree: the process moved away alone
+// and its stand-in takes its place. On failure the whole tree is killed
+// (the root may be damaged: it must not run on).
+func (h *Held) Replace(ctx context.Context, path string, argv, envp []string) error {
+	return h.t.Do(ctx, func() error {
+		if h.closed {
+			return errors.New("the tree was already resumed or killed")
+		}
+		h.closed = true
+		for i := len(h.ft.procs) - 1; i > 0; i-- {
+			h.ft.procs[i].Kill()
+		}
+		if err := h.ft.procs[0].ExecInPlace(path, argv, envp, nil); err != nil {
+			h.ft.procs[0].Kill()
+			return err
+		}
+		return nil
+	})
+}
+
 // Sink receives the image. *image.Writer and *image.DirWriter are sinks;
 // Close must make the image complete (trailer written, file committed),
 // because the process is killed right after it succeeds.

@@ -29,6 +29,9 @@ type ReceiveOptions struct {
 	// MsgConnect makes the job's message-endpoint connections again
 	// here (restore.Options.MsgConnect).
 	MsgConnect func(id string, unread [][]byte) (*os.File, error)
+	// Parent, for a process moved away from its job alone, is its
+	// stand-in parent here (restore.Options.Parent).
+	Parent *restore.Parent
 	// Restored is called once the new copy is built and held.
 	Restored func(*restore.Result)
 	// Committed is called when Commit has arrived, just before the new
@@ -140,7 +143,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	}
 	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log,
 		RewritePaths: store.Rewrite, Lazy: h.Mode == Postcopy, Staged: stagedOrNil(staging),
-		StagedLazy: staging != nil && !opts.EagerStaged, MsgConnect: opts.MsgConnect})
+		StagedLazy: staging != nil && !opts.EagerStaged, MsgConnect: opts.MsgConnect, Parent: opts.Parent})
 	if err != nil {
 		c.sendJSON(fAbort, abortMsg{Reason: "restore: " + err.Error()})
 		return nil, fmt.Errorf("restore: %w", err)

@@ -51,6 +51,10 @@ type SendOptions struct {
 	// them once the job is frozen and names its side of each.
 	AfterFreeze func(ctx context.Context) error
 	MsgEndpoint func(s fds.PeerSocket) (id string, ok bool)
+	// Replace, if set, is called after a commit instead of killing the
+	// old copy: a process moved away from its job alone leaves its
+	// stand-in in its place (dump.Held.Replace).
+	Replace func(ctx context.Context, h *dump.Held) error
 	// Fault injects a failure at a named point (tests only), one of
 	// SendFaults: "drop-image", "corrupt-image", "drop-commit",
 	// "cancel-ready".
@@ -301,7 +305,12 @@ func (s *sender) finish() error {
 	}
 	kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.held.Kill(kctx); err != nil {
+	if s.opts.Replace != nil {
+		if err := s.opts.Replace(kctx, s.held); err != nil {
+			s.log.Error("replace the old copy by its stand-in after commit", "err", err)
+			perr = fmt.Errorf("the process runs on the destination, but its stand-in here failed: %w", err)
+		}
+	} else if err := s.held.Kill(kctx); err != nil {
 		s.log.Error("kill the old copy after commit", "err", err)
 	}
 	if s.pre != nil {

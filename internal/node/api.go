@@ -52,6 +52,10 @@ type RunRequest struct {
 	// Forwarding is the job's message-forwarding mechanism (resend,
 	// origin, link, update, auto); "" is the node's.
 	Forwarding string `json:"forwarding,omitempty"`
+	// KeepTogether and NoSeparateWaiting are the job's rules about
+	// moving its processes apart (package coproc).
+	KeepTogether      bool `json:"keep_together,omitempty"`
+	NoSeparateWaiting bool `json:"no_separate_waiting,omitempty"`
 }
 
 // MigrateRequest moves a job.
@@ -59,6 +63,10 @@ type MigrateRequest struct {
 	To        string        `json:"to"`
 	Mode      string        `json:"mode"`
 	MaxFreeze time.Duration `json:"max_freeze,omitempty"`
+	// PID, if set, moves only that process of the job (with Alone, one
+	// without children), the rest staying (coproc.go).
+	PID   int  `json:"pid,omitempty"`
+	Alone bool `json:"alone,omitempty"`
 }
 
 // Size limits of a request: a larger header gets 431 (net/http), a
@@ -98,6 +106,8 @@ func (n *Node) routes(peer bool) *http.ServeMux {
 		return m
 	}
 	h("POST /v1/incoming", maxJSONBody, n.handleIncoming)
+	h("POST /v1/peer/coproc", maxJSONBody, n.handleCoprocIn)
+	h("GET /v1/peer/coproc/{move}/committed", maxJSONBody, n.handleCoprocCommitted)
 	h("POST /v1/peer/msgs", maxMsgBatch, n.handlePeerMsgs)
 	h("GET /v1/peer/msgs/mechanism", maxJSONBody, n.handlePeerMechanism)
 	h("POST /v1/jobs/{id}/carry", maxCarryBody, n.handleCarry)

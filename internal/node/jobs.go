@@ -49,6 +49,12 @@ type JobInfo struct {
 	// Msgs counts the job's messages on its node now (ferry ps).
 	Msgs  *MsgCounts `json:"msgs,omitempty"`
 	Error string     `json:"error,omitempty"`
+	// Parts are the job's processes that run on other nodes than its
+	// home (coproc.go); KeepTogether and NoSeparateWaiting its rules
+	// about moving them apart (package coproc).
+	Parts             []Part `json:"parts,omitempty"`
+	KeepTogether      bool   `json:"keep_together,omitempty"`
+	NoSeparateWaiting bool   `json:"no_separate_waiting,omitempty"`
 }
 
 const (

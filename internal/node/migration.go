@@ -150,7 +150,14 @@ func (n *Node) handleMigrate(w http.ResponseWriter, r *http.Request, j *localJob
 			fl.Flush()
 		}
 	}
-	rep, err := n.migrateOut(r.Context(), j, req, func(p migrate.Progress) { emit(migrateLine{Progress: &p}) })
+	progress := func(p migrate.Progress) { emit(migrateLine{Progress: &p}) }
+	var rep *migrate.Report
+	var err error
+	if req.PID != 0 {
+		rep, err = n.coprocOut(r.Context(), j, req, progress)
+	} else {
+		rep, err = n.migrateOut(r.Context(), j, req, progress)
+	}
 	if rep == nil {
 		rep = &migrate.Report{Job: j.info.ID, Mode: migrate.Mode(req.Mode), Resumed: true}
 	}

@@ -109,6 +109,10 @@ type Node struct {
 
 	mu   sync.Mutex // guards the fields below
 	jobs map[string]*localJob
+	// parts: the relay ends of processes moved apart from their jobs,
+	// by move (coproc.go); moveSeq numbers those moves.
+	parts   map[string]*part
+	moveSeq int
 	// moved remembers where jobs that left went, for routing.
 	moved map[string]string
 	// committed: jobs whose incoming migration committed here, by id.
@@ -242,7 +246,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// Descriptors the node inherited from whoever started it must not
 	// leak into jobs (a job holding a pipe to the outside could not move).
 	closeOnExecAll()
-	ln, err := tls.Listen("tcp", n.cfg.Listen, n.id.ServerConfig(alpnHTTP, alpnGossip))
+	ln, err := tls.Listen("tcp", n.cfg.Listen, n.id.ServerConfig(alpnHTTP, alpnGossip, alpnRelay))
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
 	}
@@ -405,8 +409,12 @@ func (n *Node) dispatch(ctx context.Context, c *tls.Conn, httpConns chan<- net.C
 		c.Close()
 		return
 	}
-	if c.ConnectionState().NegotiatedProtocol == alpnGossip {
+	switch c.ConnectionState().NegotiatedProtocol {
+	case alpnGossip:
 		n.cl.Transport().HandleConn(c)
+		return
+	case alpnRelay:
+		n.handleRelayConn(c)
 		return
 	}
 	select {

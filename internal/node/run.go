@@ -55,7 +55,7 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	}
 	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
 		Cmd: req.Cmd, State: stateStarting, Started: time.Now(), Owner: owner, OwnerName: userName(owner),
-		Forwarding: forwarding}}
+		Forwarding: forwarding, KeepTogether: req.KeepTogether, NoSeparateWaiting: req.NoSeparateWaiting}}
 	if cred != nil {
 		j.info.OwnerGID, j.info.OwnerGroups = cred.GID, cred.Groups
 	}

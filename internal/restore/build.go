@@ -188,6 +188,21 @@ func (t *tree) startParent() error {
 		return nil
 	}
 	p := t.opts.Parent
+	// It is a copy of the seed: whatever the seed holds (the restoring
+	// program's own descriptors: its pipes to its node, the ends the
+	// tree inherits) must not live on in the stand-in, where it would
+	// keep a pipe from ever reading EOF. Its standard streams stay.
+	fds, err := procfs.FDs(t.parent)
+	if err != nil {
+		return fmt.Errorf("the root's stand-in parent %d: %w", t.parent, err)
+	}
+	for _, fd := range fds {
+		if fd > 2 {
+			if _, err := t.parentInj.Syscall(unix.SYS_CLOSE, uint64(fd)); err != nil {
+				return fmt.Errorf("the root's stand-in parent %d: close fd %d: %w", t.parent, fd, err)
+			}
+		}
+	}
 	if err := t.parentInj.Exec(p.Path, p.Argv, p.Envp); err != nil {
 		return fmt.Errorf("the root's stand-in parent %d: %w", t.parent, err)
 	}

@@ -1,0 +1,758 @@
+package node
+
+// A process of a job moved apart (the chapter's coprocesses on different
+// nodes, issue 10): `ferry migrate JOB --pid P --to N`. The job's home
+// node plans the move (package coproc), asks N to prepare a part of the
+// job (a PID namespace with P's parent as a stand-in, new pipes for the
+// relayed streams), and runs a sending agent that dumps P alone and, at
+// the commit, turns P into its home stand-in in place (dump.Held.Replace).
+// Each node then holds one end of the relay (package relay, the protocol
+// of package deputy) over a connection of its own on the nodes' TLS port
+// (ALPN "ferry-relay"; the home node dials, again after a break), and
+// serves its stand-in's unix connection (package standin).
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/internal/agent"
+	"ferry/internal/coproc"
+	"ferry/internal/deputy"
+	"ferry/internal/job"
+	"ferry/internal/migrate"
+	"ferry/internal/relay"
+	"ferry/internal/standin"
+)
+
+const alpnRelay = "ferry-relay"
+
+// Part is a process of a job that runs on another node than the job's
+// home (ferry ps).
+type Part struct {
+	PID  int    `json:"pid"`
+	Node string `json:"node"`
+	Move string `json:"move"`
+}
+
+// coprocInRequest asks a node to prepare the arrival of a process moved
+// apart from its job.
+type coprocInRequest struct {
+	Move    string          `json:"move"`
+	Job     string          `json:"job"`
+	Home    string          `json:"home"`
+	PID     int             `json:"pid"`
+	Parent  int             `json:"parent"`
+	Session bool            `json:"session"` // the parent leads the session
+	Streams []deputy.Stream `json:"streams"`
+	LastPID int             `json:"last_pid"`
+	Info    JobInfo         `json:"info"`
+}
+
+type coprocInReply struct {
+	Addr string `json:"addr"`
+}
+
+// part is one relay end on this node.
+type part struct {
+	move  string
+	side  deputy.Side
+	peer  string
+	end   *relay.End
+	conns chan net.Conn
+	// committed: the new copy was let run (away side).
+	committed chan struct{}
+	done      chan struct{}
+}
+
+func (n *Node) addPart(p *part) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.parts == nil {
+		n.parts = map[string]*part{}
+	}
+	n.parts[p.move] = p
+}
+
+func (n *Node) dropPart(move string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.parts, move)
+}
+
+func (n *Node) findPart(move string) *part {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.parts[move]
+}
+
+// pidBlock is where the forks of a part away continue its job's PID
+// sequence: a block above the PIDs its home hands out in order, and below
+// the top of the range where restore helpers run (job.parkPIDs). The
+// home node assigns it: Sprite's rule, the home is the PID authority.
+func pidBlock(seq int) int {
+	max := 32768
+	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			max = v
+		}
+	}
+	span := max / 16
+	return max/2 + (seq%4)*span
+}
+
+// coprocOut moves one process of job j (req.PID) to req.To, the rest of
+// the job staying here.
+func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, progress func(migrate.Progress)) (*migrate.Report, error) {
+	mode, err := migrate.ParseMode(req.Mode)
+	if err != nil {
+		return nil, err
+	}
+	if mode == migrate.Postcopy {
+		return nil, fmt.Errorf("a process moved apart from its job moves by freeze or precopy (postcopy not yet): %w", coproc.ErrRefused)
+	}
+	if req.To == n.cfg.ID {
+		return nil, fmt.Errorf("pid %d of job %s already runs on %s", req.PID, j.info.ID, req.To)
+	}
+	n.inFlight.Add(1)
+	defer n.inFlight.Done()
+	if n.stopping.Load() {
+		return nil, fmt.Errorf("migrate job %s: node %s: %w", j.info.ID, n.cfg.ID, errStopping)
+	}
+	if _, err := n.peerURL(req.To); err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	info, in := j.info, j.init
+	j.mu.Unlock()
+	if info.State != stateRunning || in == nil {
+		return nil, fmt.Errorf("job %s is %s here: only a running job's process moves apart", info.ID, info.State)
+	}
+	if info.Home != n.cfg.ID {
+		return nil, fmt.Errorf("job %s is away from its home %s: its processes move apart only from home: %w", info.ID, info.Home, coproc.ErrRefused)
+	}
+	for _, p := range info.Parts {
+		if p.PID == req.PID {
+			return nil, fmt.Errorf("pid %d of job %s runs on %s already (moving it on is not supported yet): %w", req.PID, info.ID, p.Node, coproc.ErrRefused)
+		}
+	}
+	ns := in.NSPath()
+	host, err := job.HostPID(ns, req.PID)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", info.ID, err)
+	}
+	members, err := job.Members(ns)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := coproc.Make(append(members, in.PID), host, req.Alone,
+		coproc.Policy{KeepTogether: info.KeepTogether, NoSeparateWaiting: info.NoSeparateWaiting})
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", info.ID, err)
+	}
+	if plan.Parent == in.PID {
+		return nil, fmt.Errorf("pid %d is the job's main process: it moves with the whole job (ferry migrate %s --to %s): %w",
+			req.PID, info.ID, req.To, coproc.ErrRefused)
+	}
+	if len(plan.Moved) > 1 {
+		return nil, fmt.Errorf("pid %d has children: moving a process apart with its children is not supported yet: %w", req.PID, coproc.ErrRefused)
+	}
+	var stdio []string
+	for _, s := range plan.Streams {
+		if s.Kind != "pipe" {
+			return nil, fmt.Errorf("pid %d shares a FIFO with the job: FIFOs are not relayed yet: %w", req.PID, coproc.ErrRefused)
+		}
+		stdio = append(stdio, fmt.Sprintf("pipe:%d=relay-%d", s.Inode, s.ID))
+	}
+	sort.Strings(stdio)
+	parent, err := job.PIDIn(ns, plan.Parent)
+	if err != nil {
+		return nil, err
+	}
+	sid, err := job.PIDIn(ns, plan.SID)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.moveSeq++
+	seq := n.moveSeq
+	n.mu.Unlock()
+	move := fmt.Sprintf("%s.%d-%d", info.ID, req.PID, seq)
+	streams := make([]deputy.Stream, len(plan.Streams))
+	for i, s := range plan.Streams {
+		streams[i] = deputy.Stream{ID: s.ID, Dir: s.Dir}
+	}
+
+	// The home stand-in's connection, made before it exists.
+	sockName := "standin-" + move + ".sock"
+	hostSock := filepath.Join(n.cfg.Scratch, sockName)
+	os.Remove(hostSock)
+	ln, err := standin.Listen(hostSock)
+	if err != nil {
+		return nil, err
+	}
+	lnOwned := true
+	defer func() {
+		if lnOwned {
+			unix.Close(ln)
+			os.Remove(hostSock)
+		}
+	}()
+
+	var rep coprocInReply
+	if err := n.call(ctx, req.To, http.MethodPost, "/v1/peer/coproc", coprocInRequest{Move: move, Job: info.ID, Home: n.cfg.ID,
+		PID: req.PID, Parent: parent, Session: sid == parent, Streams: streams, LastPID: pidBlock(seq), Info: info}, &rep); err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", req.To, err)
+	}
+	args := []string{"--to", rep.Addr, "--pid", strconv.Itoa(req.PID), "--mode", string(mode), "--job", info.ID,
+		"--stdio", strings.Join(stdio, ","), "--standin", filepath.Join(job.ScratchMount, sockName), "--standin-exe", n.cfg.Exe}
+	if req.MaxFreeze > 0 {
+		args = append(args, "--max-freeze", req.MaxFreeze.String())
+	}
+	ag, err := n.startAgent(ns, "send", args)
+	if err != nil {
+		return nil, err
+	}
+	// The ends of the streams the process held, taken from it while it
+	// is frozen (before-commit): its stand-in keeps none.
+	var pulled map[deputy.StreamID]*os.File
+	closePulled := func() {
+		for _, f := range pulled {
+			f.Close()
+		}
+		pulled = nil
+	}
+	var report *migrate.Report
+	var agentErr error
+	for {
+		ev, err := ag.Next()
+		if err != nil {
+			if err != io.EOF {
+				agentErr = errors.Join(agentErr, err)
+			}
+			break
+		}
+		switch ev.Kind {
+		case agent.Progress:
+			if ev.Progress != nil && progress != nil {
+				progress(*ev.Progress)
+			}
+		case agent.Frozen:
+			ag.Answer(agent.Answer{To: agent.Frozen})
+		case agent.BeforeCommit:
+			var ans agent.Answer
+			pulled, err = pullFDs(host, plan.Streams)
+			if err != nil {
+				ans.Err = agent.EncodeError(err)
+			}
+			ans.To = agent.BeforeCommit
+			ag.Answer(ans)
+		case agent.Resolve:
+			var ok bool
+			err := n.call(ctx, req.To, http.MethodGet, "/v1/peer/coproc/"+move+"/committed", nil, &ok)
+			ans := agent.Answer{To: agent.Resolve, Committed: ok && err == nil}
+			if err != nil {
+				ans.Err = agent.EncodeError(err)
+			}
+			ag.Answer(ans)
+		case agent.Committed, agent.Report:
+			if ev.Report != nil {
+				report = ev.Report
+			}
+		case agent.Failed:
+			agentErr = ev.Err.Err()
+		case agent.Warning:
+			n.log.Warn("sending agent", "move", move, "warning", ev.Message)
+		default:
+			n.log.Warn("sending agent: unexpected event", "move", move, "event", ev.Kind)
+		}
+	}
+	werr := ag.Wait()
+	if report == nil || !report.Committed {
+		closePulled()
+		if agentErr == nil {
+			agentErr = fmt.Errorf("the sending agent ended without a commit: %v", werr)
+		}
+		return report, agentErr
+	}
+	// It runs there. The home end of the relay.
+	lnOwned = false
+	p := &part{move: move, side: deputy.Home, peer: req.To, conns: make(chan net.Conn, 4), done: make(chan struct{})}
+	p.end = &relay.End{Config: deputy.Config{Side: deputy.Home, Streams: streams}, FDs: pulled, Log: n.log.With("move", move),
+		Kill: func(target, sig int) error {
+			if target == 0 {
+				return nil
+			}
+			h, err := job.HostPID(ns, target)
+			if err != nil {
+				return err
+			}
+			return unix.Kill(h, unix.Signal(sig))
+		}}
+	sc := &standinConn{}
+	p.end.Mirror = sc.mirror
+	p.end.Init()
+	n.addPart(p)
+	j.mu.Lock()
+	j.info.Parts = append(j.info.Parts, Part{PID: req.PID, Node: req.To, Move: move})
+	j.mu.Unlock()
+	n.saveJob(j)
+	rctx, cancel := n.partContext()
+	n.goBg(func() {
+		defer cancel()
+		defer n.dropPart(move)
+		defer os.Remove(hostSock)
+		defer close(p.done)
+		go n.serveStandin(rctx, ln, sc, p.end, 0)
+		go n.dialRelay(rctx, req.To, move, p.conns)
+		if err := p.end.Run(rctx, p.conns); err != nil {
+			n.log.Error("relay ended", "move", move, "err", err)
+		}
+		j.mu.Lock()
+		for i, q := range j.info.Parts {
+			if q.Move == move {
+				j.info.Parts = append(j.info.Parts[:i:i], j.info.Parts[i+1:]...)
+				break
+			}
+		}
+		j.mu.Unlock()
+		n.saveJob(j)
+	})
+	return report, nil
+}
+
+// partContext is the life of a relay end: it ends with the node. (The
+// other end then gives up after its PeerTimeout: the moved process is
+// killed, its parent told SIGKILL; a restarted node does not take parts
+// back yet.)
+func (n *Node) partContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-n.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// pullFDs takes, from the frozen process host, one fd of each stream it
+// holds (pidfd_getfd: the same open file description).
+func pullFDs(host int, streams []coproc.Stream) (map[deputy.StreamID]*os.File, error) {
+	pidfd, err := unix.PidfdOpen(host, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("pidfd_open", err)
+	}
+	defer unix.Close(pidfd)
+	out := map[deputy.StreamID]*os.File{}
+	for _, s := range streams {
+		fds := s.Holders[host]
+		if len(fds) == 0 {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, fds[0], 0)
+		if err != nil {
+			for _, f := range out {
+				f.Close()
+			}
+			return nil, fmt.Errorf("take fd %d of pid %d: %w", fds[0], host, os.NewSyscallError("pidfd_getfd", err))
+		}
+		// Blocking: one goroutine per fd waits on it (package relay).
+		unix.SetNonblock(fd, false)
+		out[s.ID] = os.NewFile(uintptr(fd), fmt.Sprintf("stream %d", s.ID))
+	}
+	return out, nil
+}
+
+// standinConn is the node's side of a stand-in's connection.
+type standinConn struct {
+	mu sync.Mutex
+	fd int
+	// pending: a status that came before the stand-in connected.
+	pending []deputy.Status
+}
+
+func (c *standinConn) mirror(s deputy.Status) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd <= 0 {
+		c.pending = append(c.pending, s)
+		return nil
+	}
+	_, err := unix.Write(c.fd, standin.Msg{Type: 'M', Status: s}.Encode())
+	return err
+}
+
+func (c *standinConn) set(fd int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fd = fd
+	for _, s := range c.pending {
+		unix.Write(fd, standin.Msg{Type: 'M', Status: s}.Encode())
+	}
+	c.pending = nil
+}
+
+// serveStandin accepts the stand-in's connections on ln (again, if it
+// reconnects) and tells end what it reports: the signals it caught (for
+// target: 0 at home, the moved process; its parent's PID away, where
+// the moved process sent them) and, away, its child's statuses.
+func (n *Node) serveStandin(ctx context.Context, ln int, sc *standinConn, end *relay.End, target int) {
+	stop := context.AfterFunc(ctx, func() { unix.Shutdown(ln, unix.SHUT_RDWR) })
+	defer stop()
+	defer unix.Close(ln)
+	for ctx.Err() == nil {
+		c, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
+				continue
+			}
+			return
+		}
+		closeC := context.AfterFunc(ctx, func() { unix.Shutdown(c, unix.SHUT_RDWR) })
+		first := true
+		buf := make([]byte, 64)
+		for {
+			k, err := unix.Read(c, buf)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || k == 0 {
+				break
+			}
+			m, err := standin.Decode(buf[:k])
+			if err != nil {
+				n.log.Warn("stand-in", "err", err)
+				break
+			}
+			switch {
+			case first && m.Type == 'H':
+				first = false
+				sc.set(c)
+			case m.Type == 'S':
+				end.Caught(target, m.Sig)
+			case m.Type == 'T':
+				end.ProcState(m.Status)
+			default:
+				n.log.Warn("stand-in: unexpected message", "type", string(m.Type))
+			}
+		}
+		closeC()
+		sc.set(-1)
+		unix.Close(c)
+	}
+}
+
+// dialRelay keeps a connection to peer's end of the relay move: a new
+// one each time the last one closed, until ctx ends.
+func (n *Node) dialRelay(ctx context.Context, peer, move string, conns chan<- net.Conn) {
+	for ctx.Err() == nil {
+		c, err := n.relayConn(ctx, peer, move)
+		if err != nil {
+			n.log.Debug("relay: connect", "move", move, "peer", peer, "err", err)
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		wc := &watchedConn{Conn: c, closed: make(chan struct{})}
+		select {
+		case conns <- wc:
+		case <-ctx.Done():
+			c.Close()
+			return
+		}
+		select {
+		case <-wc.closed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (n *Node) relayConn(ctx context.Context, peer, move string) (net.Conn, error) {
+	m, ok := n.cl.Lookup(peer)
+	if !ok {
+		return nil, fmt.Errorf("node %s is not a member", peer)
+	}
+	d := tls.Dialer{Config: n.id.ClientConfig(alpnRelay), NetDialer: &net.Dialer{Timeout: 5 * time.Second}}
+	c, err := d.DialContext(ctx, "tcp", m.RPC)
+	if err != nil {
+		return nil, err
+	}
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, move+"\n"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// watchedConn tells when it was closed.
+type watchedConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (w *watchedConn) Close() error {
+	w.once.Do(func() { close(w.closed) })
+	return w.Conn.Close()
+}
+
+// handleRelayConn takes a relay connection from another node (ALPN
+// ferry-relay): its first line names the move.
+func (n *Node) handleRelayConn(c *tls.Conn) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := readLine(c)
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		c.Close()
+		return
+	}
+	p := n.findPart(line)
+	if p == nil || p.side != deputy.Away {
+		n.log.Debug("relay connection for no part here", "move", line)
+		c.Close()
+		return
+	}
+	select {
+	case p.conns <- c:
+	case <-p.done:
+		c.Close()
+	case <-time.After(10 * time.Second):
+		c.Close()
+	}
+}
+
+// readLine reads one line byte by byte (nothing after it is consumed).
+func readLine(r io.Reader) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for len(b) < 256 {
+		if _, err := io.ReadFull(r, one); err != nil {
+			return "", err
+		}
+		if one[0] == '\n' {
+			return string(b), nil
+		}
+		b = append(b, one[0])
+	}
+	return "", errors.New("line too long")
+}
+
+// handleCoprocIn prepares the arrival of a process moved apart from its
+// job: a part of the job with its parent as a stand-in.
+func (n *Node) handleCoprocIn(w http.ResponseWriter, r *http.Request) {
+	var req coprocInRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	addr, err := n.prepareCoprocIn(req)
+	if err != nil {
+		httpError(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, coprocInReply{Addr: addr})
+}
+
+// handleCoprocCommitted answers whether the new copy of a move runs here.
+func (n *Node) handleCoprocCommitted(w http.ResponseWriter, r *http.Request) {
+	p := n.findPart(r.PathValue("move"))
+	ok := false
+	if p != nil {
+		select {
+		case <-p.committed:
+			ok = true
+		default:
+		}
+	}
+	writeJSON(w, ok)
+}
+
+func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
+	if n.stopping.Load() {
+		return "", fmt.Errorf("node %s: %w", n.cfg.ID, errStopping)
+	}
+	if req.Move == "" || strings.ContainsAny(req.Move, "/\n") || req.PID <= 1 || req.Parent <= 1 {
+		return "", fmt.Errorf("a malformed request for a process moved apart: %+v", req)
+	}
+	if n.findPart(req.Move) != nil {
+		return "", fmt.Errorf("move %s is already here", req.Move)
+	}
+	dir := filepath.Join(n.cfg.StateDir, "parts", req.Move)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	var procEnds []*os.File
+	relayFDs := map[deputy.StreamID]*os.File{}
+	var roles []string
+	cleanup := func() {
+		for _, f := range procEnds {
+			f.Close()
+		}
+		for _, f := range relayFDs {
+			f.Close()
+		}
+		os.RemoveAll(dir)
+	}
+	for _, s := range req.Streams {
+		rf, wf, err := os.Pipe()
+		if err != nil {
+			cleanup()
+			return "", err
+		}
+		if s.Dir == deputy.ToAway {
+			procEnds, relayFDs[s.ID] = append(procEnds, rf), wf
+		} else {
+			procEnds, relayFDs[s.ID] = append(procEnds, wf), rf
+		}
+		roles = append(roles, fmt.Sprintf("relay-%d", s.ID))
+	}
+	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: req.Parent, Scratch: n.cfg.Scratch,
+		Control: filepath.Join(dir, "control.sock"), ExitFile: filepath.Join(dir, "exit")})
+	if err != nil {
+		cleanup()
+		return "", err
+	}
+	sockName := "standin-away-" + req.Move + ".sock"
+	hostSock := filepath.Join(n.cfg.Scratch, sockName)
+	os.Remove(hostSock)
+	ln, err := standin.Listen(hostSock)
+	if err != nil {
+		in.Kill()
+		cleanup()
+		return "", err
+	}
+	host, _, _ := net.SplitHostPort(n.cfg.Listen)
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	args := []string{"--listen", net.JoinHostPort(host, "0"), "--control", filepath.Join(dir, "control.sock"),
+		"--parent", strconv.Itoa(req.Parent), "--standin", filepath.Join(job.ScratchMount, sockName),
+		"--standin-exe", n.cfg.Exe, "--relayed", strings.Join(roles, ","), "--last-pid", strconv.Itoa(req.LastPID)}
+	if req.Session {
+		args = append(args, "--parent-session")
+	}
+	if o := ownerFlag(req.Info); o != "" {
+		args = append(args, "--owner", o)
+	}
+	ag, err := n.startAgent(in.NSPath(), "recv", args, procEnds...)
+	for _, f := range procEnds {
+		f.Close()
+	}
+	procEnds = nil
+	fail := func(err error) (string, error) {
+		in.Kill()
+		unix.Close(ln)
+		os.Remove(hostSock)
+		cleanup()
+		return "", err
+	}
+	if err != nil {
+		return fail(err)
+	}
+	ev, err := ag.Next()
+	if err == nil && ev.Kind != agent.Listening {
+		err = fmt.Errorf("the receiving agent said %q before it listened", ev.Kind)
+		if ev.Kind == agent.Failed {
+			err = ev.Err.Err()
+		}
+	}
+	if err != nil {
+		werr := ag.Wait()
+		if err == io.EOF {
+			err = fmt.Errorf("the receiving agent did not start: %v", werr)
+		}
+		return fail(err)
+	}
+	p := &part{move: req.Move, side: deputy.Away, peer: req.Home, conns: make(chan net.Conn, 4),
+		committed: make(chan struct{}), done: make(chan struct{})}
+	n.addPart(p)
+	n.goBg(func() { n.followCoprocIn(p, req, in, ag, ln, hostSock, relayFDs, dir) })
+	return ev.Addr, nil
+}
+
+// followCoprocIn follows the receiving agent of a process moved apart
+// and, once it runs here, serves the away end of its relay until the
+// process is gone and home knows.
+func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *agentProc, ln int, hostSock string,
+	relayFDs map[deputy.StreamID]*os.File, dir string) {
+	defer close(p.done)
+	defer n.dropPart(p.move)
+	released := false
+	var agentErr error
+	for {
+		ev, err := ag.Next()
+		if err != nil {
+			break
+		}
+		switch ev.Kind {
+		case agent.Committed:
+			close(p.committed)
+		case agent.Released:
+			released = true
+		case agent.Failed:
+			agentErr = ev.Err.Err()
+		case agent.Warning:
+			n.log.Warn("receiving agent", "move", p.move, "warning", ev.Message)
+		}
+	}
+	werr := ag.Wait()
+	if !released {
+		n.log.Warn("a process moved apart did not arrive; nothing kept here", "move", p.move, "err", agentErr, "agent", werr)
+		in.Kill()
+		unix.Close(ln)
+		os.Remove(hostSock)
+		for _, f := range relayFDs {
+			f.Close()
+		}
+		os.RemoveAll(dir)
+		return
+	}
+	n.log.Info("a process moved apart runs here", "move", p.move, "job", req.Job, "pid", req.PID)
+	ns := in.NSPath()
+	host, herr := job.HostPID(ns, req.PID)
+	p.end = &relay.End{Config: deputy.Config{Side: deputy.Away, Streams: req.Streams}, FDs: relayFDs,
+		Log: n.log.With("move", p.move),
+		Kill: func(target, sig int) error {
+			if herr != nil {
+				return herr
+			}
+			return unix.Kill(host, unix.Signal(sig))
+		}}
+	p.end.Init()
+	ctx, cancel := n.partContext()
+	defer cancel()
+	go n.serveStandin(ctx, ln, &standinConn{}, p.end, req.Parent)
+	if err := p.end.Run(ctx, p.conns); err != nil {
+		n.log.Error("relay ended", "move", p.move, "err", err)
+		unix.Kill(host, unix.SIGKILL)
+	}
+	os.Remove(hostSock)
+	if ctx.Err() != nil {
+		return // the node stops
+	}
+	select {
+	case <-in.Done():
+	case <-time.After(10 * time.Second):
+		in.Kill()
+	}
+	os.RemoveAll(dir)
+}
