@@ -360,7 +360,7 @@ func migrateCmd() *cobra.Command {
 			"process moves (with --alone, one that has no children); the rest of the job stays, and\n" +
 			"its parent, signals and pipes keep working across the nodes. --pid PID alone adopts a\n" +
 			"process ferry did not start and moves it as a job.",
-		Args:  cobra.RangeArgs(0, 1),
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := client()
 			ctx := cmd.Context()
@@ -401,7 +401,11 @@ func migrateCmd() *cobra.Command {
 					return errors.Join(err, fmt.Errorf("write the report: %w", eerr))
 				}
 			} else if rep != nil {
-				printReport(os.Stdout, id, req.To, rep)
+				what := "job " + id
+				if req.PID > 0 {
+					what = fmt.Sprintf("process %s.%d", id, req.PID)
+				}
+				printReport(os.Stdout, what, req.To, rep)
 			}
 			return err
 		},
@@ -416,11 +420,12 @@ func migrateCmd() *cobra.Command {
 	return cmd
 }
 
-func printReport(w io.Writer, id, to string, r *migrate.Report) {
+// printReport says what a migration did; what is "job ID" or "process ID.PID".
+func printReport(w io.Writer, what, to string, r *migrate.Report) {
 	switch {
 	case r.Committed:
-		fmt.Fprintf(w, "job %s moved to %s (%s): freeze %s, total %s, %s sent",
-			id, to, r.Mode, msd(r.FreezeTime), msd(r.Total), human(int64(r.BytesSent)))
+		fmt.Fprintf(w, "%s moved to %s (%s): freeze %s, total %s, %s sent",
+			what, to, r.Mode, msd(r.FreezeTime), msd(r.Total), human(int64(r.BytesSent)))
 		if len(r.Rounds) > 0 {
 			fmt.Fprintf(w, ", %d precopy rounds, %d redundant pages", len(r.Rounds), r.RedundantPages)
 		}
@@ -437,7 +442,7 @@ func printReport(w io.Writer, id, to string, r *migrate.Report) {
 			fmt.Fprintf(w, "  steps: %s\n", strings.Join(parts, ", "))
 		}
 	case r.Resumed:
-		fmt.Fprintf(w, "job %s stays on its node, running: the migration did not complete\n", id)
+		fmt.Fprintf(w, "%s stays on its node, running: the migration did not complete\n", what)
 	}
 }
 

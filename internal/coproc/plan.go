@@ -35,6 +35,9 @@ type Policy struct {
 	// NoSeparateWaiting refuses to move a process that waits for its
 	// children (the UNIX systems' rule of the chapter).
 	NoSeparateWaiting bool
+	// Name, if set, gives the PID errors use for a process (the job's
+	// own numbering, where the plan is made with the node's).
+	Name func(pid int) int
 }
 
 // Stream is one descriptor end that leads to a process staying home.
@@ -55,6 +58,27 @@ type Plan struct {
 	// node has its PID. SID and PGID are PID's session and group.
 	Parent, SID, PGID int
 	Streams           []Stream
+
+	name func(int) int
+}
+
+// n is how errors name pid.
+func (p *Plan) n(pid int) int {
+	if p.name == nil {
+		return pid
+	}
+	if v := p.name(pid); v > 0 {
+		return v
+	}
+	return pid
+}
+
+func (p *Plan) list(pids []int) string {
+	out := make([]int, len(pids))
+	for i, q := range pids {
+		out[i] = p.n(q)
+	}
+	return pidList(out)
 }
 
 // Make plans the move of pid out of the job whose processes are job
@@ -64,26 +88,27 @@ func Make(job []int, pid int, alone bool, pol Policy) (*Plan, error) {
 	if pol.KeepTogether {
 		return nil, fmt.Errorf("the job was started with --keep-together: its processes are not separated: %w", ErrRefused)
 	}
+	p := &Plan{PID: pid, name: pol.Name}
 	if !slices.Contains(job, pid) {
-		return nil, fmt.Errorf("pid %d is not a process of the job: %w", pid, ErrRefused)
+		return nil, fmt.Errorf("pid %d is not a process of the job: %w", p.n(pid), ErrRefused)
 	}
 	st, err := procfs.Stat(pid)
 	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", pid, err)
+		return nil, fmt.Errorf("pid %d: %w", p.n(pid), err)
 	}
-	p := &Plan{PID: pid, Parent: st.PPID, SID: st.Session, PGID: st.PGRP}
+	p.Parent, p.SID, p.PGID = st.PPID, st.Session, st.PGRP
 	if !slices.Contains(job, p.Parent) {
-		return nil, fmt.Errorf("pid %d has no parent in the job (its parent %d is not one of its processes): %w", pid, p.Parent, ErrRefused)
+		return nil, fmt.Errorf("pid %d has no parent in the job (its parent %d is not one of its processes): %w", p.n(pid), p.n(p.Parent), ErrRefused)
 	}
 	kids, err := descendants(pid)
 	if err != nil {
 		return nil, err
 	}
 	if alone && len(kids) > 0 {
-		return nil, fmt.Errorf("pid %d has children (%s): --alone moves a process without any: %w", pid, pidList(kids), ErrRefused)
+		return nil, fmt.Errorf("pid %d has children (%s): --alone moves a process without any: %w", p.n(pid), p.list(kids), ErrRefused)
 	}
 	if pol.NoSeparateWaiting && waiting(pid) {
-		return nil, fmt.Errorf("pid %d waits for its children, and the job was started with --no-separate-waiting: %w", pid, ErrRefused)
+		return nil, fmt.Errorf("pid %d waits for its children, and the job was started with --no-separate-waiting: %w", p.n(pid), ErrRefused)
 	}
 	p.Moved = append([]int{pid}, kids...)
 	// Its session and group must be made again there: led by itself or
@@ -93,11 +118,11 @@ func Make(job []int, pid int, alone bool, pol Policy) (*Plan, error) {
 		v    int
 	}{{"session", p.SID}, {"process group", p.PGID}} {
 		if id.v != pid && id.v != p.Parent && !slices.Contains(p.Moved, id.v) {
-			return nil, fmt.Errorf("pid %d is in %s %d, led by neither itself nor its parent %d: %w", pid, id.what, id.v, p.Parent, ErrRefused)
+			return nil, fmt.Errorf("pid %d is in %s %d, led by neither itself nor its parent %d: %w", p.n(pid), id.what, p.n(id.v), p.n(p.Parent), ErrRefused)
 		}
 	}
 	if p.SID == p.Parent && p.PGID != p.Parent && p.PGID != pid {
-		return nil, fmt.Errorf("pid %d is in process group %d of its parent's session: %w", pid, p.PGID, ErrRefused)
+		return nil, fmt.Errorf("pid %d is in process group %d of its parent's session: %w", p.n(pid), p.n(p.PGID), ErrRefused)
 	}
 	home := slices.DeleteFunc(slices.Clone(job), func(q int) bool { return slices.Contains(p.Moved, q) })
 	if err := p.checkMemory(home); err != nil {
@@ -173,7 +198,7 @@ func (p *Plan) checkMemory(home []int) error {
 	for _, q := range p.Moved {
 		maps, err := procfs.Maps(q)
 		if err != nil {
-			return fmt.Errorf("pid %d: %w", q, err)
+			return fmt.Errorf("pid %d: %w", p.n(q), err)
 		}
 		for _, m := range maps {
 			if !m.Shared || m.Inode == 0 {
@@ -185,7 +210,7 @@ func (p *Plan) checkMemory(home []int) error {
 					what = "shared anonymous memory"
 				}
 				return fmt.Errorf("pid %d shares memory with pid %d, which stays (%s at %#x-%#x): shared memory cannot be relayed: %w",
-					q, h, what, m.Start, m.End, ErrRefused)
+					p.n(q), p.n(h), what, m.Start, m.End, ErrRefused)
 			}
 		}
 	}
@@ -216,7 +241,7 @@ func (p *Plan) planFDs(home []int) error {
 	for _, q := range p.Moved {
 		fds, err := procfs.FDs(q)
 		if err != nil {
-			return fmt.Errorf("pid %d: %w", q, err)
+			return fmt.Errorf("pid %d: %w", p.n(q), err)
 		}
 		for _, fd := range fds {
 			l, err := procfs.FDLink(q, fd)
@@ -224,7 +249,7 @@ func (p *Plan) planFDs(home []int) error {
 				continue // closed meanwhile (the plan is made again frozen)
 			}
 			if err != nil {
-				return fmt.Errorf("pid %d fd %d: %w", q, fd, err)
+				return fmt.Errorf("pid %d fd %d: %w", p.n(q), fd, err)
 			}
 			h, shared := held[l]
 			if !shared {
@@ -232,7 +257,7 @@ func (p *Plan) planFDs(home []int) error {
 			}
 			info, err := procfs.FDInfo(q, fd)
 			if err != nil {
-				return fmt.Errorf("pid %d fd %d: %w", q, fd, err)
+				return fmt.Errorf("pid %d fd %d: %w", p.n(q), fd, err)
 			}
 			kind := ""
 			switch {
@@ -247,11 +272,11 @@ func (p *Plan) planFDs(home []int) error {
 				}
 			default:
 				return fmt.Errorf("pid %d fd %d (%s) is shared with pid %d, which stays: only pipes and FIFOs are relayed so far: %w",
-					q, fd, l, h, ErrRefused)
+					p.n(q), fd, l, p.n(h), ErrRefused)
 			}
 			acc := info.Flags & unix.O_ACCMODE
 			if acc == unix.O_RDWR {
-				return fmt.Errorf("pid %d fd %d (%s) is open for reading and writing: a relayed end flows one way: %w", q, fd, l, ErrRefused)
+				return fmt.Errorf("pid %d fd %d (%s) is open for reading and writing: a relayed end flows one way: %w", p.n(q), fd, l, ErrRefused)
 			}
 			e := end{info.Ino, acc == unix.O_WRONLY}
 			s := streams[e]

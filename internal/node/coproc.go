@@ -34,11 +34,17 @@ import (
 	"ferry/internal/deputy"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
+	"ferry/internal/procfs"
 	"ferry/internal/relay"
 	"ferry/internal/standin"
 )
 
 const alpnRelay = "ferry-relay"
+
+// relayPeerTimeout: a relay whose link to the other node stays down this
+// long ends: home reports the moved process killed by SIGKILL, away kills
+// it (package deputy).
+const relayPeerTimeout = 10 * time.Second
 
 // Part is a process of a job that runs on another node than the job's
 // home (ferry ps).
@@ -158,14 +164,21 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	if err != nil {
 		return nil, err
 	}
-	plan, err := coproc.Make(append(members, in.PID), host, req.Alone,
-		coproc.Policy{KeepTogether: info.KeepTogether, NoSeparateWaiting: info.NoSeparateWaiting})
-	if err != nil {
-		return nil, fmt.Errorf("job %s: %w", info.ID, err)
-	}
-	if plan.Parent == in.PID {
+	if st, err := procfs.Stat(host); err == nil && st.PPID == in.PID && !info.KeepTogether {
 		return nil, fmt.Errorf("pid %d is the job's main process: it moves with the whole job (ferry migrate %s --to %s): %w",
 			req.PID, info.ID, req.To, coproc.ErrRefused)
+	}
+	name := func(h int) int {
+		if h == in.PID {
+			return 1
+		}
+		v, _ := job.PIDIn(ns, h)
+		return v
+	}
+	plan, err := coproc.Make(append(members, in.PID), host, req.Alone,
+		coproc.Policy{KeepTogether: info.KeepTogether, NoSeparateWaiting: info.NoSeparateWaiting, Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", info.ID, err)
 	}
 	if len(plan.Moved) > 1 {
 		return nil, fmt.Errorf("pid %d has children: moving a process apart with its children is not supported yet: %w", req.PID, coproc.ErrRefused)
@@ -291,7 +304,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	// It runs there. The home end of the relay.
 	lnOwned = false
 	p := &part{move: move, side: deputy.Home, peer: req.To, conns: make(chan net.Conn, 4), done: make(chan struct{})}
-	p.end = &relay.End{Config: deputy.Config{Side: deputy.Home, Streams: streams}, FDs: pulled, Log: n.log.With("move", move),
+	p.end = &relay.End{Config: deputy.Config{Side: deputy.Home, Streams: streams, PeerTimeout: relayPeerTimeout}, FDs: pulled, Log: n.log.With("move", move),
 		Kill: func(target, sig int) error {
 			if target == 0 {
 				return nil
@@ -729,7 +742,7 @@ func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *ag
 	n.log.Info("a process moved apart runs here", "move", p.move, "job", req.Job, "pid", req.PID)
 	ns := in.NSPath()
 	host, herr := job.HostPID(ns, req.PID)
-	p.end = &relay.End{Config: deputy.Config{Side: deputy.Away, Streams: req.Streams}, FDs: relayFDs,
+	p.end = &relay.End{Config: deputy.Config{Side: deputy.Away, Streams: req.Streams, PeerTimeout: relayPeerTimeout}, FDs: relayFDs,
 		Log: n.log.With("move", p.move),
 		Kill: func(target, sig int) error {
 			if herr != nil {

@@ -185,6 +185,9 @@ func (n *Node) migrateOut(ctx context.Context, j *localJob, req MigrateRequest, 
 	if req.To == n.cfg.ID {
 		return nil, fmt.Errorf("job %s already runs on %s", j.info.ID, req.To)
 	}
+	if parts := j.snapshot().Parts; len(parts) > 0 {
+		return nil, fmt.Errorf("job %s has a process on %s (pid %d), moved apart: the job moves whole only when its processes are together again", j.info.ID, parts[0].Node, parts[0].PID)
+	}
 	n.inFlight.Add(1)
 	defer n.inFlight.Done()
 	if n.stopping.Load() {

@@ -1,7 +1,9 @@
 package cluster_test
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
 	"regexp"
 	"strings"
 	"testing"
@@ -71,5 +73,135 @@ func waitJobOutput(t *testing.T, c *testCluster, node, id, want string) {
 			t.Fatalf("job %s never printed %q:\n%s", id, want, out)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// coprocWait builds testdata/coproc_wait.c once per test binary.
+func coprocWait(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(filepath.Dir(ferryBin), "coproc_wait")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if err := testutil.CompileC(bin, "testdata/coproc_wait.c", []string{"-O2"}); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestCoprocessStatuses: what the parent's waitid reports of a child
+// that runs on another node: a SIGTERM the parent sends it kills it
+// there, and the parent sees "killed by SIGTERM"; a child whose node
+// dies is reported killed by SIGKILL (never a wait that hangs).
+func TestCoprocessStatuses(t *testing.T) {
+	bin := coprocWait(t)
+	c := startCluster(t, 2, nil)
+	term := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "term"))
+	wait := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "wait"))
+	for _, id := range []string{term, wait} {
+		child := waitChild(t, c, "n1", id)
+		if out, err := c.ferry("n1", "migrate", id+"."+child, "--alone", "--to", "n2"); err != nil {
+			t.Fatalf("migrate %s.%s: %v\n%s", id, child, err, out)
+		}
+	}
+	c.mustFerry("n1", "kill", "-s", "USR1", term)
+	waitJobOutput(t, c, "n1", term, "killed 15 core 0\n")
+	c.killMachine("n2")
+	waitJobOutput(t, c, "n1", wait, "killed 9 core 0\n")
+}
+
+// TestCoprocessHomeDies: the job's home node is switched off while one
+// of its processes runs on another node. The job dies with its home (its
+// init and the processes there), and the moved process does not outlive
+// it: its node kills it once the relay's link has been down for its
+// timeout.
+func TestCoprocessHomeDies(t *testing.T) {
+	bin := coprocWait(t)
+	c := startCluster(t, 2, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "wait"))
+	child := waitChild(t, c, "n1", id)
+	if out, err := c.ferry("n1", "migrate", id, "--pid", child, "--alone", "--to", "n2"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	if n := countProcs(bin); n != 2 { // the parent, and the moved child (the stand-in runs ferry)
+		t.Fatalf("%d processes of %s, want 2", n, bin)
+	}
+	c.killMachine("n1")
+	deadline := time.Now().Add(40 * time.Second)
+	for countProcs(bin) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a process of the job outlived its home node by 40 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := c.mustFerry("n2", "ps"); strings.Contains(out, id+"."+child) {
+		t.Errorf("n2 still lists the moved process:\n%s", out)
+	}
+}
+
+// countProcs counts the live processes whose executable is bin.
+func countProcs(bin string) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
+			if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !strings.Contains(string(st), ") Z") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestCoprocessRefusals: the moves of one process apart that are refused,
+// each with the rule that refused it, and the job running on unharmed.
+func TestCoprocessRefusals(t *testing.T) {
+	bin := coprocWait(t)
+	c := startCluster(t, 2, nil)
+	for _, tc := range []struct {
+		name  string
+		run   []string
+		alone bool
+		main  bool // move the main process, not its child
+		want  string
+	}{
+		{"keep-together", []string{"--keep-together", "--", bin, "wait"}, true, false, "--keep-together"},
+		{"no-separate-waiting", []string{"--no-separate-waiting", "--", bin, "nest"}, false, false, "waits for its children, and the job was started with --no-separate-waiting"},
+		{"alone with children", []string{"--", bin, "nest"}, true, false, "--alone moves a process without any"},
+		{"shared memory", []string{"--", bin, "shm"}, true, false, "shared memory cannot be relayed"},
+		{"main process", []string{"--", bin, "wait"}, true, true, "the job's main process"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := strings.TrimSpace(c.mustFerry("n1", append([]string{"run", "-d"}, tc.run...)...))
+			child := waitChild(t, c, "n1", id)
+			if tc.name == "no-separate-waiting" {
+				time.Sleep(200 * time.Millisecond) // into its waitpid
+			}
+			pid := child
+			if tc.main {
+				pid = "101"
+				if j, ok := c.ps("n1")[id]; ok {
+					pid = strconv.Itoa(j.PID)
+				}
+			}
+			args := []string{"migrate", id, "--pid", pid, "--to", "n2"}
+			if tc.alone {
+				args = append(args, "--alone")
+			}
+			out, err := c.ferry("n1", args...)
+			if err == nil {
+				t.Fatalf("migrate %v moved it:\n%s", args, out)
+			}
+			if !strings.Contains(out, tc.want) || !strings.Contains(out, "cannot move apart from its job") {
+				t.Errorf("migrate %v: want an error with %q, got:\n%s", args, tc.want, out)
+			}
+			if !strings.Contains(out, "pid "+pid+" ") && tc.name != "keep-together" {
+				t.Errorf("the error does not name pid %s (the job's own numbering):\n%s", pid, out)
+			}
+			if j := c.ps("n1")[id]; j.State != "running" {
+				t.Errorf("the job is %q after the refusal", j.State)
+			}
+			c.mustFerry("n1", "kill", id)
+		})
 	}
 }

@@ -1,0 +1,76 @@
+/* coproc_wait MODE: a parent and a child for the moves of one process
+ * apart (ferry migrate JOB --pid CHILD). The parent prints "child PID".
+ *   wait  the child sleeps; the parent waits for it at once and prints
+ *         each change waitid reports ("exited N", "killed S core C",
+ *         "stopped S", "continued"), and ends when the child is gone
+ *   term  as wait, but the parent first waits for SIGUSR1, then sends
+ *         the child SIGTERM
+ *   nest  the child forks a grandchild and waits for it (waitpid); the
+ *         parent sleeps
+ *   shm   parent and child share an anonymous MAP_SHARED page; both sleep */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t go;
+static void on_usr1(int s) { (void)s; go = 1; }
+
+int main(int argc, char **argv) {
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	const char *mode = argc > 1 ? argv[1] : "wait";
+	signal(SIGUSR1, on_usr1);
+	volatile char *shared = NULL;
+	if (!strcmp(mode, "shm")) {
+		shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		shared[0] = 1;
+	}
+	pid_t c = fork();
+	if (c == 0) {
+		if (!strcmp(mode, "nest")) {
+			pid_t g = fork();
+			if (g == 0)
+				for (;;)
+					pause();
+			waitpid(g, NULL, 0);
+			return 0;
+		}
+		for (;;)
+			pause();
+	}
+	printf("child %d\n", c);
+	if (!strcmp(mode, "nest") || !strcmp(mode, "shm"))
+		for (;;)
+			pause();
+	if (!strcmp(mode, "term")) {
+		while (!go)
+			pause();
+		kill(c, SIGTERM);
+	}
+	for (;;) {
+		siginfo_t si = {0};
+		if (waitid(P_PID, c, &si, WEXITED | WSTOPPED | WCONTINUED) < 0) {
+			perror("waitid");
+			return 1;
+		}
+		switch (si.si_code) {
+		case CLD_EXITED:
+			printf("exited %d\n", si.si_status);
+			return 0;
+		case CLD_KILLED:
+			printf("killed %d core 0\n", si.si_status);
+			return 0;
+		case CLD_DUMPED:
+			printf("killed %d core 1\n", si.si_status);
+			return 0;
+		case CLD_STOPPED:
+			printf("stopped %d\n", si.si_status);
+			break;
+		case CLD_CONTINUED:
+			printf("continued\n");
+			break;
+		}
+	}
+}
