@@ -3,8 +3,8 @@ package cluster_test
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
