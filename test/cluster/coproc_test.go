@@ -37,6 +37,9 @@ func TestCoprocessApart(t *testing.T) {
 	}
 	c.mustFerry("n1", "kill", "-s", "USR1", id)
 	waitJobOutput(t, c, "n1", id, "\nok\n")
+	if !strings.Contains(c.logs("n1", id), "child "+child+" writes to the job's output from afar\n") {
+		t.Errorf("the moved child's output is not in the job's:\n%s", c.logs("n1", id))
+	}
 }
 
 // waitChild returns the PID the job's output names in a line "child PID".

@@ -7,7 +7,9 @@
  *   pingpong 200 one-byte round trips, each byte incremented by the child
  *   bulk     4 MiB each way at once, checksummed at the other end
  *   signals  parent → child SIGUSR2 (the child answers on the pipe),
- *            child → parent SIGUSR2 (counted by the parent's handler)
+ *            child → parent SIGUSR2 (counted by the parent's handler);
+ *            then the same to the whole process group (kill(0, ...))
+ *   stdout   the child writes a line to its stdout, the job's
  *   fork     the child forks; its grandchild's PID is told and is not
  *            one the parent's side uses (the parent forks one to compare)
  *   stop     the child stops itself (SIGSTOP): waitpid WUNTRACED says
@@ -120,6 +122,11 @@ static int child(int in, int out) {
 			kill(getppid(), SIGUSR2);
 			break;
 		}
+		case 'o':
+			printf("child %d writes to the job's output from afar\n", getpid());
+			fflush(stdout);
+			writen(out, "O", 1);
+			break;
 		case 'z':
 			raise(SIGSTOP);
 			writen(out, "C", 1);
@@ -223,7 +230,24 @@ int main(void) {
 		usleep(1000);
 	if (!usr2)
 		FAIL("signals: no SIGUSR2 from the child");
+	/* The whole group, the parent included (its handler counts). */
+	usr2 = 0;
+	ch = 's';
+	writen(down[1], &ch, 1);
+	kill(0, SIGUSR2);
+	if (readn(up[0], &ch, 1) < 0 || ch != 'S')
+		FAIL("signals: the child did not see SIGUSR2 sent to its group");
+	for (int i = 0; i < 10000 && usr2 < 2; i++)
+		usleep(1000);
+	if (usr2 < 2)
+		FAIL("signals: %d SIGUSR2 (want 2: from the group kill and from the child)", (int)usr2);
 	printf("signals ok\n");
+
+	ch = 'o';
+	writen(down[1], &ch, 1);
+	if (readn(up[0], &ch, 1) < 0 || ch != 'O')
+		FAIL("stdout: no answer");
+	printf("stdout ok\n");
 
 	ch = 'f';
 	writen(down[1], &ch, 1);
