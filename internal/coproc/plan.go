@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/internal/deputy"
+	"ferry/internal/kernel"
 	"ferry/internal/procfs"
 )
 
@@ -44,7 +45,8 @@ type Policy struct {
 type Stream struct {
 	ID    deputy.StreamID
 	Dir   deputy.Dir
-	Kind  string // "pipe" or "fifo"
+	Kind string // "pipe", "fifo" or "socket" (a socketpair: two streams on one end)
+	// Inode is the end's (the pipe's; the moved process's socket).
 	Inode uint64
 	// Holders are the moved processes' fds on this end (pid → fds).
 	Holders map[int][]int
@@ -238,6 +240,7 @@ func (p *Plan) planFDs(home []int) error {
 		write bool
 	}
 	streams := map[end]*Stream{}
+	sockets := map[uint64][]*Stream{} // by the moved end's inode
 	for _, q := range p.Moved {
 		fds, err := procfs.FDs(q)
 		if err != nil {
@@ -252,6 +255,14 @@ func (p *Plan) planFDs(home []int) error {
 				return fmt.Errorf("pid %d fd %d: %w", p.n(q), fd, err)
 			}
 			h, shared := held[l]
+			if !shared && strings.HasPrefix(l, "socket:[") {
+				// A socketpair whose other end stays: two streams, one
+				// each way, on this one end.
+				if err := p.socketStreams(q, fd, l, held, sockets); err != nil {
+					return err
+				}
+				continue
+			}
 			if !shared {
 				continue // the moved processes' own: it travels
 			}
@@ -294,6 +305,11 @@ func (p *Plan) planFDs(home []int) error {
 	for _, s := range streams {
 		p.Streams = append(p.Streams, *s)
 	}
+	for _, two := range sockets {
+		for _, s := range two {
+			p.Streams = append(p.Streams, *s)
+		}
+	}
 	sort.Slice(p.Streams, func(i, j int) bool {
 		a, b := p.Streams[i], p.Streams[j]
 		if a.Inode != b.Inode {
@@ -303,6 +319,42 @@ func (p *Plan) planFDs(home []int) error {
 	})
 	for i := range p.Streams {
 		p.Streams[i].ID = deputy.StreamID(i + 1)
+	}
+	return nil
+}
+
+// socketStreams makes the two streams of the moved process's socket fd
+// (link l) when its peer is held by a process that stays: a stream
+// socketpair, unnamed, the same one every moved holder holds.
+func (p *Plan) socketStreams(q, fd int, l string, held map[string]int, sockets map[uint64][]*Stream) error {
+	ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]"), 10, 32)
+	if err != nil {
+		return nil
+	}
+	if two := sockets[ino]; two != nil {
+		for _, s := range two {
+			s.Holders[q] = append(s.Holders[q], fd)
+		}
+		return nil
+	}
+	d, err := kernel.UnixDiagLookup(uint32(ino))
+	if err != nil || d.Peer == 0 {
+		return nil // not AF_UNIX, or not connected: it travels (or is refused by the dump)
+	}
+	h, ok := held[fmt.Sprintf("socket:[%d]", d.Peer)]
+	if !ok {
+		return nil // its peer moves too, or is outside the job
+	}
+	if d.Type != unix.SOCK_STREAM {
+		return fmt.Errorf("pid %d fd %d (%s) is a datagram or seqpacket socket connected to pid %d, which stays: only stream socketpairs are relayed (message boundaries would be lost): %w",
+			p.n(q), fd, l, p.n(h), ErrRefused)
+	}
+	if d.Name != "" {
+		return fmt.Errorf("pid %d fd %d (%s, bound to %s) is connected to pid %d, which stays: only unnamed socketpairs are relayed: %w",
+			p.n(q), fd, l, d.Name, p.n(h), ErrRefused)
+	}
+	for _, dir := range []deputy.Dir{deputy.ToAway, deputy.ToHome} {
+		sockets[ino] = append(sockets[ino], &Stream{Dir: dir, Kind: "socket", Inode: ino, Holders: map[int][]int{q: {fd}}})
 	}
 	return nil
 }

@@ -1887,6 +1887,12 @@ func (r *Restorer) prepareUnixLocked(rec *image.FD) error {
 		return nil
 	}
 	if rec.External {
+		if f := r.inherit[fmt.Sprintf("socket:%d", rec.Ino)]; f != nil {
+			// An end given for it (a socketpair relayed to a process
+			// that stayed on its old node, package coproc).
+			r.files[rec.Desc] = f
+			return nil
+		}
 		fd, err := r.takeLiveLocked(fmt.Sprintf("socket:[%d]", rec.Ino))
 		if err != nil {
 			return fmt.Errorf("unix socket connected outside the checkpointed tree: %w", err)

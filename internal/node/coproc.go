@@ -64,6 +64,9 @@ type coprocInRequest struct {
 	Parent  int             `json:"parent"`
 	Session bool            `json:"session"` // the parent leads the session
 	Streams []deputy.Stream `json:"streams"`
+	// Ends: the descriptors that carry them, a pipe's one stream or a
+	// socketpair's two.
+	Ends    []relayEnd `json:"ends"`
 	LastPID int             `json:"last_pid"`
 	Info    JobInfo         `json:"info"`
 }
@@ -183,12 +186,13 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	if len(plan.Moved) > 1 {
 		return nil, fmt.Errorf("pid %d has children: moving a process apart with its children is not supported yet: %w", req.PID, coproc.ErrRefused)
 	}
+	ends, err := relayEnds(plan.Streams)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", req.PID, err)
+	}
 	var stdio []string
-	for _, s := range plan.Streams {
-		if s.Kind != "pipe" {
-			return nil, fmt.Errorf("pid %d shares a FIFO with the job: FIFOs are not relayed yet: %w", req.PID, coproc.ErrRefused)
-		}
-		stdio = append(stdio, fmt.Sprintf("pipe:%d=relay-%d", s.Inode, s.ID))
+	for _, e := range ends {
+		stdio = append(stdio, fmt.Sprintf("%s:%d=%s", e.Kind, e.inode, e.role()))
 	}
 	sort.Strings(stdio)
 	parent, err := job.PIDIn(ns, plan.Parent)
@@ -227,7 +231,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 
 	var rep coprocInReply
 	if err := n.call(ctx, req.To, http.MethodPost, "/v1/peer/coproc", coprocInRequest{Move: move, Job: info.ID, Home: n.cfg.ID,
-		PID: req.PID, Parent: parent, Session: sid == parent, Streams: streams, LastPID: pidBlock(seq), Info: info}, &rep); err != nil {
+		PID: req.PID, Parent: parent, Session: sid == parent, Streams: streams, Ends: ends, LastPID: pidBlock(seq), Info: info}, &rep); err != nil {
 		return nil, fmt.Errorf("prepare %s: %w", req.To, err)
 	}
 	args := []string{"--to", rep.Addr, "--pid", strconv.Itoa(req.PID), "--mode", string(mode), "--job", info.ID,
@@ -267,7 +271,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 			ag.Answer(agent.Answer{To: agent.Frozen})
 		case agent.BeforeCommit:
 			var ans agent.Answer
-			pulled, err = pullFDs(host, plan.Streams)
+			pulled, err = pullFDs(host, ends)
 			if err != nil {
 				ans.Err = agent.EncodeError(err)
 			}
@@ -363,30 +367,64 @@ func (n *Node) partContext() (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
-// pullFDs takes, from the frozen process host, one fd of each stream it
-// holds (pidfd_getfd: the same open file description).
-func pullFDs(host int, streams []coproc.Stream) (map[deputy.StreamID]*os.File, error) {
+// relayEnd is one descriptor of the moved process that leads home: a
+// pipe's end (one stream) or a socketpair's (a stream each way).
+type relayEnd struct {
+	Kind    string            `json:"kind"` // "pipe" or "socket"
+	Streams []deputy.StreamID `json:"streams"`
+	inode   uint64
+	holder  int // the moved process's fd
+}
+
+// role names the end in the agents' --stdio and --relayed lists.
+func (e relayEnd) role() string { return fmt.Sprintf("relay-%d", e.Streams[0]) }
+
+// relayEnds groups a plan's streams by the descriptor carrying them.
+func relayEnds(streams []coproc.Stream) ([]relayEnd, error) {
+	var out []relayEnd
+	at := map[string]int{}
+	for _, s := range streams {
+		if s.Kind == "fifo" {
+			return nil, fmt.Errorf("a FIFO shared with the job is not relayed yet: %w", coproc.ErrRefused)
+		}
+		key := fmt.Sprintf("%s:%d", s.Kind, s.Inode)
+		if i, ok := at[key]; ok {
+			out[i].Streams = append(out[i].Streams, s.ID)
+			continue
+		}
+		fd := -1
+		for _, fds := range s.Holders {
+			fd = fds[0]
+		}
+		at[key] = len(out)
+		out = append(out, relayEnd{Kind: s.Kind, Streams: []deputy.StreamID{s.ID}, inode: s.Inode, holder: fd})
+	}
+	return out, nil
+}
+
+// pullFDs takes, from the frozen process host, the fd of each end
+// (pidfd_getfd: the same open file description), for its streams.
+func pullFDs(host int, ends []relayEnd) (map[deputy.StreamID]*os.File, error) {
 	pidfd, err := unix.PidfdOpen(host, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("pidfd_open", err)
 	}
 	defer unix.Close(pidfd)
 	out := map[deputy.StreamID]*os.File{}
-	for _, s := range streams {
-		fds := s.Holders[host]
-		if len(fds) == 0 {
-			continue
-		}
-		fd, err := unix.PidfdGetfd(pidfd, fds[0], 0)
+	for _, e := range ends {
+		fd, err := unix.PidfdGetfd(pidfd, e.holder, 0)
 		if err != nil {
 			for _, f := range out {
 				f.Close()
 			}
-			return nil, fmt.Errorf("take fd %d of pid %d: %w", fds[0], host, os.NewSyscallError("pidfd_getfd", err))
+			return nil, fmt.Errorf("take fd %d of pid %d: %w", e.holder, host, os.NewSyscallError("pidfd_getfd", err))
 		}
-		// Blocking: one goroutine per fd waits on it (package relay).
+		// Blocking: one goroutine per stream waits on it (package relay).
 		unix.SetNonblock(fd, false)
-		out[s.ID] = os.NewFile(uintptr(fd), fmt.Sprintf("stream %d", s.ID))
+		f := os.NewFile(uintptr(fd), e.role())
+		for _, id := range e.Streams {
+			out[id] = f
+		}
 	}
 	return out, nil
 }
@@ -625,18 +663,39 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 		}
 		os.RemoveAll(dir)
 	}
+	dirs := map[deputy.StreamID]deputy.Dir{}
 	for _, s := range req.Streams {
-		rf, wf, err := os.Pipe()
-		if err != nil {
+		dirs[s.ID] = s.Dir
+	}
+	for _, e := range req.Ends {
+		var proc, mine *os.File
+		switch {
+		case e.Kind == "pipe" && len(e.Streams) == 1:
+			rf, wf, err := os.Pipe()
+			if err != nil {
+				cleanup()
+				return "", err
+			}
+			proc, mine = wf, rf
+			if dirs[e.Streams[0]] == deputy.ToAway {
+				proc, mine = rf, wf
+			}
+		case e.Kind == "socket" && len(e.Streams) == 2:
+			sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				cleanup()
+				return "", os.NewSyscallError("socketpair", err)
+			}
+			proc, mine = os.NewFile(uintptr(sp[0]), "socket"), os.NewFile(uintptr(sp[1]), "socket")
+		default:
 			cleanup()
-			return "", err
+			return "", fmt.Errorf("a malformed relayed end: %+v", e)
 		}
-		if s.Dir == deputy.ToAway {
-			procEnds, relayFDs[s.ID] = append(procEnds, rf), wf
-		} else {
-			procEnds, relayFDs[s.ID] = append(procEnds, wf), rf
+		procEnds = append(procEnds, proc)
+		for _, id := range e.Streams {
+			relayFDs[id] = mine
 		}
-		roles = append(roles, fmt.Sprintf("relay-%d", s.ID))
+		roles = append(roles, e.role())
 	}
 	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: req.Parent, Scratch: n.cfg.Scratch,
 		Control: filepath.Join(dir, "control.sock"), ExitFile: filepath.Join(dir, "exit")})

@@ -259,11 +259,39 @@ func (e *End) writer(ctx context.Context, id deputy.StreamID, f *os.File, writes
 	}
 }
 
+// closeFD ends stream id's use of its fd. A socket that carries a stream
+// each way (a socketpair) is shut down in this stream's direction while
+// the other stream still uses it, and closed with the last one.
 func (e *End) closeFD(id deputy.StreamID) {
-	if !e.closed[id] {
-		e.closed[id] = true
-		e.FDs[id].Close()
+	if e.closed[id] {
+		return
 	}
+	e.closed[id] = true
+	f := e.FDs[id]
+	for other, g := range e.FDs {
+		if other == id || g != f || e.closed[other] {
+			continue
+		}
+		how := unix.SHUT_WR
+		if e.reads(id) {
+			how = unix.SHUT_RD
+		}
+		if rc, err := f.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), how) })
+		}
+		return
+	}
+	f.Close()
+}
+
+// reads reports whether this end reads stream id's fd (else it writes it).
+func (e *End) reads(id deputy.StreamID) bool {
+	for _, s := range e.Config.Streams {
+		if s.ID == id {
+			return (e.Config.Side == deputy.Home) == (s.Dir == deputy.ToAway)
+		}
+	}
+	return false
 }
 
 func (e *End) apply(acts []deputy.Action) error {

@@ -6,6 +6,8 @@
  *   ids      the child reports getpid/getppid/getpgrp/getsid: unchanged
  *   pingpong 200 one-byte round trips, each byte incremented by the child
  *   bulk     4 MiB each way at once, checksummed at the other end
+ *   socket   the same over a socketpair (1 MiB each way), then the
+ *            parent closes its end: the child reads end of file
  *   signals  parent → child SIGUSR2 (the child answers on the pipe),
  *            child → parent SIGUSR2 (counted by the parent's handler);
  *            then the same to the whole process group (kill(0, ...))
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,6 +73,29 @@ static uint32_t sum(const unsigned char *b, size_t n) {
 static unsigned char pat(size_t i, int seed) { return (unsigned char)((i * 131 + seed * 7 + (i >> 12)) & 0xff); }
 
 #define FAIL(...) do { printf("FAIL: " __VA_ARGS__); printf("\n"); return 1; } while (0)
+
+#define SBULK (1 << 20)
+
+/* bulkx sends SBULK of pattern seed to fd from a child process while it
+ * reads SBULK from fd, and returns the checksum of what it read. */
+static int bulkx(int fd, int seed, uint32_t *h) {
+	pid_t w = fork();
+	if (w == 0) {
+		unsigned char *o = malloc(SBULK);
+		for (size_t i = 0; i < SBULK; i++)
+			o[i] = pat(i, seed);
+		_exit(writen(fd, o, SBULK) < 0);
+	}
+	unsigned char *b = malloc(SBULK);
+	int r = readn(fd, b, SBULK);
+	int st;
+	waitpid(w, &st, 0);
+	*h = sum(b, SBULK);
+	free(b);
+	return r < 0 || !WIFEXITED(st) || WEXITSTATUS(st) ? -1 : 0;
+}
+
+static int sock = -1;
 
 static int child(int in, int out) {
 	signal(SIGUSR2, on_usr2);
@@ -122,6 +148,20 @@ static int child(int in, int out) {
 			kill(getppid(), SIGUSR2);
 			break;
 		}
+		case 'k': {
+			uint32_t h;
+			if (bulkx(sock, 4, &h) < 0)
+				return 5;
+			writen(out, &h, sizeof h);
+			break;
+		}
+		case 'e': {
+			char c;
+			ssize_t r = read(sock, &c, 1);
+			writen(out, r == 0 ? "E" : "?", 1);
+			close(sock);
+			break;
+		}
 		case 'o':
 			printf("child %d writes to the job's output from afar\n", getpid());
 			fflush(stdout);
@@ -160,17 +200,20 @@ int main(void) {
 	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = on_usr2;
 	sigaction(SIGUSR2, &sa, NULL);
-	int down[2], up[2];
-	if (pipe(down) < 0 || pipe(up) < 0)
+	int down[2], up[2], sv[2];
+	if (pipe(down) < 0 || pipe(up) < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
 		return 1;
 	pid_t c = fork();
 	if (c == 0) {
 		close(down[1]);
 		close(up[0]);
+		close(sv[0]);
+		sock = sv[1];
 		return child(down[0], up[1]);
 	}
 	close(down[0]);
 	close(up[1]);
+	close(sv[1]);
 	printf("child %d\n", c);
 	while (!go)
 		pause();
@@ -220,6 +263,29 @@ int main(void) {
 	int st;
 	waitpid(w, &st, 0);
 	printf("bulk ok\n");
+
+	ch = 'k';
+	writen(down[1], &ch, 1);
+	uint32_t hs, hc;
+	if (bulkx(sv[0], 3, &hs) < 0)
+		FAIL("socket: short transfer");
+	if (readn(up[0], &hc, sizeof hc) < 0)
+		FAIL("socket: no checksum");
+	unsigned char *sw = malloc(SBULK);
+	for (size_t i = 0; i < SBULK; i++)
+		sw[i] = pat(i, 4);
+	if (hs != sum(sw, SBULK))
+		FAIL("socket: the parent got other bytes");
+	for (size_t i = 0; i < SBULK; i++)
+		sw[i] = pat(i, 3);
+	if (hc != sum(sw, SBULK))
+		FAIL("socket: the child got other bytes");
+	close(sv[0]);
+	ch = 'e';
+	writen(down[1], &ch, 1);
+	if (readn(up[0], &ch, 1) < 0 || ch != 'E')
+		FAIL("socket: the child did not read end of file");
+	printf("socket ok\n");
 
 	ch = 's';
 	writen(down[1], &ch, 1);
