@@ -19,7 +19,7 @@ func benchCmd() *cobra.Command {
 	var mcfg bench.MigrateConfig
 	var scfg bench.SoakConfig
 	var fcfg bench.ForwardingConfig
-	var asJSON, migration, soak, forwarding, drawbacks bool
+	var asJSON, migration, soak, forwarding, drawbacks, coprocess bool
 	var modes, rates, mechanisms []string
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -94,6 +94,17 @@ func benchCmd() *cobra.Command {
 				}
 				return rep.WriteText(os.Stdout)
 			}
+			if coprocess {
+				rep, err := bench.RunCoprocess(cmd.Context(), bench.CoprocConfig{Exe: exe, Dir: cfg.Dir, Log: logger(), Progress: os.Stderr})
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(rep)
+				}
+				bench.WriteCoprocReport(os.Stdout, rep)
+				return nil
+			}
 			if soak {
 				if migration {
 					return fmt.Errorf("--soak and --migrate: choose one")
@@ -155,6 +166,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "directory for images (default /dev/shm)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	cmd.Flags().BoolVar(&migration, "migrate", false, "time migrations between two local nodes instead")
+	cmd.Flags().BoolVar(&coprocess, "coprocess", false, "measure a child moved apart from its parent (pipes, signals, wait) beside the same on one node and the raw TLS link")
 	cmd.Flags().StringSliceVar(&rates, "rates", []string{"0", "16", "128"}, "--migrate: dirty rates in MiB/s (--soak: one, the jobs', default 4)")
 	cmd.Flags().StringSliceVar(&modes, "modes", []string{"freeze", "precopy", "postcopy"}, "--migrate, --soak: transfer modes (--forwarding: default freeze)")
 	cmd.Flags().BoolVar(&soak, "soak", false, "keep jobs moving between real local node daemons for --duration")

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"ferry/internal/agent"
+	"ferry/internal/coprocload"
 	"ferry/internal/job"
 	"ferry/internal/standin"
 )
@@ -31,9 +32,14 @@ func main() {
 		job.InitMainArgs(os.Args[2:]) // never returns
 	}
 	if len(os.Args) > 1 && os.Args[1] == "standin" {
-		// Before anything asks for signals: the stand-in reads them all
-		// from a signalfd.
+		// Before anything asks for signals: the stand-in takes them all
+		// (os/signal).
 		os.Exit(standin.Main(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "coprocload" {
+		// The coprocess bench's load (`ferry bench --coprocess`): its
+		// signals are its own.
+		os.Exit(coprocload.Main(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if len(os.Args) > 1 && os.Args[1] == "agent" {

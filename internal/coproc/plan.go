@@ -43,8 +43,8 @@ type Policy struct {
 
 // Stream is one descriptor end that leads to a process staying home.
 type Stream struct {
-	ID    deputy.StreamID
-	Dir   deputy.Dir
+	ID   deputy.StreamID
+	Dir  deputy.Dir
 	Kind string // "pipe", "fifo" or "socket" (a socketpair: two streams on one end)
 	// Inode is the end's (the pipe's; the moved process's socket).
 	Inode uint64
@@ -255,6 +255,11 @@ func (p *Plan) planFDs(home []int) error {
 				return fmt.Errorf("pid %d fd %d: %w", p.n(q), fd, err)
 			}
 			h, shared := held[l]
+			if shared && strings.HasPrefix(l, "anon_inode:") {
+				// Every eventpoll (eventfd, timerfd...) has the same
+				// link: shared only if it is the same open file.
+				h, shared = sameFile(q, fd, l, home)
+			}
 			if !shared && strings.HasPrefix(l, "socket:[") {
 				// A socketpair whose other end stays: two streams, one
 				// each way, on this one end.
@@ -357,4 +362,24 @@ func (p *Plan) socketStreams(q, fd int, l string, held map[string]int, sockets m
 		sockets[ino] = append(sockets[ino], &Stream{Dir: dir, Kind: "socket", Inode: ino, Holders: map[int][]int{q: {fd}}})
 	}
 	return nil
+}
+
+// sameFile looks for a process of home holding the open file q's fd
+// (link l) holds, by kcmp.
+func sameFile(q, fd int, l string, home []int) (int, bool) {
+	for _, h := range home {
+		fds, err := procfs.FDs(h)
+		if err != nil {
+			continue
+		}
+		for _, hfd := range fds {
+			if hl, err := procfs.FDLink(h, hfd); err != nil || hl != l {
+				continue
+			}
+			if same, err := kernel.KcmpFile(q, fd, h, hfd); err == nil && same {
+				return h, true
+			}
+		}
+	}
+	return 0, false
 }

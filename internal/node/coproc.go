@@ -46,6 +46,11 @@ const alpnRelay = "ferry-relay"
 // it (package deputy).
 const relayPeerTimeout = 10 * time.Second
 
+// relayWindow bounds the bytes of one relayed stream on their way (read
+// at one end, not yet written at the other): what a full pipe holds
+// back, and what keeps the link busy.
+const relayWindow = 2 << 20
+
 // Part is a process of a job that runs on another node than the job's
 // home (ferry ps).
 type Part struct {
@@ -67,8 +72,8 @@ type coprocInRequest struct {
 	// Ends: the descriptors that carry them, a pipe's one stream or a
 	// socketpair's two.
 	Ends    []relayEnd `json:"ends"`
-	LastPID int             `json:"last_pid"`
-	Info    JobInfo         `json:"info"`
+	LastPID int        `json:"last_pid"`
+	Info    JobInfo    `json:"info"`
 }
 
 type coprocInReply struct {
@@ -308,7 +313,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	// It runs there. The home end of the relay.
 	lnOwned = false
 	p := &part{move: move, side: deputy.Home, peer: req.To, conns: make(chan net.Conn, 4), done: make(chan struct{})}
-	p.end = &relay.End{Config: deputy.Config{Side: deputy.Home, Streams: streams, PeerTimeout: relayPeerTimeout}, FDs: pulled, Log: n.log.With("move", move),
+	p.end = &relay.End{Config: deputy.Config{Side: deputy.Home, Streams: streams, PeerTimeout: relayPeerTimeout, Window: relayWindow}, FDs: pulled, Log: n.log.With("move", move),
 		Kill: func(target, sig int) error {
 			if target == 0 {
 				return nil
@@ -680,6 +685,9 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 			if dirs[e.Streams[0]] == deputy.ToAway {
 				proc, mine = rf, wf
 			}
+			// Room for a window's worth: the relay keeps the link busy
+			// while the process reads (the kernel may give less).
+			unix.FcntlInt(wf.Fd(), unix.F_SETPIPE_SZ, relayWindow)
 		case e.Kind == "socket" && len(e.Streams) == 2:
 			sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
@@ -801,7 +809,7 @@ func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *ag
 	n.log.Info("a process moved apart runs here", "move", p.move, "job", req.Job, "pid", req.PID)
 	ns := in.NSPath()
 	host, herr := job.HostPID(ns, req.PID)
-	p.end = &relay.End{Config: deputy.Config{Side: deputy.Away, Streams: req.Streams, PeerTimeout: relayPeerTimeout}, FDs: relayFDs,
+	p.end = &relay.End{Config: deputy.Config{Side: deputy.Away, Streams: req.Streams, PeerTimeout: relayPeerTimeout, Window: relayWindow}, FDs: relayFDs,
 		Log: n.log.With("move", p.move),
 		Kill: func(target, sig int) error {
 			if herr != nil {

@@ -124,7 +124,7 @@ func (e *End) Run(ctx context.Context, conns <-chan net.Conn) error {
 			e.allow[s.ID] = ch
 			go e.reader(ctx, s.ID, f, ch)
 		} else {
-			ch := make(chan []byte, 1)
+			ch := make(chan []byte, 1024) // a Write never waits for the fd: the window bounds what is queued
 			e.writes[s.ID] = ch
 			go e.writer(ctx, s.ID, f, ch)
 		}
