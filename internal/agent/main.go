@@ -116,6 +116,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	standinExe := fs.String("standin-exe", "", "the ferry executable its stand-in runs, as seen in the job")
 	parent := fs.Int("parent", 0, "recv, a process moved apart: its parent's PID, made first as a stand-in")
 	parentSession := fs.Bool("parent-session", false, "recv, a process moved apart: its parent's stand-in leads its session")
+	leader := fs.Int("leader", 0, "recv, a process moved apart: the leader of its session and group (neither it nor its parent), made first as a stand-in")
 	relayed := fs.String("relayed", "", "recv, a process moved apart: role,... of its relayed streams' ends, fds 5, 6, ... (in the image's --stdio roles)")
 	lastPID := fs.Int("last-pid", 0, "recv: the PID the processes forked after the restore continue from (0: after the restored ones)")
 	maxFreeze := fs.Duration("max-freeze", 0, "send: precopy stops iterating when the predicted freeze is this short")
@@ -179,7 +180,8 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 			fileCache: fileCache, rules: rules, lastPID: *lastPID}
 		if *parent > 0 {
 			rs.parent = &restore.Parent{PID: *parent, Session: *parentSession, Path: *standinExe,
-				Argv: []string{"ferry", "standin", "--away", "--connect", *standin}, Envp: []string{}}
+				Argv: []string{"ferry", "standin", "--away", "--connect", *standin}, Envp: []string{},
+				Leader: *leader, LeaderArgv: []string{"ferry", "standin", "--leader"}}
 		}
 		if *relayed != "" {
 			rs.relayed = strings.Split(*relayed, ",")

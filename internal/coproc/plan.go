@@ -59,7 +59,10 @@ type Plan struct {
 	// Parent is PID's parent, which stays: its stand-in on the other
 	// node has its PID. SID and PGID are PID's session and group.
 	Parent, SID, PGID int
-	Streams           []Stream
+	// Leader, if not 0, leads PID's session and group, and is neither PID
+	// nor its parent: its stand-in there leads them (restore.Parent.Leader).
+	Leader  int
+	Streams []Stream
 
 	name func(int) int
 }
@@ -115,12 +118,17 @@ func Make(job []int, pid int, alone bool, pol Policy) (*Plan, error) {
 	p.Moved = append([]int{pid}, kids...)
 	// Its session and group must be made again there: led by itself or
 	// by its parent (whose stand-in there can lead them).
+	// Or, as a compiler under make's shell is, both led by one process
+	// of the job that stays (the Leader, whose stand-in there leads them).
+	if p.SID != pid && p.SID != p.Parent && p.SID == p.PGID && slices.Contains(job, p.SID) && !slices.Contains(p.Moved, p.SID) {
+		p.Leader = p.SID
+	}
 	for _, id := range []struct {
 		what string
 		v    int
 	}{{"session", p.SID}, {"process group", p.PGID}} {
-		if id.v != pid && id.v != p.Parent && !slices.Contains(p.Moved, id.v) {
-			return nil, fmt.Errorf("pid %d is in %s %d, led by neither itself nor its parent %d: %w", p.n(pid), id.what, p.n(id.v), p.n(p.Parent), ErrRefused)
+		if id.v != pid && id.v != p.Parent && id.v != p.Leader && !slices.Contains(p.Moved, id.v) {
+			return nil, fmt.Errorf("pid %d is in %s %d, led by neither itself, its parent %d nor the leader of its session: %w", p.n(pid), id.what, p.n(id.v), p.n(p.Parent), ErrRefused)
 		}
 	}
 	if p.SID == p.Parent && p.PGID != p.Parent && p.PGID != pid {

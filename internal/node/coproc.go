@@ -62,12 +62,15 @@ type Part struct {
 // coprocInRequest asks a node to prepare the arrival of a process moved
 // apart from its job.
 type coprocInRequest struct {
-	Move    string          `json:"move"`
-	Job     string          `json:"job"`
-	Home    string          `json:"home"`
-	PID     int             `json:"pid"`
-	Parent  int             `json:"parent"`
-	Session bool            `json:"session"` // the parent leads the session
+	Move    string `json:"move"`
+	Job     string `json:"job"`
+	Home    string `json:"home"`
+	PID     int    `json:"pid"`
+	Parent  int    `json:"parent"`
+	Session bool   `json:"session"` // the parent leads the session
+	// Leader leads the session and group of the process and its parent
+	// (neither of which does): a stand-in of its own there.
+	Leader  int             `json:"leader,omitempty"`
 	Streams []deputy.Stream `json:"streams"`
 	// Ends: the descriptors that carry them, a pipe's one stream or a
 	// socketpair's two.
@@ -208,6 +211,12 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	if err != nil {
 		return nil, err
 	}
+	leader := 0
+	if plan.Leader != 0 {
+		if leader, err = job.PIDIn(ns, plan.Leader); err != nil {
+			return nil, err
+		}
+	}
 	n.mu.Lock()
 	n.moveSeq++
 	seq := n.moveSeq
@@ -236,7 +245,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 
 	var rep coprocInReply
 	if err := n.call(ctx, req.To, http.MethodPost, "/v1/peer/coproc", coprocInRequest{Move: move, Job: info.ID, Home: n.cfg.ID,
-		PID: req.PID, Parent: parent, Session: sid == parent, Streams: streams, Ends: ends, LastPID: pidBlock(seq), Info: info}, &rep); err != nil {
+		PID: req.PID, Parent: parent, Session: sid == parent, Leader: leader, Streams: streams, Ends: ends, LastPID: pidBlock(seq), Info: info}, &rep); err != nil {
 		return nil, fmt.Errorf("prepare %s: %w", req.To, err)
 	}
 	args := []string{"--to", rep.Addr, "--pid", strconv.Itoa(req.PID), "--mode", string(mode), "--job", info.ID,
@@ -705,7 +714,11 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 		}
 		roles = append(roles, e.role())
 	}
-	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: req.Parent, Scratch: n.cfg.Scratch,
+	top := req.Parent // the part's first process: its init waits for it
+	if req.Leader > 1 {
+		top = req.Leader
+	}
+	in, err := job.StartInit(job.InitSpec{Exe: n.cfg.Exe, MainPID: top, Scratch: n.cfg.Scratch,
 		Control: filepath.Join(dir, "control.sock"), ExitFile: filepath.Join(dir, "exit")})
 	if err != nil {
 		cleanup()
@@ -729,6 +742,9 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 		"--standin-exe", n.cfg.Exe, "--relayed", strings.Join(roles, ","), "--last-pid", strconv.Itoa(req.LastPID)}
 	if req.Session {
 		args = append(args, "--parent-session")
+	}
+	if req.Leader > 1 {
+		args = append(args, "--leader", strconv.Itoa(req.Leader))
 	}
 	if o := ownerFlag(req.Info); o != "" {
 		args = append(args, "--owner", o)

@@ -58,6 +58,9 @@ type tree struct {
 	// and its injector.
 	parent    int
 	parentInj *ptrace.Injector
+	// leader, leaderInj: the session leader's stand-in (Parent.Leader).
+	leader    int
+	leaderInj *ptrace.Injector
 }
 
 // builder reinstates one process of the tree.
@@ -126,53 +129,46 @@ func killReap(pid int) {
 // killParent kills the root's stand-in parent, if there is one still
 // traced.
 func (t *tree) killParent() {
-	if t.parent <= 0 {
-		return
+	if t.parent > 0 {
+		killReap(t.parent)
+		t.parent = 0
 	}
-	killReap(t.parent)
-	t.parent = 0
+	if t.leader > 0 {
+		killReap(t.leader)
+		t.leader = 0
+	}
 }
 
 // makeParent clones the root's stand-in parent out of the seed (in):
-// its PID, a session of its own if asked. It returns its injector, whose
-// scratch is the seed's page (the clone's copy).
+// its PID, a session of its own if asked — or, with a Leader, out of a
+// first stand-in with the leader's PID that leads the session and group
+// they are both in. It returns the parent's injector, whose scratch is
+// the seed's page (the clone's copy).
 func (b *builder) makeParent(in *ptrace.Injector, sc uint64, addr uint64) (*ptrace.Injector, error) {
 	want := b.opts.Parent
-	ca := kernel.CloneArgs{Flags: unix.CLONE_PARENT, SetTID: sc + 256, SetTIDSize: 1}
-	if _, err := in.ScratchAt(256, le64(uint64(want.PID))); err != nil {
-		return nil, err
+	from, flags, exit := in, uint64(unix.CLONE_PARENT), uint64(0)
+	if want.Leader > 0 && want.Leader != want.PID {
+		pid, lin, err := cloneStandIn(in, want.Leader, flags, exit, sc, addr)
+		if pid > 0 {
+			b.tree.leader = pid
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the session leader's stand-in %d: %w", want.Leader, err)
+		}
+		if _, err := lin.Syscall(unix.SYS_SETSID); err != nil {
+			return nil, fmt.Errorf("the session leader's stand-in %d: setsid: %w", want.Leader, err)
+		}
+		b.tree.leaderInj = lin
+		from, flags, exit = lin, 0, uint64(unix.SIGCHLD)
 	}
-	argAddr, err := in.Scratch(kernel.Bytes(&ca))
+	pid, pin, err := cloneStandIn(from, want.PID, flags, exit, sc, addr)
+	if pid > 0 {
+		b.tree.parent = pid
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the root's stand-in parent %d: %w", want.PID, err)
 	}
-	pid, err := cloneWithPID(want.PID, func() (uint64, error) {
-		return in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("the root's stand-in parent: %w", err)
-	}
-	b.tree.parent = int(pid)
-	ws, err := ptrace.Wait(b.tree.parent)
-	if err != nil {
-		return nil, err
-	}
-	if !ws.Stopped() {
-		return nil, fmt.Errorf("the root's stand-in parent %d: %s", pid, ptrace.Describe(ws))
-	}
-	// Its exec must not raise a SIGTRAP (it was not seized).
-	if err := unix.PtraceSetOptions(b.tree.parent, traceOptions|unix.PTRACE_O_TRACEEXEC); err != nil {
-		return nil, fmt.Errorf("the root's stand-in parent: options: %w", err)
-	}
-	pin, err := ptrace.NewInjector(b.tree.parent, addr)
-	if err != nil {
-		return nil, err
-	}
-	if err := pin.AvoidTraps(); err != nil {
-		return nil, err
-	}
-	pin.SetScratch(sc, 4096)
-	if want.Session {
+	if want.Session && b.tree.leader == 0 {
 		if _, err := pin.Syscall(unix.SYS_SETSID); err != nil {
 			return nil, fmt.Errorf("the root's stand-in parent: setsid: %w", err)
 		}
@@ -181,35 +177,89 @@ func (b *builder) makeParent(in *ptrace.Injector, sc uint64, addr uint64) (*ptra
 	return pin, nil
 }
 
-// startParent turns the root's stand-in parent into its program and lets
-// it run (Options.Parent).
+// cloneStandIn clones a process with PID pid out of the one in injects
+// into (clone3 flags and exit signal), traced, and returns its injector.
+func cloneStandIn(in *ptrace.Injector, pid int, flags, exit uint64, sc, addr uint64) (int, *ptrace.Injector, error) {
+	ca := kernel.CloneArgs{Flags: flags, ExitSignal: exit, SetTID: sc + 256, SetTIDSize: 1}
+	if _, err := in.ScratchAt(256, le64(uint64(pid))); err != nil {
+		return 0, nil, err
+	}
+	argAddr, err := in.Scratch(kernel.Bytes(&ca))
+	if err != nil {
+		return 0, nil, err
+	}
+	got, err := cloneWithPID(pid, func() (uint64, error) {
+		return in.Syscall(unix.SYS_CLONE3, argAddr, kernel.CloneArgsSize)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	ws, err := ptrace.Wait(int(got))
+	if err != nil {
+		return int(got), nil, err
+	}
+	if !ws.Stopped() {
+		return int(got), nil, fmt.Errorf("%s", ptrace.Describe(ws))
+	}
+	// Its exec must not raise a SIGTRAP (it was not seized).
+	if err := unix.PtraceSetOptions(int(got), traceOptions|unix.PTRACE_O_TRACEEXEC); err != nil {
+		return int(got), nil, fmt.Errorf("options: %w", err)
+	}
+	pin, err := ptrace.NewInjector(int(got), addr)
+	if err != nil {
+		return int(got), nil, err
+	}
+	if err := pin.AvoidTraps(); err != nil {
+		return int(got), nil, err
+	}
+	pin.SetScratch(sc, 4096)
+	return int(got), pin, nil
+}
+
+// startParent turns the root's stand-in parent (and the session
+// leader's, if any) into its program and lets it run (Options.Parent).
 func (t *tree) startParent() error {
+	if t.leader > 0 {
+		p := t.opts.Parent
+		if err := execStandIn(t.leader, t.leaderInj, p.Path, p.LeaderArgv, p.Envp); err != nil {
+			return fmt.Errorf("the session leader's stand-in %d: %w", t.leader, err)
+		}
+		t.leader = 0
+	}
 	if t.parent <= 0 {
 		return nil
 	}
 	p := t.opts.Parent
-	// It is a copy of the seed: whatever the seed holds (the restoring
-	// program's own descriptors: its pipes to its node, the ends the
-	// tree inherits) must not live on in the stand-in, where it would
-	// keep a pipe from ever reading EOF. Its standard streams stay.
-	fds, err := procfs.FDs(t.parent)
-	if err != nil {
+	if err := execStandIn(t.parent, t.parentInj, p.Path, p.Argv, p.Envp); err != nil {
 		return fmt.Errorf("the root's stand-in parent %d: %w", t.parent, err)
+	}
+	t.parent = 0
+	return nil
+}
+
+// execStandIn makes pid (traced, in) run path and lets it go. It is a
+// copy of the seed: whatever the seed holds (the restoring program's own
+// descriptors: its pipes to its node, the ends the tree inherits) must
+// not live on in the stand-in, where it would keep a pipe from ever
+// reading EOF. Its standard streams stay.
+func execStandIn(pid int, in *ptrace.Injector, path string, argv, envp []string) error {
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return err
 	}
 	for _, fd := range fds {
 		if fd > 2 {
-			if _, err := t.parentInj.Syscall(unix.SYS_CLOSE, uint64(fd)); err != nil {
-				return fmt.Errorf("the root's stand-in parent %d: close fd %d: %w", t.parent, fd, err)
+			if _, err := in.Syscall(unix.SYS_CLOSE, uint64(fd)); err != nil {
+				return fmt.Errorf("close fd %d: %w", fd, err)
 			}
 		}
 	}
-	if err := t.parentInj.Exec(p.Path, p.Argv, p.Envp); err != nil {
-		return fmt.Errorf("the root's stand-in parent %d: %w", t.parent, err)
+	if err := in.Exec(path, argv, envp); err != nil {
+		return err
 	}
-	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(t.parent), 0, 0, 0, 0); e != 0 {
-		return fmt.Errorf("the root's stand-in parent %d: detach: %w", t.parent, e)
+	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(pid), 0, 0, 0, 0); e != 0 {
+		return fmt.Errorf("detach: %w", e)
 	}
-	t.parent = 0
 	return nil
 }
 

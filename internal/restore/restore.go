@@ -95,6 +95,12 @@ type Parent struct {
 	Session    bool
 	Path       string
 	Argv, Envp []string
+	// Leader, when set, is the PID of the session (and group) leader of
+	// the root and its parent, neither of which leads it: a stand-in with
+	// that PID is made first, leads a session, and is the parent's
+	// parent; it runs Path with LeaderArgv.
+	Leader     int
+	LeaderArgv []string
 }
 
 // Result reports a restore.

@@ -132,7 +132,7 @@ func Listen(path string) (int, error) {
 	return ln, nil
 }
 
-// Main is `ferry standin [--away] --connect PATH`: it never returns while
+// Main is `ferry standin [--away] --connect PATH` (or --leader): it never returns while
 // the process has a status to take on.
 //
 // With --away it is the other end's stand-in, for the moved process's
@@ -141,6 +141,9 @@ func Listen(path string) (int, error) {
 // its child's status that waitid tells; it exits once it has no child
 // left.
 func Main(args []string) int {
+	if len(args) == 1 && args[0] == "--leader" {
+		return leader()
+	}
 	away := len(args) > 0 && args[0] == "--away"
 	if away {
 		args = args[1:]
@@ -160,6 +163,24 @@ func Main(args []string) int {
 	// tells what became of the process. As if its node died (deputy).
 	dieBy(unix.SIGKILL, false)
 	return 1
+}
+
+// leader is `ferry standin --leader`: away, the stand-in of the leader of
+// the moved process's session and group (restore.Parent.Leader), which
+// has no part to play but to lead them: it ignores signals, reaps its
+// child (the parent's stand-in) and ends when it has none.
+func leader() int {
+	signal.Ignore()
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0
+		}
+	}
 }
 
 // errNoChild ends an away stand-in: its child is gone, and told.

@@ -208,3 +208,37 @@ func TestCoprocessRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestCoprocessSessionLeader: a process in the session and group of the
+// job's main process, whose parent is a process between them (as a
+// compiler under make's shell is), moves alone: on the other node a
+// stand-in of the leader leads its session and group again, and the
+// process reports the same PID, parent, group and session before and
+// after the move; its parent still gets its exit status.
+func TestCoprocessSessionLeader(t *testing.T) {
+	bin := coprocWait(t)
+	c := startCluster(t, 2, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "grand"))
+	child := waitChild(t, c, "n1", id)
+	idsLine := regexp.MustCompile(`(?m)^ids .*$`)
+	c.mustFerry("n1", "kill", "-s", "USR1", id)
+	waitJobOutput(t, c, "n1", id, "ids ")
+	before := idsLine.FindString(c.logs("n1", id))
+	if out, err := c.ferry("n1", "migrate", id, "--pid", child, "--alone", "--to", "n2"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	c.mustFerry("n1", "kill", "-s", "USR1", id)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(idsLine.FindAllString(c.logs("n1", id), -1)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ids after the move:\n%s", c.logs("n1", id))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	after := idsLine.FindAllString(c.logs("n1", id), -1)[1]
+	if before != after || !strings.HasPrefix(before, "ids "+child+" ") {
+		t.Fatalf("before the move %q, after %q", before, after)
+	}
+	c.mustFerry("n1", "kill", "-s", "TERM", id)
+	waitJobOutput(t, c, "n1", id, "killed 15 core 0\n")
+}

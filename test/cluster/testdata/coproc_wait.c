@@ -7,7 +7,12 @@
  *         the child SIGTERM
  *   nest  the child forks a grandchild and waits for it (waitpid); the
  *         parent sleeps
- *   shm   parent and child share an anonymous MAP_SHARED page; both sleep */
+ *   shm   parent and child share an anonymous MAP_SHARED page; both sleep
+ *   grand the main process forks a middle one (as make runs a shell),
+ *         whose child, in the main process's session and group, prints
+ *         "ids PID PPID PGRP SID" at each SIGUSR1; the middle one
+ *         reports its child's statuses as in wait; only the child
+ *         takes a SIGTERM sent to the group */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +22,12 @@
 
 static volatile sig_atomic_t go;
 static void on_usr1(int s) { (void)s; go = 1; }
+static void say_ids(int s) {
+	(void)s;
+	char b[96];
+	int n = snprintf(b, sizeof b, "ids %d %d %d %d\n", getpid(), getppid(), getpgrp(), getsid(0));
+	write(1, b, n);
+}
 
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -27,8 +38,22 @@ int main(int argc, char **argv) {
 		shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		shared[0] = 1;
 	}
+	if (!strcmp(mode, "grand")) {
+		pid_t m = fork();
+		if (m > 0) {
+			signal(SIGTERM, SIG_IGN);
+			for (;;)
+				pause();
+		}
+		signal(SIGUSR1, SIG_IGN);
+	}
 	pid_t c = fork();
 	if (c == 0) {
+		if (!strcmp(mode, "grand")) {
+			signal(SIGUSR1, say_ids);
+			for (;;)
+				pause();
+		}
 		if (!strcmp(mode, "nest")) {
 			pid_t g = fork();
 			if (g == 0)
@@ -41,6 +66,8 @@ int main(int argc, char **argv) {
 			pause();
 	}
 	printf("child %d\n", c);
+	if (!strcmp(mode, "grand"))
+		signal(SIGTERM, SIG_IGN); /* a SIGTERM to the group is for the child */
 	if (!strcmp(mode, "nest") || !strcmp(mode, "shm"))
 		for (;;)
 			pause();
