@@ -114,6 +114,7 @@ func runCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&req.Node, "node", "", "node to run on (default: the local one)")
 	cmd.Flags().StringVar(&req.Forwarding, "forwarding", "", "the job's message forwarding: resend, origin, link, update or auto (default: its node's)")
+	cmd.Flags().StringSliceVar(&req.Spread, "spread", nil, "place each new process of the job running one of these commands (found in its PATH) on the least loaded node as it starts, e.g. --spread cc,gcc")
 	cmd.Flags().BoolVar(&req.KeepTogether, "keep-together", false, "refuse to move the job's processes apart (ferry migrate JOB --pid)")
 	cmd.Flags().BoolVar(&req.NoSeparateWaiting, "no-separate-waiting", false, "refuse to move apart a process that waits for its children")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "print the job id and return")

@@ -16,6 +16,7 @@ import (
 	"ferry/internal/agent"
 	"ferry/internal/coprocload"
 	"ferry/internal/job"
+	"ferry/internal/spread"
 	"ferry/internal/standin"
 )
 
@@ -35,6 +36,11 @@ func main() {
 		// Before anything asks for signals: the stand-in takes them all
 		// (os/signal).
 		os.Exit(standin.Main(os.Args[2:]))
+	}
+	if spread.IsWrapper(os.Args[0]) {
+		// Run as a --spread command of a job: ask the node where to
+		// run, then become the command (package spread).
+		os.Exit(spread.Main(os.Args))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "coprocload" {
 		// The coprocess bench's load (`ferry bench --coprocess`): its

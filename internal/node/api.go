@@ -56,6 +56,9 @@ type RunRequest struct {
 	// moving its processes apart (package coproc).
 	KeepTogether      bool `json:"keep_together,omitempty"`
 	NoSeparateWaiting bool `json:"no_separate_waiting,omitempty"`
+	// Spread: commands whose new processes are each placed on the least
+	// loaded node as they start (package spread).
+	Spread []string `json:"spread,omitempty"`
 }
 
 // MigrateRequest moves a job.

@@ -55,6 +55,10 @@ type JobInfo struct {
 	Parts             []Part `json:"parts,omitempty"`
 	KeepTogether      bool   `json:"keep_together,omitempty"`
 	NoSeparateWaiting bool   `json:"no_separate_waiting,omitempty"`
+	// Spread: the commands whose processes are placed as they start
+	// (package spread); SpreadRuns counts, by node, where they ran.
+	Spread     []string       `json:"spread,omitempty"`
+	SpreadRuns map[string]int `json:"spread_runs,omitempty"`
 }
 
 const (

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"ferry/internal/ipc"
 	"ferry/internal/job"
 	"ferry/internal/procfs"
+	"ferry/internal/spread"
 )
 
 // newJobID takes the next job id, durably: ids are never reused, also
@@ -55,7 +57,16 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	}
 	j := &localJob{n: n, done: make(chan struct{}), info: JobInfo{ID: id, Home: n.cfg.ID, Node: n.cfg.ID,
 		Cmd: req.Cmd, State: stateStarting, Started: time.Now(), Owner: owner, OwnerName: userName(owner),
-		Forwarding: forwarding, KeepTogether: req.KeepTogether, NoSeparateWaiting: req.NoSeparateWaiting}}
+		Forwarding: forwarding, KeepTogether: req.KeepTogether, NoSeparateWaiting: req.NoSeparateWaiting,
+		Spread: req.Spread}}
+	if len(req.Spread) > 0 && req.KeepTogether {
+		return JobInfo{}, fmt.Errorf("--spread moves the job's processes apart: not with --keep-together")
+	}
+	for _, name := range req.Spread {
+		if err := spread.ValidName(name); err != nil {
+			return JobInfo{}, err
+		}
+	}
 	if cred != nil {
 		j.info.OwnerGID, j.info.OwnerGroups = cred.GID, cred.Groups
 	}
@@ -81,6 +92,13 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 		env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"} // not the node's own environment
 	}
 	env = append(env, "FERRY_SCRATCH="+job.ScratchMount, "FERRY_JOB="+id)
+	var spreadLn *net.UnixListener
+	if len(req.Spread) > 0 {
+		if env, spreadLn, err = n.spreadEnv(id, req.Spread, env); err != nil {
+			closeHeld(child, held)
+			return fail(err)
+		}
+	}
 	if err := giveStdio(child, j.info); err != nil {
 		closeHeld(child, held)
 		return fail(err)
@@ -92,6 +110,9 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 		Control: n.controlPath(id), ExitFile: j.exitPath(), Held: held})
 	closeHeld(child, held)
 	if err != nil {
+		if spreadLn != nil {
+			spreadLn.Close()
+		}
 		n.msgs.jobEnded(id)
 		return fail(err) // the init's own error names the command
 	}
@@ -102,6 +123,9 @@ func (n *Node) startJob(req RunRequest, c *Caller) (JobInfo, error) {
 	j.mu.Unlock()
 	n.saveJob(j)
 	n.goBg(j.watch)
+	if spreadLn != nil {
+		n.goBg(func() { n.serveSpread(j, spreadLn) })
+	}
 	n.log.Info("job started", "job", id, "cmd", req.Cmd, "pid", in.Hello.PID)
 	return j.snapshot(), nil
 }
