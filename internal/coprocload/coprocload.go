@@ -16,7 +16,11 @@
 //	            child answers with a SIGUSR2 to its parent
 //	'x'         the child writes its CLOCK_REALTIME (ns, u64) and exits 0
 //
-// What belongs here: the two programs and Round. What does not: moving
+// `ferry coprocload forkexec N` times N runs of `true` from fork to wait
+// (ForkExec): under `ferry run --spread true`, each one placed on another
+// node as it starts.
+//
+// What belongs here: the programs, Round and ForkExec. What does not: moving
 // the child, the report (package bench).
 package coprocload
 
@@ -29,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -63,6 +68,18 @@ func Main(args []string) int {
 	if len(args) == 1 && args[0] == "child" {
 		if err := child(os.NewFile(3, "down"), os.NewFile(4, "up")); err != nil {
 			fmt.Fprintln(os.Stderr, "coprocload child:", err)
+			return 1
+		}
+		return 0
+	}
+	if len(args) == 2 && args[0] == "forkexec" {
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n <= 0 {
+			fmt.Fprintln(os.Stderr, "coprocload forkexec: want a count")
+			return 2
+		}
+		if err := forkExec(n); err != nil {
+			fmt.Fprintln(os.Stderr, "coprocload forkexec:", err)
 			return 1
 		}
 		return 0
@@ -316,6 +333,26 @@ func child(down, up *os.File) error {
 			return fmt.Errorf("unknown command %q", hdr[0])
 		}
 	}
+}
+
+// ForkExec is the line of `ferry coprocload forkexec N`: the median of
+// N runs of `true` (found in PATH: under ferry run --spread true, placed
+// on another node) from fork to the parent's wait returning.
+type ForkExec struct {
+	Runs       int     `json:"runs"`
+	ForkExecMs float64 `json:"forkexec_ms"`
+}
+
+func forkExec(n int) error {
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		if err := exec.Command("true").Run(); err != nil {
+			return err
+		}
+		ds = append(ds, time.Since(t))
+	}
+	return json.NewEncoder(os.Stdout).Encode(ForkExec{Runs: n, ForkExecMs: medianUS(ds) / 1e3})
 }
 
 func medianUS(ds []time.Duration) float64 {

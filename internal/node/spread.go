@@ -105,7 +105,6 @@ func (s *spreader) handle(c *net.UnixConn) {
 		s.count(to, host, true)
 		return
 	}
-	info := s.j.snapshot()
 	pid, err := job.PIDIn(s.j.init.NSPath(), host)
 	if err != nil {
 		c.Write([]byte("stay\n"))
@@ -129,28 +128,33 @@ func (s *spreader) handle(c *net.UnixConn) {
 	} else {
 		log.Info("spread", "pid", pid, "cmd", name, "to", to, "freeze", rep.FreezeTime)
 		s.note(to)
-		s.untilPartEnds(info.ID, pid, to)
+		// Off to's load when it ends there: when its stand-in here,
+		// which takes on its exit, does.
+		s.uncount(to)
+		s.count(to, host, true)
 	}
 	// Go on: on its new node (through its stand-in), or here.
 	unix.Kill(host, unix.SIGUSR2)
 }
 
 // place picks the node with the fewest of the job's spread processes
-// now, among this one and the live members; ties round robin.
+// now, among the live members and this one; on a tie another node
+// before this one (its home runs the rest of the job: Sprite sent
+// remote work to idle hosts), the others in turn.
 func (s *spreader) place() string {
-	nodes := []string{s.n.cfg.ID}
+	var others []string
 	for _, m := range s.n.members() {
 		if m.Alive && m.ID != s.n.cfg.ID {
-			nodes = append(nodes, m.ID)
+			others = append(others, m.ID)
 		}
 	}
-	slices.Sort(nodes)
+	slices.Sort(others)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	best := ""
-	for i := range nodes {
-		id := nodes[(s.next+i)%len(nodes)]
-		if best == "" || s.load[id] < s.load[best] {
+	best := s.n.cfg.ID
+	for i := range others {
+		id := others[(s.next+i)%len(others)]
+		if best == s.n.cfg.ID && s.load[id] <= s.load[best] || s.load[id] < s.load[best] {
 			best = id
 		}
 	}
@@ -188,24 +192,6 @@ func (s *spreader) uncount(node string) {
 	s.mu.Lock()
 	s.load[node]--
 	s.mu.Unlock()
-}
-
-// untilPartEnds takes the process off node's load once its part ends.
-func (s *spreader) untilPartEnds(id string, pid int, node string) {
-	var p *part
-	for _, q := range s.j.snapshot().Parts {
-		if q.PID == pid {
-			p = s.n.findPart(q.Move)
-		}
-	}
-	if p == nil {
-		s.uncount(node)
-		return
-	}
-	go func() {
-		<-p.done
-		s.uncount(node)
-	}()
 }
 
 // note records where a spread process ran (ferry ps --json).

@@ -55,6 +55,13 @@ func TestSpreadBuild(t *testing.T) {
 		t.Errorf("%d compiler processes placed (%v), want 14", total, runs)
 	}
 	t.Logf("compilers placed: %v\n%s", runs, out)
+	if b, err := os.ReadFile(filepath.Join(c.dir, "n1.log")); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "spread: the process runs here") {
+				t.Errorf("a move failed: %s", l)
+			}
+		}
+	}
 
 	if out, err := exec.Command("make", "-C", dir, "clean").CombinedOutput(); err != nil {
 		t.Fatalf("make clean: %v\n%s", err, out)
