@@ -50,6 +50,11 @@ type Stream struct {
 	Inode uint64
 	// Holders are the moved processes' fds on this end (pid → fds).
 	Holders map[int][]int
+	// SharedRead: a process that stays reads this same end (the job's
+	// stdin, say). Its bytes are left to it — relaying them would take
+	// them from it — and the moved process gets only the end of file,
+	// once every writer closed.
+	SharedRead bool
 }
 
 // Plan is a move of PID, and Moved, away from the job's other processes.
@@ -231,15 +236,23 @@ func (p *Plan) checkMemory(home []int) error {
 // whose other end (or the same end) a process that stays holds, and
 // refuses other descriptors shared with processes that stay.
 func (p *Plan) planFDs(home []int) error {
-	held := map[string]int{} // fd link → a home pid holding it
+	held := map[string]int{}    // fd link → a home pid holding it
+	readers := map[string]int{} // pipe link → a home pid holding its read end
 	for _, h := range home {
 		fds, err := procfs.FDs(h)
 		if err != nil {
 			continue
 		}
 		for _, fd := range fds {
-			if l, err := procfs.FDLink(h, fd); err == nil {
-				held[l] = h
+			l, err := procfs.FDLink(h, fd)
+			if err != nil {
+				continue
+			}
+			held[l] = h
+			if strings.HasPrefix(l, "pipe:[") {
+				if info, err := procfs.FDInfo(h, fd); err == nil && info.Flags&unix.O_ACCMODE == unix.O_RDONLY {
+					readers[l] = h
+				}
 			}
 		}
 	}
@@ -310,6 +323,9 @@ func (p *Plan) planFDs(home []int) error {
 					dir = deputy.ToHome
 				}
 				s = &Stream{Dir: dir, Kind: kind, Inode: info.Ino, Holders: map[int][]int{}}
+				if _, ok := readers[l]; ok && dir == deputy.ToAway {
+					s.SharedRead = true
+				}
 				streams[e] = s
 			}
 			s.Holders[q] = append(s.Holders[q], fd)

@@ -322,7 +322,14 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	// It runs there. The home end of the relay.
 	lnOwned = false
 	p := &part{move: move, side: deputy.Home, peer: req.To, conns: make(chan net.Conn, 4), done: make(chan struct{})}
-	p.end = &relay.End{Config: deputy.Config{Side: deputy.Home, Streams: streams, PeerTimeout: relayPeerTimeout, Window: relayWindow}, FDs: pulled, Log: n.log.With("move", move),
+	eofOnly := map[deputy.StreamID]bool{}
+	for _, s := range plan.Streams {
+		if s.SharedRead {
+			eofOnly[s.ID] = true
+		}
+	}
+	p.end = &relay.End{Config: deputy.Config{Side: deputy.Home, Streams: streams, PeerTimeout: relayPeerTimeout, Window: relayWindow},
+		FDs: pulled, EOFOnly: eofOnly, Log: n.log.With("move", move),
 		Kill: func(target, sig int) error {
 			if target == 0 {
 				return nil

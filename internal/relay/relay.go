@@ -38,7 +38,10 @@ type End struct {
 	Kill func(target, sig int) error
 	// Mirror gives the stand-in the moved process's status (home).
 	Mirror func(deputy.Status) error
-	Log    *slog.Logger
+	// EOFOnly lists streams this end reads only for their end of file:
+	// a pipe end that a process here reads too keeps its bytes for it.
+	EOFOnly map[deputy.StreamID]bool
+	Log     *slog.Logger
 
 	events chan deputy.Event
 	r      *deputy.Relay
@@ -122,6 +125,10 @@ func (e *End) Run(ctx context.Context, conns <-chan net.Conn) error {
 		if (e.Config.Side == deputy.Home) == (s.Dir == deputy.ToAway) {
 			ch := make(chan int, 1)
 			e.allow[s.ID] = ch
+			if e.EOFOnly[s.ID] {
+				go e.hangup(ctx, s.ID, f, ch)
+				continue
+			}
 			go e.reader(ctx, s.ID, f, ch)
 		} else {
 			ch := make(chan []byte, 1024) // a Write never waits for the fd: the window bounds what is queued
@@ -228,6 +235,45 @@ func (e *End) reader(ctx context.Context, id deputy.StreamID, f *os.File, allow 
 		case e.events <- ev:
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// hangup waits, without reading, until f has no writer left and nothing
+// to read (poll's POLLHUP alone), and tells the stream's end.
+func (e *End) hangup(ctx context.Context, id deputy.StreamID, f *os.File, allow <-chan int) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		select {
+		case <-allow: // credit is of no use: nothing is read
+		default:
+		}
+		var re int16
+		rc.Control(func(fd uintptr) {
+			pfd := []unix.PollFd{{Fd: int32(fd)}}
+			if n, err := unix.Poll(pfd, 200); err == nil && n > 0 {
+				re = pfd[0].Revents
+			}
+		})
+		if re&unix.POLLNVAL != 0 {
+			return // closed by the relay
+		}
+		if re&unix.POLLHUP != 0 && re&unix.POLLIN == 0 {
+			select {
+			case e.events <- deputy.ReadEOF{S: id}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if re != 0 {
+			// Bytes wait for the readers here: look again later.
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+			}
 		}
 	}
 }

@@ -212,3 +212,54 @@ func TestEnds(t *testing.T) {
 		t.Errorf("signals: away got %v, home got %v", killedAway, killedHome)
 	}
 }
+
+// TestEOFOnly: a pipe end that a process at home reads too (the job's
+// stdin) is not read by the relay: its bytes stay for that reader, and
+// the moved process gets the end of file once the last writer closed.
+func TestEOFOnly(t *testing.T) {
+	inr, inw := pipe(t)   // home: the shared read end, and its writer
+	outr, outw := pipe(t) // away: what the moved process reads
+	cfg := deputy.Config{Streams: []deputy.Stream{{ID: 1, Dir: deputy.ToAway}}, Window: 64 << 10, PeerTimeout: 10 * time.Second}
+	cfg.Side = deputy.Home
+	home := &End{Config: cfg, FDs: map[deputy.StreamID]*os.File{1: inr}, EOFOnly: map[deputy.StreamID]bool{1: true},
+		Log: testutil.Logger(t, 0)}
+	cfg.Side = deputy.Away
+	away := &End{Config: cfg, FDs: map[deputy.StreamID]*os.File{1: outw}, Log: testutil.Logger(t, 0)}
+	home.Init()
+	away.Init()
+	hc, ac := make(chan net.Conn, 1), make(chan net.Conn, 1)
+	a, b := tcpPair(t)
+	hc <- a
+	ac <- b
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go home.Run(ctx, hc)
+	go away.Run(ctx, ac)
+	// A second holder of the read end: the home process that reads it.
+	reader, err := unix.Dup(int(inr.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(reader)
+	unix.SetNonblock(reader, true) // a stolen byte fails the read, not hangs it
+	if _, err := inw.Write([]byte("for home")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	buf := make([]byte, 64)
+	n, err := unix.Read(reader, buf)
+	if err != nil || string(buf[:n]) != "for home" {
+		t.Fatalf("the home reader got %q, %v: the relay took its bytes", buf[:max(n, 0)], err)
+	}
+	inw.Close()
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(outr); done <- b }()
+	select {
+	case b := <-done:
+		if len(b) != 0 {
+			t.Fatalf("the moved process read %q, want only the end of file", b)
+		}
+	case <-ctx.Done():
+		t.Fatal("the moved process never saw the end of file")
+	}
+}
