@@ -355,6 +355,21 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		defer os.Remove(hostSock)
 		defer close(p.done)
 		go n.serveStandin(rctx, ln, sc, p.end, 0)
+		// The stand-in killed at home (SIGKILL cannot be caught, or its
+		// job ended and its init killed what was left): the moved
+		// process goes too. After its own end, a no-op.
+		if fd, err := unix.PidfdOpen(host, 0); err == nil {
+			go func() {
+				defer unix.Close(fd)
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				for {
+					if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
+						break
+					}
+				}
+				p.end.Caught(0, int(unix.SIGKILL))
+			}()
+		}
 		go n.dialRelay(rctx, req.To, move, p.conns)
 		if err := p.end.Run(rctx, p.conns); err != nil {
 			n.log.Error("relay ended", "move", move, "err", err)

@@ -242,3 +242,24 @@ func TestCoprocessSessionLeader(t *testing.T) {
 	c.mustFerry("n1", "kill", "-s", "TERM", id)
 	waitJobOutput(t, c, "n1", id, "killed 15 core 0\n")
 }
+
+// TestCoprocessJobEnds: the job's main process ends while its child runs
+// on another node: the job's init ends what is left at home, the child's
+// stand-in among them, and the moved child does not outlive its job.
+func TestCoprocessJobEnds(t *testing.T) {
+	bin := coprocWait(t)
+	c := startCluster(t, 2, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "grand"))
+	child := waitChild(t, c, "n1", id)
+	if out, err := c.ferry("n1", "migrate", id, "--pid", child, "--alone", "--to", "n2"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	c.mustFerry("n1", "kill", "-s", "KILL", id)
+	deadline := time.Now().Add(20 * time.Second)
+	for countProcs(bin) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d processes of the job still run 20 s after it ended", countProcs(bin))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
