@@ -191,9 +191,6 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", info.ID, err)
 	}
-	if len(plan.Moved) > 1 {
-		return nil, fmt.Errorf("pid %d has children: moving a process apart with its children is not supported yet: %w", req.PID, coproc.ErrRefused)
-	}
 	ends, err := relayEnds(plan.Streams)
 	if err != nil {
 		return nil, fmt.Errorf("pid %d: %w", req.PID, err)
@@ -285,7 +282,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 			ag.Answer(agent.Answer{To: agent.Frozen})
 		case agent.BeforeCommit:
 			var ans agent.Answer
-			pulled, err = pullFDs(host, ends)
+			pulled, err = pullFDs(ends)
 			if err != nil {
 				ans.Err = agent.EncodeError(err)
 			}
@@ -409,7 +406,8 @@ type relayEnd struct {
 	Kind    string            `json:"kind"` // "pipe" or "socket"
 	Streams []deputy.StreamID `json:"streams"`
 	inode   uint64
-	holder  int // the moved process's fd
+	holder  int // a moved process's fd on it
+	pid     int // that process (the node's PID)
 }
 
 // role names the end in the agents' --stdio and --relayed lists.
@@ -428,32 +426,46 @@ func relayEnds(streams []coproc.Stream) ([]relayEnd, error) {
 			out[i].Streams = append(out[i].Streams, s.ID)
 			continue
 		}
-		fd := -1
-		for _, fds := range s.Holders {
-			fd = fds[0]
+		fd, pid := -1, 0
+		for q, fds := range s.Holders {
+			if pid == 0 || q < pid {
+				fd, pid = fds[0], q
+			}
 		}
 		at[key] = len(out)
-		out = append(out, relayEnd{Kind: s.Kind, Streams: []deputy.StreamID{s.ID}, inode: s.Inode, holder: fd})
+		out = append(out, relayEnd{Kind: s.Kind, Streams: []deputy.StreamID{s.ID}, inode: s.Inode, holder: fd, pid: pid})
 	}
 	return out, nil
 }
 
-// pullFDs takes, from the frozen process host, the fd of each end
+// pullFDs takes, from the frozen processes, the fd of each end
 // (pidfd_getfd: the same open file description), for its streams.
-func pullFDs(host int, ends []relayEnd) (map[deputy.StreamID]*os.File, error) {
-	pidfd, err := unix.PidfdOpen(host, 0)
-	if err != nil {
-		return nil, os.NewSyscallError("pidfd_open", err)
-	}
-	defer unix.Close(pidfd)
+func pullFDs(ends []relayEnd) (map[deputy.StreamID]*os.File, error) {
 	out := map[deputy.StreamID]*os.File{}
+	fail := func(err error) (map[deputy.StreamID]*os.File, error) {
+		for _, f := range out {
+			f.Close()
+		}
+		return nil, err
+	}
+	pidfds := map[int]int{}
+	defer func() {
+		for _, fd := range pidfds {
+			unix.Close(fd)
+		}
+	}()
 	for _, e := range ends {
+		pidfd, ok := pidfds[e.pid]
+		if !ok {
+			var err error
+			if pidfd, err = unix.PidfdOpen(e.pid, 0); err != nil {
+				return fail(os.NewSyscallError("pidfd_open", err))
+			}
+			pidfds[e.pid] = pidfd
+		}
 		fd, err := unix.PidfdGetfd(pidfd, e.holder, 0)
 		if err != nil {
-			for _, f := range out {
-				f.Close()
-			}
-			return nil, fmt.Errorf("take fd %d of pid %d: %w", e.holder, host, os.NewSyscallError("pidfd_getfd", err))
+			return fail(fmt.Errorf("take fd %d of pid %d: %w", e.holder, e.pid, os.NewSyscallError("pidfd_getfd", err)))
 		}
 		// Blocking: one goroutine per stream waits on it (package relay).
 		unix.SetNonblock(fd, false)

@@ -265,6 +265,10 @@ func run(path string, away bool) error {
 				if err := reapChildren(conn); err != nil {
 					return err
 				}
+			case n == unix.SIGCHLD && reapOld():
+				// At home: the old copies of the children that moved
+				// with the process, killed at the switch. Their end
+				// is not the moved process's news.
 			default:
 				if _, err := unix.Write(conn, Msg{Type: 'S', Sig: int(n)}.Encode()); err != nil {
 					return fmt.Errorf("report signal %d: %w", n, err)
@@ -285,6 +289,21 @@ func run(path string, away bool) error {
 			}
 			take(m.Status)
 		}
+	}
+}
+
+// reapOld reaps, at home, whatever children the stand-in has (the old
+// copies of the moved process's children) and reports whether there were
+// any.
+func reapOld() bool {
+	reaped := false
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err != nil || pid <= 0 {
+			return reaped
+		}
+		reaped = true
 	}
 }
 

@@ -263,3 +263,28 @@ func TestCoprocessJobEnds(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestCoprocessWithChildren: a process moves apart with its child (no
+// --alone); there it still waits for it and forwards it a signal, and its
+// parent at home gets the exit code it derived from its child's.
+func TestCoprocessWithChildren(t *testing.T) {
+	bin := coprocWait(t)
+	c := startCluster(t, 2, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "family"))
+	child := waitChild(t, c, "n1", id)
+	deadline := time.Now().Add(10 * time.Second)
+	for countProcs(bin) < 3 { // the grandchild is forked
+		if time.Now().After(deadline) {
+			t.Fatal("no grandchild")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out, err := c.ferry("n1", "migrate", id, "--pid", child, "--to", "n2"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	if n := countProcs(bin); n != 3 {
+		t.Errorf("%d processes of the program after the move, want 3 (the parent here, the child and grandchild there)", n)
+	}
+	c.mustFerry("n1", "kill", "-s", "USR1", id)
+	waitJobOutput(t, c, "n1", id, "exited 17\n")
+}

@@ -12,7 +12,11 @@
  *         whose child, in the main process's session and group, prints
  *         "ids PID PPID PGRP SID" at each SIGUSR1; the middle one
  *         reports its child's statuses as in wait; only the child
- *         takes a SIGTERM sent to the group */
+ *         takes a SIGTERM sent to the group
+ *   family the child forks a grandchild and waits for it; a SIGUSR1 to
+ *         the group (only the child takes it) makes the child tell the
+ *         grandchild (SIGUSR1), which exits 7; the child exits with its
+ *         grandchild's code + 10; the parent reports as in wait */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +26,8 @@
 
 static volatile sig_atomic_t go;
 static void on_usr1(int s) { (void)s; go = 1; }
+static pid_t grandchild;
+static void tell_grandchild(int s) { (void)s; kill(grandchild, SIGUSR1); }
 static void say_ids(int s) {
 	(void)s;
 	char b[96];
@@ -54,6 +60,21 @@ int main(int argc, char **argv) {
 			for (;;)
 				pause();
 		}
+		if (!strcmp(mode, "family")) {
+			pid_t g = fork();
+			if (g == 0) {
+				signal(SIGUSR1, on_usr1);
+				while (!go)
+					pause();
+				_exit(7);
+			}
+			grandchild = g;
+			signal(SIGUSR1, tell_grandchild);
+			int st;
+			while (waitpid(g, &st, 0) < 0)
+				;
+			return WIFEXITED(st) ? WEXITSTATUS(st) + 10 : 99;
+		}
 		if (!strcmp(mode, "nest")) {
 			pid_t g = fork();
 			if (g == 0)
@@ -66,6 +87,8 @@ int main(int argc, char **argv) {
 			pause();
 	}
 	printf("child %d\n", c);
+	if (!strcmp(mode, "family"))
+		signal(SIGUSR1, SIG_IGN); /* a SIGUSR1 to the group is for the child */
 	if (!strcmp(mode, "grand"))
 		signal(SIGTERM, SIG_IGN); /* a SIGTERM to the group is for the child */
 	if (!strcmp(mode, "nest") || !strcmp(mode, "shm"))
