@@ -467,8 +467,8 @@ func pullFDs(ends []relayEnd) (map[deputy.StreamID]*os.File, error) {
 		if err != nil {
 			return fail(fmt.Errorf("take fd %d of pid %d: %w", e.holder, e.pid, os.NewSyscallError("pidfd_getfd", err)))
 		}
-		// Blocking: one goroutine per stream waits on it (package relay).
-		unix.SetNonblock(fd, false)
+		// Its flags stay as they are: the open file may be shared with
+		// processes that stay (os.File copes with either mode).
 		f := os.NewFile(uintptr(fd), e.role())
 		for _, id := range e.Streams {
 			out[id] = f
