@@ -95,16 +95,18 @@ func coprocWait(t *testing.T) string {
 // TestCoprocessStatuses: what the parent's waitid reports of a child
 // that runs on another node: a SIGTERM the parent sends it kills it
 // there, and the parent sees "killed by SIGTERM"; a child whose node
-// dies is reported killed by SIGKILL (never a wait that hangs).
+// dies is reported killed by SIGKILL (never a wait that hangs). One moves
+// by freeze, the other by precopy.
 func TestCoprocessStatuses(t *testing.T) {
 	bin := coprocWait(t)
 	c := startCluster(t, 2, nil)
 	term := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "term"))
 	wait := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "wait"))
-	for _, id := range []string{term, wait} {
+	for i, id := range []string{term, wait} {
 		child := waitChild(t, c, "n1", id)
-		if out, err := c.ferry("n1", "migrate", id+"."+child, "--alone", "--to", "n2"); err != nil {
-			t.Fatalf("migrate %s.%s: %v\n%s", id, child, err, out)
+		mode := []string{"freeze", "precopy"}[i]
+		if out, err := c.ferry("n1", "migrate", id+"."+child, "--alone", "--to", "n2", "--mode", mode); err != nil {
+			t.Fatalf("migrate %s.%s (%s): %v\n%s", id, child, mode, err, out)
 		}
 	}
 	c.mustFerry("n1", "kill", "-s", "USR1", term)
