@@ -36,7 +36,7 @@ func demoCmd() *cobra.Command {
 	var cfg demo.Config
 	var ccfg demo.ClusterConfig
 	var modes string
-	var checkpoint, messages bool
+	var checkpoint, messages, spreadBuild bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Start a 3-node cluster here and migrate the built-in workload with each mechanism",
@@ -46,7 +46,9 @@ func demoCmd() *cobra.Command {
 			"noticed (same PID, no tick lost or repeated, memory intact) and compare the mechanisms;\n" +
 			"then a message consumer (checking every sequence number) and a producer sending steadily,\n" +
 			"the consumer moved while messages flow once per forwarding mechanism (resend, origin,\n" +
-			"link, update, auto), and a table of hops, latency and lost/duplicated per mechanism.\n" +
+			"link, update, auto), and a table of hops, latency and lost/duplicated per mechanism;\n" +
+			"then make -j6 of a C program with its compilers spread over the nodes as they start\n" +
+			"(ferry run --spread cc), compared byte for byte with the same build on one node.\n" +
 			"With --checkpoint: the single-machine demo instead (checkpoint, kill, restore).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,7 +57,7 @@ func demoCmd() *cobra.Command {
 				return demo.Run(cmd.Context(), cfg, os.Stdout)
 			}
 			ccfg.Log = logger()
-			ccfg.MemMiB, ccfg.Rate, ccfg.NoMessages = cfg.MemMiB, cfg.Rate, !messages
+			ccfg.MemMiB, ccfg.Rate, ccfg.NoMessages, ccfg.NoSpread = cfg.MemMiB, cfg.Rate, !messages, !spreadBuild
 			for _, m := range strings.Split(modes, ",") {
 				mode, err := migrate.ParseMode(m)
 				if err != nil {
@@ -71,6 +73,7 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&modes, "modes", "freeze,precopy,postcopy", "mechanisms, one per hop")
 	cmd.Flags().DurationVar(&ccfg.Dwell, "dwell", 1500*time.Millisecond, "how long the workload runs between hops")
 	cmd.Flags().BoolVar(&messages, "messages", true, "the message part: a consumer moved under each forwarding mechanism")
+	cmd.Flags().BoolVar(&spreadBuild, "spread", true, "the spread build: make -j6 with its compilers placed over the nodes")
 	cmd.Flags().BoolVar(&checkpoint, "checkpoint", false, "run the single-machine checkpoint/restore demo")
 	cmd.Flags().IntVar(&cfg.Rounds, "rounds", 2, "--checkpoint: checkpoint/restore rounds")
 	return cmd

@@ -32,6 +32,9 @@ type ClusterConfig struct {
 	// NoMessages skips the second part: a producer and a consumer of
 	// messages, the consumer moved once under each forwarding mechanism.
 	NoMessages bool
+	// NoSpread skips the third part: make -j6 with its compilers spread
+	// over the cluster (ferry run --spread cc).
+	NoSpread bool
 }
 
 // hop is one migration of the demo.
@@ -48,7 +51,9 @@ type hop struct {
 // consumer moved once under each forwarding mechanism, and a table of
 // their figures. It fails if the workload lost or repeated a tick,
 // changed PID, found its memory corrupted, a migration failed, or a
-// message was lost, duplicated or out of order.
+// message was lost, duplicated or out of order; then (unless NoSpread)
+// make -j6 with its compilers spread over the nodes, compared with the
+// same build on one node.
 func RunCluster(ctx context.Context, cfg ClusterConfig, out io.Writer) error {
 	if cfg.MemMiB <= 0 {
 		cfg.MemMiB = 256
@@ -177,6 +182,9 @@ func RunCluster(ctx context.Context, cfg ClusterConfig, out io.Writer) error {
 		w.last().Tick, w.pid, w.last().Verified)
 	if !cfg.NoMessages {
 		failed = errors.Join(failed, runMessages(ctx, lc, exe, out))
+	}
+	if !cfg.NoSpread {
+		failed = errors.Join(failed, runSpread(ctx, lc, dir, out))
 	}
 	return failed
 }

@@ -364,7 +364,9 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 						break
 					}
 				}
-				p.end.Caught(0, int(unix.SIGKILL))
+				if !sc.final() {
+					p.end.Caught(0, int(unix.SIGKILL))
+				}
 			}()
 		}
 		go n.dialRelay(rctx, req.To, move, p.conns)
@@ -483,11 +485,22 @@ type standinConn struct {
 	fd int
 	// pending: a status that came before the stand-in connected.
 	pending []deputy.Status
+	// ended: the moved process's end was told (its stand-in exits by it).
+	ended bool
+}
+
+func (c *standinConn) final() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
 }
 
 func (c *standinConn) mirror(s deputy.Status) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s.Final() {
+		c.ended = true
+	}
 	if c.fd <= 0 {
 		c.pending = append(c.pending, s)
 		return nil

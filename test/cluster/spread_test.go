@@ -24,7 +24,7 @@ func TestSpreadBuild(t *testing.T) {
 	}
 	c := startCluster(t, 3, nil)
 	dir := filepath.Join(t.TempDir(), "proj")
-	if out, err := exec.Command("cp", "-r", "testdata/spreadproj", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("cp", "-r", "../../internal/demo/spreadproj", dir).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v\n%s", err, out)
 	}
 	out, err := c.ferry("n1", "run", "--spread", "cc", "--", "make", "-C", dir, "-j6")
