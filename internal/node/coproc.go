@@ -186,10 +186,25 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		v, _ := job.PIDIn(ns, h)
 		return v
 	}
+	msgConn := func(pid int) error {
+		if n.hasEndpointConn(fmt.Sprintf("%s.%d", info.ID, pid)) {
+			return fmt.Errorf("pid %d holds a connection to the job's message endpoint (%s): a process moved apart cannot keep one yet: %w",
+				pid, job.MsgMount, coproc.ErrRefused)
+		}
+		return nil
+	}
+	if err := msgConn(req.PID); err != nil {
+		return nil, err
+	}
 	plan, err := coproc.Make(append(members, in.PID), host, req.Alone,
 		coproc.Policy{KeepTogether: info.KeepTogether, NoSeparateWaiting: info.NoSeparateWaiting, Name: name})
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", info.ID, err)
+	}
+	for _, q := range plan.Moved[1:] {
+		if err := msgConn(name(q)); err != nil {
+			return nil, err
+		}
 	}
 	ends, err := relayEnds(plan.Streams)
 	if err != nil {
@@ -384,6 +399,15 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		n.saveJob(j)
 	})
 	return report, nil
+}
+
+// hasEndpointConn reports whether process id (job.pid) is connected to
+// its job's message endpoint here.
+func (n *Node) hasEndpointConn(id string) bool {
+	n.eps.mu.Lock()
+	defer n.eps.mu.Unlock()
+	p := n.eps.procs[id]
+	return p != nil && p.conn != nil && !p.conn.closed
 }
 
 // partContext is the life of a relay end: it ends with the node. (The

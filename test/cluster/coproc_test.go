@@ -175,12 +175,13 @@ func TestCoprocessRefusals(t *testing.T) {
 		{"alone with children", []string{"--", bin, "nest"}, true, false, "--alone moves a process without any"},
 		{"shared memory", []string{"--", bin, "shm"}, true, false, "shared memory cannot be relayed"},
 		{"main process", []string{"--", bin, "wait"}, true, true, "the job's main process"},
+		{"message endpoint", []string{"--", bin, "msg"}, true, false, "holds a connection to the job's message endpoint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := strings.TrimSpace(c.mustFerry("n1", append([]string{"run", "-d"}, tc.run...)...))
 			child := waitChild(t, c, "n1", id)
-			if tc.name == "no-separate-waiting" {
-				time.Sleep(200 * time.Millisecond) // into its waitpid
+			if tc.name == "no-separate-waiting" || tc.name == "message endpoint" {
+				time.Sleep(200 * time.Millisecond) // into its waitpid, connected
 			}
 			pid := child
 			if tc.main {

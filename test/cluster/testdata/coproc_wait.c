@@ -16,11 +16,14 @@
  *   family the child forks a grandchild and waits for it; a SIGUSR1 to
  *         the group (only the child takes it) makes the child tell the
  *         grandchild (SIGUSR1), which exits 7; the child exits with its
- *         grandchild's code + 10; the parent reports as in wait */
+ *         grandchild's code + 10; the parent reports as in wait
+ *   msg   the child connects to the job's message endpoint and sleeps */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +63,15 @@ int main(int argc, char **argv) {
 			for (;;)
 				pause();
 		}
+		if (!strcmp(mode, "msg")) {
+			int s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+			struct sockaddr_un a = {.sun_family = AF_UNIX};
+			strcpy(a.sun_path, "/run/ferry/msg.sock");
+			if (connect(s, (struct sockaddr *)&a, sizeof a) < 0)
+				perror("connect");
+			for (;;)
+				pause();
+		}
 		if (!strcmp(mode, "family")) {
 			pid_t g = fork();
 			if (g == 0) {
@@ -91,7 +103,7 @@ int main(int argc, char **argv) {
 		signal(SIGUSR1, SIG_IGN); /* a SIGUSR1 to the group is for the child */
 	if (!strcmp(mode, "grand"))
 		signal(SIGTERM, SIG_IGN); /* a SIGTERM to the group is for the child */
-	if (!strcmp(mode, "nest") || !strcmp(mode, "shm"))
+	if (!strcmp(mode, "nest") || !strcmp(mode, "shm") || !strcmp(mode, "msg"))
 		for (;;)
 			pause();
 	if (!strcmp(mode, "term")) {
