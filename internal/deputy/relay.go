@@ -36,6 +36,13 @@ type StreamID uint32
 type Stream struct {
 	ID  StreamID
 	Dir Dir
+	// EOF and Gone start a stream ended, for an end made after the other
+	// end moved on (Rebase): EOF, the writers at home had closed (the
+	// away end closes its write side at once); Gone, the readers at home
+	// had gone (the away end closes its read side: the process gets
+	// EPIPE).
+	EOF  bool `json:"eof,omitempty"`
+	Gone bool `json:"gone,omitempty"`
 }
 
 // StatusKind is what became of the moved process.
@@ -132,6 +139,15 @@ type (
 	LinkUp   struct{}          // a connection to the other end is there
 	LinkDown struct{}          // it broke
 	PeerDead struct{}          // the other node is gone for good
+	// Pause (home): the process is about to move on from its node: send
+	// it nothing more (what is read is held) until Unpause (the move
+	// failed) or Rebase (it runs on a new node now).
+	Pause   struct{}
+	Unpause struct{}
+	// Rebase (home, paused, with nothing on its way to the old end and
+	// nothing left to write here: Quiet): the relay goes on with a new
+	// away end, made with the streams of Open; the link starts again.
+	Rebase struct{}
 	Recv     struct{ F Frame } // a frame arrived
 	Tick     struct{}          // time passed (timeouts)
 	Read     struct {          // the fd of stream S gave these bytes
@@ -185,7 +201,11 @@ type outStream struct {
 	reading bool // an AllowRead is out
 	eof     bool
 	gone    bool // CloseRead done
-	sent    uint64
+	sent    uint64 // bytes read (on the link, or held)
+	// held: read while paused, sent after (Unpause, Rebase); heldEOF:
+	// the end of file came then.
+	held    [][]byte
+	heldEOF bool
 }
 
 // inStream is a stream this end writes.
@@ -235,6 +255,9 @@ type Relay struct {
 	final  bool // a final status mirrored (home) or known (away)
 	done   bool
 	err    error
+	// paused: nothing goes to the other end but credits and acks, while
+	// the process moves on to another node (Pause, Rebase).
+	paused bool
 }
 
 // Action is one of the action types above.
@@ -257,9 +280,9 @@ func New(cfg Config, now time.Time) *Relay {
 	for _, s := range cfg.Streams {
 		r.ids = append(r.ids, s.ID)
 		if r.reads(s) {
-			r.out[s.ID] = &outStream{credit: cfg.Window}
+			r.out[s.ID] = &outStream{credit: cfg.Window, gone: s.Gone}
 		} else {
-			r.in[s.ID] = &inStream{}
+			r.in[s.ID] = &inStream{eof: s.EOF}
 		}
 	}
 	return r
@@ -298,7 +321,14 @@ func (r *Relay) Start() []Action {
 	r.acts = nil
 	for _, id := range r.ids {
 		if o := r.out[id]; o != nil {
+			if o.gone {
+				r.emit(CloseRead{id})
+				continue
+			}
 			r.allow(id, o)
+		}
+		if s := r.in[id]; s != nil && s.eof {
+			r.pump(id, s)
 		}
 	}
 	return r.acts
@@ -322,6 +352,16 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 		}
 	case PeerDead:
 		r.peerDead("the other node is gone")
+	case Pause:
+		if r.cfg.Side != Home {
+			r.fail(errors.New("pause at the away end"))
+			break
+		}
+		r.paused = true
+	case Unpause:
+		r.unpause()
+	case Rebase:
+		r.rebase()
 	case Tick:
 		if !r.up && now.Sub(r.downSince) >= r.cfg.PeerTimeout {
 			r.peerDead(fmt.Sprintf("no link to the other node for %v", r.cfg.PeerTimeout))
@@ -346,6 +386,12 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 		}
 		o.credit -= len(ev.Data)
 		o.sent += uint64(len(ev.Data))
+		if r.paused {
+			if len(ev.Data) > 0 {
+				o.held = append(o.held, ev.Data)
+			}
+			break
+		}
 		if len(ev.Data) > 0 {
 			r.send(Frame{Kind: KData, Stream: ev.S, Data: ev.Data})
 		}
@@ -360,6 +406,10 @@ func (r *Relay) Handle(now time.Time, ev Event) []Action {
 		o.reading = false
 		if !o.gone && !o.eof {
 			o.eof = true
+			if r.paused {
+				o.heldEOF = true
+				break
+			}
 			r.flushCtl()
 			r.send(Frame{Kind: KEof, Stream: ev.S})
 		}
@@ -481,7 +531,7 @@ func (r *Relay) sendCtl(f Frame, queued map[StreamID]int) {
 }
 
 func (r *Relay) flushCtl() {
-	for len(r.outCtl) > 0 {
+	for len(r.outCtl) > 0 && !r.paused {
 		c := r.outCtl[0]
 		for id, n := range c.need {
 			if o := r.out[id]; o.sent < n && !o.eof && !o.gone {
@@ -494,7 +544,7 @@ func (r *Relay) flushCtl() {
 }
 
 func (r *Relay) allow(id StreamID, o *outStream) {
-	if !o.reading && !o.eof && !o.gone && o.credit > 0 {
+	if !o.reading && !o.eof && !o.gone && o.credit > 0 && !r.paused {
 		o.reading = true
 		r.emit(AllowRead{id, o.credit})
 	}
@@ -709,4 +759,139 @@ func (r *Relay) checkDone() {
 	r.ackOwed()
 	r.done = true
 	r.emit(Done{"the process ended and every stream is closed"})
+}
+
+func (r *Relay) unpause() {
+	if !r.paused {
+		return
+	}
+	r.paused = false
+	for _, id := range r.ids {
+		o := r.out[id]
+		if o == nil {
+			continue
+		}
+		for _, b := range o.held {
+			r.send(Frame{Kind: KData, Stream: id, Data: b})
+		}
+		o.held = nil
+		if o.heldEOF {
+			o.heldEOF = false
+			r.send(Frame{Kind: KEof, Stream: id})
+		}
+	}
+	r.flushCtl()
+	for _, id := range r.ids {
+		if o := r.out[id]; o != nil {
+			r.allow(id, o)
+		}
+	}
+}
+
+// Quiet reports whether a paused home end may Rebase: nothing it sent
+// but credits waits for an acknowledgement, every byte it read went to
+// the old end, nothing is left to write here, no signal or status waits.
+func (r *Relay) Quiet() bool {
+	if !r.paused || len(r.pending) > 0 {
+		return false
+	}
+	for _, f := range r.unacked {
+		if f.Kind != KCredit && f.Kind != KGone {
+			return false
+		}
+	}
+	for _, s := range r.in {
+		if !s.closed && (len(s.queue) > 0 || s.writing) {
+			return false
+		}
+	}
+	return true
+}
+
+// Sent is, for each stream this end reads, how many bytes went to the
+// other end (not those held): what the old away end must have received
+// before the process moves on.
+func (r *Relay) Sent() map[StreamID]uint64 {
+	out := map[StreamID]uint64{}
+	for id, o := range r.out {
+		n := o.sent
+		for _, b := range o.held {
+			n -= uint64(len(b))
+		}
+		out[id] = n
+	}
+	return out
+}
+
+// Received is, for each stream this end writes, how many bytes came.
+func (r *Relay) Received() map[StreamID]uint64 {
+	out := map[StreamID]uint64{}
+	for id, s := range r.in {
+		out[id] = s.received
+	}
+	return out
+}
+
+// Idle reports, at the away end, that every stream it writes has written
+// all that came (and it got n[id] of each), and every stream it reads had
+// all it sent written at the other end: with the process frozen and its
+// pipes empty, nothing of it is in the relay.
+func (r *Relay) Idle(n map[StreamID]uint64) bool {
+	for id, s := range r.in {
+		if s.gone || s.closed {
+			continue
+		}
+		if len(s.queue) > 0 || s.writing || s.received < n[id] {
+			return false
+		}
+	}
+	for _, o := range r.out {
+		if !o.eof && !o.gone && o.credit < r.cfg.Window {
+			return false
+		}
+	}
+	return len(r.outCtl) == 0
+}
+
+// Open lists the streams a new away end needs (Rebase): those still open
+// at this end, marked EOF or Gone as they ended here.
+func (r *Relay) Open() []Stream {
+	var out []Stream
+	for _, s := range r.cfg.Streams {
+		if o := r.out[s.ID]; o != nil {
+			if o.gone {
+				continue // its readers there are gone
+			}
+			out = append(out, Stream{ID: s.ID, Dir: s.Dir, EOF: o.eof})
+		}
+		if in := r.in[s.ID]; in != nil {
+			if in.closed && !in.gone {
+				continue // its writers there closed
+			}
+			out = append(out, Stream{ID: s.ID, Dir: s.Dir, Gone: in.gone})
+		}
+	}
+	return out
+}
+
+func (r *Relay) rebase() {
+	if !r.Quiet() {
+		r.fail(errors.New("rebase while frames or bytes are on their way"))
+		return
+	}
+	r.up, r.synced = false, false
+	r.downSince = r.now
+	r.nextSeq, r.recvSeq, r.ackedSent = 1, 0, 0
+	r.unacked = nil
+	for _, o := range r.out {
+		held := 0
+		for _, b := range o.held {
+			held += len(b)
+		}
+		o.credit = r.cfg.Window - held
+	}
+	for _, s := range r.in {
+		s.owed = 0
+	}
+	r.unpause()
 }
