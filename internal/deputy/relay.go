@@ -136,9 +136,9 @@ type Config struct {
 
 // Events, fed to Handle.
 type (
-	LinkUp   struct{}          // a connection to the other end is there
-	LinkDown struct{}          // it broke
-	PeerDead struct{}          // the other node is gone for good
+	LinkUp   struct{} // a connection to the other end is there
+	LinkDown struct{} // it broke
+	PeerDead struct{} // the other node is gone for good
 	// Pause (home): the process is about to move on from its node: send
 	// it nothing more (what is read is held) until Unpause (the move
 	// failed) or Rebase (it runs on a new node now).
@@ -148,9 +148,9 @@ type (
 	// nothing left to write here: Quiet): the relay goes on with a new
 	// away end, made with the streams of Open; the link starts again.
 	Rebase struct{}
-	Recv     struct{ F Frame } // a frame arrived
-	Tick     struct{}          // time passed (timeouts)
-	Read     struct {          // the fd of stream S gave these bytes
+	Recv   struct{ F Frame } // a frame arrived
+	Tick   struct{}          // time passed (timeouts)
+	Read   struct {          // the fd of stream S gave these bytes
 		S    StreamID
 		Data []byte
 	}
@@ -200,7 +200,7 @@ type outStream struct {
 	credit  int
 	reading bool // an AllowRead is out
 	eof     bool
-	gone    bool // CloseRead done
+	gone    bool   // CloseRead done
 	sent    uint64 // bytes read (on the link, or held)
 	// held: read while paused, sent after (Unpause, Rebase); heldEOF:
 	// the end of file came then.
@@ -832,11 +832,9 @@ func (r *Relay) Received() map[StreamID]uint64 {
 	return out
 }
 
-// Idle reports, at the away end, that every stream it writes has written
-// all that came (and it got n[id] of each), and every stream it reads had
-// all it sent written at the other end: with the process frozen and its
-// pipes empty, nothing of it is in the relay.
-func (r *Relay) Idle(n map[StreamID]uint64) bool {
+// IdleIn reports, at the away end, that every stream it writes got
+// n[id] bytes and wrote them all.
+func (r *Relay) IdleIn(n map[StreamID]uint64) bool {
 	for id, s := range r.in {
 		if s.gone || s.closed {
 			continue
@@ -845,6 +843,12 @@ func (r *Relay) Idle(n map[StreamID]uint64) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// IdleOut reports that every stream this end reads had all it sent
+// written at the other end, and no signal or status waits.
+func (r *Relay) IdleOut() bool {
 	for _, o := range r.out {
 		if !o.eof && !o.gone && o.credit < r.cfg.Window {
 			return false
@@ -852,6 +856,10 @@ func (r *Relay) Idle(n map[StreamID]uint64) bool {
 	}
 	return len(r.outCtl) == 0
 }
+
+// Idle is IdleIn and IdleOut: with the process frozen and its fds
+// empty, nothing of it is in the relay.
+func (r *Relay) Idle(n map[StreamID]uint64) bool { return r.IdleIn(n) && r.IdleOut() }
 
 // Open lists the streams a new away end needs (Rebase): those still open
 // at this end, marked EOF or Gone as they ended here.

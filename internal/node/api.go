@@ -111,6 +111,7 @@ func (n *Node) routes(peer bool) *http.ServeMux {
 	h("POST /v1/incoming", maxJSONBody, n.handleIncoming)
 	h("POST /v1/peer/coproc", maxJSONBody, n.handleCoprocIn)
 	h("GET /v1/peer/coproc/{move}/committed", maxJSONBody, n.handleCoprocCommitted)
+	h("POST /v1/peer/coproc/{move}/onward", maxJSONBody, n.handleCoprocOnward)
 	h("POST /v1/peer/msgs", maxMsgBatch, n.handlePeerMsgs)
 	h("GET /v1/peer/msgs/mechanism", maxJSONBody, n.handlePeerMechanism)
 	h("POST /v1/jobs/{id}/carry", maxCarryBody, n.handleCarry)

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -93,6 +94,24 @@ type part struct {
 	// committed: the new copy was let run (away side).
 	committed chan struct{}
 	done      chan struct{}
+
+	// Home: the request the part was made with (its parent, session,
+	// leader, PID block), its ends, and, as it moves on, the node and
+	// move its relay's link goes to now.
+	mu         sync.Mutex
+	base       coprocInRequest
+	ends       []relayEnd
+	link       string
+	dialCancel context.CancelFunc
+	moving     bool
+	// Away: its ends as the process holds them (role → kind and inode,
+	// the image's names), leaving once it moves on (its stand-in's news
+	// is not the process's any more), stop ends the relay end.
+	roles   map[string]string
+	leaving atomic.Bool
+	stop    context.CancelFunc
+	nsPath  string // the part's PID namespace
+	pid     int    // the moved process, in the job's numbering
 }
 
 func (n *Node) addPart(p *part) {
@@ -163,7 +182,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	}
 	for _, p := range info.Parts {
 		if p.PID == req.PID {
-			return nil, fmt.Errorf("pid %d of job %s runs on %s already (moving it on is not supported yet): %w", req.PID, info.ID, p.Node, coproc.ErrRefused)
+			return n.coprocOnward(ctx, j, req, p)
 		}
 	}
 	ns := in.NSPath()
@@ -333,7 +352,10 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	}
 	// It runs there. The home end of the relay.
 	lnOwned = false
-	p := &part{move: move, side: deputy.Home, peer: req.To, conns: make(chan net.Conn, 4), done: make(chan struct{})}
+	p := &part{move: move, side: deputy.Home, peer: req.To, conns: make(chan net.Conn, 4), done: make(chan struct{}),
+		base: coprocInRequest{Move: move, Job: info.ID, Home: n.cfg.ID, PID: req.PID, Parent: parent, Session: sid == parent,
+			Leader: leader, Streams: streams, Ends: ends, LastPID: pidBlock(seq), Info: info},
+		ends: ends, link: move}
 	eofOnly := map[deputy.StreamID]bool{}
 	for _, s := range plan.Streams {
 		if s.SharedRead {
@@ -366,7 +388,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		defer n.dropPart(move)
 		defer os.Remove(hostSock)
 		defer close(p.done)
-		go n.serveStandin(rctx, ln, sc, p.end, 0)
+		go n.serveStandin(rctx, ln, sc, p.end, 0, nil)
 		// The stand-in killed at home (SIGKILL cannot be caught, or its
 		// job ended and its init killed what was left): the moved
 		// process goes too. After its own end, a no-op.
@@ -384,13 +406,17 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 				}
 			}()
 		}
-		go n.dialRelay(rctx, req.To, move, p.conns)
+		dctx, dcancel := context.WithCancel(rctx)
+		p.mu.Lock()
+		p.dialCancel = dcancel
+		p.mu.Unlock()
+		go n.dialRelay(dctx, req.To, move, p.conns)
 		if err := p.end.Run(rctx, p.conns); err != nil {
 			n.log.Error("relay ended", "move", move, "err", err)
 		}
 		j.mu.Lock()
 		for i, q := range j.info.Parts {
-			if q.Move == move {
+			if q.PID == req.PID {
 				j.info.Parts = append(j.info.Parts[:i:i], j.info.Parts[i+1:]...)
 				break
 			}
@@ -431,13 +457,21 @@ func (n *Node) partContext() (context.Context, context.CancelFunc) {
 type relayEnd struct {
 	Kind    string            `json:"kind"` // "pipe" or "socket"
 	Streams []deputy.StreamID `json:"streams"`
+	// Role names it in the agents' --stdio and --relayed lists; it stays
+	// the same as the process moves on.
+	Role    string `json:"role"`
 	inode   uint64
 	holder  int // a moved process's fd on it
 	pid     int // that process (the node's PID)
 }
 
 // role names the end in the agents' --stdio and --relayed lists.
-func (e relayEnd) role() string { return fmt.Sprintf("relay-%d", e.Streams[0]) }
+func (e relayEnd) role() string {
+	if e.Role != "" {
+		return e.Role
+	}
+	return fmt.Sprintf("relay-%d", e.Streams[0])
+}
 
 // relayEnds groups a plan's streams by the descriptor carrying them.
 func relayEnds(streams []coproc.Stream) ([]relayEnd, error) {
@@ -459,7 +493,8 @@ func relayEnds(streams []coproc.Stream) ([]relayEnd, error) {
 			}
 		}
 		at[key] = len(out)
-		out = append(out, relayEnd{Kind: s.Kind, Streams: []deputy.StreamID{s.ID}, inode: s.Inode, holder: fd, pid: pid})
+		out = append(out, relayEnd{Kind: s.Kind, Streams: []deputy.StreamID{s.ID}, Role: fmt.Sprintf("relay-%d", s.ID),
+			inode: s.Inode, holder: fd, pid: pid})
 	}
 	return out, nil
 }
@@ -547,7 +582,7 @@ func (c *standinConn) set(fd int) {
 // reconnects) and tells end what it reports: the signals it caught (for
 // target: 0 at home, the moved process; its parent's PID away, where
 // the moved process sent them) and, away, its child's statuses.
-func (n *Node) serveStandin(ctx context.Context, ln int, sc *standinConn, end *relay.End, target int) {
+func (n *Node) serveStandin(ctx context.Context, ln int, sc *standinConn, end *relay.End, target int, mute func() bool) {
 	stop := context.AfterFunc(ctx, func() { unix.Shutdown(ln, unix.SHUT_RDWR) })
 	defer stop()
 	defer unix.Close(ln)
@@ -576,6 +611,9 @@ func (n *Node) serveStandin(ctx context.Context, ln int, sc *standinConn, end *r
 				break
 			}
 			switch {
+			case mute != nil && mute():
+				// The process moved on: its old parent's stand-in
+				// sees it go; that is not its news.
 			case first && m.Type == 'H':
 				first = false
 				sc.set(c)
@@ -739,6 +777,7 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 	var procEnds []*os.File
 	relayFDs := map[deputy.StreamID]*os.File{}
 	var roles []string
+	names := map[string]string{} // role → "pipe:INO" or "socket:INO" as the process holds it
 	cleanup := func() {
 		for _, f := range procEnds {
 			f.Close()
@@ -768,7 +807,7 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 			// Room for a window's worth: the relay keeps the link busy
 			// while the process reads (the kernel may give less).
 			unix.FcntlInt(wf.Fd(), unix.F_SETPIPE_SZ, relayWindow)
-		case e.Kind == "socket" && len(e.Streams) == 2:
+		case e.Kind == "socket" && (len(e.Streams) == 1 || len(e.Streams) == 2):
 			sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				cleanup()
@@ -784,6 +823,10 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 			relayFDs[id] = mine
 		}
 		roles = append(roles, e.role())
+		var st unix.Stat_t
+		if err := unix.Fstat(int(proc.Fd()), &st); err == nil {
+			names[e.role()] = fmt.Sprintf("%s:%d", e.Kind, st.Ino)
+		}
 	}
 	top := req.Parent // the part's first process: its init waits for it
 	if req.Leader > 1 {
@@ -850,7 +893,7 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 		return fail(err)
 	}
 	p := &part{move: req.Move, side: deputy.Away, peer: req.Home, conns: make(chan net.Conn, 4),
-		committed: make(chan struct{}), done: make(chan struct{})}
+		committed: make(chan struct{}), done: make(chan struct{}), roles: names}
 	n.addPart(p)
 	n.goBg(func() { n.followCoprocIn(p, req, in, ag, ln, hostSock, relayFDs, dir) })
 	return ev.Addr, nil
@@ -907,13 +950,16 @@ func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *ag
 	p.end.Init()
 	ctx, cancel := n.partContext()
 	defer cancel()
-	go n.serveStandin(ctx, ln, &standinConn{}, p.end, req.Parent)
-	if err := p.end.Run(ctx, p.conns); err != nil {
+	p.mu.Lock()
+	p.stop, p.nsPath, p.pid = cancel, ns, req.PID
+	p.mu.Unlock()
+	go n.serveStandin(ctx, ln, &standinConn{}, p.end, req.Parent, p.leaving.Load)
+	if err := p.end.Run(ctx, p.conns); err != nil && !p.leaving.Load() {
 		n.log.Error("relay ended", "move", p.move, "err", err)
 		unix.Kill(host, unix.SIGKILL)
 	}
 	os.Remove(hostSock)
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && !p.leaving.Load() {
 		return // the node stops
 	}
 	select {

@@ -45,6 +45,10 @@ type End struct {
 
 	events chan deputy.Event
 	r      *deputy.Relay
+	// muted: frames are kept, not sent (Mute), while the process moves
+	// on from this end; mutedSends are they.
+	muted      bool
+	mutedSends []deputy.Frame
 	conn   net.Conn
 	w      *bufio.Writer
 	allow  map[deputy.StreamID]chan int
@@ -157,6 +161,17 @@ func (e *End) Run(ctx context.Context, conns <-chan net.Conn) error {
 			go e.readFrames(ctx, c)
 			ev = deputy.LinkUp{}
 		case ev = <-e.events:
+			if c, ok := ev.(call); ok {
+				err := e.apply(c.f(e.r))
+				close(c.done)
+				if err == nil {
+					err = e.r.Err()
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if d, ok := ev.(linkLost); ok {
 				if d.c != e.conn {
 					continue // an older connection's end
@@ -185,6 +200,105 @@ func (e *End) Run(ctx context.Context, conns <-chan net.Conn) error {
 
 // linkLost: the connection c broke.
 type linkLost struct{ c net.Conn }
+
+// call runs f on the relay in Run's goroutine (Do).
+type call struct {
+	f    func(r *deputy.Relay) []deputy.Action
+	done chan struct{}
+}
+
+// Do runs f on the relay, in the goroutine that owns it, and applies
+// the actions it returns; it waits for that, or for ctx.
+func (e *End) Do(ctx context.Context, f func(r *deputy.Relay) []deputy.Action) error {
+	c := call{f: f, done: make(chan struct{})}
+	select {
+	case e.events <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Mute keeps every frame this end would send (the process, frozen, is
+// moving on from it: what its death here would tell is not news); Unmute
+// sends them after all (the move failed), or drop them with the end.
+func (e *End) Mute(ctx context.Context) error {
+	return e.Do(ctx, func(*deputy.Relay) []deputy.Action {
+		e.muted = true
+		return nil
+	})
+}
+
+// Unmute sends what Mute kept and goes on.
+func (e *End) Unmute(ctx context.Context) error {
+	return e.Do(ctx, func(*deputy.Relay) []deputy.Action {
+		e.muted = false
+		acts := make([]deputy.Action, 0, len(e.mutedSends))
+		for _, f := range e.mutedSends {
+			acts = append(acts, deputy.Send{F: f})
+		}
+		e.mutedSends = nil
+		return acts
+	})
+}
+
+// Rebase (home, paused and quiet) drops the link to the old away end and
+// goes on with a new one: its connections come on the same channel.
+func (e *End) Rebase(ctx context.Context) error {
+	return e.Do(ctx, func(r *deputy.Relay) []deputy.Action {
+		if e.conn != nil {
+			e.conn.Close()
+			e.conn, e.w = nil, nil
+		}
+		return r.Handle(time.Now(), deputy.Rebase{})
+	})
+}
+
+// Pending is how many bytes wait in the stream fds of this end: in the
+// pipes and sockets it writes, not yet read by the process (writes only),
+// and, unless writes, in those it reads, not yet read by the relay.
+// FIONREAD works on either end of a pipe; a socket's unread bytes sent
+// are its TIOCOUTQ. Call it from Do (the fds are the relay's).
+func (e *End) Pending(writes bool) int {
+	n := 0
+	seen := map[*os.File]bool{}
+	for id, f := range e.FDs {
+		if seen[f] || e.closed[id] {
+			continue
+		}
+		seen[f] = true
+		rc, err := f.SyscallConn()
+		if err != nil {
+			continue
+		}
+		rc.Control(func(fd uintptr) {
+			st, _ := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+			if st != 0 {
+				if q, err := unix.IoctlGetInt(int(fd), unix.TIOCOUTQ); err == nil {
+					n += q
+				}
+				if !writes {
+					if q, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+						n += q
+					}
+				}
+				return
+			}
+			if writes && e.reads(id) {
+				return
+			}
+			if q, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+				n += q
+			}
+		})
+	}
+	return n
+}
 
 func (e *End) readFrames(ctx context.Context, c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
@@ -344,6 +458,10 @@ func (e *End) apply(acts []deputy.Action) error {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case deputy.Send:
+			if e.muted {
+				e.mutedSends = append(e.mutedSends, a.F)
+				continue
+			}
 			if e.w == nil {
 				continue
 			}

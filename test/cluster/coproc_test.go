@@ -291,3 +291,33 @@ func TestCoprocessWithChildren(t *testing.T) {
 	c.mustFerry("n1", "kill", "-s", "USR1", id)
 	waitJobOutput(t, c, "n1", id, "exited 17\n")
 }
+
+// TestCoprocessMovesOn: the moved child moves on from n2 to n3 (its
+// home's relay goes on with the new node: no chain of deputies), and
+// there the parent and child check everything of TestCoprocessApart.
+func TestCoprocessMovesOn(t *testing.T) {
+	bin := filepath.Join(filepath.Dir(ferryBin), "coproc")
+	if err := testutil.CompileC(bin, "testdata/coproc.c", []string{"-O2"}); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin))
+	child := waitChild(t, c, "n1", id)
+	for _, to := range []string{"n2", "n3"} {
+		t0 := time.Now()
+		out, err := c.ferry("n1", "migrate", id, "--pid", child, "--to", to)
+		t.Logf("to %s: %v\n%s", to, time.Since(t0), out)
+		if err != nil {
+			t.Fatalf("migrate %s --pid %s --to %s: %v\n%s", id, child, to, err, out)
+		}
+	}
+	ps := c.mustFerry("n1", "ps")
+	if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(id+"."+child) + `\s.*\sn3\s`).MatchString(ps) {
+		t.Errorf("ferry ps does not show pid %s on n3:\n%s", child, ps)
+	}
+	if n := countProcs(bin); n != 2 {
+		t.Errorf("%d processes of the program, want 2 (the parent at home, the child on n3)", n)
+	}
+	c.mustFerry("n1", "kill", "-s", "USR1", id)
+	waitJobOutput(t, c, "n1", id, "\nok\n")
+}
