@@ -459,10 +459,10 @@ type relayEnd struct {
 	Streams []deputy.StreamID `json:"streams"`
 	// Role names it in the agents' --stdio and --relayed lists; it stays
 	// the same as the process moves on.
-	Role    string `json:"role"`
-	inode   uint64
-	holder  int // a moved process's fd on it
-	pid     int // that process (the node's PID)
+	Role   string `json:"role"`
+	inode  uint64
+	holder int // a moved process's fd on it
+	pid    int // that process (the node's PID)
 }
 
 // role names the end in the agents' --stdio and --relayed lists.

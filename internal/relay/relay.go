@@ -49,11 +49,11 @@ type End struct {
 	// on from this end; mutedSends are they.
 	muted      bool
 	mutedSends []deputy.Frame
-	conn   net.Conn
-	w      *bufio.Writer
-	allow  map[deputy.StreamID]chan int
-	writes map[deputy.StreamID]chan []byte
-	closed map[deputy.StreamID]bool
+	conn       net.Conn
+	w          *bufio.Writer
+	allow      map[deputy.StreamID]chan int
+	writes     map[deputy.StreamID]chan []byte
+	closed     map[deputy.StreamID]bool
 }
 
 // Caught tells the other end of a signal a stand-in caught: after the
