@@ -158,6 +158,12 @@ func TestRebase(t *testing.T) {
 	home.read(t, now, 1, "three")
 	away2.read(t, now, 2, "more")
 	pump(now, home, away2)
+	if sent := home.r.Sent(); sent[1] != uint64(len("two three")) {
+		t.Fatalf("sent to the new end: %v, want %d on stream 1", sent, len("two three"))
+	}
+	if !away2.r.IdleIn(home.r.Sent()) {
+		t.Fatal("the new end is not idle with everything written")
+	}
 	if got := away2.wrote[1].String(); got != "two three" {
 		t.Fatalf("away2 got %q", got)
 	}

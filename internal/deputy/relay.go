@@ -206,6 +206,9 @@ type outStream struct {
 	// the end of file came then.
 	held    [][]byte
 	heldEOF bool
+	// base: what went to the away ends before the last Rebase (Sent
+	// counts what the present one got).
+	base uint64
 }
 
 // inStream is a stream this end writes.
@@ -809,16 +812,12 @@ func (r *Relay) Quiet() bool {
 }
 
 // Sent is, for each stream this end reads, how many bytes went to the
-// other end (not those held): what the old away end must have received
-// before the process moves on.
+// present other end (not those held, not those of an end before the last
+// Rebase): what it must have received before the process moves on.
 func (r *Relay) Sent() map[StreamID]uint64 {
 	out := map[StreamID]uint64{}
 	for id, o := range r.out {
-		n := o.sent
-		for _, b := range o.held {
-			n -= uint64(len(b))
-		}
-		out[id] = n
+		out[id] = o.sent - o.heldBytes() - o.base
 	}
 	return out
 }
@@ -892,14 +891,19 @@ func (r *Relay) rebase() {
 	r.nextSeq, r.recvSeq, r.ackedSent = 1, 0, 0
 	r.unacked = nil
 	for _, o := range r.out {
-		held := 0
-		for _, b := range o.held {
-			held += len(b)
-		}
-		o.credit = r.cfg.Window - held
+		o.credit = r.cfg.Window - int(o.heldBytes())
+		o.base = o.sent - o.heldBytes()
 	}
 	for _, s := range r.in {
 		s.owed = 0
 	}
 	r.unpause()
+}
+
+func (o *outStream) heldBytes() uint64 {
+	n := 0
+	for _, b := range o.held {
+		n += len(b)
+	}
+	return uint64(n)
 }

@@ -65,7 +65,7 @@ func (n *Node) coprocOnward(ctx context.Context, j *localJob, req MigrateRequest
 		return nil, fmt.Errorf("pid %d of job %s already runs on %s", req.PID, j.info.ID, req.To)
 	}
 	p.moving = true
-	from, base, ends := p.peer, p.base, slices.Clone(p.ends)
+	from, link, base, ends := p.peer, p.link, p.base, slices.Clone(p.ends)
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -118,7 +118,7 @@ func (n *Node) coprocOnward(ctx context.Context, j *localJob, req MigrateRequest
 		return nil, fmt.Errorf("prepare %s: %w", req.To, err)
 	}
 	var ans onwardReply
-	if err := n.call(ctx, from, http.MethodPost, "/v1/peer/coproc/"+at.Move+"/onward",
+	if err := n.call(ctx, from, http.MethodPost, "/v1/peer/coproc/"+link+"/onward",
 		onwardRequest{To: req.To, Addr: rep.Addr, Move: move, Expect: sent, Mode: string(mode)}, &ans); err != nil {
 		return nil, fmt.Errorf("move on from %s: %w", from, err)
 	}
