@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ferry/internal/dump"
 	"ferry/internal/fds"
 	"ferry/internal/files"
@@ -118,6 +120,7 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 	parentSession := fs.Bool("parent-session", false, "recv, a process moved apart: its parent's stand-in leads its session")
 	leader := fs.Int("leader", 0, "recv, a process moved apart: the leader of its session and group (neither it nor its parent), made first as a stand-in")
 	relayed := fs.String("relayed", "", "recv, a process moved apart: role,... of its relayed streams' ends, fds 5, 6, ... (in the image's --stdio roles)")
+	into := fs.Int("into", 0, "recv, a process moved apart coming home: its stand-in's PID, the process the image's root is made in (--standin: the stand-in's connection, if that fails)")
 	lastPID := fs.Int("last-pid", 0, "recv: the PID the processes forked after the restore continue from (0: after the restored ones)")
 	maxFreeze := fs.Duration("max-freeze", 0, "send: precopy stops iterating when the predicted freeze is this short")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -186,6 +189,9 @@ func agentMain(ctx context.Context, aio *agentIO, args []string) error {
 		if *relayed != "" {
 			rs.relayed = strings.Split(*relayed, ",")
 		}
+		if *into > 0 {
+			rs.into = intoStandIn(t, *into, *standinExe, *standin, log)
+		}
 		return agentRecv(ctx, aio, id, t, tie, rs, hasher, log)
 	case "send":
 		m, err := migrate.ParseMode(*mode)
@@ -219,6 +225,7 @@ type recvSetup struct {
 	parent  *restore.Parent
 	relayed []string
 	lastPID int
+	into    *restore.Into
 }
 
 func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tracer, tie *job.Tie, rs recvSetup, hasher *files.Hasher, log *slog.Logger) error {
@@ -283,6 +290,7 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		Log:    log,
 		Stdio:  stdio,
 		Parent: rs.parent,
+		Into:   rs.into,
 		MsgConnect: func(id string, unread [][]byte) (*os.File, error) {
 			return reconnect(msgSocket, id, unread)
 		},
@@ -295,6 +303,12 @@ func agentRecv(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 				for _, th := range p.Threads {
 					top = max(top, th.TID)
 				}
+			}
+			if rs.into != nil {
+				// Home again, in the job's own namespace: its PIDs go
+				// on as they were.
+				aio.emit(Event{Kind: Restored, PID: r.PID})
+				return
 			}
 			if rs.lastPID > 0 {
 				// A part of a job away from home: its home assigned the
@@ -415,4 +429,54 @@ func agentSend(ctx context.Context, aio *agentIO, id *pki.Identity, t *ptrace.Tr
 		aio.emit(Event{Kind: Report, Report: rep})
 	}
 	return err
+}
+
+// intoStandIn is the restore.Into of a process coming home: its stand-in
+// (pid, in this namespace) becomes a copy of the restore seed, traced by
+// t; if the restore fails it runs its stand-in program again, connected
+// at sock, and takes its place as before.
+func intoStandIn(t *ptrace.Tracer, pid int, exe, sock string, log *slog.Logger) *restore.Into {
+	self, err := os.Executable()
+	if err != nil {
+		self = exe
+	}
+	return &restore.Into{
+		PID: pid,
+		Prepare: func() error {
+			fz, err := ptrace.Freeze(pid, 10*time.Second, log)
+			if err != nil {
+				return err
+			}
+			if err := fz.ExecTraced(self, []string{"ferry-restore-seed"}, []string{}); err != nil {
+				fz.Kill()
+				return err
+			}
+			return nil
+		},
+		Abort: func(pid int) {
+			err := func() error {
+				addr, _, err := ptrace.FindSyscall(pid)
+				if err != nil {
+					return err
+				}
+				in, err := ptrace.NewInjector(pid, addr)
+				if err != nil {
+					return err
+				}
+				if err := in.AvoidTraps(); err != nil {
+					return err
+				}
+				if err := in.Exec(exe, []string{"ferry", "standin", "--connect", sock}, []string{}); err != nil {
+					return err
+				}
+				return ptrace.Detach(pid)
+			}()
+			if err != nil {
+				// Not its stand-in any more: it ends (its parent sees it
+				// killed), rather than run as half a restore.
+				log.Error("the process coming home could not be its stand-in again", "pid", pid, "err", err)
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		},
+	}
 }

@@ -32,6 +32,9 @@ type ReceiveOptions struct {
 	// Parent, for a process moved away from its job alone, is its
 	// stand-in parent here (restore.Options.Parent).
 	Parent *restore.Parent
+	// Into: a process moved apart comes home, its image's root made in
+	// its stand-in (restore.Options.Into).
+	Into *restore.Into
 	// Restored is called once the new copy is built and held.
 	Restored func(*restore.Result)
 	// Committed is called when Commit has arrived, just before the new
@@ -143,7 +146,7 @@ func Receive(ctx context.Context, t *ptrace.Tracer, rw io.ReadWriteCloser, opts 
 	}
 	rres, err := restore.Restore(ctx, t, r, restore.Options{Hold: true, Inherit: inherit, Log: log,
 		RewritePaths: store.Rewrite, Lazy: h.Mode == Postcopy, Staged: stagedOrNil(staging),
-		StagedLazy: staging != nil && !opts.EagerStaged, MsgConnect: opts.MsgConnect, Parent: opts.Parent})
+		StagedLazy: staging != nil && !opts.EagerStaged, MsgConnect: opts.MsgConnect, Parent: opts.Parent, Into: opts.Into})
 	if err != nil {
 		c.sendJSON(fAbort, abortMsg{Reason: "restore: " + err.Error()})
 		return nil, fmt.Errorf("restore: %w", err)

@@ -160,11 +160,16 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	if mode == migrate.Postcopy {
 		return nil, fmt.Errorf("a process moved apart from its job moves by freeze or precopy (postcopy not yet): %w", coproc.ErrRefused)
 	}
+	n.inFlight.Add(1)
+	defer n.inFlight.Done()
+	for _, p := range j.snapshot().Parts {
+		if p.PID == req.PID && req.To == n.cfg.ID {
+			return n.coprocOnward(ctx, j, req, p) // it comes home
+		}
+	}
 	if req.To == n.cfg.ID {
 		return nil, fmt.Errorf("pid %d of job %s already runs on %s", req.PID, j.info.ID, req.To)
 	}
-	n.inFlight.Add(1)
-	defer n.inFlight.Done()
 	if n.stopping.Load() {
 		return nil, fmt.Errorf("migrate job %s: node %s: %w", j.info.ID, n.cfg.ID, errStopping)
 	}
@@ -383,6 +388,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	j.mu.Unlock()
 	n.saveJob(j)
 	rctx, cancel := n.partContext()
+	p.stop = cancel
 	n.goBg(func() {
 		defer cancel()
 		defer n.dropPart(move)
@@ -750,6 +756,15 @@ func (n *Node) handleCoprocIn(w http.ResponseWriter, r *http.Request) {
 func (n *Node) handleCoprocCommitted(w http.ResponseWriter, r *http.Request) {
 	p := n.findPart(r.PathValue("move"))
 	ok := false
+	n.mu.Lock()
+	if c := n.homeComing[r.PathValue("move")]; c != nil {
+		select {
+		case <-c:
+			ok = true
+		default:
+		}
+	}
+	n.mu.Unlock()
 	if p != nil {
 		select {
 		case <-p.committed:

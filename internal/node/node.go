@@ -113,6 +113,9 @@ type Node struct {
 	// by move (coproc.go); moveSeq numbers those moves.
 	parts   map[string]*part
 	moveSeq int
+	// homeComing: processes coming home, by the name their old node
+	// asks about (closed once the new copy at home committed).
+	homeComing map[string]chan struct{}
 	// moved remembers where jobs that left went, for routing.
 	moved map[string]string
 	// committed: jobs whose incoming migration committed here, by id.

@@ -17,7 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -27,6 +30,7 @@ import (
 	"ferry/internal/agent"
 	"ferry/internal/coproc"
 	"ferry/internal/deputy"
+	"ferry/internal/job"
 	"ferry/internal/migrate"
 )
 
@@ -51,9 +55,6 @@ func (n *Node) coprocOnward(ctx context.Context, j *localJob, req MigrateRequest
 	p := n.findPart(at.Move)
 	if p == nil || p.side != deputy.Home {
 		return nil, fmt.Errorf("pid %d of job %s: its relay is not here", req.PID, j.info.ID)
-	}
-	if req.To == n.cfg.ID {
-		return nil, fmt.Errorf("pid %d runs on %s: coming back home is not supported yet: %w", req.PID, at.Node, coproc.ErrRefused)
 	}
 	p.mu.Lock()
 	if p.moving {
@@ -113,6 +114,13 @@ func (n *Node) coprocOnward(ctx context.Context, j *localJob, req MigrateRequest
 	move := fmt.Sprintf("%s.%d-%d", j.info.ID, req.PID, seq)
 	in := base
 	in.Move, in.Streams, in.Ends = move, open, keep
+	if req.To == n.cfg.ID {
+		rep, err := n.comeHome(ctx, j, req, p, from, link, keep, sent, mode)
+		if err == nil {
+			rebased = true // the relay ends with it
+		}
+		return rep, err
+	}
 	var rep coprocInReply
 	if err := n.call(ctx, req.To, http.MethodPost, "/v1/peer/coproc", in, &rep); err != nil {
 		return nil, fmt.Errorf("prepare %s: %w", req.To, err)
@@ -286,4 +294,131 @@ func (n *Node) untilIdle(ctx context.Context, p *part, expect map[deputy.StreamI
 			return ctx.Err()
 		}
 	}
+}
+
+// comeHome brings the process back from node from: its image is restored
+// into its stand-in here (restore.Options.Into), whose PID, parent,
+// session and group it has, with the original ends of its pipes and
+// socketpairs (the ones the relay held): reunited, no deputy left. On
+// failure the stand-in is its stand-in again and the process runs on
+// there.
+func (n *Node) comeHome(ctx context.Context, j *localJob, req MigrateRequest, p *part, from, link string,
+	keep []relayEnd, sent map[deputy.StreamID]uint64, mode migrate.Mode) (*migrate.Report, error) {
+	j.mu.Lock()
+	in := j.init
+	j.mu.Unlock()
+	if in == nil {
+		return nil, fmt.Errorf("job %s has no namespace here", j.info.ID)
+	}
+	// Its ends go back to it: the relay reads none of them from now on.
+	p.end.HoldReads()
+	home := false
+	defer func() {
+		if !home {
+			p.end.ReleaseReads()
+		}
+	}()
+	var roles []string
+	var files []*os.File
+	for _, e := range keep {
+		roles = append(roles, e.role())
+		files = append(files, p.end.FDs[e.Streams[0]])
+	}
+	host, _, _ := net.SplitHostPort(n.cfg.Listen)
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	args := []string{"--listen", net.JoinHostPort(host, "0"), "--into", strconv.Itoa(req.PID),
+		"--standin", filepath.Join(job.ScratchMount, "standin-"+p.move+".sock"), "--standin-exe", n.cfg.Exe,
+		"--relayed", strings.Join(roles, ",")}
+	ag, err := n.startAgent(in.NSPath(), "recv", args, files...)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := ag.Next()
+	if err == nil && ev.Kind != agent.Listening {
+		err = fmt.Errorf("the receiving agent said %q before it listened", ev.Kind)
+		if ev.Kind == agent.Failed {
+			err = ev.Err.Err()
+		}
+	}
+	if err != nil {
+		ag.Interrupt()
+		ag.Wait()
+		return nil, err
+	}
+	name := "home-" + link
+	committed := make(chan struct{})
+	n.mu.Lock()
+	if n.homeComing == nil {
+		n.homeComing = map[string]chan struct{}{}
+	}
+	n.homeComing[name] = committed
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.homeComing, name)
+		n.mu.Unlock()
+	}()
+	// The receiving agent's events, while the old node sends.
+	type result struct {
+		released bool
+		err      error
+	}
+	agentDone := make(chan result, 1)
+	go func() {
+		var r result
+		for {
+			ev, err := ag.Next()
+			if err != nil {
+				break
+			}
+			switch ev.Kind {
+			case agent.Committed:
+				close(committed)
+			case agent.Released:
+				r.released = true
+			case agent.Failed:
+				r.err = ev.Err.Err()
+			case agent.Warning:
+				n.log.Warn("receiving agent", "pid", req.PID, "warning", ev.Message)
+			}
+		}
+		if werr := ag.Wait(); r.err == nil && !r.released {
+			r.err = fmt.Errorf("the receiving agent: %v", werr)
+		}
+		agentDone <- r
+	}()
+	var ans onwardReply
+	cerr := n.call(ctx, from, http.MethodPost, "/v1/peer/coproc/"+link+"/onward",
+		onwardRequest{To: n.cfg.ID, Addr: ev.Addr, Move: name, Expect: sent, Mode: string(mode)}, &ans)
+	r := <-agentDone
+	switch {
+	case r.released:
+		// Home: the relay and its stand-in are done.
+	case cerr != nil:
+		return nil, fmt.Errorf("come home from %s: %w", from, cerr)
+	case ans.Error != nil:
+		return ans.Report, fmt.Errorf("come home from %s: %w", from, ans.Error.Err())
+	default:
+		return ans.Report, fmt.Errorf("come home from %s: %w", from, r.err)
+	}
+	home = true
+	p.end.GiveBack()
+	p.mu.Lock()
+	stop := p.stop
+	p.mu.Unlock()
+	if stop != nil {
+		stop() // the relay end goes; its goroutine drops the part
+	}
+	j.mu.Lock()
+	j.info.Parts = slices.DeleteFunc(j.info.Parts, func(q Part) bool { return q.PID == req.PID })
+	j.mu.Unlock()
+	n.saveJob(j)
+	n.log.Info("a process moved apart came home", "job", j.info.ID, "pid", req.PID, "from", from)
+	rep := ans.Report
+	if rep == nil {
+		rep = &migrate.Report{Job: j.info.ID, Mode: mode, Committed: true}
+	}
+	return rep, nil
 }

@@ -29,6 +29,17 @@ import (
 // only call it once the process has a new life elsewhere.
 // Must run on the tracer thread.
 func (f *Frozen) ExecInPlace(path string, argv, envp []string, keep []int) error {
+	return f.execInPlace(path, argv, envp, keep, false)
+}
+
+// ExecTraced is ExecInPlace without letting go: the process is left
+// stopped at the new program's first instruction, traced (the restore of
+// a process that comes home takes it from there, restore.Options.Into).
+func (f *Frozen) ExecTraced(path string, argv, envp []string) error {
+	return f.execInPlace(path, argv, envp, nil, true)
+}
+
+func (f *Frozen) execInPlace(path string, argv, envp []string, keep []int, traced bool) error {
 	if f.detached {
 		return fmt.Errorf("exec in %d: not frozen", f.PID)
 	}
@@ -80,6 +91,10 @@ func (f *Frozen) ExecInPlace(path string, argv, envp []string, keep []int) error
 		return fmt.Errorf("exec in %d: %w", f.PID, err)
 	}
 	f.TIDs = []int{f.PID}
+	if traced {
+		f.detached = true // no longer the Frozen's: the caller's
+		return nil
+	}
 	if err := detach(f.PID, 0); err != nil {
 		return fmt.Errorf("exec in %d: detach: %w", f.PID, err)
 	}

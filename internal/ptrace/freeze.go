@@ -222,3 +222,6 @@ func (f *Frozen) Kill() error {
 		}
 	}
 }
+
+// Detach lets a traced process (stopped) go on.
+func Detach(pid int) error { return detach(pid, 0) }

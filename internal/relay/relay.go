@@ -18,6 +18,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +47,11 @@ type End struct {
 
 	events chan deputy.Event
 	r      *deputy.Relay
+	// givenBack: the process took its fds back (GiveBack).
+	givenBack atomic.Bool
+	// rmu is held by a reader while it reads; held stops them (HoldReads).
+	rmu  sync.Mutex
+	held bool
 	// muted: frames are kept, not sent (Mute), while the process moves
 	// on from this end; mutedSends are they.
 	muted      bool
@@ -66,8 +73,12 @@ func (e *End) Caught(target, sig int) {
 // bytes it wrote before.
 func (e *End) ProcState(s deputy.Status) { e.post(deputy.ProcState{Status: s, Queued: e.queued()}) }
 
-// queued is how many bytes wait in each fd this end reads (FIONREAD).
+// queued is how many bytes wait in each fd this end reads (FIONREAD),
+// no read under way (rmu): a byte is either there or already read and
+// its Read posted.
 func (e *End) queued() map[deputy.StreamID]int {
+	e.rmu.Lock()
+	defer e.rmu.Unlock()
 	q := map[deputy.StreamID]int{}
 	for _, s := range e.Config.Streams {
 		if (e.Config.Side == deputy.Home) != (s.Dir == deputy.ToAway) {
@@ -327,6 +338,10 @@ func (e *End) reader(ctx context.Context, id deputy.StreamID, f *os.File, allow 
 	if len(buf) == 0 {
 		buf = make([]byte, 256<<10)
 	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
 	for {
 		var max int
 		select {
@@ -334,23 +349,75 @@ func (e *End) reader(ctx context.Context, id deputy.StreamID, f *os.File, allow 
 		case <-ctx.Done():
 			return
 		}
+		// Read only once there is something to read, and not once the
+		// end holds its reads (HoldReads): a read blocked in the kernel
+		// could not be called back, and would take bytes meant for
+		// whoever reads the fd after this end.
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			var re int16
+			rc.Control(func(fd uintptr) {
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				if n, err := unix.Poll(pfd, 100); err == nil && n > 0 {
+					re = pfd[0].Revents
+				}
+			})
+			if re&unix.POLLNVAL != 0 {
+				return // closed by the relay
+			}
+			if re != 0 {
+				e.rmu.Lock()
+				if !e.held {
+					break // read with rmu held
+				}
+				e.rmu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
 		n, err := f.Read(buf[:min(max, len(buf))])
 		var ev deputy.Event
 		switch {
 		case n > 0:
 			ev = deputy.Read{S: id, Data: append([]byte(nil), buf[:n]...)}
 		case errors.Is(err, os.ErrClosed):
+			e.rmu.Unlock()
 			return // closed by the relay
 		default:
 			// EOF, or an error that ends the stream the same way.
 			ev = deputy.ReadEOF{S: id}
 		}
+		// Posted before rmu goes: what queued sees is in the fd or
+		// already before its signal or status in the events.
 		select {
 		case e.events <- ev:
+			e.rmu.Unlock()
 		case <-ctx.Done():
+			e.rmu.Unlock()
 			return
 		}
 	}
+}
+
+// HoldReads makes this end read nothing more from its fds (until
+// ReleaseReads): once it returns, no read is under way. The process that
+// read through this end takes its fds back (it comes home).
+func (e *End) HoldReads() {
+	e.rmu.Lock()
+	e.held = true
+	e.rmu.Unlock()
+}
+
+// GiveBack marks the fds as the process's again (it came home): when the
+// end stops it closes its copies and shuts nothing down.
+func (e *End) GiveBack() { e.givenBack.Store(true) }
+
+// ReleaseReads undoes HoldReads.
+func (e *End) ReleaseReads() {
+	e.rmu.Lock()
+	e.held = false
+	e.rmu.Unlock()
 }
 
 // hangup waits, without reading, until f has no writer left and nothing
@@ -428,6 +495,12 @@ func (e *End) closeFD(id deputy.StreamID) {
 	}
 	e.closed[id] = true
 	f := e.FDs[id]
+	if e.givenBack.Load() {
+		// The process has these open files again: this end's copies
+		// go, nothing is shut down.
+		f.Close()
+		return
+	}
 	for other, g := range e.FDs {
 		if other == id || g != f || e.closed[other] {
 			continue

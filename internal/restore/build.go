@@ -61,6 +61,8 @@ type tree struct {
 	// leader, leaderInj: the session leader's stand-in (Parent.Leader).
 	leader    int
 	leaderInj *ptrace.Injector
+	// into: the existing process the root is made in (Options.Into).
+	into int
 }
 
 // builder reinstates one process of the tree.
@@ -107,6 +109,10 @@ func (t *tree) abort() {
 		b := t.procs[i]
 		b.endUffd()
 		if b.pid <= 0 {
+			continue
+		}
+		if b.pid == t.into && t.opts.Into != nil {
+			t.opts.Into.Abort(b.pid)
 			continue
 		}
 		killReap(b.pid)
@@ -486,6 +492,9 @@ func (t *tree) release(live []*builder) error {
 // create starts the seed and clones the new process out of it with the
 // original PID.
 func (b *builder) create() error {
+	if b.opts.Into != nil && b == b.tree.procs[0] {
+		return b.createInto()
+	}
 	seed := exec.Command("/proc/self/exe")
 	seed.Args = []string{"ferry-restore-seed"}
 	seed.Env = []string{}
@@ -574,6 +583,43 @@ func (b *builder) create() error {
 	// The new process inherited the seed's scratch page.
 	b.lead.SetScratch(sc, 4096)
 	b.inj = map[int]*ptrace.Injector{b.pid: b.lead}
+	return nil
+}
+
+// createInto makes the root in the existing process of Options.Into,
+// turned into a copy of the seed: its PID, its parent, its session and
+// group are already the root's.
+func (b *builder) createInto() error {
+	in := b.opts.Into
+	if in.PID != b.p.PID {
+		return fmt.Errorf("the image's root is %d, not %d: %w", b.p.PID, in.PID, image.ErrMalformed)
+	}
+	if err := in.Prepare(); err != nil {
+		return fmt.Errorf("make process %d ready for its own restore: %w", in.PID, err)
+	}
+	b.tree.into = in.PID
+	pid := in.PID
+	if err := unix.PtraceSetOptions(pid, traceOptions); err != nil {
+		return fmt.Errorf("process %d options: %w", pid, err)
+	}
+	addr, _, err := ptrace.FindSyscall(pid)
+	if err != nil {
+		return err
+	}
+	inj, err := ptrace.NewInjector(pid, addr)
+	if err != nil {
+		return err
+	}
+	sc, err := inj.Syscall(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return fmt.Errorf("scratch in %d: %w", pid, err)
+	}
+	inj.SetScratch(sc, 4096)
+	b.pid = pid
+	b.fr.MapPID(b.p.PID, pid)
+	b.tids = []int{pid}
+	b.lead = inj
+	b.inj = map[int]*ptrace.Injector{pid: inj}
 	return nil
 }
 
@@ -792,6 +838,9 @@ func (b *builder) idPID() int {
 
 func (b *builder) session() error {
 	b.sessionDone = true
+	if b.pid != 0 && b.pid == b.tree.into {
+		return nil // its session and group are in place
+	}
 	p := b.p
 	switch {
 	case p.SID == p.PID:

@@ -80,7 +80,24 @@ type Options struct {
 	// process moved away from its job alone keeps its parent's PID
 	// (package standin).
 	Parent *Parent
-	Log    *slog.Logger
+	// Into, when set, makes the image's root in an existing process
+	// instead of a new one (a process moved apart coming home, into its
+	// stand-in: the same PID, parent, session and group).
+	Into *Into
+	Log  *slog.Logger
+}
+
+// Into is the process an image's root is made in (Options.Into).
+type Into struct {
+	PID int
+	// Prepare, called on the tracer thread, makes the process a copy of
+	// the restore seed, traced and stopped at the seed's first
+	// instruction (ptrace.Frozen.ExecTraced).
+	Prepare func() error
+	// Abort, on the tracer thread, gives the process back a program of
+	// its own if the restore fails: it must not die (its parent would see
+	// its child end while the process runs on where it was).
+	Abort func(pid int)
 }
 
 // Parent is the stand-in parent of a restored root (Options.Parent). It

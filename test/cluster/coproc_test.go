@@ -359,3 +359,31 @@ func TestCoprocessMovesUnderTraffic(t *testing.T) {
 	c.mustFerry("n1", "kill", "-s", "USR1", id)
 	waitJobOutput(t, c, "n1", id, "flow ok ")
 }
+
+// TestCoprocessComesHome: the moved child comes back home (n1 → n2 → n3
+// → n1): it is restored into its stand-in — the same process, so its
+// parent never saw its child change — with the original ends of its
+// pipes and socketpair; no relay, no stand-in is left, and parent and
+// child check everything of TestCoprocessApart at home.
+func TestCoprocessComesHome(t *testing.T) {
+	bin := filepath.Join(filepath.Dir(ferryBin), "coproc")
+	if err := testutil.CompileC(bin, "testdata/coproc.c", []string{"-O2"}); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin))
+	child := waitChild(t, c, "n1", id)
+	for _, to := range []string{"n2", "n3", "n1"} {
+		if out, err := c.ferry("n1", "migrate", id, "--pid", child, "--to", to); err != nil {
+			t.Fatalf("migrate %s --pid %s --to %s: %v\n%s", id, child, to, err, out)
+		}
+	}
+	if ps := c.mustFerry("n1", "ps"); strings.Contains(ps, "moved apart") {
+		t.Errorf("ferry ps still shows a part:\n%s", ps)
+	}
+	if n := countProcs(bin); n != 2 {
+		t.Errorf("%d processes of the program, want 2 (both at home)", n)
+	}
+	c.mustFerry("n1", "kill", "-s", "USR1", id)
+	waitJobOutput(t, c, "n1", id, "\nok\n")
+}
