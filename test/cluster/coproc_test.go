@@ -387,3 +387,29 @@ func TestCoprocessComesHome(t *testing.T) {
 	c.mustFerry("n1", "kill", "-s", "USR1", id)
 	waitJobOutput(t, c, "n1", id, "\nok\n")
 }
+
+// TestCoprocessMoveOnRefused: a move on (and home) fails safely when the
+// process's bytes cannot all get through — here the parent does not read
+// what the child wrote — and the process runs on where it was: the parent,
+// reading at last, gets every byte and the child's exit.
+func TestCoprocessMoveOnRefused(t *testing.T) {
+	bin := coprocWait(t)
+	c := startCluster(t, 3, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin, "blast"))
+	child := waitChild(t, c, "n1", id)
+	if out, err := c.ferry("n1", "migrate", id, "--pid", child, "--to", "n2"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond) // the child fills the pipes
+	for _, to := range []string{"n3", "n1"} {
+		out, err := c.ferry("n1", "migrate", id, "--pid", child, "--to", to)
+		if err == nil || !strings.Contains(out, "still on their way") {
+			t.Fatalf("the move to %s with the pipe full: err %v\n%s", to, err, out)
+		}
+	}
+	if ps := c.mustFerry("n1", "ps"); !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(id+"."+child) + `\s.*\sn2\s`).MatchString(ps) {
+		t.Fatalf("the child is not on n2 any more:\n%s", ps)
+	}
+	c.mustFerry("n1", "kill", "-s", "USR1", id)
+	waitJobOutput(t, c, "n1", id, "blast ok\n")
+}

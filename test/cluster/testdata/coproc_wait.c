@@ -17,7 +17,10 @@
  *         the group (only the child takes it) makes the child tell the
  *         grandchild (SIGUSR1), which exits 7; the child exits with its
  *         grandchild's code + 10; the parent reports as in wait
- *   msg   the child connects to the job's message endpoint and sleeps */
+ *   msg   the child connects to the job's message endpoint and sleeps
+ *   blast the child writes 8 MiB into a pipe to the parent, which reads
+ *         it only after SIGUSR1, checks every byte and the child's exit
+ *         (0), and prints "blast ok" */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,8 +59,27 @@ int main(int argc, char **argv) {
 		}
 		signal(SIGUSR1, SIG_IGN);
 	}
+	int bp[2];
+	if (!strcmp(mode, "blast") && pipe(bp) < 0)
+		return 1;
 	pid_t c = fork();
 	if (c == 0) {
+		if (!strcmp(mode, "blast")) {
+			signal(SIGUSR1, SIG_IGN);
+			close(bp[0]);
+			static unsigned char b[1 << 16];
+			for (int k = 0; k < 128; k++) {
+				for (int i = 0; i < (int)sizeof b; i++)
+					b[i] = (unsigned char)(k * 31 + i * 7);
+				for (size_t put = 0; put < sizeof b;) {
+					ssize_t r = write(bp[1], b + put, sizeof b - put);
+					if (r <= 0)
+						return 3;
+					put += r;
+				}
+			}
+			return 0;
+		}
 		if (!strcmp(mode, "grand")) {
 			signal(SIGUSR1, say_ids);
 			for (;;)
@@ -99,6 +121,34 @@ int main(int argc, char **argv) {
 			pause();
 	}
 	printf("child %d\n", c);
+	if (!strcmp(mode, "blast")) {
+		close(bp[1]);
+		while (!go)
+			pause();
+		static unsigned char b[1 << 16];
+		for (int k = 0; k < 128; k++) {
+			for (size_t got = 0; got < sizeof b;) {
+				ssize_t r = read(bp[0], b + got, sizeof b - got);
+				if (r <= 0) {
+					printf("FAIL: short at block %d\n", k);
+					return 1;
+				}
+				got += r;
+			}
+			for (int i = 0; i < (int)sizeof b; i++)
+				if (b[i] != (unsigned char)(k * 31 + i * 7)) {
+					printf("FAIL: block %d byte %d\n", k, i);
+					return 1;
+				}
+		}
+		int st;
+		if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			printf("FAIL: child status %#x\n", st);
+			return 1;
+		}
+		printf("blast ok\n");
+		return 0;
+	}
 	if (!strcmp(mode, "family"))
 		signal(SIGUSR1, SIG_IGN); /* a SIGUSR1 to the group is for the child */
 	if (!strcmp(mode, "grand"))
