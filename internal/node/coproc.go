@@ -302,57 +302,13 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		}
 		pulled = nil
 	}
-	var report *migrate.Report
-	var agentErr error
-	for {
-		ev, err := ag.Next()
-		if err != nil {
-			if err != io.EOF {
-				agentErr = errors.Join(agentErr, err)
-			}
-			break
-		}
-		switch ev.Kind {
-		case agent.Progress:
-			if ev.Progress != nil && progress != nil {
-				progress(*ev.Progress)
-			}
-		case agent.Frozen:
-			ag.Answer(agent.Answer{To: agent.Frozen})
-		case agent.BeforeCommit:
-			var ans agent.Answer
-			pulled, err = pullFDs(ends)
-			if err != nil {
-				ans.Err = agent.EncodeError(err)
-			}
-			ans.To = agent.BeforeCommit
-			ag.Answer(ans)
-		case agent.Resolve:
-			var ok bool
-			err := n.call(ctx, req.To, http.MethodGet, "/v1/peer/coproc/"+move+"/committed", nil, &ok)
-			ans := agent.Answer{To: agent.Resolve, Committed: ok && err == nil}
-			if err != nil {
-				ans.Err = agent.EncodeError(err)
-			}
-			ag.Answer(ans)
-		case agent.Committed, agent.Report:
-			if ev.Report != nil {
-				report = ev.Report
-			}
-		case agent.Failed:
-			agentErr = ev.Err.Err()
-		case agent.Warning:
-			n.log.Warn("sending agent", "move", move, "warning", ev.Message)
-		default:
-			n.log.Warn("sending agent: unexpected event", "move", move, "event", ev.Kind)
-		}
-	}
-	werr := ag.Wait()
+	report, agentErr := n.followSend(ctx, ag, move, req.To, "/v1/peer/coproc/"+move+"/committed", progress, func() error {
+		var err error
+		pulled, err = pullFDs(ends)
+		return err
+	})
 	if report == nil || !report.Committed {
 		closePulled()
-		if agentErr == nil {
-			agentErr = fmt.Errorf("the sending agent ended without a commit: %v", werr)
-		}
 		return report, agentErr
 	}
 	// It runs there. The home end of the relay.
@@ -398,20 +354,11 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		// The stand-in killed at home (SIGKILL cannot be caught, or its
 		// job ended and its init killed what was left): the moved
 		// process goes too. After its own end, a no-op.
-		if fd, err := unix.PidfdOpen(host, 0); err == nil {
-			go func() {
-				defer unix.Close(fd)
-				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-				for {
-					if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
-						break
-					}
-				}
-				if !sc.final() {
-					p.end.Caught(0, int(unix.SIGKILL))
-				}
-			}()
-		}
+		onExit(host, func() {
+			if !sc.final() {
+				p.end.Caught(0, int(unix.SIGKILL))
+			}
+		})
 		dctx, dcancel := context.WithCancel(rctx)
 		p.mu.Lock()
 		p.dialCancel = dcancel
@@ -440,6 +387,27 @@ func (n *Node) hasEndpointConn(id string) bool {
 	defer n.eps.mu.Unlock()
 	p := n.eps.procs[id]
 	return p != nil && p.conn != nil && !p.conn.closed
+}
+
+// onExit calls f once process pid has ended (or at once if it cannot be
+// watched); it returns whether it watches.
+func onExit(pid int, f func()) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		f()
+		return false
+	}
+	go func() {
+		defer unix.Close(fd)
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
+				break
+			}
+		}
+		f()
+	}()
+	return true
 }
 
 // partContext is the life of a relay end: it ends with the node. (The
@@ -503,6 +471,63 @@ func relayEnds(streams []coproc.Stream) ([]relayEnd, error) {
 			inode: s.Inode, holder: fd, pid: pid})
 	}
 	return out, nil
+}
+
+// followSend answers a sending agent of a process moved apart until it
+// ends: progress, the frozen and before-commit questions (beforeCommit,
+// the process frozen, may refuse the commit), resolve (asked of node to
+// at the path committed). It returns the report and, without a commit,
+// why.
+func (n *Node) followSend(ctx context.Context, ag *agentProc, move, to, committed string, progress func(migrate.Progress),
+	beforeCommit func() error) (*migrate.Report, error) {
+	var report *migrate.Report
+	var agentErr error
+	for {
+		ev, err := ag.Next()
+		if err != nil {
+			if err != io.EOF {
+				agentErr = errors.Join(agentErr, err)
+			}
+			break
+		}
+		switch ev.Kind {
+		case agent.Progress:
+			if ev.Progress != nil && progress != nil {
+				progress(*ev.Progress)
+			}
+		case agent.Frozen:
+			ag.Answer(agent.Answer{To: agent.Frozen})
+		case agent.BeforeCommit:
+			ans := agent.Answer{To: agent.BeforeCommit}
+			if err := beforeCommit(); err != nil {
+				ans.Err = agent.EncodeError(err)
+			}
+			ag.Answer(ans)
+		case agent.Resolve:
+			var ok bool
+			err := n.call(ctx, to, http.MethodGet, committed, nil, &ok)
+			ans := agent.Answer{To: agent.Resolve, Committed: ok && err == nil}
+			if err != nil {
+				ans.Err = agent.EncodeError(err)
+			}
+			ag.Answer(ans)
+		case agent.Committed, agent.Report:
+			if ev.Report != nil {
+				report = ev.Report
+			}
+		case agent.Failed:
+			agentErr = ev.Err.Err()
+		case agent.Warning:
+			n.log.Warn("sending agent", "move", move, "warning", ev.Message)
+		default:
+			n.log.Warn("sending agent: unexpected event", "move", move, "event", ev.Kind)
+		}
+	}
+	werr := ag.Wait()
+	if (report == nil || !report.Committed) && agentErr == nil {
+		agentErr = fmt.Errorf("the sending agent ended without a commit: %v", werr)
+	}
+	return report, agentErr
 }
 
 // pullFDs takes, from the frozen processes, the fd of each end
@@ -893,34 +918,21 @@ func (n *Node) prepareCoprocIn(req coprocInRequest) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ev, err := ag.Next()
-	if err == nil && ev.Kind != agent.Listening {
-		err = fmt.Errorf("the receiving agent said %q before it listened", ev.Kind)
-		if ev.Kind == agent.Failed {
-			err = ev.Err.Err()
-		}
-	}
+	addr, err := awaitListening(ag, in.Kill)
 	if err != nil {
-		werr := ag.Wait()
-		if err == io.EOF {
-			err = fmt.Errorf("the receiving agent did not start: %v", werr)
-		}
 		return fail(err)
 	}
 	p := &part{move: req.Move, side: deputy.Away, peer: req.Home, conns: make(chan net.Conn, 4),
 		committed: make(chan struct{}), done: make(chan struct{}), roles: names}
 	n.addPart(p)
 	n.goBg(func() { n.followCoprocIn(p, req, in, ag, ln, hostSock, relayFDs, dir) })
-	return ev.Addr, nil
+	return addr, nil
 }
 
-// followCoprocIn follows the receiving agent of a process moved apart
-// and, once it runs here, serves the away end of its relay until the
-// process is gone and home knows.
-func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *agentProc, ln int, hostSock string,
-	relayFDs map[deputy.StreamID]*os.File, dir string) {
-	defer close(p.done)
-	defer n.dropPart(p.move)
+// followRecv follows the receiving agent of a process moved apart until
+// it ends: committed is closed at its commit; it returns whether the new
+// copy was let run, and else why not.
+func (n *Node) followRecv(ag *agentProc, move string, committed chan struct{}) (bool, error) {
 	released := false
 	var agentErr error
 	for {
@@ -930,18 +942,31 @@ func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *ag
 		}
 		switch ev.Kind {
 		case agent.Committed:
-			close(p.committed)
+			close(committed)
 		case agent.Released:
 			released = true
 		case agent.Failed:
 			agentErr = ev.Err.Err()
 		case agent.Warning:
-			n.log.Warn("receiving agent", "move", p.move, "warning", ev.Message)
+			n.log.Warn("receiving agent", "move", move, "warning", ev.Message)
 		}
 	}
-	werr := ag.Wait()
+	if werr := ag.Wait(); agentErr == nil && !released {
+		agentErr = fmt.Errorf("the receiving agent: %v", werr)
+	}
+	return released, agentErr
+}
+
+// followCoprocIn follows the receiving agent of a process moved apart
+// and, once it runs here, serves the away end of its relay until the
+// process is gone and home knows.
+func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *agentProc, ln int, hostSock string,
+	relayFDs map[deputy.StreamID]*os.File, dir string) {
+	defer close(p.done)
+	defer n.dropPart(p.move)
+	released, agentErr := n.followRecv(ag, p.move, p.committed)
 	if !released {
-		n.log.Warn("a process moved apart did not arrive; nothing kept here", "move", p.move, "err", agentErr, "agent", werr)
+		n.log.Warn("a process moved apart did not arrive; nothing kept here", "move", p.move, "err", agentErr)
 		in.Kill()
 		unix.Close(ln)
 		os.Remove(hostSock)

@@ -331,18 +331,8 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 			n.log.Warn("close the arriving job's input", "job", id, "err", err)
 		}
 	}
-	ev, err := ag.Next()
-	if err == nil && ev.Kind != agent.Listening {
-		err = fmt.Errorf("the receiving agent said %q before it listened", ev.Kind)
-		if ev.Kind == agent.Failed {
-			err = ev.Err.Err()
-		}
-	}
+	addr, err := awaitListening(ag, in.Kill)
 	if err != nil {
-		in.Kill()
-		if werr := ag.Wait(); err == io.EOF {
-			err = fmt.Errorf("the receiving agent did not start: %v", werr)
-		}
 		return fail(err)
 	}
 	n.migrationJournal().record(phaseRecord{Job: id, Peer: req.Info.Node, Phase: inPrepared})
@@ -359,6 +349,27 @@ func (n *Node) prepareIncoming(req incomingRequest) (string, error) {
 		n.eps.mu.Unlock()
 	})
 	n.crashPoint("die-prepared")
+	return addr, nil
+}
+
+// awaitListening waits for a receiving agent's first event, the address
+// it listens on; on anything else it ends the agent (stop) and waits for
+// it.
+func awaitListening(ag *agentProc, stop func()) (string, error) {
+	ev, err := ag.Next()
+	if err == nil && ev.Kind != agent.Listening {
+		err = fmt.Errorf("the receiving agent said %q before it listened", ev.Kind)
+		if ev.Kind == agent.Failed {
+			err = ev.Err.Err()
+		}
+	}
+	if err != nil {
+		stop()
+		if werr := ag.Wait(); err == io.EOF {
+			err = fmt.Errorf("the receiving agent did not start: %v", werr)
+		}
+		return "", err
+	}
 	return ev.Addr, nil
 }
 

@@ -14,9 +14,7 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -202,57 +200,21 @@ func (n *Node) onward(ctx context.Context, move string, req onwardRequest) (*mig
 	if err != nil {
 		return nil, err
 	}
-	var report *migrate.Report
-	var agentErr error
-	for {
-		ev, err := ag.Next()
-		if err != nil {
-			if err != io.EOF {
-				agentErr = errors.Join(agentErr, err)
-			}
-			break
+	report, agentErr := n.followSend(ctx, ag, move, req.To, "/v1/peer/coproc/"+req.Move+"/committed", nil, func() error {
+		// Frozen: what it wrote is read from its pipes and written at
+		// home, or the move fails.
+		if err := n.untilIdle(ctx, p, req.Expect, true); err != nil {
+			return err
 		}
-		switch ev.Kind {
-		case agent.Frozen:
-			ag.Answer(agent.Answer{To: agent.Frozen})
-		case agent.BeforeCommit:
-			// Frozen: what it wrote is read from its pipes and written
-			// at home, or the move fails.
-			ans := agent.Answer{To: agent.BeforeCommit}
-			if err := n.untilIdle(ctx, p, req.Expect, true); err != nil {
-				ans.Err = agent.EncodeError(err)
-			} else if err := p.end.Mute(ctx); err != nil {
-				ans.Err = agent.EncodeError(err)
-			} else {
-				p.leaving.Store(true)
-			}
-			ag.Answer(ans)
-		case agent.Resolve:
-			var ok bool
-			err := n.call(ctx, req.To, http.MethodGet, "/v1/peer/coproc/"+req.Move+"/committed", nil, &ok)
-			ans := agent.Answer{To: agent.Resolve, Committed: ok && err == nil}
-			if err != nil {
-				ans.Err = agent.EncodeError(err)
-			}
-			ag.Answer(ans)
-		case agent.Committed, agent.Report:
-			if ev.Report != nil {
-				report = ev.Report
-			}
-		case agent.Failed:
-			agentErr = ev.Err.Err()
-		case agent.Progress:
-		default:
-			n.log.Warn("sending agent: unexpected event", "move", move, "event", ev.Kind)
+		if err := p.end.Mute(ctx); err != nil {
+			return err
 		}
-	}
-	werr := ag.Wait()
+		p.leaving.Store(true)
+		return nil
+	})
 	if report == nil || !report.Committed {
 		if p.leaving.Swap(false) {
 			p.end.Unmute(context.WithoutCancel(ctx))
-		}
-		if agentErr == nil {
-			agentErr = fmt.Errorf("the sending agent ended without a commit: %v", werr)
 		}
 		return report, agentErr
 	}
@@ -335,16 +297,8 @@ func (n *Node) comeHome(ctx context.Context, j *localJob, req MigrateRequest, p 
 	if err != nil {
 		return nil, err
 	}
-	ev, err := ag.Next()
-	if err == nil && ev.Kind != agent.Listening {
-		err = fmt.Errorf("the receiving agent said %q before it listened", ev.Kind)
-		if ev.Kind == agent.Failed {
-			err = ev.Err.Err()
-		}
-	}
+	addr, err := awaitListening(ag, ag.Interrupt)
 	if err != nil {
-		ag.Interrupt()
-		ag.Wait()
 		return nil, err
 	}
 	name := "home-" + link
@@ -368,30 +322,12 @@ func (n *Node) comeHome(ctx context.Context, j *localJob, req MigrateRequest, p 
 	agentDone := make(chan result, 1)
 	go func() {
 		var r result
-		for {
-			ev, err := ag.Next()
-			if err != nil {
-				break
-			}
-			switch ev.Kind {
-			case agent.Committed:
-				close(committed)
-			case agent.Released:
-				r.released = true
-			case agent.Failed:
-				r.err = ev.Err.Err()
-			case agent.Warning:
-				n.log.Warn("receiving agent", "pid", req.PID, "warning", ev.Message)
-			}
-		}
-		if werr := ag.Wait(); r.err == nil && !r.released {
-			r.err = fmt.Errorf("the receiving agent: %v", werr)
-		}
+		r.released, r.err = n.followRecv(ag, name, committed)
 		agentDone <- r
 	}()
 	var ans onwardReply
 	cerr := n.call(ctx, from, http.MethodPost, "/v1/peer/coproc/"+link+"/onward",
-		onwardRequest{To: n.cfg.ID, Addr: ev.Addr, Move: name, Expect: sent, Mode: string(mode)}, &ans)
+		onwardRequest{To: n.cfg.ID, Addr: addr, Move: name, Expect: sent, Mode: string(mode)}, &ans)
 	r := <-agentDone
 	switch {
 	case r.released:

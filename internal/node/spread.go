@@ -171,21 +171,7 @@ func (s *spreader) count(node string, host int, track bool) {
 	if !track {
 		return
 	}
-	fd, err := unix.PidfdOpen(host, 0)
-	if err != nil {
-		s.uncount(node)
-		return
-	}
-	go func() {
-		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
-				break
-			}
-		}
-		s.uncount(node)
-	}()
+	onExit(host, func() { s.uncount(node) })
 }
 
 func (s *spreader) uncount(node string) {

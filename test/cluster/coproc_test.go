@@ -20,17 +20,7 @@ import (
 // child's own fork, its stop and continue as the parent's waitpid sees
 // them, end of file, and its exit code in the parent's waitpid.
 func TestCoprocessApart(t *testing.T) {
-	bin := filepath.Join(filepath.Dir(ferryBin), "coproc")
-	if err := testutil.CompileC(bin, "testdata/coproc.c", []string{"-O2"}); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, 2, nil)
-	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin))
-	child := waitChild(t, c, "n1", id)
-	out, err := c.ferry("n1", "migrate", id, "--pid", child, "--alone", "--to", "n2")
-	if err != nil {
-		t.Fatalf("migrate %s --pid %s: %v\n%s", id, child, err, out)
-	}
+	c, id, child := coprocJob(t, 2, []string{"n2"}, true)
 	ps := c.mustFerry("n1", "ps")
 	if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(id+"."+child) + `\s.*\sn2\s`).MatchString(ps) {
 		t.Errorf("ferry ps does not show pid %s on n2:\n%s", child, ps)
@@ -40,6 +30,30 @@ func TestCoprocessApart(t *testing.T) {
 	if !strings.Contains(c.logs("n1", id), "child "+child+" writes to the job's output from afar\n") {
 		t.Errorf("the moved child's output is not in the job's:\n%s", c.logs("n1", id))
 	}
+}
+
+// coprocJob builds testdata/coproc.c, starts a cluster of n nodes, runs
+// the program as a job on n1 and returns the cluster, the job and the
+// child's PID; the child is moved along route (from n1) with --pid.
+func coprocJob(t *testing.T, n int, route []string, alone bool) (*testCluster, string, string) {
+	t.Helper()
+	bin := filepath.Join(filepath.Dir(ferryBin), "coproc")
+	if err := testutil.CompileC(bin, "testdata/coproc.c", []string{"-O2"}); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, n, nil)
+	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin))
+	child := waitChild(t, c, "n1", id)
+	for _, to := range route {
+		args := []string{"migrate", id, "--pid", child, "--to", to}
+		if alone {
+			args = append(args, "--alone")
+		}
+		if out, err := c.ferry("n1", args...); err != nil {
+			t.Fatalf("migrate %s --pid %s --to %s: %v\n%s", id, child, to, err, out)
+		}
+	}
+	return c, id, child
 }
 
 // waitChild returns the PID the job's output names in a line "child PID".
@@ -296,21 +310,8 @@ func TestCoprocessWithChildren(t *testing.T) {
 // home's relay goes on with the new node: no chain of deputies), and
 // there the parent and child check everything of TestCoprocessApart.
 func TestCoprocessMovesOn(t *testing.T) {
+	c, id, child := coprocJob(t, 3, []string{"n2", "n3"}, false)
 	bin := filepath.Join(filepath.Dir(ferryBin), "coproc")
-	if err := testutil.CompileC(bin, "testdata/coproc.c", []string{"-O2"}); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, 3, nil)
-	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin))
-	child := waitChild(t, c, "n1", id)
-	for _, to := range []string{"n2", "n3"} {
-		t0 := time.Now()
-		out, err := c.ferry("n1", "migrate", id, "--pid", child, "--to", to)
-		t.Logf("to %s: %v\n%s", to, time.Since(t0), out)
-		if err != nil {
-			t.Fatalf("migrate %s --pid %s --to %s: %v\n%s", id, child, to, err, out)
-		}
-	}
 	ps := c.mustFerry("n1", "ps")
 	if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(id+"."+child) + `\s.*\sn3\s`).MatchString(ps) {
 		t.Errorf("ferry ps does not show pid %s on n3:\n%s", child, ps)
@@ -366,18 +367,8 @@ func TestCoprocessMovesUnderTraffic(t *testing.T) {
 // pipes and socketpair; no relay, no stand-in is left, and parent and
 // child check everything of TestCoprocessApart at home.
 func TestCoprocessComesHome(t *testing.T) {
+	c, id, _ := coprocJob(t, 3, []string{"n2", "n3", "n1"}, false)
 	bin := filepath.Join(filepath.Dir(ferryBin), "coproc")
-	if err := testutil.CompileC(bin, "testdata/coproc.c", []string{"-O2"}); err != nil {
-		t.Fatal(err)
-	}
-	c := startCluster(t, 3, nil)
-	id := strings.TrimSpace(c.mustFerry("n1", "run", "-d", "--", bin))
-	child := waitChild(t, c, "n1", id)
-	for _, to := range []string{"n2", "n3", "n1"} {
-		if out, err := c.ferry("n1", "migrate", id, "--pid", child, "--to", to); err != nil {
-			t.Fatalf("migrate %s --pid %s --to %s: %v\n%s", id, child, to, err, out)
-		}
-	}
 	if ps := c.mustFerry("n1", "ps"); strings.Contains(ps, "moved apart") {
 		t.Errorf("ferry ps still shows a part:\n%s", ps)
 	}
