@@ -60,7 +60,11 @@ type CoprocReport struct {
 	ForkExecSpreadMs float64 `json:"forkexec_spread_ms"`
 	// ForkExecPlaced: where the spread runs ran, by node.
 	ForkExecPlaced map[string]int `json:"forkexec_placed"`
-	Targets        []Target       `json:"targets"`
+	// ComeHomeMs and ComeHomeFreezeMs: the child brought back home from
+	// the other node (restored into its stand-in).
+	ComeHomeMs       float64  `json:"come_home_ms"`
+	ComeHomeFreezeMs float64  `json:"come_home_freeze_ms"`
+	Targets          []Target `json:"targets"`
 }
 
 // RunCoprocess measures the cost of separation.
@@ -163,6 +167,21 @@ func RunCoprocess(ctx context.Context, cfg CoprocConfig) (*CoprocReport, error) 
 		return nil, err
 	}
 	rep.Apart.WaitUS = end.WaitUS
+
+	fmt.Fprintln(cfg.Progress, "a child moved to n2 and brought back home")
+	back, backChild, err := run()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Migrate(ctx, back, node.MigrateRequest{To: "n2", Mode: string(migrate.Freeze), PID: backChild}, nil); err != nil {
+		return nil, fmt.Errorf("bench: move the child: %w", err)
+	}
+	hr, err := c.Migrate(ctx, back, node.MigrateRequest{To: "n1", Mode: string(migrate.Freeze), PID: backChild}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bench: bring the child home: %w", err)
+	}
+	rep.ComeHomeMs, rep.ComeHomeFreezeMs = ms(hr.Total), ms(hr.FreezeTime)
+	c.Signal(ctx, back, int(syscall.SIGKILL))
 
 	fmt.Fprintln(cfg.Progress, "fork, exec and wait: here, and spread to n2 as it starts")
 	for _, spread := range []bool{false, true} {
@@ -298,8 +317,8 @@ func WriteCoprocReport(w io.Writer, r *CoprocReport) {
 	row("signal round trip", r.Local.SignalRTTUS, r.Apart.SignalRTTUS, "µs")
 	row("wait after the child's exit", r.Local.WaitUS, r.Apart.WaitUS, "µs")
 	fmt.Fprintf(w, "\nraw link between the nodes (mutual TLS, loopback): %.0f MB/s, round trip %.1f µs\n", r.TLSMBps, r.TLSRTTUS)
-	fmt.Fprintf(w, "move of the child alone: %.1f ms (freeze %.1f ms); of the whole job: %.1f ms (freeze %.1f ms)\n",
-		r.MoveAloneMs, r.MoveAloneFreezeMs, r.MoveWholeMs, r.MoveWholeFreezeMs)
+	fmt.Fprintf(w, "move of the child alone: %.1f ms (freeze %.1f ms); of the whole job: %.1f ms (freeze %.1f ms); back home: %.1f ms (freeze %.1f ms)\n",
+		r.MoveAloneMs, r.MoveAloneFreezeMs, r.MoveWholeMs, r.MoveWholeFreezeMs, r.ComeHomeMs, r.ComeHomeFreezeMs)
 	fmt.Fprintf(w, "fork+exec+wait of true: %.1f ms here, %.1f ms spread to the other node (Sprite: 46 and 81 ms; placed %v)\n",
 		r.ForkExecLocalMs, r.ForkExecSpreadMs, r.ForkExecPlaced)
 	fmt.Fprintln(w)

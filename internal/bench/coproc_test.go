@@ -33,7 +33,7 @@ func TestRunCoprocess(t *testing.T) {
 			t.Errorf("%s: a figure is missing: %+v", name, r)
 		}
 	}
-	if !(rep.TLSMBps > 0 && rep.TLSRTTUS > 0 && rep.MoveAloneMs > 0 && rep.MoveWholeMs > 0) || len(rep.Targets) != 3 {
+	if !(rep.TLSMBps > 0 && rep.TLSRTTUS > 0 && rep.MoveAloneMs > 0 && rep.MoveWholeMs > 0 && rep.ComeHomeMs > 0) || len(rep.Targets) != 3 {
 		t.Errorf("limits, moves or targets missing: %+v", rep)
 	}
 }

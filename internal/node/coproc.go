@@ -364,7 +364,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		p.dialCancel = dcancel
 		p.mu.Unlock()
 		go n.dialRelay(dctx, req.To, move, p.conns)
-		if err := p.end.Run(rctx, p.conns); err != nil {
+		if err := p.end.Run(rctx, p.conns); err != nil && !errors.Is(err, context.Canceled) {
 			n.log.Error("relay ended", "move", move, "err", err)
 		}
 		j.mu.Lock()
@@ -995,7 +995,9 @@ func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *ag
 	p.mu.Unlock()
 	go n.serveStandin(ctx, ln, &standinConn{}, p.end, req.Parent, p.leaving.Load)
 	if err := p.end.Run(ctx, p.conns); err != nil && !p.leaving.Load() {
-		n.log.Error("relay ended", "move", p.move, "err", err)
+		if !errors.Is(err, context.Canceled) {
+			n.log.Error("relay ended", "move", p.move, "err", err)
+		}
 		unix.Kill(host, unix.SIGKILL)
 	}
 	os.Remove(hostSock)
