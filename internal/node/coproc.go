@@ -271,6 +271,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	if err != nil {
 		return nil, err
 	}
+	os.Chmod(hostSock, 0o666) // the stand-in runs as the job's owner (serveStandin checks it is it)
 	lnOwned := true
 	defer func() {
 		if lnOwned {
@@ -350,7 +351,7 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 		defer n.dropPart(move)
 		defer os.Remove(hostSock)
 		defer close(p.done)
-		go n.serveStandin(rctx, ln, sc, p.end, 0, nil)
+		go n.serveStandin(rctx, ln, sc, p.end, 0, nil, func() int { return host })
 		// The stand-in killed at home (SIGKILL cannot be caught, or its
 		// job ended and its init killed what was left): the moved
 		// process goes too. After its own end, a no-op.
@@ -613,7 +614,11 @@ func (c *standinConn) set(fd int) {
 // reconnects) and tells end what it reports: the signals it caught (for
 // target: 0 at home, the moved process; its parent's PID away, where
 // the moved process sent them) and, away, its child's statuses.
-func (n *Node) serveStandin(ctx context.Context, ln int, sc *standinConn, end *relay.End, target int, mute func() bool) {
+//
+// Only the stand-in itself (by SO_PEERCRED, its node PID from who) is
+// heard: the socket is open to every user, since a job's processes run
+// as its owner.
+func (n *Node) serveStandin(ctx context.Context, ln int, sc *standinConn, end *relay.End, target int, mute func() bool, who func() int) {
 	stop := context.AfterFunc(ctx, func() { unix.Shutdown(ln, unix.SHUT_RDWR) })
 	defer stop()
 	defer unix.Close(ln)
@@ -624,6 +629,10 @@ func (n *Node) serveStandin(ctx context.Context, ln int, sc *standinConn, end *r
 				continue
 			}
 			return
+		}
+		if cred, err := unix.GetsockoptUcred(c, unix.SOL_SOCKET, unix.SO_PEERCRED); err != nil || int(cred.Pid) != who() {
+			unix.Close(c)
+			continue
 		}
 		closeC := context.AfterFunc(ctx, func() { unix.Shutdown(c, unix.SHUT_RDWR) })
 		first := true
@@ -993,7 +1002,10 @@ func (n *Node) followCoprocIn(p *part, req coprocInRequest, in *job.Init, ag *ag
 	p.mu.Lock()
 	p.stop, p.nsPath, p.pid = cancel, ns, req.PID
 	p.mu.Unlock()
-	go n.serveStandin(ctx, ln, &standinConn{}, p.end, req.Parent, p.leaving.Load)
+	go n.serveStandin(ctx, ln, &standinConn{}, p.end, req.Parent, p.leaving.Load, func() int {
+		h, _ := job.HostPID(ns, req.Parent)
+		return h
+	})
 	if err := p.end.Run(ctx, p.conns); err != nil && !p.leaving.Load() {
 		if !errors.Is(err, context.Canceled) {
 			n.log.Error("relay ended", "move", p.move, "err", err)

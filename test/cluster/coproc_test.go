@@ -404,3 +404,54 @@ func TestCoprocessMoveOnRefused(t *testing.T) {
 	c.mustFerry("n1", "kill", "-s", "USR1", id)
 	waitJobOutput(t, c, "n1", id, "blast ok\n")
 }
+
+// TestCoprocessUnprivileged: a user (not root) moves a process of its own
+// job apart; the moved process runs as the user there, and its stand-in
+// at home (the user's too) still reports its killing signal to the parent.
+func TestCoprocessUnprivileged(t *testing.T) {
+	u := newUser(t)
+	bin := coprocWait(t)
+	c := startClusterArgs(t, 2, nil, "--group", u.name)
+	// The user must reach the control sockets and the programs.
+	for _, d := range []string{filepath.Dir(c.dir), c.dir, filepath.Join(c.dir, "n1"), filepath.Join(c.dir, "n2"), filepath.Dir(ferryBin)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := c.ferryAs(u, "n1", "run", "-d", "--", bin, "term")
+	if err != nil {
+		t.Fatalf("run as %s: %v\n%s", u.name, err, out)
+	}
+	id := strings.TrimSpace(out)
+	child := waitChild(t, c, "n1", id)
+	if out, err := c.ferryAs(u, "n1", "migrate", id, "--pid", child, "--alone", "--to", "n2"); err != nil {
+		t.Fatalf("migrate as %s: %v\n%s", u.name, err, out)
+	}
+	for _, p := range hostPIDsOf(bin) {
+		if uid := strings.Fields(procStatus(t, p, "Uid"))[0]; uid != strconv.Itoa(int(u.uid)) {
+			t.Errorf("process %d of the job runs as uid %s, want %d", p, uid, u.uid)
+		}
+	}
+	if out, err := c.ferryAs(u, "n1", "kill", "-s", "USR1", id); err != nil {
+		t.Fatalf("kill as %s: %v\n%s", u.name, err, out)
+	}
+	waitJobOutput(t, c, "n1", id, "killed 15 core 0\n")
+}
+
+// hostPIDsOf lists the live processes whose executable is bin.
+func hostPIDsOf(bin string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == bin {
+			if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !strings.Contains(string(st), ") Z") {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
