@@ -359,8 +359,10 @@ func migrateCmd() *cobra.Command {
 		Short: "Move a running job, or one process of it, to another node",
 		Long: "Move a running job to another node. With a job and --pid PID (or JOB.PID), only that\n" +
 			"process moves (with --alone, one that has no children); the rest of the job stays, and\n" +
-			"its parent, signals and pipes keep working across the nodes. --pid PID alone adopts a\n" +
-			"process ferry did not start and moves it as a job.",
+			"its parent, signals and pipes keep working across the nodes; a process already apart\n" +
+			"moves on to another node, or comes back to its job's home (--to the home node), where it\n" +
+			"is one process with its parent again. --pid PID alone adopts a process ferry did not\n" +
+			"start and moves it as a job.",
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := client()
