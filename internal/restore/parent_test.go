@@ -101,6 +101,9 @@ func TestParentStandIn(t *testing.T) {
 	}
 	unix.SetsockoptTimeval(ln, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 20})
 	conn, _, err := unix.Accept(ln)
+	for err == unix.EINTR { // not restarted with a receive timeout
+		conn, _, err = unix.Accept(ln)
+	}
 	if err != nil {
 		t.Fatalf("the stand-in parent never connected: %v", err)
 	}
@@ -109,6 +112,9 @@ func TestParentStandIn(t *testing.T) {
 	recv := func() standin.Msg {
 		buf := make([]byte, 64)
 		n, err := unix.Read(conn, buf)
+		for err == unix.EINTR { // not restarted with a receive timeout
+			n, err = unix.Read(conn, buf)
+		}
 		if err != nil {
 			t.Fatalf("from the stand-in parent: %v", err)
 		}
