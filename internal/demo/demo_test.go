@@ -52,7 +52,11 @@ func TestClusterDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	err := RunCluster(ctx, ClusterConfig{MemMiB: 32, Rate: 16, Dwell: 400 * time.Millisecond, Exe: exe}, &out)
+	// The spread build is left to test/cluster's TestSpreadBuild (the
+	// real binary, three daemons): here it once outlasted this test's
+	// deadline under the whole suite's load (not understood yet: see the
+	// issue's notes).
+	err := RunCluster(ctx, ClusterConfig{MemMiB: 32, Rate: 16, Dwell: 400 * time.Millisecond, Exe: exe, NoSpread: true}, &out)
 	t.Logf("demo output:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("demo: %v", err)
