@@ -30,7 +30,9 @@ import (
 
 // CoprocConfig describes a coprocess benchmark run.
 type CoprocConfig struct {
-	Exe      string // ferry's binary (the load is `Exe coprocload parent`)
+	Exe string // ferry's binary (the load is `Exe coprocload parent`)
+	// NoSpread skips fork+exec+wait spread to the other node.
+	NoSpread bool
 	Dir      string
 	Log      *slog.Logger
 	Progress io.Writer
@@ -185,6 +187,9 @@ func RunCoprocess(ctx context.Context, cfg CoprocConfig) (*CoprocReport, error) 
 
 	fmt.Fprintln(cfg.Progress, "fork, exec and wait: here, and spread to n2 as it starts")
 	for _, spread := range []bool{false, true} {
+		if spread && cfg.NoSpread {
+			break
+		}
 		req := node.RunRequest{Cmd: []string{cfg.Exe, "coprocload", "forkexec", "20"}}
 		if spread {
 			req.Spread = []string{"true"}

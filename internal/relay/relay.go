@@ -81,8 +81,8 @@ func (e *End) queued() map[deputy.StreamID]int {
 	defer e.rmu.Unlock()
 	q := map[deputy.StreamID]int{}
 	for _, s := range e.Config.Streams {
-		if (e.Config.Side == deputy.Home) != (s.Dir == deputy.ToAway) {
-			continue
+		if (e.Config.Side == deputy.Home) != (s.Dir == deputy.ToAway) || e.EOFOnly[s.ID] {
+			continue // not read here, or never relayed: no barrier
 		}
 		rc, err := e.FDs[s.ID].SyscallConn()
 		if err != nil {
