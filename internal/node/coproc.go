@@ -162,19 +162,8 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	}
 	n.inFlight.Add(1)
 	defer n.inFlight.Done()
-	for _, p := range j.snapshot().Parts {
-		if p.PID == req.PID && req.To == n.cfg.ID {
-			return n.coprocOnward(ctx, j, req, p) // it comes home
-		}
-	}
-	if req.To == n.cfg.ID {
-		return nil, fmt.Errorf("pid %d of job %s already runs on %s", req.PID, j.info.ID, req.To)
-	}
 	if n.stopping.Load() {
 		return nil, fmt.Errorf("migrate job %s: node %s: %w", j.info.ID, n.cfg.ID, errStopping)
-	}
-	if _, err := n.peerURL(req.To); err != nil {
-		return nil, err
 	}
 	j.mu.Lock()
 	info, in := j.info, j.init
@@ -187,8 +176,14 @@ func (n *Node) coprocOut(ctx context.Context, j *localJob, req MigrateRequest, p
 	}
 	for _, p := range info.Parts {
 		if p.PID == req.PID {
-			return n.coprocOnward(ctx, j, req, p)
+			return n.coprocOnward(ctx, j, req, p) // on, or back home
 		}
+	}
+	if req.To == n.cfg.ID {
+		return nil, fmt.Errorf("pid %d of job %s already runs on %s", req.PID, j.info.ID, req.To)
+	}
+	if _, err := n.peerURL(req.To); err != nil {
+		return nil, err
 	}
 	ns := in.NSPath()
 	host, err := job.HostPID(ns, req.PID)

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"ferry/internal/agent"
-	"ferry/internal/coproc"
 	"ferry/internal/deputy"
 	"ferry/internal/job"
 	"ferry/internal/migrate"
@@ -71,10 +70,7 @@ func (n *Node) coprocOnward(ctx context.Context, j *localJob, req MigrateRequest
 		p.moving = false
 		p.mu.Unlock()
 	}()
-	mode, err := migrate.ParseMode(req.Mode)
-	if err != nil || mode == migrate.Postcopy {
-		return nil, fmt.Errorf("a process moved apart moves by freeze or precopy: %w", coproc.ErrRefused)
-	}
+	mode := migrate.Mode(req.Mode) // checked by coprocOut
 
 	var open []deputy.Stream
 	var sent map[deputy.StreamID]uint64
